@@ -1,0 +1,147 @@
+//! The audit log: one JSON object per line on stdout for every denied,
+//! warned or audited (would-be denied) image. The schema is documented in
+//! `docs/audit-log.md` and is stable: fields are only ever added.
+
+use std::io::Write;
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use crate::decision::{Finding, FindingDecision};
+use crate::verify::AuthorityOutcome;
+
+/// Who asked for what, from the admission request.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct RequestContext {
+    /// AdmissionReview request UID.
+    pub uid: String,
+    /// CREATE, UPDATE, …
+    pub operation: String,
+    /// Object kind, e.g. `Deployment`.
+    pub kind: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Object name (may be empty for generateName).
+    pub name: String,
+    /// Requesting user.
+    pub user: String,
+}
+
+/// One audit log line.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// Always `audit`, so the stream can be told apart from other logs.
+    pub target: &'static str,
+    /// Schema version.
+    pub schema: u32,
+    /// RFC 3339 UTC time.
+    pub time: String,
+    /// Request UID.
+    pub uid: String,
+    /// Operation.
+    pub operation: String,
+    /// Object kind.
+    pub kind: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Object name.
+    pub name: String,
+    /// Requesting user.
+    pub user: String,
+    /// Image as written.
+    pub image: String,
+    /// Field path of the image.
+    pub field: String,
+    /// Digest verified, when resolved.
+    pub digest: Option<String>,
+    /// Policy, or null when no policy matched.
+    pub policy: Option<String>,
+    /// Mode that applied.
+    pub mode: String,
+    /// `denied`, `warned` or `audited`.
+    pub decision: FindingDecision,
+    /// Reasons.
+    pub reasons: Vec<String>,
+    /// Each authority's result.
+    pub authorities: Vec<AuthorityOutcome>,
+}
+
+impl AuditRecord {
+    /// Builds the record of one finding.
+    pub fn new(ctx: &RequestContext, f: &Finding, time: String) -> Self {
+        AuditRecord {
+            target: "audit",
+            schema: 1,
+            time,
+            uid: ctx.uid.clone(),
+            operation: ctx.operation.clone(),
+            kind: ctx.kind.clone(),
+            namespace: ctx.namespace.clone(),
+            name: ctx.name.clone(),
+            user: ctx.user.clone(),
+            image: f.image.clone(),
+            field: f.field.clone(),
+            digest: f.digest.clone(),
+            policy: f.policy.clone(),
+            mode: f.mode.clone(),
+            decision: f.decision,
+            reasons: f.reasons.clone(),
+            authorities: f.authorities.clone(),
+        }
+    }
+}
+
+/// Where audit records go.
+pub trait AuditSink: Send + Sync {
+    /// Writes one record.
+    fn record(&self, record: &AuditRecord);
+}
+
+/// Writes records as JSON lines to stdout (logs go to stderr).
+#[derive(Debug, Default)]
+pub struct StdoutAuditSink;
+
+impl AuditSink for StdoutAuditSink {
+    fn record(&self, record: &AuditRecord) {
+        if let Ok(mut line) = serde_json::to_vec(record) {
+            line.push(b'\n');
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(&line);
+            let _ = out.flush();
+        }
+    }
+}
+
+/// Keeps records in memory (tests, `sigil check`).
+#[derive(Debug, Default)]
+pub struct MemoryAuditSink {
+    records: Mutex<Vec<AuditRecord>>,
+}
+
+impl MemoryAuditSink {
+    /// Everything recorded so far.
+    pub fn records(&self) -> Vec<AuditRecord> {
+        self.records.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl AuditSink for MemoryAuditSink {
+    fn record(&self, record: &AuditRecord) {
+        self.records.lock().unwrap_or_else(|e| e.into_inner()).push(record.clone());
+    }
+}
+
+/// Discards records.
+#[derive(Debug, Default)]
+pub struct NullAuditSink;
+
+impl AuditSink for NullAuditSink {
+    fn record(&self, _record: &AuditRecord) {}
+}
+
+/// The current time in RFC 3339 UTC.
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

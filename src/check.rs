@@ -1,0 +1,191 @@
+//! `sigil check`: evaluates manifests or image references offline through the
+//! same pipeline as the webhook and prints the decision.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::audit::RequestContext;
+use crate::cli::{CheckArgs, OutputFormat};
+use crate::service::Evaluator;
+use crate::verify::PolicyOutcome;
+use crate::workload::{images_of, ImageUse};
+
+/// One workload to evaluate.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// Who/what, as the webhook would see it.
+    pub context: RequestContext,
+    /// Its images.
+    pub images: Vec<ImageUse>,
+}
+
+/// One image in the JSON output.
+#[derive(Debug, Serialize)]
+pub struct ImageResult {
+    /// `Kind namespace/name`.
+    pub workload: String,
+    /// Field path.
+    pub field: String,
+    /// Image as written.
+    pub image: String,
+    /// Digest verified.
+    pub digest: Option<String>,
+    /// Each matching policy's outcome.
+    pub policies: Vec<PolicyOutcome>,
+}
+
+/// The whole result.
+#[derive(Debug, Serialize)]
+pub struct CheckResult {
+    /// Every workload admitted.
+    pub allowed: bool,
+    /// Deny messages (one line per failing image).
+    pub denied: Vec<String>,
+    /// Warnings.
+    pub warnings: Vec<String>,
+    /// Per-image results.
+    pub images: Vec<ImageResult>,
+}
+
+/// Reads workloads from manifest texts and image flags.
+pub fn workloads(texts: &[(String, String)], images: &[String], namespace: &str) -> Result<Vec<Workload>, String> {
+    let mut out = Vec::new();
+    for (path, text) in texts {
+        let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| format!("{path}: {e}"))?;
+        for doc in docs.into_iter().filter(|d| !d.is_null()) {
+            let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
+            let name = doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+            let ns = doc.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or(namespace).to_string();
+            match images_of(&kind, &doc).map_err(|e| format!("{path}: {kind} {name}: {e}"))? {
+                None => tracing::info!(path, kind, name, "skipping: this kind runs no pods"),
+                Some(images) => out.push(Workload {
+                    context: ctx(&kind, &ns, &name),
+                    images,
+                }),
+            }
+        }
+    }
+    for (i, image) in images.iter().enumerate() {
+        out.push(Workload {
+            context: ctx("Pod", namespace, &format!("image-{i}")),
+            images: vec![ImageUse {
+                field: "spec.containers[0].image".into(),
+                reference: image.clone(),
+            }],
+        });
+    }
+    Ok(out)
+}
+
+fn ctx(kind: &str, namespace: &str, name: &str) -> RequestContext {
+    RequestContext {
+        uid: "sigil-check".into(),
+        operation: "CREATE".into(),
+        kind: kind.into(),
+        namespace: namespace.into(),
+        name: name.into(),
+        user: "sigil-check".into(),
+    }
+}
+
+/// Evaluates every workload.
+pub async fn run_check(evaluator: &Evaluator, workloads: Vec<Workload>) -> CheckResult {
+    let mut result = CheckResult {
+        allowed: true,
+        denied: Vec::new(),
+        warnings: Vec::new(),
+        images: Vec::new(),
+    };
+    for w in workloads {
+        let label = format!("{} {}/{}", w.context.kind, w.context.namespace, w.context.name);
+        let eval = evaluator.evaluate(&w.context, w.images).await;
+        if !eval.verdict.allowed {
+            result.allowed = false;
+        }
+        if let Some(m) = eval.verdict.message {
+            result.denied.extend(m.lines().map(|l| format!("{label}: {l}")));
+        }
+        result.warnings.extend(eval.verdict.warnings.into_iter().map(|l| format!("{label}: {l}")));
+        for r in eval.reports {
+            result.images.push(ImageResult {
+                workload: label.clone(),
+                field: r.image.field,
+                image: r.image.reference,
+                digest: r.digest,
+                policies: r.policies,
+            });
+        }
+    }
+    result
+}
+
+/// Renders the human-readable form.
+pub fn render_text(r: &CheckResult) -> String {
+    let mut s = String::new();
+    for i in &r.images {
+        s.push_str(&format!("{} {} {}\n", i.workload, i.field, i.image));
+        s.push_str(&format!("  digest: {}\n", i.digest.as_deref().unwrap_or("unresolved")));
+        if i.policies.is_empty() {
+            s.push_str("  no matching policy\n");
+        }
+        for p in &i.policies {
+            s.push_str(&format!("  policy {} ({:?}): {}\n", p.policy, p.mode, if p.passed { "pass" } else { "FAIL" }));
+            if let Some(reason) = &p.reason {
+                s.push_str(&format!("    {reason}\n"));
+            }
+            for a in &p.authorities {
+                s.push_str(&format!("    {} {}: {}\n", if a.passed { "✓" } else { "✗" }, a.name, a.reason));
+            }
+        }
+    }
+    for w in &r.warnings {
+        s.push_str(&format!("WARNING: {w}\n"));
+    }
+    for d in &r.denied {
+        s.push_str(&format!("DENIED: {d}\n"));
+    }
+    s.push_str(if r.allowed { "result: admitted\n" } else { "result: denied\n" });
+    s
+}
+
+/// Runs `sigil check`; returns the process exit code (0 admitted, 1 denied, 2 error).
+pub async fn main(args: CheckArgs) -> i32 {
+    if args.files.is_empty() && args.images.is_empty() {
+        eprintln!("sigil check: give at least one -f MANIFEST or --image REF");
+        return 2;
+    }
+    let evaluator = match args.verify.build(std::sync::Arc::new(crate::audit::NullAuditSink)) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("sigil check: {e}");
+            return 2;
+        }
+    };
+    let mut texts = Vec::new();
+    for f in &args.files {
+        match std::fs::read_to_string(f) {
+            Ok(t) => texts.push((f.display().to_string(), t)),
+            Err(e) => {
+                eprintln!("sigil check: {}: {e}", f.display());
+                return 2;
+            }
+        }
+    }
+    let ws = match workloads(&texts, &args.images, &args.namespace) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("sigil check: {e}");
+            return 2;
+        }
+    };
+    let result = run_check(&evaluator, ws).await;
+    match args.output {
+        OutputFormat::Text => print!("{}", render_text(&result)),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&result).unwrap_or_default()),
+    }
+    if result.allowed {
+        0
+    } else {
+        1
+    }
+}

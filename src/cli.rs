@@ -1,0 +1,204 @@
+//! Command-line arguments and the wiring they drive. Holds no logic the
+//! webhook also needs: it builds the same [`Evaluator`] for every command.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::audit::AuditSink;
+use crate::decision::{DecisionSettings, NoMatchAction, ServerMode};
+use crate::policy::{files, PolicyStore};
+use crate::registry::{RegistryClient, RegistryOptions};
+use crate::service::{Evaluator, EvaluatorSettings};
+use crate::verify::{Verifier, VerifierSettings};
+
+/// sigil: admit only images whose cosign signatures satisfy ClusterImagePolicies.
+#[derive(Debug, Parser)]
+#[command(name = "sigil", version, about)]
+pub struct Cli {
+    /// Log format (logs go to stderr; the audit log goes to stdout).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log filter, e.g. `info` or `sigil=debug`.
+    #[arg(long, global = true, env = "SIGIL_LOG", default_value = "info")]
+    pub log_level: String,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the admission webhook (HTTPS).
+    Serve(ServeArgs),
+    /// Evaluate manifests or images offline, exactly as the webhook would.
+    Check(CheckArgs),
+    /// Start a local registry, sign an image, run the webhook and show an allow and a deny.
+    Demo(DemoArgs),
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// Settings shared by `serve` and `check`.
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// Directory of ClusterImagePolicy YAML files (multi-document), reloaded on change.
+    #[arg(long)]
+    pub policy_dir: Option<PathBuf>,
+    /// docker `config.json` with registry credentials.
+    #[arg(long)]
+    pub registry_config: Option<PathBuf>,
+    /// Registry reached over plain HTTP (host[:port]); repeatable.
+    #[arg(long = "insecure-registry")]
+    pub insecure_registries: Vec<String>,
+    /// Extra CA certificate (PEM) trusted for registries; repeatable.
+    #[arg(long = "registry-ca")]
+    pub registry_cas: Vec<PathBuf>,
+    /// Deadline for verifying all images of one request.
+    #[arg(long, value_parser = duration, default_value = "8s")]
+    pub verify_timeout: Duration,
+    /// Registry connect timeout.
+    #[arg(long, value_parser = duration, default_value = "3s")]
+    pub registry_connect_timeout: Duration,
+    /// Registry read timeout.
+    #[arg(long, value_parser = duration, default_value = "5s")]
+    pub registry_read_timeout: Duration,
+    /// How long tag→digest answers (and failing verdicts) are cached.
+    #[arg(long, value_parser = duration, default_value = "30s")]
+    pub resolve_ttl: Duration,
+    /// How long passing verification verdicts are cached.
+    #[arg(long, value_parser = duration, default_value = "10m")]
+    pub verify_ttl: Duration,
+    /// What to do with an image no policy matches.
+    #[arg(long, value_enum, default_value_t = NoMatchAction::Deny)]
+    pub no_match_policy: NoMatchAction,
+    /// `audit` never denies; it only writes the audit log.
+    #[arg(long, value_enum, default_value_t = ServerMode::Enforce)]
+    pub mode: ServerMode,
+}
+
+/// `sigil serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Verification settings.
+    #[command(flatten)]
+    pub verify: VerifyArgs,
+    /// Address to listen on (HTTPS).
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// Serving certificate (PEM); reloaded when it changes.
+    #[arg(long, requires = "tls_key", conflicts_with = "self_signed")]
+    pub tls_cert: Option<PathBuf>,
+    /// Serving key (PEM); reloaded when it changes.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Generate a CA and serving certificate; the CA is written to --self-signed-dir.
+    #[arg(long)]
+    pub self_signed: bool,
+    /// Where --self-signed writes ca.pem, tls.crt and tls.key.
+    #[arg(long, default_value = "sigil-certs")]
+    pub self_signed_dir: PathBuf,
+    /// Extra DNS name or IP for the self-signed certificate; repeatable.
+    #[arg(long = "self-signed-name")]
+    pub self_signed_names: Vec<String>,
+}
+
+/// Output format of `sigil check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON document.
+    Json,
+}
+
+/// `sigil check`.
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// Verification settings.
+    #[command(flatten)]
+    pub verify: VerifyArgs,
+    /// Namespace for objects that do not name one.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Manifest file (YAML, multi-document); repeatable.
+    #[arg(short = 'f', long = "filename")]
+    pub files: Vec<PathBuf>,
+    /// Image reference to check as a one-container Pod; repeatable.
+    #[arg(long = "image")]
+    pub images: Vec<String>,
+}
+
+/// `sigil demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Keep serving after the demo requests (Ctrl-C to stop).
+    #[arg(long)]
+    pub keep_running: bool,
+}
+
+/// A configuration error (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl VerifyArgs {
+    /// Registry options from the flags.
+    pub fn registry_options(&self) -> RegistryOptions {
+        RegistryOptions {
+            insecure: self.insecure_registries.clone(),
+            ca_files: self.registry_cas.clone(),
+            docker_config: self.registry_config.clone(),
+            connect_timeout: Some(self.registry_connect_timeout),
+            read_timeout: Some(self.registry_read_timeout),
+        }
+    }
+
+    /// Loads policies and builds the pipeline.
+    pub fn build(&self, audit: Arc<dyn AuditSink>) -> Result<Arc<Evaluator>, ConfigError> {
+        let store = Arc::new(PolicyStore::new());
+        if let Some(dir) = &self.policy_dir {
+            let defs = files::load_dir(dir).map_err(|e| ConfigError(format!("cannot load policies: {e}")))?;
+            store.replace_source(files::SOURCE, &defs);
+        }
+        let registry = Arc::new(RegistryClient::new(&self.registry_options()).map_err(|e| ConfigError(format!("registry configuration: {e}")))?);
+        let verifier = Arc::new(Verifier::new(
+            registry,
+            &VerifierSettings {
+                resolve_ttl: self.resolve_ttl,
+                verify_ttl: self.verify_ttl,
+                ..Default::default()
+            },
+        ));
+        Ok(Arc::new(Evaluator {
+            store,
+            verifier,
+            settings: EvaluatorSettings {
+                decision: DecisionSettings {
+                    server_mode: self.mode,
+                    no_match: self.no_match_policy,
+                },
+                verify_timeout: self.verify_timeout,
+            },
+            audit,
+        }))
+    }
+}

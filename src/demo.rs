@@ -1,0 +1,123 @@
+//! `sigil demo`: the whole product on one machine with no cluster. Starts
+//! Debian's docker-registry on loopback, pushes a signed and an unsigned
+//! image (throwaway P-256 key, cosign's legacy layout), writes a policy,
+//! serves the webhook with a self-signed certificate and posts two
+//! AdmissionReviews to it over HTTPS.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum_server::tls_rustls::RustlsConfig;
+use oci_client::Reference;
+
+use crate::audit::StdoutAuditSink;
+use crate::cli::{DemoArgs, VerifyArgs};
+use crate::decision::{NoMatchAction, ServerMode};
+use crate::server::{self, AppState};
+use crate::testkit::{plain_http_client, push_image, sign_image, LocalRegistry, TestKey, TestKeyKind};
+use crate::tls;
+
+/// An AdmissionReview for a one-container Pod.
+pub fn pod_review(uid: &str, namespace: &str, name: &str, image: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "name": name,
+            "namespace": namespace,
+            "operation": "CREATE",
+            "userInfo": {"username": "demo-user"},
+            "object": {
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {"containers": [{"name": "app", "image": image}]}
+            },
+            "dryRun": false
+        }
+    })
+}
+
+/// The policy the demo installs: images under `registry/demo/**` must be
+/// signed with `public_pem`.
+pub fn demo_policy(registry: &str, public_pem: &str) -> String {
+    let indented: String = public_pem.lines().map(|l| format!("            {l}\n")).collect();
+    format!(
+        "apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: demo-signed-by-release-key\nspec:\n  images:\n    - glob: \"{registry}/demo/**\"\n  authorities:\n    - name: release-key\n      key:\n        data: |\n{indented}"
+    )
+}
+
+/// Runs the demo.
+pub async fn main(args: DemoArgs) -> anyhow::Result<()> {
+    println!("== sigil demo: starting a local registry (Debian docker-registry)");
+    let registry = LocalRegistry::start()?;
+    let client = plain_http_client(std::slice::from_ref(&registry.addr));
+    let key = TestKey::generate(TestKeyKind::P256)?;
+
+    let signed = Reference::with_tag(registry.addr.clone(), "demo/signed".into(), "v1".into());
+    let signed_digest = push_image(&client, &signed).await?;
+    sign_image(&client, &registry.addr, "demo/signed", &signed_digest, &key).await?;
+    let unsigned = Reference::with_tag(registry.addr.clone(), "demo/unsigned".into(), "v1".into());
+    push_image(&client, &unsigned).await?;
+    println!("   pushed {} (signed, {signed_digest})", signed.whole());
+    println!("   pushed {} (not signed)", unsigned.whole());
+
+    let work = tempfile::tempdir()?;
+    let policy_dir = work.path().join("policies");
+    std::fs::create_dir_all(&policy_dir)?;
+    std::fs::write(policy_dir.join("demo.yaml"), demo_policy(&registry.addr, &key.public_pem))?;
+    println!("== policy written to {}", policy_dir.join("demo.yaml").display());
+
+    let verify = VerifyArgs {
+        policy_dir: Some(policy_dir),
+        registry_config: None,
+        insecure_registries: vec![registry.addr.clone()],
+        registry_cas: vec![],
+        verify_timeout: Duration::from_secs(8),
+        registry_connect_timeout: Duration::from_secs(3),
+        registry_read_timeout: Duration::from_secs(5),
+        resolve_ttl: Duration::from_secs(30),
+        verify_ttl: Duration::from_secs(600),
+        no_match_policy: NoMatchAction::Deny,
+        mode: ServerMode::Enforce,
+    };
+    let evaluator = verify.build(Arc::new(StdoutAuditSink))?;
+    let certs = tls::self_signed(&tls::default_names())?;
+    let tls_config = RustlsConfig::from_pem(certs.cert_pem.clone().into_bytes(), certs.key_pem.clone().into_bytes()).await?;
+    let running = server::start(
+        "127.0.0.1:0".parse()?,
+        tls_config,
+        AppState {
+            evaluator,
+            ready: Arc::new(AtomicBool::new(true)),
+        },
+    )
+    .await?;
+    let url = format!("https://localhost:{}/validate", running.addr.port());
+    println!("== sigil serve --self-signed listening on https://127.0.0.1:{}", running.addr.port());
+
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(certs.ca_pem.as_bytes())?)
+        .build()?;
+    for (uid, image) in [("demo-1", signed.whole()), ("demo-2", unsigned.whole())] {
+        println!("\n== POST /validate: Pod with image {image}");
+        let body = pod_review(uid, "default", uid, &image);
+        let resp: serde_json::Value = http.post(&url).json(&body).send().await?.error_for_status()?.json().await?;
+        let allowed = resp.pointer("/response/allowed").and_then(|v| v.as_bool()).unwrap_or(false);
+        if allowed {
+            println!("   ALLOWED");
+        } else {
+            let msg = resp.pointer("/response/status/message").and_then(|v| v.as_str()).unwrap_or("");
+            println!("   DENIED: {msg}");
+        }
+    }
+    if args.keep_running {
+        println!("\nserving on {url} until Ctrl-C");
+        server::shutdown_signal().await;
+    }
+    running.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}

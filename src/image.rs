@@ -1,0 +1,140 @@
+//! Container image references, normalised the way policy-controller (and
+//! go-containerregistry) does: `docker.io` becomes `index.docker.io`, official
+//! images get `library/`, and a reference without tag or digest means `:latest`.
+
+use oci_client::Reference;
+
+/// The Docker Hub host as policy-controller writes it in globs.
+pub const DOCKER_HUB: &str = "index.docker.io";
+
+/// An image reference as written in a pod spec, parsed and normalised.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ImageRef {
+    /// The reference exactly as the workload wrote it.
+    pub original: String,
+    /// Registry host (and port), with Docker Hub spelled `index.docker.io`.
+    pub registry: String,
+    /// Repository path inside the registry, e.g. `library/nginx`.
+    pub repository: String,
+    /// Tag, `latest` when neither tag nor digest was written.
+    pub tag: Option<String>,
+    /// Digest when the reference is pinned (`@sha256:…`).
+    pub digest: Option<String>,
+}
+
+/// An image reference that cannot be parsed.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[error("invalid image reference {reference:?}: {reason}")]
+pub struct ImageRefError {
+    /// The reference as written.
+    pub reference: String,
+    /// Why it was rejected.
+    pub reason: String,
+}
+
+impl ImageRef {
+    /// Parses and normalises an image reference.
+    pub fn parse(original: &str) -> Result<Self, ImageRefError> {
+        let parsed = Reference::try_from(original).map_err(|e| ImageRefError {
+            reference: original.to_string(),
+            reason: e.to_string(),
+        })?;
+        let registry = match parsed.registry() {
+            "docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_string(),
+            other => other.to_string(),
+        };
+        let digest = parsed.digest().map(str::to_string);
+        let tag = match (parsed.tag(), &digest) {
+            (Some(t), _) => Some(t.to_string()),
+            (None, None) => Some("latest".to_string()),
+            (None, Some(_)) => None,
+        };
+        Ok(ImageRef {
+            original: original.to_string(),
+            registry,
+            repository: parsed.repository().to_string(),
+            tag,
+            digest,
+        })
+    }
+
+    /// `registry/repository`, e.g. `index.docker.io/library/nginx`.
+    pub fn repository_name(&self) -> String {
+        format!("{}/{}", self.registry, self.repository)
+    }
+
+    /// The fully qualified name that policy globs are matched against:
+    /// `registry/repository@digest` when pinned, else `registry/repository:tag`
+    /// (go-containerregistry's `Name()`).
+    pub fn glob_name(&self) -> String {
+        match (&self.digest, &self.tag) {
+            (Some(d), _) => format!("{}@{}", self.repository_name(), d),
+            (None, Some(t)) => format!("{}:{}", self.repository_name(), t),
+            (None, None) => self.repository_name(),
+        }
+    }
+
+    /// The reference as oci-client should fetch it (tag or digest as written).
+    pub fn to_reference(&self) -> Reference {
+        match (&self.digest, &self.tag) {
+            (Some(d), _) => {
+                Reference::with_digest(self.registry.clone(), self.repository.clone(), d.clone())
+            }
+            (None, t) => Reference::with_tag(
+                self.registry.clone(),
+                self.repository.clone(),
+                t.clone().unwrap_or_else(|| "latest".into()),
+            ),
+        }
+    }
+
+    /// The same repository pinned to `digest`.
+    pub fn with_digest(&self, digest: &str) -> Reference {
+        Reference::with_digest(
+            self.registry.clone(),
+            self.repository.clone(),
+            digest.to_string(),
+        )
+    }
+}
+
+/// The tag under which cosign stores signatures (`.sig`) or attestations
+/// (`.att`) for `digest`: `sha256-<hex>.<suffix>`.
+pub fn cosign_tag(digest: &str, suffix: &str) -> String {
+    format!("{}.{}", digest.replacen(':', "-", 1), suffix)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_docker_hub_and_default_tag() {
+        let r = ImageRef::parse("nginx").unwrap();
+        assert_eq!(r.glob_name(), "index.docker.io/library/nginx:latest");
+        let r = ImageRef::parse("docker.io/myuser/app:1.2").unwrap();
+        assert_eq!(r.glob_name(), "index.docker.io/myuser/app:1.2");
+        let r = ImageRef::parse("127.0.0.1:5000/team/app").unwrap();
+        assert_eq!(r.registry, "127.0.0.1:5000");
+        assert_eq!(r.glob_name(), "127.0.0.1:5000/team/app:latest");
+    }
+
+    #[test]
+    fn digest_wins_over_tag_in_glob_name() {
+        let d = format!("sha256:{}", "a".repeat(64));
+        let r = ImageRef::parse(&format!("ghcr.io/a/b:v1@{d}")).unwrap();
+        assert_eq!(r.glob_name(), format!("ghcr.io/a/b@{d}"));
+        assert_eq!(r.tag.as_deref(), Some("v1"));
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(ImageRef::parse("invalid&name").is_err());
+        assert!(ImageRef::parse("").is_err());
+    }
+
+    #[test]
+    fn cosign_tags() {
+        assert_eq!(cosign_tag("sha256:abc", "sig"), "sha256-abc.sig");
+    }
+}

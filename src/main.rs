@@ -1,0 +1,89 @@
+//! The `sigil` binary.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum_server::tls_rustls::RustlsConfig;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use sigil::audit::StdoutAuditSink;
+use sigil::cli::{Cli, Command, LogFormat, ServeArgs};
+use sigil::policy::files;
+use sigil::server::{self, AppState};
+use sigil::tls;
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let evaluator = args.verify.build(Arc::new(StdoutAuditSink))?;
+    if let Some(dir) = args.verify.policy_dir.clone() {
+        tokio::spawn(files::watch_dir(dir, evaluator.store.clone(), Duration::from_secs(2)));
+    }
+    let (tls_config, files_to_watch) = match (&args.tls_cert, &args.tls_key, args.self_signed) {
+        (Some(cert), Some(key), false) => (RustlsConfig::from_pem_file(cert, key).await?, Some((cert.clone(), key.clone()))),
+        (None, None, true) => {
+            let mut names = tls::default_names();
+            names.extend(args.self_signed_names.iter().cloned());
+            let generated = tls::self_signed(&names)?;
+            let (ca, _, _) = tls::write_self_signed(&args.self_signed_dir, &generated)?;
+            tracing::info!(ca = %ca.display(), "self-signed CA written; put it (base64) in the webhook caBundle");
+            (RustlsConfig::from_pem(generated.cert_pem.into_bytes(), generated.key_pem.into_bytes()).await?, None)
+        }
+        _ => anyhow::bail!("give either --tls-cert and --tls-key, or --self-signed"),
+    };
+    if let Some((cert, key)) = files_to_watch {
+        tokio::spawn(tls::reload_on_change(tls_config.clone(), cert, key, Duration::from_secs(2)));
+    }
+    let ready = Arc::new(AtomicBool::new(false));
+    let running = server::start(args.listen, tls_config, AppState { evaluator, ready: ready.clone() }).await?;
+    // File policies were loaded before listening; the cluster watcher will
+    // flip readiness only after its first full sync.
+    ready.store(true, Ordering::Release);
+    tracing::info!(addr = %running.addr, "sigil listening (HTTPS)");
+    server::shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.shutdown(Duration::from_secs(10)).await;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    sigil::install_crypto_provider();
+    let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.log_level);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sigil: cannot start runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    rt.block_on(async {
+        match cli.command {
+            Command::Serve(args) => match serve(args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sigil serve: {e:#}");
+                    ExitCode::from(2)
+                }
+            },
+            Command::Check(args) => ExitCode::from(sigil::check::main(args).await as u8),
+            Command::Demo(args) => match sigil::demo::main(args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sigil demo: {e:#}");
+                    ExitCode::FAILURE
+                }
+            },
+        }
+    })
+}

@@ -1,0 +1,351 @@
+//! Turns a `ClusterImagePolicySpec` into the form the verifier uses: globs
+//! compiled, keys parsed, defaults applied, every problem named by its field.
+//! This runs when a policy changes, never on the request path.
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use super::glob::ImageGlob;
+use super::types::{Authority, ClusterImagePolicySpec};
+use crate::image::ImageRef;
+use crate::verify::keys::{HashAlgorithm, VerificationKey};
+
+/// How a policy's failures are treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyMode {
+    /// Failures deny admission.
+    Enforce,
+    /// Failures admit with a warning.
+    Warn,
+    /// Failures admit and are written to the audit log.
+    Audit,
+}
+
+impl PolicyMode {
+    /// Parses `spec.mode`; empty means enforce.
+    pub fn parse(mode: Option<&str>) -> Option<Self> {
+        match mode.unwrap_or("") {
+            "" | "enforce" => Some(Self::Enforce),
+            "warn" => Some(Self::Warn),
+            "audit" => Some(Self::Audit),
+            _ => None,
+        }
+    }
+}
+
+/// A policy ready for evaluation.
+#[derive(Debug)]
+pub struct CompiledPolicy {
+    /// `metadata.name`.
+    pub name: String,
+    /// Enforcement mode.
+    pub mode: PolicyMode,
+    /// Image globs.
+    pub globs: Vec<ImageGlob>,
+    /// Authorities, in order; any one passing passes the policy.
+    pub authorities: Vec<CompiledAuthority>,
+    /// Spec-level fields this build does not implement (the policy fails
+    /// closed for every image it matches, naming them).
+    pub unsupported: Vec<String>,
+    /// sha256 of the spec: verdict cache entries are keyed by it, so an edited
+    /// policy never reuses an old verdict.
+    pub fingerprint: String,
+}
+
+/// One authority of a compiled policy.
+#[derive(Debug)]
+pub struct CompiledAuthority {
+    /// Name from the spec or `authority-<index>`.
+    pub name: String,
+    /// What must hold.
+    pub check: AuthorityCheck,
+    /// Repository holding the signatures; `None` means beside the image.
+    pub signature_repository: Option<SignatureRepository>,
+}
+
+/// The test an authority applies.
+#[derive(Debug)]
+pub enum AuthorityCheck {
+    /// A cosign signature made with this key.
+    Key(Arc<VerificationKey>),
+    /// A fixed verdict.
+    Static {
+        /// `action: pass`.
+        pass: bool,
+        /// Message for `fail`.
+        message: Option<String>,
+    },
+    /// A field this build does not verify yet: the authority never passes.
+    Unsupported {
+        /// The field path, e.g. `spec.authorities[0].keyless`.
+        field: String,
+    },
+}
+
+/// A registry repository (from `source[].oci`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SignatureRepository {
+    /// Registry host.
+    pub registry: String,
+    /// Repository path.
+    pub repository: String,
+}
+
+/// A policy that cannot be used, with the field that is wrong.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{field}: {message}")]
+pub struct PolicyError {
+    /// JSON path of the offending field, e.g. `spec.authorities[1].key.data`.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+fn err(field: impl Into<String>, message: impl Into<String>) -> PolicyError {
+    PolicyError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Computes the fingerprint of a spec (its canonical JSON's sha256).
+pub fn fingerprint(spec: &ClusterImagePolicySpec) -> String {
+    let json = serde_json::to_vec(spec).unwrap_or_default();
+    hex::encode(Sha256::digest(&json))
+}
+
+/// Compiles only the globs, so that a policy that is otherwise invalid can
+/// still claim (and fail closed for) the images it names.
+pub fn compile_globs(spec: &ClusterImagePolicySpec) -> Result<Vec<ImageGlob>, PolicyError> {
+    if spec.images.is_empty() {
+        return Err(err("spec.images", "at least one image glob is required"));
+    }
+    spec.images
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            ImageGlob::compile(&p.glob).map_err(|e| err(format!("spec.images[{i}].glob"), e.to_string()))
+        })
+        .collect()
+}
+
+/// Compiles a policy, or names the first field that makes it unusable.
+pub fn compile(name: &str, spec: &ClusterImagePolicySpec) -> Result<CompiledPolicy, PolicyError> {
+    let globs = compile_globs(spec)?;
+    let mode = PolicyMode::parse(spec.mode.as_deref())
+        .ok_or_else(|| err("spec.mode", format!("{:?} is not one of enforce, warn, audit", spec.mode.as_deref().unwrap_or(""))))?;
+    if spec.authorities.is_empty() {
+        return Err(err("spec.authorities", "at least one authority is required"));
+    }
+    let authorities = spec
+        .authorities
+        .iter()
+        .enumerate()
+        .map(|(i, a)| compile_authority(i, a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut unsupported = Vec::new();
+    if spec.policy.is_some() {
+        unsupported.push("spec.policy".to_string());
+    }
+    if !spec.match_resources.is_empty() {
+        unsupported.push("spec.match".to_string());
+    }
+    Ok(CompiledPolicy {
+        name: name.to_string(),
+        mode,
+        globs,
+        authorities,
+        unsupported,
+        fingerprint: fingerprint(spec),
+    })
+}
+
+fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, PolicyError> {
+    let path = format!("spec.authorities[{index}]");
+    let name = a
+        .name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| format!("authority-{index}"));
+
+    let kinds: Vec<&str> = [
+        a.key.as_ref().map(|_| "key"),
+        a.keyless.as_ref().map(|_| "keyless"),
+        a.static_ref.as_ref().map(|_| "static"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if kinds.len() != 1 {
+        let found = if kinds.is_empty() { "none".to_string() } else { kinds.join(", ") };
+        return Err(err(&path, format!("expected exactly one of key, keyless, static; found {found}")));
+    }
+
+    let format = a.signature_format.as_deref().unwrap_or("legacy");
+    if !matches!(format, "" | "legacy" | "bundle") {
+        return Err(err(format!("{path}.signatureFormat"), format!("{format:?} is not one of legacy, bundle")));
+    }
+
+    if let Some(st) = &a.static_ref {
+        if !a.sources.is_empty() || !a.attestations.is_empty() || a.ctlog.is_some() {
+            return Err(err(&path, "static cannot be combined with source, attestations or ctlog"));
+        }
+        let pass = match st.action.as_str() {
+            "pass" => true,
+            "fail" => false,
+            other => {
+                return Err(err(format!("{path}.static.action"), format!("{other:?} is not one of pass, fail")))
+            }
+        };
+        return Ok(CompiledAuthority {
+            name,
+            check: AuthorityCheck::Static {
+                pass,
+                message: st.message.clone().filter(|m| !m.is_empty()),
+            },
+            signature_repository: None,
+        });
+    }
+
+    if a.sources.len() > 1 {
+        return Err(err(format!("{path}.source"), "only one source is supported"));
+    }
+    let mut signature_repository = None;
+    let mut unsupported: Option<String> = None;
+    if let Some(src) = a.sources.first() {
+        let sp = format!("{path}.source[0]");
+        if let Some(oci) = src.oci.as_deref().filter(|o| !o.is_empty()) {
+            let r = ImageRef::parse(oci).map_err(|e| err(format!("{sp}.oci"), e.to_string()))?;
+            if r.digest.is_some() || oci.rsplit('/').next().is_some_and(|last| last.contains(':')) {
+                return Err(err(format!("{sp}.oci"), "must name a repository, without tag or digest"));
+            }
+            signature_repository = Some(SignatureRepository {
+                registry: r.registry,
+                repository: r.repository,
+            });
+        }
+        if !src.signature_pull_secrets.is_empty() {
+            unsupported.get_or_insert(format!("{sp}.signaturePullSecrets"));
+        }
+        if src.tag_prefix.is_some() {
+            unsupported.get_or_insert(format!("{sp}.tagPrefix"));
+        }
+    }
+
+    let mut check = None;
+    if let Some(key) = &a.key {
+        let kp = format!("{path}.key");
+        let set: Vec<&str> = [
+            key.data.as_ref().filter(|d| !d.is_empty()).map(|_| "data"),
+            key.kms.as_ref().filter(|d| !d.is_empty()).map(|_| "kms"),
+            key.secret_ref.as_ref().map(|_| "secretRef"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if set.len() != 1 {
+            let found = if set.is_empty() { "none".to_string() } else { set.join(", ") };
+            return Err(err(&kp, format!("expected exactly one of data, kms, secretRef; found {found}")));
+        }
+        let hash = HashAlgorithm::parse(key.hash_algorithm.as_deref())
+            .map_err(|e| err(format!("{kp}.hashAlgorithm"), e.to_string()))?;
+        match (&key.data, set[0]) {
+            (Some(data), "data") => {
+                let vk = VerificationKey::from_pem(data, hash)
+                    .map_err(|e| err(format!("{kp}.data"), e.to_string()))?;
+                check = Some(AuthorityCheck::Key(Arc::new(vk)));
+            }
+            (_, field) => {
+                unsupported.get_or_insert(format!("{kp}.{field}"));
+            }
+        }
+    }
+    if a.keyless.is_some() {
+        unsupported.get_or_insert(format!("{path}.keyless"));
+    }
+    if a.ctlog.is_some() {
+        unsupported.get_or_insert(format!("{path}.ctlog"));
+    }
+    if !a.attestations.is_empty() {
+        unsupported.get_or_insert(format!("{path}.attestations"));
+    }
+    if a.rfc3161timestamp.is_some() {
+        unsupported.get_or_insert(format!("{path}.rfc3161timestamp"));
+    }
+    if format == "bundle" {
+        unsupported.get_or_insert(format!("{path}.signatureFormat: bundle"));
+    }
+    let check = match unsupported {
+        Some(field) => AuthorityCheck::Unsupported { field },
+        None => check.ok_or_else(|| err(&path, "no verification method"))?,
+    };
+    Ok(CompiledAuthority {
+        name,
+        check,
+        signature_repository,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> ClusterImagePolicySpec {
+        serde_saphyr::from_str(yaml).unwrap()
+    }
+
+    const KEY: &str = include_str!("../../tests/fixtures/containers-image/cosign.pub");
+
+    #[test]
+    fn compiles_key_policy_with_defaults() {
+        let s = ClusterImagePolicySpec {
+            images: vec![super::super::types::ImagePattern { glob: "**".into() }],
+            authorities: vec![Authority {
+                key: Some(super::super::types::KeyRef {
+                    data: Some(KEY.into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let p = compile("p", &s).unwrap();
+        assert_eq!(p.mode, PolicyMode::Enforce);
+        assert_eq!(p.authorities[0].name, "authority-0");
+        assert!(matches!(p.authorities[0].check, AuthorityCheck::Key(_)));
+    }
+
+    #[test]
+    fn names_the_wrong_field() {
+        let e = compile("p", &spec("images: [{glob: '**'}]\nauthorities: [{key: {data: nope}}]\n")).unwrap_err();
+        assert_eq!(e.field, "spec.authorities[0].key.data");
+        let e = compile("p", &spec("images: [{glob: '**'}]\nmode: loud\nauthorities: [{static: {action: pass}}]\n")).unwrap_err();
+        assert_eq!(e.field, "spec.mode");
+        let e = compile("p", &spec("images: [{glob: '[a]'}]\nauthorities: [{static: {action: pass}}]\n")).unwrap_err();
+        assert_eq!(e.field, "spec.images[0].glob");
+        let e = compile("p", &spec("images: [{glob: '**'}]\nauthorities: [{static: {action: maybe}}]\n")).unwrap_err();
+        assert_eq!(e.field, "spec.authorities[0].static.action");
+        let e = compile("p", &spec("images: [{glob: '**'}]\nauthorities: [{}]\n")).unwrap_err();
+        assert_eq!(e.field, "spec.authorities[0]");
+        assert!(e.message.contains("found none"));
+    }
+
+    #[test]
+    fn unimplemented_fields_fail_closed_by_name() {
+        let p = compile("p", &spec("images: [{glob: '**'}]\nauthorities: [{keyless: {identities: [{issuer: a, subject: b}]}}]\n")).unwrap();
+        match &p.authorities[0].check {
+            AuthorityCheck::Unsupported { field } => assert_eq!(field, "spec.authorities[0].keyless"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn fingerprint_changes_with_content() {
+        let a = spec("images: [{glob: '**'}]\nauthorities: [{static: {action: pass}}]\n");
+        let b = spec("images: [{glob: '**'}]\nauthorities: [{static: {action: fail}}]\n");
+        assert_ne!(fingerprint(&a), fingerprint(&b));
+        assert_eq!(fingerprint(&a), fingerprint(&a.clone()));
+    }
+}

@@ -1,0 +1,153 @@
+//! Image globs with policy-controller's semantics: `*` matches within one path
+//! segment (no `/`), `**` matches across segments, the whole name must match,
+//! `.` is literal, and the bare globs `*` and `*/*` mean Docker Hub's
+//! `index.docker.io/library/*` and `index.docker.io/*/*`.
+//!
+//! globset's `**` only works as a whole path component, which is not what
+//! policy-controller accepts (`ghcr.io/foo**`), so globs are translated to an
+//! anchored regular expression once, when the policy is compiled.
+
+use regex::Regex;
+
+use crate::image::ImageRef;
+
+/// A compiled image glob.
+#[derive(Debug, Clone)]
+pub struct ImageGlob {
+    source: String,
+    regex: Regex,
+}
+
+/// A glob that policy-controller would reject.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[error("invalid glob {glob:?}: {reason}")]
+pub struct GlobError {
+    /// The glob as written.
+    pub glob: String,
+    /// Why it is invalid.
+    pub reason: String,
+}
+
+fn allowed_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '/' | '*' | '.')
+}
+
+impl ImageGlob {
+    /// Compiles a glob, applying policy-controller's Docker Hub shorthands.
+    pub fn compile(glob: &str) -> Result<Self, GlobError> {
+        let expanded = match glob {
+            "*" => "index.docker.io/library/*",
+            "*/*" => "index.docker.io/*/*",
+            g => g,
+        };
+        if expanded.is_empty() || !expanded.chars().all(allowed_char) {
+            return Err(GlobError {
+                glob: glob.to_string(),
+                reason: "only letters, digits and - _ : / * . are allowed".into(),
+            });
+        }
+        let mut pattern = String::with_capacity(expanded.len() * 2 + 2);
+        pattern.push('^');
+        let mut chars = expanded.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '*' if chars.peek() == Some(&'*') => {
+                    chars.next();
+                    pattern.push_str(".*");
+                }
+                '*' => pattern.push_str("[^/]*"),
+                '.' => pattern.push_str(r"\."),
+                c => pattern.push(c),
+            }
+        }
+        pattern.push('$');
+        let regex = Regex::new(&pattern).map_err(|e| GlobError {
+            glob: glob.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(ImageGlob {
+            source: glob.to_string(),
+            regex,
+        })
+    }
+
+    /// The glob as written in the policy.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether the image matches: its normalised name first, then (as
+    /// policy-controller still does, deprecated) the reference as written.
+    pub fn matches(&self, image: &ImageRef) -> bool {
+        self.regex.is_match(&image.glob_name()) || self.regex.is_match(&image.original)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// policy-controller's own glob table (pkg/apis/glob/glob_test.go).
+    #[test]
+    fn policy_controller_glob_table() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("foo", "index.docker.io/library/foo:latest", true),
+            ("foo", "index.docker.io/library/foo:*", true),
+            ("foo", "index.docker.io/library/*", true),
+            ("foo", "index.docker.io/library/*:latest", true),
+            ("foo", "index.docker.io/*/*", true),
+            ("foo", "index.docker.io/**", true),
+            ("foo", "index.docker.**", true),
+            ("foo", "inde**", true),
+            ("foo", "**", true),
+            ("foo", "foo", true),
+            ("foo", "foo*", true),
+            ("foo", "foo**", true),
+            ("myuser/myapp", "index.docker.io/myuser/myapp:latest", true),
+            ("myuser/myapp", "index.docker.io/myuser/myapp:*", true),
+            ("myuser/myapp", "index.docker.io/myuser/*", true),
+            ("myuser/myapp", "index.docker.io/myuser/*:latest", true),
+            ("myuser/myapp", "index.docker.io/*/*", true),
+            ("myuser/myapp", "index.docker.io/**", true),
+            ("myuser/myapp", "myuser/myapp", true),
+            ("myuser/myapp", "myuser/myapp*", true),
+            ("ghcr.io/foo/bar", "ghcr.io/*/*", true),
+            ("ghcr.io/foo/bar", "ghcr.io/**", true),
+            ("ghcr.io/foo", "ghcr.io/*/*", false),
+            ("ghcr.io/foo", "ghcr.io/**", true),
+            ("ghcr.io/foo", "ghc**", true),
+            ("ghcr.io/foo", "*/**", true),
+            ("ghcr.io/foo", "ghcr.io/foo*", true),
+            ("prefix-ghcr.io/foo", "ghcr.io/foo", false),
+            ("ghcr.io/foo-suffix", "ghcr.io/foo", false),
+            ("ghcrxio/foo", "ghcr.io/**", false),
+            ("foo", "*", true),
+            ("myuser/myapp", "*/*", true),
+            ("myuser/myapp", "*", false),
+            ("ghcr.io/foo/bar", "*/*", false),
+            ("docker.io/library/foo", "index.docker.io/library/foo", false),
+            ("docker.io/library/foo", "index.docker.io/library/foo:latest", true),
+        ];
+        for (image, glob, want) in cases {
+            let g = ImageGlob::compile(glob).unwrap();
+            let img = ImageRef::parse(image).unwrap();
+            assert_eq!(g.matches(&img), *want, "image {image} glob {glob}");
+        }
+    }
+
+    #[test]
+    fn invalid_globs_are_rejected() {
+        for g in [".+", "[a-z]*", "", "foo@sha256:abc", "a b"] {
+            let err = ImageGlob::compile(g).unwrap_err();
+            assert!(err.to_string().contains("invalid glob"), "{g}: {err}");
+        }
+    }
+
+    #[test]
+    fn digest_refs_match_repository_globs() {
+        let d = format!("sha256:{}", "b".repeat(64));
+        let img = ImageRef::parse(&format!("127.0.0.1:5000/app@{d}")).unwrap();
+        assert!(ImageGlob::compile("127.0.0.1:5000/app**").unwrap().matches(&img));
+        assert!(!ImageGlob::compile("127.0.0.1:5000/app:*").unwrap().matches(&img));
+    }
+}

@@ -1,0 +1,12 @@
+//! ClusterImagePolicy: the resource types, their compiled form, the store that
+//! the file loader (and later the Kubernetes watcher) feeds, and matching.
+
+pub mod compile;
+pub mod files;
+pub mod glob;
+pub mod store;
+pub mod types;
+
+pub use compile::{AuthorityCheck, CompiledAuthority, CompiledPolicy, PolicyError, PolicyMode};
+pub use store::{InvalidPolicy, PolicyMatch, PolicySet, PolicyStore};
+pub use types::{ClusterImagePolicy, ClusterImagePolicySpec};

@@ -1,0 +1,152 @@
+//! The policy store: named sources (a directory, the cluster) each replace
+//! their own set of policies; readers get an immutable, compiled snapshot
+//! swapped atomically, so a request never sees a half-applied change.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+
+use super::compile::{compile, compile_globs, CompiledPolicy, PolicyError};
+use super::glob::ImageGlob;
+use super::types::ClusterImagePolicySpec;
+use crate::image::ImageRef;
+
+/// A policy that failed validation. It still claims the images its globs
+/// name (when they compile), and those images fail closed with its error.
+#[derive(Debug)]
+pub struct InvalidPolicy {
+    /// `metadata.name`.
+    pub name: String,
+    /// What is wrong.
+    pub error: PolicyError,
+    /// Globs, when they could be compiled.
+    pub globs: Vec<ImageGlob>,
+}
+
+/// A policy definition as a source supplies it.
+#[derive(Debug, Clone)]
+pub struct PolicyDefinition {
+    /// `metadata.name`.
+    pub name: String,
+    /// The spec, or the reason it could not be read plus any globs found.
+    pub spec: Result<ClusterImagePolicySpec, (PolicyError, Vec<String>)>,
+}
+
+/// The outcome of loading one definition.
+#[derive(Debug, Clone)]
+pub enum LoadedPolicy {
+    /// Compiled and in force.
+    Valid(Arc<CompiledPolicy>),
+    /// Rejected; fails closed for its images.
+    Invalid(Arc<InvalidPolicy>),
+}
+
+impl LoadedPolicy {
+    /// The policy's name.
+    pub fn name(&self) -> &str {
+        match self {
+            LoadedPolicy::Valid(p) => &p.name,
+            LoadedPolicy::Invalid(p) => &p.name,
+        }
+    }
+
+    /// The validation error, if any.
+    pub fn error(&self) -> Option<&PolicyError> {
+        match self {
+            LoadedPolicy::Valid(_) => None,
+            LoadedPolicy::Invalid(p) => Some(&p.error),
+        }
+    }
+}
+
+/// A policy that applies to an image.
+pub type PolicyMatch = LoadedPolicy;
+
+/// An immutable snapshot of every policy in force.
+#[derive(Debug, Default)]
+pub struct PolicySet {
+    policies: Vec<LoadedPolicy>,
+}
+
+impl PolicySet {
+    /// Builds a set from loaded policies.
+    pub fn new(policies: Vec<LoadedPolicy>) -> Self {
+        PolicySet { policies }
+    }
+
+    /// All policies, valid and invalid.
+    pub fn policies(&self) -> &[LoadedPolicy] {
+        &self.policies
+    }
+
+    /// The policies whose globs match `image`.
+    pub fn matching(&self, image: &ImageRef) -> Vec<PolicyMatch> {
+        self.policies
+            .iter()
+            .filter(|p| {
+                let globs = match p {
+                    LoadedPolicy::Valid(v) => &v.globs,
+                    LoadedPolicy::Invalid(i) => &i.globs,
+                };
+                globs.iter().any(|g| g.matches(image))
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+/// Compiles one definition.
+pub fn load(def: &PolicyDefinition) -> LoadedPolicy {
+    match &def.spec {
+        Ok(spec) => match compile(&def.name, spec) {
+            Ok(p) => LoadedPolicy::Valid(Arc::new(p)),
+            Err(error) => LoadedPolicy::Invalid(Arc::new(InvalidPolicy {
+                name: def.name.clone(),
+                error,
+                globs: compile_globs(spec).unwrap_or_default(),
+            })),
+        },
+        Err((error, globs)) => LoadedPolicy::Invalid(Arc::new(InvalidPolicy {
+            name: def.name.clone(),
+            error: error.clone(),
+            globs: globs.iter().filter_map(|g| ImageGlob::compile(g).ok()).collect(),
+        })),
+    }
+}
+
+/// Holds the policies of every source and publishes compiled snapshots.
+#[derive(Default)]
+pub struct PolicyStore {
+    sources: Mutex<BTreeMap<String, Vec<LoadedPolicy>>>,
+    current: ArcSwap<PolicySet>,
+}
+
+impl PolicyStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The snapshot in force now.
+    pub fn current(&self) -> Arc<PolicySet> {
+        self.current.load_full()
+    }
+
+    /// Replaces everything `source` supplied with `defs`, and returns what
+    /// each definition compiled to (for status reporting and logs).
+    pub fn replace_source(&self, source: &str, defs: &[PolicyDefinition]) -> Vec<LoadedPolicy> {
+        let loaded: Vec<LoadedPolicy> = defs.iter().map(load).collect();
+        for p in &loaded {
+            match p.error() {
+                None => tracing::info!(source, policy = p.name(), "policy loaded"),
+                Some(e) => tracing::error!(source, policy = p.name(), error = %e, "policy invalid; images it names fail closed"),
+            }
+        }
+        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        sources.insert(source.to_string(), loaded.clone());
+        let all = sources.values().flatten().cloned().collect();
+        self.current.store(Arc::new(PolicySet::new(all)));
+        loaded
+    }
+}

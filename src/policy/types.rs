@@ -1,0 +1,287 @@
+//! `ClusterImagePolicy` as sigstore policy-controller defines it
+//! (`policy.sigstore.dev`, v1alpha1 and v1beta1 share this schema), so that
+//! policy-controller manifests parse unchanged. Field names follow its JSON.
+
+use k8s_openapi::api::core::v1::{LocalObjectReference, SecretReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The API group of policy-controller's resources, which sigil shares.
+pub const GROUP: &str = "policy.sigstore.dev";
+
+/// The images a policy covers and the authorities that must vouch for them.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "policy.sigstore.dev",
+    version = "v1beta1",
+    kind = "ClusterImagePolicy",
+    shortname = "cip",
+    status = "ClusterImagePolicyStatus",
+    printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.mode"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterImagePolicySpec {
+    /// Globs of the image names this policy applies to.
+    pub images: Vec<ImagePattern>,
+    /// Ways to find and verify signatures; any one passing is enough.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authorities: Vec<Authority>,
+    /// A policy evaluated over all authorities' results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Policy>,
+    /// `enforce` (default), `warn`, or sigil's `audit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Restricts the policy to some resources.
+    #[serde(default, rename = "match", skip_serializing_if = "Vec::is_empty")]
+    pub match_resources: Vec<MatchResource>,
+}
+
+/// One image glob.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImagePattern {
+    /// policy-controller glob (`*` within a segment, `**` across).
+    pub glob: String,
+}
+
+/// A way to find and verify signatures (exactly one of key, keyless, static).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Authority {
+    /// Name used in messages and policies; defaults to `authority-<index>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A public key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<KeyRef>,
+    /// Fulcio certificate identities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyless: Option<KeylessRef>,
+    /// A fixed pass or fail.
+    #[serde(default, rename = "static", skip_serializing_if = "Option::is_none")]
+    pub static_ref: Option<StaticRef>,
+    /// Where signatures are stored when not beside the image.
+    #[serde(default, rename = "source", skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<Source>,
+    /// Transparency log requirements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctlog: Option<TLog>,
+    /// Attestations that must be present and verified.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attestations: Vec<Attestation>,
+    /// RFC 3161 timestamp authority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rfc3161timestamp: Option<Rfc3161Timestamp>,
+    /// `legacy` (default) or `bundle`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_format: Option<String>,
+}
+
+/// A public key, inline, in a Secret or in a KMS (exactly one).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyRef {
+    /// Secret holding the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretReference>,
+    /// PEM public key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    /// KMS URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms: Option<String>,
+    /// sha224, sha256 (default), sha384 or sha512.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_algorithm: Option<String>,
+}
+
+/// Keyless (Fulcio) verification settings.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeylessRef {
+    /// Fulcio URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Accepted certificate identities.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identities: Vec<Identity>,
+    /// A private CA.
+    #[serde(default, rename = "ca-cert", skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<KeyRef>,
+    /// TrustRoot resource to use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_root_ref: Option<String>,
+    /// Skip the SCT check.
+    #[serde(default, rename = "insecureIgnoreSCT", skip_serializing_if = "Option::is_none")]
+    pub insecure_ignore_sct: Option<bool>,
+}
+
+/// A certificate identity (exact or regular expression).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Identity {
+    /// Exact OIDC issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Exact subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Issuer regular expression.
+    #[serde(default, rename = "issuerRegExp", skip_serializing_if = "Option::is_none")]
+    pub issuer_reg_exp: Option<String>,
+    /// Subject regular expression.
+    #[serde(default, rename = "subjectRegExp", skip_serializing_if = "Option::is_none")]
+    pub subject_reg_exp: Option<String>,
+}
+
+/// A fixed verdict.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StaticRef {
+    /// `pass` or `fail`.
+    pub action: String,
+    /// Message shown on `fail`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Where signatures live.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Source {
+    /// Repository that holds the signatures, e.g. `registry.example/sigs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci: Option<String>,
+    /// Pull secrets for that repository.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signature_pull_secrets: Vec<LocalObjectReference>,
+    /// Prefix of the signature tags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag_prefix: Option<String>,
+}
+
+/// Transparency log settings.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TLog {
+    /// Rekor URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// TrustRoot resource to use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_root_ref: Option<String>,
+}
+
+/// An attestation requirement.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Attestation {
+    /// Name referenced by policies.
+    pub name: String,
+    /// Predicate type (cosign short name or URI).
+    pub predicate_type: String,
+    /// Policy over the attestation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Policy>,
+}
+
+/// RFC 3161 timestamp settings.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Rfc3161Timestamp {
+    /// TrustRoot resource to use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_root_ref: Option<String>,
+}
+
+/// A policy program (rego, cel, cue) and where it comes from.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Policy {
+    /// Language.
+    #[serde(rename = "type")]
+    pub policy_type: String,
+    /// Inline program.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    /// Remote program.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemotePolicy>,
+    /// Program in a ConfigMap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_ref: Option<ConfigMapReference>,
+    /// Fetch the image config for the policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch_config_file: Option<bool>,
+    /// Include the resource spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_spec: Option<bool>,
+    /// Include the object metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_object_meta: Option<bool>,
+    /// Include the type metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_type_meta: Option<bool>,
+}
+
+/// A remote policy program.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RemotePolicy {
+    /// URL of the program.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Required sha256 of the body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256sum: Option<String>,
+}
+
+/// A key in a ConfigMap.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfigMapReference {
+    /// ConfigMap name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// ConfigMap namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Key inside the ConfigMap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// Selects resources by group/version/resource and labels.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MatchResource {
+    /// API group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// API version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Resource (plural).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// Label selector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+}
+
+/// Status written by the controller.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterImagePolicyStatus {
+    /// Generation the conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` and friends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}

@@ -1,0 +1,305 @@
+//! The verifier: for one image, resolve its digest and evaluate each matching
+//! policy, all under the request's deadline.
+//!
+//! Three moka caches sit on the registry path. Each uses `try_get_with`, so
+//! concurrent misses for one key make one set of registry calls, and errors
+//! are shared with the waiters but never stored:
+//! - tag → digest (`resolve_ttl`);
+//! - (signature repository, digest) → signature layers (`resolve_ttl`);
+//! - (repository, digest, policy fingerprint) → policy outcome: passes for
+//!   `verify_ttl`, failures only for `resolve_ttl` so a freshly signed image
+//!   is admitted soon after. Registry failures are never cached.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use moka::future::Cache;
+use moka::Expiry;
+use oci_client::Reference;
+use tracing::Instrument;
+
+use super::cosign::{self, SignatureLayer, MAX_PAYLOAD_BYTES, MAX_SIGNATURE_LAYERS, SIMPLE_SIGNING_MEDIA_TYPE};
+use super::{AuthorityOutcome, PolicyOutcome};
+use crate::image::{cosign_tag, ImageRef};
+use crate::policy::{AuthorityCheck, CompiledAuthority, CompiledPolicy, PolicyMatch, PolicyMode};
+use crate::registry::{RegistryClient, RegistryError};
+use crate::workload::ImageUse;
+
+/// Cache lifetimes and sizes.
+#[derive(Debug, Clone)]
+pub struct VerifierSettings {
+    /// Tag → digest and signature-list lifetime; also how long a failed verdict is kept.
+    pub resolve_ttl: Duration,
+    /// How long a passing verdict is kept.
+    pub verify_ttl: Duration,
+    /// Entries per cache.
+    pub cache_capacity: u64,
+}
+
+impl Default for VerifierSettings {
+    fn default() -> Self {
+        VerifierSettings {
+            resolve_ttl: Duration::from_secs(30),
+            verify_ttl: Duration::from_secs(600),
+            cache_capacity: 10_000,
+        }
+    }
+}
+
+/// Everything learned about one image of a request.
+#[derive(Debug, Clone)]
+pub struct ImageReport {
+    /// Where the image was found and how it was written.
+    pub image: ImageUse,
+    /// The digest that was verified, once known.
+    pub digest: Option<String>,
+    /// One outcome per matching policy (empty: no policy matched).
+    pub policies: Vec<PolicyOutcome>,
+    /// The image reference could not be parsed.
+    pub invalid_reference: Option<String>,
+}
+
+type VerdictKey = (String, String, String, String);
+
+struct VerdictExpiry {
+    pass_ttl: Duration,
+    fail_ttl: Duration,
+}
+
+impl Expiry<VerdictKey, Arc<PolicyOutcome>> for VerdictExpiry {
+    fn expire_after_create(&self, _key: &VerdictKey, value: &Arc<PolicyOutcome>, _now: Instant) -> Option<Duration> {
+        Some(if value.passed { self.pass_ttl } else { self.fail_ttl })
+    }
+}
+
+/// Resolves and verifies images against compiled policies.
+pub struct Verifier {
+    registry: Arc<RegistryClient>,
+    digests: Cache<String, String>,
+    signatures: Cache<(String, String), Arc<Vec<SignatureLayer>>>,
+    verdicts: Cache<VerdictKey, Arc<PolicyOutcome>>,
+}
+
+impl Verifier {
+    /// A verifier over `registry` with the given cache settings.
+    pub fn new(registry: Arc<RegistryClient>, settings: &VerifierSettings) -> Self {
+        Verifier {
+            registry,
+            digests: Cache::builder()
+                .max_capacity(settings.cache_capacity)
+                .time_to_live(settings.resolve_ttl)
+                .build(),
+            signatures: Cache::builder()
+                .max_capacity(settings.cache_capacity)
+                .time_to_live(settings.resolve_ttl)
+                .build(),
+            verdicts: Cache::builder()
+                .max_capacity(settings.cache_capacity)
+                .expire_after(VerdictExpiry {
+                    pass_ttl: settings.verify_ttl,
+                    fail_ttl: settings.resolve_ttl.min(settings.verify_ttl),
+                })
+                .build(),
+        }
+    }
+
+    /// The registry client.
+    pub fn registry(&self) -> &Arc<RegistryClient> {
+        &self.registry
+    }
+
+    /// The digest to verify: the pinned one, or what the registry serves for the tag.
+    pub async fn resolve(&self, image: &ImageRef) -> Result<String, RegistryError> {
+        if let Some(d) = &image.digest {
+            return Ok(d.clone());
+        }
+        let reference = image.to_reference();
+        let registry = self.registry.clone();
+        self.digests
+            .try_get_with(reference.whole(), async move { registry.resolve(&reference).await })
+            .await
+            .map_err(|e| (*e).clone())
+    }
+
+    /// Verifies one image against the policies that match it. Work past
+    /// `deadline` is abandoned and reported as a timeout of `budget`.
+    pub async fn verify_image(&self, image: ImageUse, parsed: ImageRef, matches: Vec<PolicyMatch>, deadline: tokio::time::Instant, budget: Duration) -> ImageReport {
+        let span = tracing::info_span!("image", image = %image.reference);
+        let names: Vec<(String, PolicyMode)> = matches.iter().map(policy_name_mode).collect();
+        let work = self.verify_matches(&parsed, matches).instrument(span);
+        match tokio::time::timeout_at(deadline, work).await {
+            Ok((digest, policies)) => ImageReport {
+                image,
+                digest,
+                policies,
+                invalid_reference: None,
+            },
+            Err(_) => ImageReport {
+                image,
+                digest: parsed.digest.clone(),
+                policies: names
+                    .into_iter()
+                    .map(|(n, m)| PolicyOutcome::failed(&n, m, format!("timed out after {}", human_duration(budget)), true))
+                    .collect(),
+                invalid_reference: None,
+            },
+        }
+    }
+
+    async fn verify_matches(&self, image: &ImageRef, matches: Vec<PolicyMatch>) -> (Option<String>, Vec<PolicyOutcome>) {
+        if matches.is_empty() {
+            return (image.digest.clone(), Vec::new());
+        }
+        let digest = match self.resolve(image).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot resolve image");
+                let outcomes = matches
+                    .iter()
+                    .map(|m| {
+                        let (n, mode) = policy_name_mode(m);
+                        PolicyOutcome::failed(&n, mode, format!("cannot resolve digest: {e}"), e.is_transient())
+                    })
+                    .collect();
+                return (None, outcomes);
+            }
+        };
+        let outcomes = join_all(matches.into_iter().map(|m| {
+            let digest = digest.clone();
+            async move {
+                match m {
+                    PolicyMatch::Invalid(p) => PolicyOutcome::failed(&p.name, PolicyMode::Enforce, format!("policy is invalid: {}", p.error), false),
+                    PolicyMatch::Valid(p) => (*self.evaluate_policy(image, &digest, &p).await).clone(),
+                }
+            }
+        }))
+        .await;
+        (Some(digest), outcomes)
+    }
+
+    /// Evaluates one policy for one digest, through the verdict cache.
+    pub async fn evaluate_policy(&self, image: &ImageRef, digest: &str, policy: &Arc<CompiledPolicy>) -> Arc<PolicyOutcome> {
+        let key = (image.repository_name(), digest.to_string(), policy.name.clone(), policy.fingerprint.clone());
+        let result = self
+            .verdicts
+            .try_get_with(key, async {
+                let outcome = Arc::new(self.compute_policy(image, digest, policy).await);
+                if outcome.transient {
+                    Err(outcome)
+                } else {
+                    Ok(outcome)
+                }
+            })
+            .await;
+        match result {
+            Ok(o) => o,
+            Err(e) => (*e).clone(),
+        }
+    }
+
+    async fn compute_policy(&self, image: &ImageRef, digest: &str, policy: &CompiledPolicy) -> PolicyOutcome {
+        if !policy.unsupported.is_empty() {
+            return PolicyOutcome::failed(
+                &policy.name,
+                policy.mode,
+                format!("uses {}, which this version of sigil does not verify", policy.unsupported.join(", ")),
+                false,
+            );
+        }
+        let authorities = join_all(policy.authorities.iter().map(|a| self.check_authority(image, digest, a))).await;
+        let passed = authorities.iter().any(|a| a.passed);
+        let transient = !passed && authorities.iter().any(|a| a.transient);
+        PolicyOutcome {
+            policy: policy.name.clone(),
+            mode: policy.mode,
+            passed,
+            reason: None,
+            authorities,
+            transient,
+        }
+    }
+
+    async fn check_authority(&self, image: &ImageRef, digest: &str, a: &CompiledAuthority) -> AuthorityOutcome {
+        let outcome = |passed: bool, reason: String, transient: bool| AuthorityOutcome {
+            name: a.name.clone(),
+            passed,
+            reason,
+            transient,
+        };
+        match &a.check {
+            AuthorityCheck::Static { pass: true, .. } => outcome(true, "static pass".into(), false),
+            AuthorityCheck::Static { pass: false, message } => outcome(
+                false,
+                message.clone().unwrap_or_else(|| "disallowed by static policy".into()),
+                false,
+            ),
+            AuthorityCheck::Unsupported { field } => outcome(false, format!("{field} is not supported yet by sigil; failing closed"), false),
+            AuthorityCheck::Key(key) => {
+                let (registry, repository) = match &a.signature_repository {
+                    Some(r) => (r.registry.clone(), r.repository.clone()),
+                    None => (image.registry.clone(), image.repository.clone()),
+                };
+                let sig_ref = Reference::with_tag(registry, repository, cosign_tag(digest, "sig"));
+                match self.signatures(&sig_ref).await {
+                    Err(e) => outcome(false, format!("cannot fetch signatures from {}: {e}", sig_ref.whole()), e.is_transient()),
+                    Ok(layers) if layers.is_empty() => outcome(false, format!("no signatures found at {}", sig_ref.whole()), false),
+                    Ok(layers) => match cosign::verify_any(&layers, digest, key, &a.name) {
+                        Ok(()) => outcome(true, format!("signature verified with key {}", a.name), false),
+                        Err(r) => outcome(false, r.to_string(), false),
+                    },
+                }
+            }
+        }
+    }
+
+    /// The signature layers stored under `sig_ref` (empty when there is no
+    /// signature tag), through the coalescing cache.
+    async fn signatures(&self, sig_ref: &Reference) -> Result<Arc<Vec<SignatureLayer>>, RegistryError> {
+        let key = (format!("{}/{}", sig_ref.registry(), sig_ref.repository()), sig_ref.tag().unwrap_or_default().to_string());
+        self.signatures
+            .try_get_with(key, fetch_signature_layers(&self.registry, sig_ref))
+            .await
+            .map_err(|e| (*e).clone())
+    }
+}
+
+/// Fetches the simple-signing layers of a `.sig` manifest.
+pub async fn fetch_signature_layers(registry: &RegistryClient, sig_ref: &Reference) -> Result<Arc<Vec<SignatureLayer>>, RegistryError> {
+    let Some((manifest, _)) = registry.image_manifest(sig_ref).await? else {
+        return Ok(Arc::new(Vec::new()));
+    };
+    let wanted: Vec<_> = manifest
+        .layers
+        .iter()
+        .filter(|l| l.media_type == SIMPLE_SIGNING_MEDIA_TYPE)
+        .take(MAX_SIGNATURE_LAYERS)
+        .collect();
+    let blobs = join_all(wanted.iter().map(|l| registry.blob(sig_ref, l, MAX_PAYLOAD_BYTES))).await;
+    let mut layers = Vec::with_capacity(wanted.len());
+    for (desc, blob) in wanted.into_iter().zip(blobs) {
+        layers.push(SignatureLayer {
+            payload: blob?,
+            annotations: desc.annotations.clone().unwrap_or_default().into_iter().collect(),
+        });
+    }
+    Ok(Arc::new(layers))
+}
+
+fn policy_name_mode(m: &PolicyMatch) -> (String, PolicyMode) {
+    match m {
+        PolicyMatch::Valid(p) => (p.name.clone(), p.mode),
+        PolicyMatch::Invalid(p) => (p.name.clone(), PolicyMode::Enforce),
+    }
+}
+
+/// `8s`, `1.5s`, `250ms`.
+pub fn human_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else if d.as_secs() == 0 {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
