@@ -148,33 +148,32 @@ impl Verifier {
     }
 
     async fn verify_matches(&self, image: &ImageRef, matches: Vec<PolicyMatch>) -> (Option<String>, Vec<PolicyOutcome>) {
-        if matches.is_empty() {
-            return (image.digest.clone(), Vec::new());
+        // Invalid policies fail closed without any registry traffic.
+        let mut outcomes = Vec::with_capacity(matches.len());
+        let mut valid = Vec::new();
+        for m in matches {
+            match m {
+                PolicyMatch::Invalid(p) => outcomes.push(PolicyOutcome::failed(&p.name, PolicyMode::Enforce, format!("policy is invalid: {}", p.error), false)),
+                PolicyMatch::Valid(p) => valid.push(p),
+            }
+        }
+        if valid.is_empty() {
+            return (image.digest.clone(), outcomes);
         }
         let digest = match self.resolve(image).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot resolve image");
-                let outcomes = matches
-                    .iter()
-                    .map(|m| {
-                        let (n, mode) = policy_name_mode(m);
-                        PolicyOutcome::failed(&n, mode, format!("cannot resolve digest: {e}"), e.is_transient())
-                    })
-                    .collect();
+                outcomes.extend(
+                    valid
+                        .iter()
+                        .map(|p| PolicyOutcome::failed(&p.name, p.mode, format!("cannot resolve digest: {e}"), e.is_transient())),
+                );
                 return (None, outcomes);
             }
         };
-        let outcomes = join_all(matches.into_iter().map(|m| {
-            let digest = digest.clone();
-            async move {
-                match m {
-                    PolicyMatch::Invalid(p) => PolicyOutcome::failed(&p.name, PolicyMode::Enforce, format!("policy is invalid: {}", p.error), false),
-                    PolicyMatch::Valid(p) => (*self.evaluate_policy(image, &digest, &p).await).clone(),
-                }
-            }
-        }))
-        .await;
+        let verified = join_all(valid.iter().map(|p| self.evaluate_policy(image, &digest, p))).await;
+        outcomes.extend(verified.into_iter().map(|o| (*o).clone()));
         (Some(digest), outcomes)
     }
 

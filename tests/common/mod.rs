@@ -1,0 +1,153 @@
+//! Test harness: a real Debian docker-registry on loopback, images and cosign
+//! signatures pushed into it, and the sigil pipeline built around it.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use oci_client::{Client, Reference};
+use serde_json::Value;
+use sigil::audit::MemoryAuditSink;
+use sigil::decision::{DecisionSettings, NoMatchAction, ServerMode};
+use sigil::policy::{files, PolicyStore};
+use sigil::registry::{RegistryClient, RegistryOptions};
+use sigil::service::{Evaluator, EvaluatorSettings};
+use sigil::testkit::{plain_http_client, push_image, LocalRegistry, TestKey};
+use sigil::verify::{Verifier, VerifierSettings};
+
+pub use sigil::demo::pod_review;
+
+/// One registry plus a client that pushes to it.
+pub struct Env {
+    pub registry: LocalRegistry,
+    pub client: Client,
+}
+
+impl Env {
+    pub fn start() -> Env {
+        sigil::install_crypto_provider();
+        let registry = LocalRegistry::start().expect("start docker-registry");
+        let client = plain_http_client(std::slice::from_ref(&registry.addr));
+        Env { registry, client }
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.registry.addr
+    }
+
+    pub fn reference(&self, repo: &str, tag: &str) -> Reference {
+        Reference::with_tag(self.addr().into(), repo.into(), tag.into())
+    }
+
+    /// Pushes a fresh image at `repo:tag`, returns its digest.
+    pub async fn push(&self, repo: &str, tag: &str) -> String {
+        push_image(&self.client, &self.reference(repo, tag)).await.expect("push image")
+    }
+
+    /// Signs `repo@digest` with `key` in cosign's legacy layout.
+    pub async fn sign(&self, repo: &str, digest: &str, key: &TestKey) {
+        sigil::testkit::sign_image(&self.client, self.addr(), repo, digest, key).await.expect("sign image")
+    }
+}
+
+/// Options for building the pipeline under test.
+#[derive(Clone)]
+pub struct Opts {
+    pub server_mode: ServerMode,
+    pub no_match: NoMatchAction,
+    pub verify_timeout: Duration,
+    pub insecure: Vec<String>,
+}
+
+impl Opts {
+    pub fn for_registry(addr: &str) -> Opts {
+        Opts {
+            server_mode: ServerMode::Enforce,
+            no_match: NoMatchAction::Deny,
+            verify_timeout: Duration::from_secs(8),
+            insecure: vec![addr.to_string()],
+        }
+    }
+}
+
+/// Builds the pipeline with `policies_yaml` loaded; returns it and its audit log.
+pub fn pipeline(policies_yaml: &str, opts: &Opts) -> (Arc<Evaluator>, Arc<MemoryAuditSink>) {
+    let store = Arc::new(PolicyStore::new());
+    let defs = files::parse_documents(policies_yaml).expect("policies parse");
+    store.replace_source("test", &defs);
+    let registry = RegistryClient::new(&RegistryOptions {
+        insecure: opts.insecure.clone(),
+        connect_timeout: Some(Duration::from_secs(2)),
+        read_timeout: Some(Duration::from_secs(5)),
+        ..Default::default()
+    })
+    .expect("registry client");
+    let verifier = Arc::new(Verifier::new(Arc::new(registry), &VerifierSettings::default()));
+    let audit = Arc::new(MemoryAuditSink::default());
+    let evaluator = Arc::new(Evaluator {
+        store,
+        verifier,
+        settings: EvaluatorSettings {
+            decision: DecisionSettings {
+                server_mode: opts.server_mode,
+                no_match: opts.no_match,
+            },
+            verify_timeout: opts.verify_timeout,
+        },
+        audit: audit.clone(),
+    });
+    (evaluator, audit)
+}
+
+fn indent(text: &str, by: usize) -> String {
+    text.lines().map(|l| format!("{}{l}\n", " ".repeat(by))).collect()
+}
+
+/// A ClusterImagePolicy YAML document with key authorities.
+pub fn key_policy(name: &str, glob: &str, keys: &[&TestKey], extra_spec: &str) -> String {
+    let mut auth = String::new();
+    for k in keys {
+        auth.push_str(&format!("    - key:\n        data: |\n{}", indent(&k.public_pem, 10)));
+    }
+    format!(
+        "---\napiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: {name}\nspec:\n  images:\n    - glob: \"{glob}\"\n{extra_spec}  authorities:\n{auth}"
+    )
+}
+
+/// A ClusterImagePolicy with a static authority.
+pub fn static_policy(name: &str, glob: &str, action: &str, message: Option<&str>) -> String {
+    let msg = message.map(|m| format!("\n        message: \"{m}\"")).unwrap_or_default();
+    format!(
+        "---\napiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: {name}\nspec:\n  images:\n    - glob: \"{glob}\"\n  authorities:\n    - static:\n        action: {action}{msg}\n"
+    )
+}
+
+/// Sends an AdmissionReview body through the webhook handler; returns the `response`.
+pub async fn review(evaluator: &Evaluator, body: &Value) -> Value {
+    let bytes = evaluator.review(&serde_json::to_vec(body).unwrap()).await.expect("review accepted");
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(v["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(v["kind"], "AdmissionReview");
+    assert_eq!(v["response"]["uid"], body["request"]["uid"], "uid echoed");
+    v["response"].clone()
+}
+
+/// Reviews a one-container Pod with `image`.
+pub async fn review_pod(evaluator: &Evaluator, image: &str) -> Value {
+    review(evaluator, &pod_review("uid-1", "default", "p", image)).await
+}
+
+pub fn allowed(resp: &Value) -> bool {
+    resp["allowed"].as_bool().expect("allowed is a bool")
+}
+
+pub fn message(resp: &Value) -> String {
+    resp["status"]["message"].as_str().unwrap_or("").to_string()
+}
+
+pub fn warnings(resp: &Value) -> Vec<String> {
+    resp["warnings"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|w| w.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}

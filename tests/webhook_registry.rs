@@ -1,0 +1,414 @@
+//! The admission pipeline against a real registry (Debian docker-registry on
+//! loopback) holding real images and cosign-format signatures. Each case
+//! asserts the decision and the message a person would see.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures::future::join_all;
+use serde_json::json;
+use sigil::decision::{FindingDecision, NoMatchAction, ServerMode};
+use sigil::testkit::{attach_signatures, push_index, SignatureToAttach, TestKey, TestKeyKind};
+
+fn key(kind: TestKeyKind) -> TestKey {
+    TestKey::generate(kind).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_images_are_admitted_for_every_key_type() {
+    let env = Env::start();
+    for (i, kind) in [TestKeyKind::P256, TestKeyKind::P384, TestKeyKind::Ed25519, TestKeyKind::Rsa].into_iter().enumerate() {
+        let k = key(kind);
+        let repo = format!("team/app{i}");
+        let digest = env.push(&repo, "v1").await;
+        env.sign(&repo, &digest, &k).await;
+        let (ev, audit) = pipeline(&key_policy("signed", &format!("{}/team/**", env.addr()), &[&k], ""), &Opts::for_registry(env.addr()));
+        let resp = review_pod(&ev, &format!("{}/{repo}:v1", env.addr())).await;
+        assert!(allowed(&resp), "{kind:?}: {resp}");
+        assert!(audit.records().is_empty(), "{kind:?}: nothing to audit on a clean allow");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_image_is_denied_with_image_digest_policy_and_reason() {
+    let env = Env::start();
+    let k = key(TestKeyKind::P256);
+    let digest = env.push("team/unsigned", "v1").await;
+    let (ev, audit) = pipeline(&key_policy("must-be-signed", &format!("{}/team/**", env.addr()), &[&k], ""), &Opts::for_registry(env.addr()));
+    let image = format!("{}/team/unsigned:v1", env.addr());
+    let resp = review_pod(&ev, &image).await;
+    assert!(!allowed(&resp));
+    assert_eq!(resp["status"]["code"], 403);
+    let msg = message(&resp);
+    assert_eq!(
+        msg,
+        format!(
+            "spec.containers[0].image {image} ({digest}) fails policy \"must-be-signed\": authority-0: no signatures found at {}/team/unsigned:{}.sig",
+            env.addr(),
+            digest.replace(':', "-")
+        )
+    );
+    let records = audit.records();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].decision, FindingDecision::Denied);
+    assert_eq!(records[0].digest.as_deref(), Some(digest.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signature_by_another_key_is_denied() {
+    let env = Env::start();
+    let (trusted, other) = (key(TestKeyKind::P256), key(TestKeyKind::P256));
+    let digest = env.push("team/app", "v1").await;
+    env.sign("team/app", &digest, &other).await;
+    let (ev, _) = pipeline(&key_policy("p", "**", &[&trusted], ""), &Opts::for_registry(env.addr()));
+    let resp = review_pod(&ev, &format!("{}/team/app:v1", env.addr())).await;
+    assert!(!allowed(&resp));
+    assert!(message(&resp).ends_with("authority-0: signature does not verify with key authority-0"), "{}", message(&resp));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signature_copied_from_another_digest_is_denied() {
+    let env = Env::start();
+    let k = key(TestKeyKind::P256);
+    let signed = env.push("team/app", "signed").await;
+    let target = env.push("team/app", "target").await;
+    // A valid signature for `signed`, placed under `target`'s signature tag.
+    let sig = SignatureToAttach::new(&k, &format!("{}/team/app", env.addr()), &signed);
+    attach_signatures(&env.client, env.addr(), "team/app", &target, &[sig]).await.unwrap();
+    let (ev, _) = pipeline(&key_policy("p", "**", &[&k], ""), &Opts::for_registry(env.addr()));
+    let resp = review_pod(&ev, &format!("{}/team/app:target", env.addr())).await;
+    assert!(!allowed(&resp));
+    assert!(message(&resp).ends_with(&format!("authority-0: signature payload names {signed}, image is {target}")), "{}", message(&resp));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_payload_is_denied() {
+    let env = Env::start();
+    let k = key(TestKeyKind::Ed25519);
+    let digest = env.push("team/app", "v1").await;
+    let mut sig = SignatureToAttach::new(&k, &format!("{}/team/app", env.addr()), &digest);
+    // Same digest, different identity: any byte change breaks the signature.
+    sig.payload = String::from_utf8(sig.payload).unwrap().replace("team/app", "team/evil").into_bytes();
+    attach_signatures(&env.client, env.addr(), "team/app", &digest, &[sig]).await.unwrap();
+    let (ev, _) = pipeline(&key_policy("p", "**", &[&k], ""), &Opts::for_registry(env.addr()));
+    let resp = review_pod(&ev, &format!("{}/team/app:v1", env.addr())).await;
+    assert!(!allowed(&resp));
+    assert!(message(&resp).contains("signature does not verify with key authority-0"), "{}", message(&resp));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_moved_after_signing_is_denied_for_the_new_digest() {
+    let env = Env::start();
+    let k = key(TestKeyKind::P256);
+    let old = env.push("team/app", "v1").await;
+    env.sign("team/app", &old, &k).await;
+    let (ev, _) = pipeline(&key_policy("p", "**", &[&k], ""), &Opts::for_registry(env.addr()));
+    let image = format!("{}/team/app:v1", env.addr());
+    assert!(allowed(&review_pod(&ev, &image).await));
+    let new = env.push("team/app", "v1").await;
+    assert_ne!(old, new);
+    // A fresh pipeline (no cached tag) sees the moved tag.
+    let (ev, _) = pipeline(&key_policy("p", "**", &[&k], ""), &Opts::for_registry(env.addr()));
+    let resp = review_pod(&ev, &image).await;
+    assert!(!allowed(&resp));
+    assert!(message(&resp).contains(&format!("({new})")) && message(&resp).contains("no signatures found"), "{}", message(&resp));
+    // Pinning the old, signed digest still works.
+    assert!(allowed(&review_pod(&ev, &format!("{}/team/app@{old}", env.addr())).await));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_matching_policy_must_pass_and_any_authority_suffices() {
+    let env = Env::start();
+    let (k1, k2) = (key(TestKeyKind::P256), key(TestKeyKind::Rsa));
+    let digest = env.push("team/app", "v1").await;
+    env.sign("team/app", &digest, &k2).await;
+    let image = format!("{}/team/app:v1", env.addr());
+
+    // key OR key: signed by the second authority's key only.
+    let (ev, _) = pipeline(&key_policy("either-key", "**", &[&k1, &k2], ""), &Opts::for_registry(env.addr()));
+    assert!(allowed(&review_pod(&ev, &image).await));
+
+    // static pass AND static fail: the fail wins, with its message.
+    let policies = format!(
+        "{}{}",
+        static_policy("always-pass", "**", "pass", None),
+        static_policy("frozen", &format!("{}/team/*", env.addr()), "fail", Some("deploys are frozen"))
+    );
+    let (ev, _) = pipeline(&policies, &Opts::for_registry(env.addr()));
+    let resp = review_pod(&ev, &image).await;
+    assert!(!allowed(&resp));
+    assert!(message(&resp).ends_with("fails policy \"frozen\": authority-0: deploys are frozen"), "{}", message(&resp));
+    assert!(!message(&resp).contains("always-pass"));
+
+    // key policy AND static fail.
+    let policies = format!("{}{}", key_policy("signed", "**", &[&k2], ""), static_policy("deny-all", "**", "fail", None));
+    let (ev, _) = pipeline(&policies, &Opts::for_registry(env.addr()));
+    let resp = review_pod(&ev, &image).await;
+    assert!(!allowed(&resp));
+    assert!(message(&resp).contains("\"deny-all\": authority-0: disallowed by static policy"), "{}", message(&resp));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_match_rule_deny_warn_allow_and_no_registry_contact() {
+    let env = Env::start();
+    let k = key(TestKeyKind::P256);
+    env.push("other/app", "v1").await;
+    let image = format!("{}/other/app:v1", env.addr());
+    let policy = key_policy("p", "ghcr.io/**", &[&k], "");
+    let before = env.registry.count_requests("/v2/other/app/");
+    for (action, want_allowed, want_warnings) in [(NoMatchAction::Deny, false, 0), (NoMatchAction::Warn, true, 1), (NoMatchAction::Allow, true, 0)] {
+        let mut o = Opts::for_registry(env.addr());
+        o.no_match = action;
+        let (ev, _) = pipeline(&policy, &o);
+        let resp = review_pod(&ev, &image).await;
+        assert_eq!(allowed(&resp), want_allowed, "{action:?}");
+        assert_eq!(warnings(&resp).len(), want_warnings, "{action:?}");
+        if !want_allowed {
+            assert!(message(&resp).contains("no ClusterImagePolicy matches this image"), "{}", message(&resp));
+        }
+        if want_warnings == 1 {
+            assert!(warnings(&resp)[0].contains("no ClusterImagePolicy matches this image [mode no-match]"));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(env.registry.count_requests("/v2/other/app/"), before, "an unmatched image must not be looked up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warn_mode_admits_with_warnings() {
+    let env = Env::start();
+    let k = key(TestKeyKind::P256);
+    env.push("team/app", "v1").await;
+    let (ev, audit) = pipeline(&key_policy("soft", "**", &[&k], "  mode: warn\n"), &Opts::for_registry(env.addr()));
+    let resp = review_pod(&ev, &format!("{}/team/app:v1", env.addr())).await;
+    assert!(allowed(&resp));
+    let w = warnings(&resp);
+    assert_eq!(w.len(), 1);
+    assert!(w[0].contains("fails policy \"soft\": authority-0: no signatures found") && w[0].ends_with("[mode warn]"), "{w:?}");
+    assert_eq!(audit.records()[0].decision, FindingDecision::Warned);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_mode_admits_and_writes_the_audit_record() {
+    let env = Env::start();
+    let k = key(TestKeyKind::P256);
+    let digest = env.push("team/app", "v1").await;
+    let mut o = Opts::for_registry(env.addr());
+    o.server_mode = ServerMode::Audit;
+    let (ev, audit) = pipeline(&key_policy("p", "**", &[&k], ""), &o);
+    let resp = review(&ev, &pod_review("audit-uid", "shop", "web-1", &format!("{}/team/app:v1", env.addr()))).await;
+    assert!(allowed(&resp));
+    assert!(message(&resp).is_empty());
+    let records = audit.records();
+    assert_eq!(records.len(), 1);
+    let r = serde_json::to_value(&records[0]).unwrap();
+    assert_eq!(r["target"], "audit");
+    assert_eq!(r["uid"], "audit-uid");
+    assert_eq!(r["operation"], "CREATE");
+    assert_eq!(r["kind"], "Pod");
+    assert_eq!(r["namespace"], "shop");
+    assert_eq!(r["name"], "web-1");
+    assert_eq!(r["user"], "demo-user");
+    assert_eq!(r["digest"], json!(digest));
+    assert_eq!(r["policy"], "p");
+    assert_eq!(r["decision"], "audited");
+    assert_eq!(r["authorities"][0]["name"], "authority-0");
+    assert!(r["reasons"][0].as_str().unwrap().contains("no signatures found"));
+
+    // A policy in audit mode behaves the same inside an enforcing server.
+    let (ev, audit) = pipeline(&key_policy("p", "**", &[&k], "  mode: audit\n"), &Opts::for_registry(env.addr()));
+    assert!(allowed(&review_pod(&ev, &format!("{}/team/app:v1", env.addr())).await));
+    assert_eq!(audit.records()[0].decision, FindingDecision::Audited);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_down_denies_in_enforce_and_is_logged_in_audit() {
+    let port = sigil::testkit::free_port().unwrap();
+    let dead = format!("127.0.0.1:{port}");
+    let k = key(TestKeyKind::P256);
+    let image = format!("{dead}/team/app:v1");
+    let (ev, _) = pipeline(&key_policy("p", "**", &[&k], ""), &Opts::for_registry(&dead));
+    let resp = review_pod(&ev, &image).await;
+    assert!(!allowed(&resp));
+    assert!(
+        message(&resp).contains(&format!("fails policy \"p\": cannot resolve digest: registry {dead} unreachable: connection refused")),
+        "{}",
+        message(&resp)
+    );
+    let mut o = Opts::for_registry(&dead);
+    o.server_mode = ServerMode::Audit;
+    let (ev, audit) = pipeline(&key_policy("p", "**", &[&k], ""), &o);
+    assert!(allowed(&review_pod(&ev, &image).await));
+    assert!(audit.records()[0].reasons[0].contains("unreachable: connection refused"));
+}
+
+/// A TCP proxy that waits `delay` before forwarding each connection.
+async fn slow_proxy(target: String, delay: Duration) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let target = target.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_slower_than_the_deadline_is_denied_as_timeout() {
+    let env = Env::start();
+    let k = key(TestKeyKind::P256);
+    let digest = env.push("team/app", "v1").await;
+    env.sign("team/app", &digest, &k).await;
+    let slow = slow_proxy(env.addr().to_string(), Duration::from_secs(3)).await;
+    let mut o = Opts::for_registry(&slow);
+    o.verify_timeout = Duration::from_millis(1500);
+    let (ev, _) = pipeline(&key_policy("p", "**", &[&k], ""), &o);
+    let started = std::time::Instant::now();
+    let resp = review_pod(&ev, &format!("{slow}/team/app:v1")).await;
+    assert!(started.elapsed() < Duration::from_millis(2500), "answered within the deadline");
+    assert!(!allowed(&resp));
+    assert!(message(&resp).ends_with("fails policy \"p\": timed out after 1.5s"), "{}", message(&resp));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployment_init_and_ephemeral_containers_are_all_checked() {
+    let env = Env::start();
+    let k = key(TestKeyKind::P256);
+    for repo in ["team/app", "team/init"] {
+        let d = env.push(repo, "v1").await;
+        env.sign(repo, &d, &k).await;
+    }
+    let debug_digest = env.push("team/debug", "v1").await;
+    let (ev, _) = pipeline(&key_policy("p", "**", &[&k], ""), &Opts::for_registry(env.addr()));
+    let a = env.addr();
+    let body = json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "dep-1",
+            "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+            "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+            "name": "web", "namespace": "default", "operation": "CREATE",
+            "userInfo": {"username": "alice"},
+            "object": {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+                "spec": {"selector": {}, "template": {"spec": {
+                    "initContainers": [{"name": "i", "image": format!("{a}/team/init:v1")}],
+                    "containers": [{"name": "c", "image": format!("{a}/team/app:v1")}],
+                    "ephemeralContainers": [{"name": "e", "image": format!("{a}/team/debug:v1")}]
+                }}}}
+        }
+    });
+    let resp = review(&ev, &body).await;
+    assert!(!allowed(&resp));
+    let msg = message(&resp);
+    assert_eq!(msg.lines().count(), 1, "{msg}");
+    assert!(msg.starts_with(&format!("spec.template.spec.ephemeralContainers[0].image {a}/team/debug:v1 ({debug_digest})")), "{msg}");
+
+    // Scale subresource and DELETE are not checked.
+    let mut scale = body.clone();
+    scale["request"]["subResource"] = json!("scale");
+    assert!(allowed(&review(&ev, &scale).await));
+    let mut delete = body.clone();
+    delete["request"]["operation"] = json!("DELETE");
+    assert!(allowed(&review(&ev, &delete).await));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_arch_index_digest_is_what_gets_verified() {
+    let env = Env::start();
+    let k = key(TestKeyKind::P256);
+    let amd = env.push("team/multi", "amd64").await;
+    let arm = env.push("team/multi", "arm64").await;
+    let index = push_index(&env.client, &env.reference("team/multi", "v1"), &[(amd.clone(), "amd64"), (arm, "arm64")]).await.unwrap();
+    let (ev, _) = pipeline(&key_policy("p", "**", &[&k], ""), &Opts::for_registry(env.addr()));
+    let image = format!("{}/team/multi:v1", env.addr());
+    // Signing only one platform does not sign the index.
+    env.sign("team/multi", &amd, &k).await;
+    let resp = review_pod(&ev, &image).await;
+    assert!(!allowed(&resp));
+    assert!(message(&resp).contains(&format!("({index})")), "{}", message(&resp));
+    env.sign("team/multi", &index, &k).await;
+    let (ev, _) = pipeline(&key_policy("p", "**", &[&k], ""), &Opts::for_registry(env.addr()));
+    assert!(allowed(&review_pod(&ev, &image).await));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signatures_in_another_repository_via_source_oci() {
+    let env = Env::start();
+    let k = key(TestKeyKind::P256);
+    let digest = env.push("team/app", "v1").await;
+    env.sign("signatures/store", &digest, &k).await;
+    let image = format!("{}/team/app:v1", env.addr());
+    let policy = format!("{}      source:\n        - oci: {}/signatures/store\n", key_policy("p", "**", &[&k], ""), env.addr());
+    let (ev, _) = pipeline(&policy, &Opts::for_registry(env.addr()));
+    assert!(allowed(&review_pod(&ev, &image).await), "{policy}");
+    let (ev, _) = pipeline(&key_policy("p", "**", &[&k], ""), &Opts::for_registry(env.addr()));
+    let resp = review_pod(&ev, &image).await;
+    assert!(!allowed(&resp) && message(&resp).contains("no signatures found"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_concurrent_reviews_make_one_set_of_registry_requests() {
+    let env = Env::start();
+    let k = key(TestKeyKind::P256);
+    let digest = env.push("team/hot", "v1").await;
+    env.sign("team/hot", &digest, &k).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let sig_uri = format!("/v2/team/hot/manifests/{}", digest.replace(':', "-"));
+    let base = env.registry.count_requests("/v2/team/hot/");
+    let (tag_base, sig_base) = (env.registry.count_requests("/v2/team/hot/manifests/v1"), env.registry.count_requests(&sig_uri));
+    let (ev, _) = pipeline(&key_policy("p", "**", &[&k], ""), &Opts::for_registry(env.addr()));
+    let image = format!("{}/team/hot:v1", env.addr());
+    let responses = join_all((0..100).map(|i| {
+        let ev = ev.clone();
+        let image = image.clone();
+        async move { review(&ev, &pod_review(&format!("uid-{i}"), "default", "p", &image)).await }
+    }))
+    .await;
+    assert!(responses.iter().all(allowed));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let tag_lookups = env.registry.count_requests("/v2/team/hot/manifests/v1") - tag_base;
+    let sig_manifests = env.registry.count_requests(&sig_uri) - sig_base;
+    let total = env.registry.count_requests("/v2/team/hot/") - base;
+    assert_eq!(tag_lookups, 1, "one tag resolution");
+    assert_eq!(sig_manifests, 1, "one signature manifest fetch");
+    // HEAD tag, GET .sig manifest, GET payload blob.
+    assert_eq!(total, 3, "registry log:\n{}", env.registry.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_policy_fails_closed_and_others_keep_working() {
+    let env = Env::start();
+    let k = key(TestKeyKind::P256);
+    let digest = env.push("team/app", "v1").await;
+    env.sign("team/app", &digest, &k).await;
+    let broken = "---\napiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: broken\nspec:\n  images:\n    - glob: \"**/legacy/**\"\n  authorities:\n    - key:\n        data: not-a-key\n";
+    let policies = format!("{broken}{}", key_policy("good", &format!("{}/team/**", env.addr()), &[&k], ""));
+    let (ev, _) = pipeline(&policies, &Opts::for_registry(env.addr()));
+    assert!(allowed(&review_pod(&ev, &format!("{}/team/app:v1", env.addr())).await));
+    let resp = review_pod(&ev, &format!("{}/x/legacy/app:v1", env.addr())).await;
+    assert!(!allowed(&resp));
+    assert!(message(&resp).contains("(digest unresolved) fails policy \"broken\": policy is invalid: spec.authorities[0].key.data: not a PEM public key"), "{}", message(&resp));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(env.registry.count_requests("/legacy/"), 0, "an invalid policy needs no registry lookup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unimplemented_fields_fail_closed_naming_the_field() {
+    let env = Env::start();
+    let digest = env.push("team/app", "v1").await;
+    let _ = digest;
+    let policy = "---\napiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: keyless\nspec:\n  images:\n    - glob: \"**\"\n  authorities:\n    - keyless:\n        identities:\n          - issuer: https://accounts.example\n            subject: me@example.com\n";
+    let (ev, _) = pipeline(policy, &Opts::for_registry(env.addr()));
+    let resp = review_pod(&ev, &format!("{}/team/app:v1", env.addr())).await;
+    assert!(!allowed(&resp));
+    assert!(message(&resp).contains("authority-0: spec.authorities[0].keyless is not supported yet by sigil; failing closed"), "{}", message(&resp));
+}
