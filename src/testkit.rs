@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,15 @@ pub struct LocalRegistry {
     _dir: tempfile::TempDir,
 }
 
+/// Options of a test registry.
+#[derive(Debug, Clone, Default)]
+pub struct RegistrySetup {
+    /// An htpasswd file (bcrypt): turns on basic auth.
+    pub htpasswd: Option<PathBuf>,
+    /// Serving certificate and key (PEM files): turns on TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
 /// The registry binary: `$SIGIL_REGISTRY_BIN` or Debian's `/usr/bin/docker-registry`.
 pub fn registry_binary() -> PathBuf {
     std::env::var_os("SIGIL_REGISTRY_BIN")
@@ -51,21 +60,28 @@ pub fn free_port() -> std::io::Result<u16> {
 impl LocalRegistry {
     /// Starts a registry with its own storage and waits until it answers.
     pub fn start() -> anyhow::Result<Self> {
-        Self::start_with(None)
+        Self::start_with(&RegistrySetup::default())
     }
 
-    /// Starts a registry; `htpasswd` (a file path) turns on basic auth.
-    pub fn start_with(htpasswd: Option<&Path>) -> anyhow::Result<Self> {
+    /// Starts a registry with basic auth and/or TLS.
+    pub fn start_with(setup: &RegistrySetup) -> anyhow::Result<Self> {
         let bin = registry_binary();
         anyhow::ensure!(bin.exists(), "{} not found: install Debian's docker-registry package (apt-get install docker-registry)", bin.display());
         let dir = tempfile::tempdir()?;
         let port = free_port()?;
         let addr = format!("127.0.0.1:{port}");
-        let auth = htpasswd
+        let auth = setup
+            .htpasswd
+            .as_ref()
             .map(|p| format!("auth:\n  htpasswd:\n    realm: sigil-test\n    path: {}\n", p.display()))
             .unwrap_or_default();
+        let tls = setup
+            .tls
+            .as_ref()
+            .map(|(c, k)| format!("  tls:\n    certificate: {}\n    key: {}\n", c.display(), k.display()))
+            .unwrap_or_default();
         let config = format!(
-            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth}",
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{tls}{auth}",
             dir.path().join("data").display()
         );
         let config_path = dir.path().join("config.yml");
@@ -249,6 +265,11 @@ impl SignatureToAttach {
 
 /// Pushes a small random single-platform image; returns its digest.
 pub async fn push_image(client: &Client, reference: &Reference) -> anyhow::Result<String> {
+    push_image_as(client, reference, &RegistryAuth::Anonymous).await
+}
+
+/// [`push_image`] with credentials.
+pub async fn push_image_as(client: &Client, reference: &Reference, auth: &RegistryAuth) -> anyhow::Result<String> {
     let layer_bytes: Vec<u8> = (0..64).map(|_| rand::random::<u8>()).collect();
     let diff_id = format!("sha256:{}", hex::encode(Sha256::digest(&layer_bytes)));
     let config = serde_json::json!({
@@ -257,9 +278,9 @@ pub async fn push_image(client: &Client, reference: &Reference) -> anyhow::Resul
     });
     let layers = vec![ImageLayer::oci_v1(layer_bytes, None)];
     let resp = client
-        .push(reference, &layers, Config::oci_v1(serde_json::to_vec(&config)?, None), &RegistryAuth::Anonymous, None)
+        .push(reference, &layers, Config::oci_v1(serde_json::to_vec(&config)?, None), auth, None)
         .await?;
-    let digest = client.fetch_manifest_digest(reference, &RegistryAuth::Anonymous).await?;
+    let digest = client.fetch_manifest_digest(reference, auth).await?;
     tracing::debug!(url = %resp.manifest_url, %digest, "pushed image");
     Ok(digest)
 }
@@ -301,6 +322,18 @@ pub async fn push_index(client: &Client, reference: &Reference, platform_digests
 /// with the given layers (replacing any previous one, as a fresh `cosign sign`
 /// of an unsigned image would).
 pub async fn attach_signatures(client: &Client, registry: &str, repository: &str, digest: &str, signatures: &[SignatureToAttach]) -> anyhow::Result<()> {
+    attach_signatures_as(client, registry, repository, digest, signatures, &RegistryAuth::Anonymous).await
+}
+
+/// [`attach_signatures`] with credentials.
+pub async fn attach_signatures_as(
+    client: &Client,
+    registry: &str,
+    repository: &str,
+    digest: &str,
+    signatures: &[SignatureToAttach],
+    auth: &RegistryAuth,
+) -> anyhow::Result<()> {
     let sig_ref = Reference::with_tag(registry.into(), repository.into(), cosign_tag(digest, "sig"));
     let layers: Vec<ImageLayer> = signatures
         .iter()
@@ -313,7 +346,7 @@ pub async fn attach_signatures(client: &Client, registry: &str, repository: &str
     let diff_ids: Vec<String> = layers.iter().map(|l| l.sha256_digest()).collect();
     let config = serde_json::json!({"architecture": "", "os": "", "config": {}, "rootfs": {"type": "layers", "diff_ids": diff_ids}});
     client
-        .push(&sig_ref, &layers, Config::oci_v1(serde_json::to_vec(&config)?, None), &RegistryAuth::Anonymous, None)
+        .push(&sig_ref, &layers, Config::oci_v1(serde_json::to_vec(&config)?, None), auth, None)
         .await?;
     Ok(())
 }

@@ -412,3 +412,32 @@ async fn unimplemented_fields_fail_closed_naming_the_field() {
     assert!(!allowed(&resp));
     assert!(message(&resp).contains("authority-0: spec.authorities[0].keyless is not supported yet by sigil; failing closed"), "{}", message(&resp));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ephemeral_containers_subresource_is_checked() {
+    let env = Env::start();
+    let k = key(TestKeyKind::P256);
+    let app = env.push("team/app", "v1").await;
+    env.sign("team/app", &app, &k).await;
+    env.push("team/debug", "v1").await;
+    let (ev, _) = pipeline(&key_policy("p", "**", &[&k], ""), &Opts::for_registry(env.addr()));
+    let a = env.addr();
+    // Kubernetes >= 1.22: the Pod itself, on UPDATE of pods/ephemeralcontainers.
+    let mut body = pod_review("eph-1", "default", "p", &format!("{a}/team/app:v1"));
+    body["request"]["operation"] = json!("UPDATE");
+    body["request"]["subResource"] = json!("ephemeralcontainers");
+    body["request"]["object"]["spec"]["ephemeralContainers"] = json!([{"name": "dbg", "image": format!("{a}/team/debug:v1")}]);
+    let resp = review(&ev, &body).await;
+    assert!(!allowed(&resp));
+    assert!(message(&resp).starts_with(&format!("spec.ephemeralContainers[0].image {a}/team/debug:v1")), "{}", message(&resp));
+    // Older servers send an EphemeralContainers object.
+    body["request"]["kind"] = json!({"group": "", "version": "v1", "kind": "EphemeralContainers"});
+    body["request"]["object"] = json!({"apiVersion": "v1", "kind": "EphemeralContainers", "metadata": {"name": "p"},
+        "ephemeralContainers": [{"name": "dbg", "image": format!("{a}/team/debug:v1")}]});
+    let resp = review(&ev, &body).await;
+    assert!(!allowed(&resp));
+    assert!(message(&resp).contains("team/debug:v1"), "{}", message(&resp));
+    // The status subresource is not checked.
+    body["request"]["subResource"] = json!("status");
+    assert!(allowed(&review(&ev, &body).await));
+}

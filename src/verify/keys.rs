@@ -209,6 +209,34 @@ mod tests {
         assert_eq!(k.kind(), KeyKind::EcdsaP256);
     }
 
+    /// `key.hashAlgorithm` selects the digest: an RSA signature over SHA-512
+    /// verifies only with `sha512`, and P-384 follows cosign's SHA-256 default.
+    #[test]
+    fn hash_algorithm_is_honoured() {
+        use aws_lc_rs::encoding::AsDer;
+        use aws_lc_rs::rand::SystemRandom;
+        use aws_lc_rs::signature::{KeyPair, RsaKeyPair, RSA_PKCS1_SHA512};
+        let kp = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let der = kp.public_key().as_der().unwrap();
+        let msg = b"payload";
+        let mut sig = vec![0u8; kp.public_modulus_len()];
+        kp.sign(&RSA_PKCS1_SHA512, &SystemRandom::new(), msg, &mut sig).unwrap();
+        let k512 = VerificationKey::from_spki_der(der.as_ref(), HashAlgorithm::Sha512).unwrap();
+        let k256 = VerificationKey::from_spki_der(der.as_ref(), HashAlgorithm::Sha256).unwrap();
+        assert_eq!(k512.kind(), KeyKind::Rsa);
+        assert!(k512.verify(msg, &sig));
+        assert!(!k256.verify(msg, &sig));
+        assert!(!k512.verify(b"other", &sig));
+
+        let p384 = crate::testkit::TestKey::generate(crate::testkit::TestKeyKind::P384).unwrap();
+        let sig = p384.sign(msg);
+        let default = VerificationKey::from_pem(&p384.public_pem, HashAlgorithm::Sha256).unwrap();
+        let sha384 = VerificationKey::from_pem(&p384.public_pem, HashAlgorithm::Sha384).unwrap();
+        assert_eq!(default.kind(), KeyKind::EcdsaP384);
+        assert!(default.verify(msg, &sig));
+        assert!(!sha384.verify(msg, &sig));
+    }
+
     #[test]
     fn rejects_non_keys() {
         let err = VerificationKey::from_pem("hello", HashAlgorithm::Sha256).unwrap_err();
