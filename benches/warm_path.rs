@@ -15,12 +15,18 @@ use sigil::decision::{DecisionSettings, NoMatchAction, ServerMode};
 use sigil::policy::{files, PolicyStore};
 use sigil::registry::{RegistryClient, RegistryOptions};
 use sigil::service::{Evaluator, EvaluatorSettings};
-use sigil::testkit::{plain_http_client, push_image, sign_image, LocalRegistry, TestKey, TestKeyKind};
+use sigil::testkit::{
+    plain_http_client, push_image, sign_image, LocalRegistry, TestKey, TestKeyKind,
+};
 use sigil::verify::{Verifier, VerifierSettings};
 
 fn warm_path(c: &mut Criterion) {
     sigil::install_crypto_provider();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let registry = LocalRegistry::start().expect("docker-registry");
     let key = TestKey::generate(TestKeyKind::P256).unwrap();
     let addr = registry.addr.clone();
@@ -28,7 +34,12 @@ fn warm_path(c: &mut Criterion) {
         let client = plain_http_client(std::slice::from_ref(&addr));
         let mut out = Vec::new();
         for repo in ["bench/web", "bench/sidecar", "bench/init"] {
-            let d = push_image(&client, &Reference::with_tag(addr.clone(), repo.into(), "v1".into())).await.unwrap();
+            let d = push_image(
+                &client,
+                &Reference::with_tag(addr.clone(), repo.into(), "v1".into()),
+            )
+            .await
+            .unwrap();
             sign_image(&client, &addr, repo, &d, &key).await.unwrap();
             out.push(format!("{addr}/{repo}:v1"));
         }
@@ -75,7 +86,8 @@ fn warm_path(c: &mut Criterion) {
     assert_eq!(v["response"]["allowed"], true, "warm-up must admit: {v}");
 
     c.bench_function("warm_review_3_containers", |b| {
-        b.to_async(&rt).iter(|| async { evaluator.review(&body).await.unwrap() })
+        b.to_async(&rt)
+            .iter(|| async { evaluator.review(&body).await.unwrap() })
     });
     drop(registry);
 }

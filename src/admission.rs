@@ -30,7 +30,8 @@ pub type Request = AdmissionRequest<DynamicObject>;
 
 /// Decodes an AdmissionReview body.
 pub fn decode(body: &[u8]) -> Result<Request, ReviewError> {
-    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body).map_err(|e| ReviewError::Malformed(e.to_string()))?;
+    let review: AdmissionReview<DynamicObject> =
+        serde_json::from_slice(body).map_err(|e| ReviewError::Malformed(e.to_string()))?;
     if review.types.api_version != API_VERSION {
         return Err(ReviewError::Version(review.types.api_version));
     }
@@ -108,8 +109,17 @@ mod tests {
 
     #[test]
     fn malformed_reviews_are_errors() {
-        assert!(matches!(decode(b"not json"), Err(ReviewError::Malformed(_))));
-        assert!(matches!(decode(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#), Err(ReviewError::NoRequest)));
-        assert!(matches!(decode(br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}"#), Err(ReviewError::Version(_))));
+        assert!(matches!(
+            decode(b"not json"),
+            Err(ReviewError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#),
+            Err(ReviewError::NoRequest)
+        ));
+        assert!(matches!(
+            decode(br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}"#),
+            Err(ReviewError::Version(_))
+        ));
     }
 }

@@ -121,13 +121,19 @@ pub struct MemoryAuditSink {
 impl MemoryAuditSink {
     /// Everything recorded so far.
     pub fn records(&self) -> Vec<AuditRecord> {
-        self.records.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
 impl AuditSink for MemoryAuditSink {
     fn record(&self, record: &AuditRecord) {
-        self.records.lock().unwrap_or_else(|e| e.into_inner()).push(record.clone());
+        self.records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(record.clone());
     }
 }
 

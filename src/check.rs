@@ -48,14 +48,31 @@ pub struct CheckResult {
 }
 
 /// Reads workloads from manifest texts and image flags.
-pub fn workloads(texts: &[(String, String)], images: &[String], namespace: &str) -> Result<Vec<Workload>, String> {
+pub fn workloads(
+    texts: &[(String, String)],
+    images: &[String],
+    namespace: &str,
+) -> Result<Vec<Workload>, String> {
     let mut out = Vec::new();
     for (path, text) in texts {
-        let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| format!("{path}: {e}"))?;
+        let docs: Vec<Value> =
+            serde_saphyr::from_multiple(text).map_err(|e| format!("{path}: {e}"))?;
         for doc in docs.into_iter().filter(|d| !d.is_null()) {
-            let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
-            let name = doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
-            let ns = doc.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or(namespace).to_string();
+            let kind = doc
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let name = doc
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let ns = doc
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or(namespace)
+                .to_string();
             match images_of(&kind, &doc).map_err(|e| format!("{path}: {kind} {name}: {e}"))? {
                 None => tracing::info!(path, kind, name, "skipping: this kind runs no pods"),
                 Some(images) => out.push(Workload {
@@ -97,15 +114,25 @@ pub async fn run_check(evaluator: &Evaluator, workloads: Vec<Workload>) -> Check
         images: Vec::new(),
     };
     for w in workloads {
-        let label = format!("{} {}/{}", w.context.kind, w.context.namespace, w.context.name);
+        let label = format!(
+            "{} {}/{}",
+            w.context.kind, w.context.namespace, w.context.name
+        );
         let eval = evaluator.evaluate(&w.context, w.images).await;
         if !eval.verdict.allowed {
             result.allowed = false;
         }
         if let Some(m) = eval.verdict.message {
-            result.denied.extend(m.lines().map(|l| format!("{label}: {l}")));
+            result
+                .denied
+                .extend(m.lines().map(|l| format!("{label}: {l}")));
         }
-        result.warnings.extend(eval.verdict.warnings.into_iter().map(|l| format!("{label}: {l}")));
+        result.warnings.extend(
+            eval.verdict
+                .warnings
+                .into_iter()
+                .map(|l| format!("{label}: {l}")),
+        );
         for r in eval.reports {
             result.images.push(ImageResult {
                 workload: label.clone(),
@@ -124,17 +151,30 @@ pub fn render_text(r: &CheckResult) -> String {
     let mut s = String::new();
     for i in &r.images {
         s.push_str(&format!("{} {} {}\n", i.workload, i.field, i.image));
-        s.push_str(&format!("  digest: {}\n", i.digest.as_deref().unwrap_or("unresolved")));
+        s.push_str(&format!(
+            "  digest: {}\n",
+            i.digest.as_deref().unwrap_or("unresolved")
+        ));
         if i.policies.is_empty() {
             s.push_str("  no matching policy\n");
         }
         for p in &i.policies {
-            s.push_str(&format!("  policy {} ({:?}): {}\n", p.policy, p.mode, if p.passed { "pass" } else { "FAIL" }));
+            s.push_str(&format!(
+                "  policy {} ({:?}): {}\n",
+                p.policy,
+                p.mode,
+                if p.passed { "pass" } else { "FAIL" }
+            ));
             if let Some(reason) = &p.reason {
                 s.push_str(&format!("    {reason}\n"));
             }
             for a in &p.authorities {
-                s.push_str(&format!("    {} {}: {}\n", if a.passed { "✓" } else { "✗" }, a.name, a.reason));
+                s.push_str(&format!(
+                    "    {} {}: {}\n",
+                    if a.passed { "✓" } else { "✗" },
+                    a.name,
+                    a.reason
+                ));
             }
         }
     }
@@ -144,7 +184,11 @@ pub fn render_text(r: &CheckResult) -> String {
     for d in &r.denied {
         s.push_str(&format!("DENIED: {d}\n"));
     }
-    s.push_str(if r.allowed { "result: admitted\n" } else { "result: denied\n" });
+    s.push_str(if r.allowed {
+        "result: admitted\n"
+    } else {
+        "result: denied\n"
+    });
     s
 }
 
@@ -154,7 +198,10 @@ pub async fn main(args: CheckArgs) -> i32 {
         eprintln!("sigil check: give at least one -f MANIFEST or --image REF");
         return 2;
     }
-    let evaluator = match args.verify.build(std::sync::Arc::new(crate::audit::NullAuditSink)) {
+    let evaluator = match args
+        .verify
+        .build(std::sync::Arc::new(crate::audit::NullAuditSink))
+    {
         Ok(e) => e,
         Err(e) => {
             eprintln!("sigil check: {e}");
@@ -181,7 +228,10 @@ pub async fn main(args: CheckArgs) -> i32 {
     let result = run_check(&evaluator, ws).await;
     match args.output {
         OutputFormat::Text => print!("{}", render_text(&result)),
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&result).unwrap_or_default()),
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&result).unwrap_or_default()
+        ),
     }
     if result.allowed {
         0

@@ -176,10 +176,14 @@ impl VerifyArgs {
     pub fn build(&self, audit: Arc<dyn AuditSink>) -> Result<Arc<Evaluator>, ConfigError> {
         let store = Arc::new(PolicyStore::new());
         if let Some(dir) = &self.policy_dir {
-            let defs = files::load_dir(dir).map_err(|e| ConfigError(format!("cannot load policies: {e}")))?;
+            let defs = files::load_dir(dir)
+                .map_err(|e| ConfigError(format!("cannot load policies: {e}")))?;
             store.replace_source(files::SOURCE, &defs);
         }
-        let registry = Arc::new(RegistryClient::new(&self.registry_options()).map_err(|e| ConfigError(format!("registry configuration: {e}")))?);
+        let registry = Arc::new(
+            RegistryClient::new(&self.registry_options())
+                .map_err(|e| ConfigError(format!("registry configuration: {e}")))?,
+        );
         let verifier = Arc::new(Verifier::new(
             registry,
             &VerifierSettings {

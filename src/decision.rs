@@ -89,7 +89,13 @@ impl Finding {
                 p,
                 self.reasons.join("; ")
             ),
-            None => format!("{} {} ({}): {}", self.field, self.image, digest, self.reasons.join("; ")),
+            None => format!(
+                "{} {} ({}): {}",
+                self.field,
+                self.image,
+                digest,
+                self.reasons.join("; ")
+            ),
         }
     }
 }
@@ -122,7 +128,13 @@ pub fn decide(reports: &[ImageReport], settings: &DecisionSettings) -> Verdict {
             authorities,
         };
         if let Some(reason) = &r.invalid_reference {
-            findings.push(base(None, "enforce", apply(settings, FindingDecision::Denied), vec![reason.clone()], Vec::new()));
+            findings.push(base(
+                None,
+                "enforce",
+                apply(settings, FindingDecision::Denied),
+                vec![reason.clone()],
+                Vec::new(),
+            ));
             continue;
         }
         if r.policies.is_empty() {
@@ -131,7 +143,13 @@ pub fn decide(reports: &[ImageReport], settings: &DecisionSettings) -> Verdict {
                 NoMatchAction::Deny => FindingDecision::Denied,
                 NoMatchAction::Warn => FindingDecision::Warned,
             };
-            findings.push(base(None, "no-match", apply(settings, d), vec!["no ClusterImagePolicy matches this image".to_string()], Vec::new()));
+            findings.push(base(
+                None,
+                "no-match",
+                apply(settings, d),
+                vec!["no ClusterImagePolicy matches this image".to_string()],
+                Vec::new(),
+            ));
             continue;
         }
         for p in r.policies.iter().filter(|p| !p.passed) {
@@ -140,18 +158,31 @@ pub fn decide(reports: &[ImageReport], settings: &DecisionSettings) -> Verdict {
                 PolicyMode::Warn => ("warn", FindingDecision::Warned),
                 PolicyMode::Audit => ("audit", FindingDecision::Audited),
             };
-            findings.push(base(Some(p.policy.clone()), mode, apply(settings, d), p.reasons(), p.authorities.clone()));
+            findings.push(base(
+                Some(p.policy.clone()),
+                mode,
+                apply(settings, d),
+                p.reasons(),
+                p.authorities.clone(),
+            ));
         }
     }
 
     // One deny line per failing image, listing each denying policy.
     let mut lines: Vec<String> = Vec::new();
     let mut last_image: Option<(&str, &str)> = None;
-    for f in findings.iter().filter(|f| f.decision == FindingDecision::Denied) {
+    for f in findings
+        .iter()
+        .filter(|f| f.decision == FindingDecision::Denied)
+    {
         let key = (f.field.as_str(), f.image.as_str());
         if last_image == Some(key) {
             if let (Some(line), Some(p)) = (lines.last_mut(), &f.policy) {
-                line.push_str(&format!("; and fails policy {:?}: {}", p, f.reasons.join("; ")));
+                line.push_str(&format!(
+                    "; and fails policy {:?}: {}",
+                    p,
+                    f.reasons.join("; ")
+                ));
                 continue;
             }
         }
@@ -205,7 +236,11 @@ mod tests {
             authorities: vec![AuthorityOutcome {
                 name: "authority-0".into(),
                 passed,
-                reason: if passed { "ok".into() } else { "no signatures found".into() },
+                reason: if passed {
+                    "ok".into()
+                } else {
+                    "no signatures found".into()
+                },
                 transient: false,
             }],
             transient: false,
@@ -219,19 +254,34 @@ mod tests {
 
     #[test]
     fn all_matching_policies_must_pass() {
-        let v = decide(&[report(vec![outcome("a", PolicyMode::Enforce, true), outcome("b", PolicyMode::Enforce, false)])], &ENFORCE);
+        let v = decide(
+            &[report(vec![
+                outcome("a", PolicyMode::Enforce, true),
+                outcome("b", PolicyMode::Enforce, false),
+            ])],
+            &ENFORCE,
+        );
         assert!(!v.allowed);
         assert_eq!(
             v.message.as_deref(),
             Some("spec.containers[0].image r/app:1 (sha256:aa) fails policy \"b\": authority-0: no signatures found")
         );
-        let v = decide(&[report(vec![outcome("a", PolicyMode::Enforce, true)])], &ENFORCE);
+        let v = decide(
+            &[report(vec![outcome("a", PolicyMode::Enforce, true)])],
+            &ENFORCE,
+        );
         assert!(v.allowed && v.findings.is_empty());
     }
 
     #[test]
     fn warn_and_audit_modes_admit() {
-        let v = decide(&[report(vec![outcome("w", PolicyMode::Warn, false), outcome("x", PolicyMode::Audit, false)])], &ENFORCE);
+        let v = decide(
+            &[report(vec![
+                outcome("w", PolicyMode::Warn, false),
+                outcome("x", PolicyMode::Audit, false),
+            ])],
+            &ENFORCE,
+        );
         assert!(v.allowed);
         assert_eq!(v.warnings.len(), 1);
         assert!(v.warnings[0].contains("fails policy \"w\""));
@@ -244,9 +294,18 @@ mod tests {
             server_mode: ServerMode::Audit,
             no_match: NoMatchAction::Deny,
         };
-        let v = decide(&[report(vec![outcome("a", PolicyMode::Enforce, false)]), report(vec![])], &s);
+        let v = decide(
+            &[
+                report(vec![outcome("a", PolicyMode::Enforce, false)]),
+                report(vec![]),
+            ],
+            &s,
+        );
         assert!(v.allowed);
-        assert!(v.findings.iter().all(|f| f.decision == FindingDecision::Audited));
+        assert!(v
+            .findings
+            .iter()
+            .all(|f| f.decision == FindingDecision::Audited));
         assert_eq!(v.findings.len(), 2);
     }
 
@@ -257,16 +316,35 @@ mod tests {
             (NoMatchAction::Warn, true, 1, 1),
             (NoMatchAction::Allow, true, 0, 0),
         ] {
-            let v = decide(&[report(vec![])], &DecisionSettings { server_mode: ServerMode::Enforce, no_match: action });
-            assert_eq!((v.allowed, v.warnings.len(), v.findings.len()), (allowed, warnings, findings), "{action:?}");
+            let v = decide(
+                &[report(vec![])],
+                &DecisionSettings {
+                    server_mode: ServerMode::Enforce,
+                    no_match: action,
+                },
+            );
+            assert_eq!(
+                (v.allowed, v.warnings.len(), v.findings.len()),
+                (allowed, warnings, findings),
+                "{action:?}"
+            );
         }
     }
 
     #[test]
     fn two_failing_policies_make_one_line() {
-        let v = decide(&[report(vec![outcome("a", PolicyMode::Enforce, false), outcome("b", PolicyMode::Enforce, false)])], &ENFORCE);
+        let v = decide(
+            &[report(vec![
+                outcome("a", PolicyMode::Enforce, false),
+                outcome("b", PolicyMode::Enforce, false),
+            ])],
+            &ENFORCE,
+        );
         let msg = v.message.unwrap();
         assert_eq!(msg.lines().count(), 1);
-        assert!(msg.contains("\"a\"") && msg.contains("and fails policy \"b\""), "{msg}");
+        assert!(
+            msg.contains("\"a\"") && msg.contains("and fails policy \"b\""),
+            "{msg}"
+        );
     }
 }

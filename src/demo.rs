@@ -15,7 +15,9 @@ use crate::audit::StdoutAuditSink;
 use crate::cli::{DemoArgs, VerifyArgs};
 use crate::decision::{NoMatchAction, ServerMode};
 use crate::server::{self, AppState};
-use crate::testkit::{plain_http_client, push_image, sign_image, LocalRegistry, TestKey, TestKeyKind};
+use crate::testkit::{
+    plain_http_client, push_image, sign_image, LocalRegistry, TestKey, TestKeyKind,
+};
 use crate::tls;
 
 /// An AdmissionReview for a one-container Pod.
@@ -44,7 +46,10 @@ pub fn pod_review(uid: &str, namespace: &str, name: &str, image: &str) -> serde_
 /// The policy the demo installs: images under `registry/demo/**` must be
 /// signed with `public_pem`.
 pub fn demo_policy(registry: &str, public_pem: &str) -> String {
-    let indented: String = public_pem.lines().map(|l| format!("            {l}\n")).collect();
+    let indented: String = public_pem
+        .lines()
+        .map(|l| format!("            {l}\n"))
+        .collect();
     format!(
         "apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: demo-signed-by-release-key\nspec:\n  images:\n    - glob: \"{registry}/demo/**\"\n  authorities:\n    - name: release-key\n      key:\n        data: |\n{indented}"
     )
@@ -68,8 +73,14 @@ pub async fn main(args: DemoArgs) -> anyhow::Result<()> {
     let work = tempfile::tempdir()?;
     let policy_dir = work.path().join("policies");
     std::fs::create_dir_all(&policy_dir)?;
-    std::fs::write(policy_dir.join("demo.yaml"), demo_policy(&registry.addr, &key.public_pem))?;
-    println!("== policy written to {}", policy_dir.join("demo.yaml").display());
+    std::fs::write(
+        policy_dir.join("demo.yaml"),
+        demo_policy(&registry.addr, &key.public_pem),
+    )?;
+    println!(
+        "== policy written to {}",
+        policy_dir.join("demo.yaml").display()
+    );
 
     let verify = VerifyArgs {
         policy_dir: Some(policy_dir),
@@ -86,7 +97,11 @@ pub async fn main(args: DemoArgs) -> anyhow::Result<()> {
     };
     let evaluator = verify.build(Arc::new(StdoutAuditSink))?;
     let certs = tls::self_signed(&tls::default_names())?;
-    let tls_config = RustlsConfig::from_pem(certs.cert_pem.clone().into_bytes(), certs.key_pem.clone().into_bytes()).await?;
+    let tls_config = RustlsConfig::from_pem(
+        certs.cert_pem.clone().into_bytes(),
+        certs.key_pem.clone().into_bytes(),
+    )
+    .await?;
     let running = server::start(
         "127.0.0.1:0".parse()?,
         tls_config,
@@ -97,7 +112,10 @@ pub async fn main(args: DemoArgs) -> anyhow::Result<()> {
     )
     .await?;
     let url = format!("https://localhost:{}/validate", running.addr.port());
-    println!("== sigil serve --self-signed listening on https://127.0.0.1:{}", running.addr.port());
+    println!(
+        "== sigil serve --self-signed listening on https://127.0.0.1:{}",
+        running.addr.port()
+    );
 
     let http = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(certs.ca_pem.as_bytes())?)
@@ -105,12 +123,25 @@ pub async fn main(args: DemoArgs) -> anyhow::Result<()> {
     for (uid, image) in [("demo-1", signed.whole()), ("demo-2", unsigned.whole())] {
         println!("\n== POST /validate: Pod with image {image}");
         let body = pod_review(uid, "default", uid, &image);
-        let resp: serde_json::Value = http.post(&url).json(&body).send().await?.error_for_status()?.json().await?;
-        let allowed = resp.pointer("/response/allowed").and_then(|v| v.as_bool()).unwrap_or(false);
+        let resp: serde_json::Value = http
+            .post(&url)
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let allowed = resp
+            .pointer("/response/allowed")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
         if allowed {
             println!("   ALLOWED");
         } else {
-            let msg = resp.pointer("/response/status/message").and_then(|v| v.as_str()).unwrap_or("");
+            let msg = resp
+                .pointer("/response/status/message")
+                .and_then(|v| v.as_str())
+                .unwrap_or("");
             println!("   DENIED: {msg}");
         }
     }

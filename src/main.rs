@@ -17,7 +17,9 @@ use sigil::tls;
 
 fn init_logging(format: LogFormat, level: &str) {
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -27,25 +29,52 @@ fn init_logging(format: LogFormat, level: &str) {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let evaluator = args.verify.build(Arc::new(StdoutAuditSink))?;
     if let Some(dir) = args.verify.policy_dir.clone() {
-        tokio::spawn(files::watch_dir(dir, evaluator.store.clone(), Duration::from_secs(2)));
+        tokio::spawn(files::watch_dir(
+            dir,
+            evaluator.store.clone(),
+            Duration::from_secs(2),
+        ));
     }
     let (tls_config, files_to_watch) = match (&args.tls_cert, &args.tls_key, args.self_signed) {
-        (Some(cert), Some(key), false) => (RustlsConfig::from_pem_file(cert, key).await?, Some((cert.clone(), key.clone()))),
+        (Some(cert), Some(key), false) => (
+            RustlsConfig::from_pem_file(cert, key).await?,
+            Some((cert.clone(), key.clone())),
+        ),
         (None, None, true) => {
             let mut names = tls::default_names();
             names.extend(args.self_signed_names.iter().cloned());
             let generated = tls::self_signed(&names)?;
             let (ca, _, _) = tls::write_self_signed(&args.self_signed_dir, &generated)?;
             tracing::info!(ca = %ca.display(), "self-signed CA written; put it (base64) in the webhook caBundle");
-            (RustlsConfig::from_pem(generated.cert_pem.into_bytes(), generated.key_pem.into_bytes()).await?, None)
+            (
+                RustlsConfig::from_pem(
+                    generated.cert_pem.into_bytes(),
+                    generated.key_pem.into_bytes(),
+                )
+                .await?,
+                None,
+            )
         }
         _ => anyhow::bail!("give either --tls-cert and --tls-key, or --self-signed"),
     };
     if let Some((cert, key)) = files_to_watch {
-        tokio::spawn(tls::reload_on_change(tls_config.clone(), cert, key, Duration::from_secs(2)));
+        tokio::spawn(tls::reload_on_change(
+            tls_config.clone(),
+            cert,
+            key,
+            Duration::from_secs(2),
+        ));
     }
     let ready = Arc::new(AtomicBool::new(false));
-    let running = server::start(args.listen, tls_config, AppState { evaluator, ready: ready.clone() }).await?;
+    let running = server::start(
+        args.listen,
+        tls_config,
+        AppState {
+            evaluator,
+            ready: ready.clone(),
+        },
+    )
+    .await?;
     // File policies were loaded before listening; the cluster watcher will
     // flip readiness only after its first full sync.
     ready.store(true, Ordering::Release);
@@ -60,7 +89,10 @@ fn main() -> ExitCode {
     sigil::install_crypto_provider();
     let cli = Cli::parse();
     init_logging(cli.log_format, &cli.log_level);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sigil: cannot start runtime: {e}");

@@ -123,7 +123,9 @@ fn normalise_host(key: &str) -> String {
 }
 
 /// Reads registry credentials from a docker `config.json`.
-pub fn read_docker_config(path: &Path) -> Result<HashMap<String, RegistryAuth>, RegistryConfigError> {
+pub fn read_docker_config(
+    path: &Path,
+) -> Result<HashMap<String, RegistryAuth>, RegistryConfigError> {
     let fail = |reason: String| RegistryConfigError {
         path: path.to_path_buf(),
         reason,
@@ -206,7 +208,10 @@ impl RegistryClient {
     }
 
     fn auth_for(&self, registry: &str) -> RegistryAuth {
-        self.auths.get(registry).cloned().unwrap_or(RegistryAuth::Anonymous)
+        self.auths
+            .get(registry)
+            .cloned()
+            .unwrap_or(RegistryAuth::Anonymous)
     }
 
     /// Resolves a reference to the digest the registry serves for it (for a
@@ -220,13 +225,19 @@ impl RegistryClient {
     }
 
     /// Fetches an image manifest; `Ok(None)` when the tag does not exist.
-    pub async fn image_manifest(&self, reference: &Reference) -> Result<Option<(OciImageManifest, String)>, RegistryError> {
+    pub async fn image_manifest(
+        &self,
+        reference: &Reference,
+    ) -> Result<Option<(OciImageManifest, String)>, RegistryError> {
         let auth = self.auth_for(reference.registry());
         match self.client.pull_manifest(reference, &auth).await {
             Ok((OciManifest::Image(m), digest)) => Ok(Some((m, digest))),
             Ok((OciManifest::ImageIndex(_), _)) => Err(RegistryError::Protocol {
                 registry: reference.registry().to_string(),
-                reason: format!("{} is an image index, expected an image manifest", reference.whole()),
+                reason: format!(
+                    "{} is an image index, expected an image manifest",
+                    reference.whole()
+                ),
             }),
             Err(e) => match classify(reference, e) {
                 RegistryError::NotFound { .. } => Ok(None),
@@ -236,15 +247,25 @@ impl RegistryClient {
     }
 
     /// Fetches a blob of at most `limit` bytes; oci-client checks its digest.
-    pub async fn blob(&self, reference: &Reference, descriptor: &OciDescriptor, limit: usize) -> Result<Vec<u8>, RegistryError> {
+    pub async fn blob(
+        &self,
+        reference: &Reference,
+        descriptor: &OciDescriptor,
+        limit: usize,
+    ) -> Result<Vec<u8>, RegistryError> {
         if descriptor.size < 0 || descriptor.size as u64 > limit as u64 {
             return Err(RegistryError::Protocol {
                 registry: reference.registry().to_string(),
-                reason: format!("blob {} is {} bytes, over the {limit}-byte limit", descriptor.digest, descriptor.size),
+                reason: format!(
+                    "blob {} is {} bytes, over the {limit}-byte limit",
+                    descriptor.digest, descriptor.size
+                ),
             });
         }
         let auth = self.auth_for(reference.registry());
-        self.client.store_auth_if_needed(reference.registry(), &auth).await;
+        self.client
+            .store_auth_if_needed(reference.registry(), &auth)
+            .await;
         let mut out = Vec::with_capacity(descriptor.size as usize);
         self.client
             .pull_blob(reference, descriptor, &mut out)
@@ -308,10 +329,19 @@ fn classify(reference: &Reference, e: OciDistributionError) -> RegistryError {
         OciDistributionError::RegistryError { envelope, .. } => {
             let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
             if codes.iter().any(|c| {
-                matches!(c, OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound | OciErrorCode::BlobUnknown)
+                matches!(
+                    c,
+                    OciErrorCode::ManifestUnknown
+                        | OciErrorCode::NameUnknown
+                        | OciErrorCode::NotFound
+                        | OciErrorCode::BlobUnknown
+                )
             }) {
                 not_found()
-            } else if codes.iter().any(|c| matches!(c, OciErrorCode::Unauthorized | OciErrorCode::Denied)) {
+            } else if codes
+                .iter()
+                .any(|c| matches!(c, OciErrorCode::Unauthorized | OciErrorCode::Denied))
+            {
                 RegistryError::Unauthorized {
                     registry,
                     repository: reference.repository().to_string(),
@@ -325,13 +355,12 @@ fn classify(reference: &Reference, e: OciDistributionError) -> RegistryError {
             }
         }
         OciDistributionError::ServerError { code: 404, .. } => not_found(),
-        OciDistributionError::UnauthorizedError { url } | OciDistributionError::AuthenticationFailure(url) => {
-            RegistryError::Unauthorized {
-                registry,
-                repository: reference.repository().to_string(),
-                reason: url,
-            }
-        }
+        OciDistributionError::UnauthorizedError { url }
+        | OciDistributionError::AuthenticationFailure(url) => RegistryError::Unauthorized {
+            registry,
+            repository: reference.repository().to_string(),
+            reason: url,
+        },
         other => RegistryError::Protocol {
             registry,
             reason: other.to_string(),
@@ -353,7 +382,9 @@ mod tests {
         )
         .unwrap();
         let a = read_docker_config(&p).unwrap();
-        assert!(matches!(a.get("index.docker.io"), Some(RegistryAuth::Basic(u, p)) if u == "user" && p == "pass"));
+        assert!(
+            matches!(a.get("index.docker.io"), Some(RegistryAuth::Basic(u, p)) if u == "user" && p == "pass")
+        );
         assert!(matches!(a.get("127.0.0.1:5000"), Some(RegistryAuth::Basic(u, _)) if u == "a"));
     }
 }

@@ -75,7 +75,11 @@ impl RunningServer {
 }
 
 /// Starts serving HTTPS on `listen` (port 0 picks a free port).
-pub async fn start(listen: SocketAddr, tls: RustlsConfig, state: AppState) -> std::io::Result<RunningServer> {
+pub async fn start(
+    listen: SocketAddr,
+    tls: RustlsConfig,
+    state: AppState,
+) -> std::io::Result<RunningServer> {
     let handle: Handle<SocketAddr> = Handle::new();
     let app = router(state);
     let server = axum_server::bind_rustls(listen, tls).handle(handle.clone());

@@ -64,7 +64,9 @@ impl Evaluator {
                     },
                     Ok(parsed) => {
                         let matches = policies.matching(&parsed);
-                        self.verifier.verify_image(image, parsed, matches, deadline, budget).await
+                        self.verifier
+                            .verify_image(image, parsed, matches, deadline, budget)
+                            .await
                     }
                 }
             }
@@ -92,7 +94,11 @@ impl Evaluator {
                 Ok(Some(images)) if images.is_empty() => admission::allow(&req),
                 Ok(Some(images)) => {
                     let eval = self.evaluate(&ctx, images).await;
-                    tracing::info!(allowed = eval.verdict.allowed, warnings = eval.verdict.warnings.len(), "decided");
+                    tracing::info!(
+                        allowed = eval.verdict.allowed,
+                        warnings = eval.verdict.warnings.len(),
+                        "decided"
+                    );
                     admission::respond(&req, &eval.verdict)
                 }
                 Err(e) if self.settings.decision.server_mode == ServerMode::Audit => {

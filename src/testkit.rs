@@ -13,10 +13,15 @@ use std::time::{Duration, Instant};
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING, RSA_PKCS1_SHA256};
+use aws_lc_rs::signature::{
+    EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING,
+    RSA_PKCS1_SHA256,
+};
 use base64::Engine as _;
 use oci_client::client::{Config, ImageLayer};
-use oci_client::manifest::{ImageIndexEntry, OciImageIndex, OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE};
+use oci_client::manifest::{
+    ImageIndexEntry, OciImageIndex, OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE,
+};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use p384::ecdsa::signature::hazmat::PrehashSigner;
@@ -24,7 +29,9 @@ use p384::pkcs8::EncodePublicKey;
 use sha2::{Digest, Sha256};
 
 use crate::image::cosign_tag;
-use crate::verify::cosign::{COSIGN_SIGNATURE_TYPE, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE};
+use crate::verify::cosign::{
+    COSIGN_SIGNATURE_TYPE, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE,
+};
 
 /// A Debian `docker-registry` (distribution v2) serving on 127.0.0.1.
 pub struct LocalRegistry {
@@ -73,12 +80,23 @@ impl LocalRegistry {
         let auth = setup
             .htpasswd
             .as_ref()
-            .map(|p| format!("auth:\n  htpasswd:\n    realm: sigil-test\n    path: {}\n", p.display()))
+            .map(|p| {
+                format!(
+                    "auth:\n  htpasswd:\n    realm: sigil-test\n    path: {}\n",
+                    p.display()
+                )
+            })
             .unwrap_or_default();
         let tls = setup
             .tls
             .as_ref()
-            .map(|(c, k)| format!("  tls:\n    certificate: {}\n    key: {}\n", c.display(), k.display()))
+            .map(|(c, k)| {
+                format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    c.display(),
+                    k.display()
+                )
+            })
             .unwrap_or_default();
         let config = format!(
             "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{tls}{auth}",
@@ -103,7 +121,11 @@ impl LocalRegistry {
         };
         let start = Instant::now();
         while std::net::TcpStream::connect(&reg.addr).is_err() {
-            anyhow::ensure!(start.elapsed() < Duration::from_secs(15), "docker-registry did not start; log:\n{}", reg.log());
+            anyhow::ensure!(
+                start.elapsed() < Duration::from_secs(15),
+                "docker-registry did not start; log:\n{}",
+                reg.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(reg)
@@ -187,8 +209,12 @@ impl TestKey {
                 }
             }
             TestKeyKind::P384 => {
-                let k = p384::ecdsa::SigningKey::random(&mut p384::elliptic_curve::rand_core::OsRng);
-                let der = k.verifying_key().to_public_key_der().map_err(|e| anyhow::anyhow!("{e}"))?;
+                let k =
+                    p384::ecdsa::SigningKey::random(&mut p384::elliptic_curve::rand_core::OsRng);
+                let der = k
+                    .verifying_key()
+                    .to_public_key_der()
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
                 TestKey {
                     public_pem: spki_pem(der.as_bytes()),
                     signer: Signer::P384(Box::new(k)),
@@ -216,10 +242,15 @@ impl TestKey {
     /// Signs `msg` the way cosign does for this key type.
     pub fn sign(&self, msg: &[u8]) -> Vec<u8> {
         match &self.signer {
-            Signer::P256(k) => k.sign(&SystemRandom::new(), msg).map(|s| s.as_ref().to_vec()).unwrap_or_default(),
+            Signer::P256(k) => k
+                .sign(&SystemRandom::new(), msg)
+                .map(|s| s.as_ref().to_vec())
+                .unwrap_or_default(),
             Signer::P384(k) => {
                 let digest = Sha256::digest(msg);
-                let sig: p384::ecdsa::Signature = k.sign_prehash(&digest).unwrap_or_else(|_| unreachable!("sha256 prehash is a valid length"));
+                let sig: p384::ecdsa::Signature = k
+                    .sign_prehash(&digest)
+                    .unwrap_or_else(|_| unreachable!("sha256 prehash is a valid length"));
                 sig.to_der().as_bytes().to_vec()
             }
             Signer::Ed25519(k) => k.sign(msg).as_ref().to_vec(),
@@ -259,7 +290,10 @@ impl SignatureToAttach {
     pub fn new(key: &TestKey, repo: &str, digest: &str) -> Self {
         let payload = simple_signing_payload(repo, digest);
         let signature_b64 = base64::engine::general_purpose::STANDARD.encode(key.sign(&payload));
-        SignatureToAttach { payload, signature_b64 }
+        SignatureToAttach {
+            payload,
+            signature_b64,
+        }
     }
 }
 
@@ -269,7 +303,11 @@ pub async fn push_image(client: &Client, reference: &Reference) -> anyhow::Resul
 }
 
 /// [`push_image`] with credentials.
-pub async fn push_image_as(client: &Client, reference: &Reference, auth: &RegistryAuth) -> anyhow::Result<String> {
+pub async fn push_image_as(
+    client: &Client,
+    reference: &Reference,
+    auth: &RegistryAuth,
+) -> anyhow::Result<String> {
     let layer_bytes: Vec<u8> = (0..64).map(|_| rand::random::<u8>()).collect();
     let diff_id = format!("sha256:{}", hex::encode(Sha256::digest(&layer_bytes)));
     let config = serde_json::json!({
@@ -278,7 +316,13 @@ pub async fn push_image_as(client: &Client, reference: &Reference, auth: &Regist
     });
     let layers = vec![ImageLayer::oci_v1(layer_bytes, None)];
     let resp = client
-        .push(reference, &layers, Config::oci_v1(serde_json::to_vec(&config)?, None), auth, None)
+        .push(
+            reference,
+            &layers,
+            Config::oci_v1(serde_json::to_vec(&config)?, None),
+            auth,
+            None,
+        )
         .await?;
     let digest = client.fetch_manifest_digest(reference, auth).await?;
     tracing::debug!(url = %resp.manifest_url, %digest, "pushed image");
@@ -286,11 +330,25 @@ pub async fn push_image_as(client: &Client, reference: &Reference, auth: &Regist
 }
 
 /// Pushes an OCI image index over `platform_digests` (amd64, arm64, …) at `reference`.
-pub async fn push_index(client: &Client, reference: &Reference, platform_digests: &[(String, &str)]) -> anyhow::Result<String> {
+pub async fn push_index(
+    client: &Client,
+    reference: &Reference,
+    platform_digests: &[(String, &str)],
+) -> anyhow::Result<String> {
     let mut manifests = Vec::new();
     for (digest, arch) in platform_digests {
-        let by_digest = Reference::with_digest(reference.registry().into(), reference.repository().into(), digest.clone());
-        let (raw, _) = client.pull_manifest_raw(&by_digest, &RegistryAuth::Anonymous, &[OCI_IMAGE_MEDIA_TYPE]).await?;
+        let by_digest = Reference::with_digest(
+            reference.registry().into(),
+            reference.repository().into(),
+            digest.clone(),
+        );
+        let (raw, _) = client
+            .pull_manifest_raw(
+                &by_digest,
+                &RegistryAuth::Anonymous,
+                &[OCI_IMAGE_MEDIA_TYPE],
+            )
+            .await?;
         manifests.push(ImageIndexEntry {
             media_type: OCI_IMAGE_MEDIA_TYPE.to_string(),
             digest: digest.clone(),
@@ -314,15 +372,33 @@ pub async fn push_index(client: &Client, reference: &Reference, platform_digests
         artifact_type: None,
         annotations: None,
     };
-    client.push_manifest_list(reference, &RegistryAuth::Anonymous, index).await?;
-    Ok(client.fetch_manifest_digest(reference, &RegistryAuth::Anonymous).await?)
+    client
+        .push_manifest_list(reference, &RegistryAuth::Anonymous, index)
+        .await?;
+    Ok(client
+        .fetch_manifest_digest(reference, &RegistryAuth::Anonymous)
+        .await?)
 }
 
 /// Writes the cosign `.sig` manifest for `digest` into `registry/repository`
 /// with the given layers (replacing any previous one, as a fresh `cosign sign`
 /// of an unsigned image would).
-pub async fn attach_signatures(client: &Client, registry: &str, repository: &str, digest: &str, signatures: &[SignatureToAttach]) -> anyhow::Result<()> {
-    attach_signatures_as(client, registry, repository, digest, signatures, &RegistryAuth::Anonymous).await
+pub async fn attach_signatures(
+    client: &Client,
+    registry: &str,
+    repository: &str,
+    digest: &str,
+    signatures: &[SignatureToAttach],
+) -> anyhow::Result<()> {
+    attach_signatures_as(
+        client,
+        registry,
+        repository,
+        digest,
+        signatures,
+        &RegistryAuth::Anonymous,
+    )
+    .await
 }
 
 /// [`attach_signatures`] with credentials.
@@ -334,25 +410,45 @@ pub async fn attach_signatures_as(
     signatures: &[SignatureToAttach],
     auth: &RegistryAuth,
 ) -> anyhow::Result<()> {
-    let sig_ref = Reference::with_tag(registry.into(), repository.into(), cosign_tag(digest, "sig"));
+    let sig_ref = Reference::with_tag(
+        registry.into(),
+        repository.into(),
+        cosign_tag(digest, "sig"),
+    );
     let layers: Vec<ImageLayer> = signatures
         .iter()
         .map(|s| {
             let mut ann = BTreeMap::new();
             ann.insert(SIGNATURE_ANNOTATION.to_string(), s.signature_b64.clone());
-            ImageLayer::new(s.payload.clone(), SIMPLE_SIGNING_MEDIA_TYPE.to_string(), Some(ann))
+            ImageLayer::new(
+                s.payload.clone(),
+                SIMPLE_SIGNING_MEDIA_TYPE.to_string(),
+                Some(ann),
+            )
         })
         .collect();
     let diff_ids: Vec<String> = layers.iter().map(|l| l.sha256_digest()).collect();
     let config = serde_json::json!({"architecture": "", "os": "", "config": {}, "rootfs": {"type": "layers", "diff_ids": diff_ids}});
     client
-        .push(&sig_ref, &layers, Config::oci_v1(serde_json::to_vec(&config)?, None), auth, None)
+        .push(
+            &sig_ref,
+            &layers,
+            Config::oci_v1(serde_json::to_vec(&config)?, None),
+            auth,
+            None,
+        )
         .await?;
     Ok(())
 }
 
 /// Signs `digest` with `key` and stores the signature beside the image.
-pub async fn sign_image(client: &Client, registry: &str, repository: &str, digest: &str, key: &TestKey) -> anyhow::Result<()> {
+pub async fn sign_image(
+    client: &Client,
+    registry: &str,
+    repository: &str,
+    digest: &str,
+    key: &TestKey,
+) -> anyhow::Result<()> {
     let sig = SignatureToAttach::new(key, &format!("{registry}/{repository}"), digest);
     attach_signatures(client, registry, repository, digest, &[sig]).await
 }

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use axum_server::tls_rustls::RustlsConfig;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+};
 
 /// A generated CA and the serving certificate it signed, all PEM.
 #[derive(Debug, Clone)]
@@ -39,12 +41,21 @@ pub enum TlsError {
 pub fn self_signed(names: &[String]) -> Result<SelfSigned, TlsError> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "sigil self-signed CA");
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "sigil self-signed CA");
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
 
     let mut params = CertificateParams::new(names.to_vec())?;
-    params.distinguished_name.push(DnType::CommonName, names.first().map(String::as_str).unwrap_or("sigil"));
+    params.distinguished_name.push(
+        DnType::CommonName,
+        names.first().map(String::as_str).unwrap_or("sigil"),
+    );
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, &ca)?;
     Ok(SelfSigned {
@@ -56,7 +67,13 @@ pub fn self_signed(names: &[String]) -> Result<SelfSigned, TlsError> {
 
 /// The default names of a self-signed serving certificate.
 pub fn default_names() -> Vec<String> {
-    let mut v = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string(), "sigil".to_string(), "sigil.sigil-system.svc".to_string()];
+    let mut v = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+        "sigil".to_string(),
+        "sigil.sigil-system.svc".to_string(),
+    ];
     if let Ok(h) = std::env::var("HOSTNAME") {
         if !h.is_empty() && h.parse::<IpAddr>().is_err() {
             v.push(h);
@@ -66,7 +83,10 @@ pub fn default_names() -> Vec<String> {
 }
 
 /// Writes the generated PEMs to `dir` (`ca.pem`, `tls.crt`, `tls.key`).
-pub fn write_self_signed(dir: &Path, s: &SelfSigned) -> Result<(PathBuf, PathBuf, PathBuf), TlsError> {
+pub fn write_self_signed(
+    dir: &Path,
+    s: &SelfSigned,
+) -> Result<(PathBuf, PathBuf, PathBuf), TlsError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| TlsError::Io { path, source }
@@ -90,7 +110,12 @@ fn mtimes(paths: &[&Path]) -> Vec<Option<SystemTime>> {
 
 /// Reloads `config` from `cert`/`key` whenever either file changes. A bad
 /// pair is logged and the previous certificate stays in use.
-pub async fn reload_on_change(config: RustlsConfig, cert: PathBuf, key: PathBuf, interval: Duration) {
+pub async fn reload_on_change(
+    config: RustlsConfig,
+    cert: PathBuf,
+    key: PathBuf,
+    interval: Duration,
+) {
     let mut last = mtimes(&[&cert, &key]);
     loop {
         tokio::time::sleep(interval).await;
@@ -101,7 +126,9 @@ pub async fn reload_on_change(config: RustlsConfig, cert: PathBuf, key: PathBuf,
         last = now;
         match config.reload_from_pem_file(&cert, &key).await {
             Ok(()) => tracing::info!(cert = %cert.display(), "serving certificate reloaded"),
-            Err(e) => tracing::error!(error = %e, "cannot reload serving certificate; keeping the previous one"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot reload serving certificate; keeping the previous one")
+            }
         }
     }
 }

@@ -30,7 +30,12 @@ pub struct WorkloadError {
 pub fn pod_spec_pointer(kind: &str) -> Option<&'static str> {
     match kind {
         "Pod" => Some("/spec"),
-        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job" | "ReplicationController" => Some("/spec/template/spec"),
+        "Deployment"
+        | "ReplicaSet"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "Job"
+        | "ReplicationController" => Some("/spec/template/spec"),
         "CronJob" => Some("/spec/jobTemplate/spec/template/spec"),
         _ => None,
     }
@@ -92,7 +97,10 @@ mod tests {
             "ephemeralContainers": [{"name": "e", "image": "debug:3"}]
         }}}});
         let imgs = images_of("Deployment", &obj).unwrap().unwrap();
-        let got: Vec<(&str, &str)> = imgs.iter().map(|i| (i.field.as_str(), i.reference.as_str())).collect();
+        let got: Vec<(&str, &str)> = imgs
+            .iter()
+            .map(|i| (i.field.as_str(), i.reference.as_str()))
+            .collect();
         assert_eq!(
             got,
             vec![
@@ -108,7 +116,10 @@ mod tests {
     fn cronjob_and_unknown_kinds() {
         let obj = json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x"}]}}}}}});
         let imgs = images_of("CronJob", &obj).unwrap().unwrap();
-        assert_eq!(imgs[0].field, "spec.jobTemplate.spec.template.spec.containers[0].image");
+        assert_eq!(
+            imgs[0].field,
+            "spec.jobTemplate.spec.template.spec.containers[0].image"
+        );
         assert_eq!(images_of("ConfigMap", &obj).unwrap(), None);
     }
 
@@ -116,6 +127,10 @@ mod tests {
     fn malformed_spec_is_an_error_not_a_panic() {
         let obj = json!({"spec": {"containers": "nope"}});
         let err = images_of("Pod", &obj).unwrap_err();
-        assert!(err.to_string().contains("cannot read the pod spec of this Pod at spec"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("cannot read the pod spec of this Pod at spec"),
+            "{err}"
+        );
     }
 }

@@ -37,7 +37,10 @@ fn read_fixture(path: &Path) -> Fixture {
         return Fixture::Missing;
     };
     if bytes.starts_with(b"../") && bytes.len() < 256 {
-        let target = path.parent().unwrap().join(String::from_utf8_lossy(&bytes).trim());
+        let target = path
+            .parent()
+            .unwrap()
+            .join(String::from_utf8_lossy(&bytes).trim());
         return match read_fixture(&target) {
             Fixture::Missing => Fixture::Link(bytes),
             found => found,
@@ -62,13 +65,20 @@ fn load(case: &str) -> Result<(String, Vec<SignatureLayer>), String> {
     for i in 1..10 {
         let raw = match read_fixture(&folder.join(format!("signature-{i}"))) {
             Fixture::Missing => break,
-            Fixture::Link(target) => return Err(format!("signature-{i} unreadable: {}", String::from_utf8_lossy(&target))),
+            Fixture::Link(target) => {
+                return Err(format!(
+                    "signature-{i} unreadable: {}",
+                    String::from_utf8_lossy(&target)
+                ))
+            }
             Fixture::Bytes(b) => b,
         };
         let json = raw.strip_prefix(PREFIX).expect("sigstore-json prefix");
         let stored: StoredSignature = serde_json::from_slice(json).expect("signature json");
         layers.push(SignatureLayer {
-            payload: base64::engine::general_purpose::STANDARD.decode(stored.payload).unwrap(),
+            payload: base64::engine::general_purpose::STANDARD
+                .decode(stored.payload)
+                .unwrap(),
             annotations: stored.annotations,
         });
     }
@@ -90,13 +100,20 @@ fn real_cosign_signatures_verify() {
     ] {
         let (digest, layers) = load(case).unwrap();
         assert!(!layers.is_empty(), "{case}");
-        assert_eq!(verify_any(&layers, &digest, &key(key_file), "authority-0"), Ok(()), "{case}");
+        assert_eq!(
+            verify_any(&layers, &digest, &key(key_file), "authority-0"),
+            Ok(()),
+            "{case}"
+        );
     }
 }
 
 #[test]
 fn modified_manifest_and_digest_errors_are_rejected() {
-    for case in ["dir-img-cosign-modified-manifest", "dir-img-cosign-manifest-digest-error"] {
+    for case in [
+        "dir-img-cosign-modified-manifest",
+        "dir-img-cosign-manifest-digest-error",
+    ] {
         let (digest, layers) = load(case).unwrap();
         let err = verify_any(&layers, &digest, &key("cosign.pub"), "authority-0").unwrap_err();
         match &err {
@@ -115,7 +132,10 @@ fn modified_manifest_and_digest_errors_are_rejected() {
 #[test]
 fn mixed_set_with_an_unreadable_signature_is_rejected() {
     let err = load("dir-img-cosign-mixed").unwrap_err();
-    assert_eq!(err, "signature-1 unreadable: ../unknown-cosign-key.signature");
+    assert_eq!(
+        err,
+        "signature-1 unreadable: ../unknown-cosign-key.signature"
+    );
 }
 
 #[test]

@@ -15,7 +15,10 @@ use sigil::decision::{DecisionSettings, NoMatchAction, ServerMode};
 use sigil::policy::{files, PolicyStore};
 use sigil::registry::{RegistryClient, RegistryOptions};
 use sigil::service::{Evaluator, EvaluatorSettings};
-use sigil::testkit::{attach_signatures_as, push_image_as, LocalRegistry, RegistrySetup, SignatureToAttach, TestKey, TestKeyKind};
+use sigil::testkit::{
+    attach_signatures_as, push_image_as, LocalRegistry, RegistrySetup, SignatureToAttach, TestKey,
+    TestKeyKind,
+};
 use sigil::verify::{Verifier, VerifierSettings};
 
 fn evaluator(policy: &str, opts: RegistryOptions) -> Evaluator {
@@ -23,7 +26,10 @@ fn evaluator(policy: &str, opts: RegistryOptions) -> Evaluator {
     store.replace_source("test", &files::parse_documents(policy).unwrap());
     Evaluator {
         store,
-        verifier: Arc::new(Verifier::new(Arc::new(RegistryClient::new(&opts).unwrap()), &VerifierSettings::default())),
+        verifier: Arc::new(Verifier::new(
+            Arc::new(RegistryClient::new(&opts).unwrap()),
+            &VerifierSettings::default(),
+        )),
         settings: EvaluatorSettings {
             decision: DecisionSettings {
                 server_mode: ServerMode::Enforce,
@@ -40,7 +46,11 @@ async fn basic_auth_from_docker_config() {
     sigil::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let htpasswd = dir.path().join("htpasswd");
-    std::fs::write(&htpasswd, format!("alice:{}\n", bcrypt::hash("s3cret", 4).unwrap())).unwrap();
+    std::fs::write(
+        &htpasswd,
+        format!("alice:{}\n", bcrypt::hash("s3cret", 4).unwrap()),
+    )
+    .unwrap();
     let reg = LocalRegistry::start_with(&RegistrySetup {
         htpasswd: Some(htpasswd),
         tls: None,
@@ -49,20 +59,55 @@ async fn basic_auth_from_docker_config() {
     let auth = RegistryAuth::Basic("alice".into(), "s3cret".into());
     let client = sigil::testkit::plain_http_client(std::slice::from_ref(&reg.addr));
     let k = TestKey::generate(TestKeyKind::P256).unwrap();
-    let digest = push_image_as(&client, &Reference::with_tag(reg.addr.clone(), "private/app".into(), "v1".into()), &auth).await.unwrap();
+    let digest = push_image_as(
+        &client,
+        &Reference::with_tag(reg.addr.clone(), "private/app".into(), "v1".into()),
+        &auth,
+    )
+    .await
+    .unwrap();
     let sig = SignatureToAttach::new(&k, &format!("{}/private/app", reg.addr), &digest);
-    attach_signatures_as(&client, &reg.addr, "private/app", &digest, &[sig], &auth).await.unwrap();
+    attach_signatures_as(&client, &reg.addr, "private/app", &digest, &[sig], &auth)
+        .await
+        .unwrap();
     let policy = key_policy("p", "**", &[&k], "");
     let image = format!("{}/private/app:v1", reg.addr);
 
-    let without = evaluator(&policy, RegistryOptions { insecure: vec![reg.addr.clone()], ..Default::default() });
+    let without = evaluator(
+        &policy,
+        RegistryOptions {
+            insecure: vec![reg.addr.clone()],
+            ..Default::default()
+        },
+    );
     let resp = review_pod(&without, &image).await;
     assert!(!allowed(&resp));
-    assert!(message(&resp).contains(&format!("cannot resolve digest: registry {} denied access to private/app", reg.addr)), "{}", message(&resp));
+    assert!(
+        message(&resp).contains(&format!(
+            "cannot resolve digest: registry {} denied access to private/app",
+            reg.addr
+        )),
+        "{}",
+        message(&resp)
+    );
 
     let config = dir.path().join("config.json");
-    std::fs::write(&config, format!(r#"{{"auths":{{"{}":{{"auth":"YWxpY2U6czNjcmV0"}}}}}}"#, reg.addr)).unwrap();
-    let with = evaluator(&policy, RegistryOptions { insecure: vec![reg.addr.clone()], docker_config: Some(config), ..Default::default() });
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"YWxpY2U6czNjcmV0"}}}}}}"#,
+            reg.addr
+        ),
+    )
+    .unwrap();
+    let with = evaluator(
+        &policy,
+        RegistryOptions {
+            insecure: vec![reg.addr.clone()],
+            docker_config: Some(config),
+            ..Default::default()
+        },
+    );
     let resp = review_pod(&with, &image).await;
     assert!(allowed(&resp), "{resp}");
 }
@@ -73,25 +118,50 @@ async fn tls_registry_with_a_private_ca() {
     let dir = tempfile::tempdir().unwrap();
     let certs = sigil::tls::self_signed(&["127.0.0.1".to_string()]).unwrap();
     let (ca, crt, key) = sigil::tls::write_self_signed(dir.path(), &certs).unwrap();
-    let reg = LocalRegistry::start_with(&RegistrySetup { htpasswd: None, tls: Some((crt, key)) }).unwrap();
+    let reg = LocalRegistry::start_with(&RegistrySetup {
+        htpasswd: None,
+        tls: Some((crt, key)),
+    })
+    .unwrap();
     let client = Client::new(ClientConfig {
         protocol: ClientProtocol::Https,
-        extra_root_certificates: vec![Certificate { encoding: CertificateEncoding::Pem, data: certs.ca_pem.clone().into_bytes() }],
+        extra_root_certificates: vec![Certificate {
+            encoding: CertificateEncoding::Pem,
+            data: certs.ca_pem.clone().into_bytes(),
+        }],
         ..Default::default()
     });
     let k = TestKey::generate(TestKeyKind::Ed25519).unwrap();
     let anon = RegistryAuth::Anonymous;
-    let digest = push_image_as(&client, &Reference::with_tag(reg.addr.clone(), "tls/app".into(), "v1".into()), &anon).await.unwrap();
+    let digest = push_image_as(
+        &client,
+        &Reference::with_tag(reg.addr.clone(), "tls/app".into(), "v1".into()),
+        &anon,
+    )
+    .await
+    .unwrap();
     let sig = SignatureToAttach::new(&k, &format!("{}/tls/app", reg.addr), &digest);
-    attach_signatures_as(&client, &reg.addr, "tls/app", &digest, &[sig], &anon).await.unwrap();
+    attach_signatures_as(&client, &reg.addr, "tls/app", &digest, &[sig], &anon)
+        .await
+        .unwrap();
     let policy = key_policy("p", "**", &[&k], "");
     let image = format!("{}/tls/app:v1", reg.addr);
 
     let untrusted = evaluator(&policy, RegistryOptions::default());
     let resp = review_pod(&untrusted, &image).await;
     assert!(!allowed(&resp));
-    assert!(message(&resp).contains(&format!("cannot resolve digest: registry {}", reg.addr)), "{}", message(&resp));
+    assert!(
+        message(&resp).contains(&format!("cannot resolve digest: registry {}", reg.addr)),
+        "{}",
+        message(&resp)
+    );
 
-    let trusted = evaluator(&policy, RegistryOptions { ca_files: vec![ca], ..Default::default() });
+    let trusted = evaluator(
+        &policy,
+        RegistryOptions {
+            ca_files: vec![ca],
+            ..Default::default()
+        },
+    );
     assert!(allowed(&review_pod(&trusted, &image).await));
 }

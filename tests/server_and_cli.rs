@@ -28,35 +28,97 @@ async fn malformed_reviews_get_400_with_a_reason_and_limits_hold() {
     sigil::install_crypto_provider();
     let (ev, _) = pipeline("", &Opts::for_registry("127.0.0.1:1"));
     let certs = tls::self_signed(&tls::default_names()).unwrap();
-    let cfg = RustlsConfig::from_pem(certs.cert_pem.clone().into_bytes(), certs.key_pem.clone().into_bytes()).await.unwrap();
+    let cfg = RustlsConfig::from_pem(
+        certs.cert_pem.clone().into_bytes(),
+        certs.key_pem.clone().into_bytes(),
+    )
+    .await
+    .unwrap();
     let ready = Arc::new(AtomicBool::new(false));
-    let running = server::start("127.0.0.1:0".parse().unwrap(), cfg, AppState { evaluator: ev, ready: ready.clone() }).await.unwrap();
+    let running = server::start(
+        "127.0.0.1:0".parse().unwrap(),
+        cfg,
+        AppState {
+            evaluator: ev,
+            ready: ready.clone(),
+        },
+    )
+    .await
+    .unwrap();
     let base = format!("https://localhost:{}", running.addr.port());
     let http = https_client(&certs.ca_pem);
 
-    let r = http.post(format!("{base}/validate")).body("{not json").send().await.unwrap();
+    let r = http
+        .post(format!("{base}/validate"))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
-    assert!(r.text().await.unwrap().starts_with("invalid AdmissionReview: "));
-    let r = http.post(format!("{base}/validate")).body(r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#).send().await.unwrap();
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .starts_with("invalid AdmissionReview: "));
+    let r = http
+        .post(format!("{base}/validate"))
+        .body(r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
-    assert_eq!(r.text().await.unwrap(), "invalid AdmissionReview: it has no request");
+    assert_eq!(
+        r.text().await.unwrap(),
+        "invalid AdmissionReview: it has no request"
+    );
     // Over the 4 MiB limit: 413, or the connection closed right after the
     // early 413 while the client was still uploading. Never processed.
-    match http.post(format!("{base}/validate")).body(vec![b' '; 5 << 20]).send().await {
+    match http
+        .post(format!("{base}/validate"))
+        .body(vec![b' '; 5 << 20])
+        .send()
+        .await
+    {
         Ok(r) => assert_eq!(r.status(), 413, "over the 4 MiB body limit"),
         Err(e) => assert!(e.is_request(), "{e}"),
     }
 
     // A well-formed review of a Pod no policy matches: denied by the default no-match rule.
-    let r = http.post(format!("{base}/validate")).json(&pod_review("u", "default", "p", "nginx")).send().await.unwrap();
+    let r = http
+        .post(format!("{base}/validate"))
+        .json(&pod_review("u", "default", "p", "nginx"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["response"]["allowed"], false);
 
-    assert_eq!(http.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
-    assert_eq!(http.get(format!("{base}/readyz")).send().await.unwrap().status(), 503);
+    assert_eq!(
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        http.get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
     ready.store(true, std::sync::atomic::Ordering::Release);
-    assert_eq!(http.get(format!("{base}/readyz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        http.get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     running.shutdown(Duration::from_secs(2)).await;
 }
 
@@ -68,7 +130,10 @@ impl Drop for Proc {
     }
 }
 
-async fn wait_until<F: Fn() -> Fut, Fut: std::future::Future<Output = bool>>(limit: Duration, f: F) -> bool {
+async fn wait_until<F: Fn() -> Fut, Fut: std::future::Future<Output = bool>>(
+    limit: Duration,
+    f: F,
+) -> bool {
     let start = Instant::now();
     while start.elapsed() < limit {
         if f().await {
@@ -80,7 +145,12 @@ async fn wait_until<F: Fn() -> Fut, Fut: std::future::Future<Output = bool>>(lim
 }
 
 async fn post_allowed(http: &reqwest::Client, url: &str, image: &str) -> Option<bool> {
-    let r = http.post(url).json(&pod_review("u", "default", "p", image)).send().await.ok()?;
+    let r = http
+        .post(url)
+        .json(&pod_review("u", "default", "p", image))
+        .send()
+        .await
+        .ok()?;
     let v: serde_json::Value = r.json().await.ok()?;
     v["response"]["allowed"].as_bool()
 }
@@ -100,14 +170,23 @@ async fn serve_reloads_policies_and_certificates_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let policies = dir.path().join("policies");
     std::fs::create_dir_all(&policies).unwrap();
-    write(&policies.join("allow.yaml"), &static_policy("allow-all", "**", "pass", None));
+    write(
+        &policies.join("allow.yaml"),
+        &static_policy("allow-all", "**", "pass", None),
+    );
     let first = tls::self_signed(&tls::default_names()).unwrap();
     let (crt, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
     write(&crt, &first.cert_pem);
     write(&key, &first.key_pem);
     let port = free_port().unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_sigil"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--insecure-registry", env.addr()])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--insecure-registry",
+            env.addr(),
+        ])
         .arg("--policy-dir")
         .arg(&policies)
         .arg("--tls-cert")
@@ -122,43 +201,84 @@ async fn serve_reloads_policies_and_certificates_and_stops_on_sigterm() {
     let url = format!("https://localhost:{port}/validate");
     let unsigned = format!("{}/team/unsigned:v1", env.addr());
     let http = https_client(&first.ca_pem);
-    assert!(wait_until(Duration::from_secs(20), || async { post_allowed(&http, &url, &unsigned).await == Some(true) }).await, "static pass admits");
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            post_allowed(&http, &url, &unsigned).await == Some(true)
+        })
+        .await,
+        "static pass admits"
+    );
 
     // Replace the policy: within a few seconds the unsigned image is denied and the signed one admitted.
     std::fs::remove_file(policies.join("allow.yaml")).unwrap();
-    write(&policies.join("signed.yaml"), &key_policy("signed", "**", &[&k], ""));
-    assert!(wait_until(Duration::from_secs(8), || async { post_allowed(&http, &url, &unsigned).await == Some(false) }).await, "new policy in force");
-    assert_eq!(post_allowed(&http, &url, &format!("{}/team/app:v1", env.addr())).await, Some(true));
+    write(
+        &policies.join("signed.yaml"),
+        &key_policy("signed", "**", &[&k], ""),
+    );
+    assert!(
+        wait_until(Duration::from_secs(8), || async {
+            post_allowed(&http, &url, &unsigned).await == Some(false)
+        })
+        .await,
+        "new policy in force"
+    );
+    assert_eq!(
+        post_allowed(&http, &url, &format!("{}/team/app:v1", env.addr())).await,
+        Some(true)
+    );
 
     // A file that stops parsing keeps its last good policies.
     write(&policies.join("signed.yaml"), "this: [is not: valid");
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(post_allowed(&http, &url, &unsigned).await, Some(false), "broken file must not drop enforcement");
+    assert_eq!(
+        post_allowed(&http, &url, &unsigned).await,
+        Some(false),
+        "broken file must not drop enforcement"
+    );
 
     // New certificate files are picked up without restart.
     let second = tls::self_signed(&tls::default_names()).unwrap();
     write(&key, &second.key_pem);
     write(&crt, &second.cert_pem);
     let http2 = https_client(&second.ca_pem);
-    assert!(wait_until(Duration::from_secs(8), || async { post_allowed(&http2, &url, &unsigned).await.is_some() }).await, "new certificate served");
-    assert!(post_allowed(&https_client(&first.ca_pem), &url, &unsigned).await.is_none(), "old CA no longer matches");
+    assert!(
+        wait_until(Duration::from_secs(8), || async {
+            post_allowed(&http2, &url, &unsigned).await.is_some()
+        })
+        .await,
+        "new certificate served"
+    );
+    assert!(
+        post_allowed(&https_client(&first.ca_pem), &url, &unsigned)
+            .await
+            .is_none(),
+        "old CA no longer matches"
+    );
 
     // The audit log (stdout) has the denies as JSON lines.
     // SIGTERM: graceful shutdown, exit 0.
     let pid = proc.0.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     let start = Instant::now();
     let status = loop {
         if let Some(s) = proc.0.try_wait().unwrap() {
             break s;
         }
-        assert!(start.elapsed() < Duration::from_secs(15), "sigil did not stop on SIGTERM");
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "sigil did not stop on SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status}");
     let mut out = String::new();
     std::io::Read::read_to_string(proc.0.stdout.as_mut().unwrap(), &mut out).unwrap();
-    let first_line: serde_json::Value = serde_json::from_str(out.lines().next().expect("audit lines on stdout")).unwrap();
+    let first_line: serde_json::Value =
+        serde_json::from_str(out.lines().next().expect("audit lines on stdout")).unwrap();
     assert_eq!(first_line["target"], "audit");
     assert_eq!(first_line["decision"], "denied");
     assert_eq!(first_line["image"], unsigned);
@@ -172,7 +292,10 @@ async fn check_command_exit_codes_and_json() {
     env.sign("team/app", &digest, &k).await;
     env.push("team/unsigned", "v1").await;
     let dir = tempfile::tempdir().unwrap();
-    write(&dir.path().join("p.yaml"), &key_policy("signed", "**", &[&k], ""));
+    write(
+        &dir.path().join("p.yaml"),
+        &key_policy("signed", "**", &[&k], ""),
+    );
     let manifest = dir.path().join("deploy.yaml");
     write(
         &manifest,
@@ -190,12 +313,19 @@ async fn check_command_exit_codes_and_json() {
             .args(args)
             .output()
             .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
     };
     let m = manifest.to_str().unwrap();
     let (code, out) = sigil(&["-f", m]);
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("Deployment shop/web spec.template.spec.containers[0].image") && out.contains("result: admitted"), "{out}");
+    assert!(
+        out.contains("Deployment shop/web spec.template.spec.containers[0].image")
+            && out.contains("result: admitted"),
+        "{out}"
+    );
 
     let unsigned = format!("{}/team/unsigned:v1", env.addr());
     let (code, out) = sigil(&["-f", m, "--image", &unsigned, "--output", "json"]);
@@ -208,7 +338,13 @@ async fn check_command_exit_codes_and_json() {
     assert_eq!(v["images"][0]["policies"][0]["passed"], true);
     assert_eq!(v["images"][1]["image"], serde_json::json!(unsigned));
     assert_eq!(v["images"][1]["policies"][0]["passed"], false);
-    assert!(v["denied"][0].as_str().unwrap().contains("no signatures found"), "{v}");
+    assert!(
+        v["denied"][0]
+            .as_str()
+            .unwrap()
+            .contains("no signatures found"),
+        "{v}"
+    );
 
     let (code, _) = sigil(&[]);
     assert_eq!(code, Some(2), "no input is a usage error");

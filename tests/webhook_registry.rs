@@ -19,15 +19,29 @@ fn key(kind: TestKeyKind) -> TestKey {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_images_are_admitted_for_every_key_type() {
     let env = Env::start();
-    for (i, kind) in [TestKeyKind::P256, TestKeyKind::P384, TestKeyKind::Ed25519, TestKeyKind::Rsa].into_iter().enumerate() {
+    for (i, kind) in [
+        TestKeyKind::P256,
+        TestKeyKind::P384,
+        TestKeyKind::Ed25519,
+        TestKeyKind::Rsa,
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let k = key(kind);
         let repo = format!("team/app{i}");
         let digest = env.push(&repo, "v1").await;
         env.sign(&repo, &digest, &k).await;
-        let (ev, audit) = pipeline(&key_policy("signed", &format!("{}/team/**", env.addr()), &[&k], ""), &Opts::for_registry(env.addr()));
+        let (ev, audit) = pipeline(
+            &key_policy("signed", &format!("{}/team/**", env.addr()), &[&k], ""),
+            &Opts::for_registry(env.addr()),
+        );
         let resp = review_pod(&ev, &format!("{}/{repo}:v1", env.addr())).await;
         assert!(allowed(&resp), "{kind:?}: {resp}");
-        assert!(audit.records().is_empty(), "{kind:?}: nothing to audit on a clean allow");
+        assert!(
+            audit.records().is_empty(),
+            "{kind:?}: nothing to audit on a clean allow"
+        );
     }
 }
 
@@ -36,7 +50,15 @@ async fn unsigned_image_is_denied_with_image_digest_policy_and_reason() {
     let env = Env::start();
     let k = key(TestKeyKind::P256);
     let digest = env.push("team/unsigned", "v1").await;
-    let (ev, audit) = pipeline(&key_policy("must-be-signed", &format!("{}/team/**", env.addr()), &[&k], ""), &Opts::for_registry(env.addr()));
+    let (ev, audit) = pipeline(
+        &key_policy(
+            "must-be-signed",
+            &format!("{}/team/**", env.addr()),
+            &[&k],
+            "",
+        ),
+        &Opts::for_registry(env.addr()),
+    );
     let image = format!("{}/team/unsigned:v1", env.addr());
     let resp = review_pod(&ev, &image).await;
     assert!(!allowed(&resp));
@@ -62,10 +84,17 @@ async fn signature_by_another_key_is_denied() {
     let (trusted, other) = (key(TestKeyKind::P256), key(TestKeyKind::P256));
     let digest = env.push("team/app", "v1").await;
     env.sign("team/app", &digest, &other).await;
-    let (ev, _) = pipeline(&key_policy("p", "**", &[&trusted], ""), &Opts::for_registry(env.addr()));
+    let (ev, _) = pipeline(
+        &key_policy("p", "**", &[&trusted], ""),
+        &Opts::for_registry(env.addr()),
+    );
     let resp = review_pod(&ev, &format!("{}/team/app:v1", env.addr())).await;
     assert!(!allowed(&resp));
-    assert!(message(&resp).ends_with("authority-0: signature does not verify with key authority-0"), "{}", message(&resp));
+    assert!(
+        message(&resp).ends_with("authority-0: signature does not verify with key authority-0"),
+        "{}",
+        message(&resp)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,11 +105,22 @@ async fn signature_copied_from_another_digest_is_denied() {
     let target = env.push("team/app", "target").await;
     // A valid signature for `signed`, placed under `target`'s signature tag.
     let sig = SignatureToAttach::new(&k, &format!("{}/team/app", env.addr()), &signed);
-    attach_signatures(&env.client, env.addr(), "team/app", &target, &[sig]).await.unwrap();
-    let (ev, _) = pipeline(&key_policy("p", "**", &[&k], ""), &Opts::for_registry(env.addr()));
+    attach_signatures(&env.client, env.addr(), "team/app", &target, &[sig])
+        .await
+        .unwrap();
+    let (ev, _) = pipeline(
+        &key_policy("p", "**", &[&k], ""),
+        &Opts::for_registry(env.addr()),
+    );
     let resp = review_pod(&ev, &format!("{}/team/app:target", env.addr())).await;
     assert!(!allowed(&resp));
-    assert!(message(&resp).ends_with(&format!("authority-0: signature payload names {signed}, image is {target}")), "{}", message(&resp));
+    assert!(
+        message(&resp).ends_with(&format!(
+            "authority-0: signature payload names {signed}, image is {target}"
+        )),
+        "{}",
+        message(&resp)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,12 +130,24 @@ async fn tampered_payload_is_denied() {
     let digest = env.push("team/app", "v1").await;
     let mut sig = SignatureToAttach::new(&k, &format!("{}/team/app", env.addr()), &digest);
     // Same digest, different identity: any byte change breaks the signature.
-    sig.payload = String::from_utf8(sig.payload).unwrap().replace("team/app", "team/evil").into_bytes();
-    attach_signatures(&env.client, env.addr(), "team/app", &digest, &[sig]).await.unwrap();
-    let (ev, _) = pipeline(&key_policy("p", "**", &[&k], ""), &Opts::for_registry(env.addr()));
+    sig.payload = String::from_utf8(sig.payload)
+        .unwrap()
+        .replace("team/app", "team/evil")
+        .into_bytes();
+    attach_signatures(&env.client, env.addr(), "team/app", &digest, &[sig])
+        .await
+        .unwrap();
+    let (ev, _) = pipeline(
+        &key_policy("p", "**", &[&k], ""),
+        &Opts::for_registry(env.addr()),
+    );
     let resp = review_pod(&ev, &format!("{}/team/app:v1", env.addr())).await;
     assert!(!allowed(&resp));
-    assert!(message(&resp).contains("signature does not verify with key authority-0"), "{}", message(&resp));
+    assert!(
+        message(&resp).contains("signature does not verify with key authority-0"),
+        "{}",
+        message(&resp)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,18 +156,31 @@ async fn tag_moved_after_signing_is_denied_for_the_new_digest() {
     let k = key(TestKeyKind::P256);
     let old = env.push("team/app", "v1").await;
     env.sign("team/app", &old, &k).await;
-    let (ev, _) = pipeline(&key_policy("p", "**", &[&k], ""), &Opts::for_registry(env.addr()));
+    let (ev, _) = pipeline(
+        &key_policy("p", "**", &[&k], ""),
+        &Opts::for_registry(env.addr()),
+    );
     let image = format!("{}/team/app:v1", env.addr());
     assert!(allowed(&review_pod(&ev, &image).await));
     let new = env.push("team/app", "v1").await;
     assert_ne!(old, new);
     // A fresh pipeline (no cached tag) sees the moved tag.
-    let (ev, _) = pipeline(&key_policy("p", "**", &[&k], ""), &Opts::for_registry(env.addr()));
+    let (ev, _) = pipeline(
+        &key_policy("p", "**", &[&k], ""),
+        &Opts::for_registry(env.addr()),
+    );
     let resp = review_pod(&ev, &image).await;
     assert!(!allowed(&resp));
-    assert!(message(&resp).contains(&format!("({new})")) && message(&resp).contains("no signatures found"), "{}", message(&resp));
+    assert!(
+        message(&resp).contains(&format!("({new})"))
+            && message(&resp).contains("no signatures found"),
+        "{}",
+        message(&resp)
+    );
     // Pinning the old, signed digest still works.
-    assert!(allowed(&review_pod(&ev, &format!("{}/team/app@{old}", env.addr())).await));
+    assert!(allowed(
+        &review_pod(&ev, &format!("{}/team/app@{old}", env.addr())).await
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,27 +192,47 @@ async fn every_matching_policy_must_pass_and_any_authority_suffices() {
     let image = format!("{}/team/app:v1", env.addr());
 
     // key OR key: signed by the second authority's key only.
-    let (ev, _) = pipeline(&key_policy("either-key", "**", &[&k1, &k2], ""), &Opts::for_registry(env.addr()));
+    let (ev, _) = pipeline(
+        &key_policy("either-key", "**", &[&k1, &k2], ""),
+        &Opts::for_registry(env.addr()),
+    );
     assert!(allowed(&review_pod(&ev, &image).await));
 
     // static pass AND static fail: the fail wins, with its message.
     let policies = format!(
         "{}{}",
         static_policy("always-pass", "**", "pass", None),
-        static_policy("frozen", &format!("{}/team/*", env.addr()), "fail", Some("deploys are frozen"))
+        static_policy(
+            "frozen",
+            &format!("{}/team/*", env.addr()),
+            "fail",
+            Some("deploys are frozen")
+        )
     );
     let (ev, _) = pipeline(&policies, &Opts::for_registry(env.addr()));
     let resp = review_pod(&ev, &image).await;
     assert!(!allowed(&resp));
-    assert!(message(&resp).ends_with("fails policy \"frozen\": authority-0: deploys are frozen"), "{}", message(&resp));
+    assert!(
+        message(&resp).ends_with("fails policy \"frozen\": authority-0: deploys are frozen"),
+        "{}",
+        message(&resp)
+    );
     assert!(!message(&resp).contains("always-pass"));
 
     // key policy AND static fail.
-    let policies = format!("{}{}", key_policy("signed", "**", &[&k2], ""), static_policy("deny-all", "**", "fail", None));
+    let policies = format!(
+        "{}{}",
+        key_policy("signed", "**", &[&k2], ""),
+        static_policy("deny-all", "**", "fail", None)
+    );
     let (ev, _) = pipeline(&policies, &Opts::for_registry(env.addr()));
     let resp = review_pod(&ev, &image).await;
     assert!(!allowed(&resp));
-    assert!(message(&resp).contains("\"deny-all\": authority-0: disallowed by static policy"), "{}", message(&resp));
+    assert!(
+        message(&resp).contains("\"deny-all\": authority-0: disallowed by static policy"),
+        "{}",
+        message(&resp)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,7 +243,11 @@ async fn no_match_rule_deny_warn_allow_and_no_registry_contact() {
     let image = format!("{}/other/app:v1", env.addr());
     let policy = key_policy("p", "ghcr.io/**", &[&k], "");
     let before = env.registry.count_requests("/v2/other/app/");
-    for (action, want_allowed, want_warnings) in [(NoMatchAction::Deny, false, 0), (NoMatchAction::Warn, true, 1), (NoMatchAction::Allow, true, 0)] {
+    for (action, want_allowed, want_warnings) in [
+        (NoMatchAction::Deny, false, 0),
+        (NoMatchAction::Warn, true, 1),
+        (NoMatchAction::Allow, true, 0),
+    ] {
         let mut o = Opts::for_registry(env.addr());
         o.no_match = action;
         let (ev, _) = pipeline(&policy, &o);
@@ -166,14 +255,23 @@ async fn no_match_rule_deny_warn_allow_and_no_registry_contact() {
         assert_eq!(allowed(&resp), want_allowed, "{action:?}");
         assert_eq!(warnings(&resp).len(), want_warnings, "{action:?}");
         if !want_allowed {
-            assert!(message(&resp).contains("no ClusterImagePolicy matches this image"), "{}", message(&resp));
+            assert!(
+                message(&resp).contains("no ClusterImagePolicy matches this image"),
+                "{}",
+                message(&resp)
+            );
         }
         if want_warnings == 1 {
-            assert!(warnings(&resp)[0].contains("no ClusterImagePolicy matches this image [mode no-match]"));
+            assert!(warnings(&resp)[0]
+                .contains("no ClusterImagePolicy matches this image [mode no-match]"));
         }
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(env.registry.count_requests("/v2/other/app/"), before, "an unmatched image must not be looked up");
+    assert_eq!(
+        env.registry.count_requests("/v2/other/app/"),
+        before,
+        "an unmatched image must not be looked up"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,12 +279,19 @@ async fn warn_mode_admits_with_warnings() {
     let env = Env::start();
     let k = key(TestKeyKind::P256);
     env.push("team/app", "v1").await;
-    let (ev, audit) = pipeline(&key_policy("soft", "**", &[&k], "  mode: warn\n"), &Opts::for_registry(env.addr()));
+    let (ev, audit) = pipeline(
+        &key_policy("soft", "**", &[&k], "  mode: warn\n"),
+        &Opts::for_registry(env.addr()),
+    );
     let resp = review_pod(&ev, &format!("{}/team/app:v1", env.addr())).await;
     assert!(allowed(&resp));
     let w = warnings(&resp);
     assert_eq!(w.len(), 1);
-    assert!(w[0].contains("fails policy \"soft\": authority-0: no signatures found") && w[0].ends_with("[mode warn]"), "{w:?}");
+    assert!(
+        w[0].contains("fails policy \"soft\": authority-0: no signatures found")
+            && w[0].ends_with("[mode warn]"),
+        "{w:?}"
+    );
     assert_eq!(audit.records()[0].decision, FindingDecision::Warned);
 }
 
@@ -198,7 +303,16 @@ async fn audit_mode_admits_and_writes_the_audit_record() {
     let mut o = Opts::for_registry(env.addr());
     o.server_mode = ServerMode::Audit;
     let (ev, audit) = pipeline(&key_policy("p", "**", &[&k], ""), &o);
-    let resp = review(&ev, &pod_review("audit-uid", "shop", "web-1", &format!("{}/team/app:v1", env.addr()))).await;
+    let resp = review(
+        &ev,
+        &pod_review(
+            "audit-uid",
+            "shop",
+            "web-1",
+            &format!("{}/team/app:v1", env.addr()),
+        ),
+    )
+    .await;
     assert!(allowed(&resp));
     assert!(message(&resp).is_empty());
     let records = audit.records();
@@ -215,11 +329,19 @@ async fn audit_mode_admits_and_writes_the_audit_record() {
     assert_eq!(r["policy"], "p");
     assert_eq!(r["decision"], "audited");
     assert_eq!(r["authorities"][0]["name"], "authority-0");
-    assert!(r["reasons"][0].as_str().unwrap().contains("no signatures found"));
+    assert!(r["reasons"][0]
+        .as_str()
+        .unwrap()
+        .contains("no signatures found"));
 
     // A policy in audit mode behaves the same inside an enforcing server.
-    let (ev, audit) = pipeline(&key_policy("p", "**", &[&k], "  mode: audit\n"), &Opts::for_registry(env.addr()));
-    assert!(allowed(&review_pod(&ev, &format!("{}/team/app:v1", env.addr())).await));
+    let (ev, audit) = pipeline(
+        &key_policy("p", "**", &[&k], "  mode: audit\n"),
+        &Opts::for_registry(env.addr()),
+    );
+    assert!(allowed(
+        &review_pod(&ev, &format!("{}/team/app:v1", env.addr())).await
+    ));
     assert_eq!(audit.records()[0].decision, FindingDecision::Audited);
 }
 
@@ -229,7 +351,10 @@ async fn registry_down_denies_in_enforce_and_is_logged_in_audit() {
     let dead = format!("127.0.0.1:{port}");
     let k = key(TestKeyKind::P256);
     let image = format!("{dead}/team/app:v1");
-    let (ev, _) = pipeline(&key_policy("p", "**", &[&k], ""), &Opts::for_registry(&dead));
+    let (ev, _) = pipeline(
+        &key_policy("p", "**", &[&k], ""),
+        &Opts::for_registry(&dead),
+    );
     let resp = review_pod(&ev, &image).await;
     assert!(!allowed(&resp));
     assert!(
@@ -274,9 +399,16 @@ async fn registry_slower_than_the_deadline_is_denied_as_timeout() {
     let (ev, _) = pipeline(&key_policy("p", "**", &[&k], ""), &o);
     let started = std::time::Instant::now();
     let resp = review_pod(&ev, &format!("{slow}/team/app:v1")).await;
-    assert!(started.elapsed() < Duration::from_millis(2500), "answered within the deadline");
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "answered within the deadline"
+    );
     assert!(!allowed(&resp));
-    assert!(message(&resp).ends_with("fails policy \"p\": timed out after 1.5s"), "{}", message(&resp));
+    assert!(
+        message(&resp).ends_with("fails policy \"p\": timed out after 1.5s"),
+        "{}",
+        message(&resp)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -288,7 +420,10 @@ async fn deployment_init_and_ephemeral_containers_are_all_checked() {
         env.sign(repo, &d, &k).await;
     }
     let debug_digest = env.push("team/debug", "v1").await;
-    let (ev, _) = pipeline(&key_policy("p", "**", &[&k], ""), &Opts::for_registry(env.addr()));
+    let (ev, _) = pipeline(
+        &key_policy("p", "**", &[&k], ""),
+        &Opts::for_registry(env.addr()),
+    );
     let a = env.addr();
     let body = json!({
         "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
@@ -310,7 +445,12 @@ async fn deployment_init_and_ephemeral_containers_are_all_checked() {
     assert!(!allowed(&resp));
     let msg = message(&resp);
     assert_eq!(msg.lines().count(), 1, "{msg}");
-    assert!(msg.starts_with(&format!("spec.template.spec.ephemeralContainers[0].image {a}/team/debug:v1 ({debug_digest})")), "{msg}");
+    assert!(
+        msg.starts_with(&format!(
+            "spec.template.spec.ephemeralContainers[0].image {a}/team/debug:v1 ({debug_digest})"
+        )),
+        "{msg}"
+    );
 
     // Scale subresource and DELETE are not checked.
     let mut scale = body.clone();
@@ -327,16 +467,32 @@ async fn multi_arch_index_digest_is_what_gets_verified() {
     let k = key(TestKeyKind::P256);
     let amd = env.push("team/multi", "amd64").await;
     let arm = env.push("team/multi", "arm64").await;
-    let index = push_index(&env.client, &env.reference("team/multi", "v1"), &[(amd.clone(), "amd64"), (arm, "arm64")]).await.unwrap();
-    let (ev, _) = pipeline(&key_policy("p", "**", &[&k], ""), &Opts::for_registry(env.addr()));
+    let index = push_index(
+        &env.client,
+        &env.reference("team/multi", "v1"),
+        &[(amd.clone(), "amd64"), (arm, "arm64")],
+    )
+    .await
+    .unwrap();
+    let (ev, _) = pipeline(
+        &key_policy("p", "**", &[&k], ""),
+        &Opts::for_registry(env.addr()),
+    );
     let image = format!("{}/team/multi:v1", env.addr());
     // Signing only one platform does not sign the index.
     env.sign("team/multi", &amd, &k).await;
     let resp = review_pod(&ev, &image).await;
     assert!(!allowed(&resp));
-    assert!(message(&resp).contains(&format!("({index})")), "{}", message(&resp));
+    assert!(
+        message(&resp).contains(&format!("({index})")),
+        "{}",
+        message(&resp)
+    );
     env.sign("team/multi", &index, &k).await;
-    let (ev, _) = pipeline(&key_policy("p", "**", &[&k], ""), &Opts::for_registry(env.addr()));
+    let (ev, _) = pipeline(
+        &key_policy("p", "**", &[&k], ""),
+        &Opts::for_registry(env.addr()),
+    );
     assert!(allowed(&review_pod(&ev, &image).await));
 }
 
@@ -347,10 +503,17 @@ async fn signatures_in_another_repository_via_source_oci() {
     let digest = env.push("team/app", "v1").await;
     env.sign("signatures/store", &digest, &k).await;
     let image = format!("{}/team/app:v1", env.addr());
-    let policy = format!("{}      source:\n        - oci: {}/signatures/store\n", key_policy("p", "**", &[&k], ""), env.addr());
+    let policy = format!(
+        "{}      source:\n        - oci: {}/signatures/store\n",
+        key_policy("p", "**", &[&k], ""),
+        env.addr()
+    );
     let (ev, _) = pipeline(&policy, &Opts::for_registry(env.addr()));
     assert!(allowed(&review_pod(&ev, &image).await), "{policy}");
-    let (ev, _) = pipeline(&key_policy("p", "**", &[&k], ""), &Opts::for_registry(env.addr()));
+    let (ev, _) = pipeline(
+        &key_policy("p", "**", &[&k], ""),
+        &Opts::for_registry(env.addr()),
+    );
     let resp = review_pod(&ev, &image).await;
     assert!(!allowed(&resp) && message(&resp).contains("no signatures found"));
 }
@@ -364,13 +527,25 @@ async fn hundred_concurrent_reviews_make_one_set_of_registry_requests() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let sig_uri = format!("/v2/team/hot/manifests/{}", digest.replace(':', "-"));
     let base = env.registry.count_requests("/v2/team/hot/");
-    let (tag_base, sig_base) = (env.registry.count_requests("/v2/team/hot/manifests/v1"), env.registry.count_requests(&sig_uri));
-    let (ev, _) = pipeline(&key_policy("p", "**", &[&k], ""), &Opts::for_registry(env.addr()));
+    let (tag_base, sig_base) = (
+        env.registry.count_requests("/v2/team/hot/manifests/v1"),
+        env.registry.count_requests(&sig_uri),
+    );
+    let (ev, _) = pipeline(
+        &key_policy("p", "**", &[&k], ""),
+        &Opts::for_registry(env.addr()),
+    );
     let image = format!("{}/team/hot:v1", env.addr());
     let responses = join_all((0..100).map(|i| {
         let ev = ev.clone();
         let image = image.clone();
-        async move { review(&ev, &pod_review(&format!("uid-{i}"), "default", "p", &image)).await }
+        async move {
+            review(
+                &ev,
+                &pod_review(&format!("uid-{i}"), "default", "p", &image),
+            )
+            .await
+        }
     }))
     .await;
     assert!(responses.iter().all(allowed));
@@ -391,14 +566,23 @@ async fn invalid_policy_fails_closed_and_others_keep_working() {
     let digest = env.push("team/app", "v1").await;
     env.sign("team/app", &digest, &k).await;
     let broken = "---\napiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: broken\nspec:\n  images:\n    - glob: \"**/legacy/**\"\n  authorities:\n    - key:\n        data: not-a-key\n";
-    let policies = format!("{broken}{}", key_policy("good", &format!("{}/team/**", env.addr()), &[&k], ""));
+    let policies = format!(
+        "{broken}{}",
+        key_policy("good", &format!("{}/team/**", env.addr()), &[&k], "")
+    );
     let (ev, _) = pipeline(&policies, &Opts::for_registry(env.addr()));
-    assert!(allowed(&review_pod(&ev, &format!("{}/team/app:v1", env.addr())).await));
+    assert!(allowed(
+        &review_pod(&ev, &format!("{}/team/app:v1", env.addr())).await
+    ));
     let resp = review_pod(&ev, &format!("{}/x/legacy/app:v1", env.addr())).await;
     assert!(!allowed(&resp));
     assert!(message(&resp).contains("(digest unresolved) fails policy \"broken\": policy is invalid: spec.authorities[0].key.data: not a PEM public key"), "{}", message(&resp));
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(env.registry.count_requests("/legacy/"), 0, "an invalid policy needs no registry lookup");
+    assert_eq!(
+        env.registry.count_requests("/legacy/"),
+        0,
+        "an invalid policy needs no registry lookup"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -420,24 +604,88 @@ async fn ephemeral_containers_subresource_is_checked() {
     let app = env.push("team/app", "v1").await;
     env.sign("team/app", &app, &k).await;
     env.push("team/debug", "v1").await;
-    let (ev, _) = pipeline(&key_policy("p", "**", &[&k], ""), &Opts::for_registry(env.addr()));
+    let (ev, _) = pipeline(
+        &key_policy("p", "**", &[&k], ""),
+        &Opts::for_registry(env.addr()),
+    );
     let a = env.addr();
     // Kubernetes >= 1.22: the Pod itself, on UPDATE of pods/ephemeralcontainers.
     let mut body = pod_review("eph-1", "default", "p", &format!("{a}/team/app:v1"));
     body["request"]["operation"] = json!("UPDATE");
     body["request"]["subResource"] = json!("ephemeralcontainers");
-    body["request"]["object"]["spec"]["ephemeralContainers"] = json!([{"name": "dbg", "image": format!("{a}/team/debug:v1")}]);
+    body["request"]["object"]["spec"]["ephemeralContainers"] =
+        json!([{"name": "dbg", "image": format!("{a}/team/debug:v1")}]);
     let resp = review(&ev, &body).await;
     assert!(!allowed(&resp));
-    assert!(message(&resp).starts_with(&format!("spec.ephemeralContainers[0].image {a}/team/debug:v1")), "{}", message(&resp));
+    assert!(
+        message(&resp).starts_with(&format!(
+            "spec.ephemeralContainers[0].image {a}/team/debug:v1"
+        )),
+        "{}",
+        message(&resp)
+    );
     // Older servers send an EphemeralContainers object.
     body["request"]["kind"] = json!({"group": "", "version": "v1", "kind": "EphemeralContainers"});
     body["request"]["object"] = json!({"apiVersion": "v1", "kind": "EphemeralContainers", "metadata": {"name": "p"},
         "ephemeralContainers": [{"name": "dbg", "image": format!("{a}/team/debug:v1")}]});
     let resp = review(&ev, &body).await;
     assert!(!allowed(&resp));
-    assert!(message(&resp).contains("team/debug:v1"), "{}", message(&resp));
+    assert!(
+        message(&resp).contains("team/debug:v1"),
+        "{}",
+        message(&resp)
+    );
     // The status subresource is not checked.
     body["request"]["subResource"] = json!("status");
     assert!(allowed(&review(&ev, &body).await));
+}
+
+/// A TCP proxy to `target` that drops connections while `down` is set.
+async fn switchable_proxy(
+    target: String,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            if down.load(std::sync::atomic::Ordering::SeqCst) {
+                drop(inbound);
+                continue;
+            }
+            let target = target.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_failures_are_not_cached() {
+    let env = Env::start();
+    let k = key(TestKeyKind::P256);
+    let digest = env.push("team/app", "v1").await;
+    env.sign("team/app", &digest, &k).await;
+    let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let proxy = switchable_proxy(env.addr().to_string(), down.clone()).await;
+    let (ev, _) = pipeline(
+        &key_policy("p", "**", &[&k], ""),
+        &Opts::for_registry(&proxy),
+    );
+    let image = format!("{proxy}/team/app:v1");
+    let resp = review_pod(&ev, &image).await;
+    assert!(!allowed(&resp));
+    assert!(
+        message(&resp).contains(&format!("cannot resolve digest: registry {proxy}")),
+        "{}",
+        message(&resp)
+    );
+    // The registry is back: the very next review verifies and admits.
+    down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let resp = review_pod(&ev, &image).await;
+    assert!(allowed(&resp), "{}", message(&resp));
 }

@@ -126,7 +126,8 @@ pub fn compile_globs(spec: &ClusterImagePolicySpec) -> Result<Vec<ImageGlob>, Po
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            ImageGlob::compile(&p.glob).map_err(|e| err(format!("spec.images[{i}].glob"), e.to_string()))
+            ImageGlob::compile(&p.glob)
+                .map_err(|e| err(format!("spec.images[{i}].glob"), e.to_string()))
         })
         .collect()
 }
@@ -134,10 +135,20 @@ pub fn compile_globs(spec: &ClusterImagePolicySpec) -> Result<Vec<ImageGlob>, Po
 /// Compiles a policy, or names the first field that makes it unusable.
 pub fn compile(name: &str, spec: &ClusterImagePolicySpec) -> Result<CompiledPolicy, PolicyError> {
     let globs = compile_globs(spec)?;
-    let mode = PolicyMode::parse(spec.mode.as_deref())
-        .ok_or_else(|| err("spec.mode", format!("{:?} is not one of enforce, warn, audit", spec.mode.as_deref().unwrap_or(""))))?;
+    let mode = PolicyMode::parse(spec.mode.as_deref()).ok_or_else(|| {
+        err(
+            "spec.mode",
+            format!(
+                "{:?} is not one of enforce, warn, audit",
+                spec.mode.as_deref().unwrap_or("")
+            ),
+        )
+    })?;
     if spec.authorities.is_empty() {
-        return Err(err("spec.authorities", "at least one authority is required"));
+        return Err(err(
+            "spec.authorities",
+            "at least one authority is required",
+        ));
     }
     let authorities = spec
         .authorities
@@ -179,24 +190,40 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
     .flatten()
     .collect();
     if kinds.len() != 1 {
-        let found = if kinds.is_empty() { "none".to_string() } else { kinds.join(", ") };
-        return Err(err(&path, format!("expected exactly one of key, keyless, static; found {found}")));
+        let found = if kinds.is_empty() {
+            "none".to_string()
+        } else {
+            kinds.join(", ")
+        };
+        return Err(err(
+            &path,
+            format!("expected exactly one of key, keyless, static; found {found}"),
+        ));
     }
 
     let format = a.signature_format.as_deref().unwrap_or("legacy");
     if !matches!(format, "" | "legacy" | "bundle") {
-        return Err(err(format!("{path}.signatureFormat"), format!("{format:?} is not one of legacy, bundle")));
+        return Err(err(
+            format!("{path}.signatureFormat"),
+            format!("{format:?} is not one of legacy, bundle"),
+        ));
     }
 
     if let Some(st) = &a.static_ref {
         if !a.sources.is_empty() || !a.attestations.is_empty() || a.ctlog.is_some() {
-            return Err(err(&path, "static cannot be combined with source, attestations or ctlog"));
+            return Err(err(
+                &path,
+                "static cannot be combined with source, attestations or ctlog",
+            ));
         }
         let pass = match st.action.as_str() {
             "pass" => true,
             "fail" => false,
             other => {
-                return Err(err(format!("{path}.static.action"), format!("{other:?} is not one of pass, fail")))
+                return Err(err(
+                    format!("{path}.static.action"),
+                    format!("{other:?} is not one of pass, fail"),
+                ))
             }
         };
         return Ok(CompiledAuthority {
@@ -210,7 +237,10 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
     }
 
     if a.sources.len() > 1 {
-        return Err(err(format!("{path}.source"), "only one source is supported"));
+        return Err(err(
+            format!("{path}.source"),
+            "only one source is supported",
+        ));
     }
     let mut signature_repository = None;
     let mut unsupported: Option<String> = None;
@@ -218,8 +248,16 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
         let sp = format!("{path}.source[0]");
         if let Some(oci) = src.oci.as_deref().filter(|o| !o.is_empty()) {
             let r = ImageRef::parse(oci).map_err(|e| err(format!("{sp}.oci"), e.to_string()))?;
-            if r.digest.is_some() || oci.rsplit('/').next().is_some_and(|last| last.contains(':')) {
-                return Err(err(format!("{sp}.oci"), "must name a repository, without tag or digest"));
+            if r.digest.is_some()
+                || oci
+                    .rsplit('/')
+                    .next()
+                    .is_some_and(|last| last.contains(':'))
+            {
+                return Err(err(
+                    format!("{sp}.oci"),
+                    "must name a repository, without tag or digest",
+                ));
             }
             signature_repository = Some(SignatureRepository {
                 registry: r.registry,
@@ -246,8 +284,15 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
         .flatten()
         .collect();
         if set.len() != 1 {
-            let found = if set.is_empty() { "none".to_string() } else { set.join(", ") };
-            return Err(err(&kp, format!("expected exactly one of data, kms, secretRef; found {found}")));
+            let found = if set.is_empty() {
+                "none".to_string()
+            } else {
+                set.join(", ")
+            };
+            return Err(err(
+                &kp,
+                format!("expected exactly one of data, kms, secretRef; found {found}"),
+            ));
         }
         let hash = HashAlgorithm::parse(key.hash_algorithm.as_deref())
             .map_err(|e| err(format!("{kp}.hashAlgorithm"), e.to_string()))?;
@@ -319,13 +364,29 @@ mod tests {
 
     #[test]
     fn names_the_wrong_field() {
-        let e = compile("p", &spec("images: [{glob: '**'}]\nauthorities: [{key: {data: nope}}]\n")).unwrap_err();
+        let e = compile(
+            "p",
+            &spec("images: [{glob: '**'}]\nauthorities: [{key: {data: nope}}]\n"),
+        )
+        .unwrap_err();
         assert_eq!(e.field, "spec.authorities[0].key.data");
-        let e = compile("p", &spec("images: [{glob: '**'}]\nmode: loud\nauthorities: [{static: {action: pass}}]\n")).unwrap_err();
+        let e = compile(
+            "p",
+            &spec("images: [{glob: '**'}]\nmode: loud\nauthorities: [{static: {action: pass}}]\n"),
+        )
+        .unwrap_err();
         assert_eq!(e.field, "spec.mode");
-        let e = compile("p", &spec("images: [{glob: '[a]'}]\nauthorities: [{static: {action: pass}}]\n")).unwrap_err();
+        let e = compile(
+            "p",
+            &spec("images: [{glob: '[a]'}]\nauthorities: [{static: {action: pass}}]\n"),
+        )
+        .unwrap_err();
         assert_eq!(e.field, "spec.images[0].glob");
-        let e = compile("p", &spec("images: [{glob: '**'}]\nauthorities: [{static: {action: maybe}}]\n")).unwrap_err();
+        let e = compile(
+            "p",
+            &spec("images: [{glob: '**'}]\nauthorities: [{static: {action: maybe}}]\n"),
+        )
+        .unwrap_err();
         assert_eq!(e.field, "spec.authorities[0].static.action");
         let e = compile("p", &spec("images: [{glob: '**'}]\nauthorities: [{}]\n")).unwrap_err();
         assert_eq!(e.field, "spec.authorities[0]");
@@ -336,7 +397,9 @@ mod tests {
     fn unimplemented_fields_fail_closed_by_name() {
         let p = compile("p", &spec("images: [{glob: '**'}]\nauthorities: [{keyless: {identities: [{issuer: a, subject: b}]}}]\n")).unwrap();
         match &p.authorities[0].check {
-            AuthorityCheck::Unsupported { field } => assert_eq!(field, "spec.authorities[0].keyless"),
+            AuthorityCheck::Unsupported { field } => {
+                assert_eq!(field, "spec.authorities[0].keyless")
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -56,7 +56,11 @@ pub fn parse_documents(text: &str) -> Result<Vec<PolicyDefinition>, String> {
         let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
         let (group, _version) = api_version.split_once('/').unwrap_or(("", ""));
         if kind != "ClusterImagePolicy" || group != GROUP {
-            tracing::debug!(api_version, kind, "skipping document that is not a ClusterImagePolicy");
+            tracing::debug!(
+                api_version,
+                kind,
+                "skipping document that is not a ClusterImagePolicy"
+            );
             continue;
         }
         let name = doc
@@ -86,7 +90,11 @@ pub fn spec_from_value(spec: Value) -> Result<ClusterImagePolicySpec, (PolicyErr
         .unwrap_or_default();
     serde_path_to_error::deserialize(spec).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." { "spec".to_string() } else { format!("spec.{path}") };
+        let field = if path == "." {
+            "spec".to_string()
+        } else {
+            format!("spec.{path}")
+        };
         (
             PolicyError {
                 field,

@@ -125,8 +125,16 @@ mod tests {
             ("myuser/myapp", "*/*", true),
             ("myuser/myapp", "*", false),
             ("ghcr.io/foo/bar", "*/*", false),
-            ("docker.io/library/foo", "index.docker.io/library/foo", false),
-            ("docker.io/library/foo", "index.docker.io/library/foo:latest", true),
+            (
+                "docker.io/library/foo",
+                "index.docker.io/library/foo",
+                false,
+            ),
+            (
+                "docker.io/library/foo",
+                "index.docker.io/library/foo:latest",
+                true,
+            ),
         ];
         for (image, glob, want) in cases {
             let g = ImageGlob::compile(glob).unwrap();
@@ -147,7 +155,11 @@ mod tests {
     fn digest_refs_match_repository_globs() {
         let d = format!("sha256:{}", "b".repeat(64));
         let img = ImageRef::parse(&format!("127.0.0.1:5000/app@{d}")).unwrap();
-        assert!(ImageGlob::compile("127.0.0.1:5000/app**").unwrap().matches(&img));
-        assert!(!ImageGlob::compile("127.0.0.1:5000/app:*").unwrap().matches(&img));
+        assert!(ImageGlob::compile("127.0.0.1:5000/app**")
+            .unwrap()
+            .matches(&img));
+        assert!(!ImageGlob::compile("127.0.0.1:5000/app:*")
+            .unwrap()
+            .matches(&img));
     }
 }

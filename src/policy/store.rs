@@ -110,7 +110,10 @@ pub fn load(def: &PolicyDefinition) -> LoadedPolicy {
         Err((error, globs)) => LoadedPolicy::Invalid(Arc::new(InvalidPolicy {
             name: def.name.clone(),
             error: error.clone(),
-            globs: globs.iter().filter_map(|g| ImageGlob::compile(g).ok()).collect(),
+            globs: globs
+                .iter()
+                .filter_map(|g| ImageGlob::compile(g).ok())
+                .collect(),
         })),
     }
 }
@@ -140,7 +143,9 @@ impl PolicyStore {
         for p in &loaded {
             match p.error() {
                 None => tracing::info!(source, policy = p.name(), "policy loaded"),
-                Some(e) => tracing::error!(source, policy = p.name(), error = %e, "policy invalid; images it names fail closed"),
+                Some(e) => {
+                    tracing::error!(source, policy = p.name(), error = %e, "policy invalid; images it names fail closed")
+                }
             }
         }
         let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());

@@ -117,7 +117,11 @@ pub struct KeylessRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust_root_ref: Option<String>,
     /// Skip the SCT check.
-    #[serde(default, rename = "insecureIgnoreSCT", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "insecureIgnoreSCT",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub insecure_ignore_sct: Option<bool>,
 }
 
@@ -132,10 +136,18 @@ pub struct Identity {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
     /// Issuer regular expression.
-    #[serde(default, rename = "issuerRegExp", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "issuerRegExp",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub issuer_reg_exp: Option<String>,
     /// Subject regular expression.
-    #[serde(default, rename = "subjectRegExp", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "subjectRegExp",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub subject_reg_exp: Option<String>,
 }
 

@@ -38,7 +38,9 @@ pub struct SignatureLayer {
 impl SignatureLayer {
     /// The base64 signature annotation.
     pub fn signature_b64(&self) -> Option<&str> {
-        self.annotations.get(SIGNATURE_ANNOTATION).map(String::as_str)
+        self.annotations
+            .get(SIGNATURE_ANNOTATION)
+            .map(String::as_str)
     }
 }
 
@@ -103,7 +105,12 @@ impl Rejection {
 }
 
 /// Checks one layer against a key and the admitted digest.
-pub fn verify_layer(layer: &SignatureLayer, admitted_digest: &str, key: &VerificationKey, authority: &str) -> Result<(), Rejection> {
+pub fn verify_layer(
+    layer: &SignatureLayer,
+    admitted_digest: &str,
+    key: &VerificationKey,
+    authority: &str,
+) -> Result<(), Rejection> {
     let sig_b64 = layer.signature_b64().ok_or(Rejection::MissingSignature)?;
     let sig = base64::engine::general_purpose::STANDARD
         .decode(sig_b64.trim())
@@ -118,9 +125,13 @@ pub fn verify_layer(layer: &SignatureLayer, admitted_digest: &str, key: &Verific
 
 /// Checks that a (verified) payload is a cosign signature for `admitted_digest`.
 pub fn check_payload(payload: &[u8], admitted_digest: &str) -> Result<(), Rejection> {
-    let ss: SimpleSigning = serde_json::from_slice(payload).map_err(|e| Rejection::MalformedPayload(e.to_string()))?;
+    let ss: SimpleSigning =
+        serde_json::from_slice(payload).map_err(|e| Rejection::MalformedPayload(e.to_string()))?;
     if ss.critical.kind != COSIGN_SIGNATURE_TYPE {
-        return Err(Rejection::MalformedPayload(format!("critical.type is {:?}", ss.critical.kind)));
+        return Err(Rejection::MalformedPayload(format!(
+            "critical.type is {:?}",
+            ss.critical.kind
+        )));
     }
     if ss.critical.image.docker_manifest_digest != admitted_digest {
         return Err(Rejection::DigestMismatch {
@@ -133,7 +144,12 @@ pub fn check_payload(payload: &[u8], admitted_digest: &str) -> Result<(), Reject
 
 /// The outcome of checking every layer against one key: `Ok` when one
 /// verifies, else the most informative rejection.
-pub fn verify_any(layers: &[SignatureLayer], admitted_digest: &str, key: &VerificationKey, authority: &str) -> Result<(), Rejection> {
+pub fn verify_any(
+    layers: &[SignatureLayer],
+    admitted_digest: &str,
+    key: &VerificationKey,
+    authority: &str,
+) -> Result<(), Rejection> {
     let mut best: Option<Rejection> = None;
     for layer in layers {
         match verify_layer(layer, admitted_digest, key, authority) {

@@ -19,7 +19,9 @@ use moka::Expiry;
 use oci_client::Reference;
 use tracing::Instrument;
 
-use super::cosign::{self, SignatureLayer, MAX_PAYLOAD_BYTES, MAX_SIGNATURE_LAYERS, SIMPLE_SIGNING_MEDIA_TYPE};
+use super::cosign::{
+    self, SignatureLayer, MAX_PAYLOAD_BYTES, MAX_SIGNATURE_LAYERS, SIMPLE_SIGNING_MEDIA_TYPE,
+};
 use super::{AuthorityOutcome, PolicyOutcome};
 use crate::image::{cosign_tag, ImageRef};
 use crate::policy::{AuthorityCheck, CompiledAuthority, CompiledPolicy, PolicyMatch, PolicyMode};
@@ -68,8 +70,17 @@ struct VerdictExpiry {
 }
 
 impl Expiry<VerdictKey, Arc<PolicyOutcome>> for VerdictExpiry {
-    fn expire_after_create(&self, _key: &VerdictKey, value: &Arc<PolicyOutcome>, _now: Instant) -> Option<Duration> {
-        Some(if value.passed { self.pass_ttl } else { self.fail_ttl })
+    fn expire_after_create(
+        &self,
+        _key: &VerdictKey,
+        value: &Arc<PolicyOutcome>,
+        _now: Instant,
+    ) -> Option<Duration> {
+        Some(if value.passed {
+            self.pass_ttl
+        } else {
+            self.fail_ttl
+        })
     }
 }
 
@@ -117,14 +128,23 @@ impl Verifier {
         let reference = image.to_reference();
         let registry = self.registry.clone();
         self.digests
-            .try_get_with(reference.whole(), async move { registry.resolve(&reference).await })
+            .try_get_with(reference.whole(), async move {
+                registry.resolve(&reference).await
+            })
             .await
             .map_err(|e| (*e).clone())
     }
 
     /// Verifies one image against the policies that match it. Work past
     /// `deadline` is abandoned and reported as a timeout of `budget`.
-    pub async fn verify_image(&self, image: ImageUse, parsed: ImageRef, matches: Vec<PolicyMatch>, deadline: tokio::time::Instant, budget: Duration) -> ImageReport {
+    pub async fn verify_image(
+        &self,
+        image: ImageUse,
+        parsed: ImageRef,
+        matches: Vec<PolicyMatch>,
+        deadline: tokio::time::Instant,
+        budget: Duration,
+    ) -> ImageReport {
         let span = tracing::info_span!("image", image = %image.reference);
         let names: Vec<(String, PolicyMode)> = matches.iter().map(policy_name_mode).collect();
         let work = self.verify_matches(&parsed, matches).instrument(span);
@@ -140,20 +160,36 @@ impl Verifier {
                 digest: parsed.digest.clone(),
                 policies: names
                     .into_iter()
-                    .map(|(n, m)| PolicyOutcome::failed(&n, m, format!("timed out after {}", human_duration(budget)), true))
+                    .map(|(n, m)| {
+                        PolicyOutcome::failed(
+                            &n,
+                            m,
+                            format!("timed out after {}", human_duration(budget)),
+                            true,
+                        )
+                    })
                     .collect(),
                 invalid_reference: None,
             },
         }
     }
 
-    async fn verify_matches(&self, image: &ImageRef, matches: Vec<PolicyMatch>) -> (Option<String>, Vec<PolicyOutcome>) {
+    async fn verify_matches(
+        &self,
+        image: &ImageRef,
+        matches: Vec<PolicyMatch>,
+    ) -> (Option<String>, Vec<PolicyOutcome>) {
         // Invalid policies fail closed without any registry traffic.
         let mut outcomes = Vec::with_capacity(matches.len());
         let mut valid = Vec::new();
         for m in matches {
             match m {
-                PolicyMatch::Invalid(p) => outcomes.push(PolicyOutcome::failed(&p.name, PolicyMode::Enforce, format!("policy is invalid: {}", p.error), false)),
+                PolicyMatch::Invalid(p) => outcomes.push(PolicyOutcome::failed(
+                    &p.name,
+                    PolicyMode::Enforce,
+                    format!("policy is invalid: {}", p.error),
+                    false,
+                )),
                 PolicyMatch::Valid(p) => valid.push(p),
             }
         }
@@ -164,22 +200,40 @@ impl Verifier {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot resolve image");
-                outcomes.extend(
-                    valid
-                        .iter()
-                        .map(|p| PolicyOutcome::failed(&p.name, p.mode, format!("cannot resolve digest: {e}"), e.is_transient())),
-                );
+                outcomes.extend(valid.iter().map(|p| {
+                    PolicyOutcome::failed(
+                        &p.name,
+                        p.mode,
+                        format!("cannot resolve digest: {e}"),
+                        e.is_transient(),
+                    )
+                }));
                 return (None, outcomes);
             }
         };
-        let verified = join_all(valid.iter().map(|p| self.evaluate_policy(image, &digest, p))).await;
+        let verified = join_all(
+            valid
+                .iter()
+                .map(|p| self.evaluate_policy(image, &digest, p)),
+        )
+        .await;
         outcomes.extend(verified.into_iter().map(|o| (*o).clone()));
         (Some(digest), outcomes)
     }
 
     /// Evaluates one policy for one digest, through the verdict cache.
-    pub async fn evaluate_policy(&self, image: &ImageRef, digest: &str, policy: &Arc<CompiledPolicy>) -> Arc<PolicyOutcome> {
-        let key = (image.repository_name(), digest.to_string(), policy.name.clone(), policy.fingerprint.clone());
+    pub async fn evaluate_policy(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+        policy: &Arc<CompiledPolicy>,
+    ) -> Arc<PolicyOutcome> {
+        let key = (
+            image.repository_name(),
+            digest.to_string(),
+            policy.name.clone(),
+            policy.fingerprint.clone(),
+        );
         let result = self
             .verdicts
             .try_get_with(key, async {
@@ -197,16 +251,30 @@ impl Verifier {
         }
     }
 
-    async fn compute_policy(&self, image: &ImageRef, digest: &str, policy: &CompiledPolicy) -> PolicyOutcome {
+    async fn compute_policy(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+        policy: &CompiledPolicy,
+    ) -> PolicyOutcome {
         if !policy.unsupported.is_empty() {
             return PolicyOutcome::failed(
                 &policy.name,
                 policy.mode,
-                format!("uses {}, which this version of sigil does not verify", policy.unsupported.join(", ")),
+                format!(
+                    "uses {}, which this version of sigil does not verify",
+                    policy.unsupported.join(", ")
+                ),
                 false,
             );
         }
-        let authorities = join_all(policy.authorities.iter().map(|a| self.check_authority(image, digest, a))).await;
+        let authorities = join_all(
+            policy
+                .authorities
+                .iter()
+                .map(|a| self.check_authority(image, digest, a)),
+        )
+        .await;
         let passed = authorities.iter().any(|a| a.passed);
         let transient = !passed && authorities.iter().any(|a| a.transient);
         PolicyOutcome {
@@ -219,7 +287,12 @@ impl Verifier {
         }
     }
 
-    async fn check_authority(&self, image: &ImageRef, digest: &str, a: &CompiledAuthority) -> AuthorityOutcome {
+    async fn check_authority(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+        a: &CompiledAuthority,
+    ) -> AuthorityOutcome {
         let outcome = |passed: bool, reason: String, transient: bool| AuthorityOutcome {
             name: a.name.clone(),
             passed,
@@ -228,12 +301,21 @@ impl Verifier {
         };
         match &a.check {
             AuthorityCheck::Static { pass: true, .. } => outcome(true, "static pass".into(), false),
-            AuthorityCheck::Static { pass: false, message } => outcome(
+            AuthorityCheck::Static {
+                pass: false,
+                message,
+            } => outcome(
                 false,
-                message.clone().unwrap_or_else(|| "disallowed by static policy".into()),
+                message
+                    .clone()
+                    .unwrap_or_else(|| "disallowed by static policy".into()),
                 false,
             ),
-            AuthorityCheck::Unsupported { field } => outcome(false, format!("{field} is not supported yet by sigil; failing closed"), false),
+            AuthorityCheck::Unsupported { field } => outcome(
+                false,
+                format!("{field} is not supported yet by sigil; failing closed"),
+                false,
+            ),
             AuthorityCheck::Key(key) => {
                 let (registry, repository) = match &a.signature_repository {
                     Some(r) => (r.registry.clone(), r.repository.clone()),
@@ -241,10 +323,22 @@ impl Verifier {
                 };
                 let sig_ref = Reference::with_tag(registry, repository, cosign_tag(digest, "sig"));
                 match self.signatures(&sig_ref).await {
-                    Err(e) => outcome(false, format!("cannot fetch signatures from {}: {e}", sig_ref.whole()), e.is_transient()),
-                    Ok(layers) if layers.is_empty() => outcome(false, format!("no signatures found at {}", sig_ref.whole()), false),
+                    Err(e) => outcome(
+                        false,
+                        format!("cannot fetch signatures from {}: {e}", sig_ref.whole()),
+                        e.is_transient(),
+                    ),
+                    Ok(layers) if layers.is_empty() => outcome(
+                        false,
+                        format!("no signatures found at {}", sig_ref.whole()),
+                        false,
+                    ),
                     Ok(layers) => match cosign::verify_any(&layers, digest, key, &a.name) {
-                        Ok(()) => outcome(true, format!("signature verified with key {}", a.name), false),
+                        Ok(()) => outcome(
+                            true,
+                            format!("signature verified with key {}", a.name),
+                            false,
+                        ),
                         Err(r) => outcome(false, r.to_string(), false),
                     },
                 }
@@ -254,8 +348,14 @@ impl Verifier {
 
     /// The signature layers stored under `sig_ref` (empty when there is no
     /// signature tag), through the coalescing cache.
-    async fn signatures(&self, sig_ref: &Reference) -> Result<Arc<Vec<SignatureLayer>>, RegistryError> {
-        let key = (format!("{}/{}", sig_ref.registry(), sig_ref.repository()), sig_ref.tag().unwrap_or_default().to_string());
+    async fn signatures(
+        &self,
+        sig_ref: &Reference,
+    ) -> Result<Arc<Vec<SignatureLayer>>, RegistryError> {
+        let key = (
+            format!("{}/{}", sig_ref.registry(), sig_ref.repository()),
+            sig_ref.tag().unwrap_or_default().to_string(),
+        );
         self.signatures
             .try_get_with(key, fetch_signature_layers(&self.registry, sig_ref))
             .await
@@ -264,7 +364,10 @@ impl Verifier {
 }
 
 /// Fetches the simple-signing layers of a `.sig` manifest.
-pub async fn fetch_signature_layers(registry: &RegistryClient, sig_ref: &Reference) -> Result<Arc<Vec<SignatureLayer>>, RegistryError> {
+pub async fn fetch_signature_layers(
+    registry: &RegistryClient,
+    sig_ref: &Reference,
+) -> Result<Arc<Vec<SignatureLayer>>, RegistryError> {
     let Some((manifest, _)) = registry.image_manifest(sig_ref).await? else {
         return Ok(Arc::new(Vec::new()));
     };
@@ -274,12 +377,22 @@ pub async fn fetch_signature_layers(registry: &RegistryClient, sig_ref: &Referen
         .filter(|l| l.media_type == SIMPLE_SIGNING_MEDIA_TYPE)
         .take(MAX_SIGNATURE_LAYERS)
         .collect();
-    let blobs = join_all(wanted.iter().map(|l| registry.blob(sig_ref, l, MAX_PAYLOAD_BYTES))).await;
+    let blobs = join_all(
+        wanted
+            .iter()
+            .map(|l| registry.blob(sig_ref, l, MAX_PAYLOAD_BYTES)),
+    )
+    .await;
     let mut layers = Vec::with_capacity(wanted.len());
     for (desc, blob) in wanted.into_iter().zip(blobs) {
         layers.push(SignatureLayer {
             payload: blob?,
-            annotations: desc.annotations.clone().unwrap_or_default().into_iter().collect(),
+            annotations: desc
+                .annotations
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
         });
     }
     Ok(Arc::new(layers))

@@ -220,7 +220,8 @@ mod tests {
         let der = kp.public_key().as_der().unwrap();
         let msg = b"payload";
         let mut sig = vec![0u8; kp.public_modulus_len()];
-        kp.sign(&RSA_PKCS1_SHA512, &SystemRandom::new(), msg, &mut sig).unwrap();
+        kp.sign(&RSA_PKCS1_SHA512, &SystemRandom::new(), msg, &mut sig)
+            .unwrap();
         let k512 = VerificationKey::from_spki_der(der.as_ref(), HashAlgorithm::Sha512).unwrap();
         let k256 = VerificationKey::from_spki_der(der.as_ref(), HashAlgorithm::Sha256).unwrap();
         assert_eq!(k512.kind(), KeyKind::Rsa);

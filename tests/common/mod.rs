@@ -41,12 +41,16 @@ impl Env {
 
     /// Pushes a fresh image at `repo:tag`, returns its digest.
     pub async fn push(&self, repo: &str, tag: &str) -> String {
-        push_image(&self.client, &self.reference(repo, tag)).await.expect("push image")
+        push_image(&self.client, &self.reference(repo, tag))
+            .await
+            .expect("push image")
     }
 
     /// Signs `repo@digest` with `key` in cosign's legacy layout.
     pub async fn sign(&self, repo: &str, digest: &str, key: &TestKey) {
-        sigil::testkit::sign_image(&self.client, self.addr(), repo, digest, key).await.expect("sign image")
+        sigil::testkit::sign_image(&self.client, self.addr(), repo, digest, key)
+            .await
+            .expect("sign image")
     }
 }
 
@@ -82,7 +86,10 @@ pub fn pipeline(policies_yaml: &str, opts: &Opts) -> (Arc<Evaluator>, Arc<Memory
         ..Default::default()
     })
     .expect("registry client");
-    let verifier = Arc::new(Verifier::new(Arc::new(registry), &VerifierSettings::default()));
+    let verifier = Arc::new(Verifier::new(
+        Arc::new(registry),
+        &VerifierSettings::default(),
+    ));
     let audit = Arc::new(MemoryAuditSink::default());
     let evaluator = Arc::new(Evaluator {
         store,
@@ -100,14 +107,19 @@ pub fn pipeline(policies_yaml: &str, opts: &Opts) -> (Arc<Evaluator>, Arc<Memory
 }
 
 fn indent(text: &str, by: usize) -> String {
-    text.lines().map(|l| format!("{}{l}\n", " ".repeat(by))).collect()
+    text.lines()
+        .map(|l| format!("{}{l}\n", " ".repeat(by)))
+        .collect()
 }
 
 /// A ClusterImagePolicy YAML document with key authorities.
 pub fn key_policy(name: &str, glob: &str, keys: &[&TestKey], extra_spec: &str) -> String {
     let mut auth = String::new();
     for k in keys {
-        auth.push_str(&format!("    - key:\n        data: |\n{}", indent(&k.public_pem, 10)));
+        auth.push_str(&format!(
+            "    - key:\n        data: |\n{}",
+            indent(&k.public_pem, 10)
+        ));
     }
     format!(
         "---\napiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: {name}\nspec:\n  images:\n    - glob: \"{glob}\"\n{extra_spec}  authorities:\n{auth}"
@@ -116,7 +128,9 @@ pub fn key_policy(name: &str, glob: &str, keys: &[&TestKey], extra_spec: &str) -
 
 /// A ClusterImagePolicy with a static authority.
 pub fn static_policy(name: &str, glob: &str, action: &str, message: Option<&str>) -> String {
-    let msg = message.map(|m| format!("\n        message: \"{m}\"")).unwrap_or_default();
+    let msg = message
+        .map(|m| format!("\n        message: \"{m}\""))
+        .unwrap_or_default();
     format!(
         "---\napiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: {name}\nspec:\n  images:\n    - glob: \"{glob}\"\n  authorities:\n    - static:\n        action: {action}{msg}\n"
     )
@@ -124,7 +138,10 @@ pub fn static_policy(name: &str, glob: &str, action: &str, message: Option<&str>
 
 /// Sends an AdmissionReview body through the webhook handler; returns the `response`.
 pub async fn review(evaluator: &Evaluator, body: &Value) -> Value {
-    let bytes = evaluator.review(&serde_json::to_vec(body).unwrap()).await.expect("review accepted");
+    let bytes = evaluator
+        .review(&serde_json::to_vec(body).unwrap())
+        .await
+        .expect("review accepted");
     let v: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(v["apiVersion"], "admission.k8s.io/v1");
     assert_eq!(v["kind"], "AdmissionReview");
@@ -148,6 +165,10 @@ pub fn message(resp: &Value) -> String {
 pub fn warnings(resp: &Value) -> Vec<String> {
     resp["warnings"]
         .as_array()
-        .map(|a| a.iter().filter_map(|w| w.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|w| w.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }

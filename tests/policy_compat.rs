@@ -1,0 +1,88 @@
+//! policy-controller's own ClusterImagePolicy manifests
+//! (tests/fixtures/policy-controller) parse unchanged; the valid ones compile.
+
+use std::path::Path;
+
+use sigil::policy::files::parse_documents;
+use sigil::policy::store::{load, LoadedPolicy};
+
+fn manifests(folder: &str) -> Vec<(String, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/policy-controller")
+        .join(folder);
+    let mut out: Vec<(String, String)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().to_string(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn every_valid_manifest_parses_and_compiles() {
+    let all = manifests("valid");
+    assert!(all.len() >= 14);
+    for (name, text) in all {
+        let defs = parse_documents(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(defs.len(), 1, "{name}");
+        match load(&defs[0]) {
+            LoadedPolicy::Valid(p) => assert!(!p.globs.is_empty(), "{name}"),
+            LoadedPolicy::Invalid(p) => panic!("{name}: rejected valid policy: {}", p.error),
+        }
+    }
+}
+
+/// Invalid manifests that sigil already refuses when compiling (the full
+/// policy-controller rule set is the validating webhook's job).
+#[test]
+fn invalid_manifests_are_refused_naming_the_field() {
+    let expected: &[(&str, &str)] = &[
+        ("invalid-glob.yaml", "spec.images[0].glob"),
+        ("invalid-pubkey.yaml", "spec.authorities[0].key.data"),
+        ("invalid-mode.yaml", "spec.mode"),
+        ("v1beta1-invalid-glob.yaml", "spec.images[0].glob"),
+        (
+            "v1beta1-invalid-pubkey.yaml",
+            "spec.authorities[0].key.data",
+        ),
+        ("v1beta1-invalid-mode.yaml", "spec.mode"),
+        (
+            "v1beta1-invalid-hash-algo.yaml",
+            "spec.authorities[0].key.hashAlgorithm",
+        ),
+        ("valid-keyref-and-keylessref.yaml", "spec.authorities[0]"),
+        (
+            "v1beta1-valid-keyref-and-keylessref.yaml",
+            "spec.authorities[0]",
+        ),
+        (
+            "keyref-with-multiple-properties.yaml",
+            "spec.authorities[0].key",
+        ),
+        (
+            "v1beta1-keyref-with-multiple-properties.yaml",
+            "spec.authorities[0].key",
+        ),
+        ("empty-keyref-and-keylessref.yaml", "spec.authorities[0]"),
+    ];
+    let all = manifests("invalid");
+    for (file, field) in expected {
+        let (_, text) = all
+            .iter()
+            .find(|(n, _)| n == file)
+            .unwrap_or_else(|| panic!("{file} missing"));
+        let defs = parse_documents(text).unwrap();
+        match load(&defs[0]) {
+            LoadedPolicy::Invalid(p) => {
+                assert!(p.error.field.starts_with(field), "{file}: {}", p.error)
+            }
+            LoadedPolicy::Valid(_) => panic!("{file}: accepted"),
+        }
+    }
+}
