@@ -162,11 +162,6 @@ pub struct RegistryClient {
     auths: HashMap<String, RegistryAuth>,
 }
 
-const MANIFEST_ACCEPT: &[&str] = &[
-    oci_client::manifest::OCI_IMAGE_MEDIA_TYPE,
-    oci_client::manifest::IMAGE_MANIFEST_MEDIA_TYPE,
-];
-
 impl RegistryClient {
     /// Builds the client; reads CA files and credentials.
     pub fn new(opts: &RegistryOptions) -> Result<Self, RegistryConfigError> {
@@ -278,11 +273,6 @@ impl RegistryClient {
             });
         }
         Ok(out)
-    }
-
-    /// Media types accepted for signature manifests.
-    pub fn manifest_media_types() -> &'static [&'static str] {
-        MANIFEST_ACCEPT
     }
 }
 

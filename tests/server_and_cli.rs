@@ -71,18 +71,6 @@ async fn malformed_reviews_get_400_with_a_reason_and_limits_hold() {
         r.text().await.unwrap(),
         "invalid AdmissionReview: it has no request"
     );
-    // Over the 4 MiB limit: 413, or the connection closed right after the
-    // early 413 while the client was still uploading. Never processed.
-    match http
-        .post(format!("{base}/validate"))
-        .body(vec![b' '; 5 << 20])
-        .send()
-        .await
-    {
-        Ok(r) => assert_eq!(r.status(), 413, "over the 4 MiB body limit"),
-        Err(e) => assert!(e.is_request(), "{e}"),
-    }
-
     // A well-formed review of a Pod no policy matches: denied by the default no-match rule.
     let r = http
         .post(format!("{base}/validate"))
@@ -119,6 +107,18 @@ async fn malformed_reviews_get_400_with_a_reason_and_limits_hold() {
             .status(),
         200
     );
+    // Over the 4 MiB limit: 413, or the connection closed right after the
+    // early 413 while the client was still uploading. Never processed.
+    match https_client(&certs.ca_pem)
+        .post(format!("{base}/validate"))
+        .body(vec![b' '; 5 << 20])
+        .send()
+        .await
+    {
+        Ok(r) => assert_eq!(r.status(), 413, "over the 4 MiB body limit"),
+        Err(e) => assert!(e.is_request(), "{e}"),
+    }
+
     running.shutdown(Duration::from_secs(2)).await;
 }
 

@@ -79,7 +79,12 @@ impl ImageGlob {
     /// Whether the image matches: its normalised name first, then (as
     /// policy-controller still does, deprecated) the reference as written.
     pub fn matches(&self, image: &ImageRef) -> bool {
-        self.regex.is_match(&image.glob_name()) || self.regex.is_match(&image.original)
+        self.matches_names(&image.glob_name(), &image.original)
+    }
+
+    /// [`ImageGlob::matches`] with the normalised name computed once by the caller.
+    pub fn matches_names(&self, glob_name: &str, original: &str) -> bool {
+        self.regex.is_match(glob_name) || self.regex.is_match(original)
     }
 }
 

@@ -82,6 +82,7 @@ impl PolicySet {
 
     /// The policies whose globs match `image`.
     pub fn matching(&self, image: &ImageRef) -> Vec<PolicyMatch> {
+        let name = image.glob_name();
         self.policies
             .iter()
             .filter(|p| {
@@ -89,7 +90,9 @@ impl PolicySet {
                     LoadedPolicy::Valid(v) => &v.globs,
                     LoadedPolicy::Invalid(i) => &i.globs,
                 };
-                globs.iter().any(|g| g.matches(image))
+                globs
+                    .iter()
+                    .any(|g| g.matches_names(&name, &image.original))
             })
             .cloned()
             .collect()
