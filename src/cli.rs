@@ -48,6 +48,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Start a local registry, sign an image, run the webhook and show an allow and a deny.
     Demo(DemoArgs),
+    /// Print the CustomResourceDefinitions sigil serves (YAML).
+    Crd,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {

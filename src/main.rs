@@ -109,6 +109,16 @@ fn main() -> ExitCode {
                 }
             },
             Command::Check(args) => ExitCode::from(sigil::check::main(args).await as u8),
+            Command::Crd => match sigil::policy::crd::all_yaml() {
+                Ok(y) => {
+                    print!("{y}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("sigil crd: {e}");
+                    ExitCode::from(2)
+                }
+            },
             Command::Demo(args) => match sigil::demo::main(args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -2,6 +2,7 @@
 //! the file loader (and later the Kubernetes watcher) feeds, and matching.
 
 pub mod compile;
+pub mod crd;
 pub mod files;
 pub mod glob;
 pub mod store;

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Provides a real kube-apiserver (v1.20.2, built from Debian bookworm's
+# `kubernetes` source package) and etcd for the cluster tests, and prints the
+# apiserver binary's path. The build takes about 10 minutes on 2 cores and is
+# cached under ~/.cache/sigil; it is redone only when the binary is missing.
+set -euo pipefail
+cache="${SIGIL_CACHE:-$HOME/.cache/sigil}"
+bin="$cache/kube-apiserver-v1.20.2/kube-apiserver"
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO=sudo
+need=()
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)
+if [ ! -x "$bin" ]; then
+  [ -x /usr/lib/go-1.19/bin/go ] || need+=(golang-1.19-go)
+  command -v rsync >/dev/null 2>&1 || need+=(rsync)
+  command -v dpkg-source >/dev/null 2>&1 || need+=(dpkg-dev)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if [ ! -x "$bin" ]; then
+  if ! apt-get source --print-uris -qq kubernetes >/dev/null 2>&1; then
+    # Add a deb-src entry mirroring the machine's own bookworm main entry.
+    legacy=$(grep -rhs '^deb [^ ]* bookworm main' /etc/apt/sources.list /etc/apt/sources.list.d/*.list | head -1 || true)
+    if [ -n "$legacy" ]; then
+      echo "${legacy/#deb /deb-src }" | $SUDO tee /etc/apt/sources.list.d/sigil-src.list >/dev/null
+    else
+      uri=$(awk 'BEGIN{RS=""} /Suites:[^\n]*bookworm( |\n|$)/ && /Components:[^\n]*main/ {for(i=1;i<=NF;i++) if($i=="URIs:"){print $(i+1); exit}}' /etc/apt/sources.list.d/*.sources)
+      [ -n "$uri" ] || { echo "no Debian bookworm source entry to derive deb-src from" >&2; exit 1; }
+      printf 'Types: deb-src\nURIs: %s\nSuites: bookworm\nComponents: main\n' "$uri" | $SUDO tee /etc/apt/sources.list.d/sigil-src.sources >/dev/null
+    fi
+    $SUDO apt-get update -qq
+  fi
+  work="$cache/k8s-build"
+  rm -rf "$work" && mkdir -p "$work"
+  (cd "$work" && apt-get source -qq kubernetes >/dev/null 2>&1)
+  tree=$(find "$work" -maxdepth 1 -mindepth 1 -type d -name 'kubernetes-*' | head -1)
+  mkdir -p "$tree/.go/src/k8s.io"
+  ln -sfn ../../.. "$tree/.go/src/k8s.io/kubernetes"
+  (cd "$tree/.go/src/k8s.io/kubernetes" && GOPATH="$tree/.go" PATH="/usr/lib/go-1.19/bin:$PATH" CGO_ENABLED=0 GOFLAGS=-mod=vendor make WHAT=cmd/kube-apiserver >&2)
+  mkdir -p "$(dirname "$bin")"
+  cp "$tree/_output/local/bin/linux/amd64/kube-apiserver" "$bin"
+  rm -rf "$work"
+fi
+echo "$bin"
