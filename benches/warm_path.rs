@@ -56,18 +56,18 @@ fn warm_path(c: &mut Criterion) {
         ..Default::default()
     })
     .unwrap();
-    let evaluator = Evaluator {
+    let evaluator = Evaluator::new(
         store,
-        verifier: Arc::new(Verifier::new(Arc::new(reg), &VerifierSettings::default())),
-        settings: EvaluatorSettings {
+        Arc::new(Verifier::new(Arc::new(reg), &VerifierSettings::default())),
+        EvaluatorSettings {
             decision: DecisionSettings {
                 server_mode: ServerMode::Enforce,
                 no_match: NoMatchAction::Deny,
             },
             verify_timeout: Duration::from_secs(8),
         },
-        audit: Arc::new(NullAuditSink),
-    };
+        Arc::new(NullAuditSink),
+    );
     let body = serde_json::to_vec(&serde_json::json!({
         "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
         "request": {

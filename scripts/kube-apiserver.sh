@@ -3,9 +3,13 @@
 # `kubernetes` source package) and etcd for the cluster tests, and prints the
 # apiserver binary's path. The build takes about 10 minutes on 2 cores and is
 # cached under ~/.cache/sigil; it is redone only when the binary is missing.
+#
+# The vendored github.com/modern-go/reflect2 v1.0.1 crashes (SIGSEGV in map
+# iteration) when built with Go >= 1.18; Debian's golang-github-modern-go-
+# reflect2-dev (1.0.2, the upstream fix) is copied over it before building.
 set -euo pipefail
 cache="${SIGIL_CACHE:-$HOME/.cache/sigil}"
-bin="$cache/kube-apiserver-v1.20.2/kube-apiserver"
+bin="$cache/kube-apiserver-v1.20.2-reflect2fix/kube-apiserver"
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 need=()
@@ -13,6 +17,7 @@ command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)
 if [ ! -x "$bin" ]; then
   [ -x /usr/lib/go-1.19/bin/go ] || need+=(golang-1.19-go)
+  [ -d /usr/share/gocode/src/github.com/modern-go/reflect2 ] || need+=(golang-github-modern-go-reflect2-dev)
   command -v rsync >/dev/null 2>&1 || need+=(rsync)
   command -v dpkg-source >/dev/null 2>&1 || need+=(dpkg-dev)
 fi
@@ -27,9 +32,11 @@ if [ ! -x "$bin" ]; then
     if [ -n "$legacy" ]; then
       echo "${legacy/#deb /deb-src }" | $SUDO tee /etc/apt/sources.list.d/sigil-src.list >/dev/null
     else
-      uri=$(awk 'BEGIN{RS=""} /Suites:[^\n]*bookworm( |\n|$)/ && /Components:[^\n]*main/ {for(i=1;i<=NF;i++) if($i=="URIs:"){print $(i+1); exit}}' /etc/apt/sources.list.d/*.sources)
-      [ -n "$uri" ] || { echo "no Debian bookworm source entry to derive deb-src from" >&2; exit 1; }
-      printf 'Types: deb-src\nURIs: %s\nSuites: bookworm\nComponents: main\n' "$uri" | $SUDO tee /etc/apt/sources.list.d/sigil-src.sources >/dev/null
+      # Copy the bookworm/main stanza of the deb822 sources as deb-src.
+      stanza=$(awk 'BEGIN{RS=""} /Suites:[^\n]*bookworm( |\n|$)/ && /Components:[^\n]*main/ {print; exit}' /etc/apt/sources.list.d/*.sources)
+      [ -n "$stanza" ] || { echo "no Debian bookworm source entry to derive deb-src from" >&2; exit 1; }
+      printf '%s\n' "$stanza" | sed -e 's/^Types:.*/Types: deb-src/' -e 's/^Suites:.*/Suites: bookworm/' -e 's/^Components:.*/Components: main/' \
+        | $SUDO tee /etc/apt/sources.list.d/sigil-src.sources >/dev/null
     fi
     $SUDO apt-get update -qq
   fi
@@ -37,6 +44,8 @@ if [ ! -x "$bin" ]; then
   rm -rf "$work" && mkdir -p "$work"
   (cd "$work" && apt-get source -qq kubernetes >/dev/null 2>&1)
   tree=$(find "$work" -maxdepth 1 -mindepth 1 -type d -name 'kubernetes-*' | head -1)
+  rm -rf "$tree/vendor/github.com/modern-go/reflect2"
+  cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 "$tree/vendor/github.com/modern-go/reflect2"
   mkdir -p "$tree/.go/src/k8s.io"
   ln -sfn ../../.. "$tree/.go/src/k8s.io/kubernetes"
   (cd "$tree/.go/src/k8s.io/kubernetes" && GOPATH="$tree/.go" PATH="/usr/lib/go-1.19/bin:$PATH" CGO_ENABLED=0 GOFLAGS=-mod=vendor make WHAT=cmd/kube-apiserver >&2)

@@ -67,7 +67,17 @@ pub fn images_to_check(req: &Request) -> Result<Option<Vec<ImageUse>>, WorkloadE
             // `EphemeralContainers` object with a top-level list.
             if req.kind.kind == "EphemeralContainers" {
                 let wrapped = serde_json::json!({"spec": {"containers": [], "ephemeralContainers": object.data.get("ephemeralContainers").cloned().unwrap_or_default()}});
-                images_of("Pod", &wrapped)
+                images_of("Pod", &wrapped).map(|found| {
+                    found.map(|images| {
+                        images
+                            .into_iter()
+                            .map(|mut i| {
+                                i.pointer = i.pointer.replacen("/spec", "", 1);
+                                i
+                            })
+                            .collect()
+                    })
+                })
             } else {
                 images_of("Pod", &object.data)
             }

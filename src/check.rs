@@ -88,6 +88,7 @@ pub fn workloads(
             images: vec![ImageUse {
                 field: "spec.containers[0].image".into(),
                 reference: image.clone(),
+                pointer: "/spec/containers/0/image".into(),
             }],
         });
     }

@@ -50,6 +50,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Print the CustomResourceDefinitions sigil serves (YAML).
     Crd,
+    /// Write a CA and a serving certificate for the webhook Service.
+    Certs(CertsArgs),
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -118,6 +120,10 @@ pub struct ServeArgs {
     /// Extra DNS name or IP for the self-signed certificate; repeatable.
     #[arg(long = "self-signed-name")]
     pub self_signed_names: Vec<String>,
+    /// Watch ClusterImagePolicies and Namespaces through this kubeconfig
+    /// (in-cluster configuration is used when KUBERNETES_SERVICE_HOST is set).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 /// Output format of `sigil check`.
@@ -149,6 +155,17 @@ pub struct CheckArgs {
     pub images: Vec<String>,
 }
 
+/// `sigil certs`.
+#[derive(Debug, Clone, Args)]
+pub struct CertsArgs {
+    /// Directory for ca.pem, tls.crt and tls.key.
+    #[arg(long, default_value = "sigil-certs")]
+    pub out: PathBuf,
+    /// DNS name or IP of the serving certificate; repeatable.
+    #[arg(long = "name", default_values_t = ["sigil.sigil-system.svc".to_string(), "sigil.sigil-system.svc.cluster.local".to_string()])]
+    pub names: Vec<String>,
+}
+
 /// `sigil demo`.
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
@@ -175,7 +192,7 @@ impl VerifyArgs {
     }
 
     /// Loads policies and builds the pipeline.
-    pub fn build(&self, audit: Arc<dyn AuditSink>) -> Result<Arc<Evaluator>, ConfigError> {
+    pub fn build(&self, audit: Arc<dyn AuditSink>) -> Result<Evaluator, ConfigError> {
         let store = Arc::new(PolicyStore::new());
         if let Some(dir) = &self.policy_dir {
             let defs = files::load_dir(dir)
@@ -194,10 +211,10 @@ impl VerifyArgs {
                 ..Default::default()
             },
         ));
-        Ok(Arc::new(Evaluator {
+        Ok(Evaluator::new(
             store,
             verifier,
-            settings: EvaluatorSettings {
+            EvaluatorSettings {
                 decision: DecisionSettings {
                     server_mode: self.mode,
                     no_match: self.no_match_policy,
@@ -205,6 +222,6 @@ impl VerifyArgs {
                 verify_timeout: self.verify_timeout,
             },
             audit,
-        }))
+        ))
     }
 }

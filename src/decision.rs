@@ -220,6 +220,7 @@ mod tests {
             image: ImageUse {
                 field: "spec.containers[0].image".into(),
                 reference: "r/app:1".into(),
+                pointer: "/spec/containers/0/image".into(),
             },
             digest: Some("sha256:aa".into()),
             policies,

@@ -95,7 +95,7 @@ pub async fn main(args: DemoArgs) -> anyhow::Result<()> {
         no_match_policy: NoMatchAction::Deny,
         mode: ServerMode::Enforce,
     };
-    let evaluator = verify.build(Arc::new(StdoutAuditSink))?;
+    let evaluator = Arc::new(verify.build(Arc::new(StdoutAuditSink))?);
     let certs = tls::self_signed(&tls::default_names())?;
     let tls_config = RustlsConfig::from_pem(
         certs.cert_pem.clone().into_bytes(),

@@ -14,6 +14,7 @@ pub mod admission;
 pub mod audit;
 pub mod check;
 pub mod cli;
+pub mod cluster;
 pub mod decision;
 pub mod demo;
 pub mod image;

@@ -13,7 +13,7 @@ use sigil::audit::StdoutAuditSink;
 use sigil::cli::{Cli, Command, LogFormat, ServeArgs};
 use sigil::policy::files;
 use sigil::server::{self, AppState};
-use sigil::tls;
+use sigil::{cluster, tls};
 
 fn init_logging(format: LogFormat, level: &str) {
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
@@ -27,7 +27,22 @@ fn init_logging(format: LogFormat, level: &str) {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let evaluator = args.verify.build(Arc::new(StdoutAuditSink))?;
+    let mut evaluator = args.verify.build(Arc::new(StdoutAuditSink))?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let cluster_mode =
+        args.kubeconfig.is_some() || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    if cluster_mode {
+        let client = cluster::client(args.kubeconfig.as_deref()).await?;
+        let state = Arc::new(cluster::ClusterState::new(ready.clone()));
+        evaluator.cluster = Some(state.clone());
+        tokio::spawn(cluster::watch_namespaces(client.clone(), state.clone()));
+        tokio::spawn(cluster::watch_policies(
+            client,
+            evaluator.store.clone(),
+            state,
+        ));
+    }
+    let evaluator = Arc::new(evaluator);
     if let Some(dir) = args.verify.policy_dir.clone() {
         tokio::spawn(files::watch_dir(
             dir,
@@ -116,6 +131,23 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("sigil crd: {e}");
+                    ExitCode::from(2)
+                }
+            },
+            Command::Certs(args) => match tls::self_signed(&args.names)
+                .and_then(|c| tls::write_self_signed(&args.out, &c))
+            {
+                Ok((ca, crt, key)) => {
+                    println!(
+                        "CA: {}\ncertificate: {}\nkey: {}",
+                        ca.display(),
+                        crt.display(),
+                        key.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("sigil certs: {e}");
                     ExitCode::from(2)
                 }
             },

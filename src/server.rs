@@ -28,10 +28,11 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
 }
 
-/// The router: `POST /validate`, `GET /healthz`, `GET /readyz`.
+/// The router: `POST /validate`, `POST /mutate`, `GET /healthz`, `GET /readyz`.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/validate", post(validate))
+        .route("/mutate", post(mutate))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -40,6 +41,16 @@ pub fn router(state: AppState) -> Router {
 
 async fn validate(State(state): State<AppState>, body: Bytes) -> Response {
     match state.evaluator.review(&body).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "rejecting malformed AdmissionReview");
+            (StatusCode::BAD_REQUEST, e.to_string()).into_response()
+        }
+    }
+}
+
+async fn mutate(State(state): State<AppState>, body: Bytes) -> Response {
+    match state.evaluator.mutate(&body).await {
         Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "rejecting malformed AdmissionReview");

@@ -5,11 +5,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
 use futures::future::join_all;
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{PatchOperation, ReplaceOperation};
+use kube::core::admission::AdmissionResponse;
 use tracing::Instrument;
 
 use crate::admission::{self, ReviewError};
 use crate::audit::{now_rfc3339, AuditRecord, AuditSink, RequestContext};
+use crate::cluster::{NamespaceLookup, NamespaceMode};
 use crate::decision::{decide, DecisionSettings, ServerMode, Verdict};
 use crate::image::ImageRef;
 use crate::policy::PolicyStore;
@@ -44,11 +49,42 @@ pub struct Evaluator {
     pub settings: EvaluatorSettings,
     /// Audit log.
     pub audit: Arc<dyn AuditSink>,
+    /// Namespace labels and sync state when running against a cluster;
+    /// `None` enforces every namespace (policy directory only).
+    pub cluster: Option<Arc<dyn NamespaceLookup>>,
 }
 
 impl Evaluator {
+    /// A pipeline that enforces every namespace.
+    pub fn new(
+        store: Arc<PolicyStore>,
+        verifier: Arc<Verifier>,
+        settings: EvaluatorSettings,
+        audit: Arc<dyn AuditSink>,
+    ) -> Self {
+        Evaluator {
+            store,
+            verifier,
+            settings,
+            audit,
+            cluster: None,
+        }
+    }
+
     /// Verifies `images` and decides; writes an audit record per finding.
     pub async fn evaluate(&self, ctx: &RequestContext, images: Vec<ImageUse>) -> Evaluation {
+        self.evaluate_with(ctx, images, &self.settings.decision)
+            .await
+    }
+
+    /// [`Evaluator::evaluate`] with per-request decision settings (a
+    /// namespace in audit mode).
+    pub async fn evaluate_with(
+        &self,
+        ctx: &RequestContext,
+        images: Vec<ImageUse>,
+        decision: &DecisionSettings,
+    ) -> Evaluation {
         let policies = self.store.current();
         let budget = self.settings.verify_timeout;
         let deadline = tokio::time::Instant::now() + budget;
@@ -72,7 +108,7 @@ impl Evaluator {
             }
         }))
         .await;
-        let verdict = decide(&reports, &self.settings.decision);
+        let verdict = decide(&reports, decision);
         if !verdict.findings.is_empty() {
             let time = now_rfc3339();
             for f in &verdict.findings {
@@ -89,11 +125,31 @@ impl Evaluator {
         let ctx = admission::context(&req);
         let span = tracing::info_span!("review", uid = %ctx.uid, kind = %ctx.kind, namespace = %ctx.namespace, name = %ctx.name);
         async {
+            let mut decision = self.settings.decision;
+            if let Some(cluster) = &self.cluster {
+                match cluster.mode(&ctx.namespace) {
+                    Ok(NamespaceMode::Enforce) => {}
+                    Ok(NamespaceMode::Audit) => decision.server_mode = ServerMode::Audit,
+                    Ok(NamespaceMode::Skip) => {
+                        tracing::debug!("namespace not labelled for enforcement; admitted");
+                        return encode(&admission::allow(&req));
+                    }
+                    Err(reason) if decision.server_mode == ServerMode::Audit => {
+                        tracing::warn!(%reason, "admitted (audit mode)");
+                    }
+                    Err(reason) => {
+                        if matches!(admission::images_to_check(&req), Ok(Some(ref i)) if !i.is_empty()) {
+                            tracing::warn!(%reason, "denying");
+                            return encode(&admission::deny(&req, &reason));
+                        }
+                    }
+                }
+            }
             let review = match admission::images_to_check(&req) {
                 Ok(None) => admission::allow(&req),
                 Ok(Some(images)) if images.is_empty() => admission::allow(&req),
                 Ok(Some(images)) => {
-                    let eval = self.evaluate(&ctx, images).await;
+                    let eval = self.evaluate_with(&ctx, images, &decision).await;
                     tracing::info!(
                         allowed = eval.verdict.allowed,
                         warnings = eval.verdict.warnings.len(),
@@ -101,7 +157,7 @@ impl Evaluator {
                     );
                     admission::respond(&req, &eval.verdict)
                 }
-                Err(e) if self.settings.decision.server_mode == ServerMode::Audit => {
+                Err(e) if decision.server_mode == ServerMode::Audit => {
                     tracing::warn!(error = %e, "unreadable workload; admitted (audit mode)");
                     admission::allow(&req)
                 }
@@ -110,9 +166,85 @@ impl Evaluator {
                     admission::deny(&req, &e.to_string())
                 }
             };
-            serde_json::to_vec(&review).map_err(|e| ReviewError::Malformed(e.to_string()))
+            encode(&review)
         }
         .instrument(span)
         .await
     }
+}
+
+impl Evaluator {
+    /// Answers a mutating AdmissionReview: every image that some policy
+    /// matches and that is written by tag is pinned to the digest it
+    /// resolves to now (`name:tag@sha256:…`), so the kubelet pulls exactly
+    /// what `/validate` verifies. Resolution shares the verifier's cache, so
+    /// the validating call that follows is warm. This never denies: an image
+    /// that cannot be resolved is left alone and `/validate` denies it.
+    pub async fn mutate(&self, body: &[u8]) -> Result<Vec<u8>, ReviewError> {
+        let req = admission::decode(body)?;
+        let ctx = admission::context(&req);
+        let span = tracing::info_span!("mutate", uid = %ctx.uid, kind = %ctx.kind, namespace = %ctx.namespace, name = %ctx.name);
+        async {
+            if let Some(cluster) = &self.cluster {
+                if !matches!(
+                    cluster.mode(&ctx.namespace),
+                    Ok(NamespaceMode::Enforce | NamespaceMode::Audit)
+                ) {
+                    return encode(&admission::allow(&req));
+                }
+            }
+            let Ok(Some(images)) = admission::images_to_check(&req) else {
+                return encode(&admission::allow(&req));
+            };
+            let policies = self.store.current();
+            let deadline = tokio::time::Instant::now() + self.settings.verify_timeout;
+            let ops: Vec<PatchOperation> = join_all(images.iter().map(|image| {
+                let policies = policies.clone();
+                async move {
+                    let parsed = ImageRef::parse(&image.reference).ok()?;
+                    if parsed.digest.is_some() || policies.matching(&parsed).is_empty() {
+                        return None;
+                    }
+                    let digest = tokio::time::timeout_at(deadline, self.verifier.resolve(&parsed))
+                        .await
+                        .ok()?
+                        .ok()?;
+                    let path = PointerBuf::parse(image.pointer.as_str()).ok()?;
+                    Some(PatchOperation::Replace(ReplaceOperation {
+                        path,
+                        value: serde_json::Value::String(format!("{}@{}", image.reference, digest)),
+                    }))
+                }
+            }))
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+            if ops.is_empty() {
+                return encode(&admission::allow(&req));
+            }
+            tracing::info!(pinned = ops.len(), "pinning images to digests");
+            let resp = AdmissionResponse::from(&req)
+                .with_patch(json_patch::Patch(ops))
+                .map_err(|e| ReviewError::Malformed(e.to_string()))?;
+            encode(&resp.into_review())
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+fn encode(
+    review: &kube::core::admission::AdmissionReview<kube::core::DynamicObject>,
+) -> Result<Vec<u8>, ReviewError> {
+    let bad = |e: serde_json::Error| ReviewError::Malformed(e.to_string());
+    let Some(patch) = review.response.as_ref().and_then(|r| r.patch.as_ref()) else {
+        return serde_json::to_vec(review).map_err(bad);
+    };
+    // kube-core serialises the patch bytes as a JSON array of numbers; the
+    // API server decodes `patch` as Go `[]byte`, which is a base64 string.
+    let mut value = serde_json::to_value(review).map_err(bad)?;
+    value["response"]["patch"] =
+        serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(patch));
+    serde_json::to_vec(&value).map_err(bad)
 }

@@ -12,6 +12,10 @@ pub struct ImageUse {
     pub field: String,
     /// The reference as written.
     pub reference: String,
+    /// JSON pointer of the field in the object, e.g.
+    /// `/spec/template/spec/containers/0/image` (for digest pinning patches).
+    #[serde(skip)]
+    pub pointer: String,
 }
 
 /// A workload object sigil cannot read.
@@ -62,6 +66,7 @@ pub fn images_of(kind: &str, object: &Value) -> Result<Option<Vec<ImageUse>>, Wo
             out.push(ImageUse {
                 field: format!("{prefix}.initContainers[{i}].image"),
                 reference: image.clone(),
+                pointer: format!("{pointer}/initContainers/{i}/image"),
             });
         }
     }
@@ -70,6 +75,7 @@ pub fn images_of(kind: &str, object: &Value) -> Result<Option<Vec<ImageUse>>, Wo
             out.push(ImageUse {
                 field: format!("{prefix}.containers[{i}].image"),
                 reference: image.clone(),
+                pointer: format!("{pointer}/containers/{i}/image"),
             });
         }
     }
@@ -78,6 +84,7 @@ pub fn images_of(kind: &str, object: &Value) -> Result<Option<Vec<ImageUse>>, Wo
             out.push(ImageUse {
                 field: format!("{prefix}.ephemeralContainers[{i}].image"),
                 reference: image.clone(),
+                pointer: format!("{pointer}/ephemeralContainers/{i}/image"),
             });
         }
     }

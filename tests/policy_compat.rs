@@ -90,8 +90,13 @@ fn invalid_manifests_are_refused_naming_the_field() {
 /// `crds/` holds exactly what `sigil crd` generates from the Rust types.
 #[test]
 fn checked_in_crds_match_the_generated_ones() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/clusterimagepolicies.policy.sigstore.dev.yaml");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("crds/clusterimagepolicies.policy.sigstore.dev.yaml");
     let checked_in = std::fs::read_to_string(&path).unwrap();
     let generated = sigil::policy::crd::all_yaml().unwrap();
-    assert!(checked_in == generated, "crds/ is stale: run `cargo run -- crd > {}`", path.display());
+    assert!(
+        checked_in == generated,
+        "crds/ is stale: run `cargo run -- crd > {}`",
+        path.display()
+    );
 }

@@ -24,21 +24,21 @@ use sigil::verify::{Verifier, VerifierSettings};
 fn evaluator(policy: &str, opts: RegistryOptions) -> Evaluator {
     let store = Arc::new(PolicyStore::new());
     store.replace_source("test", &files::parse_documents(policy).unwrap());
-    Evaluator {
+    Evaluator::new(
         store,
-        verifier: Arc::new(Verifier::new(
+        Arc::new(Verifier::new(
             Arc::new(RegistryClient::new(&opts).unwrap()),
             &VerifierSettings::default(),
         )),
-        settings: EvaluatorSettings {
+        EvaluatorSettings {
             decision: DecisionSettings {
                 server_mode: ServerMode::Enforce,
                 no_match: NoMatchAction::Deny,
             },
             verify_timeout: Duration::from_secs(8),
         },
-        audit: Arc::new(MemoryAuditSink::default()),
-    }
+        Arc::new(MemoryAuditSink::default()),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -689,3 +689,66 @@ async fn registry_failures_are_not_cached() {
     let resp = review_pod(&ev, &image).await;
     assert!(allowed(&resp), "{}", message(&resp));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutate_pins_policy_matched_tags_to_digests() {
+    use base64::Engine as _;
+    let env = Env::start();
+    let k = key(TestKeyKind::P256);
+    let digest = env.push("team/app", "v1").await;
+    env.sign("team/app", &digest, &k).await;
+    env.push("other/app", "v1").await;
+    let a = env.addr();
+    let (ev, _) = pipeline(
+        &key_policy("p", &format!("{a}/team/**"), &[&k], ""),
+        &Opts::for_registry(a),
+    );
+    let mut body = pod_review("m-1", "default", "p", &format!("{a}/team/app:v1"));
+    body["request"]["object"]["spec"]["containers"] = json!([
+        {"name": "a", "image": format!("{a}/team/app:v1")},
+        {"name": "b", "image": format!("{a}/other/app:v1")},
+        {"name": "c", "image": format!("{a}/team/app@{digest}")},
+    ]);
+    body["request"]["object"]["spec"]["initContainers"] =
+        json!([{"name": "i", "image": format!("{a}/team/app:v1")}]);
+    let bytes = ev
+        .mutate(&serde_json::to_vec(&body).unwrap())
+        .await
+        .unwrap();
+    let resp: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(resp["response"]["allowed"], true);
+    assert_eq!(resp["response"]["patchType"], "JSONPatch");
+    let patch = base64::engine::general_purpose::STANDARD
+        .decode(resp["response"]["patch"].as_str().unwrap())
+        .unwrap();
+    let patch: serde_json::Value = serde_json::from_slice(&patch).unwrap();
+    let pinned = format!("{a}/team/app:v1@{digest}");
+    assert_eq!(
+        patch,
+        json!([
+            {"op": "replace", "path": "/spec/initContainers/0/image", "value": pinned},
+            {"op": "replace", "path": "/spec/containers/0/image", "value": pinned},
+        ]),
+        "only policy-matched tags are pinned"
+    );
+    // The validating call that follows is warm: no new tag lookup.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let lookups = env.registry.count_requests("/v2/team/app/manifests/v1");
+    body["request"]["object"]["spec"]["containers"] =
+        json!([{"name": "a", "image": format!("{a}/team/app:v1")}]);
+    assert!(allowed(&review(&ev, &body).await));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        env.registry.count_requests("/v2/team/app/manifests/v1"),
+        lookups
+    );
+    // A pod with nothing to pin gets no patch.
+    let plain = pod_review("m-2", "default", "p", &format!("{a}/other/app:v1"));
+    let resp: serde_json::Value = serde_json::from_slice(
+        &ev.mutate(&serde_json::to_vec(&plain).unwrap())
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(resp["response"]["patch"].is_null());
+}

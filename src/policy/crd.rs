@@ -18,7 +18,8 @@ pub fn cluster_image_policy() -> CustomResourceDefinition {
     }
     // Both inputs come from one derive, so they always agree on group, kind
     // and names; merging cannot fail.
-    merge_crds(vec![alpha, beta], "v1beta1").unwrap_or_else(|e| unreachable!("CRD versions disagree: {e}"))
+    merge_crds(vec![alpha, beta], "v1beta1")
+        .unwrap_or_else(|e| unreachable!("CRD versions disagree: {e}"))
 }
 
 /// Every CRD as one multi-document YAML text.

@@ -17,6 +17,8 @@ use sigil::verify::{Verifier, VerifierSettings};
 
 pub use sigil::demo::pod_review;
 
+pub mod kube;
+
 /// One registry plus a client that pushes to it.
 pub struct Env {
     pub registry: LocalRegistry,
@@ -91,18 +93,18 @@ pub fn pipeline(policies_yaml: &str, opts: &Opts) -> (Arc<Evaluator>, Arc<Memory
         &VerifierSettings::default(),
     ));
     let audit = Arc::new(MemoryAuditSink::default());
-    let evaluator = Arc::new(Evaluator {
+    let evaluator = Arc::new(Evaluator::new(
         store,
         verifier,
-        settings: EvaluatorSettings {
+        EvaluatorSettings {
             decision: DecisionSettings {
                 server_mode: opts.server_mode,
                 no_match: opts.no_match,
             },
             verify_timeout: opts.verify_timeout,
         },
-        audit: audit.clone(),
-    });
+        audit.clone(),
+    ));
     (evaluator, audit)
 }
 

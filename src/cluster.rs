@@ -1,0 +1,302 @@
+//! Kubernetes integration: watches ClusterImagePolicies and Namespaces with
+//! `kube::runtime`, feeds the same [`PolicyStore`] as the policy directory,
+//! writes each policy's `Ready` condition, and tells the webhook which
+//! namespaces are enforced.
+//!
+//! Fail closed: until both watches have listed everything once (and again
+//! after any watch error, until the re-list completes) the cluster is "not
+//! synced" and enforced reviews are denied with that reason.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::ApiResource;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+use crate::policy::files::spec_from_value;
+use crate::policy::store::{LoadedPolicy, PolicyDefinition};
+use crate::policy::{ClusterImagePolicy, PolicyStore};
+
+/// The store source name of cluster policies.
+pub const SOURCE: &str = "cluster";
+/// policy-controller's namespace label.
+pub const INCLUDE_LABEL: &str = "policy.sigstore.dev/include";
+
+/// What a namespace's label asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamespaceMode {
+    /// `include=true`: enforce.
+    Enforce,
+    /// `include=audit`: admit and log violations.
+    Audit,
+    /// No label (or another value): admit untouched.
+    Skip,
+}
+
+/// The namespace mode from a label value.
+pub fn mode_from_label(value: Option<&str>) -> NamespaceMode {
+    match value {
+        Some("true") => NamespaceMode::Enforce,
+        Some("audit") => NamespaceMode::Audit,
+        _ => NamespaceMode::Skip,
+    }
+}
+
+/// The cluster as the webhook sees it.
+pub trait NamespaceLookup: Send + Sync {
+    /// The mode of `namespace`, or `Err(reason)` while not synced.
+    fn mode(&self, namespace: &str) -> Result<NamespaceMode, String>;
+}
+
+/// Namespace labels and sync state, shared by the watchers and the webhook.
+#[derive(Default)]
+pub struct ClusterState {
+    namespaces: RwLock<HashMap<String, NamespaceMode>>,
+    namespaces_synced: AtomicBool,
+    policies_synced: AtomicBool,
+    ready: Arc<AtomicBool>,
+}
+
+impl ClusterState {
+    /// A state whose readiness is mirrored into `ready` (the `/readyz` flag).
+    pub fn new(ready: Arc<AtomicBool>) -> Self {
+        ClusterState {
+            ready,
+            ..Default::default()
+        }
+    }
+
+    /// Both watches have a complete, current view.
+    pub fn synced(&self) -> bool {
+        self.namespaces_synced.load(Ordering::Acquire)
+            && self.policies_synced.load(Ordering::Acquire)
+    }
+
+    fn set(&self, flag: &AtomicBool, value: bool) {
+        flag.store(value, Ordering::Release);
+        self.ready.store(self.synced(), Ordering::Release);
+    }
+}
+
+impl NamespaceLookup for ClusterState {
+    fn mode(&self, namespace: &str) -> Result<NamespaceMode, String> {
+        if !self.synced() {
+            return Err("sigil has not finished syncing ClusterImagePolicies and namespaces from the API server; retry shortly".into());
+        }
+        let map = self.namespaces.read().unwrap_or_else(|e| e.into_inner());
+        // A namespace the watch has not delivered yet was sent to us because
+        // the webhook's namespaceSelector matched it: enforce.
+        Ok(map
+            .get(namespace)
+            .copied()
+            .unwrap_or(NamespaceMode::Enforce))
+    }
+}
+
+/// A client from `kubeconfig`, or the in-cluster / default configuration.
+pub async fn client(kubeconfig: Option<&Path>) -> anyhow::Result<Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await?
+        }
+        None => kube::Config::infer().await?,
+    };
+    Ok(Client::try_from(config)?)
+}
+
+fn label_mode(ns: &Namespace) -> NamespaceMode {
+    mode_from_label(ns.labels().get(INCLUDE_LABEL).map(String::as_str))
+}
+
+/// Keeps `state`'s namespace modes current. Runs until the process stops.
+pub async fn watch_namespaces(client: Client, state: Arc<ClusterState>) {
+    let api: Api<Namespace> = Api::all(client);
+    let mut pending: HashMap<String, NamespaceMode> = HashMap::new();
+    let mut stream = watcher(api).boxed();
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(Event::Init) => pending.clear(),
+            Ok(Event::InitApply(ns)) => {
+                pending.insert(ns.name_any(), label_mode(&ns));
+            }
+            Ok(Event::InitDone) => {
+                *state.namespaces.write().unwrap_or_else(|e| e.into_inner()) =
+                    std::mem::take(&mut pending);
+                state.set(&state.namespaces_synced, true);
+                tracing::info!("namespaces synced");
+            }
+            Ok(Event::Apply(ns)) => {
+                let mode = label_mode(&ns);
+                tracing::debug!(namespace = %ns.name_any(), ?mode, "namespace changed");
+                state
+                    .namespaces
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(ns.name_any(), mode);
+            }
+            Ok(Event::Delete(ns)) => {
+                state
+                    .namespaces
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&ns.name_any());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "namespace watch failed; not synced until it re-lists");
+                state.set(&state.namespaces_synced, false);
+            }
+        }
+    }
+}
+
+fn watcher<K>(api: Api<K>) -> impl futures::Stream<Item = Result<Event<K>, watcher::Error>> + Send
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    watcher::watcher(api, watcher::Config::default()).default_backoff()
+}
+
+/// The policy definition of one ClusterImagePolicy object.
+pub fn definition(obj: &DynamicObject) -> PolicyDefinition {
+    PolicyDefinition {
+        name: obj.name_any(),
+        spec: spec_from_value(obj.data.get("spec").cloned().unwrap_or_default()),
+    }
+}
+
+/// Keeps the store's cluster policies current and writes their status.
+/// ClusterImagePolicies are read as dynamic objects, so one that does not
+/// fit the schema becomes an invalid policy instead of breaking the list.
+pub async fn watch_policies(client: Client, store: Arc<PolicyStore>, state: Arc<ClusterState>) {
+    let resource = ApiResource::erase::<ClusterImagePolicy>(&());
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+    let typed: Api<ClusterImagePolicy> = Api::all(client);
+    let mut current: BTreeMap<String, DynamicObject> = BTreeMap::new();
+    let mut pending: BTreeMap<String, DynamicObject> = BTreeMap::new();
+    let mut written: HashMap<String, (Option<i64>, Option<String>)> = HashMap::new();
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    while let Some(event) = stream.next().await {
+        let changed = match event {
+            Ok(Event::Init) => {
+                pending.clear();
+                false
+            }
+            Ok(Event::InitApply(obj)) => {
+                pending.insert(obj.name_any(), obj);
+                false
+            }
+            Ok(Event::InitDone) => {
+                current = std::mem::take(&mut pending);
+                true
+            }
+            Ok(Event::Apply(obj)) => {
+                current.insert(obj.name_any(), obj);
+                true
+            }
+            Ok(Event::Delete(obj)) => {
+                current.remove(&obj.name_any());
+                written.remove(&obj.name_any());
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "ClusterImagePolicy watch failed; not synced until it re-lists");
+                state.set(&state.policies_synced, false);
+                false
+            }
+        };
+        if !changed {
+            continue;
+        }
+        let defs: Vec<PolicyDefinition> = current.values().map(definition).collect();
+        let loaded = store.replace_source(SOURCE, &defs);
+        state.set(&state.policies_synced, true);
+        for policy in &loaded {
+            let generation = current
+                .get(policy.name())
+                .and_then(|o| o.metadata.generation);
+            let error = policy.error().map(|e| e.to_string());
+            let key = (generation, error.clone());
+            if written.get(policy.name()) == Some(&key) {
+                continue;
+            }
+            match write_status(&typed, policy, generation).await {
+                Ok(()) => {
+                    written.insert(policy.name().to_string(), key);
+                }
+                Err(e) => tracing::warn!(policy = policy.name(), error = %e, "cannot write status"),
+            }
+        }
+    }
+}
+
+/// The `status` a policy should carry.
+pub fn status_for(policy: &LoadedPolicy, generation: Option<i64>, now: &str) -> serde_json::Value {
+    let (status, reason, message) = match policy.error() {
+        None => ("True", "Valid", "policy compiled and in force".to_string()),
+        Some(e) => ("False", "Invalid", format!("{}: {}", e.field, e.message)),
+    };
+    json!({
+        "observedGeneration": generation,
+        "conditions": [{
+            "type": "Ready",
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": now,
+            "observedGeneration": generation,
+        }]
+    })
+}
+
+async fn write_status(
+    api: &Api<ClusterImagePolicy>,
+    policy: &LoadedPolicy,
+    generation: Option<i64>,
+) -> Result<(), kube::Error> {
+    let status = status_for(policy, generation, &crate::audit::now_rfc3339());
+    api.patch_status(
+        policy.name(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": status })),
+    )
+    .await
+    .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values() {
+        assert_eq!(mode_from_label(Some("true")), NamespaceMode::Enforce);
+        assert_eq!(mode_from_label(Some("audit")), NamespaceMode::Audit);
+        assert_eq!(mode_from_label(Some("false")), NamespaceMode::Skip);
+        assert_eq!(mode_from_label(None), NamespaceMode::Skip);
+    }
+
+    #[test]
+    fn not_synced_fails_closed() {
+        let state = ClusterState::new(Arc::new(AtomicBool::new(false)));
+        assert!(state
+            .mode("default")
+            .unwrap_err()
+            .contains("not finished syncing"));
+        state.set(&state.policies_synced, true);
+        state.set(&state.namespaces_synced, true);
+        assert!(state.ready.load(Ordering::Acquire));
+        assert_eq!(state.mode("unknown"), Ok(NamespaceMode::Enforce));
+    }
+}

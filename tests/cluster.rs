@@ -1,0 +1,537 @@
+//! sigil behind a real kube-apiserver (v1.20.2 + etcd, see common/kube.rs):
+//! the apiserver calls `sigil serve --kubeconfig …` as a validating webhook
+//! and acts on its answers; policies and namespace labels are watched live.
+
+mod common;
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::kube::KubeCluster;
+use common::*;
+use sigil::testkit::{free_port, TestKey, TestKeyKind};
+
+struct Sigil {
+    child: Child,
+    url: String,
+    ca_pem: String,
+}
+
+impl Drop for Sigil {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Sigil {
+    /// Stops sigil and returns what it wrote to stdout (the audit log).
+    fn stop(mut self) -> String {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let mut out = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        out
+    }
+}
+
+fn start_sigil(cluster: &KubeCluster, registry: &str) -> Sigil {
+    let port = free_port().unwrap();
+    let certs = cluster.dir.path().join("sigil-certs");
+    let child = Command::new(env!("CARGO_BIN_EXE_sigil"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--self-signed",
+            "--insecure-registry",
+            registry,
+        ])
+        .arg("--self-signed-dir")
+        .arg(&certs)
+        .arg("--kubeconfig")
+        .arg(&cluster.kubeconfig)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(cluster.dir.path().join("sigil.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !certs.join("ca.pem").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "sigil did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    Sigil {
+        child,
+        url: format!("https://127.0.0.1:{port}"),
+        ca_pem: std::fs::read_to_string(certs.join("ca.pem")).unwrap(),
+    }
+}
+
+fn webhook_config(sigil: &Sigil) -> String {
+    let ca = base64::engine::general_purpose::STANDARD.encode(&sigil.ca_pem);
+    format!(
+        r#"apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata:
+  name: sigil
+webhooks:
+  - name: mutate.sigil.dev
+    clientConfig:
+      url: {url}/mutate
+      caBundle: {ca}
+    rules:
+      - apiGroups: [""]
+        apiVersions: ["v1"]
+        operations: ["CREATE", "UPDATE"]
+        resources: ["pods"]
+    failurePolicy: Fail
+    sideEffects: None
+    timeoutSeconds: 10
+    admissionReviewVersions: ["v1"]
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata:
+  name: sigil
+webhooks:
+  - name: validate.sigil.dev
+    clientConfig:
+      url: {url}/validate
+      caBundle: {ca}
+    rules:
+      - apiGroups: [""]
+        apiVersions: ["v1"]
+        operations: ["CREATE", "UPDATE"]
+        resources: ["pods", "pods/ephemeralcontainers", "replicationcontrollers"]
+      - apiGroups: ["apps"]
+        apiVersions: ["v1"]
+        operations: ["CREATE", "UPDATE"]
+        resources: ["deployments", "replicasets", "statefulsets", "daemonsets"]
+      - apiGroups: ["batch"]
+        apiVersions: ["v1", "v1beta1"]
+        operations: ["CREATE", "UPDATE"]
+        resources: ["jobs", "cronjobs"]
+    failurePolicy: Fail
+    sideEffects: None
+    timeoutSeconds: 10
+    admissionReviewVersions: ["v1"]
+"#,
+        url = sigil.url
+    )
+}
+
+fn ok(out: &std::process::Output) -> bool {
+    out.status.success()
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Creates a Pod; returns kubectl's output.
+fn run_pod(c: &KubeCluster, ns: &str, name: &str, image: &str) -> std::process::Output {
+    c.kubectl(&["-n", ns, "run", name, "--image", image, "--restart=Never"])
+}
+
+/// Polls `f` until it returns true, for at most `limit`; returns the time it took.
+fn within(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    None
+}
+
+fn namespace(c: &KubeCluster, name: &str, label: Option<&str>) {
+    assert!(ok(&c.kubectl(&["create", "namespace", name])));
+    if let Some(v) = label {
+        assert!(ok(&c.kubectl(&[
+            "label",
+            "namespace",
+            name,
+            &format!("policy.sigstore.dev/include={v}")
+        ])));
+    }
+}
+
+fn apply(c: &KubeCluster, yaml: &str) -> std::process::Output {
+    c.kubectl_stdin(&["apply", "-f", "-"], yaml)
+}
+
+fn deployment(name: &str, image: &str) -> String {
+    format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n        - name: app\n          image: {image}\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apiserver_calls_sigil_and_acts_on_its_answers() {
+    let env = Env::start();
+    let k = TestKey::generate(TestKeyKind::P256).unwrap();
+    let signed_digest = env.push("team/signed", "v1").await;
+    env.sign("team/signed", &signed_digest, &k).await;
+    env.push("team/unsigned", "v1").await;
+    let signed = format!("{}/team/signed:v1", env.addr());
+    let unsigned = format!("{}/team/unsigned:v1", env.addr());
+
+    let mut c = KubeCluster::start();
+    let crd = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crds/clusterimagepolicies.policy.sigstore.dev.yaml"
+    ))
+    .unwrap();
+    let out = apply(&c, &crd);
+    assert!(ok(&out), "CRD accepted by the apiserver: {}", text(&out));
+    assert!(ok(&c.kubectl(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "--timeout=30s",
+        "crd/clusterimagepolicies.policy.sigstore.dev"
+    ])));
+
+    // The install manifests pass the API server's own validation.
+    let certs = tempfile::tempdir().unwrap();
+    let made = Command::new(env!("CARGO_BIN_EXE_sigil"))
+        .args(["certs", "--out"])
+        .arg(certs.path())
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let ca = base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(certs.path().join("ca.pem")).unwrap());
+    for file in [
+        "00-namespace-rbac.yaml",
+        "10-deployment.yaml",
+        "20-webhooks.yaml",
+    ] {
+        let yaml = std::fs::read_to_string(format!("{}/deploy/{file}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap()
+            .replace("${CA_BUNDLE}", &ca);
+        let out = c.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &yaml);
+        // Objects in sigil-system can only be dry-run once the namespace exists.
+        assert!(
+            ok(&out) || text(&out).contains("namespaces \"sigil-system\" not found"),
+            "deploy/{file}: {}",
+            text(&out)
+        );
+    }
+    let out = c.kubectl(&["create", "namespace", "sigil-system"]);
+    assert!(ok(&out));
+    for file in [
+        "00-namespace-rbac.yaml",
+        "10-deployment.yaml",
+        "20-webhooks.yaml",
+    ] {
+        let yaml = std::fs::read_to_string(format!("{}/deploy/{file}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap()
+            .replace("${CA_BUNDLE}", &ca);
+        let out = c.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &yaml);
+        assert!(ok(&out), "deploy/{file}: {}", text(&out));
+    }
+
+    let sigil = start_sigil(&c, env.addr());
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(sigil.ca_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let mut ready = false;
+    for _ in 0..100 {
+        if let Ok(r) = http.get(format!("{}/readyz", sigil.url)).send().await {
+            if r.status() == 200 {
+                ready = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "sigil ready after the first sync");
+    let out = apply(&c, &webhook_config(&sigil));
+    assert!(ok(&out), "{}", text(&out));
+
+    namespace(&c, "enforced", Some("true"));
+    namespace(&c, "audited", Some("audit"));
+    namespace(&c, "plain", None);
+    let out = apply(
+        &c,
+        &key_policy(
+            "signed-by-ci",
+            &format!("{}/team/**", env.addr()),
+            &[&k],
+            "",
+        ),
+    );
+    assert!(ok(&out), "{}\n{}", text(&out), c.apiserver_log());
+
+    // The new policy takes effect within 5 s.
+    let mut n = 0;
+    let took = within(Duration::from_secs(5), || {
+        n += 1;
+        let out = run_pod(&c, "enforced", &format!("probe-{n}"), &unsigned);
+        !ok(&out) && text(&out).contains("no signatures found")
+    });
+    assert!(took.is_some(), "policy in force within 5 s");
+    let out = run_pod(&c, "enforced", "unsigned", &unsigned);
+    assert!(!ok(&out));
+    let msg = text(&out);
+    assert!(
+        msg.contains("admission webhook \"validate.sigil.dev\" denied the request"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("spec.containers[0].image {unsigned}"))
+            && msg.contains("fails policy \"signed-by-ci\""),
+        "{msg}"
+    );
+
+    let out = run_pod(&c, "enforced", "signed", &signed);
+    assert!(ok(&out), "signed Pod admitted: {}", text(&out));
+    let image = text(&c.kubectl(&[
+        "-n",
+        "enforced",
+        "get",
+        "pod",
+        "signed",
+        "-o",
+        "jsonpath={.spec.containers[0].image}",
+    ]));
+    assert_eq!(
+        image,
+        format!("{signed}@{signed_digest}"),
+        "the mutating webhook pinned the digest"
+    );
+
+    // Pod-owning kinds.
+    let out = c.kubectl_stdin(
+        &["-n", "enforced", "apply", "-f", "-"],
+        &deployment("web", &unsigned),
+    );
+    assert!(
+        !ok(&out) && text(&out).contains("spec.template.spec.containers[0].image"),
+        "{}",
+        text(&out)
+    );
+    let out = c.kubectl(&[
+        "-n", "enforced", "create", "job", "j1", "--image", &unsigned,
+    ]);
+    assert!(
+        !ok(&out) && text(&out).contains("no signatures found"),
+        "{}",
+        text(&out)
+    );
+    let cronjob = format!("apiVersion: batch/v1beta1\nkind: CronJob\nmetadata:\n  name: cj1\nspec:\n  schedule: \"* * * * *\"\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: Never\n          containers:\n            - name: c\n              image: {unsigned}\n");
+    let out = c.kubectl_stdin(&["-n", "enforced", "apply", "-f", "-"], &cronjob);
+    assert!(
+        !ok(&out) && text(&out).contains("spec.jobTemplate.spec.template.spec.containers[0].image"),
+        "{}",
+        text(&out)
+    );
+    let out = c.kubectl_stdin(
+        &["-n", "enforced", "apply", "-f", "-"],
+        &deployment("web-signed", &signed),
+    );
+    assert!(ok(&out), "{}", text(&out));
+
+    // Unlabelled namespace: admitted untouched (sigil checks the label itself;
+    // this webhook configuration has no namespaceSelector).
+    let out = run_pod(&c, "plain", "unsigned", &unsigned);
+    assert!(ok(&out), "{}", text(&out));
+    let out = c.kubectl_stdin(
+        &["-n", "plain", "apply", "-f", "-"],
+        &deployment("legacy", &unsigned),
+    );
+    assert!(ok(&out), "{}", text(&out));
+    // include=audit: admitted, and logged.
+    let out = run_pod(&c, "audited", "unsigned", &unsigned);
+    assert!(ok(&out), "{}", text(&out));
+
+    // Labelling a namespace enforces it within 5 s; scaling an existing
+    // unsigned Deployment down is not blocked.
+    assert!(ok(&c.kubectl(&[
+        "label",
+        "namespace",
+        "plain",
+        "policy.sigstore.dev/include=true"
+    ])));
+    let mut n = 0;
+    assert!(
+        within(Duration::from_secs(5), || {
+            n += 1;
+            !ok(&run_pod(
+                &c,
+                "plain",
+                &format!("after-label-{n}"),
+                &unsigned,
+            ))
+        })
+        .is_some(),
+        "label change in force within 5 s"
+    );
+    let out = c.kubectl(&[
+        "-n",
+        "plain",
+        "scale",
+        "deployment",
+        "legacy",
+        "--replicas=0",
+    ]);
+    assert!(ok(&out), "scale-down not blocked: {}", text(&out));
+    // Removing the label admits again.
+    assert!(ok(&c.kubectl(&[
+        "label",
+        "namespace",
+        "plain",
+        "policy.sigstore.dev/include-"
+    ])));
+    let mut n = 0;
+    assert!(
+        within(Duration::from_secs(5), || {
+            n += 1;
+            ok(&run_pod(
+                &c,
+                "plain",
+                &format!("after-unlabel-{n}"),
+                &unsigned,
+            ))
+        })
+        .is_some(),
+        "label removal in force within 5 s"
+    );
+
+    // Edit: warn mode admits with a Warning line.
+    let out = apply(
+        &c,
+        &key_policy(
+            "signed-by-ci",
+            &format!("{}/team/**", env.addr()),
+            &[&k],
+            "  mode: warn\n",
+        ),
+    );
+    assert!(ok(&out), "{}", text(&out));
+    let mut n = 0;
+    let mut last = String::new();
+    assert!(
+        within(Duration::from_secs(5), || {
+            n += 1;
+            let out = run_pod(&c, "enforced", &format!("warned-{n}"), &unsigned);
+            last = text(&out);
+            ok(&out) && last.contains("Warning:") && last.contains("[mode warn]")
+        })
+        .is_some(),
+        "warn mode within 5 s: {last}"
+    );
+
+    // Status: Ready=True for the good policy; an invalid one that slipped in is Ready=False with the field.
+    let broken = "apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: broken\nspec:\n  images:\n    - glob: \"legacy.example/**\"\n  authorities:\n    - key:\n        data: not-a-key\n";
+    assert!(ok(&apply(&c, broken)));
+    let mut status = String::new();
+    assert!(
+        within(Duration::from_secs(5), || {
+            let out = c.kubectl(&["get", "cip", "broken", "-o", "jsonpath={.status.conditions[0].status}|{.status.conditions[0].message}|{.status.observedGeneration}"]);
+            status = text(&out);
+            status.starts_with("False|spec.authorities[0].key.data: not a PEM public key") && status.ends_with("|1")
+        })
+        .is_some(),
+        "{status}"
+    );
+    let good = c.kubectl(&[
+        "get",
+        "cip",
+        "signed-by-ci",
+        "-o",
+        "jsonpath={.status.conditions[0].type}={.status.conditions[0].status}",
+    ]);
+    assert_eq!(text(&good), "Ready=True");
+    let columns = text(&c.kubectl(&["get", "cip"]));
+    assert!(
+        columns.contains("MODE") && columns.contains("READY") && columns.contains("warn"),
+        "{columns}"
+    );
+
+    // Delete: the no-match rule (deny) applies within 5 s.
+    assert!(ok(&c.kubectl(&["delete", "cip", "signed-by-ci", "broken"])));
+    let mut n = 0;
+    let mut last = String::new();
+    assert!(
+        within(Duration::from_secs(5), || {
+            n += 1;
+            let out = run_pod(&c, "enforced", &format!("nomatch-{n}"), &signed);
+            last = text(&out);
+            !ok(&out) && last.contains("no ClusterImagePolicy matches this image")
+        })
+        .is_some(),
+        "deletion in force within 5 s: {last}"
+    );
+
+    // The apiserver restarts while sigil runs: sigil re-syncs and a policy
+    // created afterwards is in force.
+    c.restart_apiserver();
+    let out = apply(
+        &c,
+        &static_policy(
+            "allow-team",
+            &format!("{}/team/**", env.addr()),
+            "pass",
+            None,
+        ),
+    );
+    assert!(ok(&out), "{}", text(&out));
+    let mut n = 0;
+    let mut last = String::new();
+    assert!(
+        within(Duration::from_secs(20), || {
+            n += 1;
+            let out = run_pod(&c, "enforced", &format!("after-restart-{n}"), &unsigned);
+            last = text(&out);
+            ok(&out)
+        })
+        .is_some(),
+        "sigil recovered after the apiserver restart: {last}"
+    );
+
+    let audit = sigil.stop();
+    let audited: Vec<serde_json::Value> = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v["namespace"] == "audited")
+        .collect();
+    assert_eq!(audited.len(), 1, "{audit}");
+    assert_eq!(audited[0]["decision"], "audited");
+    // The mutating webhook pinned it before validation.
+    assert!(
+        audited[0]["image"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{unsigned}@sha256:")),
+        "{}",
+        audited[0]
+    );
+    assert_eq!(
+        audited[0]["image"]
+            .as_str()
+            .unwrap()
+            .split_once('@')
+            .map(|(_, d)| d),
+        audited[0]["digest"].as_str()
+    );
+    assert_eq!(audited[0]["user"], "admin");
+}

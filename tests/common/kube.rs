@@ -1,0 +1,224 @@
+//! A real Kubernetes control plane for tests: Debian's etcd and a
+//! kube-apiserver v1.20.2 built from Debian's `kubernetes` source package
+//! (scripts/kube-apiserver.sh), both on loopback. No kubelet, scheduler or
+//! controller-manager: admission happens when an object is created.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sigil::testkit::free_port;
+
+/// etcd + kube-apiserver processes, stopped on drop.
+pub struct KubeCluster {
+    pub url: String,
+    pub token: String,
+    pub kubeconfig: PathBuf,
+    pub dir: tempfile::TempDir,
+    etcd: Child,
+    apiserver: Child,
+    args: Vec<String>,
+}
+
+/// The apiserver binary: `$SIGIL_KUBE_APISERVER`, or where scripts/kube-apiserver.sh caches it.
+pub fn apiserver_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("SIGIL_KUBE_APISERVER") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"));
+    home.join(".cache/sigil/kube-apiserver-v1.20.2-reflect2fix/kube-apiserver")
+}
+
+fn wait_port(addr: &str, limit: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+fn log_file(dir: &Path, name: &str) -> std::fs::File {
+    std::fs::File::create(dir.join(name)).expect("log file")
+}
+
+impl KubeCluster {
+    pub fn start() -> KubeCluster {
+        let bin = apiserver_binary();
+        assert!(
+            bin.exists(),
+            "{} missing: run scripts/kube-apiserver.sh (scripts/test.sh does)",
+            bin.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let (client_port, peer_port) = (free_port().unwrap(), free_port().unwrap());
+        let etcd_url = format!("http://127.0.0.1:{client_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let etcd = Command::new("etcd")
+            .args(["--name", "sigil-test", "--data-dir"])
+            .arg(dir.path().join("etcd"))
+            .args([
+                "--listen-client-urls",
+                &etcd_url,
+                "--advertise-client-urls",
+                &etcd_url,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer_url,
+                "--initial-advertise-peer-urls",
+                &peer_url,
+            ])
+            .args(["--initial-cluster", &format!("sigil-test={peer_url}")])
+            .stdout(Stdio::null())
+            .stderr(log_file(dir.path(), "etcd.log"))
+            .spawn()
+            .expect("etcd (Debian etcd-server)");
+        assert!(
+            wait_port(&format!("127.0.0.1:{client_port}"), Duration::from_secs(20)),
+            "etcd did not start"
+        );
+
+        let token = "sigil-test-admin-token".to_string();
+        std::fs::write(
+            dir.path().join("tokens.csv"),
+            format!("{token},admin,admin,\"system:masters\"\n"),
+        )
+        .unwrap();
+        let sa_key = rcgen::KeyPair::generate().unwrap();
+        std::fs::write(dir.path().join("sa.key"), sa_key.serialize_pem()).unwrap();
+        std::fs::write(dir.path().join("sa.pub"), sa_key.public_key_pem()).unwrap();
+        let port = free_port().unwrap();
+        let d = |p: &str| dir.path().join(p).display().to_string();
+        let args = vec![
+            format!("--etcd-servers={etcd_url}"),
+            "--bind-address=127.0.0.1".into(),
+            "--advertise-address=127.0.0.1".into(),
+            format!("--secure-port={port}"),
+            format!("--cert-dir={}", d("certs")),
+            format!("--token-auth-file={}", d("tokens.csv")),
+            "--authorization-mode=RBAC".into(),
+            format!("--service-account-key-file={}", d("sa.pub")),
+            format!("--service-account-signing-key-file={}", d("sa.key")),
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+            "--service-cluster-ip-range=10.0.0.0/24".into(),
+            "--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook".into(),
+            "--disable-admission-plugins=ServiceAccount".into(),
+        ];
+        let apiserver = spawn_apiserver(&bin, &args, dir.path());
+        let url = format!("https://127.0.0.1:{port}");
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {url}\n    insecure-skip-tls-verify: true\nusers:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: admin\ncurrent-context: test\n"
+            ),
+        )
+        .unwrap();
+        let cluster = KubeCluster {
+            url,
+            token,
+            kubeconfig,
+            dir,
+            etcd,
+            apiserver,
+            args,
+        };
+        cluster.wait_ready();
+        cluster
+    }
+
+    fn wait_ready(&self) {
+        let start = Instant::now();
+        loop {
+            let out = self.kubectl(&["get", "--raw", "/readyz"]);
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "kube-apiserver not ready: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(self.dir.path().join("apiserver.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Stops and restarts the apiserver (same etcd, same port).
+    pub fn restart_apiserver(&mut self) {
+        let _ = self.apiserver.kill();
+        let _ = self.apiserver.wait();
+        self.apiserver = spawn_apiserver(&apiserver_binary(), &self.args, self.dir.path());
+        self.wait_ready();
+    }
+
+    /// The tail of the apiserver's log.
+    pub fn apiserver_log(&self) -> String {
+        let log =
+            std::fs::read_to_string(self.dir.path().join("apiserver.log")).unwrap_or_default();
+        let _ = std::fs::write(std::env::temp_dir().join("sigil-apiserver-last.log"), &log);
+        log.lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Runs kubectl against this cluster.
+    pub fn kubectl(&self, args: &[&str]) -> std::process::Output {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()
+            .expect("kubectl (Debian kubernetes-client)")
+    }
+
+    /// Runs kubectl with `stdin` as input.
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> std::process::Output {
+        use std::io::Write;
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
+
+fn spawn_apiserver(bin: &Path, args: &[String], dir: &Path) -> Child {
+    Command::new(bin)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(log_file(dir, "apiserver.log"))
+        .spawn()
+        .expect("kube-apiserver")
+}
+
+impl Drop for KubeCluster {
+    fn drop(&mut self) {
+        let _ = self.apiserver.kill();
+        let _ = self.apiserver.wait();
+        let _ = self.etcd.kill();
+        let _ = self.etcd.wait();
+    }
+}
