@@ -28,11 +28,13 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
 }
 
-/// The router: `POST /validate`, `POST /mutate`, `GET /healthz`, `GET /readyz`.
+/// The router: `POST /validate`, `POST /mutate`, `POST /validate-policy`,
+/// `GET /healthz`, `GET /readyz`.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/validate", post(validate))
         .route("/mutate", post(mutate))
+        .route("/validate-policy", post(validate_policy))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -56,6 +58,13 @@ async fn mutate(State(state): State<AppState>, body: Bytes) -> Response {
             tracing::warn!(error = %e, "rejecting malformed AdmissionReview");
             (StatusCode::BAD_REQUEST, e.to_string()).into_response()
         }
+    }
+}
+
+async fn validate_policy(body: Bytes) -> Response {
+    match crate::service::validate_policy(&body) {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     }
 }
 

@@ -234,6 +234,52 @@ impl Evaluator {
     }
 }
 
+/// Answers an AdmissionReview of a ClusterImagePolicy (`/validate-policy`):
+/// refuses one that breaks policy-controller's rules, naming every wrong
+/// field, and passes on warnings (e.g. CUE policies).
+pub fn validate_policy(body: &[u8]) -> Result<Vec<u8>, ReviewError> {
+    let req = admission::decode(body)?;
+    let span = tracing::info_span!("validate-policy", uid = %req.uid, name = %req.name);
+    let _guard = span.enter();
+    let spec = match (&req.operation, &req.object) {
+        (
+            kube::core::admission::Operation::Create | kube::core::admission::Operation::Update,
+            Some(obj),
+        ) if req.kind.kind == "ClusterImagePolicy" => {
+            obj.data.get("spec").cloned().unwrap_or_default()
+        }
+        _ => return encode(&admission::allow(&req)),
+    };
+    let validation = match crate::policy::files::spec_from_value(spec) {
+        Ok(spec) => crate::policy::validate::validate(&spec),
+        Err((error, _)) => crate::policy::validate::Validation {
+            errors: vec![error],
+            warnings: Vec::new(),
+        },
+    };
+    let review = if validation.errors.is_empty() {
+        let mut resp = AdmissionResponse::from(&req);
+        if !validation.warnings.is_empty() {
+            resp.warnings = Some(validation.warnings);
+        }
+        resp.into_review()
+    } else {
+        tracing::info!(
+            errors = validation.errors.len(),
+            "refusing invalid ClusterImagePolicy"
+        );
+        admission::deny(
+            &req,
+            &format!(
+                "invalid ClusterImagePolicy {:?}: {}",
+                req.name,
+                validation.message().replace('\n', "; ")
+            ),
+        )
+    };
+    encode(&review)
+}
+
 fn encode(
     review: &kube::core::admission::AdmissionReview<kube::core::DynamicObject>,
 ) -> Result<Vec<u8>, ReviewError> {

@@ -467,6 +467,48 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
         "{columns}"
     );
 
+    // From here on, bad policies are refused at apply time by /validate-policy,
+    // and every one of policy-controller's own manifests gets the verdict it expects
+    // from the CRD schema plus the webhook.
+    let ca = base64::engine::general_purpose::STANDARD.encode(&sigil.ca_pem);
+    let policy_webhook = format!(
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata:\n  name: sigil-policies\nwebhooks:\n  - name: policies.sigil.dev\n    clientConfig:\n      url: {}/validate-policy\n      caBundle: {ca}\n    rules:\n      - apiGroups: [\"policy.sigstore.dev\"]\n        apiVersions: [\"*\"]\n        operations: [\"CREATE\", \"UPDATE\"]\n        resources: [\"clusterimagepolicies\"]\n    failurePolicy: Fail\n    sideEffects: None\n    timeoutSeconds: 10\n    admissionReviewVersions: [\"v1\"]\n",
+        sigil.url
+    );
+    assert!(ok(&apply(&c, &policy_webhook)));
+    let broken2 = broken.replace("name: broken", "name: broken-two");
+    let mut last = String::new();
+    assert!(
+        within(Duration::from_secs(5), || {
+            let out = apply(&c, &broken2);
+            last = text(&out);
+            !ok(&out) && last.contains("spec.authorities[0].key.data: not a PEM public key")
+        })
+        .is_some(),
+        "kubectl apply refuses an invalid policy: {last}"
+    );
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/policy-controller");
+    for (folder, want_ok) in [("valid", true), ("invalid", false)] {
+        for entry in std::fs::read_dir(fixtures.join(folder)).unwrap() {
+            let path = entry.unwrap().path();
+            let out = c.kubectl_stdin(
+                &["apply", "--dry-run=server", "-f", "-"],
+                &std::fs::read_to_string(&path).unwrap(),
+            );
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            assert_eq!(ok(&out), want_ok, "{folder}/{name}: {}", text(&out));
+            if !want_ok {
+                assert!(
+                    text(&out).contains("invalid ClusterImagePolicy")
+                        && text(&out).contains("spec."),
+                    "{name}: {}",
+                    text(&out)
+                );
+            }
+        }
+    }
+
     // Delete: the no-match rule (deny) applies within 5 s.
     assert!(ok(&c.kubectl(&["delete", "cip", "signed-by-ci", "broken"])));
     let mut n = 0;

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::glob::ImageGlob;
 use super::types::{Authority, ClusterImagePolicySpec};
+use super::validate::validate;
 use crate::image::ImageRef;
 use crate::verify::keys::{HashAlgorithm, VerificationKey};
 
@@ -133,23 +134,14 @@ pub fn compile_globs(spec: &ClusterImagePolicySpec) -> Result<Vec<ImageGlob>, Po
 }
 
 /// Compiles a policy, or names the first field that makes it unusable.
+/// Validation ([`super::validate`]) runs first, so the rest only extracts
+/// values whose shape is already known to be right.
 pub fn compile(name: &str, spec: &ClusterImagePolicySpec) -> Result<CompiledPolicy, PolicyError> {
-    let globs = compile_globs(spec)?;
-    let mode = PolicyMode::parse(spec.mode.as_deref()).ok_or_else(|| {
-        err(
-            "spec.mode",
-            format!(
-                "{:?} is not one of enforce, warn, audit",
-                spec.mode.as_deref().unwrap_or("")
-            ),
-        )
-    })?;
-    if spec.authorities.is_empty() {
-        return Err(err(
-            "spec.authorities",
-            "at least one authority is required",
-        ));
+    if let Some(first) = validate(spec).errors.into_iter().next() {
+        return Err(first);
     }
+    let globs = compile_globs(spec)?;
+    let mode = PolicyMode::parse(spec.mode.as_deref()).unwrap_or(PolicyMode::Enforce);
     let authorities = spec
         .authorities
         .iter()
@@ -181,84 +173,23 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| format!("authority-{index}"));
 
-    let kinds: Vec<&str> = [
-        a.key.as_ref().map(|_| "key"),
-        a.keyless.as_ref().map(|_| "keyless"),
-        a.static_ref.as_ref().map(|_| "static"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if kinds.len() != 1 {
-        let found = if kinds.is_empty() {
-            "none".to_string()
-        } else {
-            kinds.join(", ")
-        };
-        return Err(err(
-            &path,
-            format!("expected exactly one of key, keyless, static; found {found}"),
-        ));
-    }
-
-    let format = a.signature_format.as_deref().unwrap_or("legacy");
-    if !matches!(format, "" | "legacy" | "bundle") {
-        return Err(err(
-            format!("{path}.signatureFormat"),
-            format!("{format:?} is not one of legacy, bundle"),
-        ));
-    }
-
     if let Some(st) = &a.static_ref {
-        if !a.sources.is_empty() || !a.attestations.is_empty() || a.ctlog.is_some() {
-            return Err(err(
-                &path,
-                "static cannot be combined with source, attestations or ctlog",
-            ));
-        }
-        let pass = match st.action.as_str() {
-            "pass" => true,
-            "fail" => false,
-            other => {
-                return Err(err(
-                    format!("{path}.static.action"),
-                    format!("{other:?} is not one of pass, fail"),
-                ))
-            }
-        };
         return Ok(CompiledAuthority {
             name,
             check: AuthorityCheck::Static {
-                pass,
+                pass: st.action == "pass",
                 message: st.message.clone().filter(|m| !m.is_empty()),
             },
             signature_repository: None,
         });
     }
 
-    if a.sources.len() > 1 {
-        return Err(err(
-            format!("{path}.source"),
-            "only one source is supported",
-        ));
-    }
-    let mut signature_repository = None;
     let mut unsupported: Option<String> = None;
+    let mut signature_repository = None;
     if let Some(src) = a.sources.first() {
         let sp = format!("{path}.source[0]");
-        if let Some(oci) = src.oci.as_deref().filter(|o| !o.is_empty()) {
+        if let Some(oci) = src.oci.as_deref() {
             let r = ImageRef::parse(oci).map_err(|e| err(format!("{sp}.oci"), e.to_string()))?;
-            if r.digest.is_some()
-                || oci
-                    .rsplit('/')
-                    .next()
-                    .is_some_and(|last| last.contains(':'))
-            {
-                return Err(err(
-                    format!("{sp}.oci"),
-                    "must name a repository, without tag or digest",
-                ));
-            }
             signature_repository = Some(SignatureRepository {
                 registry: r.registry,
                 repository: r.repository,
@@ -275,52 +206,35 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
     let mut check = None;
     if let Some(key) = &a.key {
         let kp = format!("{path}.key");
-        let set: Vec<&str> = [
-            key.data.as_ref().filter(|d| !d.is_empty()).map(|_| "data"),
-            key.kms.as_ref().filter(|d| !d.is_empty()).map(|_| "kms"),
-            key.secret_ref.as_ref().map(|_| "secretRef"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        if set.len() != 1 {
-            let found = if set.is_empty() {
-                "none".to_string()
-            } else {
-                set.join(", ")
-            };
-            return Err(err(
-                &kp,
-                format!("expected exactly one of data, kms, secretRef; found {found}"),
-            ));
-        }
-        let hash = HashAlgorithm::parse(key.hash_algorithm.as_deref())
-            .map_err(|e| err(format!("{kp}.hashAlgorithm"), e.to_string()))?;
-        match (&key.data, set[0]) {
-            (Some(data), "data") => {
+        match key.data.as_deref().filter(|d| !d.is_empty()) {
+            Some(data) => {
+                let hash = HashAlgorithm::parse(key.hash_algorithm.as_deref())
+                    .map_err(|e| err(format!("{kp}.hashAlgorithm"), e.to_string()))?;
                 let vk = VerificationKey::from_pem(data, hash)
                     .map_err(|e| err(format!("{kp}.data"), e.to_string()))?;
                 check = Some(AuthorityCheck::Key(Arc::new(vk)));
             }
-            (_, field) => {
-                unsupported.get_or_insert(format!("{kp}.{field}"));
+            None if key.secret_ref.is_some() => {
+                unsupported.get_or_insert(format!("{kp}.secretRef"));
+            }
+            None => {
+                unsupported.get_or_insert(format!("{kp}.kms"));
             }
         }
     }
-    if a.keyless.is_some() {
-        unsupported.get_or_insert(format!("{path}.keyless"));
-    }
-    if a.ctlog.is_some() {
-        unsupported.get_or_insert(format!("{path}.ctlog"));
-    }
-    if !a.attestations.is_empty() {
-        unsupported.get_or_insert(format!("{path}.attestations"));
-    }
-    if a.rfc3161timestamp.is_some() {
-        unsupported.get_or_insert(format!("{path}.rfc3161timestamp"));
-    }
-    if format == "bundle" {
-        unsupported.get_or_insert(format!("{path}.signatureFormat: bundle"));
+    for (set, field) in [
+        (a.keyless.is_some(), "keyless"),
+        (a.ctlog.is_some(), "ctlog"),
+        (!a.attestations.is_empty(), "attestations"),
+        (a.rfc3161timestamp.is_some(), "rfc3161timestamp"),
+        (
+            a.signature_format.as_deref() == Some("bundle"),
+            "signatureFormat: bundle",
+        ),
+    ] {
+        if set {
+            unsupported.get_or_insert(format!("{path}.{field}"));
+        }
     }
     let check = match unsupported {
         Some(field) => AuthorityCheck::Unsupported { field },

@@ -7,6 +7,7 @@ pub mod files;
 pub mod glob;
 pub mod store;
 pub mod types;
+pub mod validate;
 
 pub use compile::{AuthorityCheck, CompiledAuthority, CompiledPolicy, PolicyError, PolicyMode};
 pub use store::{InvalidPolicy, PolicyMatch, PolicySet, PolicyStore};

@@ -1,0 +1,406 @@
+//! policy-controller's validation rules for ClusterImagePolicy, with every
+//! problem reported by its field path. Used by `/validate-policy` (refusing
+//! bad policies at `kubectl apply` time) and by the compiler (so a policy
+//! that slipped in is marked not Ready with the same words).
+//!
+//! sigil is stricter than policy-controller where it only warns: a keyless
+//! authority must name both an issuer and a subject for every identity.
+
+use super::compile::PolicyError;
+use super::glob::ImageGlob;
+use super::types::{
+    Attestation, Authority, ClusterImagePolicySpec, Identity, KeyRef, KeylessRef, MatchResource,
+    Policy,
+};
+use crate::image::ImageRef;
+use crate::verify::keys::{HashAlgorithm, VerificationKey};
+
+/// Resources `spec.match[].resource` may name.
+pub const MATCH_RESOURCES: &[&str] = &[
+    "replicasets",
+    "deployments",
+    "pods",
+    "cronjobs",
+    "jobs",
+    "statefulsets",
+    "daemonsets",
+];
+/// cosign's predicate type short names.
+pub const PREDICATE_SHORT_NAMES: &[&str] = &[
+    "custom",
+    "slsaprovenance",
+    "slsaprovenance02",
+    "slsaprovenance1",
+    "link",
+    "spdx",
+    "spdxjson",
+    "cyclonedx",
+    "vuln",
+    "openvex",
+];
+
+/// The result of validating a spec.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Validation {
+    /// Problems that make the policy unusable.
+    pub errors: Vec<PolicyError>,
+    /// Things worth telling the author that do not block the policy.
+    pub warnings: Vec<String>,
+}
+
+impl Validation {
+    fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(PolicyError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    /// All errors on one line each.
+    pub fn message(&self) -> String {
+        self.errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+fn present(s: &Option<String>) -> bool {
+    s.as_deref().is_some_and(|v| !v.is_empty())
+}
+
+/// Validates a spec with policy-controller's rules.
+pub fn validate(spec: &ClusterImagePolicySpec) -> Validation {
+    let mut v = Validation::default();
+    if spec.images.is_empty() {
+        v.error("spec.images", "at least one image glob is required");
+    }
+    for (i, image) in spec.images.iter().enumerate() {
+        let field = format!("spec.images[{i}].glob");
+        if image.glob.is_empty() {
+            v.error(field, "missing field");
+        } else if let Err(e) = ImageGlob::compile(&image.glob) {
+            v.error(field, e.to_string());
+        }
+    }
+    if spec.authorities.is_empty() {
+        v.error("spec.authorities", "at least one authority is required");
+    }
+    for (i, a) in spec.authorities.iter().enumerate() {
+        authority(&mut v, &format!("spec.authorities[{i}]"), a);
+    }
+    if let Some(mode) = spec.mode.as_deref() {
+        if !matches!(mode, "" | "enforce" | "warn" | "audit") {
+            v.error(
+                "spec.mode",
+                format!("{mode:?} is not one of enforce, warn, audit"),
+            );
+        }
+    }
+    for (i, m) in spec.match_resources.iter().enumerate() {
+        match_resource(&mut v, &format!("spec.match[{i}]"), m);
+    }
+    if let Some(p) = &spec.policy {
+        policy(&mut v, "spec.policy", p, true);
+    }
+    v
+}
+
+fn authority(v: &mut Validation, path: &str, a: &Authority) {
+    let kinds: Vec<&str> = [
+        a.key.as_ref().map(|_| "key"),
+        a.keyless.as_ref().map(|_| "keyless"),
+        a.static_ref.as_ref().map(|_| "static"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if kinds.len() != 1 {
+        let found = if kinds.is_empty() {
+            "none".to_string()
+        } else {
+            kinds.join(", ")
+        };
+        v.error(
+            path,
+            format!("expected exactly one of key, keyless, static; found {found}"),
+        );
+        return;
+    }
+    if let Some(k) = &a.key {
+        key(v, &format!("{path}.key"), k);
+    }
+    if let Some(k) = &a.keyless {
+        keyless(v, &format!("{path}.keyless"), k);
+    }
+    if let Some(s) = &a.static_ref {
+        if !matches!(s.action.as_str(), "pass" | "fail") {
+            v.error(
+                format!("{path}.static.action"),
+                format!("{:?} is not one of pass, fail", s.action),
+            );
+        }
+        for (field, set) in [
+            ("attestations", !a.attestations.is_empty()),
+            ("source", !a.sources.is_empty()),
+            ("ctlog", a.ctlog.is_some()),
+        ] {
+            if set {
+                v.error(path, format!("static cannot be combined with {field}"));
+            }
+        }
+    }
+    if let Some(format) = a.signature_format.as_deref() {
+        if !matches!(format, "" | "legacy" | "bundle") {
+            v.error(
+                format!("{path}.signatureFormat"),
+                format!("{format:?} is not one of legacy, bundle"),
+            );
+        }
+    }
+    if a.sources.len() > 1 {
+        v.error(format!("{path}.source"), "only one source is supported");
+    }
+    for (i, s) in a.sources.iter().enumerate() {
+        let sp = format!("{path}.source[{i}]");
+        // No oci: the signatures sit beside the image (the source may only
+        // carry pull secrets).
+        if let Some(oci) = s.oci.as_deref().filter(|o| !o.is_empty()) {
+            match ImageRef::parse(oci) {
+                Err(e) => v.error(format!("{sp}.oci"), e.to_string()),
+                Ok(r)
+                    if r.digest.is_some()
+                        || oci
+                            .rsplit('/')
+                            .next()
+                            .is_some_and(|last| last.contains(':')) =>
+                {
+                    v.error(
+                        format!("{sp}.oci"),
+                        "must name a repository, without tag or digest",
+                    )
+                }
+                Ok(_) => {}
+            }
+        }
+        for (j, secret) in s.signature_pull_secrets.iter().enumerate() {
+            if secret.name.is_empty() {
+                v.error(
+                    format!("{sp}.signaturePullSecrets[{j}].name"),
+                    "missing field",
+                );
+            }
+        }
+    }
+    for (i, att) in a.attestations.iter().enumerate() {
+        attestation(v, &format!("{path}.attestations[{i}]"), att);
+    }
+}
+
+fn key(v: &mut Validation, path: &str, k: &KeyRef) {
+    let set: Vec<&str> = [
+        present(&k.data).then_some("data"),
+        present(&k.kms).then_some("kms"),
+        k.secret_ref.as_ref().map(|_| "secretRef"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if set.len() != 1 {
+        let found = if set.is_empty() {
+            "none".to_string()
+        } else {
+            set.join(", ")
+        };
+        v.error(
+            path,
+            format!("expected exactly one of data, kms, secretRef; found {found}"),
+        );
+    }
+    let hash = match HashAlgorithm::parse(k.hash_algorithm.as_deref()) {
+        Ok(h) => h,
+        Err(e) => {
+            v.error(format!("{path}.hashAlgorithm"), e.to_string());
+            HashAlgorithm::Sha256
+        }
+    };
+    if let Some(data) = k.data.as_deref().filter(|d| !d.is_empty()) {
+        if let Err(e) = VerificationKey::from_pem(data, hash) {
+            v.error(format!("{path}.data"), e.to_string());
+        }
+    }
+    if let Some(kms) = k.kms.as_deref().filter(|d| d.starts_with("awskms://")) {
+        if let Err(reason) = aws_kms(kms) {
+            v.error(format!("{path}.kms"), reason);
+        }
+    }
+    if let Some(secret) = &k.secret_ref {
+        if secret.name.as_deref().unwrap_or("").is_empty() {
+            v.error(format!("{path}.secretRef.name"), "missing field");
+        }
+    }
+}
+
+/// `awskms://[ENDPOINT]/ARN` where the ARN names a key or an alias.
+fn aws_kms(kms: &str) -> Result<(), String> {
+    let parts: Vec<&str> = kms.split('/').collect();
+    if parts.len() < 4 {
+        return Err("malformed AWS KMS reference, expected awskms://$ENDPOINT/$KEYID".into());
+    }
+    let endpoint = parts[2];
+    if !endpoint.is_empty() {
+        let port_ok = endpoint
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !port_ok {
+            return Err(format!(
+                "malformed endpoint {endpoint:?}, expected host:port"
+            ));
+        }
+    }
+    let arn: Vec<&str> = parts[3].splitn(6, ':').collect();
+    if arn.len() != 6 || arn[0] != "arn" {
+        return Err(format!(
+            "{:?} is not a key or alias ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)",
+            parts[3]
+        ));
+    }
+    if !matches!(arn[5], "key" | "alias") {
+        return Err(format!(
+            "ARN resource {:?} is neither key nor alias",
+            arn[5]
+        ));
+    }
+    Ok(())
+}
+
+fn keyless(v: &mut Validation, path: &str, k: &KeylessRef) {
+    // A missing url means the default (public-good) Fulcio, as
+    // policy-controller's defaulting does; only both at once is an error.
+    if present(&k.url) && k.ca_cert.is_some() {
+        v.error(path, "url and ca-cert cannot both be set");
+    }
+    if let Some(ca) = &k.ca_cert {
+        let cp = format!("{path}.ca-cert");
+        let set = [present(&ca.data), present(&ca.kms), ca.secret_ref.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        if set != 1 {
+            v.error(&cp, "expected exactly one of data, kms, secretRef");
+        }
+    }
+    if k.identities.is_empty() {
+        v.error(
+            format!("{path}.identities"),
+            "at least one identity (issuer and subject) is required",
+        );
+    }
+    for (i, id) in k.identities.iter().enumerate() {
+        identity(v, &format!("{path}.identities[{i}]"), id);
+    }
+}
+
+fn identity(v: &mut Validation, path: &str, id: &Identity) {
+    for (exact, exact_name, re, re_name) in [
+        (&id.issuer, "issuer", &id.issuer_reg_exp, "issuerRegExp"),
+        (&id.subject, "subject", &id.subject_reg_exp, "subjectRegExp"),
+    ] {
+        match (present(exact), present(re)) {
+            (true, true) => v.error(
+                path,
+                format!("{exact_name} and {re_name} cannot both be set"),
+            ),
+            (false, false) => v.error(path, format!("one of {exact_name}, {re_name} is required")),
+            _ => {}
+        }
+        if let Some(pattern) = re.as_deref().filter(|p| !p.is_empty()) {
+            if let Err(e) = regex::Regex::new(pattern) {
+                v.error(
+                    format!("{path}.{re_name}"),
+                    format!("regex is invalid: {e}"),
+                );
+            }
+        }
+    }
+}
+
+fn match_resource(v: &mut Validation, path: &str, m: &MatchResource) {
+    if let Some(r) = m.resource.as_deref().filter(|r| !r.is_empty()) {
+        if !MATCH_RESOURCES.contains(&r) {
+            v.error(
+                format!("{path}.resource"),
+                format!("{r:?} is not one of {}", MATCH_RESOURCES.join(", ")),
+            );
+        }
+    }
+    if m.selector.is_some() && !present(&m.resource) && !present(&m.version) && !present(&m.group) {
+        v.error(
+            format!("{path}.selector"),
+            "a selector requires a resource type to match the labels",
+        );
+    }
+}
+
+fn attestation(v: &mut Validation, path: &str, a: &Attestation) {
+    if a.name.is_empty() {
+        v.error(format!("{path}.name"), "missing field");
+    }
+    if a.predicate_type.is_empty() {
+        v.error(format!("{path}.predicateType"), "missing field");
+    } else if !PREDICATE_SHORT_NAMES.contains(&a.predicate_type.as_str())
+        && !a.predicate_type.contains(':')
+    {
+        v.error(
+            format!("{path}.predicateType"),
+            format!(
+                "{:?} is neither a cosign predicate type name nor a URI",
+                a.predicate_type
+            ),
+        );
+    }
+    if let Some(p) = &a.policy {
+        policy(v, &format!("{path}.policy"), p, false);
+    }
+}
+
+fn policy(v: &mut Validation, path: &str, p: &Policy, within_spec: bool) {
+    match p.policy_type.as_str() {
+        "rego" | "cel" => {}
+        "cue" => v.warnings.push(format!("{path}.type: CUE is not supported; use rego or cel (images this policy matches will be denied)")),
+        other => v.error(format!("{path}.type"), format!("{other:?} is not one of rego, cel")),
+    }
+    let sources = [
+        present(&p.data),
+        p.remote.is_some(),
+        p.config_map_ref.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if sources != 1 {
+        v.error(path, "expected exactly one of data, remote, configMapRef");
+    }
+    if let Some(r) = &p.remote {
+        if !present(&r.url) {
+            v.error(format!("{path}.remote.url"), "missing field");
+        }
+        if !r
+            .sha256sum
+            .as_deref()
+            .is_some_and(|s| s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            v.error(
+                format!("{path}.remote.sha256sum"),
+                "a 64-hex-digit sha256 is required",
+            );
+        }
+    }
+    if !within_spec && p.fetch_config_file.is_some() {
+        v.error(
+            format!("{path}.fetchConfigFile"),
+            "only allowed in spec.policy",
+        );
+    }
+}
