@@ -47,6 +47,16 @@ pub fn context(req: &Request) -> RequestContext {
         namespace: req.namespace.clone().unwrap_or_default(),
         name: req.name.clone(),
         user: req.user_info.username.clone().unwrap_or_default(),
+        resource: crate::policy::ResourceRef {
+            group: req.resource.group.clone(),
+            version: req.resource.version.clone(),
+            resource: req.resource.resource.clone(),
+            labels: req
+                .object
+                .as_ref()
+                .and_then(|o| o.metadata.labels.clone())
+                .unwrap_or_default(),
+        },
     }
 }
 

@@ -25,6 +25,9 @@ pub struct RequestContext {
     pub name: String,
     /// Requesting user.
     pub user: String,
+    /// Group/version/resource and labels, for `spec.match`.
+    #[serde(skip)]
+    pub resource: crate::policy::ResourceRef,
 }
 
 /// One audit log line.

@@ -75,10 +75,21 @@ pub fn workloads(
                 .to_string();
             match images_of(&kind, &doc).map_err(|e| format!("{path}: {kind} {name}: {e}"))? {
                 None => tracing::info!(path, kind, name, "skipping: this kind runs no pods"),
-                Some(images) => out.push(Workload {
-                    context: ctx(&kind, &ns, &name),
-                    images,
-                }),
+                Some(images) => {
+                    let mut context = ctx(&kind, &ns, &name);
+                    let api_version = doc
+                        .get("apiVersion")
+                        .and_then(Value::as_str)
+                        .unwrap_or("v1");
+                    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+                    context.resource.group = group.to_string();
+                    context.resource.version = version.to_string();
+                    context.resource.labels = serde_json::from_value(
+                        doc.pointer("/metadata/labels").cloned().unwrap_or_default(),
+                    )
+                    .unwrap_or_default();
+                    out.push(Workload { context, images });
+                }
             }
         }
     }
@@ -103,7 +114,29 @@ fn ctx(kind: &str, namespace: &str, name: &str) -> RequestContext {
         namespace: namespace.into(),
         name: name.into(),
         user: "sigil-check".into(),
+        resource: crate::policy::ResourceRef {
+            group: String::new(),
+            version: "v1".into(),
+            resource: resource_plural(kind),
+            labels: Default::default(),
+        },
     }
+}
+
+/// The resource (plural) of a workload kind.
+fn resource_plural(kind: &str) -> String {
+    match kind {
+        "Pod" => "pods",
+        "Deployment" => "deployments",
+        "ReplicaSet" => "replicasets",
+        "StatefulSet" => "statefulsets",
+        "DaemonSet" => "daemonsets",
+        "Job" => "jobs",
+        "CronJob" => "cronjobs",
+        "ReplicationController" => "replicationcontrollers",
+        other => return other.to_lowercase(),
+    }
+    .to_string()
 }
 
 /// Evaluates every workload.

@@ -99,7 +99,11 @@ impl Evaluator {
                         invalid_reference: Some(e.to_string()),
                     },
                     Ok(parsed) => {
-                        let matches = policies.matching(&parsed);
+                        let matches = policies
+                            .matching(&parsed)
+                            .into_iter()
+                            .filter(|p| p.applies_to(&ctx.resource))
+                            .collect();
                         self.verifier
                             .verify_image(image, parsed, matches, deadline, budget)
                             .await
@@ -198,11 +202,17 @@ impl Evaluator {
             };
             let policies = self.store.current();
             let deadline = tokio::time::Instant::now() + self.settings.verify_timeout;
+            let resource = &ctx.resource;
             let ops: Vec<PatchOperation> = join_all(images.iter().map(|image| {
                 let policies = policies.clone();
                 async move {
                     let parsed = ImageRef::parse(&image.reference).ok()?;
-                    if parsed.digest.is_some() || policies.matching(&parsed).is_empty() {
+                    if parsed.digest.is_some()
+                        || !policies
+                            .matching(&parsed)
+                            .iter()
+                            .any(|p| p.applies_to(resource))
+                    {
                         return None;
                     }
                     let digest = tokio::time::timeout_at(deadline, self.verifier.resolve(&parsed))

@@ -752,3 +752,42 @@ async fn mutate_pins_policy_matched_tags_to_digests() {
     .unwrap();
     assert!(resp["response"]["patch"].is_null());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spec_match_selects_resources_and_labels() {
+    let env = Env::start();
+    let k = key(TestKeyKind::P256);
+    env.push("team/app", "v1").await;
+    let image = format!("{}/team/app:v1", env.addr());
+    let extra = "  match:\n    - group: apps\n      version: v1\n      resource: deployments\n      selector:\n        matchLabels:\n          tier: prod\n";
+    let mut o = Opts::for_registry(env.addr());
+    o.no_match = NoMatchAction::Allow;
+    let (ev, _) = pipeline(&key_policy("prod-deployments", "**", &[&k], extra), &o);
+    let deployment = |labels: serde_json::Value| {
+        json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": "d", "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+                "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+                "name": "web", "namespace": "default", "operation": "CREATE", "userInfo": {"username": "u"},
+                "object": {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": labels},
+                    "spec": {"selector": {}, "template": {"spec": {"containers": [{"name": "c", "image": image}]}}}}
+            }
+        })
+    };
+    let resp = review(&ev, &deployment(json!({"tier": "prod"}))).await;
+    assert!(!allowed(&resp));
+    assert!(
+        message(&resp).contains("fails policy \"prod-deployments\""),
+        "{}",
+        message(&resp)
+    );
+    assert!(
+        allowed(&review(&ev, &deployment(json!({"tier": "dev"}))).await),
+        "selector does not match"
+    );
+    assert!(
+        allowed(&review_pod(&ev, &image).await),
+        "pods are not selected"
+    );
+}

@@ -2,7 +2,10 @@
 //! compiled, keys parsed, defaults applied, every problem named by its field.
 //! This runs when a policy changes, never on the request path.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use kube::core::{Selector, SelectorExt};
 
 use sha2::{Digest, Sha256};
 
@@ -53,6 +56,47 @@ pub struct CompiledPolicy {
     /// sha256 of the spec: verdict cache entries are keyed by it, so an edited
     /// policy never reuses an old verdict.
     pub fingerprint: String,
+    /// `spec.match`: the resources the policy applies to (empty: all).
+    pub match_rules: Vec<MatchRule>,
+}
+
+/// One `spec.match` entry.
+#[derive(Debug)]
+pub struct MatchRule {
+    /// API group (`""` is the core group); `None` matches any.
+    pub group: Option<String>,
+    /// API version; `None` matches any.
+    pub version: Option<String>,
+    /// Resource (plural); `None` matches any.
+    pub resource: Option<String>,
+    /// Labels the object must carry.
+    pub selector: Option<Selector>,
+}
+
+/// The resource being admitted, as `spec.match` sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResourceRef {
+    /// API group.
+    pub group: String,
+    /// API version.
+    pub version: String,
+    /// Resource (plural), e.g. `deployments`.
+    pub resource: String,
+    /// The object's labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl CompiledPolicy {
+    /// Whether `spec.match` selects this resource.
+    pub fn applies_to(&self, r: &ResourceRef) -> bool {
+        self.match_rules.is_empty()
+            || self.match_rules.iter().any(|m| {
+                m.group.as_ref().is_none_or(|g| *g == r.group)
+                    && m.version.as_ref().is_none_or(|v| *v == r.version)
+                    && m.resource.as_ref().is_none_or(|x| *x == r.resource)
+                    && m.selector.as_ref().is_none_or(|s| s.matches(&r.labels))
+            })
+    }
 }
 
 /// One authority of a compiled policy.
@@ -152,9 +196,30 @@ pub fn compile(name: &str, spec: &ClusterImagePolicySpec) -> Result<CompiledPoli
     if spec.policy.is_some() {
         unsupported.push("spec.policy".to_string());
     }
-    if !spec.match_resources.is_empty() {
-        unsupported.push("spec.match".to_string());
-    }
+    let nonempty = |s: &Option<String>| s.clone().filter(|v| !v.is_empty());
+    let match_rules = spec
+        .match_resources
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let selector = m
+                .selector
+                .clone()
+                .map(Selector::try_from)
+                .transpose()
+                .map_err(|e| err(format!("spec.match[{i}].selector"), e.to_string()))?;
+            Ok(MatchRule {
+                // An empty group with a version or resource means the core group.
+                group: m.group.clone().or_else(|| {
+                    (nonempty(&m.version).is_some() || nonempty(&m.resource).is_some())
+                        .then(String::new)
+                }),
+                version: nonempty(&m.version),
+                resource: nonempty(&m.resource),
+                selector,
+            })
+        })
+        .collect::<Result<Vec<_>, PolicyError>>()?;
     Ok(CompiledPolicy {
         name: name.to_string(),
         mode,
@@ -162,6 +227,7 @@ pub fn compile(name: &str, spec: &ClusterImagePolicySpec) -> Result<CompiledPoli
         authorities,
         unsupported,
         fingerprint: fingerprint(spec),
+        match_rules,
     })
 }
 

@@ -9,6 +9,8 @@ pub mod store;
 pub mod types;
 pub mod validate;
 
-pub use compile::{AuthorityCheck, CompiledAuthority, CompiledPolicy, PolicyError, PolicyMode};
+pub use compile::{
+    AuthorityCheck, CompiledAuthority, CompiledPolicy, PolicyError, PolicyMode, ResourceRef,
+};
 pub use store::{InvalidPolicy, PolicyMatch, PolicySet, PolicyStore};
 pub use types::{ClusterImagePolicy, ClusterImagePolicySpec};

@@ -51,6 +51,15 @@ impl LoadedPolicy {
         }
     }
 
+    /// Whether the policy applies to the resource being admitted (`spec.match`).
+    /// An invalid policy applies everywhere its globs reach (fail closed).
+    pub fn applies_to(&self, r: &super::compile::ResourceRef) -> bool {
+        match self {
+            LoadedPolicy::Valid(p) => p.applies_to(r),
+            LoadedPolicy::Invalid(_) => true,
+        }
+    }
+
     /// The validation error, if any.
     pub fn error(&self) -> Option<&PolicyError> {
         match self {
