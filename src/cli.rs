@@ -124,6 +124,9 @@ pub struct ServeArgs {
     /// (in-cluster configuration is used when KUBERNETES_SERVICE_HOST is set).
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
+    /// sigil's own namespace: Secrets named by `key.secretRef` live here.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "sigil-system")]
+    pub namespace: String,
 }
 
 /// Output format of `sigil check`.

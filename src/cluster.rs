@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::ApiResource;
 use kube::runtime::watcher::{self, Event};
@@ -23,7 +23,7 @@ use serde_json::json;
 
 use crate::policy::files::spec_from_value;
 use crate::policy::store::{LoadedPolicy, PolicyDefinition};
-use crate::policy::{ClusterImagePolicy, PolicyStore};
+use crate::policy::{ClusterImagePolicy, ClusterImagePolicySpec, PolicyError, PolicyStore};
 
 /// The store source name of cluster policies.
 pub const SOURCE: &str = "cluster";
@@ -166,60 +166,175 @@ where
     watcher::watcher(api, watcher::Config::default()).default_backoff()
 }
 
-/// The policy definition of one ClusterImagePolicy object.
-pub fn definition(obj: &DynamicObject) -> PolicyDefinition {
+/// The policy definition of one ClusterImagePolicy object, with every
+/// `key.secretRef` replaced by the key it names (a Secret in sigil's own
+/// namespace holding exactly one entry).
+pub fn definition(
+    obj: &DynamicObject,
+    secrets: &BTreeMap<String, Secret>,
+    namespace: &str,
+) -> PolicyDefinition {
+    let spec =
+        spec_from_value(obj.data.get("spec").cloned().unwrap_or_default()).and_then(|mut spec| {
+            let globs = spec
+                .images
+                .iter()
+                .map(|i| i.glob.clone())
+                .collect::<Vec<_>>();
+            inline_secret_keys(&mut spec, secrets, namespace).map_err(|e| (e, globs))?;
+            Ok(spec)
+        });
     PolicyDefinition {
         name: obj.name_any(),
-        spec: spec_from_value(obj.data.get("spec").cloned().unwrap_or_default()),
+        spec,
     }
+}
+
+fn inline_secret_keys(
+    spec: &mut ClusterImagePolicySpec,
+    secrets: &BTreeMap<String, Secret>,
+    namespace: &str,
+) -> Result<(), PolicyError> {
+    for (i, authority) in spec.authorities.iter_mut().enumerate() {
+        let Some(key) = authority.key.as_mut() else {
+            continue;
+        };
+        let Some(secret_ref) = key.secret_ref.take() else {
+            continue;
+        };
+        let field = format!("spec.authorities[{i}].key.secretRef");
+        let fail = |message: String| PolicyError {
+            field: field.clone(),
+            message,
+        };
+        let name = secret_ref.name.unwrap_or_default();
+        if let Some(ns) = secret_ref
+            .namespace
+            .filter(|ns| !ns.is_empty() && ns != namespace)
+        {
+            return Err(fail(format!(
+                "Secret {ns}/{name} is outside sigil's namespace {namespace}"
+            )));
+        }
+        let secret = secrets
+            .get(&name)
+            .ok_or_else(|| fail(format!("Secret {namespace}/{name} not found")))?;
+        let mut entries: Vec<Vec<u8>> = secret
+            .data
+            .iter()
+            .flatten()
+            .map(|(_, v)| v.0.clone())
+            .collect();
+        entries.extend(
+            secret
+                .string_data
+                .iter()
+                .flatten()
+                .map(|(_, v)| v.clone().into_bytes()),
+        );
+        if entries.len() != 1 {
+            return Err(fail(format!(
+                "Secret {namespace}/{name} must hold exactly one entry (the public key), found {}",
+                entries.len()
+            )));
+        }
+        let pem = String::from_utf8(entries.remove(0))
+            .map_err(|_| fail(format!("Secret {namespace}/{name} is not text")))?;
+        key.data = Some(pem);
+    }
+    Ok(())
+}
+
+enum Change {
+    Policy(Result<Event<DynamicObject>, watcher::Error>),
+    Secret(Result<Event<Secret>, watcher::Error>),
 }
 
 /// Keeps the store's cluster policies current and writes their status.
 /// ClusterImagePolicies are read as dynamic objects, so one that does not
 /// fit the schema becomes an invalid policy instead of breaking the list.
-pub async fn watch_policies(client: Client, store: Arc<PolicyStore>, state: Arc<ClusterState>) {
+/// Secrets in sigil's `namespace` are watched too, so a rotated
+/// `key.secretRef` key recompiles the policies that use it.
+pub async fn watch_policies(
+    client: Client,
+    store: Arc<PolicyStore>,
+    state: Arc<ClusterState>,
+    namespace: String,
+) {
     let resource = ApiResource::erase::<ClusterImagePolicy>(&());
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-    let typed: Api<ClusterImagePolicy> = Api::all(client);
+    let typed: Api<ClusterImagePolicy> = Api::all(client.clone());
+    let secrets_api: Api<Secret> = Api::namespaced(client, &namespace);
+    let policies = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .map(Change::Policy);
+    let secret_events = watcher(secrets_api).map(Change::Secret);
+    let mut stream = futures::stream::select(policies.boxed(), secret_events.boxed());
+
     let mut current: BTreeMap<String, DynamicObject> = BTreeMap::new();
     let mut pending: BTreeMap<String, DynamicObject> = BTreeMap::new();
+    let mut secrets: BTreeMap<String, Secret> = BTreeMap::new();
+    let mut pending_secrets: BTreeMap<String, Secret> = BTreeMap::new();
+    let (mut policies_listed, mut secrets_listed) = (false, false);
     let mut written: HashMap<String, (Option<i64>, Option<String>)> = HashMap::new();
-    let mut stream = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
-    while let Some(event) = stream.next().await {
-        let changed = match event {
-            Ok(Event::Init) => {
+    while let Some(change) = stream.next().await {
+        let changed = match change {
+            Change::Policy(Ok(Event::Init)) => {
                 pending.clear();
                 false
             }
-            Ok(Event::InitApply(obj)) => {
+            Change::Policy(Ok(Event::InitApply(obj))) => {
                 pending.insert(obj.name_any(), obj);
                 false
             }
-            Ok(Event::InitDone) => {
+            Change::Policy(Ok(Event::InitDone)) => {
                 current = std::mem::take(&mut pending);
+                policies_listed = true;
                 true
             }
-            Ok(Event::Apply(obj)) => {
+            Change::Policy(Ok(Event::Apply(obj))) => {
                 current.insert(obj.name_any(), obj);
                 true
             }
-            Ok(Event::Delete(obj)) => {
+            Change::Policy(Ok(Event::Delete(obj))) => {
                 current.remove(&obj.name_any());
                 written.remove(&obj.name_any());
                 true
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "ClusterImagePolicy watch failed; not synced until it re-lists");
+            Change::Secret(Ok(Event::Init)) => {
+                pending_secrets.clear();
+                false
+            }
+            Change::Secret(Ok(Event::InitApply(s))) => {
+                pending_secrets.insert(s.name_any(), s);
+                false
+            }
+            Change::Secret(Ok(Event::InitDone)) => {
+                secrets = std::mem::take(&mut pending_secrets);
+                secrets_listed = true;
+                true
+            }
+            Change::Secret(Ok(Event::Apply(s))) => {
+                secrets.insert(s.name_any(), s);
+                true
+            }
+            Change::Secret(Ok(Event::Delete(s))) => {
+                secrets.remove(&s.name_any());
+                true
+            }
+            Change::Policy(Err(e)) | Change::Secret(Err(e)) => {
+                tracing::warn!(error = %e, "policy or secret watch failed; not synced until it re-lists");
                 state.set(&state.policies_synced, false);
                 false
             }
         };
-        if !changed {
+        if !changed || !(policies_listed && secrets_listed) {
             continue;
         }
-        let defs: Vec<PolicyDefinition> = current.values().map(definition).collect();
+        let defs: Vec<PolicyDefinition> = current
+            .values()
+            .map(|o| definition(o, &secrets, &namespace))
+            .collect();
         let loaded = store.replace_source(SOURCE, &defs);
         state.set(&state.policies_synced, true);
         for policy in &loaded {

@@ -40,6 +40,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             client,
             evaluator.store.clone(),
             state,
+            args.namespace.clone(),
         ));
     }
     let evaluator = Arc::new(evaluator);

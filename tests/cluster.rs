@@ -550,6 +550,57 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
         "sigil recovered after the apiserver restart: {last}"
     );
 
+    // key.secretRef: the key lives in a Secret in sigil's namespace.
+    let out = c.kubectl(&[
+        "-n",
+        "sigil-system",
+        "create",
+        "secret",
+        "generic",
+        "release-key",
+        &format!("--from-literal=cosign.pub={}", k.public_pem),
+    ]);
+    assert!(ok(&out), "{}", text(&out));
+    let secret_policy = format!(
+        "apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: from-secret\nspec:\n  images:\n    - glob: \"{}/team/**\"\n  authorities:\n    - key:\n        secretRef:\n          name: release-key\n",
+        env.addr()
+    );
+    assert!(ok(&apply(&c, &secret_policy)));
+    let mut n = 0;
+    let mut last = String::new();
+    assert!(
+        within(Duration::from_secs(5), || {
+            n += 1;
+            let out = run_pod(&c, "enforced", &format!("secret-unsigned-{n}"), &unsigned);
+            last = text(&out);
+            !ok(&out) && last.contains("fails policy \"from-secret\"")
+        })
+        .is_some(),
+        "secretRef policy in force: {last}"
+    );
+    let out = run_pod(&c, "enforced", "secret-signed", &signed);
+    assert!(ok(&out), "signed with the Secret's key: {}", text(&out));
+    let missing = secret_policy
+        .replace("name: from-secret", "name: missing-secret")
+        .replace("name: release-key", "name: nope")
+        .replace(&format!("{}/team/**", env.addr()), "nowhere.example/**");
+    assert!(ok(&apply(&c, &missing)));
+    let mut status = String::new();
+    assert!(
+        within(Duration::from_secs(5), || {
+            status = text(&c.kubectl(&[
+                "get",
+                "cip",
+                "missing-secret",
+                "-o",
+                "jsonpath={.status.conditions[0].status}|{.status.conditions[0].message}",
+            ]));
+            status == "False|spec.authorities[0].key.secretRef: Secret sigil-system/nope not found"
+        })
+        .is_some(),
+        "{status}"
+    );
+
     let audit = sigil.stop();
     let audited: Vec<serde_json::Value> = audit
         .lines()

@@ -281,7 +281,11 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
                 check = Some(AuthorityCheck::Key(Arc::new(vk)));
             }
             None if key.secret_ref.is_some() => {
-                unsupported.get_or_insert(format!("{kp}.secretRef"));
+                // The cluster watcher inlines Secret keys before compiling;
+                // a secretRef left here means there is no cluster to read it from.
+                unsupported.get_or_insert(format!(
+                    "{kp}.secretRef (only resolved when sigil watches a cluster)"
+                ));
             }
             None => {
                 unsupported.get_or_insert(format!("{kp}.kms"));
