@@ -40,7 +40,13 @@ pub fn decode(body: &[u8]) -> Result<Request, ReviewError> {
 
 /// Who asked for what.
 pub fn context(req: &Request) -> RequestContext {
+    let (pull_secrets, service_account) = match &req.object {
+        Some(o) => crate::workload::pull_secrets_of(&req.kind.kind, &o.data),
+        None => (Vec::new(), None),
+    };
     RequestContext {
+        pull_secrets,
+        service_account,
         uid: req.uid.clone(),
         operation: format!("{:?}", req.operation).to_uppercase(),
         kind: req.kind.kind.clone(),

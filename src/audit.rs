@@ -28,6 +28,12 @@ pub struct RequestContext {
     /// Group/version/resource and labels, for `spec.match`.
     #[serde(skip)]
     pub resource: crate::policy::ResourceRef,
+    /// `imagePullSecrets` named by the workload (in its namespace).
+    #[serde(skip)]
+    pub pull_secrets: Vec<String>,
+    /// The workload's service account, whose pull secrets apply too.
+    #[serde(skip)]
+    pub service_account: Option<String>,
 }
 
 /// One audit log line.

@@ -114,6 +114,8 @@ fn ctx(kind: &str, namespace: &str, name: &str) -> RequestContext {
         namespace: namespace.into(),
         name: name.into(),
         user: "sigil-check".into(),
+        pull_secrets: Vec::new(),
+        service_account: None,
         resource: crate::policy::ResourceRef {
             group: String::new(),
             version: "v1".into(),

@@ -35,6 +35,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let client = cluster::client(args.kubeconfig.as_deref()).await?;
         let state = Arc::new(cluster::ClusterState::new(ready.clone()));
         evaluator.cluster = Some(state.clone());
+        evaluator.credentials = Some(Arc::new(cluster::KubeCredentials::new(client.clone())));
         tokio::spawn(cluster::watch_namespaces(client.clone(), state.clone()));
         tokio::spawn(cluster::watch_policies(
             client,

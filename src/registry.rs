@@ -3,7 +3,7 @@
 //! private CAs and timeouts. Errors are classified so that a deny message can
 //! say whether the registry failed or simply had nothing.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use oci_client::manifest::{OciDescriptor, OciImageManifest, OciManifest};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use crate::image::DOCKER_HUB;
 
@@ -126,12 +127,29 @@ fn normalise_host(key: &str) -> String {
 pub fn read_docker_config(
     path: &Path,
 ) -> Result<HashMap<String, RegistryAuth>, RegistryConfigError> {
-    let fail = |reason: String| RegistryConfigError {
+    let bytes = std::fs::read(path).map_err(|e| RegistryConfigError {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    parse_docker_config(&bytes).map_err(|reason| RegistryConfigError {
         path: path.to_path_buf(),
         reason,
+    })
+}
+
+/// Parses a docker `config.json` (the `.dockerconfigjson` of a
+/// `kubernetes.io/dockerconfigjson` Secret) into credentials per registry.
+/// A bare map of hosts (the legacy `.dockercfg`) is accepted too.
+pub fn parse_docker_config(bytes: &[u8]) -> Result<HashMap<String, RegistryAuth>, String> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let cfg: DockerConfig = if value.get("auths").is_some() {
+        serde_json::from_value(value).map_err(|e| e.to_string())?
+    } else {
+        DockerConfig {
+            auths: serde_json::from_value(value).map_err(|e| e.to_string())?,
+        }
     };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-    let cfg: DockerConfig = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
+    let fail = |reason: String| reason;
     let mut out = HashMap::new();
     for (key, a) in cfg.auths {
         let auth = if let Some(token) = a.registrytoken.or(a.identitytoken) {
@@ -155,11 +173,79 @@ pub fn read_docker_config(
     Ok(out)
 }
 
+/// Registry credentials one request may use (from its namespace's pull
+/// secrets), with a fingerprint that keys every cache, so results fetched
+/// with one namespace's credentials are never served to another.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    auths: BTreeMap<String, RegistryAuth>,
+    fingerprint: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("registries", &self.auths.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Credentials {
+    /// No credentials beyond the server's own (`--registry-config`).
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Credentials per registry host.
+    pub fn from_auths(auths: HashMap<String, RegistryAuth>) -> Self {
+        let auths: BTreeMap<String, RegistryAuth> = auths
+            .into_iter()
+            .map(|(h, a)| (normalise_host(&h), a))
+            .collect();
+        let mut h = Sha256::new();
+        for (host, auth) in &auths {
+            h.update(host.as_bytes());
+            match auth {
+                RegistryAuth::Anonymous => h.update(b"\0anon"),
+                RegistryAuth::Basic(u, p) => {
+                    h.update(b"\0basic\0");
+                    h.update(u.as_bytes());
+                    h.update(b"\0");
+                    h.update(p.as_bytes());
+                }
+                RegistryAuth::Bearer(t) => {
+                    h.update(b"\0bearer\0");
+                    h.update(t.as_bytes());
+                }
+            }
+            h.update(b"\n");
+        }
+        let fingerprint = if auths.is_empty() {
+            String::new()
+        } else {
+            hex::encode(h.finalize())
+        };
+        Credentials { auths, fingerprint }
+    }
+
+    /// Empty for no credentials; otherwise a hash of them.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.auths.is_empty()
+    }
+}
+
 /// Registry client shared by all requests (oci-client's `Client` takes `&self`
-/// and is safe to share).
+/// and is safe to share). oci-client remembers one credential per registry,
+/// so each distinct credential set gets its own client ([`RegistryClient::with_credentials`]).
 pub struct RegistryClient {
     client: Client,
     auths: HashMap<String, RegistryAuth>,
+    opts: RegistryOptions,
 }
 
 impl RegistryClient {
@@ -194,7 +280,22 @@ impl RegistryClient {
         Ok(RegistryClient {
             client: Client::new(config),
             auths,
+            opts: opts.clone(),
         })
+    }
+
+    /// A client with the same settings whose credentials are this client's
+    /// overlaid with `creds`.
+    pub fn with_credentials(&self, creds: &Credentials) -> Result<Self, RegistryConfigError> {
+        let mut client = Self::new(&RegistryOptions {
+            docker_config: None,
+            ..self.opts.clone()
+        })?;
+        client.auths = self.auths.clone();
+        client
+            .auths
+            .extend(creds.auths.iter().map(|(h, a)| (h.clone(), a.clone())));
+        Ok(client)
     }
 
     /// The underlying oci-client (for pushing in tests and the demo).

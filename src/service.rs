@@ -17,7 +17,8 @@ use crate::audit::{now_rfc3339, AuditRecord, AuditSink, RequestContext};
 use crate::cluster::{NamespaceLookup, NamespaceMode};
 use crate::decision::{decide, DecisionSettings, ServerMode, Verdict};
 use crate::image::ImageRef;
-use crate::policy::PolicyStore;
+use crate::policy::{PolicyMatch, PolicyStore};
+use crate::registry::Credentials;
 use crate::verify::{ImageReport, Verifier};
 use crate::workload::ImageUse;
 
@@ -39,6 +40,22 @@ pub struct Evaluation {
     pub verdict: Verdict,
 }
 
+/// An image parsed and matched to its policies, or why it could not be parsed.
+type Matched = Result<(ImageRef, Vec<PolicyMatch>), String>;
+
+/// Where a request's registry credentials come from (the cluster's pull
+/// secrets). Only Secrets of the request's own namespace are ever read.
+#[async_trait::async_trait]
+pub trait CredentialSource: Send + Sync {
+    /// Credentials from `secret_names` and `service_account`'s pull secrets in `namespace`.
+    async fn credentials(
+        &self,
+        namespace: &str,
+        secret_names: &[String],
+        service_account: Option<&str>,
+    ) -> Credentials;
+}
+
 /// Runs the pipeline.
 pub struct Evaluator {
     /// Policies in force.
@@ -52,6 +69,8 @@ pub struct Evaluator {
     /// Namespace labels and sync state when running against a cluster;
     /// `None` enforces every namespace (policy directory only).
     pub cluster: Option<Arc<dyn NamespaceLookup>>,
+    /// Pull-secret credentials per request; `None` uses only the server's own.
+    pub credentials: Option<Arc<dyn CredentialSource>>,
 }
 
 impl Evaluator {
@@ -68,6 +87,7 @@ impl Evaluator {
             settings,
             audit,
             cluster: None,
+            credentials: None,
         }
     }
 
@@ -88,24 +108,45 @@ impl Evaluator {
         let policies = self.store.current();
         let budget = self.settings.verify_timeout;
         let deadline = tokio::time::Instant::now() + budget;
-        let reports = join_all(images.into_iter().map(|image| {
-            let policies = policies.clone();
-            async move {
-                match ImageRef::parse(&image.reference) {
-                    Err(e) => ImageReport {
-                        image,
-                        digest: None,
-                        policies: Vec::new(),
-                        invalid_reference: Some(e.to_string()),
-                    },
-                    Ok(parsed) => {
+        let matched: Vec<(ImageUse, Matched)> = images
+            .into_iter()
+            .map(|image| {
+                let m = ImageRef::parse(&image.reference)
+                    .map(|parsed| {
                         let matches = policies
                             .matching(&parsed)
                             .into_iter()
                             .filter(|p| p.applies_to(&ctx.resource))
                             .collect();
+                        (parsed, matches)
+                    })
+                    .map_err(|e| e.to_string());
+                (image, m)
+            })
+            .collect();
+        let creds = self
+            .request_credentials(
+                ctx,
+                matched
+                    .iter()
+                    .filter_map(|(_, m)| m.as_ref().ok())
+                    .flat_map(|(_, ms)| ms.iter()),
+                deadline,
+            )
+            .await;
+        let reports = join_all(matched.into_iter().map(|(image, m)| {
+            let creds = &creds;
+            async move {
+                match m {
+                    Err(e) => ImageReport {
+                        image,
+                        digest: None,
+                        policies: Vec::new(),
+                        invalid_reference: Some(e),
+                    },
+                    Ok((parsed, matches)) => {
                         self.verifier
-                            .verify_image(image, parsed, matches, deadline, budget)
+                            .verify_image(image, parsed, matches, deadline, budget, creds)
                             .await
                     }
                 }
@@ -120,6 +161,38 @@ impl Evaluator {
             }
         }
         Evaluation { reports, verdict }
+    }
+
+    /// The registry credentials of a request: the workload's and its service
+    /// account's pull secrets plus the matched authorities'
+    /// `signaturePullSecrets`, all from the request's namespace.
+    async fn request_credentials<'a>(
+        &self,
+        ctx: &RequestContext,
+        matches: impl Iterator<Item = &'a PolicyMatch>,
+        deadline: tokio::time::Instant,
+    ) -> Credentials {
+        let Some(source) = &self.credentials else {
+            return Credentials::none();
+        };
+        let mut names = ctx.pull_secrets.clone();
+        for m in matches {
+            if let PolicyMatch::Valid(p) = m {
+                names.extend(
+                    p.authorities
+                        .iter()
+                        .flat_map(|a| a.signature_pull_secrets.iter().cloned()),
+                );
+            }
+        }
+        names.sort();
+        names.dedup();
+        tokio::time::timeout_at(
+            deadline,
+            source.credentials(&ctx.namespace, &names, ctx.service_account.as_deref()),
+        )
+        .await
+        .unwrap_or_else(|_| Credentials::none())
     }
 
     /// Answers one AdmissionReview body. `Err` means the body was unusable
@@ -203,6 +276,10 @@ impl Evaluator {
             let policies = self.store.current();
             let deadline = tokio::time::Instant::now() + self.settings.verify_timeout;
             let resource = &ctx.resource;
+            let creds = self
+                .request_credentials(&ctx, std::iter::empty(), deadline)
+                .await;
+            let creds = &creds;
             let ops: Vec<PatchOperation> = join_all(images.iter().map(|image| {
                 let policies = policies.clone();
                 async move {
@@ -215,10 +292,11 @@ impl Evaluator {
                     {
                         return None;
                     }
-                    let digest = tokio::time::timeout_at(deadline, self.verifier.resolve(&parsed))
-                        .await
-                        .ok()?
-                        .ok()?;
+                    let digest =
+                        tokio::time::timeout_at(deadline, self.verifier.resolve(&parsed, creds))
+                            .await
+                            .ok()?
+                            .ok()?;
                     let path = PointerBuf::parse(image.pointer.as_str()).ok()?;
                     Some(PatchOperation::Replace(ReplaceOperation {
                         path,

@@ -91,6 +91,30 @@ pub fn images_of(kind: &str, object: &Value) -> Result<Option<Vec<ImageUse>>, Wo
     Ok(Some(out))
 }
 
+/// The pull secret names and service account a workload's pods would use
+/// (`spec.imagePullSecrets`, `spec.serviceAccountName`, default `default`).
+pub fn pull_secrets_of(kind: &str, object: &Value) -> (Vec<String>, Option<String>) {
+    let spec = pod_spec_pointer(kind)
+        .and_then(|p| object.pointer(p))
+        .and_then(|v| PodSpec::deserialize(v).ok());
+    match spec {
+        Some(spec) => (
+            spec.image_pull_secrets
+                .iter()
+                .flatten()
+                .map(|s| s.name.clone())
+                .filter(|n| !n.is_empty())
+                .collect(),
+            Some(
+                spec.service_account_name
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| "default".into()),
+            ),
+        ),
+        None => (Vec::new(), None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

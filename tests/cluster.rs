@@ -44,7 +44,7 @@ impl Sigil {
     }
 }
 
-fn start_sigil(cluster: &KubeCluster, registry: &str) -> Sigil {
+fn start_sigil(cluster: &KubeCluster, registries: &[&str]) -> Sigil {
     let port = free_port().unwrap();
     let certs = cluster.dir.path().join("sigil-certs");
     let child = Command::new(env!("CARGO_BIN_EXE_sigil"))
@@ -53,9 +53,8 @@ fn start_sigil(cluster: &KubeCluster, registry: &str) -> Sigil {
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--self-signed",
-            "--insecure-registry",
-            registry,
         ])
+        .args(registries.iter().flat_map(|r| ["--insecure-registry", r]))
         .arg("--self-signed-dir")
         .arg(&certs)
         .arg("--kubeconfig")
@@ -248,7 +247,46 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
         assert!(ok(&out), "deploy/{file}: {}", text(&out));
     }
 
-    let sigil = start_sigil(&c, env.addr());
+    // A private registry (basic auth) for the pull-secret cases.
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    std::fs::write(
+        &htpasswd,
+        format!("alice:{}\n", bcrypt::hash("s3cret", 4).unwrap()),
+    )
+    .unwrap();
+    let private = sigil::testkit::LocalRegistry::start_with(&sigil::testkit::RegistrySetup {
+        htpasswd: Some(htpasswd),
+        tls: None,
+    })
+    .unwrap();
+    let alice = oci_client::secrets::RegistryAuth::Basic("alice".into(), "s3cret".into());
+    let private_client = sigil::testkit::plain_http_client(std::slice::from_ref(&private.addr));
+    let private_digest = sigil::testkit::push_image_as(
+        &private_client,
+        &oci_client::Reference::with_tag(private.addr.clone(), "private/app".into(), "v1".into()),
+        &alice,
+    )
+    .await
+    .unwrap();
+    let sig = sigil::testkit::SignatureToAttach::new(
+        &k,
+        &format!("{}/private/app", private.addr),
+        &private_digest,
+    );
+    sigil::testkit::attach_signatures_as(
+        &private_client,
+        &private.addr,
+        "private/app",
+        &private_digest,
+        &[sig],
+        &alice,
+    )
+    .await
+    .unwrap();
+    let private_image = format!("{}/private/app:v1", private.addr);
+
+    let sigil = start_sigil(&c, &[env.addr(), &private.addr]);
     let http = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(sigil.ca_pem.as_bytes()).unwrap())
         .build()
@@ -548,6 +586,152 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
         })
         .is_some(),
         "sigil recovered after the apiserver restart: {last}"
+    );
+
+    // Registry credentials from pull secrets of the workload's own namespace.
+    assert!(ok(&apply(
+        &c,
+        &key_policy("private-signed", &format!("{}/**", private.addr), &[&k], "")
+    )));
+    namespace(&c, "private-ns", Some("true"));
+    namespace(&c, "other-ns", Some("true"));
+    let out = c.kubectl(&[
+        "-n",
+        "private-ns",
+        "create",
+        "secret",
+        "docker-registry",
+        "regcred",
+        "--docker-server",
+        &private.addr,
+        "--docker-username",
+        "alice",
+        "--docker-password",
+        "s3cret",
+    ]);
+    assert!(ok(&out), "{}", text(&out));
+    let with_secret = r#"{"spec":{"imagePullSecrets":[{"name":"regcred"}]}}"#;
+    let mut last = String::new();
+    assert!(
+        within(Duration::from_secs(5), || {
+            let out = run_pod(&c, "private-ns", "no-secret", &private_image);
+            last = text(&out);
+            !ok(&out)
+                && last.contains(&format!(
+                    "registry {} denied access to private/app",
+                    private.addr
+                ))
+        })
+        .is_some(),
+        "without credentials the private registry refuses: {last}"
+    );
+    let out = c.kubectl(&[
+        "-n",
+        "private-ns",
+        "run",
+        "with-secret",
+        "--image",
+        &private_image,
+        "--restart=Never",
+        "--overrides",
+        with_secret,
+    ]);
+    assert!(ok(&out), "imagePullSecrets give access: {}", text(&out));
+    // The same secret name in another namespace does not exist there: no access.
+    let out = c.kubectl(&[
+        "-n",
+        "other-ns",
+        "run",
+        "borrowed",
+        "--image",
+        &private_image,
+        "--restart=Never",
+        "--overrides",
+        with_secret,
+    ]);
+    assert!(
+        !ok(&out) && text(&out).contains("denied access"),
+        "credentials never cross namespaces: {}",
+        text(&out)
+    );
+    // A service account's imagePullSecrets count too.
+    assert!(ok(&c.kubectl(&[
+        "-n",
+        "private-ns",
+        "create",
+        "serviceaccount",
+        "builder"
+    ])));
+    assert!(ok(&c.kubectl(&[
+        "-n",
+        "private-ns",
+        "patch",
+        "serviceaccount",
+        "builder",
+        "-p",
+        r#"{"imagePullSecrets":[{"name":"regcred"}]}"#
+    ])));
+    let out = c.kubectl(&[
+        "-n",
+        "private-ns",
+        "run",
+        "via-sa",
+        "--image",
+        &private_image,
+        "--restart=Never",
+        "--overrides",
+        r#"{"spec":{"serviceAccountName":"builder"}}"#,
+    ]);
+    assert!(
+        ok(&out),
+        "service account pull secrets give access: {}",
+        text(&out)
+    );
+
+    // source[].signaturePullSecrets: signatures kept in the private registry,
+    // read with a Secret of the workload's namespace.
+    let sigsrc_digest = env.push("team/sigsrc", "v1").await;
+    let sig = sigil::testkit::SignatureToAttach::new(
+        &k,
+        &format!("{}/team/sigsrc", env.addr()),
+        &sigsrc_digest,
+    );
+    sigil::testkit::attach_signatures_as(
+        &private_client,
+        &private.addr,
+        "sigs/store",
+        &sigsrc_digest,
+        &[sig],
+        &alice,
+    )
+    .await
+    .unwrap();
+    let sig_policy = format!(
+        "{}      source:\n        - oci: {}/sigs/store\n          signaturePullSecrets:\n            - name: regcred\n",
+        key_policy("sigs-elsewhere", &format!("{}/team/sigsrc*", env.addr()), &[&k], ""),
+        private.addr
+    );
+    assert!(ok(&apply(&c, &sig_policy)), "{sig_policy}");
+    let sigsrc = format!("{}/team/sigsrc:v1", env.addr());
+    let mut n = 0;
+    let mut last = String::new();
+    assert!(
+        within(Duration::from_secs(5), || {
+            n += 1;
+            let out = run_pod(&c, "other-ns", &format!("sigsrc-{n}"), &sigsrc);
+            last = text(&out);
+            !ok(&out)
+                && last.contains("cannot fetch signatures from")
+                && last.contains("denied access")
+        })
+        .is_some(),
+        "without the namespace's secret the signature store refuses: {last}"
+    );
+    let out = run_pod(&c, "private-ns", "sigsrc", &sigsrc);
+    assert!(
+        ok(&out),
+        "signaturePullSecrets give access to the signature store: {}",
+        text(&out)
     );
 
     // key.secretRef: the key lives in a Secret in sigil's namespace.

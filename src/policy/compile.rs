@@ -108,6 +108,8 @@ pub struct CompiledAuthority {
     pub check: AuthorityCheck,
     /// Repository holding the signatures; `None` means beside the image.
     pub signature_repository: Option<SignatureRepository>,
+    /// `source[].signaturePullSecrets`: Secrets in the workload's namespace.
+    pub signature_pull_secrets: Vec<String>,
 }
 
 /// The test an authority applies.
@@ -247,6 +249,7 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
                 message: st.message.clone().filter(|m| !m.is_empty()),
             },
             signature_repository: None,
+            signature_pull_secrets: Vec::new(),
         });
     }
 
@@ -260,9 +263,6 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
                 registry: r.registry,
                 repository: r.repository,
             });
-        }
-        if !src.signature_pull_secrets.is_empty() {
-            unsupported.get_or_insert(format!("{sp}.signaturePullSecrets"));
         }
         if src.tag_prefix.is_some() {
             unsupported.get_or_insert(format!("{sp}.tagPrefix"));
@@ -314,6 +314,11 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
         name,
         check,
         signature_repository,
+        signature_pull_secrets: a
+            .sources
+            .iter()
+            .flat_map(|s| s.signature_pull_secrets.iter().map(|r| r.name.clone()))
+            .collect(),
     })
 }
 

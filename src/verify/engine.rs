@@ -25,7 +25,7 @@ use super::cosign::{
 use super::{AuthorityOutcome, PolicyOutcome};
 use crate::image::{cosign_tag, ImageRef};
 use crate::policy::{AuthorityCheck, CompiledAuthority, CompiledPolicy, PolicyMatch, PolicyMode};
-use crate::registry::{RegistryClient, RegistryError};
+use crate::registry::{Credentials, RegistryClient, RegistryError};
 use crate::workload::ImageUse;
 
 /// Cache lifetimes and sizes.
@@ -62,7 +62,8 @@ pub struct ImageReport {
     pub invalid_reference: Option<String>,
 }
 
-type VerdictKey = (String, String, String, String);
+/// (credentials fingerprint, repository, digest, policy name, policy fingerprint).
+type VerdictKey = (String, String, String, String, String);
 
 struct VerdictExpiry {
     pass_ttl: Duration,
@@ -87,6 +88,7 @@ impl Expiry<VerdictKey, Arc<PolicyOutcome>> for VerdictExpiry {
 /// Resolves and verifies images against compiled policies.
 pub struct Verifier {
     registry: Arc<RegistryClient>,
+    clients: Cache<String, Arc<RegistryClient>>,
     digests: Cache<String, String>,
     signatures: Cache<(String, String), Arc<Vec<SignatureLayer>>>,
     verdicts: Cache<VerdictKey, Arc<PolicyOutcome>>,
@@ -97,6 +99,10 @@ impl Verifier {
     pub fn new(registry: Arc<RegistryClient>, settings: &VerifierSettings) -> Self {
         Verifier {
             registry,
+            clients: Cache::builder()
+                .max_capacity(1_000)
+                .time_to_idle(Duration::from_secs(600))
+                .build(),
             digests: Cache::builder()
                 .max_capacity(settings.cache_capacity)
                 .time_to_live(settings.resolve_ttl)
@@ -120,23 +126,50 @@ impl Verifier {
         &self.registry
     }
 
-    /// The digest to verify: the pinned one, or what the registry serves for the tag.
-    pub async fn resolve(&self, image: &ImageRef) -> Result<String, RegistryError> {
-        if let Some(d) = &image.digest {
-            return Ok(d.clone());
+    /// The registry client for a credential set (one per set: oci-client
+    /// keeps one credential per registry).
+    async fn client_for(&self, creds: &Credentials) -> Result<Arc<RegistryClient>, RegistryError> {
+        if creds.is_empty() {
+            return Ok(self.registry.clone());
         }
-        let reference = image.to_reference();
-        let registry = self.registry.clone();
-        self.digests
-            .try_get_with(reference.whole(), async move {
-                registry.resolve(&reference).await
+        let base = self.registry.clone();
+        let owned = creds.clone();
+        self.clients
+            .try_get_with(creds.fingerprint().to_string(), async move {
+                base.with_credentials(&owned)
+                    .map(Arc::new)
+                    .map_err(|e| RegistryError::Protocol {
+                        registry: String::new(),
+                        reason: e.to_string(),
+                    })
             })
             .await
             .map_err(|e| (*e).clone())
     }
 
-    /// Verifies one image against the policies that match it. Work past
-    /// `deadline` is abandoned and reported as a timeout of `budget`.
+    /// The digest to verify: the pinned one, or what the registry serves for the tag.
+    pub async fn resolve(
+        &self,
+        image: &ImageRef,
+        creds: &Credentials,
+    ) -> Result<String, RegistryError> {
+        if let Some(d) = &image.digest {
+            return Ok(d.clone());
+        }
+        let reference = image.to_reference();
+        let registry = self.client_for(creds).await?;
+        self.digests
+            .try_get_with(
+                format!("{}|{}", creds.fingerprint(), reference.whole()),
+                async move { registry.resolve(&reference).await },
+            )
+            .await
+            .map_err(|e| (*e).clone())
+    }
+
+    /// Verifies one image against the policies that match it, using `creds`
+    /// (the request namespace's pull secrets). Work past `deadline` is
+    /// abandoned and reported as a timeout of `budget`.
     pub async fn verify_image(
         &self,
         image: ImageUse,
@@ -144,10 +177,13 @@ impl Verifier {
         matches: Vec<PolicyMatch>,
         deadline: tokio::time::Instant,
         budget: Duration,
+        creds: &Credentials,
     ) -> ImageReport {
         let span = tracing::info_span!("image", image = %image.reference);
         let names: Vec<(String, PolicyMode)> = matches.iter().map(policy_name_mode).collect();
-        let work = self.verify_matches(&parsed, matches).instrument(span);
+        let work = self
+            .verify_matches(&parsed, matches, creds)
+            .instrument(span);
         match tokio::time::timeout_at(deadline, work).await {
             Ok((digest, policies)) => ImageReport {
                 image,
@@ -178,6 +214,7 @@ impl Verifier {
         &self,
         image: &ImageRef,
         matches: Vec<PolicyMatch>,
+        creds: &Credentials,
     ) -> (Option<String>, Vec<PolicyOutcome>) {
         // Invalid policies fail closed without any registry traffic.
         let mut outcomes = Vec::with_capacity(matches.len());
@@ -196,7 +233,7 @@ impl Verifier {
         if valid.is_empty() {
             return (image.digest.clone(), outcomes);
         }
-        let digest = match self.resolve(image).await {
+        let digest = match self.resolve(image, creds).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot resolve image");
@@ -214,7 +251,7 @@ impl Verifier {
         let verified = join_all(
             valid
                 .iter()
-                .map(|p| self.evaluate_policy(image, &digest, p)),
+                .map(|p| self.evaluate_policy(image, &digest, p, creds)),
         )
         .await;
         outcomes.extend(verified.into_iter().map(|o| (*o).clone()));
@@ -227,8 +264,10 @@ impl Verifier {
         image: &ImageRef,
         digest: &str,
         policy: &Arc<CompiledPolicy>,
+        creds: &Credentials,
     ) -> Arc<PolicyOutcome> {
         let key = (
+            creds.fingerprint().to_string(),
             image.repository_name(),
             digest.to_string(),
             policy.name.clone(),
@@ -237,7 +276,7 @@ impl Verifier {
         let result = self
             .verdicts
             .try_get_with(key, async {
-                let outcome = Arc::new(self.compute_policy(image, digest, policy).await);
+                let outcome = Arc::new(self.compute_policy(image, digest, policy, creds).await);
                 if outcome.transient {
                     Err(outcome)
                 } else {
@@ -256,6 +295,7 @@ impl Verifier {
         image: &ImageRef,
         digest: &str,
         policy: &CompiledPolicy,
+        creds: &Credentials,
     ) -> PolicyOutcome {
         if !policy.unsupported.is_empty() {
             return PolicyOutcome::failed(
@@ -272,7 +312,7 @@ impl Verifier {
             policy
                 .authorities
                 .iter()
-                .map(|a| self.check_authority(image, digest, a)),
+                .map(|a| self.check_authority(image, digest, a, creds)),
         )
         .await;
         let passed = authorities.iter().any(|a| a.passed);
@@ -292,6 +332,7 @@ impl Verifier {
         image: &ImageRef,
         digest: &str,
         a: &CompiledAuthority,
+        creds: &Credentials,
     ) -> AuthorityOutcome {
         let outcome = |passed: bool, reason: String, transient: bool| AuthorityOutcome {
             name: a.name.clone(),
@@ -322,7 +363,7 @@ impl Verifier {
                     None => (image.registry.clone(), image.repository.clone()),
                 };
                 let sig_ref = Reference::with_tag(registry, repository, cosign_tag(digest, "sig"));
-                match self.signatures(&sig_ref).await {
+                match self.signatures(&sig_ref, creds).await {
                     Err(e) => outcome(
                         false,
                         format!("cannot fetch signatures from {}: {e}", sig_ref.whole()),
@@ -351,13 +392,22 @@ impl Verifier {
     async fn signatures(
         &self,
         sig_ref: &Reference,
+        creds: &Credentials,
     ) -> Result<Arc<Vec<SignatureLayer>>, RegistryError> {
+        let client = self.client_for(creds).await?;
         let key = (
-            format!("{}/{}", sig_ref.registry(), sig_ref.repository()),
+            format!(
+                "{}|{}/{}",
+                creds.fingerprint(),
+                sig_ref.registry(),
+                sig_ref.repository()
+            ),
             sig_ref.tag().unwrap_or_default().to_string(),
         );
         self.signatures
-            .try_get_with(key, fetch_signature_layers(&self.registry, sig_ref))
+            .try_get_with(key, async move {
+                fetch_signature_layers(&client, sig_ref).await
+            })
             .await
             .map_err(|e| (*e).clone())
     }
