@@ -7,8 +7,7 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-use crate::decision::{Finding, FindingDecision};
-use crate::verify::AuthorityOutcome;
+use crate::decision::Finding;
 
 /// Who asked for what, from the admission request.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -36,7 +35,7 @@ pub struct RequestContext {
     pub service_account: Option<String>,
 }
 
-/// One audit log line.
+/// One audit log line: who asked for what, and one failing finding.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct AuditRecord {
     /// Always `audit`, so the stream can be told apart from other logs.
@@ -45,34 +44,12 @@ pub struct AuditRecord {
     pub schema: u32,
     /// RFC 3339 UTC time.
     pub time: String,
-    /// Request UID.
-    pub uid: String,
-    /// Operation.
-    pub operation: String,
-    /// Object kind.
-    pub kind: String,
-    /// Namespace.
-    pub namespace: String,
-    /// Object name.
-    pub name: String,
-    /// Requesting user.
-    pub user: String,
-    /// Image as written.
-    pub image: String,
-    /// Field path of the image.
-    pub field: String,
-    /// Digest verified, when resolved.
-    pub digest: Option<String>,
-    /// Policy, or null when no policy matched.
-    pub policy: Option<String>,
-    /// Mode that applied.
-    pub mode: String,
-    /// `denied`, `warned` or `audited`.
-    pub decision: FindingDecision,
-    /// Reasons.
-    pub reasons: Vec<String>,
-    /// Each authority's result.
-    pub authorities: Vec<AuthorityOutcome>,
+    /// uid, operation, kind, namespace, name, user.
+    #[serde(flatten)]
+    pub request: RequestContext,
+    /// image, field, digest, policy, mode, decision, reasons, authorities.
+    #[serde(flatten)]
+    pub finding: Finding,
 }
 
 impl AuditRecord {
@@ -82,20 +59,8 @@ impl AuditRecord {
             target: "audit",
             schema: 1,
             time,
-            uid: ctx.uid.clone(),
-            operation: ctx.operation.clone(),
-            kind: ctx.kind.clone(),
-            namespace: ctx.namespace.clone(),
-            name: ctx.name.clone(),
-            user: ctx.user.clone(),
-            image: f.image.clone(),
-            field: f.field.clone(),
-            digest: f.digest.clone(),
-            policy: f.policy.clone(),
-            mode: f.mode.clone(),
-            decision: f.decision,
-            reasons: f.reasons.clone(),
-            authorities: f.authorities.clone(),
+            request: ctx.clone(),
+            finding: f.clone(),
         }
     }
 }

@@ -149,6 +149,29 @@ fn run_pod(c: &KubeCluster, ns: &str, name: &str, image: &str) -> std::process::
     c.kubectl(&["-n", ns, "run", name, "--image", image, "--restart=Never"])
 }
 
+/// Creates Pods `{prefix}-1`, `{prefix}-2`, … in `ns` until
+/// `accept(admitted, kubectl output)` holds (a change is in force), for at
+/// most `limit`. Returns whether it held and kubectl's last output.
+fn until_pod(
+    c: &KubeCluster,
+    ns: &str,
+    prefix: &str,
+    image: &str,
+    limit: Duration,
+    accept: impl Fn(bool, &str) -> bool,
+) -> (bool, String) {
+    let mut n = 0;
+    let mut last = String::new();
+    let held = within(limit, || {
+        n += 1;
+        let out = run_pod(c, ns, &format!("{prefix}-{n}"), image);
+        last = text(&out);
+        accept(ok(&out), &last)
+    })
+    .is_some();
+    (held, last)
+}
+
 /// Polls `f` until it returns true, for at most `limit`; returns the time it took.
 fn within(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
     let start = Instant::now();
@@ -320,13 +343,15 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
     assert!(ok(&out), "{}\n{}", text(&out), c.apiserver_log());
 
     // The new policy takes effect within 5 s.
-    let mut n = 0;
-    let took = within(Duration::from_secs(5), || {
-        n += 1;
-        let out = run_pod(&c, "enforced", &format!("probe-{n}"), &unsigned);
-        !ok(&out) && text(&out).contains("no signatures found")
-    });
-    assert!(took.is_some(), "policy in force within 5 s");
+    let (held, last) = until_pod(
+        &c,
+        "enforced",
+        "probe",
+        &unsigned,
+        Duration::from_secs(5),
+        |admitted, out| !admitted && out.contains("no signatures found"),
+    );
+    assert!(held, "policy in force within 5 s: {last}");
     let out = run_pod(&c, "enforced", "unsigned", &unsigned);
     assert!(!ok(&out));
     let msg = text(&out);
@@ -409,20 +434,15 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
         "plain",
         "policy.sigstore.dev/include=true"
     ])));
-    let mut n = 0;
-    assert!(
-        within(Duration::from_secs(5), || {
-            n += 1;
-            !ok(&run_pod(
-                &c,
-                "plain",
-                &format!("after-label-{n}"),
-                &unsigned,
-            ))
-        })
-        .is_some(),
-        "label change in force within 5 s"
+    let (held, last) = until_pod(
+        &c,
+        "plain",
+        "after-label",
+        &unsigned,
+        Duration::from_secs(5),
+        |admitted, _| !admitted,
     );
+    assert!(held, "label change in force within 5 s: {last}");
     let out = c.kubectl(&[
         "-n",
         "plain",
@@ -439,20 +459,15 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
         "plain",
         "policy.sigstore.dev/include-"
     ])));
-    let mut n = 0;
-    assert!(
-        within(Duration::from_secs(5), || {
-            n += 1;
-            ok(&run_pod(
-                &c,
-                "plain",
-                &format!("after-unlabel-{n}"),
-                &unsigned,
-            ))
-        })
-        .is_some(),
-        "label removal in force within 5 s"
+    let (held, last) = until_pod(
+        &c,
+        "plain",
+        "after-unlabel",
+        &unsigned,
+        Duration::from_secs(5),
+        |admitted, _| admitted,
     );
+    assert!(held, "label removal in force within 5 s: {last}");
 
     // Edit: warn mode admits with a Warning line.
     let out = apply(
@@ -465,18 +480,15 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
         ),
     );
     assert!(ok(&out), "{}", text(&out));
-    let mut n = 0;
-    let mut last = String::new();
-    assert!(
-        within(Duration::from_secs(5), || {
-            n += 1;
-            let out = run_pod(&c, "enforced", &format!("warned-{n}"), &unsigned);
-            last = text(&out);
-            ok(&out) && last.contains("Warning:") && last.contains("[mode warn]")
-        })
-        .is_some(),
-        "warn mode within 5 s: {last}"
+    let (held, last) = until_pod(
+        &c,
+        "enforced",
+        "warned",
+        &unsigned,
+        Duration::from_secs(5),
+        |admitted, out| admitted && out.contains("Warning:") && out.contains("[mode warn]"),
     );
+    assert!(held, "warn mode within 5 s: {last}");
 
     // Status: Ready=True for the good policy; an invalid one that slipped in is Ready=False with the field.
     let broken = "apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: broken\nspec:\n  images:\n    - glob: \"legacy.example/**\"\n  authorities:\n    - key:\n        data: not-a-key\n";
@@ -549,18 +561,15 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
 
     // Delete: the no-match rule (deny) applies within 5 s.
     assert!(ok(&c.kubectl(&["delete", "cip", "signed-by-ci", "broken"])));
-    let mut n = 0;
-    let mut last = String::new();
-    assert!(
-        within(Duration::from_secs(5), || {
-            n += 1;
-            let out = run_pod(&c, "enforced", &format!("nomatch-{n}"), &signed);
-            last = text(&out);
-            !ok(&out) && last.contains("no ClusterImagePolicy matches this image")
-        })
-        .is_some(),
-        "deletion in force within 5 s: {last}"
+    let (held, last) = until_pod(
+        &c,
+        "enforced",
+        "nomatch",
+        &signed,
+        Duration::from_secs(5),
+        |admitted, out| !admitted && out.contains("no ClusterImagePolicy matches this image"),
     );
+    assert!(held, "deletion in force within 5 s: {last}");
 
     // The apiserver restarts while sigil runs: sigil re-syncs and a policy
     // created afterwards is in force.
@@ -575,18 +584,15 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
         ),
     );
     assert!(ok(&out), "{}", text(&out));
-    let mut n = 0;
-    let mut last = String::new();
-    assert!(
-        within(Duration::from_secs(20), || {
-            n += 1;
-            let out = run_pod(&c, "enforced", &format!("after-restart-{n}"), &unsigned);
-            last = text(&out);
-            ok(&out)
-        })
-        .is_some(),
-        "sigil recovered after the apiserver restart: {last}"
+    let (held, last) = until_pod(
+        &c,
+        "enforced",
+        "after-restart",
+        &unsigned,
+        Duration::from_secs(20),
+        |admitted, _| admitted,
     );
+    assert!(held, "sigil recovered after the apiserver restart: {last}");
 
     // Registry credentials from pull secrets of the workload's own namespace.
     assert!(ok(&apply(
@@ -713,18 +719,20 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
     );
     assert!(ok(&apply(&c, &sig_policy)), "{sig_policy}");
     let sigsrc = format!("{}/team/sigsrc:v1", env.addr());
-    let mut n = 0;
-    let mut last = String::new();
+    let (held, last) = until_pod(
+        &c,
+        "other-ns",
+        "sigsrc",
+        &sigsrc,
+        Duration::from_secs(5),
+        |admitted, out| {
+            !admitted
+                && out.contains("cannot fetch signatures from")
+                && out.contains("denied access")
+        },
+    );
     assert!(
-        within(Duration::from_secs(5), || {
-            n += 1;
-            let out = run_pod(&c, "other-ns", &format!("sigsrc-{n}"), &sigsrc);
-            last = text(&out);
-            !ok(&out)
-                && last.contains("cannot fetch signatures from")
-                && last.contains("denied access")
-        })
-        .is_some(),
+        held,
         "without the namespace's secret the signature store refuses: {last}"
     );
     let out = run_pod(&c, "private-ns", "sigsrc", &sigsrc);
@@ -750,18 +758,15 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
         env.addr()
     );
     assert!(ok(&apply(&c, &secret_policy)));
-    let mut n = 0;
-    let mut last = String::new();
-    assert!(
-        within(Duration::from_secs(5), || {
-            n += 1;
-            let out = run_pod(&c, "enforced", &format!("secret-unsigned-{n}"), &unsigned);
-            last = text(&out);
-            !ok(&out) && last.contains("fails policy \"from-secret\"")
-        })
-        .is_some(),
-        "secretRef policy in force: {last}"
+    let (held, last) = until_pod(
+        &c,
+        "enforced",
+        "secret-unsigned",
+        &unsigned,
+        Duration::from_secs(5),
+        |admitted, out| !admitted && out.contains("fails policy \"from-secret\""),
     );
+    assert!(held, "secretRef policy in force: {last}");
     let out = run_pod(&c, "enforced", "secret-signed", &signed);
     assert!(ok(&out), "signed with the Secret's key: {}", text(&out));
     let missing = secret_policy

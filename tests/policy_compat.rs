@@ -101,6 +101,24 @@ fn checked_in_crds_match_the_generated_ones() {
     );
 }
 
+/// `/validate-policy`'s answer to a CREATE of the manifest `text`.
+fn validate_policy_review(text: &str) -> serde_json::Value {
+    let doc: serde_json::Value = serde_saphyr::from_str(text).unwrap();
+    let review = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "u", "kind": {"group": "policy.sigstore.dev", "version": "v1beta1", "kind": "ClusterImagePolicy"},
+            "resource": {"group": "policy.sigstore.dev", "version": "v1beta1", "resource": "clusterimagepolicies"},
+            "name": doc["metadata"]["name"], "operation": "CREATE", "userInfo": {"username": "u"},
+            "object": doc
+        }
+    });
+    serde_json::from_slice(
+        &sigil::service::validate_policy(&serde_json::to_vec(&review).unwrap()).unwrap(),
+    )
+    .unwrap()
+}
+
 /// Every invalid manifest is refused by the policy validator with a message
 /// naming the field, through the same code as `/validate-policy`.
 #[test]
@@ -108,20 +126,7 @@ fn every_invalid_manifest_is_refused_by_validate_policy() {
     let all = manifests("invalid");
     assert!(all.len() >= 30);
     for (name, text) in all {
-        let doc: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
-        let review = serde_json::json!({
-            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-            "request": {
-                "uid": "u", "kind": {"group": "policy.sigstore.dev", "version": "v1beta1", "kind": "ClusterImagePolicy"},
-                "resource": {"group": "policy.sigstore.dev", "version": "v1beta1", "resource": "clusterimagepolicies"},
-                "name": doc["metadata"]["name"], "operation": "CREATE", "userInfo": {"username": "u"},
-                "object": doc
-            }
-        });
-        let resp: serde_json::Value = serde_json::from_slice(
-            &sigil::service::validate_policy(&serde_json::to_vec(&review).unwrap()).unwrap(),
-        )
-        .unwrap();
+        let resp = validate_policy_review(&text);
         assert_eq!(resp["response"]["allowed"], false, "{name} accepted");
         let msg = resp["response"]["status"]["message"].as_str().unwrap();
         assert!(
@@ -130,20 +135,7 @@ fn every_invalid_manifest_is_refused_by_validate_policy() {
         );
     }
     for (name, text) in manifests("valid") {
-        let doc: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
-        let review = serde_json::json!({
-            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-            "request": {
-                "uid": "u", "kind": {"group": "policy.sigstore.dev", "version": "v1beta1", "kind": "ClusterImagePolicy"},
-                "resource": {"group": "policy.sigstore.dev", "version": "v1beta1", "resource": "clusterimagepolicies"},
-                "name": doc["metadata"]["name"], "operation": "CREATE", "userInfo": {"username": "u"},
-                "object": doc
-            }
-        });
-        let resp: serde_json::Value = serde_json::from_slice(
-            &sigil::service::validate_policy(&serde_json::to_vec(&review).unwrap()).unwrap(),
-        )
-        .unwrap();
+        let resp = validate_policy_review(&text);
         assert_eq!(
             resp["response"]["allowed"], true,
             "{name}: {}",

@@ -74,8 +74,8 @@ async fn unsigned_image_is_denied_with_image_digest_policy_and_reason() {
     );
     let records = audit.records();
     assert_eq!(records.len(), 1);
-    assert_eq!(records[0].decision, FindingDecision::Denied);
-    assert_eq!(records[0].digest.as_deref(), Some(digest.as_str()));
+    assert_eq!(records[0].finding.decision, FindingDecision::Denied);
+    assert_eq!(records[0].finding.digest.as_deref(), Some(digest.as_str()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,7 +292,7 @@ async fn warn_mode_admits_with_warnings() {
             && w[0].ends_with("[mode warn]"),
         "{w:?}"
     );
-    assert_eq!(audit.records()[0].decision, FindingDecision::Warned);
+    assert_eq!(audit.records()[0].finding.decision, FindingDecision::Warned);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,7 +342,10 @@ async fn audit_mode_admits_and_writes_the_audit_record() {
     assert!(allowed(
         &review_pod(&ev, &format!("{}/team/app:v1", env.addr())).await
     ));
-    assert_eq!(audit.records()[0].decision, FindingDecision::Audited);
+    assert_eq!(
+        audit.records()[0].finding.decision,
+        FindingDecision::Audited
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -366,7 +369,7 @@ async fn registry_down_denies_in_enforce_and_is_logged_in_audit() {
     o.server_mode = ServerMode::Audit;
     let (ev, audit) = pipeline(&key_policy("p", "**", &[&k], ""), &o);
     assert!(allowed(&review_pod(&ev, &image).await));
-    assert!(audit.records()[0].reasons[0].contains("unreachable: connection refused"));
+    assert!(audit.records()[0].finding.reasons[0].contains("unreachable: connection refused"));
 }
 
 /// A TCP proxy that waits `delay` before forwarding each connection.
