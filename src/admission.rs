@@ -39,14 +39,12 @@ pub fn decode(body: &[u8]) -> Result<Request, ReviewError> {
 }
 
 /// Who asked for what.
+/// (Pull secrets are filled in by [`with_pull_secrets`] only when a
+/// credential source will use them, keeping the common path to one parse.)
 pub fn context(req: &Request) -> RequestContext {
-    let (pull_secrets, service_account) = match &req.object {
-        Some(o) => crate::workload::pull_secrets_of(&req.kind.kind, &o.data),
-        None => (Vec::new(), None),
-    };
     RequestContext {
-        pull_secrets,
-        service_account,
+        pull_secrets: Vec::new(),
+        service_account: None,
         uid: req.uid.clone(),
         operation: format!("{:?}", req.operation).to_uppercase(),
         kind: req.kind.kind.clone(),
@@ -64,6 +62,15 @@ pub fn context(req: &Request) -> RequestContext {
                 .unwrap_or_default(),
         },
     }
+}
+
+/// Adds the workload's `imagePullSecrets` and service account to `ctx`.
+pub fn with_pull_secrets(mut ctx: RequestContext, req: &Request) -> RequestContext {
+    if let Some(o) = &req.object {
+        (ctx.pull_secrets, ctx.service_account) =
+            crate::workload::pull_secrets_of(&req.kind.kind, &o.data);
+    }
+    ctx
 }
 
 /// The images this request must have verified, or `Ok(None)` when it is

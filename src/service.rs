@@ -199,7 +199,10 @@ impl Evaluator {
     /// (HTTP 400); every decision, allow or deny, is `Ok`.
     pub async fn review(&self, body: &[u8]) -> Result<Vec<u8>, ReviewError> {
         let req = admission::decode(body)?;
-        let ctx = admission::context(&req);
+        let mut ctx = admission::context(&req);
+        if self.credentials.is_some() {
+            ctx = admission::with_pull_secrets(ctx, &req);
+        }
         let span = tracing::info_span!("review", uid = %ctx.uid, kind = %ctx.kind, namespace = %ctx.namespace, name = %ctx.name);
         async {
             let mut decision = self.settings.decision;
@@ -259,7 +262,10 @@ impl Evaluator {
     /// that cannot be resolved is left alone and `/validate` denies it.
     pub async fn mutate(&self, body: &[u8]) -> Result<Vec<u8>, ReviewError> {
         let req = admission::decode(body)?;
-        let ctx = admission::context(&req);
+        let mut ctx = admission::context(&req);
+        if self.credentials.is_some() {
+            ctx = admission::with_pull_secrets(ctx, &req);
+        }
         let span = tracing::info_span!("mutate", uid = %ctx.uid, kind = %ctx.kind, namespace = %ctx.namespace, name = %ctx.name);
         async {
             if let Some(cluster) = &self.cluster {
