@@ -82,7 +82,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Duration::from_secs(2),
         ));
     }
-    let ready = Arc::new(AtomicBool::new(false));
     let running = server::start(
         args.listen,
         tls_config,
@@ -92,9 +91,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     )
     .await?;
-    // File policies were loaded before listening; the cluster watcher will
-    // flip readiness only after its first full sync.
-    ready.store(true, Ordering::Release);
+    // File policies were loaded before listening; with a cluster, readiness
+    // follows the watchers' first full sync instead.
+    if !cluster_mode {
+        ready.store(true, Ordering::Release);
+    }
     tracing::info!(addr = %running.addr, "sigil listening (HTTPS)");
     server::shutdown_signal().await;
     tracing::info!("shutting down");

@@ -358,3 +358,84 @@ async fn check_command_exit_codes_and_json() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot load policies"));
 }
+
+/// Before the first full list of policies and namespaces, sigil is not ready
+/// and denies enforced reviews with that reason (here: no API server at all).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_ready_and_fail_closed_until_the_cluster_is_synced() {
+    let dir = tempfile::tempdir().unwrap();
+    let nowhere = free_port().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    write(
+        &kubeconfig,
+        &format!("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:{nowhere}\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n"),
+    );
+    let port = free_port().unwrap();
+    let certs = dir.path().join("certs");
+    let child = Command::new(env!("CARGO_BIN_EXE_sigil"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--self-signed",
+            "--no-match-policy",
+            "allow",
+        ])
+        .arg("--self-signed-dir")
+        .arg(&certs)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _proc = Proc(child);
+    let start = Instant::now();
+    while !certs.join("ca.pem").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "sigil did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let http = https_client(&std::fs::read_to_string(certs.join("ca.pem")).unwrap());
+    let base = format!("https://localhost:{port}");
+    let mut resp = None;
+    for _ in 0..50 {
+        if let Ok(r) = http
+            .post(format!("{base}/validate"))
+            .json(&pod_review("u", "default", "p", "nginx"))
+            .send()
+            .await
+        {
+            resp = Some(r.json::<serde_json::Value>().await.unwrap());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let resp = resp.expect("sigil answered");
+    assert_eq!(resp["response"]["allowed"], false, "{resp}");
+    assert!(
+        resp["response"]["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not finished syncing"),
+        "{resp}"
+    );
+    assert_eq!(
+        http.get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    assert_eq!(
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
