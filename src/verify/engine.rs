@@ -139,8 +139,8 @@ impl Verifier {
                 base.with_credentials(&owned)
                     .map(Arc::new)
                     .map_err(|e| RegistryError::Protocol {
-                        registry: String::new(),
-                        reason: e.to_string(),
+                        registry: "client".into(),
+                        reason: format!("cannot use the pull-secret credentials: {e}"),
                     })
             })
             .await
