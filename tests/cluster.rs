@@ -45,8 +45,12 @@ impl Sigil {
 }
 
 fn start_sigil(cluster: &KubeCluster, registries: &[&str]) -> Sigil {
+    start_sigil_with(cluster, registries, &[])
+}
+
+fn start_sigil_with(cluster: &KubeCluster, registries: &[&str], extra: &[&str]) -> Sigil {
     let port = free_port().unwrap();
-    let certs = cluster.dir.path().join("sigil-certs");
+    let certs = cluster.dir.path().join(format!("sigil-certs-{port}"));
     let child = Command::new(env!("CARGO_BIN_EXE_sigil"))
         .args([
             "serve",
@@ -55,6 +59,7 @@ fn start_sigil(cluster: &KubeCluster, registries: &[&str]) -> Sigil {
             "--self-signed",
         ])
         .args(registries.iter().flat_map(|r| ["--insecure-registry", r]))
+        .args(extra)
         .arg("--self-signed-dir")
         .arg(&certs)
         .arg("--kubeconfig")
@@ -816,4 +821,43 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
         audited[0]["digest"].as_str()
     );
     assert_eq!(audited[0]["user"], "admin");
+
+    // No-match rule through the apiserver: warn admits with a Warning, allow admits silently.
+    let unmatched = "unmatched.example/app:v1";
+    for (flag, want_warning) in [("warn", true), ("allow", false)] {
+        let sigil = start_sigil_with(
+            &c,
+            &[env.addr(), &private.addr],
+            &["--no-match-policy", flag],
+        );
+        let http = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(sigil.ca_pem.as_bytes()).unwrap())
+            .build()
+            .unwrap();
+        let mut ready = false;
+        for _ in 0..100 {
+            if matches!(http.get(format!("{}/readyz", sigil.url)).send().await, Ok(r) if r.status() == 200)
+            {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(ready, "sigil --no-match-policy {flag} ready");
+        assert!(ok(&apply(&c, &webhook_config(&sigil))));
+        let (held, last) = until_pod(
+            &c,
+            "enforced",
+            &format!("nomatch-{flag}"),
+            unmatched,
+            Duration::from_secs(10),
+            |admitted, out| {
+                admitted && out.contains("no ClusterImagePolicy matches this image") == want_warning
+            },
+        );
+        assert!(held, "--no-match-policy {flag}: {last}");
+        if want_warning {
+            assert!(last.contains("Warning:"), "{last}");
+        }
+    }
 }
