@@ -61,7 +61,7 @@ pub trait NamespaceLookup: Send + Sync {
 /// Namespace labels and sync state, shared by the watchers and the webhook.
 #[derive(Default)]
 pub struct ClusterState {
-    namespaces: RwLock<HashMap<String, NamespaceMode>>,
+    namespaces: RwLock<BTreeMap<String, NamespaceMode>>,
     namespaces_synced: AtomicBool,
     policies_synced: AtomicBool,
     ready: Arc<AtomicBool>,
@@ -120,38 +120,68 @@ fn label_mode(ns: &Namespace) -> NamespaceMode {
     mode_from_label(ns.labels().get(INCLUDE_LABEL).map(String::as_str))
 }
 
+/// What a watch has delivered, keyed by object name: applies watcher events,
+/// swapping in a fresh list only when a (re-)list completes, so a half-done
+/// re-list is never published.
+struct Listing<V> {
+    current: BTreeMap<String, V>,
+    pending: BTreeMap<String, V>,
+    listed: bool,
+}
+
+impl<V> Default for Listing<V> {
+    fn default() -> Self {
+        Listing {
+            current: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            listed: false,
+        }
+    }
+}
+
+impl<V> Listing<V> {
+    /// Applies one event, storing `value(object)`; true when `current` changed.
+    fn apply<K: ResourceExt>(&mut self, event: Event<K>, value: impl Fn(K) -> V) -> bool {
+        match event {
+            Event::Init => {
+                self.pending.clear();
+                false
+            }
+            Event::InitApply(obj) => {
+                self.pending.insert(obj.name_any(), value(obj));
+                false
+            }
+            Event::InitDone => {
+                self.current = std::mem::take(&mut self.pending);
+                self.listed = true;
+                true
+            }
+            Event::Apply(obj) => {
+                self.current.insert(obj.name_any(), value(obj));
+                true
+            }
+            Event::Delete(obj) => self.current.remove(&obj.name_any()).is_some(),
+        }
+    }
+}
+
 /// Keeps `state`'s namespace modes current. Runs until the process stops.
 pub async fn watch_namespaces(client: Client, state: Arc<ClusterState>) {
     let api: Api<Namespace> = Api::all(client);
-    let mut pending: HashMap<String, NamespaceMode> = HashMap::new();
+    let mut listing: Listing<NamespaceMode> = Listing::default();
     let mut stream = watcher(api).boxed();
     while let Some(event) = stream.next().await {
         match event {
-            Ok(Event::Init) => pending.clear(),
-            Ok(Event::InitApply(ns)) => {
-                pending.insert(ns.name_any(), label_mode(&ns));
-            }
-            Ok(Event::InitDone) => {
-                *state.namespaces.write().unwrap_or_else(|e| e.into_inner()) =
-                    std::mem::take(&mut pending);
-                state.set(&state.namespaces_synced, true);
-                tracing::info!("namespaces synced");
-            }
-            Ok(Event::Apply(ns)) => {
-                let mode = label_mode(&ns);
-                tracing::debug!(namespace = %ns.name_any(), ?mode, "namespace changed");
-                state
-                    .namespaces
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(ns.name_any(), mode);
-            }
-            Ok(Event::Delete(ns)) => {
-                state
-                    .namespaces
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&ns.name_any());
+            Ok(event) => {
+                let was_listed = listing.listed;
+                if listing.apply(event, |ns| label_mode(&ns)) {
+                    *state.namespaces.write().unwrap_or_else(|e| e.into_inner()) =
+                        listing.current.clone();
+                    if !was_listed {
+                        tracing::info!("namespaces synced");
+                    }
+                    state.set(&state.namespaces_synced, listing.listed);
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "namespace watch failed; not synced until it re-lists");
@@ -273,69 +303,27 @@ pub async fn watch_policies(
     let secret_events = watcher(secrets_api).map(Change::Secret);
     let mut stream = futures::stream::select(policies.boxed(), secret_events.boxed());
 
-    let mut current: BTreeMap<String, DynamicObject> = BTreeMap::new();
-    let mut pending: BTreeMap<String, DynamicObject> = BTreeMap::new();
-    let mut secrets: BTreeMap<String, Secret> = BTreeMap::new();
-    let mut pending_secrets: BTreeMap<String, Secret> = BTreeMap::new();
-    let (mut policies_listed, mut secrets_listed) = (false, false);
+    let mut policies: Listing<DynamicObject> = Listing::default();
+    let mut secrets: Listing<Secret> = Listing::default();
     let mut written: HashMap<String, (Option<i64>, Option<String>)> = HashMap::new();
     while let Some(change) = stream.next().await {
         let changed = match change {
-            Change::Policy(Ok(Event::Init)) => {
-                pending.clear();
-                false
-            }
-            Change::Policy(Ok(Event::InitApply(obj))) => {
-                pending.insert(obj.name_any(), obj);
-                false
-            }
-            Change::Policy(Ok(Event::InitDone)) => {
-                current = std::mem::take(&mut pending);
-                policies_listed = true;
-                true
-            }
-            Change::Policy(Ok(Event::Apply(obj))) => {
-                current.insert(obj.name_any(), obj);
-                true
-            }
-            Change::Policy(Ok(Event::Delete(obj))) => {
-                current.remove(&obj.name_any());
-                written.remove(&obj.name_any());
-                true
-            }
-            Change::Secret(Ok(Event::Init)) => {
-                pending_secrets.clear();
-                false
-            }
-            Change::Secret(Ok(Event::InitApply(s))) => {
-                pending_secrets.insert(s.name_any(), s);
-                false
-            }
-            Change::Secret(Ok(Event::InitDone)) => {
-                secrets = std::mem::take(&mut pending_secrets);
-                secrets_listed = true;
-                true
-            }
-            Change::Secret(Ok(Event::Apply(s))) => {
-                secrets.insert(s.name_any(), s);
-                true
-            }
-            Change::Secret(Ok(Event::Delete(s))) => {
-                secrets.remove(&s.name_any());
-                true
-            }
+            Change::Policy(Ok(event)) => policies.apply(event, |o| o),
+            Change::Secret(Ok(event)) => secrets.apply(event, |s| s),
             Change::Policy(Err(e)) | Change::Secret(Err(e)) => {
                 tracing::warn!(error = %e, "policy or secret watch failed; not synced until it re-lists");
                 state.set(&state.policies_synced, false);
                 false
             }
         };
-        if !(changed && policies_listed && secrets_listed) {
+        if !(changed && policies.listed && secrets.listed) {
             continue;
         }
+        let current = &policies.current;
+        written.retain(|name, _| current.contains_key(name));
         let defs: Vec<PolicyDefinition> = current
             .values()
-            .map(|o| definition(o, &secrets, &namespace))
+            .map(|o| definition(o, &secrets.current, &namespace))
             .collect();
         let loaded = store.replace_source(SOURCE, &defs);
         state.set(&state.policies_synced, true);
@@ -489,6 +477,42 @@ mod tests {
         assert_eq!(mode_from_label(Some("audit")), NamespaceMode::Audit);
         assert_eq!(mode_from_label(Some("false")), NamespaceMode::Skip);
         assert_eq!(mode_from_label(None), NamespaceMode::Skip);
+    }
+
+    fn ns(name: &str, label: Option<&str>) -> Namespace {
+        let mut n = Namespace::default();
+        n.metadata.name = Some(name.into());
+        if let Some(v) = label {
+            n.metadata.labels = Some([(INCLUDE_LABEL.to_string(), v.to_string())].into());
+        }
+        n
+    }
+
+    #[test]
+    fn listing_publishes_only_complete_lists() {
+        let mut l: Listing<NamespaceMode> = Listing::default();
+        let mode = |n: Namespace| label_mode(&n);
+        assert!(!l.apply(Event::Init, mode));
+        assert!(!l.apply(Event::InitApply(ns("a", Some("true"))), mode));
+        assert!(
+            l.current.is_empty() && !l.listed,
+            "a half-done list is not published"
+        );
+        assert!(l.apply(Event::InitDone, mode));
+        assert_eq!(l.current.get("a"), Some(&NamespaceMode::Enforce));
+        assert!(l.apply(Event::Apply(ns("b", Some("audit"))), mode));
+        assert!(l.apply(Event::Delete(ns("a", None)), mode));
+        assert!(
+            !l.apply(Event::Delete(ns("zz", None)), mode),
+            "deleting an unknown object changes nothing"
+        );
+        // A re-list replaces everything at once when it completes.
+        assert!(!l.apply(Event::Init, mode));
+        assert!(!l.apply(Event::InitApply(ns("c", None)), mode));
+        assert_eq!(l.current.keys().collect::<Vec<_>>(), vec!["b"]);
+        assert!(l.apply(Event::InitDone, mode));
+        assert_eq!(l.current.keys().collect::<Vec<_>>(), vec!["c"]);
+        assert_eq!(l.current.get("c"), Some(&NamespaceMode::Skip));
     }
 
     #[test]

@@ -276,45 +276,38 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
     }
 
     // A private registry (basic auth) for the pull-secret cases.
-    let dir = tempfile::tempdir().unwrap();
-    let htpasswd = dir.path().join("htpasswd");
-    std::fs::write(
-        &htpasswd,
-        format!("alice:{}\n", bcrypt::hash("s3cret", 4).unwrap()),
-    )
-    .unwrap();
-    let private = sigil::testkit::LocalRegistry::start_with(&sigil::testkit::RegistrySetup {
-        htpasswd: Some(htpasswd),
-        tls: None,
-    })
-    .unwrap();
-    let alice = oci_client::secrets::RegistryAuth::Basic("alice".into(), "s3cret".into());
-    let private_client = sigil::testkit::plain_http_client(std::slice::from_ref(&private.addr));
+    let private = private_registry();
+    let private_client =
+        sigil::testkit::plain_http_client(std::slice::from_ref(&private.registry.addr));
     let private_digest = sigil::testkit::push_image_as(
         &private_client,
-        &oci_client::Reference::with_tag(private.addr.clone(), "private/app".into(), "v1".into()),
-        &alice,
+        &oci_client::Reference::with_tag(
+            private.registry.addr.clone(),
+            "private/app".into(),
+            "v1".into(),
+        ),
+        &private.auth,
     )
     .await
     .unwrap();
     let sig = sigil::testkit::SignatureToAttach::new(
         &k,
-        &format!("{}/private/app", private.addr),
+        &format!("{}/private/app", private.registry.addr),
         &private_digest,
     );
     sigil::testkit::attach_signatures_as(
         &private_client,
-        &private.addr,
+        &private.registry.addr,
         "private/app",
         &private_digest,
         &[sig],
-        &alice,
+        &private.auth,
     )
     .await
     .unwrap();
-    let private_image = format!("{}/private/app:v1", private.addr);
+    let private_image = format!("{}/private/app:v1", private.registry.addr);
 
-    let sigil = start_sigil(&c, &[env.addr(), &private.addr]);
+    let sigil = start_sigil(&c, &[env.addr(), &private.registry.addr]);
     let http = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(sigil.ca_pem.as_bytes()).unwrap())
         .build()
@@ -602,7 +595,12 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
     // Registry credentials from pull secrets of the workload's own namespace.
     assert!(ok(&apply(
         &c,
-        &key_policy("private-signed", &format!("{}/**", private.addr), &[&k], "")
+        &key_policy(
+            "private-signed",
+            &format!("{}/**", private.registry.addr),
+            &[&k],
+            ""
+        )
     )));
     namespace(&c, "private-ns", Some("true"));
     namespace(&c, "other-ns", Some("true"));
@@ -614,7 +612,7 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
         "docker-registry",
         "regcred",
         "--docker-server",
-        &private.addr,
+        &private.registry.addr,
         "--docker-username",
         "alice",
         "--docker-password",
@@ -630,7 +628,7 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
             !ok(&out)
                 && last.contains(&format!(
                     "registry {} denied access to private/app",
-                    private.addr
+                    private.registry.addr
                 ))
         })
         .is_some(),
@@ -709,18 +707,18 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
     );
     sigil::testkit::attach_signatures_as(
         &private_client,
-        &private.addr,
+        &private.registry.addr,
         "sigs/store",
         &sigsrc_digest,
         &[sig],
-        &alice,
+        &private.auth,
     )
     .await
     .unwrap();
     let sig_policy = format!(
         "{}      source:\n        - oci: {}/sigs/store\n          signaturePullSecrets:\n            - name: regcred\n",
         key_policy("sigs-elsewhere", &format!("{}/team/sigsrc*", env.addr()), &[&k], ""),
-        private.addr
+        private.registry.addr
     );
     assert!(ok(&apply(&c, &sig_policy)), "{sig_policy}");
     let sigsrc = format!("{}/team/sigsrc:v1", env.addr());
@@ -827,7 +825,7 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
     for (flag, want_warning) in [("warn", true), ("allow", false)] {
         let sigil = start_sigil_with(
             &c,
-            &[env.addr(), &private.addr],
+            &[env.addr(), &private.registry.addr],
             &["--no-match-policy", flag],
         );
         let http = reqwest::Client::builder()

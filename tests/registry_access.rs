@@ -43,20 +43,10 @@ fn evaluator(policy: &str, opts: RegistryOptions) -> Evaluator {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_auth_from_docker_config() {
-    sigil::install_crypto_provider();
+    let private = private_registry();
+    let reg = &private.registry;
+    let auth = private.auth.clone();
     let dir = tempfile::tempdir().unwrap();
-    let htpasswd = dir.path().join("htpasswd");
-    std::fs::write(
-        &htpasswd,
-        format!("alice:{}\n", bcrypt::hash("s3cret", 4).unwrap()),
-    )
-    .unwrap();
-    let reg = LocalRegistry::start_with(&RegistrySetup {
-        htpasswd: Some(htpasswd),
-        tls: None,
-    })
-    .unwrap();
-    let auth = RegistryAuth::Basic("alice".into(), "s3cret".into());
     let client = sigil::testkit::plain_http_client(std::slice::from_ref(&reg.addr));
     let k = TestKey::generate(TestKeyKind::P256).unwrap();
     let digest = push_image_as(

@@ -82,31 +82,10 @@ async fn malformed_reviews_get_400_with_a_reason_and_limits_hold() {
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["response"]["allowed"], false);
 
-    assert_eq!(
-        http.get(format!("{base}/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        http.get(format!("{base}/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        503
-    );
+    assert_eq!(get_status(&http, &format!("{base}/healthz")).await, 200);
+    assert_eq!(get_status(&http, &format!("{base}/readyz")).await, 503);
     ready.store(true, std::sync::atomic::Ordering::Release);
-    assert_eq!(
-        http.get(format!("{base}/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(get_status(&http, &format!("{base}/readyz")).await, 200);
     // Over the 4 MiB limit: 413, or the connection closed right after the
     // early 413 while the client was still uploading. Never processed.
     match https_client(&certs.ca_pem)
@@ -120,6 +99,10 @@ async fn malformed_reviews_get_400_with_a_reason_and_limits_hold() {
     }
 
     running.shutdown(Duration::from_secs(2)).await;
+}
+
+async fn get_status(http: &reqwest::Client, url: &str) -> u16 {
+    http.get(url).send().await.unwrap().status().as_u16()
 }
 
 struct Proc(Child);
@@ -422,20 +405,6 @@ async fn not_ready_and_fail_closed_until_the_cluster_is_synced() {
             .contains("not finished syncing"),
         "{resp}"
     );
-    assert_eq!(
-        http.get(format!("{base}/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        503
-    );
-    assert_eq!(
-        http.get(format!("{base}/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(get_status(&http, &format!("{base}/readyz")).await, 503);
+    assert_eq!(get_status(&http, &format!("{base}/healthz")).await, 200);
 }

@@ -56,6 +56,35 @@ impl Env {
     }
 }
 
+/// A registry that requires basic auth (`alice` / `s3cret`).
+pub struct PrivateRegistry {
+    pub registry: LocalRegistry,
+    pub auth: oci_client::secrets::RegistryAuth,
+    _htpasswd_dir: tempfile::TempDir,
+}
+
+/// Starts a [`PrivateRegistry`].
+pub fn private_registry() -> PrivateRegistry {
+    sigil::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    std::fs::write(
+        &htpasswd,
+        format!("alice:{}\n", bcrypt::hash("s3cret", 4).unwrap()),
+    )
+    .unwrap();
+    let registry = LocalRegistry::start_with(&sigil::testkit::RegistrySetup {
+        htpasswd: Some(htpasswd),
+        tls: None,
+    })
+    .expect("start docker-registry with basic auth");
+    PrivateRegistry {
+        registry,
+        auth: oci_client::secrets::RegistryAuth::Basic("alice".into(), "s3cret".into()),
+        _htpasswd_dir: dir,
+    }
+}
+
 /// Options for building the pipeline under test.
 #[derive(Clone)]
 pub struct Opts {
