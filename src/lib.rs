@@ -24,6 +24,7 @@ pub mod server;
 pub mod service;
 pub mod testkit;
 pub mod tls;
+pub mod trust;
 pub mod verify;
 pub mod workload;
 

@@ -9,6 +9,11 @@ use base64::Engine as _;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use sigil::verify::cosign::{verify_any, Rejection, SignatureLayer};
+use sigil::trust::TrustMaterial;
+use sigil::verify::keyless::{
+    verify_key_tlog, verify_keyless_layer, CertificateTrust, IdentityRule, KeylessPolicy,
+    PrivateCa, TextMatcher, BUNDLE_ANNOTATION,
+};
 use sigil::verify::keys::{HashAlgorithm, VerificationKey};
 
 const PREFIX: &[u8] = b"\x00sigstore-json\n";
@@ -143,4 +148,150 @@ fn valid_signature_is_rejected_with_another_key() {
     let (digest, layers) = load("dir-img-cosign-valid").unwrap();
     let err = verify_any(&layers, &digest, &key("cosign2.pub"), "other").unwrap_err();
     assert_eq!(err.to_string(), "signature does not verify with key other");
+}
+
+fn identity(issuer: &str, subject: &str) -> IdentityRule {
+    IdentityRule {
+        issuer: TextMatcher::new(Some(issuer), None).unwrap(),
+        subject: TextMatcher::new(Some(subject), None).unwrap(),
+    }
+}
+
+fn public_good_keyless(identities: Vec<IdentityRule>) -> KeylessPolicy {
+    KeylessPolicy {
+        identities,
+        trust: CertificateTrust::TrustRoot,
+        trust_root_ref: None,
+        verify_sct: true,
+        require_tlog: true,
+    }
+}
+
+/// The public-good Fulcio + Rekor signature verifies offline against the
+/// embedded public-good root: chain at the integrated time (the certificate
+/// expired long ago), SET, SCT and identity.
+#[test]
+fn public_good_keyless_signature_verifies_offline() {
+    let (digest, layers) = load("dir-img-cosign-fulcio-rekor-valid").unwrap();
+    let trust = TrustMaterial::public_good();
+    let policy = public_good_keyless(vec![identity(
+        "https://github.com/login/oauth",
+        "mitr@redhat.com",
+    )]);
+    let signer = verify_keyless_layer(&layers[0], &digest, &policy, &trust).unwrap();
+    assert_eq!(signer.subject, "mitr@redhat.com");
+    assert_eq!(signer.issuer, "https://github.com/login/oauth");
+    assert_eq!(signer.integrated_time.as_deref(), Some("2023-01-20T20:51:33Z"));
+
+    // Same signature, another identity: named in the message.
+    let other = public_good_keyless(vec![identity(
+        "https://github.com/login/oauth",
+        "someone@example.com",
+    )]);
+    let err = verify_keyless_layer(&layers[0], &digest, &other, &trust).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "certificate identity mitr@redhat.com issued by https://github.com/login/oauth matches none of: \
+         {subject someone@example.com, issuer https://github.com/login/oauth}"
+    );
+
+    // Another digest: the payload does not name it.
+    let err = verify_keyless_layer(&layers[0], "sha256:00", &policy, &trust).unwrap_err();
+    assert!(matches!(err, Rejection::DigestMismatch { .. }), "{err}");
+}
+
+#[test]
+fn public_good_signature_with_a_tampered_set_is_rejected() {
+    let (digest, mut layers) = load("dir-img-cosign-fulcio-rekor-valid").unwrap();
+    let bundle = layers[0].annotations.get_mut(BUNDLE_ANNOTATION).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(bundle).unwrap();
+    v["Payload"]["integratedTime"] = serde_json::json!(1674247894);
+    *bundle = v.to_string();
+    let policy = public_good_keyless(vec![identity(
+        "https://github.com/login/oauth",
+        "mitr@redhat.com",
+    )]);
+    let err = verify_keyless_layer(&layers[0], &digest, &policy, &TrustMaterial::public_good())
+        .unwrap_err();
+    assert!(
+        err.to_string().starts_with("Rekor SET does not verify"),
+        "{err}"
+    );
+}
+
+/// The same signature against a trust root that does not hold the
+/// public-good Fulcio CA.
+#[test]
+fn public_good_signature_is_rejected_by_another_trust_root() {
+    let (digest, layers) = load("dir-img-cosign-fulcio-rekor-valid").unwrap();
+    let offline = sigil::testkit::sigstore::OfflineSigstore::new().unwrap();
+    let trust = TrustMaterial::from_json("other", &offline.trusted_root_json(None)).unwrap();
+    let policy = public_good_keyless(vec![identity(
+        "https://github.com/login/oauth",
+        "mitr@redhat.com",
+    )]);
+    let err = verify_keyless_layer(&layers[0], &digest, &policy, &trust).unwrap_err();
+    assert!(err.to_string().contains("does not verify"), "{err}");
+}
+
+/// A private PKI (no Fulcio, no Rekor): the chain is checked against the
+/// `ca-cert` roots and intermediates at admission time.
+#[test]
+fn private_pki_signature_verifies_against_its_ca() {
+    let (digest, layers) = load("dir-img-cosign-pki-valid").unwrap();
+    let pem = std::fs::read_to_string(dir().join("pki_root_crts.pem")).unwrap()
+        + &std::fs::read_to_string(dir().join("pki_intermediate_crts.pem")).unwrap();
+    let ca = PrivateCa::from_pem(&pem).unwrap();
+    let policy = KeylessPolicy {
+        identities: vec![IdentityRule {
+            issuer: TextMatcher::new(None, Some(".*")).unwrap(),
+            subject: TextMatcher::new(Some("qiwan@redhat.com"), None).unwrap(),
+        }],
+        trust: CertificateTrust::PrivateCa(std::sync::Arc::new(ca)),
+        trust_root_ref: None,
+        verify_sct: true,
+        require_tlog: false,
+    };
+    let trust = TrustMaterial::public_good();
+    let signer = verify_keyless_layer(&layers[0], &digest, &policy, &trust).unwrap();
+    assert_eq!(signer.subject, "qiwan@redhat.com");
+
+    // Against the public-good CA as ca-cert, the chain does not verify.
+    let public = PrivateCa::from_pem(&std::fs::read_to_string(dir().join("fulcio_v1.crt.pem")).unwrap()).unwrap();
+    let wrong = KeylessPolicy {
+        trust: CertificateTrust::PrivateCa(std::sync::Arc::new(public)),
+        ..policy.clone()
+    };
+    let err = verify_keyless_layer(&layers[0], &digest, &wrong, &trust).unwrap_err();
+    assert!(
+        err.to_string().starts_with("certificate does not chain to the ca-cert authority"),
+        "{err}"
+    );
+
+    // With ctlog set, the missing Rekor entry fails.
+    let with_tlog = KeylessPolicy {
+        require_tlog: true,
+        ..policy
+    };
+    let err = verify_keyless_layer(&layers[0], &digest, &with_tlog, &trust).unwrap_err();
+    assert!(err.to_string().contains("which ctlog requires"), "{err}");
+}
+
+/// A key signature with a public-good Rekor entry: what `ctlog` on a key
+/// authority asks for.
+#[test]
+fn key_signature_rekor_entry_verifies_against_public_good() {
+    let (digest, layers) = load("dir-img-cosign-key-rekor-valid").unwrap();
+    let k = key("cosign2.pub");
+    assert_eq!(verify_any(&layers, &digest, &k, "a"), Ok(()));
+    verify_key_tlog(&layers[0], &k, &TrustMaterial::public_good()).unwrap();
+    // The entry names cosign2's key, not cosign's.
+    let err = verify_key_tlog(&layers[0], &key("cosign.pub"), &TrustMaterial::public_good())
+        .unwrap_err();
+    assert!(err.to_string().contains("does not verify") || err.to_string().contains("not this signature"), "{err}");
+    // A signature without a Rekor entry fails when one is required.
+    let (_, plain) = load("dir-img-cosign-valid").unwrap();
+    let err = verify_key_tlog(&plain[0], &key("cosign.pub"), &TrustMaterial::public_good())
+        .unwrap_err();
+    assert!(err.to_string().contains("which ctlog requires"), "{err}");
 }

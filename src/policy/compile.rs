@@ -13,6 +13,9 @@ use super::glob::ImageGlob;
 use super::types::{Authority, ClusterImagePolicySpec};
 use super::validate::validate;
 use crate::image::ImageRef;
+use crate::verify::keyless::{
+    CertificateTrust, IdentityRule, KeylessPolicy, PrivateCa, TextMatcher,
+};
 use crate::verify::keys::{HashAlgorithm, VerificationKey};
 
 /// How a policy's failures are treated.
@@ -116,7 +119,15 @@ pub struct CompiledAuthority {
 #[derive(Debug)]
 pub enum AuthorityCheck {
     /// A cosign signature made with this key.
-    Key(Arc<VerificationKey>),
+    Key {
+        /// The key.
+        key: Arc<VerificationKey>,
+        /// With `ctlog`: the signature's Rekor SET must verify against this
+        /// trust root (`None`: the default root).
+        tlog: Option<Option<String>>,
+    },
+    /// A keyless signature by one of these identities.
+    Keyless(Arc<KeylessPolicy>),
     /// A fixed verdict.
     Static {
         /// `action: pass`.
@@ -269,6 +280,10 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
         }
     }
 
+    let tlog_ref = a
+        .ctlog
+        .as_ref()
+        .map(|c| c.trust_root_ref.clone().filter(|r| !r.is_empty()));
     let mut check = None;
     if let Some(key) = &a.key {
         let kp = format!("{path}.key");
@@ -278,7 +293,10 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
                     .map_err(|e| err(format!("{kp}.hashAlgorithm"), e.to_string()))?;
                 let vk = VerificationKey::from_pem(data, hash)
                     .map_err(|e| err(format!("{kp}.data"), e.to_string()))?;
-                check = Some(AuthorityCheck::Key(Arc::new(vk)));
+                check = Some(AuthorityCheck::Key {
+                    key: Arc::new(vk),
+                    tlog: tlog_ref.clone(),
+                });
             }
             None if key.secret_ref.is_some() => {
                 // The cluster watcher inlines Secret keys before compiling;
@@ -292,9 +310,60 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
             }
         }
     }
+    if let Some(k) = &a.keyless {
+        let kp = format!("{path}.keyless");
+        let identities = k
+            .identities
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let ip = format!("{kp}.identities[{i}]");
+                Ok(IdentityRule {
+                    issuer: TextMatcher::new(id.issuer.as_deref(), id.issuer_reg_exp.as_deref())
+                        .map_err(|e| err(format!("{ip}.issuerRegExp"), e.to_string()))?,
+                    subject: TextMatcher::new(
+                        id.subject.as_deref(),
+                        id.subject_reg_exp.as_deref(),
+                    )
+                    .map_err(|e| err(format!("{ip}.subjectRegExp"), e.to_string()))?,
+                })
+            })
+            .collect::<Result<Vec<_>, PolicyError>>()?;
+        let trust = match &k.ca_cert {
+            None => Some(CertificateTrust::TrustRoot),
+            Some(ca) => match ca.data.as_deref().filter(|d| !d.is_empty()) {
+                Some(data) => Some(CertificateTrust::PrivateCa(Arc::new(
+                    PrivateCa::from_pem(data)
+                        .map_err(|e| err(format!("{kp}.ca-cert.data"), e))?,
+                ))),
+                None if ca.secret_ref.is_some() => {
+                    unsupported.get_or_insert(format!(
+                        "{kp}.ca-cert.secretRef (only resolved when sigil watches a cluster)"
+                    ));
+                    None
+                }
+                None => {
+                    unsupported.get_or_insert(format!("{kp}.ca-cert.kms"));
+                    None
+                }
+            },
+        };
+        if let Some(trust) = trust {
+            let private = matches!(trust, CertificateTrust::PrivateCa(_));
+            check = Some(AuthorityCheck::Keyless(Arc::new(KeylessPolicy {
+                identities,
+                trust,
+                trust_root_ref: k
+                    .trust_root_ref
+                    .clone()
+                    .filter(|r| !r.is_empty())
+                    .or_else(|| tlog_ref.clone().flatten()),
+                verify_sct: !k.insecure_ignore_sct.unwrap_or(false),
+                require_tlog: !private || tlog_ref.is_some(),
+            })));
+        }
+    }
     for (set, field) in [
-        (a.keyless.is_some(), "keyless"),
-        (a.ctlog.is_some(), "ctlog"),
         (!a.attestations.is_empty(), "attestations"),
         (a.rfc3161timestamp.is_some(), "rfc3161timestamp"),
         (
@@ -348,7 +417,7 @@ mod tests {
         let p = compile("p", &s).unwrap();
         assert_eq!(p.mode, PolicyMode::Enforce);
         assert_eq!(p.authorities[0].name, "authority-0");
-        assert!(matches!(p.authorities[0].check, AuthorityCheck::Key(_)));
+        assert!(matches!(p.authorities[0].check, AuthorityCheck::Key { tlog: None, .. }));
     }
 
     #[test]
@@ -384,10 +453,10 @@ mod tests {
 
     #[test]
     fn unimplemented_fields_fail_closed_by_name() {
-        let p = compile("p", &spec("images: [{glob: '**'}]\nauthorities: [{keyless: {identities: [{issuer: a, subject: b}]}}]\n")).unwrap();
+        let p = compile("p", &spec("images: [{glob: '**'}]\nauthorities: [{keyless: {identities: [{issuer: a, subject: b}]}, attestations: [{name: a, predicateType: spdx}]}]\n")).unwrap();
         match &p.authorities[0].check {
             AuthorityCheck::Unsupported { field } => {
-                assert_eq!(field, "spec.authorities[0].keyless")
+                assert_eq!(field, "spec.authorities[0].attestations")
             }
             other => panic!("{other:?}"),
         }

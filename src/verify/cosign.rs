@@ -80,6 +80,19 @@ pub enum Rejection {
     /// Signed, but the payload is not a cosign simple-signing document.
     #[error("signature payload is not a cosign simple-signing payload: {0}")]
     MalformedPayload(String),
+    /// A keyless (or transparency-log) check failed; the text names which.
+    #[error("{0}")]
+    Keyless(String),
+    /// Verified, but signed by an identity no rule accepts.
+    #[error("certificate identity {subject} issued by {issuer} matches none of: {expected}")]
+    IdentityMismatch {
+        /// SAN of the certificate.
+        subject: String,
+        /// OIDC issuer of the certificate.
+        issuer: String,
+        /// The accepted identities.
+        expected: String,
+    },
     /// Signed, but for another image.
     #[error("signature payload names {signed}, image is {admitted}")]
     DigestMismatch {
@@ -95,8 +108,9 @@ impl Rejection {
     /// signature over the wrong digest says more than a bad signature.
     pub fn rank(&self) -> u8 {
         match self {
+            Rejection::IdentityMismatch { .. } => 5,
             Rejection::DigestMismatch { .. } => 4,
-            Rejection::MalformedPayload(_) => 3,
+            Rejection::Keyless(_) | Rejection::MalformedPayload(_) => 3,
             Rejection::BadSignature { .. } => 2,
             Rejection::MalformedSignature => 1,
             Rejection::MissingSignature => 0,
@@ -142,18 +156,16 @@ pub fn check_payload(payload: &[u8], admitted_digest: &str) -> Result<(), Reject
     Ok(())
 }
 
-/// The outcome of checking every layer against one key: `Ok` when one
-/// verifies, else the most informative rejection.
-pub fn verify_any(
+/// The outcome of checking every layer with `check`: the first success, else
+/// the most informative rejection.
+pub fn first_verified<T>(
     layers: &[SignatureLayer],
-    admitted_digest: &str,
-    key: &VerificationKey,
-    authority: &str,
-) -> Result<(), Rejection> {
+    mut check: impl FnMut(&SignatureLayer) -> Result<T, Rejection>,
+) -> Result<T, Rejection> {
     let mut best: Option<Rejection> = None;
     for layer in layers {
-        match verify_layer(layer, admitted_digest, key, authority) {
-            Ok(()) => return Ok(()),
+        match check(layer) {
+            Ok(v) => return Ok(v),
             Err(r) => {
                 if best.as_ref().is_none_or(|b| r.rank() > b.rank()) {
                     best = Some(r);
@@ -162,4 +174,15 @@ pub fn verify_any(
         }
     }
     Err(best.unwrap_or(Rejection::MissingSignature))
+}
+
+/// The outcome of checking every layer against one key: `Ok` when one
+/// verifies, else the most informative rejection.
+pub fn verify_any(
+    layers: &[SignatureLayer],
+    admitted_digest: &str,
+    key: &VerificationKey,
+    authority: &str,
+) -> Result<(), Rejection> {
+    first_verified(layers, |l| verify_layer(l, admitted_digest, key, authority))
 }

@@ -22,10 +22,11 @@ use tracing::Instrument;
 use super::cosign::{
     self, SignatureLayer, MAX_PAYLOAD_BYTES, MAX_SIGNATURE_LAYERS, SIMPLE_SIGNING_MEDIA_TYPE,
 };
-use super::{AuthorityOutcome, PolicyOutcome};
+use super::{keyless, AuthorityOutcome, PolicyOutcome};
 use crate::image::{cosign_tag, ImageRef};
 use crate::policy::{AuthorityCheck, CompiledAuthority, CompiledPolicy, PolicyMatch, PolicyMode};
 use crate::registry::{Credentials, RegistryClient, RegistryError};
+use crate::trust::TrustStore;
 use crate::workload::ImageUse;
 
 /// Cache lifetimes and sizes.
@@ -37,6 +38,8 @@ pub struct VerifierSettings {
     pub verify_ttl: Duration,
     /// Entries per cache.
     pub cache_capacity: u64,
+    /// Trusted roots for keyless signatures and transparency logs.
+    pub trust: Arc<TrustStore>,
 }
 
 impl Default for VerifierSettings {
@@ -45,6 +48,7 @@ impl Default for VerifierSettings {
             resolve_ttl: Duration::from_secs(30),
             verify_ttl: Duration::from_secs(600),
             cache_capacity: 10_000,
+            trust: Arc::new(TrustStore::public_good()),
         }
     }
 }
@@ -62,8 +66,9 @@ pub struct ImageReport {
     pub invalid_reference: Option<String>,
 }
 
-/// (credentials fingerprint, repository, digest, policy name, policy fingerprint).
-type VerdictKey = (String, String, String, String, String);
+/// (credentials fingerprint, repository, digest, policy name, policy
+/// fingerprint, trust store generation).
+type VerdictKey = (String, String, String, String, String, u64);
 
 struct VerdictExpiry {
     pass_ttl: Duration,
@@ -92,6 +97,7 @@ pub struct Verifier {
     digests: Cache<String, String>,
     signatures: Cache<(String, String), Arc<Vec<SignatureLayer>>>,
     verdicts: Cache<VerdictKey, Arc<PolicyOutcome>>,
+    trust: Arc<TrustStore>,
 }
 
 impl Verifier {
@@ -118,7 +124,13 @@ impl Verifier {
                     fail_ttl: settings.resolve_ttl.min(settings.verify_ttl),
                 })
                 .build(),
+            trust: settings.trust.clone(),
         }
+    }
+
+    /// The trusted roots in use.
+    pub fn trust(&self) -> &Arc<TrustStore> {
+        &self.trust
     }
 
     /// The registry client.
@@ -272,6 +284,7 @@ impl Verifier {
             digest.to_string(),
             policy.name.clone(),
             policy.fingerprint.clone(),
+            self.trust.generation(),
         );
         let result = self
             .verdicts
@@ -357,33 +370,96 @@ impl Verifier {
                 format!("{field} is not supported yet by sigil; failing closed"),
                 false,
             ),
-            AuthorityCheck::Key(key) => {
-                let (registry, repository) = match &a.signature_repository {
-                    Some(r) => (r.registry.clone(), r.repository.clone()),
-                    None => (image.registry.clone(), image.repository.clone()),
+            AuthorityCheck::Key { key, tlog } => {
+                let layers = match self.signature_layers(image, digest, a, creds).await {
+                    Ok(l) => l,
+                    Err(o) => return o,
                 };
-                let sig_ref = Reference::with_tag(registry, repository, cosign_tag(digest, "sig"));
-                match self.signatures(&sig_ref, creds).await {
-                    Err(e) => outcome(
-                        false,
-                        format!("cannot fetch signatures from {}: {e}", sig_ref.whole()),
-                        e.is_transient(),
-                    ),
-                    Ok(layers) if layers.is_empty() => outcome(
-                        false,
-                        format!("no signatures found at {}", sig_ref.whole()),
-                        false,
-                    ),
-                    Ok(layers) => match cosign::verify_any(&layers, digest, key, &a.name) {
-                        Ok(()) => outcome(
-                            true,
-                            format!("signature verified with key {}", a.name),
-                            false,
-                        ),
-                        Err(r) => outcome(false, r.to_string(), false),
+                let trust = match tlog {
+                    None => None,
+                    Some(name) => match self.trust.resolve(name.as_deref()) {
+                        Ok(t) => Some(t),
+                        Err(e) => return outcome(false, e.to_string(), false),
                     },
+                };
+                let verified = cosign::first_verified(&layers, |l| {
+                    cosign::verify_layer(l, digest, key, &a.name)?;
+                    if let Some(t) = &trust {
+                        keyless::verify_key_tlog(l, key, t)?;
+                    }
+                    Ok(())
+                });
+                match verified {
+                    Ok(()) => outcome(
+                        true,
+                        match trust {
+                            Some(_) => format!(
+                                "signature verified with key {} and its Rekor entry",
+                                a.name
+                            ),
+                            None => format!("signature verified with key {}", a.name),
+                        },
+                        false,
+                    ),
+                    Err(r) => outcome(false, r.to_string(), false),
                 }
             }
+            AuthorityCheck::Keyless(policy) => {
+                let layers = match self.signature_layers(image, digest, a, creds).await {
+                    Ok(l) => l,
+                    Err(o) => return o,
+                };
+                let trust = match self.trust.resolve(policy.trust_root_ref.as_deref()) {
+                    Ok(t) => t,
+                    Err(e) => return outcome(false, e.to_string(), false),
+                };
+                match cosign::first_verified(&layers, |l| {
+                    keyless::verify_keyless_layer(l, digest, policy, &trust)
+                }) {
+                    Ok(signer) => outcome(
+                        true,
+                        format!(
+                            "keyless signature by {} issued by {} verified",
+                            signer.subject, signer.issuer
+                        ),
+                        false,
+                    ),
+                    Err(r) => outcome(false, r.to_string(), false),
+                }
+            }
+        }
+    }
+
+    /// The `.sig` layers for an authority, or the outcome to report when
+    /// there are none or they cannot be fetched.
+    async fn signature_layers(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+        a: &CompiledAuthority,
+        creds: &Credentials,
+    ) -> Result<Arc<Vec<SignatureLayer>>, AuthorityOutcome> {
+        let (registry, repository) = match &a.signature_repository {
+            Some(r) => (r.registry.clone(), r.repository.clone()),
+            None => (image.registry.clone(), image.repository.clone()),
+        };
+        let sig_ref = Reference::with_tag(registry, repository, cosign_tag(digest, "sig"));
+        let fail = |reason: String, transient: bool| AuthorityOutcome {
+            name: a.name.clone(),
+            passed: false,
+            reason,
+            transient,
+        };
+        match self.signatures(&sig_ref, creds).await {
+            Err(e) => Err(fail(
+                format!("cannot fetch signatures from {}: {e}", sig_ref.whole()),
+                e.is_transient(),
+            )),
+            Ok(layers) if layers.is_empty() => Err(fail(
+                format!("no signatures found at {}", sig_ref.whole()),
+                false,
+            )),
+            Ok(layers) => Ok(layers),
         }
     }
 

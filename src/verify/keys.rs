@@ -105,6 +105,7 @@ pub enum KeyError {
 pub struct VerificationKey {
     kind: KeyKind,
     key: ParsedPublicKey,
+    spki_der: Vec<u8>,
 }
 
 impl VerificationKey {
@@ -153,7 +154,16 @@ impl VerificationKey {
                 kind,
                 reason: e.to_string(),
             })?;
-        Ok(VerificationKey { kind, key })
+        Ok(VerificationKey {
+            kind,
+            key,
+            spki_der: der.to_vec(),
+        })
+    }
+
+    /// The DER SubjectPublicKeyInfo the key was parsed from.
+    pub fn spki_der(&self) -> &[u8] {
+        &self.spki_der
     }
 
     /// The key's kind.

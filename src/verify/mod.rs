@@ -3,6 +3,7 @@
 
 pub mod cosign;
 pub mod engine;
+pub mod keyless;
 pub mod keys;
 
 pub use engine::{ImageReport, Verifier, VerifierSettings};

@@ -92,6 +92,8 @@ pub struct Opts {
     pub no_match: NoMatchAction,
     pub verify_timeout: Duration,
     pub insecure: Vec<String>,
+    /// Trusted roots (default: the embedded public-good root).
+    pub trust: Option<Arc<sigil::trust::TrustStore>>,
 }
 
 impl Opts {
@@ -101,6 +103,7 @@ impl Opts {
             no_match: NoMatchAction::Deny,
             verify_timeout: Duration::from_secs(8),
             insecure: vec![addr.to_string()],
+            trust: None,
         }
     }
 }
@@ -117,10 +120,11 @@ pub fn pipeline(policies_yaml: &str, opts: &Opts) -> (Arc<Evaluator>, Arc<Memory
         ..Default::default()
     })
     .expect("registry client");
-    let verifier = Arc::new(Verifier::new(
-        Arc::new(registry),
-        &VerifierSettings::default(),
-    ));
+    let mut settings = VerifierSettings::default();
+    if let Some(t) = &opts.trust {
+        settings.trust = t.clone();
+    }
+    let verifier = Arc::new(Verifier::new(Arc::new(registry), &settings));
     let audit = Arc::new(MemoryAuditSink::default());
     let evaluator = Arc::new(Evaluator::new(
         store,

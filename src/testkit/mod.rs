@@ -20,13 +20,16 @@ use aws_lc_rs::signature::{
 use base64::Engine as _;
 use oci_client::client::{Config, ImageLayer};
 use oci_client::manifest::{
-    ImageIndexEntry, OciImageIndex, OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE,
+    ImageIndexEntry, OciImageIndex, OciImageManifest, OCI_IMAGE_INDEX_MEDIA_TYPE,
+    OCI_IMAGE_MEDIA_TYPE,
 };
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use p384::ecdsa::signature::hazmat::PrehashSigner;
 use p384::pkcs8::EncodePublicKey;
 use sha2::{Digest, Sha256};
+
+pub mod sigstore;
 
 use crate::image::cosign_tag;
 use crate::verify::cosign::{
@@ -283,6 +286,8 @@ pub struct SignatureToAttach {
     pub payload: Vec<u8>,
     /// Base64 signature.
     pub signature_b64: String,
+    /// Other layer annotations (certificate, chain, Rekor bundle).
+    pub annotations: BTreeMap<String, String>,
 }
 
 impl SignatureToAttach {
@@ -293,6 +298,7 @@ impl SignatureToAttach {
         SignatureToAttach {
             payload,
             signature_b64,
+            annotations: BTreeMap::new(),
         }
     }
 }
@@ -418,7 +424,7 @@ pub async fn attach_signatures_as(
     let layers: Vec<ImageLayer> = signatures
         .iter()
         .map(|s| {
-            let mut ann = BTreeMap::new();
+            let mut ann = s.annotations.clone();
             ann.insert(SIGNATURE_ANNOTATION.to_string(), s.signature_b64.clone());
             ImageLayer::new(
                 s.payload.clone(),
@@ -429,13 +435,25 @@ pub async fn attach_signatures_as(
         .collect();
     let diff_ids: Vec<String> = layers.iter().map(|l| l.sha256_digest()).collect();
     let config = serde_json::json!({"architecture": "", "os": "", "config": {}, "rootfs": {"type": "layers", "diff_ids": diff_ids}});
+    let config = Config::oci_v1(serde_json::to_vec(&config)?, None);
+    // oci-client's own manifest push writes OLPC canonical JSON, which leaves
+    // the line breaks of PEM annotations unescaped (invalid JSON to the
+    // registry); push the blobs with it, the manifest as standard JSON.
+    let manifest = OciImageManifest::build(&layers, &config, None);
+    client.store_auth_if_needed(sig_ref.resolve_registry(), auth).await;
+    for (layer, desc) in layers.iter().zip(&manifest.layers) {
+        client
+            .push_blob(&sig_ref, layer.data.clone(), &desc.digest)
+            .await?;
+    }
     client
-        .push(
+        .push_blob(&sig_ref, config.data.clone(), &manifest.config.digest)
+        .await?;
+    client
+        .push_manifest_raw(
             &sig_ref,
-            &layers,
-            Config::oci_v1(serde_json::to_vec(&config)?, None),
-            auth,
-            None,
+            serde_json::to_vec(&manifest)?,
+            http::HeaderValue::from_static(OCI_IMAGE_MEDIA_TYPE),
         )
         .await?;
     Ok(())

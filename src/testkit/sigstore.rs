@@ -1,0 +1,441 @@
+//! An offline Sigstore for tests: a Fulcio-like CA issuing short-lived
+//! certificates with the Fulcio extensions and an embedded SCT from a CT log
+//! key, a Rekor key producing signed entry timestamps over canonical
+//! `hashedrekord` entries, and the trusted-root JSON that trusts them.
+//! Signatures come out in cosign's legacy keyless layout (certificate, chain
+//! and bundle annotations), ready for [`super::attach_signatures`].
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use der::{Decode, Encode};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, CustomExtension, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
+    SerialNumber, SigningKey,
+};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::{simple_signing_payload, SignatureToAttach};
+use crate::verify::keyless::{BUNDLE_ANNOTATION, CERTIFICATE_ANNOTATION, CHAIN_ANNOTATION};
+
+/// OID arc of Fulcio's extensions.
+const FULCIO_ARC: [u64; 9] = [1, 3, 6, 1, 4, 1, 57264, 1, 0];
+/// The embedded SCT list extension (RFC 6962).
+const SCT_LIST_OID: &[u64] = &[1, 3, 6, 1, 4, 1, 11129, 2, 4, 2];
+
+fn fulcio_oid(n: u64) -> Vec<u64> {
+    let mut v = FULCIO_ARC.to_vec();
+    v[8] = n;
+    v
+}
+
+fn time_of(t: SystemTime) -> time::OffsetDateTime {
+    time::OffsetDateTime::from(t)
+}
+
+fn unix(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    jiff::Timestamp::from_second(unix(t))
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+fn der_length(len: usize) -> Vec<u8> {
+    match len {
+        0..=0x7f => vec![len as u8],
+        0x80..=0xff => vec![0x81, len as u8],
+        _ => vec![0x82, (len >> 8) as u8, len as u8],
+    }
+}
+
+fn der_wrap(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut v = vec![tag];
+    v.extend(der_length(content.len()));
+    v.extend_from_slice(content);
+    v
+}
+
+/// A signing key of a log (Rekor or CT), P-256.
+pub struct LogKey {
+    key: KeyPair,
+}
+
+impl LogKey {
+    fn generate() -> anyhow::Result<Self> {
+        Ok(LogKey {
+            key: KeyPair::generate()?,
+        })
+    }
+
+    /// DER SubjectPublicKeyInfo.
+    pub fn spki_der(&self) -> Vec<u8> {
+        self.key.subject_public_key_info()
+    }
+
+    /// The log ID: sha256 of the DER public key.
+    pub fn log_id(&self) -> [u8; 32] {
+        Sha256::digest(self.spki_der()).into()
+    }
+
+    /// PEM public key.
+    pub fn public_pem(&self) -> String {
+        pem::encode(&pem::Pem::new("PUBLIC KEY", self.spki_der()))
+    }
+
+    fn sign(&self, msg: &[u8]) -> anyhow::Result<Vec<u8>> {
+        Ok(self.key.sign(msg)?)
+    }
+}
+
+/// A SAN identity.
+#[derive(Debug, Clone)]
+pub enum San {
+    /// An email address.
+    Email(String),
+    /// A URI (CI workflow identities).
+    Uri(String),
+}
+
+/// What a test certificate should say.
+#[derive(Debug, Clone)]
+pub struct CertRequest {
+    /// The SAN.
+    pub subject: San,
+    /// The OIDC issuer (Fulcio extensions .1.1 and .1.8).
+    pub issuer: String,
+    /// Start of validity.
+    pub not_before: SystemTime,
+    /// End of validity.
+    pub not_after: SystemTime,
+    /// Embed an SCT from the CT log.
+    pub with_sct: bool,
+    /// GitHub workflow extensions (.1.2 trigger, .3 sha, .4 name, .5 repository, .6 ref).
+    pub github: Option<[String; 5]>,
+}
+
+impl CertRequest {
+    /// A 10-minute certificate starting a minute ago, with an SCT.
+    pub fn new(subject: San, issuer: &str) -> Self {
+        let now = SystemTime::now();
+        CertRequest {
+            subject,
+            issuer: issuer.to_string(),
+            not_before: now - Duration::from_secs(60),
+            not_after: now + Duration::from_secs(540),
+            with_sct: true,
+            github: None,
+        }
+    }
+}
+
+/// A certificate issued by the test CA, and its private key.
+pub struct IssuedCert {
+    /// DER certificate.
+    pub der: Vec<u8>,
+    key: KeyPair,
+}
+
+impl IssuedCert {
+    /// PEM certificate.
+    pub fn pem(&self) -> String {
+        pem::encode(&pem::Pem::new("CERTIFICATE", self.der.clone()))
+    }
+
+    /// Signs `msg` (ECDSA P-256, SHA-256), as cosign does with its ephemeral key.
+    pub fn sign(&self, msg: &[u8]) -> Vec<u8> {
+        self.key.sign(msg).unwrap_or_default()
+    }
+}
+
+/// How the Rekor entry of a test signature is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetMode {
+    /// A correct SET over the entry of this signature.
+    Valid,
+    /// A SET whose signature is garbage.
+    Forged,
+    /// No bundle annotation at all.
+    Missing,
+    /// A correct SET, but over the entry of a different signature.
+    OtherSignature,
+}
+
+/// The offline Sigstore instance.
+pub struct OfflineSigstore {
+    ca: CertifiedIssuer<'static, KeyPair>,
+    /// The Rekor key.
+    pub rekor: LogKey,
+    /// The CT log key.
+    pub ctlog: LogKey,
+    next_index: std::sync::atomic::AtomicI64,
+}
+
+impl OfflineSigstore {
+    /// A fresh CA, Rekor key and CT log key.
+    pub fn new() -> anyhow::Result<Self> {
+        Self::with_ca_name("sigil test fulcio")
+    }
+
+    /// The same with a chosen CA common name.
+    pub fn with_ca_name(name: &str) -> anyhow::Result<Self> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "sigil tests");
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let now = SystemTime::now();
+        params.not_before = time_of(now - Duration::from_secs(30 * 86400));
+        params.not_after = time_of(now + Duration::from_secs(365 * 86400));
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
+        Ok(OfflineSigstore {
+            ca,
+            rekor: LogKey::generate()?,
+            ctlog: LogKey::generate()?,
+            next_index: std::sync::atomic::AtomicI64::new(1000),
+        })
+    }
+
+    /// The CA certificate, PEM (what `keyless.ca-cert.data` holds).
+    pub fn ca_pem(&self) -> String {
+        self.ca.pem()
+    }
+
+    /// The CA certificate, DER.
+    pub fn ca_der(&self) -> Vec<u8> {
+        self.ca.der().to_vec()
+    }
+
+    /// Trusted-root JSON trusting this CA, Rekor key and CT key; the Rekor
+    /// key is trusted only inside `rekor_window` when given.
+    pub fn trusted_root_json(&self, rekor_window: Option<(SystemTime, SystemTime)>) -> String {
+        let long_ago = SystemTime::UNIX_EPOCH + Duration::from_secs(86400);
+        let log = |k: &LogKey, window: Option<(SystemTime, SystemTime)>, url: &str| {
+            let mut valid = json!({ "start": rfc3339(long_ago) });
+            if let Some((start, end)) = window {
+                valid = json!({ "start": rfc3339(start), "end": rfc3339(end) });
+            }
+            json!({
+                "baseUrl": url,
+                "hashAlgorithm": "SHA2_256",
+                "publicKey": {
+                    "rawBytes": B64.encode(k.spki_der()),
+                    "keyDetails": "PKIX_ECDSA_P256_SHA_256",
+                    "validFor": valid,
+                },
+                "logId": { "keyId": B64.encode(k.log_id()) },
+            })
+        };
+        json!({
+            "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
+            "tlogs": [log(&self.rekor, rekor_window, "https://rekor.test")],
+            "certificateAuthorities": [{
+                "subject": { "organization": "sigil tests", "commonName": "sigil test fulcio" },
+                "uri": "https://fulcio.test",
+                "certChain": { "certificates": [{ "rawBytes": B64.encode(self.ca_der()) }] },
+                "validFor": { "start": rfc3339(long_ago) },
+            }],
+            "ctlogs": [log(&self.ctlog, None, "https://ctfe.test")],
+            "timestampAuthorities": [],
+        })
+        .to_string()
+    }
+
+    /// A `TrustRoot` spec (`sigstoreKeys`) trusting this instance.
+    pub fn trust_root_spec(&self) -> serde_json::Value {
+        let b64pem = |p: String| B64.encode(p);
+        json!({
+            "sigstoreKeys": {
+                "certificateAuthorities": [{
+                    "subject": { "organization": "sigil tests", "commonName": "sigil test fulcio" },
+                    "uri": "https://fulcio.test",
+                    "certChain": b64pem(self.ca_pem()),
+                }],
+                "tLogs": [{ "baseURL": "https://rekor.test", "hashAlgorithm": "sha-256", "publicKey": b64pem(self.rekor.public_pem()) }],
+                "ctLogs": [{ "baseURL": "https://ctfe.test", "hashAlgorithm": "sha-256", "publicKey": b64pem(self.ctlog.public_pem()) }],
+            }
+        })
+    }
+
+    /// Issues a certificate as Fulcio would.
+    pub fn issue(&self, req: &CertRequest) -> anyhow::Result<IssuedCert> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.subject_alt_names = vec![match &req.subject {
+            San::Email(e) => SanType::Rfc822Name(e.clone().try_into()?),
+            San::Uri(u) => SanType::URI(u.clone().try_into()?),
+        }];
+        params.not_before = time_of(req.not_before);
+        params.not_after = time_of(req.not_after);
+        let serial: [u8; 16] = rand::random();
+        params.serial_number = Some(SerialNumber::from_slice(&serial));
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
+        params.use_authority_key_identifier_extension = true;
+        params.custom_extensions.push(CustomExtension::from_oid_content(
+            &fulcio_oid(1),
+            req.issuer.as_bytes().to_vec(),
+        ));
+        if let Some(gh) = &req.github {
+            for (i, v) in gh.iter().enumerate() {
+                params.custom_extensions.push(CustomExtension::from_oid_content(
+                    &fulcio_oid(2 + i as u64),
+                    v.as_bytes().to_vec(),
+                ));
+            }
+        }
+        params.custom_extensions.push(CustomExtension::from_oid_content(
+            &fulcio_oid(8),
+            der_wrap(0x0c, req.issuer.as_bytes()),
+        ));
+        if req.with_sct {
+            // RFC 6962 §3.2: the SCT signs the certificate's TBS as it is
+            // without the SCT extension, so issue once, sign, and reissue
+            // with the SCT as the last extension.
+            let pre = params.signed_by(&key, &self.ca)?;
+            let cert = x509_cert::Certificate::from_der(pre.der())?;
+            let tbs = cert.tbs_certificate.to_der()?;
+            let sct = self.sct_for(&tbs)?;
+            params
+                .custom_extensions
+                .push(CustomExtension::from_oid_content(SCT_LIST_OID, sct));
+        }
+        let cert = params.signed_by(&key, &self.ca)?;
+        Ok(IssuedCert {
+            der: cert.der().to_vec(),
+            key,
+        })
+    }
+
+    /// The extension value (DER OCTET STRING of the TLS SCT list) for a
+    /// precertificate TBS.
+    fn sct_for(&self, tbs: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let timestamp = unix(SystemTime::now()) as u64 * 1000;
+        let issuer_key_hash = Sha256::digest(self.ca.key().subject_public_key_info());
+        let mut signed = vec![0u8, 0u8]; // v1, certificate_timestamp
+        signed.extend(timestamp.to_be_bytes());
+        signed.extend([0u8, 1u8]); // precert_entry
+        signed.extend(issuer_key_hash);
+        signed.extend(&(tbs.len() as u32).to_be_bytes()[1..]);
+        signed.extend(tbs);
+        signed.extend([0u8, 0u8]); // no extensions
+        let sig = self.ctlog.sign(&signed)?;
+        let mut sct = vec![0u8];
+        sct.extend(self.ctlog.log_id());
+        sct.extend(timestamp.to_be_bytes());
+        sct.extend([0u8, 0u8]);
+        sct.extend([4u8, 3u8]); // sha256, ecdsa
+        sct.extend((sig.len() as u16).to_be_bytes());
+        sct.extend(sig);
+        let mut list = ((sct.len() + 2) as u16).to_be_bytes().to_vec();
+        list.extend((sct.len() as u16).to_be_bytes());
+        list.extend(sct);
+        Ok(der_wrap(0x04, &list))
+    }
+
+    /// The cosign bundle annotation (Rekor entry + SET) for a signature.
+    pub fn rekor_bundle(
+        &self,
+        payload: &[u8],
+        signature_b64: &str,
+        signer_pem: &str,
+        integrated_time: SystemTime,
+        mode: SetMode,
+    ) -> anyhow::Result<String> {
+        let body = json!({
+            "apiVersion": "0.0.1",
+            "kind": "hashedrekord",
+            "spec": {
+                "data": { "hash": { "algorithm": "sha256", "value": hex::encode(Sha256::digest(payload)) } },
+                "signature": {
+                    "content": signature_b64,
+                    "publicKey": { "content": B64.encode(signer_pem) },
+                },
+            },
+        });
+        let body_b64 = B64.encode(serde_json_canonicalizer::to_vec(&body)?);
+        let index = self
+            .next_index
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let entry = json!({
+            "body": body_b64,
+            "integratedTime": unix(integrated_time),
+            "logID": hex::encode(self.rekor.log_id()),
+            "logIndex": index,
+        });
+        let set = match mode {
+            SetMode::Forged => B64.encode(b"not a signature"),
+            _ => B64.encode(self.rekor.sign(&serde_json_canonicalizer::to_vec(&entry)?)?),
+        };
+        Ok(json!({ "SignedEntryTimestamp": set, "Payload": entry }).to_string())
+    }
+
+    /// A keyless signature of `repo@digest` by `cert`, in cosign's legacy
+    /// layout, logged at `integrated_time`.
+    pub fn sign_keyless(
+        &self,
+        cert: &IssuedCert,
+        repo: &str,
+        digest: &str,
+        integrated_time: SystemTime,
+        mode: SetMode,
+    ) -> anyhow::Result<SignatureToAttach> {
+        let payload = simple_signing_payload(repo, digest);
+        let signature_b64 = B64.encode(cert.sign(&payload));
+        let mut annotations = BTreeMap::new();
+        annotations.insert(CERTIFICATE_ANNOTATION.to_string(), cert.pem());
+        annotations.insert(CHAIN_ANNOTATION.to_string(), self.ca_pem());
+        let logged_signature = match mode {
+            SetMode::OtherSignature => B64.encode(cert.sign(b"another payload")),
+            _ => signature_b64.clone(),
+        };
+        if mode != SetMode::Missing {
+            annotations.insert(
+                BUNDLE_ANNOTATION.to_string(),
+                self.rekor_bundle(
+                    &payload,
+                    &logged_signature,
+                    &cert.pem(),
+                    integrated_time,
+                    mode,
+                )?,
+            );
+        }
+        Ok(SignatureToAttach {
+            payload,
+            signature_b64,
+            annotations,
+        })
+    }
+
+    /// Adds a Rekor entry for a key-made signature (`key_pem`) to `sig`.
+    pub fn log_key_signature(
+        &self,
+        sig: &mut SignatureToAttach,
+        key_pem: &str,
+        mode: SetMode,
+    ) -> anyhow::Result<()> {
+        if mode == SetMode::Missing {
+            return Ok(());
+        }
+        let b = self.rekor_bundle(
+            &sig.payload,
+            &sig.signature_b64,
+            key_pem,
+            SystemTime::now() - Duration::from_secs(5),
+            mode,
+        )?;
+        sig.annotations.insert(BUNDLE_ANNOTATION.to_string(), b);
+        Ok(())
+    }
+}

@@ -1,0 +1,555 @@
+//! Keyless cosign signatures in the legacy `.sig` layout: the layer carries
+//! the signing certificate (`dev.sigstore.cosign/certificate`), its chain, and
+//! the Rekor entry with its signed entry timestamp (`dev.sigstore.cosign/bundle`).
+//!
+//! The layer is rewritten as the Sigstore bundle (v0.1) it is equivalent to,
+//! and verified by `sigstore-verify` against a trusted root: the certificate
+//! chains to a trusted CA and was valid at the Rekor integrated time, the SET
+//! verifies with a trusted Rekor key valid at that time and its body is this
+//! signature, the embedded SCT verifies with a trusted CT log key, and the
+//! signature verifies over the payload. sigil then checks the payload names
+//! the admitted digest and the certificate identity matches a policy
+//! identity (regular expressions match the whole string).
+//!
+//! A private CA (`keyless.ca-cert`) is not Fulcio: it has no CT log, so no
+//! SCT is asked for; its chain is checked with rustls-webpki, at the Rekor
+//! integrated time when the signature carries a SET (required when the
+//! authority sets `ctlog`), otherwise at admission time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use sigstore_types::{Bundle, DerCertificate, DerPublicKey};
+use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy};
+
+use super::cosign::{check_payload, Rejection, SignatureLayer};
+use super::keys::{HashAlgorithm, VerificationKey};
+use crate::trust::TrustMaterial;
+
+/// Annotation holding the PEM signing certificate.
+pub const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
+/// Annotation holding the PEM chain (intermediates, root).
+pub const CHAIN_ANNOTATION: &str = "dev.sigstore.cosign/chain";
+/// Annotation holding the Rekor entry and its SET.
+pub const BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
+/// Annotation holding an RFC 3161 timestamp over the signature.
+pub const RFC3161_ANNOTATION: &str = "dev.sigstore.cosign/rfc3161timestamp";
+
+/// DER of the code-signing extended key usage, 1.3.6.1.5.5.7.3.3.
+const EKU_CODE_SIGNING: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x03];
+
+/// Matches a string exactly or by a whole-string regular expression.
+#[derive(Debug, Clone)]
+pub enum TextMatcher {
+    /// Equal to this.
+    Exact(String),
+    /// The pattern as written, and its anchored compiled form.
+    Regex(String, regex::Regex),
+}
+
+impl TextMatcher {
+    /// From policy fields: exactly one of them is set (validated earlier).
+    pub fn new(exact: Option<&str>, pattern: Option<&str>) -> Result<Self, regex::Error> {
+        match (exact.filter(|s| !s.is_empty()), pattern) {
+            (Some(e), _) => Ok(TextMatcher::Exact(e.to_string())),
+            (None, Some(p)) => Ok(TextMatcher::Regex(
+                p.to_string(),
+                regex::Regex::new(&format!("^(?:{p})$"))?,
+            )),
+            (None, None) => Ok(TextMatcher::Exact(String::new())),
+        }
+    }
+
+    /// Whether `value` matches.
+    pub fn matches(&self, value: &str) -> bool {
+        match self {
+            TextMatcher::Exact(e) => e == value,
+            TextMatcher::Regex(_, r) => r.is_match(value),
+        }
+    }
+}
+
+/// One accepted identity: issuer and subject must both match.
+#[derive(Debug, Clone)]
+pub struct IdentityRule {
+    /// The OIDC issuer (Fulcio extension 1.3.6.1.4.1.57264.1.8 or .1.1).
+    pub issuer: TextMatcher,
+    /// The SAN (email or URI).
+    pub subject: TextMatcher,
+}
+
+impl std::fmt::Display for IdentityRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let part = |m: &TextMatcher, name: &str| match m {
+            TextMatcher::Exact(e) => format!("{name} {e}"),
+            TextMatcher::Regex(p, _) => format!("{name}RegExp {p}"),
+        };
+        write!(
+            f,
+            "{{{}, {}}}",
+            part(&self.subject, "subject"),
+            part(&self.issuer, "issuer")
+        )
+    }
+}
+
+/// A private CA from `keyless.ca-cert`.
+#[derive(Debug)]
+pub struct PrivateCa {
+    anchors: Vec<TrustAnchor<'static>>,
+    intermediates: Vec<CertificateDer<'static>>,
+}
+
+impl PrivateCa {
+    /// From PEM certificates: self-signed ones are roots, the rest
+    /// intermediates.
+    pub fn from_pem(text: &str) -> Result<Self, String> {
+        use der::Decode;
+        let blocks = pem::parse_many(text.trim()).map_err(|e| format!("not PEM: {e}"))?;
+        let mut anchors = Vec::new();
+        let mut intermediates = Vec::new();
+        for b in blocks.iter().filter(|b| b.tag() == "CERTIFICATE") {
+            let cert = x509_cert::Certificate::from_der(b.contents())
+                .map_err(|e| format!("not a certificate: {e}"))?;
+            let der = CertificateDer::from(b.contents().to_vec());
+            if cert.tbs_certificate.subject == cert.tbs_certificate.issuer {
+                let anchor = webpki::anchor_from_trusted_cert(&der)
+                    .map_err(|e| format!("unusable root certificate: {e}"))?;
+                anchors.push(anchor.to_owned());
+            } else {
+                intermediates.push(der);
+            }
+        }
+        if anchors.is_empty() {
+            return Err("holds no self-signed root certificate".into());
+        }
+        Ok(PrivateCa {
+            anchors,
+            intermediates,
+        })
+    }
+
+    fn verify_chain(
+        &self,
+        leaf: &[u8],
+        extra: &[CertificateDer<'static>],
+        at: jiff::Timestamp,
+    ) -> Result<(), String> {
+        let leaf = CertificateDer::from(leaf.to_vec());
+        let ee = webpki::EndEntityCert::try_from(&leaf).map_err(|e| e.to_string())?;
+        let mut intermediates = self.intermediates.clone();
+        intermediates.extend(extra.iter().cloned());
+        let secs = u64::try_from(at.as_second()).unwrap_or(0);
+        ee.verify_for_usage(
+            sigstore_crypto::WEBPKI_VERIFICATION_ALGS,
+            &self.anchors,
+            &intermediates,
+            UnixTime::since_unix_epoch(Duration::from_secs(secs)),
+            webpki::KeyUsage::required_if_present(EKU_CODE_SIGNING),
+            None,
+            None,
+        )
+        .map(|_| ())
+        .map_err(|e| format!("{e:?} at {at}"))
+    }
+}
+
+/// Where a keyless authority's certificates must chain to.
+#[derive(Debug, Clone)]
+pub enum CertificateTrust {
+    /// The Fulcio CAs of the trusted root (default or `trustRootRef`).
+    TrustRoot,
+    /// A private CA (`ca-cert`).
+    PrivateCa(Arc<PrivateCa>),
+}
+
+/// A compiled keyless authority.
+#[derive(Debug, Clone)]
+pub struct KeylessPolicy {
+    /// Accepted identities; any one matching is enough.
+    pub identities: Vec<IdentityRule>,
+    /// Where the chain must lead.
+    pub trust: CertificateTrust,
+    /// `trustRootRef` (keyless, else ctlog): the root for CAs, Rekor and CT.
+    pub trust_root_ref: Option<String>,
+    /// Check the embedded SCT (false with `insecureIgnoreSCT`).
+    pub verify_sct: bool,
+    /// A Rekor SET is required (always for Fulcio; for a private CA when
+    /// the authority sets `ctlog`).
+    pub require_tlog: bool,
+}
+
+/// The GitHub workflow extensions of a Fulcio certificate
+/// (1.3.6.1.4.1.57264.1.2 – .6), for policies over signatures.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct GithubWorkflow {
+    /// Event that triggered the workflow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
+    /// Commit SHA.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha: Option<String>,
+    /// Workflow name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `owner/repo`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// Git ref.
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub git_ref: Option<String>,
+}
+
+/// What a verified signing certificate says about its holder.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct SignerIdentity {
+    /// The SAN (email or URI).
+    pub subject: String,
+    /// The OIDC issuer (empty when the certificate has none).
+    pub issuer: String,
+    /// GitHub workflow extensions.
+    #[serde(rename = "githubWorkflow")]
+    pub github_workflow: GithubWorkflow,
+    /// The Rekor integrated time, when the signature was logged.
+    #[serde(rename = "integratedTime", skip_serializing_if = "Option::is_none")]
+    pub integrated_time: Option<String>,
+}
+
+/// cosign's `dev.sigstore.cosign/bundle` annotation.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RekorBundle {
+    signed_entry_timestamp: String,
+    payload: RekorPayload,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RekorPayload {
+    body: String,
+    integrated_time: i64,
+    log_index: i64,
+    #[serde(rename = "logID")]
+    log_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EntryKind {
+    kind: String,
+    api_version: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Rfc3161Annotation {
+    #[serde(rename = "SignedRFC3161Timestamp")]
+    signed_rfc3161_timestamp: String,
+}
+
+fn keyless_err(m: impl Into<String>) -> Rejection {
+    Rejection::Keyless(m.into())
+}
+
+/// The material of one legacy layer that keyless checks use.
+struct LegacyMaterial {
+    /// Base64 with any line breaks removed (cosign wraps long RSA signatures).
+    signature_b64: String,
+    certificate: Option<Vec<u8>>,
+    chain: Vec<CertificateDer<'static>>,
+    rekor: Option<RekorBundle>,
+    rfc3161: Option<String>,
+}
+
+fn read_layer(layer: &SignatureLayer) -> Result<LegacyMaterial, Rejection> {
+    let signature_b64: String = layer
+        .signature_b64()
+        .ok_or(Rejection::MissingSignature)?
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    B64.decode(&signature_b64)
+        .map_err(|_| Rejection::MalformedSignature)?;
+    let certificate = match layer.annotations.get(CERTIFICATE_ANNOTATION) {
+        None => None,
+        Some(text) => Some(
+            pem::parse(text.trim())
+                .map_err(|e| keyless_err(format!("certificate annotation is not PEM: {e}")))?
+                .into_contents(),
+        ),
+    };
+    let chain = match layer.annotations.get(CHAIN_ANNOTATION) {
+        None => Vec::new(),
+        Some(text) => pem::parse_many(text.trim())
+            .map_err(|e| keyless_err(format!("chain annotation is not PEM: {e}")))?
+            .into_iter()
+            .map(|p| CertificateDer::from(p.into_contents()))
+            .collect(),
+    };
+    let rekor = match layer.annotations.get(BUNDLE_ANNOTATION) {
+        None => None,
+        Some(text) => Some(
+            serde_json::from_str::<RekorBundle>(text)
+                .map_err(|e| keyless_err(format!("Rekor bundle annotation is malformed: {e}")))?,
+        ),
+    };
+    let rfc3161 = match layer.annotations.get(RFC3161_ANNOTATION) {
+        None => None,
+        Some(text) => Some(
+            serde_json::from_str::<Rfc3161Annotation>(text)
+                .map_err(|e| keyless_err(format!("RFC 3161 annotation is malformed: {e}")))?
+                .signed_rfc3161_timestamp,
+        ),
+    };
+    Ok(LegacyMaterial {
+        signature_b64,
+        certificate,
+        chain,
+        rekor,
+        rfc3161,
+    })
+}
+
+/// The Sigstore bundle (v0.1, message signature) a legacy layer amounts to.
+/// `signer` is the certificate DER, or the public key for key signatures.
+fn legacy_bundle(
+    payload: &[u8],
+    m: &LegacyMaterial,
+    rekor: &RekorBundle,
+    signer: Signer<'_>,
+) -> Result<Bundle, Rejection> {
+    let body = B64
+        .decode(rekor.payload.body.trim())
+        .map_err(|e| keyless_err(format!("Rekor entry body is not base64: {e}")))?;
+    let kind: EntryKind = serde_json::from_slice(&body)
+        .map_err(|e| keyless_err(format!("Rekor entry body is malformed: {e}")))?;
+    let log_id = hex::decode(&rekor.payload.log_id)
+        .map_err(|e| keyless_err(format!("Rekor log ID is not hex: {e}")))?;
+    let mut material = match signer {
+        Signer::Certificate(der) => json!({
+            "x509CertificateChain": { "certificates": [{ "rawBytes": B64.encode(der) }] }
+        }),
+        Signer::Key(spki) => json!({
+            "publicKey": { "hint": B64.encode(Sha256::digest(spki)) }
+        }),
+    };
+    material["tlogEntries"] = json!([{
+        "logIndex": rekor.payload.log_index.to_string(),
+        "logId": { "keyId": B64.encode(log_id) },
+        "kindVersion": { "kind": kind.kind, "version": kind.api_version },
+        "integratedTime": rekor.payload.integrated_time.to_string(),
+        "inclusionPromise": { "signedEntryTimestamp": rekor.signed_entry_timestamp },
+        "canonicalizedBody": rekor.payload.body,
+    }]);
+    if let Some(ts) = &m.rfc3161 {
+        material["timestampVerificationData"] =
+            json!({ "rfc3161Timestamps": [{ "signedTimestamp": ts }] });
+    }
+    let bundle = json!({
+        "mediaType": "application/vnd.dev.sigstore.bundle+json;version=0.1",
+        "verificationMaterial": material,
+        "messageSignature": {
+            "messageDigest": { "algorithm": "SHA2_256", "digest": B64.encode(Sha256::digest(payload)) },
+            "signature": m.signature_b64,
+        },
+    });
+    serde_json::from_value(bundle).map_err(|e| keyless_err(format!("Rekor entry is unusable: {e}")))
+}
+
+enum Signer<'a> {
+    Certificate(&'a [u8]),
+    Key(&'a [u8]),
+}
+
+/// Names which of the checks failed, in words a person can act on.
+pub fn describe_verify_error(e: &sigstore_verify::Error) -> String {
+    use sigstore_verify::{CertificateError, Error, TransparencyLogError};
+    match e {
+        Error::Certificate(CertificateError::Sct(m)) => format!("SCT does not verify: {m}"),
+        Error::Certificate(c) => format!("certificate does not verify: {c}"),
+        Error::TransparencyLog(TransparencyLogError::InclusionPromise(m)) => {
+            format!("Rekor SET does not verify: {m}")
+        }
+        Error::TransparencyLog(TransparencyLogError::EntryMismatch(m)) => {
+            format!("Rekor entry is not this signature: {m}")
+        }
+        Error::TransparencyLog(t) => format!("transparency log check failed: {t}"),
+        Error::ArtifactMismatch(m) => format!("Rekor entry is not this signature: {m}"),
+        Error::SignatureInvalid(m) => format!("signature does not verify: {m}"),
+        Error::Timestamp(t) => format!("timestamp does not verify: {t}"),
+        other => other.to_string(),
+    }
+}
+
+fn identity_from_certificate(
+    der: &[u8],
+    integrated_time: Option<jiff::Timestamp>,
+) -> Result<SignerIdentity, Rejection> {
+    let info = sigstore_crypto::x509::parse_certificate_info(&DerCertificate::new(der.to_vec()))
+        .map_err(|e| keyless_err(format!("certificate is malformed: {e}")))?;
+    let gh = &info.ci_claims.deprecated_github;
+    Ok(SignerIdentity {
+        subject: info
+            .identity
+            .as_ref()
+            .map(|i| i.as_str().to_string())
+            .unwrap_or_default(),
+        issuer: info.issuer.clone().unwrap_or_default(),
+        github_workflow: GithubWorkflow {
+            trigger: gh.workflow_trigger.clone(),
+            sha: gh.workflow_sha.clone(),
+            name: gh.workflow_name.clone(),
+            repository: gh.workflow_repository.clone(),
+            git_ref: gh.workflow_ref.clone(),
+        },
+        integrated_time: integrated_time.map(|t| t.to_string()),
+    })
+}
+
+/// Verifies one legacy layer as a keyless signature for `admitted_digest`.
+pub fn verify_keyless_layer(
+    layer: &SignatureLayer,
+    admitted_digest: &str,
+    policy: &KeylessPolicy,
+    trust: &TrustMaterial,
+) -> Result<SignerIdentity, Rejection> {
+    let m = read_layer(layer)?;
+    let cert = m.certificate.as_deref().ok_or_else(|| {
+        keyless_err(format!(
+            "signature has no certificate ({CERTIFICATE_ANNOTATION}): it was not made keyless"
+        ))
+    })?;
+    let signer = match &policy.trust {
+        CertificateTrust::TrustRoot => {
+            let rekor = m.rekor.as_ref().ok_or_else(|| {
+                keyless_err(format!(
+                    "signature has no Rekor entry ({BUNDLE_ANNOTATION}); a keyless signature needs a signed entry timestamp"
+                ))
+            })?;
+            let bundle = legacy_bundle(&layer.payload, &m, rekor, Signer::Certificate(cert))?;
+            let mut vp = VerificationPolicy::any_identity();
+            if !policy.verify_sct {
+                vp = vp.skip_sct();
+            }
+            let result = trust
+                .verifier
+                .verify(layer.payload.as_slice(), &bundle, &vp)
+                .map_err(|e| keyless_err(describe_verify_error(&e)))?;
+            identity_from_certificate(cert, result.integrated_time())?
+        }
+        CertificateTrust::PrivateCa(ca) => {
+            let at = match (&m.rekor, policy.require_tlog) {
+                (Some(rekor), _) => {
+                    let bundle =
+                        legacy_bundle(&layer.payload, &m, rekor, Signer::Certificate(cert))?;
+                    let vp = VerificationPolicy::any_identity().skip_certificate_chain();
+                    let result = trust
+                        .verifier
+                        .verify(layer.payload.as_slice(), &bundle, &vp)
+                        .map_err(|e| keyless_err(describe_verify_error(&e)))?;
+                    result.integrated_time()
+                }
+                (None, true) => {
+                    return Err(keyless_err(format!(
+                        "signature has no Rekor entry ({BUNDLE_ANNOTATION}), which ctlog requires"
+                    )))
+                }
+                (None, false) => {
+                    verify_with_certificate_key(cert, &layer.payload, &m.signature_b64)?;
+                    None
+                }
+            };
+            let when = at.unwrap_or_else(jiff::Timestamp::now);
+            ca.verify_chain(cert, &m.chain, when).map_err(|e| {
+                keyless_err(format!(
+                    "certificate does not chain to the ca-cert authority: {e}"
+                ))
+            })?;
+            identity_from_certificate(cert, at)?
+        }
+    };
+    check_payload(&layer.payload, admitted_digest)?;
+    if !policy
+        .identities
+        .iter()
+        .any(|r| r.issuer.matches(&signer.issuer) && r.subject.matches(&signer.subject))
+    {
+        return Err(Rejection::IdentityMismatch {
+            subject: signer.subject,
+            issuer: signer.issuer,
+            expected: policy
+                .identities
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    Ok(signer)
+}
+
+fn verify_with_certificate_key(cert: &[u8], payload: &[u8], sig_b64: &str) -> Result<(), Rejection> {
+    use der::{Decode, Encode};
+    let parsed = x509_cert::Certificate::from_der(cert)
+        .map_err(|e| keyless_err(format!("certificate is malformed: {e}")))?;
+    let spki = parsed
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .map_err(|e| keyless_err(format!("certificate key is malformed: {e}")))?;
+    let key = VerificationKey::from_spki_der(&spki, HashAlgorithm::Sha256)
+        .map_err(|e| keyless_err(format!("certificate key is unusable: {e}")))?;
+    let sig = B64
+        .decode(sig_b64)
+        .map_err(|_| Rejection::MalformedSignature)?;
+    if key.verify(payload, &sig) {
+        Ok(())
+    } else {
+        Err(keyless_err("signature does not verify with the certificate's key"))
+    }
+}
+
+/// For a key authority with `ctlog`: the layer's Rekor SET must verify with a
+/// trusted Rekor key and its entry must be this signature by this key.
+pub fn verify_key_tlog(
+    layer: &SignatureLayer,
+    key: &VerificationKey,
+    trust: &TrustMaterial,
+) -> Result<(), Rejection> {
+    let m = read_layer(layer)?;
+    let rekor = m.rekor.as_ref().ok_or_else(|| {
+        keyless_err(format!(
+            "signature has no Rekor entry ({BUNDLE_ANNOTATION}), which ctlog requires"
+        ))
+    })?;
+    let bundle = legacy_bundle(&layer.payload, &m, rekor, Signer::Key(key.spki_der()))?;
+    let policy = PublicKeyVerificationPolicy::new(DerPublicKey::new(key.spki_der().to_vec()));
+    trust
+        .verifier
+        .verify(layer.payload.as_slice(), &bundle, &policy)
+        .map(|_| ())
+        .map_err(|e| keyless_err(describe_verify_error(&e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regex_identities_are_anchored() {
+        let m = TextMatcher::new(None, Some("https://github.com/acme/.*")).unwrap();
+        assert!(m.matches("https://github.com/acme/app/.github/workflows/x.yml@refs/heads/main"));
+        assert!(!m.matches("evil https://github.com/acme/app"));
+        let m = TextMatcher::new(None, Some("a|b")).unwrap();
+        assert!(m.matches("a"));
+        assert!(!m.matches("ab"));
+        assert!(TextMatcher::new(Some("x"), None).unwrap().matches("x"));
+        assert!(!TextMatcher::new(Some("x"), None).unwrap().matches("xx"));
+    }
+}

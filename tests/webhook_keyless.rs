@@ -1,0 +1,355 @@
+//! Keyless signatures through the webhook, against a real registry, with an
+//! offline Sigstore built in the test (testkit::sigstore): a Fulcio-like CA
+//! issuing short-lived certificates with the Fulcio extensions and an
+//! embedded SCT, a Rekor key signing entry timestamps, a CT log key. Every
+//! case asserts the decision and the message. Nothing reaches the internet.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use common::*;
+use sigil::testkit::attach_signatures;
+use sigil::testkit::sigstore::{CertRequest, OfflineSigstore, San, SetMode};
+use sigil::testkit::{SignatureToAttach, TestKey, TestKeyKind};
+use sigil::trust::types::TrustRootSpec;
+use sigil::trust::{TrustMaterial, TrustStore};
+
+const GITHUB: &str = "https://token.actions.githubusercontent.com";
+const WORKFLOW: &str =
+    "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main";
+
+fn ago(secs: u64) -> SystemTime {
+    SystemTime::now() - Duration::from_secs(secs)
+}
+
+/// Options whose default trust root is `sigstore`.
+fn trusting(env: &Env, sigstore: &OfflineSigstore) -> Opts {
+    let mut opts = Opts::for_registry(env.addr());
+    let root = TrustMaterial::from_json("default", &sigstore.trusted_root_json(None)).unwrap();
+    opts.trust = Some(Arc::new(TrustStore::new(root)));
+    opts
+}
+
+/// A policy with one keyless authority; `identities` and `extra` are YAML
+/// at the authority's indentation.
+fn keyless_policy(name: &str, glob: &str, keyless_extra: &str, identities: &str, extra: &str) -> String {
+    format!(
+        "---\napiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: {name}\nspec:\n  images:\n    - glob: \"{glob}\"\n  authorities:\n    - name: keyless\n      keyless:\n{keyless_extra}        identities:\n{identities}{extra}"
+    )
+}
+
+fn exact(issuer: &str, subject: &str) -> String {
+    format!("          - issuer: \"{issuer}\"\n            subject: \"{subject}\"\n")
+}
+
+/// Pushes an image and attaches `sigs`; returns the image reference.
+async fn signed_image(env: &Env, repo: &str, sigs: impl FnOnce(&str, &str) -> Vec<SignatureToAttach>) -> String {
+    let digest = env.push(repo, "v1").await;
+    let full_repo = format!("{}/{repo}", env.addr());
+    let s = sigs(&full_repo, &digest);
+    attach_signatures(&env.client, env.addr(), repo, &digest, &s)
+        .await
+        .unwrap();
+    format!("{}/{repo}:v1", env.addr())
+}
+
+async fn verdict(env: &Env, opts: &Opts, policy: &str, image: &str) -> (bool, String) {
+    let _ = env;
+    let (ev, _) = pipeline(policy, opts);
+    let resp = review_pod(&ev, image).await;
+    (allowed(&resp), message(&resp))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identities_are_matched_exactly_or_by_anchored_regexp() {
+    let env = Env::start();
+    let sigstore = OfflineSigstore::new().unwrap();
+    let opts = trusting(&env, &sigstore);
+    let cert = sigstore
+        .issue(&CertRequest::new(San::Uri(WORKFLOW.into()), GITHUB))
+        .unwrap();
+    let image = signed_image(&env, "acme/app", |repo, digest| {
+        vec![sigstore
+            .sign_keyless(&cert, repo, digest, ago(5), SetMode::Valid)
+            .unwrap()]
+    })
+    .await;
+    let glob = format!("{}/acme/**", env.addr());
+
+    // Right identity.
+    let (ok, msg) = verdict(&env, &opts, &keyless_policy("p", &glob, "", &exact(GITHUB, WORKFLOW), ""), &image).await;
+    assert!(ok, "{msg}");
+
+    // Wrong subject: the message names the certificate's identity and the accepted ones.
+    let other = "https://github.com/acme/other/.github/workflows/release.yml@refs/heads/main";
+    let (ok, msg) = verdict(&env, &opts, &keyless_policy("p", &glob, "", &exact(GITHUB, other), ""), &image).await;
+    assert!(!ok);
+    assert!(
+        msg.contains(&format!(
+            "keyless: certificate identity {WORKFLOW} issued by {GITHUB} matches none of: {{subject {other}, issuer {GITHUB}}}"
+        )),
+        "{msg}"
+    );
+    assert!(msg.contains("fails policy \"p\""), "{msg}");
+
+    // Wrong issuer.
+    let (ok, msg) = verdict(&env, &opts, &keyless_policy("p", &glob, "", &exact("https://accounts.google.com", WORKFLOW), ""), &image).await;
+    assert!(!ok);
+    assert!(msg.contains(&format!("certificate identity {WORKFLOW} issued by {GITHUB} matches none of")), "{msg}");
+
+    // Regular expressions match the whole string.
+    let re = |issuer: &str, subject: &str| {
+        format!("          - issuerRegExp: \"{issuer}\"\n            subjectRegExp: \"{subject}\"\n")
+    };
+    let (ok, msg) = verdict(&env, &opts, &keyless_policy("p", &glob, "", &re("https://token\\\\.actions\\\\..*", "https://github\\\\.com/acme/.*"), ""), &image).await;
+    assert!(ok, "{msg}");
+    let (ok, msg) = verdict(&env, &opts, &keyless_policy("p", &glob, "", &re(".*", "acme/app"), ""), &image).await;
+    assert!(!ok, "a regexp must match the whole subject");
+    assert!(msg.contains("subjectRegExp acme/app"), "{msg}");
+    // Several identities: any one matching is enough.
+    let both = exact(GITHUB, other) + &exact(GITHUB, WORKFLOW);
+    let (ok, msg) = verdict(&env, &opts, &keyless_policy("p", &glob, "", &both, ""), &image).await;
+    assert!(ok, "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_validity_is_judged_at_the_integrated_time() {
+    let env = Env::start();
+    let sigstore = OfflineSigstore::new().unwrap();
+    let opts = trusting(&env, &sigstore);
+    let glob = format!("{}/acme/**", env.addr());
+    let policy = keyless_policy("p", &glob, "", &exact(GITHUB, WORKFLOW), "");
+
+    // A 10-minute certificate that expired an hour ago, logged while valid.
+    let mut req = CertRequest::new(San::Uri(WORKFLOW.into()), GITHUB);
+    req.not_before = ago(3900);
+    req.not_after = ago(3300);
+    let expired = sigstore.issue(&req).unwrap();
+    let image = signed_image(&env, "acme/old", |repo, digest| {
+        vec![sigstore.sign_keyless(&expired, repo, digest, ago(3600), SetMode::Valid).unwrap()]
+    })
+    .await;
+    let (ok, msg) = verdict(&env, &opts, &policy, &image).await;
+    assert!(ok, "expired now but valid when logged: {msg}");
+
+    // The same certificate, logged after it expired.
+    let image = signed_image(&env, "acme/late", |repo, digest| {
+        vec![sigstore.sign_keyless(&expired, repo, digest, ago(60), SetMode::Valid).unwrap()]
+    })
+    .await;
+    let (ok, msg) = verdict(&env, &opts, &policy, &image).await;
+    assert!(!ok);
+    assert!(msg.contains("keyless: certificate does not verify"), "{msg}");
+    assert!(msg.contains("Expired"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_entry_timestamps_must_verify_and_match_the_signature() {
+    let env = Env::start();
+    let sigstore = OfflineSigstore::new().unwrap();
+    let opts = trusting(&env, &sigstore);
+    let glob = format!("{}/acme/**", env.addr());
+    let policy = keyless_policy("p", &glob, "", &exact(GITHUB, WORKFLOW), "");
+    let cert = sigstore
+        .issue(&CertRequest::new(San::Uri(WORKFLOW.into()), GITHUB))
+        .unwrap();
+    for (repo, mode, expected) in [
+        ("acme/forged", SetMode::Forged, "keyless: Rekor SET does not verify"),
+        ("acme/unlogged", SetMode::Missing, "keyless: signature has no Rekor entry (dev.sigstore.cosign/bundle)"),
+        ("acme/swapped", SetMode::OtherSignature, "keyless: Rekor entry is not this signature"),
+    ] {
+        let image = signed_image(&env, repo, |r, d| {
+            vec![sigstore.sign_keyless(&cert, r, d, ago(5), mode).unwrap()]
+        })
+        .await;
+        let (ok, msg) = verdict(&env, &opts, &policy, &image).await;
+        assert!(!ok, "{mode:?}");
+        assert!(msg.contains(expected), "{mode:?}: {msg}");
+    }
+
+    // A Rekor key trusted only for an earlier window does not vouch for a
+    // signature logged now.
+    let mut windowed = Opts::for_registry(env.addr());
+    let root = sigstore.trusted_root_json(Some((ago(7200), ago(3600))));
+    windowed.trust = Some(Arc::new(TrustStore::new(
+        TrustMaterial::from_json("default", &root).unwrap(),
+    )));
+    let image = signed_image(&env, "acme/window", |r, d| {
+        vec![sigstore.sign_keyless(&cert, r, d, ago(5), SetMode::Valid).unwrap()]
+    })
+    .await;
+    let (ok, msg) = verdict(&env, &windowed, &policy, &image).await;
+    assert!(!ok);
+    assert!(msg.contains("keyless: Rekor SET does not verify"), "{msg}");
+    assert!(msg.contains("No log key valid at integrated time"), "{msg}");
+    // Inside the window the same key is fine.
+    let (ok, msg) = verdict(&env, &opts, &policy, &image).await;
+    assert!(ok, "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scts_and_certificate_authorities_are_checked() {
+    let env = Env::start();
+    let sigstore = OfflineSigstore::new().unwrap();
+    let opts = trusting(&env, &sigstore);
+    let glob = format!("{}/acme/**", env.addr());
+    let policy = keyless_policy("p", &glob, "", &exact(GITHUB, WORKFLOW), "");
+
+    // No SCT: denied, unless insecureIgnoreSCT.
+    let mut req = CertRequest::new(San::Uri(WORKFLOW.into()), GITHUB);
+    req.with_sct = false;
+    let no_sct = sigstore.issue(&req).unwrap();
+    let image = signed_image(&env, "acme/nosct", |r, d| {
+        vec![sigstore.sign_keyless(&no_sct, r, d, ago(5), SetMode::Valid).unwrap()]
+    })
+    .await;
+    let (ok, msg) = verdict(&env, &opts, &policy, &image).await;
+    assert!(!ok);
+    assert!(msg.contains("keyless: SCT does not verify"), "{msg}");
+    let lax = keyless_policy("p", &glob, "        insecureIgnoreSCT: true\n", &exact(GITHUB, WORKFLOW), "");
+    let (ok, msg) = verdict(&env, &opts, &lax, &image).await;
+    assert!(ok, "{msg}");
+
+    // A certificate from a CA the trust root does not hold (its Rekor entry
+    // is signed by the trusted Rekor key, so only the chain is wrong).
+    let rogue = OfflineSigstore::with_ca_name("rogue fulcio").unwrap();
+    let rogue_cert = rogue
+        .issue(&CertRequest::new(San::Uri(WORKFLOW.into()), GITHUB))
+        .unwrap();
+    let image = signed_image(&env, "acme/rogue", |r, d| {
+        let mut s = rogue.sign_keyless(&rogue_cert, r, d, ago(5), SetMode::Missing).unwrap();
+        let bundle = sigstore
+            .rekor_bundle(&s.payload, &s.signature_b64, &rogue_cert.pem(), ago(5), SetMode::Valid)
+            .unwrap();
+        s.annotations.insert(sigil::verify::keyless::BUNDLE_ANNOTATION.into(), bundle);
+        vec![s]
+    })
+    .await;
+    let (ok, msg) = verdict(&env, &opts, &policy, &image).await;
+    assert!(!ok);
+    assert!(msg.contains("keyless: certificate does not verify"), "{msg}");
+
+    // The embedded public-good root does not trust the offline CA either.
+    let mut public = Opts::for_registry(env.addr());
+    public.trust = None;
+    let image_ok = signed_image(&env, "acme/ok", |r, d| {
+        let c = sigstore.issue(&CertRequest::new(San::Uri(WORKFLOW.into()), GITHUB)).unwrap();
+        vec![sigstore.sign_keyless(&c, r, d, ago(5), SetMode::Valid).unwrap()]
+    })
+    .await;
+    let (ok, msg) = verdict(&env, &public, &policy, &image_ok).await;
+    assert!(!ok);
+    assert!(msg.contains("keyless:"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_root_ref_selects_a_trust_root_resource() {
+    let env = Env::start();
+    let sigstore = OfflineSigstore::new().unwrap();
+    // Default: the embedded public-good root; "offline" from a TrustRoot spec.
+    let store = Arc::new(TrustStore::public_good());
+    let spec: TrustRootSpec = serde_json::from_value(sigstore.trust_root_spec()).unwrap();
+    store.set("offline", TrustMaterial::from_spec("offline", &spec));
+    let bad: TrustRootSpec =
+        serde_json::from_value(serde_json::json!({"sigstoreKeys": {"certificateAuthorities": [{"certChain": "bm90IHBlbQ=="}]}}))
+            .unwrap();
+    store.set("broken", TrustMaterial::from_spec("broken", &bad));
+    let mut opts = Opts::for_registry(env.addr());
+    opts.trust = Some(store);
+
+    let cert = sigstore
+        .issue(&CertRequest::new(San::Email("dev@acme.test".into()), "https://accounts.acme.test"))
+        .unwrap();
+    let image = signed_image(&env, "acme/app", |r, d| {
+        vec![sigstore.sign_keyless(&cert, r, d, ago(5), SetMode::Valid).unwrap()]
+    })
+    .await;
+    let glob = format!("{}/acme/**", env.addr());
+    let ids = exact("https://accounts.acme.test", "dev@acme.test");
+
+    let (ok, msg) = verdict(&env, &opts, &keyless_policy("p", &glob, "        trustRootRef: offline\n", &ids, ""), &image).await;
+    assert!(ok, "{msg}");
+    let (ok, msg) = verdict(&env, &opts, &keyless_policy("p", &glob, "", &ids, ""), &image).await;
+    assert!(!ok, "the default root does not trust the offline CA or Rekor key");
+    assert!(
+        msg.contains("keyless: Rekor SET does not verify: No log key valid at integrated time"),
+        "{msg}"
+    );
+    let (ok, msg) = verdict(&env, &opts, &keyless_policy("p", &glob, "        trustRootRef: missing\n", &ids, ""), &image).await;
+    assert!(!ok);
+    assert!(msg.contains("keyless: TrustRoot missing does not exist"), "{msg}");
+    let (ok, msg) = verdict(&env, &opts, &keyless_policy("p", &glob, "        trustRootRef: broken\n", &ids, ""), &image).await;
+    assert!(!ok);
+    assert!(
+        msg.contains("keyless: TrustRoot broken is not ready: spec.sigstoreKeys.certificateAuthorities[0].certChain"),
+        "{msg}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ca_cert_authorities_and_key_authorities_with_ctlog() {
+    let env = Env::start();
+    let sigstore = OfflineSigstore::new().unwrap();
+    let opts = trusting(&env, &sigstore);
+    let glob = format!("{}/acme/**", env.addr());
+
+    // A private CA: no SCT, no Rekor entry; the chain is what counts.
+    let private = OfflineSigstore::with_ca_name("acme private ca").unwrap();
+    let mut req = CertRequest::new(San::Email("build@acme.test".into()), "https://ci.acme.test");
+    req.with_sct = false;
+    let cert = private.issue(&req).unwrap();
+    let image = signed_image(&env, "acme/private", |r, d| {
+        vec![private.sign_keyless(&cert, r, d, ago(5), SetMode::Missing).unwrap()]
+    })
+    .await;
+    let ca_yaml = |pem: &str| {
+        let body: String = pem.lines().map(|l| format!("            {l}\n")).collect();
+        format!("        ca-cert:\n          data: |\n{body}")
+    };
+    let ids = exact("https://ci.acme.test", "build@acme.test");
+    let (ok, msg) = verdict(&env, &opts, &keyless_policy("p", &glob, &ca_yaml(&private.ca_pem()), &ids, ""), &image).await;
+    assert!(ok, "{msg}");
+    let (ok, msg) = verdict(&env, &opts, &keyless_policy("p", &glob, &ca_yaml(&sigstore.ca_pem()), &ids, ""), &image).await;
+    assert!(!ok);
+    assert!(msg.contains("keyless: certificate does not chain to the ca-cert authority"), "{msg}");
+    // ctlog on a ca-cert authority: a Rekor entry becomes required.
+    let (ok, msg) = verdict(&env, &opts, &keyless_policy("p", &glob, &ca_yaml(&private.ca_pem()), &ids, "      ctlog:\n        url: https://rekor.test\n"), &image).await;
+    assert!(!ok);
+    assert!(msg.contains("which ctlog requires"), "{msg}");
+
+    // A key authority with ctlog: the signature's SET must verify.
+    let k = TestKey::generate(TestKeyKind::P256).unwrap();
+    let key_policy_ctlog = key_policy("k", &glob, &[&k], "").replace(
+        "    - key:\n",
+        "    - ctlog:\n        url: https://rekor.test\n      key:\n",
+    );
+    let unlogged = signed_image(&env, "acme/key-unlogged", |r, d| {
+        vec![SignatureToAttach::new(&k, r, d)]
+    })
+    .await;
+    let (ok, msg) = verdict(&env, &opts, &key_policy_ctlog, &unlogged).await;
+    assert!(!ok);
+    assert!(msg.contains("signature has no Rekor entry (dev.sigstore.cosign/bundle), which ctlog requires"), "{msg}");
+    // Without ctlog the same signature is enough.
+    let (ok, msg) = verdict(&env, &opts, &key_policy("k", &glob, &[&k], ""), &unlogged).await;
+    assert!(ok, "{msg}");
+    let logged = signed_image(&env, "acme/key-logged", |r, d| {
+        let mut s = SignatureToAttach::new(&k, r, d);
+        sigstore.log_key_signature(&mut s, &k.public_pem, SetMode::Valid).unwrap();
+        vec![s]
+    })
+    .await;
+    let (ok, msg) = verdict(&env, &opts, &key_policy_ctlog, &logged).await;
+    assert!(ok, "{msg}");
+    let forged = signed_image(&env, "acme/key-forged", |r, d| {
+        let mut s = SignatureToAttach::new(&k, r, d);
+        sigstore.log_key_signature(&mut s, &k.public_pem, SetMode::Forged).unwrap();
+        vec![s]
+    })
+    .await;
+    let (ok, msg) = verdict(&env, &opts, &key_policy_ctlog, &forged).await;
+    assert!(!ok);
+    assert!(msg.contains("Rekor SET does not verify"), "{msg}");
+}
