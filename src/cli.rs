@@ -13,6 +13,7 @@ use crate::decision::{DecisionSettings, NoMatchAction, ServerMode};
 use crate::policy::{files, PolicyStore};
 use crate::registry::{RegistryClient, RegistryOptions};
 use crate::service::{Evaluator, EvaluatorSettings};
+use crate::trust::{TrustMaterial, TrustStore};
 use crate::verify::{Verifier, VerifierSettings};
 
 /// sigil: admit only images whose cosign signatures satisfy ClusterImagePolicies.
@@ -48,6 +49,9 @@ pub enum Command {
     Check(CheckArgs),
     /// Start a local registry, sign an image, run the webhook and show an allow and a deny.
     Demo(DemoArgs),
+    /// Verify a Sigstore bundle over a file or digest (the sigstore-conformance
+    /// client protocol), on the webhook's verification core.
+    VerifyBundle(VerifyBundleArgs),
     /// Print the CustomResourceDefinitions sigil serves (YAML).
     Crd,
     /// Write a CA and a serving certificate for the webhook Service.
@@ -64,6 +68,10 @@ pub struct VerifyArgs {
     /// Directory of ClusterImagePolicy YAML files (multi-document), reloaded on change.
     #[arg(long)]
     pub policy_dir: Option<PathBuf>,
+    /// Trusted root (protobuf-specs `trusted_root.json`) replacing the
+    /// embedded Sigstore public-good root.
+    #[arg(long)]
+    pub trust_root: Option<PathBuf>,
     /// docker `config.json` with registry credentials.
     #[arg(long)]
     pub registry_config: Option<PathBuf>,
@@ -158,6 +166,31 @@ pub struct CheckArgs {
     pub images: Vec<String>,
 }
 
+/// `sigil verify-bundle`.
+#[derive(Debug, Clone, Args)]
+pub struct VerifyBundleArgs {
+    /// Use Sigstore's staging instance (not embedded: refused offline).
+    #[arg(long)]
+    pub staging: bool,
+    /// The bundle (`.sigstore.json`).
+    #[arg(long)]
+    pub bundle: PathBuf,
+    /// Expected certificate SAN (keyless bundles).
+    #[arg(long, requires = "certificate_oidc_issuer", conflicts_with = "key")]
+    pub certificate_identity: Option<String>,
+    /// Expected OIDC issuer (keyless bundles).
+    #[arg(long, requires = "certificate_identity")]
+    pub certificate_oidc_issuer: Option<String>,
+    /// PEM public key (managed-key bundles).
+    #[arg(long, required_unless_present = "certificate_identity")]
+    pub key: Option<PathBuf>,
+    /// Trusted root replacing the embedded public-good one.
+    #[arg(long, alias = "trust-root")]
+    pub trusted_root: Option<PathBuf>,
+    /// The artifact file, or `sha256:<hex>` of it.
+    pub file_or_digest: String,
+}
+
 /// `sigil certs`.
 #[derive(Debug, Clone, Args)]
 pub struct CertsArgs {
@@ -194,6 +227,14 @@ impl VerifyArgs {
         }
     }
 
+    /// The default trust root: `--trust-root` or the embedded public-good one.
+    pub fn trust_material(&self) -> Result<TrustMaterial, ConfigError> {
+        match &self.trust_root {
+            Some(path) => TrustMaterial::from_file(path).map_err(|e| ConfigError(e.to_string())),
+            None => Ok(TrustMaterial::public_good()),
+        }
+    }
+
     /// Loads policies and builds the pipeline.
     pub fn build(&self, audit: Arc<dyn AuditSink>) -> Result<Evaluator, ConfigError> {
         let store = Arc::new(PolicyStore::new());
@@ -206,11 +247,16 @@ impl VerifyArgs {
             RegistryClient::new(&self.registry_options())
                 .map_err(|e| ConfigError(format!("registry configuration: {e}")))?,
         );
+        let trust = Arc::new(TrustStore::new(self.trust_material()?));
+        if let Some(dir) = &self.policy_dir {
+            trust.replace_all(files::load_trust_roots(dir));
+        }
         let verifier = Arc::new(Verifier::new(
             registry,
             &VerifierSettings {
                 resolve_ttl: self.resolve_ttl,
                 verify_ttl: self.verify_ttl,
+                trust,
                 ..Default::default()
             },
         ));

@@ -26,6 +26,8 @@ use crate::policy::store::{LoadedPolicy, PolicyDefinition};
 use crate::policy::{ClusterImagePolicy, ClusterImagePolicySpec, PolicyError, PolicyStore};
 use crate::registry::{parse_docker_config, Credentials};
 use crate::service::CredentialSource;
+use crate::trust::types::TrustRoot;
+use crate::trust::{material_from_spec_value, TrustStore};
 
 /// The store source name of cluster policies.
 pub const SOURCE: &str = "cluster";
@@ -346,6 +348,78 @@ pub async fn watch_policies(
     }
 }
 
+/// Keeps the trust store's named roots in step with the cluster's
+/// `TrustRoot` resources and writes their `Ready` condition. Read as dynamic
+/// objects, so one that does not fit the schema is reported (and makes the
+/// authorities naming it fail closed) without breaking the list.
+pub async fn watch_trust_roots(client: Client, trust: Arc<TrustStore>) {
+    let resource = ApiResource::erase::<TrustRoot>(&());
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+    let typed: Api<TrustRoot> = Api::all(client);
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut listing: Listing<DynamicObject> = Listing::default();
+    let mut written: HashMap<String, (Option<i64>, Option<String>)> = HashMap::new();
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(event) => {
+                if !listing.apply(event, |o| o) || !listing.listed {
+                    continue;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "TrustRoot watch failed; keeping the last roots");
+                continue;
+            }
+        }
+        let roots: BTreeMap<String, _> = listing
+            .current
+            .iter()
+            .map(|(name, o)| {
+                let spec = o.data.get("spec").cloned().unwrap_or_default();
+                (name.clone(), material_from_spec_value(name, spec))
+            })
+            .collect();
+        let results: Vec<(String, Option<i64>, Option<String>)> = roots
+            .iter()
+            .map(|(name, r)| {
+                let generation = listing
+                    .current
+                    .get(name)
+                    .and_then(|o| o.metadata.generation);
+                (
+                    name.clone(),
+                    generation,
+                    r.as_ref().err().map(ToString::to_string),
+                )
+            })
+            .collect();
+        trust.replace_all(roots);
+        written.retain(|name, _| listing.current.contains_key(name));
+        for (name, generation, error) in results {
+            let key = (generation, error.clone());
+            if written.get(&name) == Some(&key) {
+                continue;
+            }
+            let status = condition(error.as_deref(), "trusted root loaded", generation);
+            match typed
+                .patch_status(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({ "status": status })),
+                )
+                .await
+            {
+                Ok(_) => {
+                    written.insert(name, key);
+                }
+                Err(e) => tracing::warn!(trust_root = %name, error = %e, "cannot write status"),
+            }
+        }
+    }
+}
+
 /// Registry credentials from pull secrets, read from the API server and
 /// cached for a few seconds. Only Secrets and the ServiceAccount of the
 /// request's own namespace are read.
@@ -435,9 +509,30 @@ impl CredentialSource for KubeCredentials {
 
 /// The `status` a policy should carry.
 pub fn status_for(policy: &LoadedPolicy, generation: Option<i64>, now: &str) -> serde_json::Value {
-    let (status, reason, message) = match policy.error() {
-        None => ("True", "Valid", "policy compiled and in force".to_string()),
-        Some(e) => ("False", "Invalid", format!("{}: {}", e.field, e.message)),
+    let error = policy
+        .error()
+        .map(|e| format!("{}: {}", e.field, e.message));
+    status_json(
+        error.as_deref(),
+        "policy compiled and in force",
+        generation,
+        now,
+    )
+}
+
+fn condition(error: Option<&str>, ok_message: &str, generation: Option<i64>) -> serde_json::Value {
+    status_json(error, ok_message, generation, &crate::audit::now_rfc3339())
+}
+
+fn status_json(
+    error: Option<&str>,
+    ok_message: &str,
+    generation: Option<i64>,
+    now: &str,
+) -> serde_json::Value {
+    let (status, reason, message) = match error {
+        None => ("True", "Valid", ok_message.to_string()),
+        Some(e) => ("False", "Invalid", e.to_string()),
     };
     json!({
         "observedGeneration": generation,

@@ -84,6 +84,7 @@ pub async fn main(args: DemoArgs) -> anyhow::Result<()> {
 
     let verify = VerifyArgs {
         policy_dir: Some(policy_dir),
+        trust_root: None,
         registry_config: None,
         insecure_registries: vec![registry.addr.clone()],
         registry_cas: vec![],

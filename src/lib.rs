@@ -26,6 +26,7 @@ pub mod testkit;
 pub mod tls;
 pub mod trust;
 pub mod verify;
+pub mod verify_bundle;
 pub mod workload;
 
 /// Installs aws-lc-rs as the process-wide rustls crypto provider. Must run

@@ -37,6 +37,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         evaluator.cluster = Some(state.clone());
         evaluator.credentials = Some(Arc::new(cluster::KubeCredentials::new(client.clone())));
         tokio::spawn(cluster::watch_namespaces(client.clone(), state.clone()));
+        tokio::spawn(cluster::watch_trust_roots(
+            client.clone(),
+            evaluator.verifier.trust().clone(),
+        ));
         tokio::spawn(cluster::watch_policies(
             client,
             evaluator.store.clone(),
@@ -49,6 +53,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(files::watch_dir(
             dir,
             evaluator.store.clone(),
+            // In a cluster, TrustRoots come from the API server.
+            (!cluster_mode).then(|| evaluator.verifier.trust().clone()),
             Duration::from_secs(2),
         ));
     }
@@ -127,6 +133,7 @@ fn main() -> ExitCode {
                 }
             },
             Command::Check(args) => ExitCode::from(sigil::check::main(args).await as u8),
+            Command::VerifyBundle(args) => ExitCode::from(sigil::verify_bundle::main(&args)),
             Command::Crd => match sigil::policy::crd::all_yaml() {
                 Ok(y) => {
                     print!("{y}");

@@ -859,3 +859,146 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
         }
     }
 }
+
+/// Keyless verification through the real apiserver: a `TrustRoot` resource
+/// (sigstoreKeys of the offline Sigstore built here) selected by
+/// `trustRootRef`, its Ready condition, and a broken one reported by field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_policies_with_trust_root_resources_through_the_apiserver() {
+    use sigil::testkit::sigstore::{CertRequest, OfflineSigstore, San, SetMode};
+    const ISSUER: &str = "https://token.actions.githubusercontent.com";
+    const WORKFLOW: &str =
+        "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main";
+    let env = Env::start();
+    let sigstore = OfflineSigstore::new().unwrap();
+    let mut images = Vec::new();
+    for (repo, subject) in [
+        ("acme/app", WORKFLOW),
+        (
+            "acme/fork",
+            "https://github.com/fork/app/.github/workflows/release.yml@refs/heads/main",
+        ),
+    ] {
+        let digest = env.push(repo, "v1").await;
+        let cert = sigstore
+            .issue(&CertRequest::new(San::Uri(subject.into()), ISSUER))
+            .unwrap();
+        let sig = sigstore
+            .sign_keyless(
+                &cert,
+                &format!("{}/{repo}", env.addr()),
+                &digest,
+                std::time::SystemTime::now() - Duration::from_secs(5),
+                SetMode::Valid,
+            )
+            .unwrap();
+        sigil::testkit::attach_signatures(&env.client, env.addr(), repo, &digest, &[sig])
+            .await
+            .unwrap();
+        images.push(format!("{}/{repo}:v1", env.addr()));
+    }
+
+    let c = KubeCluster::start();
+    for crd in ["clusterimagepolicies", "trustroots"] {
+        let yaml = std::fs::read_to_string(format!(
+            "{}/crds/{crd}.policy.sigstore.dev.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let out = apply(&c, &yaml);
+        assert!(ok(&out), "{crd} CRD: {}", text(&out));
+        assert!(ok(&c.kubectl(&[
+            "wait",
+            "--for",
+            "condition=established",
+            "--timeout=30s",
+            &format!("crd/{crd}.policy.sigstore.dev"),
+        ])));
+    }
+    let mut offline = serde_json::json!({
+        "apiVersion": "policy.sigstore.dev/v1alpha1",
+        "kind": "TrustRoot",
+        "metadata": {"name": "offline"},
+    });
+    offline["spec"] = sigstore.trust_root_spec();
+    let out = apply(&c, &offline.to_string());
+    assert!(ok(&out), "TrustRoot accepted: {}", text(&out));
+    let broken = r#"{"apiVersion": "policy.sigstore.dev/v1alpha1", "kind": "TrustRoot", "metadata": {"name": "broken"},
+        "spec": {"sigstoreKeys": {"certificateAuthorities": [{"subject": {"organization": "x", "commonName": "y"}, "uri": "https://x", "certChain": "bm90IGEgY2VydA=="}]}}}"#;
+    let out = apply(&c, broken);
+    assert!(ok(&out), "{}", text(&out));
+    let policy = format!(
+        "apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: keyless\nspec:\n  images:\n    - glob: \"{}/acme/**\"\n  authorities:\n    - name: release\n      keyless:\n        trustRootRef: offline\n        identities:\n          - issuer: {ISSUER}\n            subject: {WORKFLOW}\n",
+        env.addr()
+    );
+    let out = apply(&c, &policy);
+    assert!(ok(&out), "{}", text(&out));
+
+    let sigil = start_sigil(&c, &[env.addr()]);
+    let out = apply(&c, &webhook_config(&sigil));
+    assert!(ok(&out), "{}", text(&out));
+    namespace(&c, "enforced", Some("true"));
+
+    let (held, last) = until_pod(
+        &c,
+        "enforced",
+        "app",
+        &images[0],
+        Duration::from_secs(20),
+        |admitted, _| admitted,
+    );
+    assert!(
+        held,
+        "keyless-signed image admitted through the TrustRoot: {last}"
+    );
+    let out = run_pod(&c, "enforced", "fork", &images[1]);
+    assert!(!ok(&out));
+    let msg = text(&out);
+    assert!(msg.contains("denied the request"), "{msg}");
+    assert!(
+        msg.contains(&format!("release: certificate identity https://github.com/fork/app/.github/workflows/release.yml@refs/heads/main issued by {ISSUER} matches none of")),
+        "{msg}"
+    );
+
+    let status = |name: &str| {
+        text(&c.kubectl(&[
+            "get",
+            "trustroot",
+            name,
+            "-o",
+            "jsonpath={.status.conditions[0].status}|{.status.conditions[0].message}",
+        ]))
+    };
+    assert!(
+        within(Duration::from_secs(10), || status("offline")
+            .starts_with("True|"))
+        .is_some(),
+        "{}",
+        status("offline")
+    );
+    assert!(
+        within(Duration::from_secs(10), || status("broken")
+            .starts_with("False|TrustRoot broken is not ready: spec.sigstoreKeys.certificateAuthorities[0].certChain"))
+        .is_some(),
+        "{}",
+        status("broken")
+    );
+
+    // Pointing the policy at the broken root fails closed, naming it.
+    let out = apply(
+        &c,
+        &policy.replace("trustRootRef: offline", "trustRootRef: broken"),
+    );
+    assert!(ok(&out), "{}", text(&out));
+    let (held, last) = until_pod(
+        &c,
+        "enforced",
+        "after",
+        &images[0],
+        Duration::from_secs(10),
+        |admitted, _| !admitted,
+    );
+    assert!(held, "{last}");
+    assert!(last.contains("TrustRoot broken is not ready"), "{last}");
+    drop(sigil);
+}

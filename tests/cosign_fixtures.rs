@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use sigil::verify::cosign::{verify_any, Rejection, SignatureLayer};
 use sigil::trust::TrustMaterial;
+use sigil::verify::cosign::{verify_any, Rejection, SignatureLayer};
 use sigil::verify::keyless::{
     verify_key_tlog, verify_keyless_layer, CertificateTrust, IdentityRule, KeylessPolicy,
     PrivateCa, TextMatcher, BUNDLE_ANNOTATION,
@@ -181,7 +181,10 @@ fn public_good_keyless_signature_verifies_offline() {
     let signer = verify_keyless_layer(&layers[0], &digest, &policy, &trust).unwrap();
     assert_eq!(signer.subject, "mitr@redhat.com");
     assert_eq!(signer.issuer, "https://github.com/login/oauth");
-    assert_eq!(signer.integrated_time.as_deref(), Some("2023-01-20T20:51:33Z"));
+    assert_eq!(
+        signer.integrated_time.as_deref(),
+        Some("2023-01-20T20:51:33Z")
+    );
 
     // Same signature, another identity: named in the message.
     let other = public_good_keyless(vec![identity(
@@ -257,14 +260,17 @@ fn private_pki_signature_verifies_against_its_ca() {
     assert_eq!(signer.subject, "qiwan@redhat.com");
 
     // Against the public-good CA as ca-cert, the chain does not verify.
-    let public = PrivateCa::from_pem(&std::fs::read_to_string(dir().join("fulcio_v1.crt.pem")).unwrap()).unwrap();
+    let public =
+        PrivateCa::from_pem(&std::fs::read_to_string(dir().join("fulcio_v1.crt.pem")).unwrap())
+            .unwrap();
     let wrong = KeylessPolicy {
         trust: CertificateTrust::PrivateCa(std::sync::Arc::new(public)),
         ..policy.clone()
     };
     let err = verify_keyless_layer(&layers[0], &digest, &wrong, &trust).unwrap_err();
     assert!(
-        err.to_string().starts_with("certificate does not chain to the ca-cert authority"),
+        err.to_string()
+            .starts_with("certificate does not chain to the ca-cert authority"),
         "{err}"
     );
 
@@ -286,12 +292,20 @@ fn key_signature_rekor_entry_verifies_against_public_good() {
     assert_eq!(verify_any(&layers, &digest, &k, "a"), Ok(()));
     verify_key_tlog(&layers[0], &k, &TrustMaterial::public_good()).unwrap();
     // The entry names cosign2's key, not cosign's.
-    let err = verify_key_tlog(&layers[0], &key("cosign.pub"), &TrustMaterial::public_good())
-        .unwrap_err();
-    assert!(err.to_string().contains("does not verify") || err.to_string().contains("not this signature"), "{err}");
+    let err = verify_key_tlog(
+        &layers[0],
+        &key("cosign.pub"),
+        &TrustMaterial::public_good(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("does not verify")
+            || err.to_string().contains("not this signature"),
+        "{err}"
+    );
     // A signature without a Rekor entry fails when one is required.
     let (_, plain) = load("dir-img-cosign-valid").unwrap();
-    let err = verify_key_tlog(&plain[0], &key("cosign.pub"), &TrustMaterial::public_good())
-        .unwrap_err();
+    let err =
+        verify_key_tlog(&plain[0], &key("cosign.pub"), &TrustMaterial::public_good()).unwrap_err();
     assert!(err.to_string().contains("which ctlog requires"), "{err}");
 }

@@ -17,8 +17,7 @@ use sigil::trust::types::TrustRootSpec;
 use sigil::trust::{TrustMaterial, TrustStore};
 
 const GITHUB: &str = "https://token.actions.githubusercontent.com";
-const WORKFLOW: &str =
-    "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main";
+const WORKFLOW: &str = "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main";
 
 fn ago(secs: u64) -> SystemTime {
     SystemTime::now() - Duration::from_secs(secs)
@@ -34,7 +33,13 @@ fn trusting(env: &Env, sigstore: &OfflineSigstore) -> Opts {
 
 /// A policy with one keyless authority; `identities` and `extra` are YAML
 /// at the authority's indentation.
-fn keyless_policy(name: &str, glob: &str, keyless_extra: &str, identities: &str, extra: &str) -> String {
+fn keyless_policy(
+    name: &str,
+    glob: &str,
+    keyless_extra: &str,
+    identities: &str,
+    extra: &str,
+) -> String {
     format!(
         "---\napiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: {name}\nspec:\n  images:\n    - glob: \"{glob}\"\n  authorities:\n    - name: keyless\n      keyless:\n{keyless_extra}        identities:\n{identities}{extra}"
     )
@@ -45,7 +50,11 @@ fn exact(issuer: &str, subject: &str) -> String {
 }
 
 /// Pushes an image and attaches `sigs`; returns the image reference.
-async fn signed_image(env: &Env, repo: &str, sigs: impl FnOnce(&str, &str) -> Vec<SignatureToAttach>) -> String {
+async fn signed_image(
+    env: &Env,
+    repo: &str,
+    sigs: impl FnOnce(&str, &str) -> Vec<SignatureToAttach>,
+) -> String {
     let digest = env.push(repo, "v1").await;
     let full_repo = format!("{}/{repo}", env.addr());
     let s = sigs(&full_repo, &digest);
@@ -79,12 +88,24 @@ async fn identities_are_matched_exactly_or_by_anchored_regexp() {
     let glob = format!("{}/acme/**", env.addr());
 
     // Right identity.
-    let (ok, msg) = verdict(&env, &opts, &keyless_policy("p", &glob, "", &exact(GITHUB, WORKFLOW), ""), &image).await;
+    let (ok, msg) = verdict(
+        &env,
+        &opts,
+        &keyless_policy("p", &glob, "", &exact(GITHUB, WORKFLOW), ""),
+        &image,
+    )
+    .await;
     assert!(ok, "{msg}");
 
     // Wrong subject: the message names the certificate's identity and the accepted ones.
     let other = "https://github.com/acme/other/.github/workflows/release.yml@refs/heads/main";
-    let (ok, msg) = verdict(&env, &opts, &keyless_policy("p", &glob, "", &exact(GITHUB, other), ""), &image).await;
+    let (ok, msg) = verdict(
+        &env,
+        &opts,
+        &keyless_policy("p", &glob, "", &exact(GITHUB, other), ""),
+        &image,
+    )
+    .await;
     assert!(!ok);
     assert!(
         msg.contains(&format!(
@@ -95,22 +116,68 @@ async fn identities_are_matched_exactly_or_by_anchored_regexp() {
     assert!(msg.contains("fails policy \"p\""), "{msg}");
 
     // Wrong issuer.
-    let (ok, msg) = verdict(&env, &opts, &keyless_policy("p", &glob, "", &exact("https://accounts.google.com", WORKFLOW), ""), &image).await;
+    let (ok, msg) = verdict(
+        &env,
+        &opts,
+        &keyless_policy(
+            "p",
+            &glob,
+            "",
+            &exact("https://accounts.google.com", WORKFLOW),
+            "",
+        ),
+        &image,
+    )
+    .await;
     assert!(!ok);
-    assert!(msg.contains(&format!("certificate identity {WORKFLOW} issued by {GITHUB} matches none of")), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "certificate identity {WORKFLOW} issued by {GITHUB} matches none of"
+        )),
+        "{msg}"
+    );
 
     // Regular expressions match the whole string.
     let re = |issuer: &str, subject: &str| {
-        format!("          - issuerRegExp: \"{issuer}\"\n            subjectRegExp: \"{subject}\"\n")
+        format!(
+            "          - issuerRegExp: \"{issuer}\"\n            subjectRegExp: \"{subject}\"\n"
+        )
     };
-    let (ok, msg) = verdict(&env, &opts, &keyless_policy("p", &glob, "", &re("https://token\\\\.actions\\\\..*", "https://github\\\\.com/acme/.*"), ""), &image).await;
+    let (ok, msg) = verdict(
+        &env,
+        &opts,
+        &keyless_policy(
+            "p",
+            &glob,
+            "",
+            &re(
+                "https://token\\\\.actions\\\\..*",
+                "https://github\\\\.com/acme/.*",
+            ),
+            "",
+        ),
+        &image,
+    )
+    .await;
     assert!(ok, "{msg}");
-    let (ok, msg) = verdict(&env, &opts, &keyless_policy("p", &glob, "", &re(".*", "acme/app"), ""), &image).await;
+    let (ok, msg) = verdict(
+        &env,
+        &opts,
+        &keyless_policy("p", &glob, "", &re(".*", "acme/app"), ""),
+        &image,
+    )
+    .await;
     assert!(!ok, "a regexp must match the whole subject");
     assert!(msg.contains("subjectRegExp acme/app"), "{msg}");
     // Several identities: any one matching is enough.
     let both = exact(GITHUB, other) + &exact(GITHUB, WORKFLOW);
-    let (ok, msg) = verdict(&env, &opts, &keyless_policy("p", &glob, "", &both, ""), &image).await;
+    let (ok, msg) = verdict(
+        &env,
+        &opts,
+        &keyless_policy("p", &glob, "", &both, ""),
+        &image,
+    )
+    .await;
     assert!(ok, "{msg}");
 }
 
@@ -128,7 +195,9 @@ async fn certificate_validity_is_judged_at_the_integrated_time() {
     req.not_after = ago(3300);
     let expired = sigstore.issue(&req).unwrap();
     let image = signed_image(&env, "acme/old", |repo, digest| {
-        vec![sigstore.sign_keyless(&expired, repo, digest, ago(3600), SetMode::Valid).unwrap()]
+        vec![sigstore
+            .sign_keyless(&expired, repo, digest, ago(3600), SetMode::Valid)
+            .unwrap()]
     })
     .await;
     let (ok, msg) = verdict(&env, &opts, &policy, &image).await;
@@ -136,12 +205,17 @@ async fn certificate_validity_is_judged_at_the_integrated_time() {
 
     // The same certificate, logged after it expired.
     let image = signed_image(&env, "acme/late", |repo, digest| {
-        vec![sigstore.sign_keyless(&expired, repo, digest, ago(60), SetMode::Valid).unwrap()]
+        vec![sigstore
+            .sign_keyless(&expired, repo, digest, ago(60), SetMode::Valid)
+            .unwrap()]
     })
     .await;
     let (ok, msg) = verdict(&env, &opts, &policy, &image).await;
     assert!(!ok);
-    assert!(msg.contains("keyless: certificate does not verify"), "{msg}");
+    assert!(
+        msg.contains("keyless: certificate does not verify"),
+        "{msg}"
+    );
     assert!(msg.contains("Expired"), "{msg}");
 }
 
@@ -156,9 +230,21 @@ async fn signed_entry_timestamps_must_verify_and_match_the_signature() {
         .issue(&CertRequest::new(San::Uri(WORKFLOW.into()), GITHUB))
         .unwrap();
     for (repo, mode, expected) in [
-        ("acme/forged", SetMode::Forged, "keyless: Rekor SET does not verify"),
-        ("acme/unlogged", SetMode::Missing, "keyless: signature has no Rekor entry (dev.sigstore.cosign/bundle)"),
-        ("acme/swapped", SetMode::OtherSignature, "keyless: Rekor entry is not this signature"),
+        (
+            "acme/forged",
+            SetMode::Forged,
+            "keyless: Rekor SET does not verify",
+        ),
+        (
+            "acme/unlogged",
+            SetMode::Missing,
+            "keyless: signature has no Rekor entry (dev.sigstore.cosign/bundle)",
+        ),
+        (
+            "acme/swapped",
+            SetMode::OtherSignature,
+            "keyless: Rekor entry is not this signature",
+        ),
     ] {
         let image = signed_image(&env, repo, |r, d| {
             vec![sigstore.sign_keyless(&cert, r, d, ago(5), mode).unwrap()]
@@ -177,7 +263,9 @@ async fn signed_entry_timestamps_must_verify_and_match_the_signature() {
         TrustMaterial::from_json("default", &root).unwrap(),
     )));
     let image = signed_image(&env, "acme/window", |r, d| {
-        vec![sigstore.sign_keyless(&cert, r, d, ago(5), SetMode::Valid).unwrap()]
+        vec![sigstore
+            .sign_keyless(&cert, r, d, ago(5), SetMode::Valid)
+            .unwrap()]
     })
     .await;
     let (ok, msg) = verdict(&env, &windowed, &policy, &image).await;
@@ -202,13 +290,21 @@ async fn scts_and_certificate_authorities_are_checked() {
     req.with_sct = false;
     let no_sct = sigstore.issue(&req).unwrap();
     let image = signed_image(&env, "acme/nosct", |r, d| {
-        vec![sigstore.sign_keyless(&no_sct, r, d, ago(5), SetMode::Valid).unwrap()]
+        vec![sigstore
+            .sign_keyless(&no_sct, r, d, ago(5), SetMode::Valid)
+            .unwrap()]
     })
     .await;
     let (ok, msg) = verdict(&env, &opts, &policy, &image).await;
     assert!(!ok);
     assert!(msg.contains("keyless: SCT does not verify"), "{msg}");
-    let lax = keyless_policy("p", &glob, "        insecureIgnoreSCT: true\n", &exact(GITHUB, WORKFLOW), "");
+    let lax = keyless_policy(
+        "p",
+        &glob,
+        "        insecureIgnoreSCT: true\n",
+        &exact(GITHUB, WORKFLOW),
+        "",
+    );
     let (ok, msg) = verdict(&env, &opts, &lax, &image).await;
     assert!(ok, "{msg}");
 
@@ -219,24 +315,40 @@ async fn scts_and_certificate_authorities_are_checked() {
         .issue(&CertRequest::new(San::Uri(WORKFLOW.into()), GITHUB))
         .unwrap();
     let image = signed_image(&env, "acme/rogue", |r, d| {
-        let mut s = rogue.sign_keyless(&rogue_cert, r, d, ago(5), SetMode::Missing).unwrap();
-        let bundle = sigstore
-            .rekor_bundle(&s.payload, &s.signature_b64, &rogue_cert.pem(), ago(5), SetMode::Valid)
+        let mut s = rogue
+            .sign_keyless(&rogue_cert, r, d, ago(5), SetMode::Missing)
             .unwrap();
-        s.annotations.insert(sigil::verify::keyless::BUNDLE_ANNOTATION.into(), bundle);
+        let bundle = sigstore
+            .rekor_bundle(
+                &s.payload,
+                &s.signature_b64,
+                &rogue_cert.pem(),
+                ago(5),
+                SetMode::Valid,
+            )
+            .unwrap();
+        s.annotations
+            .insert(sigil::verify::keyless::BUNDLE_ANNOTATION.into(), bundle);
         vec![s]
     })
     .await;
     let (ok, msg) = verdict(&env, &opts, &policy, &image).await;
     assert!(!ok);
-    assert!(msg.contains("keyless: certificate does not verify"), "{msg}");
+    assert!(
+        msg.contains("keyless: certificate does not verify"),
+        "{msg}"
+    );
 
     // The embedded public-good root does not trust the offline CA either.
     let mut public = Opts::for_registry(env.addr());
     public.trust = None;
     let image_ok = signed_image(&env, "acme/ok", |r, d| {
-        let c = sigstore.issue(&CertRequest::new(San::Uri(WORKFLOW.into()), GITHUB)).unwrap();
-        vec![sigstore.sign_keyless(&c, r, d, ago(5), SetMode::Valid).unwrap()]
+        let c = sigstore
+            .issue(&CertRequest::new(San::Uri(WORKFLOW.into()), GITHUB))
+            .unwrap();
+        vec![sigstore
+            .sign_keyless(&c, r, d, ago(5), SetMode::Valid)
+            .unwrap()]
     })
     .await;
     let (ok, msg) = verdict(&env, &public, &policy, &image_ok).await;
@@ -260,27 +372,62 @@ async fn trust_root_ref_selects_a_trust_root_resource() {
     opts.trust = Some(store);
 
     let cert = sigstore
-        .issue(&CertRequest::new(San::Email("dev@acme.test".into()), "https://accounts.acme.test"))
+        .issue(&CertRequest::new(
+            San::Email("dev@acme.test".into()),
+            "https://accounts.acme.test",
+        ))
         .unwrap();
     let image = signed_image(&env, "acme/app", |r, d| {
-        vec![sigstore.sign_keyless(&cert, r, d, ago(5), SetMode::Valid).unwrap()]
+        vec![sigstore
+            .sign_keyless(&cert, r, d, ago(5), SetMode::Valid)
+            .unwrap()]
     })
     .await;
     let glob = format!("{}/acme/**", env.addr());
     let ids = exact("https://accounts.acme.test", "dev@acme.test");
 
-    let (ok, msg) = verdict(&env, &opts, &keyless_policy("p", &glob, "        trustRootRef: offline\n", &ids, ""), &image).await;
+    let (ok, msg) = verdict(
+        &env,
+        &opts,
+        &keyless_policy("p", &glob, "        trustRootRef: offline\n", &ids, ""),
+        &image,
+    )
+    .await;
     assert!(ok, "{msg}");
-    let (ok, msg) = verdict(&env, &opts, &keyless_policy("p", &glob, "", &ids, ""), &image).await;
-    assert!(!ok, "the default root does not trust the offline CA or Rekor key");
+    let (ok, msg) = verdict(
+        &env,
+        &opts,
+        &keyless_policy("p", &glob, "", &ids, ""),
+        &image,
+    )
+    .await;
+    assert!(
+        !ok,
+        "the default root does not trust the offline CA or Rekor key"
+    );
     assert!(
         msg.contains("keyless: Rekor SET does not verify: No log key valid at integrated time"),
         "{msg}"
     );
-    let (ok, msg) = verdict(&env, &opts, &keyless_policy("p", &glob, "        trustRootRef: missing\n", &ids, ""), &image).await;
+    let (ok, msg) = verdict(
+        &env,
+        &opts,
+        &keyless_policy("p", &glob, "        trustRootRef: missing\n", &ids, ""),
+        &image,
+    )
+    .await;
     assert!(!ok);
-    assert!(msg.contains("keyless: TrustRoot missing does not exist"), "{msg}");
-    let (ok, msg) = verdict(&env, &opts, &keyless_policy("p", &glob, "        trustRootRef: broken\n", &ids, ""), &image).await;
+    assert!(
+        msg.contains("keyless: TrustRoot missing does not exist"),
+        "{msg}"
+    );
+    let (ok, msg) = verdict(
+        &env,
+        &opts,
+        &keyless_policy("p", &glob, "        trustRootRef: broken\n", &ids, ""),
+        &image,
+    )
+    .await;
     assert!(!ok);
     assert!(
         msg.contains("keyless: TrustRoot broken is not ready: spec.sigstoreKeys.certificateAuthorities[0].certChain"),
@@ -301,7 +448,9 @@ async fn ca_cert_authorities_and_key_authorities_with_ctlog() {
     req.with_sct = false;
     let cert = private.issue(&req).unwrap();
     let image = signed_image(&env, "acme/private", |r, d| {
-        vec![private.sign_keyless(&cert, r, d, ago(5), SetMode::Missing).unwrap()]
+        vec![private
+            .sign_keyless(&cert, r, d, ago(5), SetMode::Missing)
+            .unwrap()]
     })
     .await;
     let ca_yaml = |pem: &str| {
@@ -309,13 +458,40 @@ async fn ca_cert_authorities_and_key_authorities_with_ctlog() {
         format!("        ca-cert:\n          data: |\n{body}")
     };
     let ids = exact("https://ci.acme.test", "build@acme.test");
-    let (ok, msg) = verdict(&env, &opts, &keyless_policy("p", &glob, &ca_yaml(&private.ca_pem()), &ids, ""), &image).await;
+    let (ok, msg) = verdict(
+        &env,
+        &opts,
+        &keyless_policy("p", &glob, &ca_yaml(&private.ca_pem()), &ids, ""),
+        &image,
+    )
+    .await;
     assert!(ok, "{msg}");
-    let (ok, msg) = verdict(&env, &opts, &keyless_policy("p", &glob, &ca_yaml(&sigstore.ca_pem()), &ids, ""), &image).await;
+    let (ok, msg) = verdict(
+        &env,
+        &opts,
+        &keyless_policy("p", &glob, &ca_yaml(&sigstore.ca_pem()), &ids, ""),
+        &image,
+    )
+    .await;
     assert!(!ok);
-    assert!(msg.contains("keyless: certificate does not chain to the ca-cert authority"), "{msg}");
+    assert!(
+        msg.contains("keyless: certificate does not chain to the ca-cert authority"),
+        "{msg}"
+    );
     // ctlog on a ca-cert authority: a Rekor entry becomes required.
-    let (ok, msg) = verdict(&env, &opts, &keyless_policy("p", &glob, &ca_yaml(&private.ca_pem()), &ids, "      ctlog:\n        url: https://rekor.test\n"), &image).await;
+    let (ok, msg) = verdict(
+        &env,
+        &opts,
+        &keyless_policy(
+            "p",
+            &glob,
+            &ca_yaml(&private.ca_pem()),
+            &ids,
+            "      ctlog:\n        url: https://rekor.test\n",
+        ),
+        &image,
+    )
+    .await;
     assert!(!ok);
     assert!(msg.contains("which ctlog requires"), "{msg}");
 
@@ -331,13 +507,20 @@ async fn ca_cert_authorities_and_key_authorities_with_ctlog() {
     .await;
     let (ok, msg) = verdict(&env, &opts, &key_policy_ctlog, &unlogged).await;
     assert!(!ok);
-    assert!(msg.contains("signature has no Rekor entry (dev.sigstore.cosign/bundle), which ctlog requires"), "{msg}");
+    assert!(
+        msg.contains(
+            "signature has no Rekor entry (dev.sigstore.cosign/bundle), which ctlog requires"
+        ),
+        "{msg}"
+    );
     // Without ctlog the same signature is enough.
     let (ok, msg) = verdict(&env, &opts, &key_policy("k", &glob, &[&k], ""), &unlogged).await;
     assert!(ok, "{msg}");
     let logged = signed_image(&env, "acme/key-logged", |r, d| {
         let mut s = SignatureToAttach::new(&k, r, d);
-        sigstore.log_key_signature(&mut s, &k.public_pem, SetMode::Valid).unwrap();
+        sigstore
+            .log_key_signature(&mut s, &k.public_pem, SetMode::Valid)
+            .unwrap();
         vec![s]
     })
     .await;
@@ -345,7 +528,9 @@ async fn ca_cert_authorities_and_key_authorities_with_ctlog() {
     assert!(ok, "{msg}");
     let forged = signed_image(&env, "acme/key-forged", |r, d| {
         let mut s = SignatureToAttach::new(&k, r, d);
-        sigstore.log_key_signature(&mut s, &k.public_pem, SetMode::Forged).unwrap();
+        sigstore
+            .log_key_signature(&mut s, &k.public_pem, SetMode::Forged)
+            .unwrap();
         vec![s]
     })
     .await;

@@ -321,11 +321,8 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
                 Ok(IdentityRule {
                     issuer: TextMatcher::new(id.issuer.as_deref(), id.issuer_reg_exp.as_deref())
                         .map_err(|e| err(format!("{ip}.issuerRegExp"), e.to_string()))?,
-                    subject: TextMatcher::new(
-                        id.subject.as_deref(),
-                        id.subject_reg_exp.as_deref(),
-                    )
-                    .map_err(|e| err(format!("{ip}.subjectRegExp"), e.to_string()))?,
+                    subject: TextMatcher::new(id.subject.as_deref(), id.subject_reg_exp.as_deref())
+                        .map_err(|e| err(format!("{ip}.subjectRegExp"), e.to_string()))?,
                 })
             })
             .collect::<Result<Vec<_>, PolicyError>>()?;
@@ -333,8 +330,7 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
             None => Some(CertificateTrust::TrustRoot),
             Some(ca) => match ca.data.as_deref().filter(|d| !d.is_empty()) {
                 Some(data) => Some(CertificateTrust::PrivateCa(Arc::new(
-                    PrivateCa::from_pem(data)
-                        .map_err(|e| err(format!("{kp}.ca-cert.data"), e))?,
+                    PrivateCa::from_pem(data).map_err(|e| err(format!("{kp}.ca-cert.data"), e))?,
                 ))),
                 None if ca.secret_ref.is_some() => {
                     unsupported.get_or_insert(format!(
@@ -417,7 +413,10 @@ mod tests {
         let p = compile("p", &s).unwrap();
         assert_eq!(p.mode, PolicyMode::Enforce);
         assert_eq!(p.authorities[0].name, "authority-0");
-        assert!(matches!(p.authorities[0].check, AuthorityCheck::Key { tlog: None, .. }));
+        assert!(matches!(
+            p.authorities[0].check,
+            AuthorityCheck::Key { tlog: None, .. }
+        ));
     }
 
     #[test]

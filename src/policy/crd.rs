@@ -22,13 +22,25 @@ pub fn cluster_image_policy() -> CustomResourceDefinition {
         .unwrap_or_else(|e| unreachable!("CRD versions disagree: {e}"))
 }
 
+/// `trustroots.policy.sigstore.dev`: v1alpha1, cluster-scoped.
+pub fn trust_root() -> CustomResourceDefinition {
+    crate::trust::types::TrustRoot::crd()
+}
+
+/// Every CRD, by its name (`crds/<name>.yaml` holds it).
+pub fn all() -> Vec<CustomResourceDefinition> {
+    vec![cluster_image_policy(), trust_root()]
+}
+
+/// One CRD as a YAML document (`---` first).
+pub fn to_yaml(crd: &CustomResourceDefinition) -> Result<String, String> {
+    Ok(format!(
+        "---\n{}",
+        serde_saphyr::to_string(crd).map_err(|e| e.to_string())?
+    ))
+}
+
 /// Every CRD as one multi-document YAML text.
 pub fn all_yaml() -> Result<String, String> {
-    let crds = [cluster_image_policy()];
-    let mut out = String::new();
-    for crd in crds {
-        out.push_str("---\n");
-        out.push_str(&serde_saphyr::to_string(&crd).map_err(|e| e.to_string())?);
-    }
-    Ok(out)
+    all().iter().map(to_yaml).collect()
 }

@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::compile::PolicyError;
 use super::store::{PolicyDefinition, PolicyStore};
 use super::types::{ClusterImagePolicySpec, GROUP};
+use crate::trust::{material_from_spec_value, NamedRoot, TrustError, TrustMaterial, TrustStore};
 
 /// The store source name used for directory policies.
 pub const SOURCE: &str = "files";
@@ -55,6 +56,9 @@ pub fn parse_documents(text: &str) -> Result<Vec<PolicyDefinition>, String> {
         let api_version = doc.get("apiVersion").and_then(Value::as_str).unwrap_or("");
         let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
         let (group, _version) = api_version.split_once('/').unwrap_or(("", ""));
+        if kind == "TrustRoot" && group == GROUP {
+            continue;
+        }
         if kind != "ClusterImagePolicy" || group != GROUP {
             tracing::debug!(
                 api_version,
@@ -105,6 +109,46 @@ pub fn spec_from_value(spec: Value) -> Result<ClusterImagePolicySpec, (PolicyErr
     })
 }
 
+/// The `TrustRoot` documents of one YAML text, each built into trust
+/// material or the error naming its bad field.
+pub fn parse_trust_roots(text: &str) -> Result<Vec<NamedRoot>, String> {
+    let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| e.to_string())?;
+    let mut roots = Vec::new();
+    for doc in docs {
+        let api_version = doc.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+        let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
+        if kind != "TrustRoot" || api_version.split_once('/').map(|(g, _)| g) != Some(GROUP) {
+            continue;
+        }
+        let name = doc
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .ok_or("a TrustRoot has no metadata.name")?
+            .to_string();
+        let material =
+            material_from_spec_value(&name, doc.get("spec").cloned().unwrap_or(Value::Null));
+        roots.push((name, material));
+    }
+    Ok(roots)
+}
+
+/// Every `TrustRoot` in `dir`. A file that cannot be read contributes none
+/// (authorities naming its roots then fail closed as missing).
+pub fn load_trust_roots(dir: &Path) -> BTreeMap<String, Result<TrustMaterial, TrustError>> {
+    let mut all = BTreeMap::new();
+    for path in yaml_files(dir).unwrap_or_default() {
+        match std::fs::read_to_string(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| parse_trust_roots(&t))
+        {
+            Ok(roots) => all.extend(roots),
+            Err(e) => tracing::error!(path = %path.display(), error = %e, "cannot read TrustRoots"),
+        }
+    }
+    all
+}
+
 /// Loads every policy in `dir`; any unreadable file is an error.
 pub fn load_dir(dir: &Path) -> Result<Vec<PolicyDefinition>, FileError> {
     let mut all = Vec::new();
@@ -143,7 +187,12 @@ fn snapshot(dir: &Path) -> Snapshot {
 /// Watches `dir` and republishes its policies when a file changes. A file
 /// that stops parsing keeps its last good policies (and logs why), so a typo
 /// never silently drops enforcement.
-pub async fn watch_dir(dir: PathBuf, store: Arc<PolicyStore>, interval: Duration) {
+pub async fn watch_dir(
+    dir: PathBuf,
+    store: Arc<PolicyStore>,
+    trust: Option<Arc<TrustStore>>,
+    interval: Duration,
+) {
     let mut last = snapshot(&dir);
     let mut last_good: BTreeMap<PathBuf, Vec<PolicyDefinition>> = BTreeMap::new();
     for (p, _, _) in &last {
@@ -176,6 +225,9 @@ pub async fn watch_dir(dir: PathBuf, store: Arc<PolicyStore>, interval: Duration
         let defs: Vec<PolicyDefinition> = last_good.values().flatten().cloned().collect();
         tracing::info!(dir = %dir.display(), policies = defs.len(), "policy directory changed; reloading");
         store.replace_source(SOURCE, &defs);
+        if let Some(trust) = &trust {
+            trust.replace_all(load_trust_roots(&dir));
+        }
     }
 }
 

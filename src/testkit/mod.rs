@@ -440,7 +440,9 @@ pub async fn attach_signatures_as(
     // the line breaks of PEM annotations unescaped (invalid JSON to the
     // registry); push the blobs with it, the manifest as standard JSON.
     let manifest = OciImageManifest::build(&layers, &config, None);
-    client.store_auth_if_needed(sig_ref.resolve_registry(), auth).await;
+    client
+        .store_auth_if_needed(sig_ref.resolve_registry(), auth)
+        .await;
     for (layer, desc) in layers.iter().zip(&manifest.layers) {
         client
             .push_blob(&sig_ref, layer.data.clone(), &desc.digest)

@@ -13,8 +13,8 @@ use base64::Engine as _;
 use der::{Decode, Encode};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, CustomExtension, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
-    SerialNumber, SigningKey,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, PublicKeyData, SanType, SerialNumber,
+    SigningKey,
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -282,22 +282,28 @@ impl OfflineSigstore {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
         params.use_authority_key_identifier_extension = true;
-        params.custom_extensions.push(CustomExtension::from_oid_content(
-            &fulcio_oid(1),
-            req.issuer.as_bytes().to_vec(),
-        ));
+        params
+            .custom_extensions
+            .push(CustomExtension::from_oid_content(
+                &fulcio_oid(1),
+                req.issuer.as_bytes().to_vec(),
+            ));
         if let Some(gh) = &req.github {
             for (i, v) in gh.iter().enumerate() {
-                params.custom_extensions.push(CustomExtension::from_oid_content(
-                    &fulcio_oid(2 + i as u64),
-                    v.as_bytes().to_vec(),
-                ));
+                params
+                    .custom_extensions
+                    .push(CustomExtension::from_oid_content(
+                        &fulcio_oid(2 + i as u64),
+                        v.as_bytes().to_vec(),
+                    ));
             }
         }
-        params.custom_extensions.push(CustomExtension::from_oid_content(
-            &fulcio_oid(8),
-            der_wrap(0x0c, req.issuer.as_bytes()),
-        ));
+        params
+            .custom_extensions
+            .push(CustomExtension::from_oid_content(
+                &fulcio_oid(8),
+                der_wrap(0x0c, req.issuer.as_bytes()),
+            ));
         if req.with_sct {
             // RFC 6962 §3.2: the SCT signs the certificate's TBS as it is
             // without the SCT extension, so issue once, sign, and reissue
@@ -375,7 +381,10 @@ impl OfflineSigstore {
         });
         let set = match mode {
             SetMode::Forged => B64.encode(b"not a signature"),
-            _ => B64.encode(self.rekor.sign(&serde_json_canonicalizer::to_vec(&entry)?)?),
+            _ => B64.encode(
+                self.rekor
+                    .sign(&serde_json_canonicalizer::to_vec(&entry)?)?,
+            ),
         };
         Ok(json!({ "SignedEntryTimestamp": set, "Payload": entry }).to_string())
     }

@@ -80,7 +80,8 @@ impl TrustMaterial {
             reason,
         };
         let root = TrustedRoot::from_json(json).map_err(|e| unusable(e.to_string()))?;
-        let verifier = sigstore_verify::Verifier::new(&root).map_err(|e| unusable(e.to_string()))?;
+        let verifier =
+            sigstore_verify::Verifier::new(&root).map_err(|e| unusable(e.to_string()))?;
         Ok(TrustMaterial {
             name: name.to_string(),
             root,
@@ -119,6 +120,26 @@ impl TrustMaterial {
             other => other,
         })
     }
+}
+
+/// Builds the material of a `TrustRoot` from its raw `spec` (as read from a
+/// file or the API server), naming the exact field that does not fit.
+pub fn material_from_spec_value(name: &str, spec: Value) -> Result<TrustMaterial, TrustError> {
+    let spec: TrustRootSpec = serde_path_to_error::deserialize(spec).map_err(|e| {
+        let path = e.path().to_string();
+        TrustError::NotReady {
+            name: name.to_string(),
+            error: field_err(
+                if path == "." {
+                    "spec".to_string()
+                } else {
+                    format!("spec.{path}")
+                },
+                e.into_inner().to_string(),
+            ),
+        }
+    })?;
+    TrustMaterial::from_spec(name, &spec)
 }
 
 fn field_err(field: impl Into<String>, message: impl Into<String>) -> PolicyError {
@@ -229,12 +250,13 @@ fn authority_json(field: &str, ca: &CertificateAuthority) -> Result<Value, Polic
             format!("expected CERTIFICATE blocks, found {}", p.tag()),
         ));
     }
+    let subject = ca.subject.clone().unwrap_or_default();
     let mut out = json!({
         "subject": {
-            "organization": ca.subject.organization,
-            "commonName": ca.subject.common_name,
+            "organization": subject.organization.unwrap_or_default(),
+            "commonName": subject.common_name.unwrap_or_default(),
         },
-        "uri": ca.uri,
+        "uri": ca.uri.clone().unwrap_or_default(),
         "certChain": {
             "certificates": certs
                 .iter()
@@ -289,6 +311,9 @@ fn key_details(spki_der: &[u8]) -> Result<&'static str, String> {
         _ => Err(format!("unsupported key algorithm {alg}")),
     }
 }
+
+/// A named root as loaded: usable, or the reason it is not.
+pub type NamedRoot = (String, Result<TrustMaterial, TrustError>);
 
 /// The default root and the named ones, swapped atomically as they change.
 pub struct TrustStore {
@@ -378,7 +403,11 @@ mod tests {
     fn embedded_root_parses_and_has_public_good_material() {
         let m = TrustMaterial::public_good();
         assert_eq!(m.root.certificate_authorities.len(), 2);
-        assert!(m.root.tlogs.iter().any(|t| t.base_url == "https://rekor.sigstore.dev"));
+        assert!(m
+            .root
+            .tlogs
+            .iter()
+            .any(|t| t.base_url == "https://rekor.sigstore.dev"));
         assert_eq!(m.root.ctlogs.len(), 2);
     }
 
@@ -391,10 +420,16 @@ mod tests {
         }))
         .unwrap();
         let e = trusted_root_json(&spec).unwrap_err();
-        assert_eq!(e.field, "spec.sigstoreKeys.certificateAuthorities[0].certChain");
+        assert_eq!(
+            e.field,
+            "spec.sigstoreKeys.certificateAuthorities[0].certChain"
+        );
         let spec: TrustRootSpec =
             serde_json::from_value(json!({"repository": {"root": "", "mirrorFS": ""}})).unwrap();
-        assert_eq!(trusted_root_json(&spec).unwrap_err().field, "spec.repository");
+        assert_eq!(
+            trusted_root_json(&spec).unwrap_err().field,
+            "spec.repository"
+        );
         let spec: TrustRootSpec = serde_json::from_value(json!({})).unwrap();
         assert_eq!(trusted_root_json(&spec).unwrap_err().field, "spec");
     }
@@ -422,6 +457,9 @@ mod tests {
             .to_string()
             .contains("spec: nope"));
         s.remove("bad");
-        assert!(matches!(s.resolve(Some("bad")), Err(TrustError::Missing(_))));
+        assert!(matches!(
+            s.resolve(Some("bad")),
+            Err(TrustError::Missing(_))
+        ));
     }
 }

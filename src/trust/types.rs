@@ -68,7 +68,7 @@ pub struct Repository {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SigstoreKeys {
     /// Certificate authorities (Fulcio).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub certificate_authorities: Vec<CertificateAuthority>,
     /// Rekor logs.
     #[serde(default, rename = "tLogs", skip_serializing_if = "Vec::is_empty")]
@@ -89,8 +89,8 @@ pub struct TransparencyLogInstance {
     #[serde(rename = "baseURL")]
     pub base_url: String,
     /// Merkle tree hash, e.g. `sha-256`.
-    #[serde(default)]
-    pub hash_algorithm: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_algorithm: Option<String>,
     /// base64 of the PEM public key.
     pub public_key: String,
     /// sigil extension: when the key is trusted.
@@ -103,11 +103,11 @@ pub struct TransparencyLogInstance {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CertificateAuthority {
     /// Subject of the root.
-    #[serde(default)]
-    pub subject: DistinguishedName,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<DistinguishedName>,
     /// Where the CA can be reached.
-    #[serde(default)]
-    pub uri: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
     /// base64 of the PEM chain, leaf-most first, root last.
     pub cert_chain: String,
     /// sigil extension: when the CA is trusted.
@@ -120,11 +120,11 @@ pub struct CertificateAuthority {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DistinguishedName {
     /// O.
-    #[serde(default)]
-    pub organization: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<String>,
     /// CN.
-    #[serde(default)]
-    pub common_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub common_name: Option<String>,
 }
 
 /// A validity window (RFC 3339 times; `end` omitted means open-ended).

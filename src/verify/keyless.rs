@@ -494,7 +494,11 @@ pub fn verify_keyless_layer(
     Ok(signer)
 }
 
-fn verify_with_certificate_key(cert: &[u8], payload: &[u8], sig_b64: &str) -> Result<(), Rejection> {
+fn verify_with_certificate_key(
+    cert: &[u8],
+    payload: &[u8],
+    sig_b64: &str,
+) -> Result<(), Rejection> {
     use der::{Decode, Encode};
     let parsed = x509_cert::Certificate::from_der(cert)
         .map_err(|e| keyless_err(format!("certificate is malformed: {e}")))?;
@@ -511,7 +515,9 @@ fn verify_with_certificate_key(cert: &[u8], payload: &[u8], sig_b64: &str) -> Re
     if key.verify(payload, &sig) {
         Ok(())
     } else {
-        Err(keyless_err("signature does not verify with the certificate's key"))
+        Err(keyless_err(
+            "signature does not verify with the certificate's key",
+        ))
     }
 }
 

@@ -1,0 +1,116 @@
+//! Sigstore bundles (v0.1 – v0.3): message signatures and DSSE envelopes,
+//! signed keyless (Fulcio certificate) or with a managed key, logged in Rekor
+//! v1 (SET and/or inclusion proof with checkpoint) or v2 (inclusion proof
+//! and RFC 3161 timestamp). Verified by `sigstore-verify` against a trust
+//! root; the signer's identity is then matched by sigil's own rules, the
+//! same as for legacy keyless signatures.
+
+use sigstore_types::{Bundle, DerPublicKey, Sha256Hash};
+use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy};
+
+use super::keyless::{describe_verify_error, IdentityRule};
+use crate::trust::TrustMaterial;
+
+/// What a bundle must have been signed by.
+#[derive(Debug, Clone)]
+pub enum BundleSigner {
+    /// A certificate for one of these identities.
+    Identity(Vec<IdentityRule>),
+    /// This public key (DER SubjectPublicKeyInfo).
+    Key(Vec<u8>),
+}
+
+/// What a bundle signs.
+#[derive(Debug, Clone)]
+pub enum BundleArtifact {
+    /// The artifact bytes.
+    Bytes(Vec<u8>),
+    /// Its sha256.
+    Sha256([u8; 32]),
+}
+
+/// A verified bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleVerified {
+    /// The certificate SAN, for keyless bundles.
+    pub subject: Option<String>,
+    /// The certificate's OIDC issuer, for keyless bundles.
+    pub issuer: Option<String>,
+}
+
+/// Why a bundle was not accepted.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum BundleError {
+    /// The JSON is not a bundle of a supported version.
+    #[error("bundle is malformed: {0}")]
+    Malformed(String),
+    /// A cryptographic or consistency check failed.
+    #[error("{0}")]
+    Rejected(String),
+    /// Verified, but by an identity no rule accepts.
+    #[error("certificate identity {subject} issued by {issuer} matches none of: {expected}")]
+    Identity {
+        /// SAN of the certificate.
+        subject: String,
+        /// OIDC issuer.
+        issuer: String,
+        /// The accepted identities.
+        expected: String,
+    },
+}
+
+/// Parses bundle JSON.
+pub fn parse_bundle(json: &[u8]) -> Result<Bundle, BundleError> {
+    serde_json::from_slice(json).map_err(|e| BundleError::Malformed(e.to_string()))
+}
+
+/// Verifies `bundle` over `artifact` against `trust`, requiring `signer`.
+pub fn verify_bundle(
+    bundle: &Bundle,
+    artifact: &BundleArtifact,
+    signer: &BundleSigner,
+    trust: &TrustMaterial,
+) -> Result<BundleVerified, BundleError> {
+    let result = match (signer, artifact) {
+        (BundleSigner::Key(spki), a) => {
+            let policy = PublicKeyVerificationPolicy::new(DerPublicKey::new(spki.clone()));
+            match a {
+                BundleArtifact::Bytes(b) => trust.verifier.verify(b.as_slice(), bundle, &policy),
+                BundleArtifact::Sha256(d) => {
+                    trust.verifier.verify(Sha256Hash::new(*d), bundle, &policy)
+                }
+            }
+        }
+        (BundleSigner::Identity(_), a) => {
+            let policy = VerificationPolicy::any_identity();
+            match a {
+                BundleArtifact::Bytes(b) => trust.verifier.verify(b.as_slice(), bundle, &policy),
+                BundleArtifact::Sha256(d) => {
+                    trust.verifier.verify(Sha256Hash::new(*d), bundle, &policy)
+                }
+            }
+        }
+    }
+    .map_err(|e| BundleError::Rejected(describe_verify_error(&e)))?;
+    let subject = result.identity().map(|i| i.as_str().to_string());
+    let issuer = result.issuer().map(str::to_string);
+    if let BundleSigner::Identity(rules) = signer {
+        let s = subject.clone().unwrap_or_default();
+        let i = issuer.clone().unwrap_or_default();
+        if !rules
+            .iter()
+            .any(|r| r.issuer.matches(&i) && r.subject.matches(&s))
+        {
+            return Err(BundleError::Identity {
+                subject: s,
+                issuer: i,
+                expected: rules
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+    }
+    Ok(BundleVerified { subject, issuer })
+}

@@ -1,0 +1,112 @@
+//! `sigil verify-bundle`: the sigstore-conformance verification protocol.
+//! Exit 0 when the bundle verifies, 1 when it is rejected (reason on
+//! stderr), 2 when the inputs cannot be read.
+
+use sha2::{Digest, Sha256};
+
+use crate::cli::VerifyBundleArgs;
+use crate::trust::TrustMaterial;
+use crate::verify::bundle::{parse_bundle, verify_bundle, BundleArtifact, BundleSigner};
+use crate::verify::keyless::{IdentityRule, TextMatcher};
+
+/// Reads `sha256:<64 hex>` (when it is not a file on disk) as a digest,
+/// anything else as a path, as the protocol says.
+pub fn artifact_of(arg: &str) -> Result<BundleArtifact, String> {
+    if let Some(hex_part) = arg.strip_prefix("sha256:") {
+        if hex_part.len() == 64 && !std::path::Path::new(arg).exists() {
+            if let Ok(bytes) = hex::decode(hex_part) {
+                let mut d = [0u8; 32];
+                d.copy_from_slice(&bytes);
+                return Ok(BundleArtifact::Sha256(d));
+            }
+        }
+    }
+    std::fs::read(arg)
+        .map(BundleArtifact::Bytes)
+        .map_err(|e| format!("cannot read {arg}: {e}"))
+}
+
+/// Runs the command; returns the exit code.
+pub fn main(args: &VerifyBundleArgs) -> u8 {
+    match run(args) {
+        Ok(Ok(summary)) => {
+            println!("OK: {summary}");
+            0
+        }
+        Ok(Err(reason)) => {
+            eprintln!("sigil verify-bundle: rejected: {reason}");
+            1
+        }
+        Err(e) => {
+            eprintln!("sigil verify-bundle: {e}");
+            2
+        }
+    }
+}
+
+fn run(args: &VerifyBundleArgs) -> Result<Result<String, String>, String> {
+    if args.staging {
+        return Err("--staging: no staging trusted root is embedded; pass --trusted-root".into());
+    }
+    let trust = match &args.trusted_root {
+        Some(p) => TrustMaterial::from_file(p).map_err(|e| e.to_string())?,
+        None => TrustMaterial::public_good(),
+    };
+    let signer = match (
+        &args.key,
+        &args.certificate_identity,
+        &args.certificate_oidc_issuer,
+    ) {
+        (Some(path), _, _) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let der = match pem::parse(text.trim()) {
+                Ok(p) if p.tag() == "PUBLIC KEY" => p.into_contents(),
+                // A malformed key rejects the bundle (nothing can verify
+                // with it) rather than being a usage error.
+                Ok(p) => {
+                    return Ok(Err(format!(
+                        "{} is a {}, not a PUBLIC KEY",
+                        path.display(),
+                        p.tag()
+                    )))
+                }
+                Err(e) => {
+                    return Ok(Err(format!(
+                        "{} is not a PEM public key: {e}",
+                        path.display()
+                    )))
+                }
+            };
+            BundleSigner::Key(der)
+        }
+        (None, Some(identity), Some(issuer)) => BundleSigner::Identity(vec![IdentityRule {
+            issuer: TextMatcher::Exact(issuer.clone()),
+            subject: TextMatcher::Exact(identity.clone()),
+        }]),
+        _ => {
+            return Err(
+                "give --key, or --certificate-identity with --certificate-oidc-issuer".into(),
+            )
+        }
+    };
+    let bundle_bytes = std::fs::read(&args.bundle)
+        .map_err(|e| format!("cannot read {}: {e}", args.bundle.display()))?;
+    let artifact = artifact_of(&args.file_or_digest)?;
+    let bundle = match parse_bundle(&bundle_bytes) {
+        Ok(b) => b,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    Ok(verify_bundle(&bundle, &artifact, &signer, &trust)
+        .map(|v| match (v.subject, v.issuer) {
+            (Some(s), Some(i)) => format!("signed by {s} ({i})"),
+            _ => format!(
+                "signed by the given key over sha256:{}",
+                match &artifact {
+                    BundleArtifact::Bytes(b) => hex::encode(Sha256::digest(b)),
+                    BundleArtifact::Sha256(d) => hex::encode(d),
+                }
+            ),
+        })
+        .map_err(|e| e.to_string()))
+}
