@@ -242,6 +242,7 @@ mod tests {
                 } else {
                     "no signatures found".into()
                 },
+                signer: None,
                 transient: false,
             }],
             transient: false,

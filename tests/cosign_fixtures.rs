@@ -164,6 +164,7 @@ fn public_good_keyless(identities: Vec<IdentityRule>) -> KeylessPolicy {
         trust_root_ref: None,
         verify_sct: true,
         require_tlog: true,
+        require_timestamp: false,
     }
 }
 
@@ -254,6 +255,7 @@ fn private_pki_signature_verifies_against_its_ca() {
         trust_root_ref: None,
         verify_sct: true,
         require_tlog: false,
+        require_timestamp: false,
     };
     let trust = TrustMaterial::public_good();
     let signer = verify_keyless_layer(&layers[0], &digest, &policy, &trust).unwrap();

@@ -538,3 +538,272 @@ async fn ca_cert_authorities_and_key_authorities_with_ctlog() {
     assert!(!ok);
     assert!(msg.contains("Rekor SET does not verify"), "{msg}");
 }
+
+/// `sigil check` with `--trust-root` and with a `TrustRoot` document in the
+/// policy directory; the JSON output exposes the signer, including the
+/// GitHub workflow extensions of its certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_uses_trust_root_files_and_reports_the_signer() {
+    let env = Env::start();
+    let sigstore = OfflineSigstore::new().unwrap();
+    let mut req = CertRequest::new(San::Uri(WORKFLOW.into()), GITHUB);
+    req.github = Some([
+        "push".into(),
+        "0123456789abcdef0123456789abcdef01234567".into(),
+        "release".into(),
+        "acme/app".into(),
+        "refs/heads/main".into(),
+    ]);
+    let cert = sigstore.issue(&req).unwrap();
+    let image = signed_image(&env, "acme/app", |r, d| {
+        vec![sigstore
+            .sign_keyless(&cert, r, d, ago(5), SetMode::Valid)
+            .unwrap()]
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let glob = format!("{}/acme/**", env.addr());
+    std::fs::write(
+        dir.path().join("policy.yaml"),
+        keyless_policy("p", &glob, "", &exact(GITHUB, WORKFLOW), ""),
+    )
+    .unwrap();
+    let root_file = dir.path().join("trusted_root.json");
+    std::fs::write(&root_file, sigstore.trusted_root_json(None)).unwrap();
+
+    let check = |extra: &[&str], policy_dir: &std::path::Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sigil"))
+            .args([
+                "check",
+                "--output",
+                "json",
+                "--insecure-registry",
+                env.addr(),
+                "--image",
+                &image,
+            ])
+            .arg("--policy-dir")
+            .arg(policy_dir)
+            .args(extra)
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        (
+            out.status.code(),
+            v,
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+
+    // The embedded public-good root does not trust the offline instance.
+    let (code, v, _) = check(&[], dir.path());
+    assert_eq!(code, Some(1), "{v}");
+    // --trust-root replaces it.
+    let (code, v, err) = check(&["--trust-root", root_file.to_str().unwrap()], dir.path());
+    assert_eq!(code, Some(0), "{v} {err}");
+    let signer = &v["images"][0]["policies"][0]["authorities"][0]["signer"];
+    assert_eq!(signer["subject"], WORKFLOW);
+    assert_eq!(signer["issuer"], GITHUB);
+    assert_eq!(signer["githubWorkflow"]["trigger"], "push");
+    assert_eq!(
+        signer["githubWorkflow"]["sha"],
+        "0123456789abcdef0123456789abcdef01234567"
+    );
+    assert_eq!(signer["githubWorkflow"]["name"], "release");
+    assert_eq!(signer["githubWorkflow"]["repository"], "acme/app");
+    assert_eq!(signer["githubWorkflow"]["ref"], "refs/heads/main");
+    assert!(signer["integratedTime"].as_str().is_some(), "{signer}");
+    // A bad --trust-root is a configuration error.
+    std::fs::write(dir.path().join("bad.json"), "{").unwrap();
+    let (code, _, err) = check(
+        &[
+            "--trust-root",
+            dir.path().join("bad.json").to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, Some(2));
+    assert!(err.contains("trusted root default is unusable"), "{err}");
+
+    // A TrustRoot document beside the policy, selected by trustRootRef.
+    let dir2 = tempfile::tempdir().unwrap();
+    let mut doc = serde_json::json!({
+        "apiVersion": "policy.sigstore.dev/v1alpha1", "kind": "TrustRoot", "metadata": {"name": "offline"},
+    });
+    doc["spec"] = sigstore.trust_root_spec();
+    std::fs::write(
+        dir2.path().join("policy.yaml"),
+        format!(
+            "{}---\n{}\n",
+            keyless_policy(
+                "p",
+                &glob,
+                "        trustRootRef: offline\n",
+                &exact(GITHUB, WORKFLOW),
+                ""
+            ),
+            doc
+        ),
+    )
+    .unwrap();
+    let (code, v, err) = check(&[], dir2.path());
+    assert_eq!(code, Some(0), "{v} {err}");
+}
+
+/// `rfc3161timestamp`: the signature must carry an RFC 3161 timestamp from a
+/// TSA of the trust root (cosign's `dev.sigstore.cosign/rfc3161timestamp`
+/// annotation), and the certificate must be valid at its time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc3161_timestamps_are_required_and_verified() {
+    let env = Env::start();
+    let sigstore = OfflineSigstore::new().unwrap();
+    let opts = trusting(&env, &sigstore);
+    let glob = format!("{}/acme/**", env.addr());
+    let tsa = "      rfc3161timestamp: {}\n";
+    let policy = keyless_policy("p", &glob, "", &exact(GITHUB, WORKFLOW), tsa);
+    let cert = sigstore
+        .issue(&CertRequest::new(San::Uri(WORKFLOW.into()), GITHUB))
+        .unwrap();
+
+    let stamped = signed_image(&env, "acme/stamped", |r, d| {
+        let mut s = sigstore
+            .sign_keyless(&cert, r, d, ago(5), SetMode::Valid)
+            .unwrap();
+        sigstore.timestamp_signature(&mut s, ago(5)).unwrap();
+        vec![s]
+    })
+    .await;
+    let (ok, msg) = verdict(&env, &opts, &policy, &stamped).await;
+    assert!(ok, "{msg}");
+
+    let unstamped = signed_image(&env, "acme/unstamped", |r, d| {
+        vec![sigstore
+            .sign_keyless(&cert, r, d, ago(5), SetMode::Valid)
+            .unwrap()]
+    })
+    .await;
+    let (ok, msg) = verdict(&env, &opts, &policy, &unstamped).await;
+    assert!(!ok);
+    assert!(msg.contains("keyless: signature has no RFC 3161 timestamp (dev.sigstore.cosign/rfc3161timestamp), which rfc3161timestamp requires"), "{msg}");
+    // Without the field, the same signature is enough.
+    let (ok, msg) = verdict(
+        &env,
+        &opts,
+        &keyless_policy("p", &glob, "", &exact(GITHUB, WORKFLOW), ""),
+        &unstamped,
+    )
+    .await;
+    assert!(ok, "{msg}");
+
+    // A timestamp from a TSA the trust root does not hold.
+    let rogue = OfflineSigstore::with_ca_name("rogue").unwrap();
+    let rogue_stamp = signed_image(&env, "acme/rogue-tsa", |r, d| {
+        let mut s = sigstore
+            .sign_keyless(&cert, r, d, ago(5), SetMode::Valid)
+            .unwrap();
+        rogue.timestamp_signature(&mut s, ago(5)).unwrap();
+        vec![s]
+    })
+    .await;
+    let (ok, msg) = verdict(&env, &opts, &policy, &rogue_stamp).await;
+    assert!(!ok);
+    assert!(msg.contains("keyless: timestamp does not verify"), "{msg}");
+
+    // A timestamp from before the certificate was valid.
+    let early = signed_image(&env, "acme/early", |r, d| {
+        let mut s = sigstore
+            .sign_keyless(&cert, r, d, ago(5), SetMode::Valid)
+            .unwrap();
+        sigstore.timestamp_signature(&mut s, ago(7200)).unwrap();
+        vec![s]
+    })
+    .await;
+    let (ok, msg) = verdict(&env, &opts, &policy, &early).await;
+    assert!(!ok);
+    assert!(
+        msg.contains("keyless: certificate does not verify"),
+        "{msg}"
+    );
+
+    // Key authorities: the timestamp is the only evidence asked for.
+    let k = TestKey::generate(TestKeyKind::P256).unwrap();
+    let key_tsa = key_policy("k", &glob, &[&k], "")
+        .replace("    - key:\n", "    - rfc3161timestamp: {}\n      key:\n");
+    let key_stamped = signed_image(&env, "acme/key-stamped", |r, d| {
+        let mut s = SignatureToAttach::new(&k, r, d);
+        sigstore.timestamp_signature(&mut s, ago(5)).unwrap();
+        vec![s]
+    })
+    .await;
+    let (ok, msg) = verdict(&env, &opts, &key_tsa, &key_stamped).await;
+    assert!(ok, "{msg}");
+    assert!(!msg.contains("deny"), "{msg}");
+    let key_plain = signed_image(&env, "acme/key-plain", |r, d| {
+        vec![SignatureToAttach::new(&k, r, d)]
+    })
+    .await;
+    let (ok, msg) = verdict(&env, &opts, &key_tsa, &key_plain).await;
+    assert!(!ok);
+    assert!(msg.contains("which rfc3161timestamp requires"), "{msg}");
+
+    // A private CA whose certificate has expired, stamped while it was valid.
+    let private = OfflineSigstore::with_ca_name("acme private ca").unwrap();
+    let mut req = CertRequest::new(San::Email("build@acme.test".into()), "https://ci.acme.test");
+    req.with_sct = false;
+    req.not_before = ago(3900);
+    req.not_after = ago(3300);
+    let old = private.issue(&req).unwrap();
+    let old_image = signed_image(&env, "acme/private-old", |r, d| {
+        let mut s = private
+            .sign_keyless(&old, r, d, ago(3600), SetMode::Missing)
+            .unwrap();
+        sigstore.timestamp_signature(&mut s, ago(3600)).unwrap();
+        vec![s]
+    })
+    .await;
+    let body: String = private
+        .ca_pem()
+        .lines()
+        .map(|l| format!("            {l}\n"))
+        .collect();
+    let ca = format!("        ca-cert:\n          data: |\n{body}");
+    let ids = exact("https://ci.acme.test", "build@acme.test");
+    let (ok, msg) = verdict(
+        &env,
+        &opts,
+        &keyless_policy("p", &glob, &ca, &ids, tsa),
+        &old_image,
+    )
+    .await;
+    assert!(ok, "valid when stamped: {msg}");
+    let (ok, msg) = verdict(
+        &env,
+        &opts,
+        &keyless_policy("p", &glob, &ca, &ids, ""),
+        &old_image,
+    )
+    .await;
+    assert!(
+        ok,
+        "without rfc3161timestamp a timestamp present is still verified and used: {msg}"
+    );
+    // Without any timestamp the expired certificate is judged now, and fails.
+    let undated = signed_image(&env, "acme/private-undated", |r, d| {
+        vec![private
+            .sign_keyless(&old, r, d, ago(3600), SetMode::Missing)
+            .unwrap()]
+    })
+    .await;
+    let (ok, msg) = verdict(
+        &env,
+        &opts,
+        &keyless_policy("p", &glob, &ca, &ids, ""),
+        &undated,
+    )
+    .await;
+    assert!(!ok);
+    assert!(
+        msg.contains("certificate does not chain to the ca-cert authority: CertExpired"),
+        "{msg}"
+    );
+}

@@ -122,9 +122,8 @@ pub enum AuthorityCheck {
     Key {
         /// The key.
         key: Arc<VerificationKey>,
-        /// With `ctlog`: the signature's Rekor SET must verify against this
-        /// trust root (`None`: the default root).
-        tlog: Option<Option<String>>,
+        /// Evidence beyond the signature (`ctlog`, `rfc3161timestamp`).
+        evidence: Option<KeyEvidence>,
     },
     /// A keyless signature by one of these identities.
     Keyless(Arc<KeylessPolicy>),
@@ -140,6 +139,17 @@ pub enum AuthorityCheck {
         /// The field path, e.g. `spec.authorities[0].keyless`.
         field: String,
     },
+}
+
+/// What a key authority asks for beyond the signature itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyEvidence {
+    /// `ctlog`: a Rekor SET over this signature.
+    pub tlog: bool,
+    /// `rfc3161timestamp`: a TSA timestamp over this signature.
+    pub timestamp: bool,
+    /// The trust root for both (`trustRootRef`; `None`: the default).
+    pub trust_root_ref: Option<String>,
 }
 
 /// A registry repository (from `source[].oci`).
@@ -284,6 +294,15 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
         .ctlog
         .as_ref()
         .map(|c| c.trust_root_ref.clone().filter(|r| !r.is_empty()));
+    let tsa_ref = a
+        .rfc3161timestamp
+        .as_ref()
+        .map(|t| t.trust_root_ref.clone().filter(|r| !r.is_empty()));
+    // One trust root per authority: the first trustRootRef named.
+    let evidence_ref = tlog_ref
+        .clone()
+        .flatten()
+        .or_else(|| tsa_ref.clone().flatten());
     let mut check = None;
     if let Some(key) = &a.key {
         let kp = format!("{path}.key");
@@ -295,7 +314,11 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
                     .map_err(|e| err(format!("{kp}.data"), e.to_string()))?;
                 check = Some(AuthorityCheck::Key {
                     key: Arc::new(vk),
-                    tlog: tlog_ref.clone(),
+                    evidence: (tlog_ref.is_some() || tsa_ref.is_some()).then(|| KeyEvidence {
+                        tlog: tlog_ref.is_some(),
+                        timestamp: tsa_ref.is_some(),
+                        trust_root_ref: evidence_ref.clone(),
+                    }),
                 });
             }
             None if key.secret_ref.is_some() => {
@@ -353,15 +376,15 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
                     .trust_root_ref
                     .clone()
                     .filter(|r| !r.is_empty())
-                    .or_else(|| tlog_ref.clone().flatten()),
+                    .or_else(|| evidence_ref.clone()),
                 verify_sct: !k.insecure_ignore_sct.unwrap_or(false),
                 require_tlog: !private || tlog_ref.is_some(),
+                require_timestamp: tsa_ref.is_some(),
             })));
         }
     }
     for (set, field) in [
         (!a.attestations.is_empty(), "attestations"),
-        (a.rfc3161timestamp.is_some(), "rfc3161timestamp"),
         (
             a.signature_format.as_deref() == Some("bundle"),
             "signatureFormat: bundle",
@@ -415,7 +438,7 @@ mod tests {
         assert_eq!(p.authorities[0].name, "authority-0");
         assert!(matches!(
             p.authorities[0].check,
-            AuthorityCheck::Key { tlog: None, .. }
+            AuthorityCheck::Key { evidence: None, .. }
         ));
     }
 

@@ -10,7 +10,8 @@ pub mod types;
 pub mod validate;
 
 pub use compile::{
-    AuthorityCheck, CompiledAuthority, CompiledPolicy, PolicyError, PolicyMode, ResourceRef,
+    AuthorityCheck, CompiledAuthority, CompiledPolicy, KeyEvidence, PolicyError, PolicyMode,
+    ResourceRef,
 };
 pub use store::{InvalidPolicy, PolicyMatch, PolicySet, PolicyStore};
 pub use types::{ClusterImagePolicy, ClusterImagePolicySpec};

@@ -64,6 +64,17 @@ fn der_wrap(tag: u8, content: &[u8]) -> Vec<u8> {
     v
 }
 
+/// A DER INTEGER holding `v` in its minimal form.
+fn der_uint(v: u64) -> Vec<u8> {
+    let bytes = v.to_be_bytes();
+    let first = bytes.iter().position(|b| *b != 0).unwrap_or(7);
+    let mut content = bytes[first..].to_vec();
+    if content[0] & 0x80 != 0 {
+        content.insert(0, 0);
+    }
+    der_wrap(0x02, &content)
+}
+
 /// A signing key of a log (Rekor or CT), P-256.
 pub struct LogKey {
     key: KeyPair,
@@ -169,9 +180,138 @@ pub enum SetMode {
     OtherSignature,
 }
 
+/// An RFC 3161 timestamp authority: a root and a timeStamping leaf.
+pub struct TestTsa {
+    root: CertifiedIssuer<'static, KeyPair>,
+    leaf_der: Vec<u8>,
+    leaf_key: KeyPair,
+    serial: std::sync::atomic::AtomicU64,
+}
+
+fn oid_der(oid: &str) -> Vec<u8> {
+    const_oid::ObjectIdentifier::new_unwrap(oid)
+        .to_der()
+        .unwrap_or_default()
+}
+
+impl TestTsa {
+    fn new() -> anyhow::Result<Self> {
+        let now = SystemTime::now();
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "sigil test TSA root");
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.not_before = time_of(now - Duration::from_secs(30 * 86400));
+        params.not_after = time_of(now + Duration::from_secs(365 * 86400));
+        let root = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
+        let leaf_key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "sigil test TSA");
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::TimeStamping];
+        params.not_before = time_of(now - Duration::from_secs(30 * 86400));
+        params.not_after = time_of(now + Duration::from_secs(365 * 86400));
+        params.use_authority_key_identifier_extension = true;
+        let leaf = params.signed_by(&leaf_key, &root)?;
+        Ok(TestTsa {
+            root,
+            leaf_der: leaf.der().to_vec(),
+            leaf_key,
+            serial: std::sync::atomic::AtomicU64::new(1),
+        })
+    }
+
+    /// A DER TimeStampToken (CMS ContentInfo) over `signature` at `at`.
+    pub fn timestamp(&self, signature: &[u8], at: SystemTime) -> anyhow::Result<Vec<u8>> {
+        let serial = self
+            .serial
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let sha256_alg = der_wrap(0x30, &oid_der("2.16.840.1.101.3.4.2.1"));
+        let gen_time = jiff::Timestamp::from_second(unix(at))?
+            .strftime("%Y%m%d%H%M%SZ")
+            .to_string();
+        let mut tst = vec![0x02, 0x01, 0x01];
+        tst.extend(oid_der("1.3.6.1.4.1.57264.2"));
+        tst.extend(der_wrap(
+            0x30,
+            &[
+                sha256_alg.clone(),
+                der_wrap(0x04, &Sha256::digest(signature)),
+            ]
+            .concat(),
+        ));
+        tst.extend(der_uint(serial));
+        tst.extend(der_wrap(0x18, gen_time.as_bytes()));
+        let tst_info = der_wrap(0x30, &tst);
+        let tst_info_oid = oid_der("1.2.840.113549.1.9.16.1.4");
+        let attr = |oid: &str, value: Vec<u8>| {
+            der_wrap(0x30, &[oid_der(oid), der_wrap(0x31, &value)].concat())
+        };
+        // DER SET OF sorts by encoding: content-type (shorter) first.
+        let attrs = [
+            attr("1.2.840.113549.1.9.3", tst_info_oid.clone()),
+            attr(
+                "1.2.840.113549.1.9.4",
+                der_wrap(0x04, &Sha256::digest(&tst_info)),
+            ),
+        ]
+        .concat();
+        let signature_value = self.leaf_key.sign(&der_wrap(0x31, &attrs))?;
+        let leaf = x509_cert::Certificate::from_der(&self.leaf_der)?;
+        let sid = der_wrap(
+            0x30,
+            &[
+                leaf.tbs_certificate.issuer.to_der()?,
+                leaf.tbs_certificate.serial_number.to_der()?,
+            ]
+            .concat(),
+        );
+        let signer_info = der_wrap(
+            0x30,
+            &[
+                vec![0x02, 0x01, 0x01],
+                sid,
+                sha256_alg.clone(),
+                der_wrap(0xa0, &attrs),
+                der_wrap(0x30, &oid_der("1.2.840.10045.4.3.2")),
+                der_wrap(0x04, &signature_value),
+            ]
+            .concat(),
+        );
+        let signed_data = der_wrap(
+            0x30,
+            &[
+                vec![0x02, 0x01, 0x03],
+                der_wrap(0x31, &sha256_alg),
+                der_wrap(
+                    0x30,
+                    &[tst_info_oid, der_wrap(0xa0, &der_wrap(0x04, &tst_info))].concat(),
+                ),
+                der_wrap(0xa0, &self.leaf_der),
+                der_wrap(0x31, &signer_info),
+            ]
+            .concat(),
+        );
+        Ok(der_wrap(
+            0x30,
+            &[
+                oid_der("1.2.840.113549.1.7.2"),
+                der_wrap(0xa0, &signed_data),
+            ]
+            .concat(),
+        ))
+    }
+}
+
 /// The offline Sigstore instance.
 pub struct OfflineSigstore {
     ca: CertifiedIssuer<'static, KeyPair>,
+    /// The timestamp authority.
+    pub tsa: TestTsa,
     /// The Rekor key.
     pub rekor: LogKey,
     /// The CT log key.
@@ -202,6 +342,7 @@ impl OfflineSigstore {
             ca,
             rekor: LogKey::generate()?,
             ctlog: LogKey::generate()?,
+            tsa: TestTsa::new()?,
             next_index: std::sync::atomic::AtomicI64::new(1000),
         })
     }
@@ -246,7 +387,15 @@ impl OfflineSigstore {
                 "validFor": { "start": rfc3339(long_ago) },
             }],
             "ctlogs": [log(&self.ctlog, None, "https://ctfe.test")],
-            "timestampAuthorities": [],
+            "timestampAuthorities": [{
+                "subject": { "organization": "sigil tests", "commonName": "sigil test TSA" },
+                "uri": "https://tsa.test",
+                "certChain": { "certificates": [
+                    { "rawBytes": B64.encode(&self.tsa.leaf_der) },
+                    { "rawBytes": B64.encode(self.tsa.root.der()) },
+                ] },
+                "validFor": { "start": rfc3339(long_ago) },
+            }],
         })
         .to_string()
     }
@@ -263,6 +412,11 @@ impl OfflineSigstore {
                 }],
                 "tLogs": [{ "baseURL": "https://rekor.test", "hashAlgorithm": "sha-256", "publicKey": b64pem(self.rekor.public_pem()) }],
                 "ctLogs": [{ "baseURL": "https://ctfe.test", "hashAlgorithm": "sha-256", "publicKey": b64pem(self.ctlog.public_pem()) }],
+                "timestampAuthorities": [{
+                    "subject": { "organization": "sigil tests", "commonName": "sigil test TSA" },
+                    "uri": "https://tsa.test",
+                    "certChain": b64pem(pem::encode(&pem::Pem::new("CERTIFICATE", self.tsa.leaf_der.clone())) + &self.tsa.root.pem()),
+                }],
             }
         })
     }
@@ -425,6 +579,22 @@ impl OfflineSigstore {
             signature_b64,
             annotations,
         })
+    }
+
+    /// Adds cosign's RFC 3161 annotation: a timestamp over the signature
+    /// made at `at`.
+    pub fn timestamp_signature(
+        &self,
+        sig: &mut SignatureToAttach,
+        at: SystemTime,
+    ) -> anyhow::Result<()> {
+        let raw = B64.decode(&sig.signature_b64)?;
+        let token = self.tsa.timestamp(&raw, at)?;
+        sig.annotations.insert(
+            crate::verify::keyless::RFC3161_ANNOTATION.to_string(),
+            json!({ "SignedRFC3161Timestamp": B64.encode(token) }).to_string(),
+        );
+        Ok(())
     }
 
     /// Adds a Rekor entry for a key-made signature (`key_pem`) to `sig`.

@@ -24,7 +24,9 @@ use super::cosign::{
 };
 use super::{keyless, AuthorityOutcome, PolicyOutcome};
 use crate::image::{cosign_tag, ImageRef};
-use crate::policy::{AuthorityCheck, CompiledAuthority, CompiledPolicy, PolicyMatch, PolicyMode};
+use crate::policy::{
+    AuthorityCheck, CompiledAuthority, CompiledPolicy, KeyEvidence, PolicyMatch, PolicyMode,
+};
 use crate::registry::{Credentials, RegistryClient, RegistryError};
 use crate::trust::TrustStore;
 use crate::workload::ImageUse;
@@ -352,6 +354,7 @@ impl Verifier {
             passed,
             reason,
             transient,
+            signer: None,
         };
         match &a.check {
             AuthorityCheck::Static { pass: true, .. } => outcome(true, "static pass".into(), false),
@@ -370,31 +373,39 @@ impl Verifier {
                 format!("{field} is not supported yet by sigil; failing closed"),
                 false,
             ),
-            AuthorityCheck::Key { key, tlog } => {
+            AuthorityCheck::Key { key, evidence } => {
                 let layers = match self.signature_layers(image, digest, a, creds).await {
                     Ok(l) => l,
                     Err(o) => return o,
                 };
-                let trust = match tlog {
+                let trust = match evidence {
                     None => None,
-                    Some(name) => match self.trust.resolve(name.as_deref()) {
-                        Ok(t) => Some(t),
+                    Some(ev) => match self.trust.resolve(ev.trust_root_ref.as_deref()) {
+                        Ok(t) => Some((ev, t)),
                         Err(e) => return outcome(false, e.to_string(), false),
                     },
                 };
                 let verified = cosign::first_verified(&layers, |l| {
                     cosign::verify_layer(l, digest, key, &a.name)?;
-                    if let Some(t) = &trust {
-                        keyless::verify_key_tlog(l, key, t)?;
+                    if let Some((ev, t)) = &trust {
+                        keyless::verify_key_evidence(l, key, t, ev.tlog, ev.timestamp)?;
                     }
                     Ok(())
                 });
                 match verified {
                     Ok(()) => outcome(
                         true,
-                        match trust {
-                            Some(_) => format!(
+                        match evidence {
+                            Some(KeyEvidence { tlog: true, timestamp: true, .. }) => format!(
+                                "signature verified with key {}, its Rekor entry and its RFC 3161 timestamp",
+                                a.name
+                            ),
+                            Some(KeyEvidence { tlog: true, .. }) => format!(
                                 "signature verified with key {} and its Rekor entry",
+                                a.name
+                            ),
+                            Some(_) => format!(
+                                "signature verified with key {} and its RFC 3161 timestamp",
                                 a.name
                             ),
                             None => format!("signature verified with key {}", a.name),
@@ -416,14 +427,17 @@ impl Verifier {
                 match cosign::first_verified(&layers, |l| {
                     keyless::verify_keyless_layer(l, digest, policy, &trust)
                 }) {
-                    Ok(signer) => outcome(
-                        true,
-                        format!(
-                            "keyless signature by {} issued by {} verified",
-                            signer.subject, signer.issuer
-                        ),
-                        false,
-                    ),
+                    Ok(signer) => AuthorityOutcome {
+                        signer: Some(signer.clone()),
+                        ..outcome(
+                            true,
+                            format!(
+                                "keyless signature by {} issued by {} verified",
+                                signer.subject, signer.issuer
+                            ),
+                            false,
+                        )
+                    },
                     Err(r) => outcome(false, r.to_string(), false),
                 }
             }
@@ -449,6 +463,7 @@ impl Verifier {
             passed: false,
             reason,
             transient,
+            signer: None,
         };
         match self.signatures(&sig_ref, creds).await {
             Err(e) => Err(fail(

@@ -183,6 +183,21 @@ pub struct KeylessPolicy {
     /// A Rekor SET is required (always for Fulcio; for a private CA when
     /// the authority sets `ctlog`).
     pub require_tlog: bool,
+    /// An RFC 3161 timestamp from a TSA of the trust root is required
+    /// (`rfc3161timestamp`); the certificate must be valid at its time.
+    pub require_timestamp: bool,
+}
+
+fn missing_tlog(why: &str) -> Rejection {
+    keyless_err(format!(
+        "signature has no Rekor entry ({BUNDLE_ANNOTATION}), which {why} requires"
+    ))
+}
+
+fn missing_timestamp() -> Rejection {
+    keyless_err(format!(
+        "signature has no RFC 3161 timestamp ({RFC3161_ANNOTATION}), which rfc3161timestamp requires"
+    ))
 }
 
 /// The GitHub workflow extensions of a Fulcio certificate
@@ -321,38 +336,52 @@ fn read_layer(layer: &SignatureLayer) -> Result<LegacyMaterial, Rejection> {
 fn legacy_bundle(
     payload: &[u8],
     m: &LegacyMaterial,
-    rekor: &RekorBundle,
     signer: Signer<'_>,
 ) -> Result<Bundle, Rejection> {
-    let body = B64
-        .decode(rekor.payload.body.trim())
-        .map_err(|e| keyless_err(format!("Rekor entry body is not base64: {e}")))?;
-    let kind: EntryKind = serde_json::from_slice(&body)
-        .map_err(|e| keyless_err(format!("Rekor entry body is malformed: {e}")))?;
-    let log_id = hex::decode(&rekor.payload.log_id)
-        .map_err(|e| keyless_err(format!("Rekor log ID is not hex: {e}")))?;
-    let mut material = match signer {
-        Signer::Certificate(der) => json!({
-            "x509CertificateChain": { "certificates": [{ "rawBytes": B64.encode(der) }] }
-        }),
-        Signer::Key(spki) => json!({
-            "publicKey": { "hint": B64.encode(Sha256::digest(spki)) }
-        }),
+    // v0.1 bundles need a Rekor inclusion promise; without a Rekor entry
+    // (a TSA timestamp alone), the layer is the v0.3 bundle it equals.
+    let (media_type, mut material) = match (signer, m.rekor.is_some()) {
+        (Signer::Certificate(der), true) => (
+            "application/vnd.dev.sigstore.bundle+json;version=0.1",
+            json!({ "x509CertificateChain": { "certificates": [{ "rawBytes": B64.encode(der) }] } }),
+        ),
+        (Signer::Certificate(der), false) => (
+            "application/vnd.dev.sigstore.bundle.v0.3+json",
+            json!({ "certificate": { "rawBytes": B64.encode(der) } }),
+        ),
+        (Signer::Key(spki), tlog) => (
+            if tlog {
+                "application/vnd.dev.sigstore.bundle+json;version=0.1"
+            } else {
+                "application/vnd.dev.sigstore.bundle.v0.3+json"
+            },
+            json!({ "publicKey": { "hint": B64.encode(Sha256::digest(spki)) } }),
+        ),
     };
-    material["tlogEntries"] = json!([{
-        "logIndex": rekor.payload.log_index.to_string(),
-        "logId": { "keyId": B64.encode(log_id) },
-        "kindVersion": { "kind": kind.kind, "version": kind.api_version },
-        "integratedTime": rekor.payload.integrated_time.to_string(),
-        "inclusionPromise": { "signedEntryTimestamp": rekor.signed_entry_timestamp },
-        "canonicalizedBody": rekor.payload.body,
-    }]);
+    material["tlogEntries"] = json!([]);
+    if let Some(rekor) = &m.rekor {
+        let body = B64
+            .decode(rekor.payload.body.trim())
+            .map_err(|e| keyless_err(format!("Rekor entry body is not base64: {e}")))?;
+        let kind: EntryKind = serde_json::from_slice(&body)
+            .map_err(|e| keyless_err(format!("Rekor entry body is malformed: {e}")))?;
+        let log_id = hex::decode(&rekor.payload.log_id)
+            .map_err(|e| keyless_err(format!("Rekor log ID is not hex: {e}")))?;
+        material["tlogEntries"] = json!([{
+            "logIndex": rekor.payload.log_index.to_string(),
+            "logId": { "keyId": B64.encode(log_id) },
+            "kindVersion": { "kind": kind.kind, "version": kind.api_version },
+            "integratedTime": rekor.payload.integrated_time.to_string(),
+            "inclusionPromise": { "signedEntryTimestamp": rekor.signed_entry_timestamp },
+            "canonicalizedBody": rekor.payload.body,
+        }]);
+    }
     if let Some(ts) = &m.rfc3161 {
         material["timestampVerificationData"] =
             json!({ "rfc3161Timestamps": [{ "signedTimestamp": ts }] });
     }
     let bundle = json!({
-        "mediaType": "application/vnd.dev.sigstore.bundle+json;version=0.1",
+        "mediaType": media_type,
         "verificationMaterial": material,
         "messageSignature": {
             "messageDigest": { "algorithm": "SHA2_256", "digest": B64.encode(Sha256::digest(payload)) },
@@ -425,14 +454,17 @@ pub fn verify_keyless_layer(
             "signature has no certificate ({CERTIFICATE_ANNOTATION}): it was not made keyless"
         ))
     })?;
+    if policy.require_timestamp && m.rfc3161.is_none() {
+        return Err(missing_timestamp());
+    }
     let signer = match &policy.trust {
         CertificateTrust::TrustRoot => {
-            let rekor = m.rekor.as_ref().ok_or_else(|| {
-                keyless_err(format!(
+            if m.rekor.is_none() {
+                return Err(keyless_err(format!(
                     "signature has no Rekor entry ({BUNDLE_ANNOTATION}); a keyless signature needs a signed entry timestamp"
-                ))
-            })?;
-            let bundle = legacy_bundle(&layer.payload, &m, rekor, Signer::Certificate(cert))?;
+                )));
+            }
+            let bundle = legacy_bundle(&layer.payload, &m, Signer::Certificate(cert))?;
             let mut vp = VerificationPolicy::any_identity();
             if !policy.verify_sct {
                 vp = vp.skip_sct();
@@ -444,34 +476,37 @@ pub fn verify_keyless_layer(
             identity_from_certificate(cert, result.integrated_time())?
         }
         CertificateTrust::PrivateCa(ca) => {
-            let at = match (&m.rekor, policy.require_tlog) {
-                (Some(rekor), _) => {
-                    let bundle =
-                        legacy_bundle(&layer.payload, &m, rekor, Signer::Certificate(cert))?;
-                    let vp = VerificationPolicy::any_identity().skip_certificate_chain();
-                    let result = trust
-                        .verifier
-                        .verify(layer.payload.as_slice(), &bundle, &vp)
-                        .map_err(|e| keyless_err(describe_verify_error(&e)))?;
-                    result.integrated_time()
+            if m.rekor.is_none() && policy.require_tlog {
+                return Err(missing_tlog("ctlog"));
+            }
+            // The times the chain must hold at: those a SET or TSA vouches
+            // for (verified here, with the signature), else admission time.
+            let (times, integrated) = if m.rekor.is_some() || m.rfc3161.is_some() {
+                let bundle = legacy_bundle(&layer.payload, &m, Signer::Certificate(cert))?;
+                let mut vp = VerificationPolicy::any_identity().skip_certificate_chain();
+                if m.rekor.is_none() {
+                    vp = vp.skip_tlog_unsafe();
                 }
-                (None, true) => {
-                    return Err(keyless_err(format!(
-                        "signature has no Rekor entry ({BUNDLE_ANNOTATION}), which ctlog requires"
-                    )))
-                }
-                (None, false) => {
-                    verify_with_certificate_key(cert, &layer.payload, &m.signature_b64)?;
-                    None
-                }
+                let result = trust
+                    .verifier
+                    .verify(layer.payload.as_slice(), &bundle, &vp)
+                    .map_err(|e| keyless_err(describe_verify_error(&e)))?;
+                (
+                    result.verified_timestamps().to_vec(),
+                    result.integrated_time(),
+                )
+            } else {
+                verify_with_certificate_key(cert, &layer.payload, &m.signature_b64)?;
+                (vec![jiff::Timestamp::now()], None)
             };
-            let when = at.unwrap_or_else(jiff::Timestamp::now);
-            ca.verify_chain(cert, &m.chain, when).map_err(|e| {
-                keyless_err(format!(
-                    "certificate does not chain to the ca-cert authority: {e}"
-                ))
-            })?;
-            identity_from_certificate(cert, at)?
+            for when in times {
+                ca.verify_chain(cert, &m.chain, when).map_err(|e| {
+                    keyless_err(format!(
+                        "certificate does not chain to the ca-cert authority: {e}"
+                    ))
+                })?;
+            }
+            identity_from_certificate(cert, integrated)?
         }
     };
     check_payload(&layer.payload, admitted_digest)?;
@@ -521,26 +556,52 @@ fn verify_with_certificate_key(
     }
 }
 
-/// For a key authority with `ctlog`: the layer's Rekor SET must verify with a
-/// trusted Rekor key and its entry must be this signature by this key.
-pub fn verify_key_tlog(
+/// For a key authority with `ctlog` and/or `rfc3161timestamp`: the layer's
+/// Rekor SET must verify with a trusted Rekor key and its entry must be this
+/// signature by this key; its RFC 3161 timestamp must verify with a trusted
+/// TSA.
+pub fn verify_key_evidence(
     layer: &SignatureLayer,
     key: &VerificationKey,
     trust: &TrustMaterial,
+    require_tlog: bool,
+    require_timestamp: bool,
 ) -> Result<(), Rejection> {
     let m = read_layer(layer)?;
-    let rekor = m.rekor.as_ref().ok_or_else(|| {
-        keyless_err(format!(
-            "signature has no Rekor entry ({BUNDLE_ANNOTATION}), which ctlog requires"
-        ))
-    })?;
-    let bundle = legacy_bundle(&layer.payload, &m, rekor, Signer::Key(key.spki_der()))?;
-    let policy = PublicKeyVerificationPolicy::new(DerPublicKey::new(key.spki_der().to_vec()));
+    if require_tlog && m.rekor.is_none() {
+        return Err(missing_tlog("ctlog"));
+    }
+    if require_timestamp && m.rfc3161.is_none() {
+        return Err(missing_timestamp());
+    }
+    let mut bundle_material = m;
+    if !require_tlog {
+        // A Rekor entry nobody asked for is not checked (nor trusted).
+        bundle_material.rekor = None;
+    }
+    let bundle = legacy_bundle(
+        &layer.payload,
+        &bundle_material,
+        Signer::Key(key.spki_der()),
+    )?;
+    let mut policy = PublicKeyVerificationPolicy::new(DerPublicKey::new(key.spki_der().to_vec()));
+    if !require_tlog {
+        policy = policy.skip_tlog_unsafe();
+    }
     trust
         .verifier
         .verify(layer.payload.as_slice(), &bundle, &policy)
         .map(|_| ())
         .map_err(|e| keyless_err(describe_verify_error(&e)))
+}
+
+/// [`verify_key_evidence`] for `ctlog` alone.
+pub fn verify_key_tlog(
+    layer: &SignatureLayer,
+    key: &VerificationKey,
+    trust: &TrustMaterial,
+) -> Result<(), Rejection> {
+    verify_key_evidence(layer, key, trust, true, false)
 }
 
 #[cfg(test)]

@@ -25,6 +25,10 @@ pub struct AuthorityOutcome {
     /// The failure came from the registry or a timeout, not the image.
     #[serde(skip)]
     pub transient: bool,
+    /// For a passing keyless authority: who signed (certificate identity,
+    /// issuer, GitHub workflow extensions, Rekor integrated time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signer: Option<keyless::SignerIdentity>,
 }
 
 /// What one policy concluded for one image digest.
