@@ -342,6 +342,20 @@ pub fn validate_policy(body: &[u8]) -> Result<Vec<u8>, ReviewError> {
         ) if req.kind.kind == "ClusterImagePolicy" => {
             obj.data.get("spec").cloned().unwrap_or_default()
         }
+        (
+            kube::core::admission::Operation::Create | kube::core::admission::Operation::Update,
+            Some(obj),
+        ) if req.kind.kind == "TrustRoot" => {
+            let spec = obj.data.get("spec").cloned().unwrap_or_default();
+            let review = match crate::trust::material_from_spec_value(&req.name, spec) {
+                Ok(_) => admission::allow(&req),
+                Err(e) => {
+                    tracing::info!(error = %e, "refusing invalid TrustRoot");
+                    admission::deny(&req, &format!("invalid TrustRoot {:?}: {e}", req.name))
+                }
+            };
+            return encode(&review);
+        }
         _ => return encode(&admission::allow(&req)),
     };
     let validation = match crate::policy::files::spec_from_value(spec) {

@@ -147,3 +147,60 @@ fn every_invalid_manifest_is_refused_by_validate_policy() {
         );
     }
 }
+
+/// `/validate-policy` also checks TrustRoots, naming the wrong field.
+#[test]
+fn validate_policy_checks_trust_roots() {
+    let sigstore = sigil::testkit::sigstore::OfflineSigstore::new().unwrap();
+    let review = |spec: serde_json::Value| {
+        let doc = serde_json::json!({
+            "apiVersion": "policy.sigstore.dev/v1alpha1", "kind": "TrustRoot",
+            "metadata": {"name": "tr"}, "spec": spec,
+        });
+        let review = serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": "u", "kind": {"group": "policy.sigstore.dev", "version": "v1alpha1", "kind": "TrustRoot"},
+                "resource": {"group": "policy.sigstore.dev", "version": "v1alpha1", "resource": "trustroots"},
+                "name": "tr", "operation": "CREATE", "userInfo": {"username": "u"},
+                "object": doc
+            }
+        });
+        let v: serde_json::Value = serde_json::from_slice(
+            &sigil::service::validate_policy(&serde_json::to_vec(&review).unwrap()).unwrap(),
+        )
+        .unwrap();
+        v["response"].clone()
+    };
+    assert_eq!(review(sigstore.trust_root_spec())["allowed"], true);
+    let resp = review(
+        serde_json::json!({"sigstoreKeys": {"tLogs": [{"baseURL": "x", "publicKey": "bm9wZQ=="}]}}),
+    );
+    assert_eq!(resp["allowed"], false);
+    assert!(
+        resp["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.sigstoreKeys.tLogs[0].publicKey: holds no PEM block"),
+        "{resp}"
+    );
+    let resp = review(serde_json::json!({"sigstoreKeys": {"tlogs": []}}));
+    assert_eq!(resp["allowed"], false);
+    assert!(
+        resp["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.sigstoreKeys.tlogs"),
+        "{resp}"
+    );
+    let resp =
+        review(serde_json::json!({"remote": {"root": "e30=", "mirror": "https://tuf.example"}}));
+    assert_eq!(resp["allowed"], false);
+    assert!(
+        resp["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.remote: remote TUF mirrors are not supported"),
+        "{resp}"
+    );
+}
