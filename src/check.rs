@@ -244,6 +244,14 @@ pub async fn main(args: CheckArgs) -> i32 {
             return 2;
         }
     };
+    // TrustRoots with a remote TUF mirror are read now (build() does not
+    // touch the network).
+    if let Some(dir) = &args.verify.policy_dir {
+        evaluator
+            .verifier
+            .trust()
+            .replace_all(crate::policy::files::load_trust_roots_fetching(dir).await);
+    }
     let mut texts = Vec::new();
     for f in &args.files {
         match std::fs::read_to_string(f) {

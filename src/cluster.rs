@@ -27,7 +27,7 @@ use crate::policy::{ClusterImagePolicy, ClusterImagePolicySpec, PolicyError, Pol
 use crate::registry::{parse_docker_config, Credentials};
 use crate::service::CredentialSource;
 use crate::trust::types::TrustRoot;
-use crate::trust::{material_from_spec_value, TrustStore};
+use crate::trust::{material_from_spec_value_fetching, TrustStore};
 
 /// The store source name of cluster policies.
 pub const SOURCE: &str = "cluster";
@@ -373,14 +373,14 @@ pub async fn watch_trust_roots(client: Client, trust: Arc<TrustStore>) {
                 continue;
             }
         }
-        let roots: BTreeMap<String, _> = listing
-            .current
-            .iter()
-            .map(|(name, o)| {
-                let spec = o.data.get("spec").cloned().unwrap_or_default();
-                (name.clone(), material_from_spec_value(name, spec))
-            })
-            .collect();
+        let mut roots = BTreeMap::new();
+        for (name, o) in &listing.current {
+            let spec = o.data.get("spec").cloned().unwrap_or_default();
+            roots.insert(
+                name.clone(),
+                material_from_spec_value_fetching(name, spec).await,
+            );
+        }
         let results: Vec<(String, Option<i64>, Option<String>)> = roots
             .iter()
             .map(|(name, r)| {

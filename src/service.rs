@@ -348,7 +348,8 @@ pub fn validate_policy(body: &[u8]) -> Result<Vec<u8>, ReviewError> {
         ) if req.kind.kind == "TrustRoot" => {
             let spec = obj.data.get("spec").cloned().unwrap_or_default();
             let review = match crate::trust::material_from_spec_value(&req.name, spec) {
-                Ok(_) => admission::allow(&req),
+                // A remote mirror is read by the watcher, not at admission.
+                Ok(_) | Err(crate::trust::TrustError::Pending(_)) => admission::allow(&req),
                 Err(e) => {
                     tracing::info!(error = %e, "refusing invalid TrustRoot");
                     admission::deny(&req, &format!("invalid TrustRoot {:?}: {e}", req.name))

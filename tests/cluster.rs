@@ -984,6 +984,41 @@ async fn keyless_policies_with_trust_root_resources_through_the_apiserver() {
         status("broken")
     );
 
+    // An air-gapped TUF repository TrustRoot, verified offline, becomes Ready
+    // and can be selected like any other.
+    let repo = sigil::testkit::tuf::TestTufRepo::new(
+        &sigstore.trusted_root_json(None),
+        jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24),
+    )
+    .unwrap();
+    let airgap = serde_json::json!({
+        "apiVersion": "policy.sigstore.dev/v1alpha1", "kind": "TrustRoot", "metadata": {"name": "airgap"},
+        "spec": {"repository": {"root": repo.root_b64(), "mirrorFS": repo.mirror_fs_b64().unwrap()}},
+    });
+    let out = apply(&c, &airgap.to_string());
+    assert!(ok(&out), "{}", text(&out));
+    assert!(
+        within(Duration::from_secs(10), || status("airgap")
+            .starts_with("True|"))
+        .is_some(),
+        "{}",
+        status("airgap")
+    );
+    let out = apply(
+        &c,
+        &policy.replace("trustRootRef: offline", "trustRootRef: airgap"),
+    );
+    assert!(ok(&out), "{}", text(&out));
+    let (held, last) = until_pod(
+        &c,
+        "enforced",
+        "airgap",
+        &images[0],
+        Duration::from_secs(10),
+        |admitted, _| admitted,
+    );
+    assert!(held, "{last}");
+
     // Pointing the policy at the broken root fails closed, naming it.
     let out = apply(
         &c,

@@ -11,7 +11,10 @@ use serde_json::Value;
 use super::compile::PolicyError;
 use super::store::{PolicyDefinition, PolicyStore};
 use super::types::{ClusterImagePolicySpec, GROUP};
-use crate::trust::{material_from_spec_value, NamedRoot, TrustError, TrustMaterial, TrustStore};
+use crate::trust::{
+    material_from_spec_value, material_from_spec_value_fetching, TrustError, TrustMaterial,
+    TrustStore,
+};
 
 /// The store source name used for directory policies.
 pub const SOURCE: &str = "files";
@@ -109,9 +112,8 @@ pub fn spec_from_value(spec: Value) -> Result<ClusterImagePolicySpec, (PolicyErr
     })
 }
 
-/// The `TrustRoot` documents of one YAML text, each built into trust
-/// material or the error naming its bad field.
-pub fn parse_trust_roots(text: &str) -> Result<Vec<NamedRoot>, String> {
+/// The raw `TrustRoot` documents (name, spec) of one YAML text.
+fn trust_root_documents(text: &str) -> Result<Vec<(String, Value)>, String> {
     let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| e.to_string())?;
     let mut roots = Vec::new();
     for doc in docs {
@@ -126,27 +128,51 @@ pub fn parse_trust_roots(text: &str) -> Result<Vec<NamedRoot>, String> {
             .filter(|n| !n.is_empty())
             .ok_or("a TrustRoot has no metadata.name")?
             .to_string();
-        let material =
-            material_from_spec_value(&name, doc.get("spec").cloned().unwrap_or(Value::Null));
-        roots.push((name, material));
+        roots.push((name, doc.get("spec").cloned().unwrap_or(Value::Null)));
     }
     Ok(roots)
 }
 
-/// Every `TrustRoot` in `dir`. A file that cannot be read contributes none
-/// (authorities naming its roots then fail closed as missing).
-pub fn load_trust_roots(dir: &Path) -> BTreeMap<String, Result<TrustMaterial, TrustError>> {
-    let mut all = BTreeMap::new();
+fn trust_root_documents_in(dir: &Path) -> Vec<(String, Value)> {
+    let mut all = Vec::new();
     for path in yaml_files(dir).unwrap_or_default() {
         match std::fs::read_to_string(&path)
             .map_err(|e| e.to_string())
-            .and_then(|t| parse_trust_roots(&t))
+            .and_then(|t| trust_root_documents(&t))
         {
             Ok(roots) => all.extend(roots),
             Err(e) => tracing::error!(path = %path.display(), error = %e, "cannot read TrustRoots"),
         }
     }
     all
+}
+
+/// Every `TrustRoot` in `dir`, without the network (`remote` ones are
+/// pending). A file that cannot be read contributes none (authorities naming
+/// its roots then fail closed as missing).
+pub fn load_trust_roots(dir: &Path) -> BTreeMap<String, Result<TrustMaterial, TrustError>> {
+    trust_root_documents_in(dir)
+        .into_iter()
+        .map(|(name, spec)| {
+            let m = material_from_spec_value(&name, spec);
+            (name, m)
+        })
+        .collect()
+}
+
+/// [`load_trust_roots`], reading `remote` TUF mirrors.
+pub async fn load_trust_roots_fetching(
+    dir: &Path,
+) -> BTreeMap<String, Result<TrustMaterial, TrustError>> {
+    let mut out = BTreeMap::new();
+    for (name, spec) in trust_root_documents_in(dir) {
+        let m = material_from_spec_value_fetching(&name, spec).await;
+        if let Err(e) = &m {
+            tracing::warn!(trust_root = %name, error = %e, "TrustRoot not usable");
+        }
+        out.insert(name, m);
+    }
+    out
 }
 
 /// Loads every policy in `dir`; any unreadable file is an error.
@@ -193,6 +219,9 @@ pub async fn watch_dir(
     trust: Option<Arc<TrustStore>>,
     interval: Duration,
 ) {
+    if let Some(trust) = &trust {
+        trust.replace_all(load_trust_roots_fetching(&dir).await);
+    }
     let mut last = snapshot(&dir);
     let mut last_good: BTreeMap<PathBuf, Vec<PolicyDefinition>> = BTreeMap::new();
     for (p, _, _) in &last {
@@ -226,7 +255,7 @@ pub async fn watch_dir(
         tracing::info!(dir = %dir.display(), policies = defs.len(), "policy directory changed; reloading");
         store.replace_source(SOURCE, &defs);
         if let Some(trust) = &trust {
-            trust.replace_all(load_trust_roots(&dir));
+            trust.replace_all(load_trust_roots_fetching(&dir).await);
         }
     }
 }

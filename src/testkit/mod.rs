@@ -30,6 +30,7 @@ use p384::pkcs8::EncodePublicKey;
 use sha2::{Digest, Sha256};
 
 pub mod sigstore;
+pub mod tuf;
 
 use crate::image::cosign_tag;
 use crate::verify::cosign::{

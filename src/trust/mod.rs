@@ -7,6 +7,7 @@
 //! with `trustRootRef`. Validity windows (`validFor`) are honoured by the
 //! verifier: a key or CA counts only for signatures made inside its window.
 
+pub mod tuf;
 pub mod types;
 
 use std::collections::BTreeMap;
@@ -44,6 +45,10 @@ pub enum TrustError {
     /// No root of that name exists.
     #[error("TrustRoot {0} does not exist")]
     Missing(String),
+    /// A `remote` TrustRoot whose mirror has not been read yet (or could not
+    /// be: the reason is logged and written to its status).
+    #[error("TrustRoot {0} has not been loaded from its remote TUF mirror yet")]
+    Pending(String),
     /// A `TrustRoot` resource that is invalid.
     #[error("TrustRoot {name} is not ready: {error}")]
     NotReady {
@@ -105,27 +110,72 @@ impl TrustMaterial {
         Self::from_json(DEFAULT_NAME, &text)
     }
 
-    /// Builds the material of a `TrustRoot` resource.
+    /// Builds the material of a `TrustRoot` resource without the network: a
+    /// `remote` one is only checked (its pinned root) and reported pending.
     pub fn from_spec(name: &str, spec: &TrustRootSpec) -> Result<Self, TrustError> {
-        let not_ready = |error: PolicyError| TrustError::NotReady {
+        let not_ready = |field: String, message: String| TrustError::NotReady {
             name: name.to_string(),
-            error,
+            error: field_err(field, message),
         };
-        let json = trusted_root_json(spec).map_err(not_ready)?;
-        Self::from_json(name, &json.to_string()).map_err(|e| match e {
-            TrustError::Unusable { reason, .. } => not_ready(PolicyError {
-                field: "spec.sigstoreKeys".into(),
-                message: reason,
-            }),
+        let json = match source_of(spec).map_err(|e| not_ready(e.field, e.message))? {
+            Source::Keys(keys) => keys_json(keys)
+                .map_err(|e| not_ready(e.field, e.message))?
+                .to_string(),
+            Source::Repository(r) => {
+                tuf::trusted_root_from_repository(&r.root, &r.mirror_fs, r.targets.as_deref())
+                    .map_err(|(f, m)| not_ready(f, m))?
+            }
+            Source::Remote(r) => {
+                tuf::decode_root(&r.root).map_err(|m| not_ready("spec.remote.root".into(), m))?;
+                return Err(TrustError::Pending(name.to_string()));
+            }
+        };
+        Self::from_json(name, &json).map_err(|e| match e {
+            TrustError::Unusable { reason, .. } => not_ready("spec".into(), reason),
+            other => other,
+        })
+    }
+
+    /// [`TrustMaterial::from_spec`], reading a `remote` mirror over the network.
+    pub async fn from_spec_fetching(name: &str, spec: &TrustRootSpec) -> Result<Self, TrustError> {
+        let Ok(Source::Remote(r)) = source_of(spec) else {
+            return Self::from_spec(name, spec);
+        };
+        let not_ready = |field: String, message: String| TrustError::NotReady {
+            name: name.to_string(),
+            error: field_err(field, message),
+        };
+        let json = tuf::trusted_root_from_remote(&r.root, &r.mirror, r.targets.as_deref())
+            .await
+            .map_err(|(f, m)| not_ready(f, m))?;
+        Self::from_json(name, &json).map_err(|e| match e {
+            TrustError::Unusable { reason, .. } => not_ready("spec.remote".into(), reason),
             other => other,
         })
     }
 }
 
-/// Builds the material of a `TrustRoot` from its raw `spec` (as read from a
-/// file or the API server), naming the exact field that does not fit.
-pub fn material_from_spec_value(name: &str, spec: Value) -> Result<TrustMaterial, TrustError> {
-    let spec: TrustRootSpec = serde_path_to_error::deserialize(spec).map_err(|e| {
+/// Where a `TrustRoot`'s material comes from (exactly one).
+enum Source<'a> {
+    Keys(&'a SigstoreKeys),
+    Repository(&'a types::Repository),
+    Remote(&'a types::Remote),
+}
+
+fn source_of(spec: &TrustRootSpec) -> Result<Source<'_>, PolicyError> {
+    match (&spec.sigstore_keys, &spec.repository, &spec.remote) {
+        (Some(k), None, None) => Ok(Source::Keys(k)),
+        (None, Some(r), None) => Ok(Source::Repository(r)),
+        (None, None, Some(r)) => Ok(Source::Remote(r)),
+        _ => Err(field_err(
+            "spec",
+            "exactly one of sigstoreKeys, repository, remote is required",
+        )),
+    }
+}
+
+fn spec_of(name: &str, spec: Value) -> Result<TrustRootSpec, TrustError> {
+    serde_path_to_error::deserialize(spec).map_err(|e| {
         let path = e.path().to_string();
         TrustError::NotReady {
             name: name.to_string(),
@@ -138,8 +188,23 @@ pub fn material_from_spec_value(name: &str, spec: Value) -> Result<TrustMaterial
                 e.into_inner().to_string(),
             ),
         }
-    })?;
-    TrustMaterial::from_spec(name, &spec)
+    })
+}
+
+/// Builds the material of a `TrustRoot` from its raw `spec` (as read from a
+/// file or the API server), naming the exact field that does not fit. A
+/// `remote` root is [`TrustError::Pending`] here; see
+/// [`material_from_spec_value_fetching`].
+pub fn material_from_spec_value(name: &str, spec: Value) -> Result<TrustMaterial, TrustError> {
+    TrustMaterial::from_spec(name, &spec_of(name, spec)?)
+}
+
+/// [`material_from_spec_value`], reading `remote` mirrors over the network.
+pub async fn material_from_spec_value_fetching(
+    name: &str,
+    spec: Value,
+) -> Result<TrustMaterial, TrustError> {
+    TrustMaterial::from_spec_fetching(name, &spec_of(name, spec)?).await
 }
 
 fn field_err(field: impl Into<String>, message: impl Into<String>) -> PolicyError {
@@ -149,38 +214,8 @@ fn field_err(field: impl Into<String>, message: impl Into<String>) -> PolicyErro
     }
 }
 
-/// Translates a `TrustRoot` spec into protobuf-specs trusted-root JSON.
-pub fn trusted_root_json(spec: &TrustRootSpec) -> Result<Value, PolicyError> {
-    let set = [
-        spec.sigstore_keys.is_some(),
-        spec.repository.is_some(),
-        spec.remote.is_some(),
-    ]
-    .iter()
-    .filter(|s| **s)
-    .count();
-    if set != 1 {
-        return Err(field_err(
-            "spec",
-            "exactly one of sigstoreKeys, repository, remote is required",
-        ));
-    }
-    if spec.repository.is_some() {
-        return Err(field_err(
-            "spec.repository",
-            "TUF repositories are not supported by this version of sigil; give the keys as sigstoreKeys",
-        ));
-    }
-    if spec.remote.is_some() {
-        return Err(field_err(
-            "spec.remote",
-            "remote TUF mirrors are not supported by this version of sigil; give the keys as sigstoreKeys",
-        ));
-    }
-    let keys: &SigstoreKeys = spec
-        .sigstore_keys
-        .as_ref()
-        .ok_or_else(|| field_err("spec", "sigstoreKeys is required"))?;
+/// Translates `sigstoreKeys` into protobuf-specs trusted-root JSON.
+pub fn keys_json(keys: &SigstoreKeys) -> Result<Value, PolicyError> {
     let base = "spec.sigstoreKeys";
     let cas = keys
         .certificate_authorities
@@ -411,27 +446,40 @@ mod tests {
         assert_eq!(m.root.ctlogs.len(), 2);
     }
 
+    fn field_of(v: Value) -> String {
+        match material_from_spec_value("t", v) {
+            Err(TrustError::NotReady { error, .. }) => error.field,
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn trust_root_spec_errors_name_the_field() {
-        let spec: TrustRootSpec = serde_json::from_value(json!({
-            "sigstoreKeys": {
-                "certificateAuthorities": [{"subject": {}, "uri": "x", "certChain": "!!"}]
-            }
-        }))
-        .unwrap();
-        let e = trusted_root_json(&spec).unwrap_err();
         assert_eq!(
-            e.field,
+            field_of(
+                json!({"sigstoreKeys": {"certificateAuthorities": [{"subject": {}, "uri": "x", "certChain": "!!"}]}})
+            ),
             "spec.sigstoreKeys.certificateAuthorities[0].certChain"
         );
-        let spec: TrustRootSpec =
-            serde_json::from_value(json!({"repository": {"root": "", "mirrorFS": ""}})).unwrap();
         assert_eq!(
-            trusted_root_json(&spec).unwrap_err().field,
-            "spec.repository"
+            field_of(json!({"repository": {"root": "", "mirrorFS": ""}})),
+            "spec.repository.root"
         );
-        let spec: TrustRootSpec = serde_json::from_value(json!({})).unwrap();
-        assert_eq!(trusted_root_json(&spec).unwrap_err().field, "spec");
+        assert_eq!(field_of(json!({})), "spec");
+        assert_eq!(
+            field_of(
+                json!({"sigstoreKeys": {"tLogs": [{"baseURL": "x", "publicKey": "x", "validFor": {"start": "yesterday"}}]}})
+            ),
+            "spec.sigstoreKeys.tLogs[0].publicKey"
+        );
+        assert_eq!(
+            field_of(json!({"sigstoreKeys": {}, "bogus": 1})),
+            "spec.bogus"
+        );
+        assert!(matches!(
+            material_from_spec_value("t", json!({"remote": {"root": "!", "mirror": "https://x"}})),
+            Err(TrustError::NotReady { .. })
+        ));
     }
 
     #[test]
