@@ -230,53 +230,70 @@ fn inline_secret_keys(
     namespace: &str,
 ) -> Result<(), PolicyError> {
     for (i, authority) in spec.authorities.iter_mut().enumerate() {
-        let Some(key) = authority.key.as_mut() else {
-            continue;
-        };
-        let Some(secret_ref) = key.secret_ref.take() else {
-            continue;
-        };
-        let field = format!("spec.authorities[{i}].key.secretRef");
-        let fail = |message: String| PolicyError {
-            field: field.clone(),
-            message,
-        };
-        let name = secret_ref.name.unwrap_or_default();
-        if let Some(ns) = secret_ref
-            .namespace
-            .filter(|ns| !ns.is_empty() && ns != namespace)
-        {
-            return Err(fail(format!(
-                "Secret {ns}/{name} is outside sigil's namespace {namespace}"
-            )));
+        let key = authority
+            .key
+            .as_mut()
+            .map(|k| (k, format!("spec.authorities[{i}].key")));
+        let ca = authority
+            .keyless
+            .as_mut()
+            .and_then(|k| k.ca_cert.as_mut())
+            .map(|k| (k, format!("spec.authorities[{i}].keyless.ca-cert")));
+        for (key, path) in key.into_iter().chain(ca) {
+            let Some(secret_ref) = key.secret_ref.take() else {
+                continue;
+            };
+            let field = format!("{path}.secretRef");
+            key.data = Some(secret_entry(secret_ref, secrets, namespace, &field)?);
         }
-        let secret = secrets
-            .get(&name)
-            .ok_or_else(|| fail(format!("Secret {namespace}/{name} not found")))?;
-        let mut entries: Vec<Vec<u8>> = secret
-            .data
-            .iter()
-            .flatten()
-            .map(|(_, v)| v.0.clone())
-            .collect();
-        entries.extend(
-            secret
-                .string_data
-                .iter()
-                .flatten()
-                .map(|(_, v)| v.clone().into_bytes()),
-        );
-        if entries.len() != 1 {
-            return Err(fail(format!(
-                "Secret {namespace}/{name} must hold exactly one entry (the public key), found {}",
-                entries.len()
-            )));
-        }
-        let pem = String::from_utf8(entries.remove(0))
-            .map_err(|_| fail(format!("Secret {namespace}/{name} is not text")))?;
-        key.data = Some(pem);
     }
     Ok(())
+}
+
+/// The one entry of a Secret in sigil's namespace (a PEM key or CA).
+fn secret_entry(
+    secret_ref: k8s_openapi::api::core::v1::SecretReference,
+    secrets: &BTreeMap<String, Secret>,
+    namespace: &str,
+    field: &str,
+) -> Result<String, PolicyError> {
+    let fail = |message: String| PolicyError {
+        field: field.to_string(),
+        message,
+    };
+    let name = secret_ref.name.unwrap_or_default();
+    if let Some(ns) = secret_ref
+        .namespace
+        .filter(|ns| !ns.is_empty() && ns != namespace)
+    {
+        return Err(fail(format!(
+            "Secret {ns}/{name} is outside sigil's namespace {namespace}"
+        )));
+    }
+    let secret = secrets
+        .get(&name)
+        .ok_or_else(|| fail(format!("Secret {namespace}/{name} not found")))?;
+    let mut entries: Vec<Vec<u8>> = secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(_, v)| v.0.clone())
+        .collect();
+    entries.extend(
+        secret
+            .string_data
+            .iter()
+            .flatten()
+            .map(|(_, v)| v.clone().into_bytes()),
+    );
+    if entries.len() != 1 {
+        return Err(fail(format!(
+            "Secret {namespace}/{name} must hold exactly one entry (the PEM key or certificate), found {}",
+            entries.len()
+        )));
+    }
+    String::from_utf8(entries.remove(0))
+        .map_err(|_| fail(format!("Secret {namespace}/{name} is not text")))
 }
 
 enum Change {
@@ -565,6 +582,41 @@ async fn write_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ca_cert_secret_refs_are_inlined_or_named_when_missing() {
+        let resource = ApiResource::erase::<ClusterImagePolicy>(&());
+        let obj = |secret: &str| {
+            let mut o = DynamicObject::new("p", &resource);
+            o.data = json!({"spec": {
+                "images": [{"glob": "**"}],
+                "authorities": [{"keyless": {
+                    "ca-cert": {"secretRef": {"name": secret}},
+                    "identities": [{"issuer": "i", "subject": "s"}],
+                }}],
+            }});
+            o
+        };
+        let mut secret = Secret::default();
+        secret.metadata.name = Some("ca".into());
+        secret.string_data = Some(BTreeMap::from([("ca.pem".to_string(), "PEM".to_string())]));
+        let secrets = BTreeMap::from([("ca".to_string(), secret)]);
+        let def = definition(&obj("ca"), &secrets, "sigil-system");
+        let spec = def.spec.unwrap();
+        let ca = spec.authorities[0]
+            .keyless
+            .as_ref()
+            .unwrap()
+            .ca_cert
+            .as_ref()
+            .unwrap();
+        assert_eq!(ca.data.as_deref(), Some("PEM"));
+        assert!(ca.secret_ref.is_none());
+        let def = definition(&obj("gone"), &secrets, "sigil-system");
+        let (e, _) = def.spec.unwrap_err();
+        assert_eq!(e.field, "spec.authorities[0].keyless.ca-cert.secretRef");
+        assert_eq!(e.message, "Secret sigil-system/gone not found");
+    }
 
     #[test]
     fn label_values() {
