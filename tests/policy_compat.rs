@@ -200,7 +200,17 @@ fn validate_policy_checks_trust_roots() {
         resp["status"]["message"]
             .as_str()
             .unwrap()
-            .contains("spec.remote: remote TUF mirrors are not supported"),
+            .contains("spec.remote.root: not a valid TUF root"),
         "{resp}"
     );
+    // A remote mirror is not fetched at admission; its pinned root is checked.
+    let repo = sigil::testkit::tuf::TestTufRepo::new(
+        &sigstore.trusted_root_json(None),
+        jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1),
+    )
+    .unwrap();
+    let resp = review(
+        serde_json::json!({"remote": {"root": repo.root_b64(), "mirror": "https://tuf.example"}}),
+    );
+    assert_eq!(resp["allowed"], true, "{resp}");
 }
