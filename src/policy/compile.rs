@@ -10,6 +10,7 @@ use kube::core::{Selector, SelectorExt};
 use sha2::{Digest, Sha256};
 
 use super::glob::ImageGlob;
+use super::program::{Language, Program};
 use super::types::{Authority, ClusterImagePolicySpec};
 use super::validate::validate;
 use crate::image::ImageRef;
@@ -113,6 +114,36 @@ pub struct CompiledAuthority {
     pub signature_repository: Option<SignatureRepository>,
     /// `source[].signaturePullSecrets`: Secrets in the workload's namespace.
     pub signature_pull_secrets: Vec<String>,
+    /// `attestations[]`: when present, the authority is satisfied by these
+    /// (each verified with the authority's key or identity) instead of by a
+    /// signature, as in policy-controller.
+    pub attestations: Vec<CompiledAttestation>,
+}
+
+/// One required attestation.
+#[derive(Debug)]
+pub struct CompiledAttestation {
+    /// `name`, used in messages and `spec.policy`.
+    pub name: String,
+    /// The predicate type URI (cosign short names resolved).
+    pub predicate_type: String,
+    /// A program every matching attestation must satisfy.
+    pub policy: Option<Program>,
+}
+
+/// cosign's predicate type short names and the URIs they stand for.
+pub fn predicate_type_uri(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "custom" => "https://cosign.sigstore.dev/attestation/v1",
+        "slsaprovenance" | "slsaprovenance02" => "https://slsa.dev/provenance/v0.2",
+        "slsaprovenance1" => "https://slsa.dev/provenance/v1",
+        "link" => "https://in-toto.io/Link/v1",
+        "spdx" | "spdxjson" => "https://spdx.dev/Document",
+        "cyclonedx" => "https://cyclonedx.org/bom",
+        "vuln" => "https://cosign.sigstore.dev/attestation/vuln/v1",
+        "openvex" => "https://openvex.dev/ns",
+        _ => return None,
+    })
 }
 
 /// The test an authority applies.
@@ -271,6 +302,7 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
             },
             signature_repository: None,
             signature_pull_secrets: Vec::new(),
+            attestations: Vec::new(),
         });
     }
 
@@ -383,16 +415,50 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
             })));
         }
     }
-    for (set, field) in [
-        (!a.attestations.is_empty(), "attestations"),
-        (
-            a.signature_format.as_deref() == Some("bundle"),
-            "signatureFormat: bundle",
-        ),
-    ] {
-        if set {
-            unsupported.get_or_insert(format!("{path}.{field}"));
-        }
+    if a.signature_format.as_deref() == Some("bundle") {
+        unsupported.get_or_insert(format!("{path}.signatureFormat: bundle"));
+    }
+    let mut attestations = Vec::new();
+    for (j, att) in a.attestations.iter().enumerate() {
+        let ap = format!("{path}.attestations[{j}]");
+        let predicate_type = predicate_type_uri(&att.predicate_type)
+            .map(str::to_string)
+            .unwrap_or_else(|| att.predicate_type.clone());
+        let policy = match &att.policy {
+            None => None,
+            Some(p) => {
+                let pp = format!("{ap}.policy");
+                let language = match p.policy_type.as_str() {
+                    "rego" => Language::Rego,
+                    "cel" => Language::Cel,
+                    _ => {
+                        return Err(err(
+                            format!("{pp}.type"),
+                            "CUE is not supported; use rego or cel",
+                        ))
+                    }
+                };
+                match p.data.as_deref().filter(|d| !d.is_empty()) {
+                    Some(data) => Some(Program::compile(language, data).map_err(|e| {
+                        err(format!("{pp}.data"), format!("does not compile: {e}"))
+                    })?),
+                    None => {
+                        let source = if p.remote.is_some() {
+                            "remote"
+                        } else {
+                            "configMapRef"
+                        };
+                        unsupported.get_or_insert(format!("{pp}.{source}"));
+                        None
+                    }
+                }
+            }
+        };
+        attestations.push(CompiledAttestation {
+            name: att.name.clone(),
+            predicate_type,
+            policy,
+        });
     }
     let check = match unsupported {
         Some(field) => AuthorityCheck::Unsupported { field },
@@ -407,6 +473,7 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
             .iter()
             .flat_map(|s| s.signature_pull_secrets.iter().map(|r| r.name.clone()))
             .collect(),
+        attestations,
     })
 }
 
@@ -475,10 +542,10 @@ mod tests {
 
     #[test]
     fn unimplemented_fields_fail_closed_by_name() {
-        let p = compile("p", &spec("images: [{glob: '**'}]\nauthorities: [{keyless: {identities: [{issuer: a, subject: b}]}, attestations: [{name: a, predicateType: spdx}]}]\n")).unwrap();
+        let p = compile("p", &spec("images: [{glob: '**'}]\nauthorities: [{keyless: {identities: [{issuer: a, subject: b}]}, signatureFormat: bundle}]\n")).unwrap();
         match &p.authorities[0].check {
             AuthorityCheck::Unsupported { field } => {
-                assert_eq!(field, "spec.authorities[0].attestations")
+                assert_eq!(field, "spec.authorities[0].signatureFormat: bundle")
             }
             other => panic!("{other:?}"),
         }

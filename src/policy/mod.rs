@@ -5,13 +5,14 @@ pub mod compile;
 pub mod crd;
 pub mod files;
 pub mod glob;
+pub mod program;
 pub mod store;
 pub mod types;
 pub mod validate;
 
 pub use compile::{
-    AuthorityCheck, CompiledAuthority, CompiledPolicy, KeyEvidence, PolicyError, PolicyMode,
-    ResourceRef,
+    AuthorityCheck, CompiledAttestation, CompiledAuthority, CompiledPolicy, KeyEvidence,
+    PolicyError, PolicyMode, ResourceRef,
 };
 pub use store::{InvalidPolicy, PolicyMatch, PolicySet, PolicyStore};
 pub use types::{ClusterImagePolicy, ClusterImagePolicySpec};

@@ -366,10 +366,29 @@ fn attestation(v: &mut Validation, path: &str, a: &Attestation) {
 }
 
 fn policy(v: &mut Validation, path: &str, p: &Policy, within_spec: bool) {
-    match p.policy_type.as_str() {
-        "rego" | "cel" => {}
-        "cue" => v.warnings.push(format!("{path}.type: CUE is not supported; use rego or cel (images this policy matches will be denied)")),
-        other => v.error(format!("{path}.type"), format!("{other:?} is not one of rego, cel")),
+    let language = match p.policy_type.as_str() {
+        "rego" => Some(super::program::Language::Rego),
+        "cel" => Some(super::program::Language::Cel),
+        // No Rust CUE implementation exists: refused, not ignored.
+        "cue" => {
+            v.error(
+                format!("{path}.type"),
+                "CUE is not supported; use rego or cel",
+            );
+            None
+        }
+        other => {
+            v.error(
+                format!("{path}.type"),
+                format!("{other:?} is not one of rego, cel"),
+            );
+            None
+        }
+    };
+    if let (Some(language), Some(data)) = (language, p.data.as_deref().filter(|d| !d.is_empty())) {
+        if let Err(e) = super::program::Program::compile(language, data) {
+            v.error(format!("{path}.data"), format!("does not compile: {e}"));
+        }
     }
     let sources = [
         present(&p.data),

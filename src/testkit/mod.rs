@@ -417,22 +417,133 @@ pub async fn attach_signatures_as(
     signatures: &[SignatureToAttach],
     auth: &RegistryAuth,
 ) -> anyhow::Result<()> {
-    let sig_ref = Reference::with_tag(
-        registry.into(),
-        repository.into(),
-        cosign_tag(digest, "sig"),
-    );
-    let layers: Vec<ImageLayer> = signatures
+    let layers = signatures
         .iter()
         .map(|s| {
             let mut ann = s.annotations.clone();
             ann.insert(SIGNATURE_ANNOTATION.to_string(), s.signature_b64.clone());
-            ImageLayer::new(
-                s.payload.clone(),
-                SIMPLE_SIGNING_MEDIA_TYPE.to_string(),
-                Some(ann),
+            (s.payload.clone(), SIMPLE_SIGNING_MEDIA_TYPE, ann)
+        })
+        .collect();
+    push_cosign_tag(
+        client,
+        registry,
+        repository,
+        &cosign_tag(digest, "sig"),
+        layers,
+        auth,
+    )
+    .await
+}
+
+/// One attestation layer to attach: a DSSE envelope and its annotations.
+#[derive(Debug, Clone)]
+pub struct AttestationToAttach {
+    /// The DSSE envelope JSON.
+    pub envelope: Vec<u8>,
+    /// Layer annotations (certificate, chain, Rekor bundle for keyless).
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// An in-toto Statement (v1) about `repo@digest`.
+pub fn in_toto_statement(
+    repo: &str,
+    digest: &str,
+    predicate_type: &str,
+    predicate: serde_json::Value,
+) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": repo, "digest": {"sha256": digest.trim_start_matches("sha256:")}}],
+        "predicateType": predicate_type,
+        "predicate": predicate,
+    }))
+    .unwrap_or_default()
+}
+
+/// A DSSE envelope around `statement`, signed by `sign` over the PAE.
+pub fn dsse_envelope(statement: &[u8], sign: impl Fn(&[u8]) -> Vec<u8>) -> Vec<u8> {
+    let pae =
+        sigstore_types::dsse::pae(crate::verify::attestation::IN_TOTO_PAYLOAD_TYPE, statement);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    serde_json::to_vec(&serde_json::json!({
+        "payloadType": crate::verify::attestation::IN_TOTO_PAYLOAD_TYPE,
+        "payload": b64.encode(statement),
+        "signatures": [{"keyid": "", "sig": b64.encode(sign(&pae))}],
+    }))
+    .unwrap_or_default()
+}
+
+impl AttestationToAttach {
+    /// A statement signed with `key`, as `cosign attest --key` writes it.
+    pub fn new(key: &TestKey, statement: &[u8]) -> Self {
+        AttestationToAttach {
+            envelope: dsse_envelope(statement, |m| key.sign(m)),
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+/// Writes the cosign `.att` manifest for `digest` (replacing any previous one).
+pub async fn attach_attestations(
+    client: &Client,
+    registry: &str,
+    repository: &str,
+    digest: &str,
+    attestations: &[AttestationToAttach],
+) -> anyhow::Result<()> {
+    let layers = attestations
+        .iter()
+        .map(|a| {
+            let mut ann = a.annotations.clone();
+            // cosign leaves the signature annotation empty on DSSE layers.
+            ann.insert(SIGNATURE_ANNOTATION.to_string(), String::new());
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&a.envelope) {
+                if let Some(t) = v
+                    .get("payload")
+                    .and_then(|p| p.as_str())
+                    .and_then(|p| base64::engine::general_purpose::STANDARD.decode(p).ok())
+                    .and_then(|p| serde_json::from_slice::<serde_json::Value>(&p).ok())
+                    .and_then(|st| {
+                        st.get("predicateType")
+                            .and_then(|t| t.as_str())
+                            .map(str::to_string)
+                    })
+                {
+                    ann.insert("predicateType".to_string(), t);
+                }
+            }
+            (
+                a.envelope.clone(),
+                crate::verify::attestation::DSSE_MEDIA_TYPE,
+                ann,
             )
         })
+        .collect();
+    push_cosign_tag(
+        client,
+        registry,
+        repository,
+        &cosign_tag(digest, "att"),
+        layers,
+        &RegistryAuth::Anonymous,
+    )
+    .await
+}
+
+/// Pushes a cosign-style manifest (`tag`) whose layers are `layers`.
+async fn push_cosign_tag(
+    client: &Client,
+    registry: &str,
+    repository: &str,
+    tag: &str,
+    layers: Vec<(Vec<u8>, &str, BTreeMap<String, String>)>,
+    auth: &RegistryAuth,
+) -> anyhow::Result<()> {
+    let sig_ref = Reference::with_tag(registry.into(), repository.into(), tag.to_string());
+    let layers: Vec<ImageLayer> = layers
+        .into_iter()
+        .map(|(data, media_type, ann)| ImageLayer::new(data, media_type.to_string(), Some(ann)))
         .collect();
     let diff_ids: Vec<String> = layers.iter().map(|l| l.sha256_digest()).collect();
     let config = serde_json::json!({"architecture": "", "os": "", "config": {}, "rootfs": {"type": "layers", "diff_ids": diff_ids}});

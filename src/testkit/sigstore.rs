@@ -523,7 +523,17 @@ impl OfflineSigstore {
                 },
             },
         });
-        let body_b64 = B64.encode(serde_json_canonicalizer::to_vec(&body)?);
+        self.rekor_entry(&body, integrated_time, mode)
+    }
+
+    /// The cosign bundle annotation for any Rekor entry body.
+    fn rekor_entry(
+        &self,
+        body: &serde_json::Value,
+        integrated_time: SystemTime,
+        mode: SetMode,
+    ) -> anyhow::Result<String> {
+        let body_b64 = B64.encode(serde_json_canonicalizer::to_vec(body)?);
         let index = self
             .next_index
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -577,6 +587,49 @@ impl OfflineSigstore {
         Ok(SignatureToAttach {
             payload,
             signature_b64,
+            annotations,
+        })
+    }
+
+    /// A keyless attestation of `statement` by `cert`, in cosign's legacy
+    /// `.att` layout, logged (as a Rekor `dsse` entry) at `integrated_time`.
+    pub fn attest_keyless(
+        &self,
+        cert: &IssuedCert,
+        statement: &[u8],
+        integrated_time: SystemTime,
+        mode: SetMode,
+    ) -> anyhow::Result<super::AttestationToAttach> {
+        let envelope = super::dsse_envelope(statement, |m| cert.sign(m));
+        let env: serde_json::Value = serde_json::from_slice(&envelope)?;
+        let sig = env["signatures"][0]["sig"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let mut annotations = BTreeMap::new();
+        annotations.insert(CERTIFICATE_ANNOTATION.to_string(), cert.pem());
+        annotations.insert(CHAIN_ANNOTATION.to_string(), self.ca_pem());
+        if mode != SetMode::Missing {
+            let logged_sig = match mode {
+                SetMode::OtherSignature => B64.encode(cert.sign(b"another envelope")),
+                _ => sig,
+            };
+            let body = json!({
+                "apiVersion": "0.0.1",
+                "kind": "dsse",
+                "spec": {
+                    "envelopeHash": { "algorithm": "sha256", "value": hex::encode(Sha256::digest(&envelope)) },
+                    "payloadHash": { "algorithm": "sha256", "value": hex::encode(Sha256::digest(statement)) },
+                    "signatures": [{ "signature": logged_sig, "verifier": B64.encode(cert.pem()) }],
+                },
+            });
+            annotations.insert(
+                BUNDLE_ANNOTATION.to_string(),
+                self.rekor_entry(&body, integrated_time, mode)?,
+            );
+        }
+        Ok(super::AttestationToAttach {
+            envelope,
             annotations,
         })
     }

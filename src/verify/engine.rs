@@ -19,11 +19,13 @@ use moka::Expiry;
 use oci_client::Reference;
 use tracing::Instrument;
 
+use super::attestation::{self, EnvelopeSigner, VerifiedStatement, DSSE_MEDIA_TYPE};
 use super::cosign::{
     self, SignatureLayer, MAX_PAYLOAD_BYTES, MAX_SIGNATURE_LAYERS, SIMPLE_SIGNING_MEDIA_TYPE,
 };
 use super::{keyless, AuthorityOutcome, PolicyOutcome};
 use crate::image::{cosign_tag, ImageRef};
+use crate::policy::program::Language;
 use crate::policy::{
     AuthorityCheck, CompiledAuthority, CompiledPolicy, KeyEvidence, PolicyMatch, PolicyMode,
 };
@@ -42,6 +44,8 @@ pub struct VerifierSettings {
     pub cache_capacity: u64,
     /// Trusted roots for keyless signatures and transparency logs.
     pub trust: Arc<TrustStore>,
+    /// Time limit of one policy program evaluation.
+    pub policy_timeout: Duration,
 }
 
 impl Default for VerifierSettings {
@@ -51,6 +55,7 @@ impl Default for VerifierSettings {
             verify_ttl: Duration::from_secs(600),
             cache_capacity: 10_000,
             trust: Arc::new(TrustStore::public_good()),
+            policy_timeout: crate::policy::program::DEFAULT_TIMEOUT,
         }
     }
 }
@@ -100,6 +105,7 @@ pub struct Verifier {
     signatures: Cache<(String, String), Arc<Vec<SignatureLayer>>>,
     verdicts: Cache<VerdictKey, Arc<PolicyOutcome>>,
     trust: Arc<TrustStore>,
+    policy_timeout: Duration,
 }
 
 impl Verifier {
@@ -127,6 +133,7 @@ impl Verifier {
                 })
                 .build(),
             trust: settings.trust.clone(),
+            policy_timeout: settings.policy_timeout,
         }
     }
 
@@ -373,6 +380,11 @@ impl Verifier {
                 format!("{field} is not supported yet by sigil; failing closed"),
                 false,
             ),
+            AuthorityCheck::Key { .. } | AuthorityCheck::Keyless(_)
+                if !a.attestations.is_empty() =>
+            {
+                self.check_attestations(image, digest, a, creds).await
+            }
             AuthorityCheck::Key { key, evidence } => {
                 let layers = match self.signature_layers(image, digest, a, creds).await {
                     Ok(l) => l,
@@ -444,6 +456,119 @@ impl Verifier {
         }
     }
 
+    /// An authority with `attestations`: every required attestation must be
+    /// present among the verified `.att` layers (signed as the authority
+    /// says, for this digest) and satisfy its policy.
+    async fn check_attestations(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+        a: &CompiledAuthority,
+        creds: &Credentials,
+    ) -> AuthorityOutcome {
+        let fail = |reason: String, transient: bool| AuthorityOutcome {
+            name: a.name.clone(),
+            passed: false,
+            reason,
+            transient,
+            signer: None,
+        };
+        let layers = match self.cosign_layers(image, digest, a, creds, "att").await {
+            Ok(l) => l,
+            Err(o) => return o,
+        };
+        let (verified, rejected) = match &a.check {
+            AuthorityCheck::Key { key, evidence } => {
+                let trust = match evidence {
+                    None => None,
+                    Some(ev) => match self.trust.resolve(ev.trust_root_ref.as_deref()) {
+                        Ok(t) => Some((ev, t)),
+                        Err(e) => return fail(e.to_string(), false),
+                    },
+                };
+                let signer = EnvelopeSigner::Key {
+                    key,
+                    evidence: trust.as_ref().map(|(ev, t)| (*ev, t.as_ref())),
+                };
+                attestation::verify_attestation_layers(&layers, digest, &signer)
+            }
+            AuthorityCheck::Keyless(policy) => {
+                let trust = match self.trust.resolve(policy.trust_root_ref.as_deref()) {
+                    Ok(t) => t,
+                    Err(e) => return fail(e.to_string(), false),
+                };
+                let signer = EnvelopeSigner::Keyless {
+                    policy,
+                    trust: &trust,
+                };
+                attestation::verify_attestation_layers(&layers, digest, &signer)
+            }
+            _ => return fail("attestations need a key or keyless authority".into(), false),
+        };
+        let unverified = || match rejected.iter().max_by_key(|r| r.rank()) {
+            None => String::new(),
+            Some(r) => format!(
+                " ({} attestation{} did not verify: {r})",
+                rejected.len(),
+                if rejected.len() == 1 { "" } else { "s" }
+            ),
+        };
+        for want in &a.attestations {
+            let matching: Vec<&VerifiedStatement> = verified
+                .iter()
+                .filter(|v| v.predicate_type == want.predicate_type)
+                .collect();
+            if matching.is_empty() {
+                return fail(
+                    format!(
+                        "attestation {}: no matching attestations for predicate type {}{}",
+                        want.name,
+                        want.predicate_type,
+                        unverified()
+                    ),
+                    false,
+                );
+            }
+            if let Some(program) = &want.policy {
+                for m in matching {
+                    let input = match program.language() {
+                        Language::Rego => m.statement.clone(),
+                        Language::Cel => serde_json::json!({
+                            "statement": m.statement,
+                            "predicate": m.statement.get("predicate").cloned().unwrap_or_default(),
+                        }),
+                    };
+                    let program = program.clone();
+                    let limit = self.policy_timeout;
+                    let result =
+                        tokio::task::spawn_blocking(move || program.evaluate(&input, limit))
+                            .await
+                            .unwrap_or_else(|e| Err(format!("policy evaluation crashed: {e}")));
+                    if let Err(message) = result {
+                        return fail(
+                            format!("attestation {}: policy failed: {message}", want.name),
+                            false,
+                        );
+                    }
+                }
+            }
+        }
+        AuthorityOutcome {
+            name: a.name.clone(),
+            passed: true,
+            reason: format!(
+                "attestations {} verified",
+                a.attestations
+                    .iter()
+                    .map(|w| w.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            transient: false,
+            signer: verified.iter().find_map(|v| v.signer.clone()),
+        }
+    }
+
     /// The `.sig` layers for an authority, or the outcome to report when
     /// there are none or they cannot be fetched.
     async fn signature_layers(
@@ -453,11 +578,23 @@ impl Verifier {
         a: &CompiledAuthority,
         creds: &Credentials,
     ) -> Result<Arc<Vec<SignatureLayer>>, AuthorityOutcome> {
+        self.cosign_layers(image, digest, a, creds, "sig").await
+    }
+
+    /// The layers of the cosign tag `sha256-<hex>.<suffix>` for an authority.
+    async fn cosign_layers(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+        a: &CompiledAuthority,
+        creds: &Credentials,
+        suffix: &str,
+    ) -> Result<Arc<Vec<SignatureLayer>>, AuthorityOutcome> {
         let (registry, repository) = match &a.signature_repository {
             Some(r) => (r.registry.clone(), r.repository.clone()),
             None => (image.registry.clone(), image.repository.clone()),
         };
-        let sig_ref = Reference::with_tag(registry, repository, cosign_tag(digest, "sig"));
+        let sig_ref = Reference::with_tag(registry, repository, cosign_tag(digest, suffix));
         let fail = |reason: String, transient: bool| AuthorityOutcome {
             name: a.name.clone(),
             passed: false,
@@ -471,7 +608,15 @@ impl Verifier {
                 e.is_transient(),
             )),
             Ok(layers) if layers.is_empty() => Err(fail(
-                format!("no signatures found at {}", sig_ref.whole()),
+                format!(
+                    "no {} found at {}",
+                    if suffix == "att" {
+                        "attestations"
+                    } else {
+                        "signatures"
+                    },
+                    sig_ref.whole()
+                ),
                 false,
             )),
             Ok(layers) => Ok(layers),
@@ -515,7 +660,7 @@ pub async fn fetch_signature_layers(
     let wanted: Vec<_> = manifest
         .layers
         .iter()
-        .filter(|l| l.media_type == SIMPLE_SIGNING_MEDIA_TYPE)
+        .filter(|l| l.media_type == SIMPLE_SIGNING_MEDIA_TYPE || l.media_type == DSSE_MEDIA_TYPE)
         .take(MAX_SIGNATURE_LAYERS)
         .collect();
     let blobs = join_all(

@@ -25,7 +25,7 @@ use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use sigstore_types::{Bundle, DerCertificate, DerPublicKey};
+use sigstore_types::{Artifact, Bundle, DerCertificate, DerPublicKey, DsseEnvelope, Sha256Hash};
 use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy};
 
 use super::cosign::{check_payload, Rejection, SignatureLayer};
@@ -274,7 +274,8 @@ fn keyless_err(m: impl Into<String>) -> Rejection {
 
 /// The material of one legacy layer that keyless checks use.
 struct LegacyMaterial {
-    /// Base64 with any line breaks removed (cosign wraps long RSA signatures).
+    /// Base64 with any line breaks removed (cosign wraps long RSA signatures);
+    /// empty for DSSE layers, whose signature is in the envelope.
     signature_b64: String,
     certificate: Option<Vec<u8>>,
     chain: Vec<CertificateDer<'static>>,
@@ -282,15 +283,19 @@ struct LegacyMaterial {
     rfc3161: Option<String>,
 }
 
-fn read_layer(layer: &SignatureLayer) -> Result<LegacyMaterial, Rejection> {
-    let signature_b64: String = layer
-        .signature_b64()
-        .ok_or(Rejection::MissingSignature)?
-        .chars()
-        .filter(|c| !c.is_ascii_whitespace())
-        .collect();
-    B64.decode(&signature_b64)
-        .map_err(|_| Rejection::MalformedSignature)?;
+fn read_layer(layer: &SignatureLayer, dsse: bool) -> Result<LegacyMaterial, Rejection> {
+    let signature_b64: String = if dsse {
+        String::new()
+    } else {
+        let s: String = layer
+            .signature_b64()
+            .ok_or(Rejection::MissingSignature)?
+            .chars()
+            .filter(|c| !c.is_ascii_whitespace())
+            .collect();
+        B64.decode(&s).map_err(|_| Rejection::MalformedSignature)?;
+        s
+    };
     let certificate = match layer.annotations.get(CERTIFICATE_ANNOTATION) {
         None => None,
         Some(text) => Some(
@@ -333,8 +338,17 @@ fn read_layer(layer: &SignatureLayer) -> Result<LegacyMaterial, Rejection> {
 
 /// The Sigstore bundle (v0.1, message signature) a legacy layer amounts to.
 /// `signer` is the certificate DER, or the public key for key signatures.
+/// What a layer signs: a simple-signing payload, or a DSSE envelope.
+#[derive(Clone, Copy)]
+pub(crate) enum Content<'a> {
+    /// The exact payload bytes, signed directly.
+    Message(&'a [u8]),
+    /// An in-toto DSSE envelope (the signature is over its PAE).
+    Dsse(&'a DsseEnvelope),
+}
+
 fn legacy_bundle(
-    payload: &[u8],
+    content: Content<'_>,
     m: &LegacyMaterial,
     signer: Signer<'_>,
 ) -> Result<Bundle, Rejection> {
@@ -380,14 +394,22 @@ fn legacy_bundle(
         material["timestampVerificationData"] =
             json!({ "rfc3161Timestamps": [{ "signedTimestamp": ts }] });
     }
-    let bundle = json!({
+    let mut bundle = json!({
         "mediaType": media_type,
         "verificationMaterial": material,
-        "messageSignature": {
-            "messageDigest": { "algorithm": "SHA2_256", "digest": B64.encode(Sha256::digest(payload)) },
-            "signature": m.signature_b64,
-        },
     });
+    match content {
+        Content::Message(payload) => {
+            bundle["messageSignature"] = json!({
+                "messageDigest": { "algorithm": "SHA2_256", "digest": B64.encode(Sha256::digest(payload)) },
+                "signature": m.signature_b64,
+            });
+        }
+        Content::Dsse(envelope) => {
+            bundle["dsseEnvelope"] = serde_json::to_value(envelope)
+                .map_err(|e| keyless_err(format!("DSSE envelope is unusable: {e}")))?;
+        }
+    }
     serde_json::from_value(bundle).map_err(|e| keyless_err(format!("Rekor entry is unusable: {e}")))
 }
 
@@ -448,68 +470,42 @@ pub fn verify_keyless_layer(
     policy: &KeylessPolicy,
     trust: &TrustMaterial,
 ) -> Result<SignerIdentity, Rejection> {
-    let m = read_layer(layer)?;
-    let cert = m.certificate.as_deref().ok_or_else(|| {
-        keyless_err(format!(
-            "signature has no certificate ({CERTIFICATE_ANNOTATION}): it was not made keyless"
-        ))
-    })?;
-    if policy.require_timestamp && m.rfc3161.is_none() {
-        return Err(missing_timestamp());
-    }
-    let signer = match &policy.trust {
-        CertificateTrust::TrustRoot => {
-            if m.rekor.is_none() {
-                return Err(keyless_err(format!(
-                    "signature has no Rekor entry ({BUNDLE_ANNOTATION}); a keyless signature needs a signed entry timestamp"
-                )));
-            }
-            let bundle = legacy_bundle(&layer.payload, &m, Signer::Certificate(cert))?;
-            let mut vp = VerificationPolicy::any_identity();
-            if !policy.verify_sct {
-                vp = vp.skip_sct();
-            }
-            let result = trust
-                .verifier
-                .verify(layer.payload.as_slice(), &bundle, &vp)
-                .map_err(|e| keyless_err(describe_verify_error(&e)))?;
-            identity_from_certificate(cert, result.integrated_time())?
-        }
-        CertificateTrust::PrivateCa(ca) => {
-            if m.rekor.is_none() && policy.require_tlog {
-                return Err(missing_tlog("ctlog"));
-            }
-            // The times the chain must hold at: those a SET or TSA vouches
-            // for (verified here, with the signature), else admission time.
-            let (times, integrated) = if m.rekor.is_some() || m.rfc3161.is_some() {
-                let bundle = legacy_bundle(&layer.payload, &m, Signer::Certificate(cert))?;
-                let mut vp = VerificationPolicy::any_identity().skip_certificate_chain();
-                if m.rekor.is_none() {
-                    vp = vp.skip_tlog_unsafe();
-                }
-                let result = trust
-                    .verifier
-                    .verify(layer.payload.as_slice(), &bundle, &vp)
-                    .map_err(|e| keyless_err(describe_verify_error(&e)))?;
-                (
-                    result.verified_timestamps().to_vec(),
-                    result.integrated_time(),
-                )
-            } else {
-                verify_with_certificate_key(cert, &layer.payload, &m.signature_b64)?;
-                (vec![jiff::Timestamp::now()], None)
-            };
-            for when in times {
-                ca.verify_chain(cert, &m.chain, when).map_err(|e| {
-                    keyless_err(format!(
-                        "certificate does not chain to the ca-cert authority: {e}"
-                    ))
-                })?;
-            }
-            identity_from_certificate(cert, integrated)?
-        }
-    };
+    let m = read_layer(layer, false)?;
+    let signer = verify_certificate(
+        &m,
+        Content::Message(&layer.payload),
+        Artifact::from(layer.payload.as_slice()),
+        policy,
+        trust,
+    )?;
     check_payload(&layer.payload, admitted_digest)?;
+    match_identity(policy, signer)
+}
+
+/// Verifies a legacy `.att` layer's DSSE envelope as a keyless attestation
+/// whose in-toto subject includes `admitted_digest`.
+pub fn verify_keyless_attestation(
+    layer: &SignatureLayer,
+    envelope: &DsseEnvelope,
+    admitted_digest: &Sha256Hash,
+    policy: &KeylessPolicy,
+    trust: &TrustMaterial,
+) -> Result<SignerIdentity, Rejection> {
+    let m = read_layer(layer, true)?;
+    let signer = verify_certificate(
+        &m,
+        Content::Dsse(envelope),
+        Artifact::from(*admitted_digest),
+        policy,
+        trust,
+    )?;
+    match_identity(policy, signer)
+}
+
+fn match_identity(
+    policy: &KeylessPolicy,
+    signer: SignerIdentity,
+) -> Result<SignerIdentity, Rejection> {
     if !policy
         .identities
         .iter()
@@ -527,6 +523,86 @@ pub fn verify_keyless_layer(
         });
     }
     Ok(signer)
+}
+
+/// The certificate, chain, SET, SCT and timestamp checks of a keyless layer,
+/// with the signature over `content`.
+fn verify_certificate(
+    m: &LegacyMaterial,
+    content: Content<'_>,
+    artifact: Artifact<'_>,
+    policy: &KeylessPolicy,
+    trust: &TrustMaterial,
+) -> Result<SignerIdentity, Rejection> {
+    let cert = m.certificate.as_deref().ok_or_else(|| {
+        keyless_err(format!(
+            "signature has no certificate ({CERTIFICATE_ANNOTATION}): it was not made keyless"
+        ))
+    })?;
+    if policy.require_timestamp && m.rfc3161.is_none() {
+        return Err(missing_timestamp());
+    }
+    match &policy.trust {
+        CertificateTrust::TrustRoot => {
+            if m.rekor.is_none() {
+                return Err(keyless_err(format!(
+                    "signature has no Rekor entry ({BUNDLE_ANNOTATION}); a keyless signature needs a signed entry timestamp"
+                )));
+            }
+            let bundle = legacy_bundle(content, m, Signer::Certificate(cert))?;
+            let mut vp = VerificationPolicy::any_identity();
+            if !policy.verify_sct {
+                vp = vp.skip_sct();
+            }
+            let result = trust
+                .verifier
+                .verify(artifact, &bundle, &vp)
+                .map_err(|e| keyless_err(describe_verify_error(&e)))?;
+            identity_from_certificate(cert, result.integrated_time())
+        }
+        CertificateTrust::PrivateCa(ca) => {
+            if m.rekor.is_none() && policy.require_tlog {
+                return Err(missing_tlog("ctlog"));
+            }
+            // The times the chain must hold at: those a SET or TSA vouches
+            // for (verified here, with the signature), else admission time.
+            let (times, integrated) = if m.rekor.is_some() || m.rfc3161.is_some() {
+                let bundle = legacy_bundle(content, m, Signer::Certificate(cert))?;
+                let mut vp = VerificationPolicy::any_identity().skip_certificate_chain();
+                if m.rekor.is_none() {
+                    vp = vp.skip_tlog_unsafe();
+                }
+                let result = trust
+                    .verifier
+                    .verify(artifact, &bundle, &vp)
+                    .map_err(|e| keyless_err(describe_verify_error(&e)))?;
+                (
+                    result.verified_timestamps().to_vec(),
+                    result.integrated_time(),
+                )
+            } else {
+                match content {
+                    Content::Message(payload) => {
+                        verify_with_certificate_key(cert, payload, &m.signature_b64)?
+                    }
+                    Content::Dsse(envelope) => verify_with_certificate_key(
+                        cert,
+                        &envelope.pae(),
+                        &B64.encode(envelope.signature.sig.as_bytes()),
+                    )?,
+                }
+                (vec![jiff::Timestamp::now()], None)
+            };
+            for when in times {
+                ca.verify_chain(cert, &m.chain, when).map_err(|e| {
+                    keyless_err(format!(
+                        "certificate does not chain to the ca-cert authority: {e}"
+                    ))
+                })?;
+            }
+            identity_from_certificate(cert, integrated)
+        }
+    }
 }
 
 fn verify_with_certificate_key(
@@ -567,7 +643,28 @@ pub fn verify_key_evidence(
     require_tlog: bool,
     require_timestamp: bool,
 ) -> Result<(), Rejection> {
-    let m = read_layer(layer)?;
+    verify_key_evidence_for(
+        layer,
+        Content::Message(&layer.payload),
+        Artifact::from(layer.payload.as_slice()),
+        key,
+        trust,
+        require_tlog,
+        require_timestamp,
+    )
+}
+
+/// [`verify_key_evidence`] for any content (signature payload or DSSE).
+pub(crate) fn verify_key_evidence_for(
+    layer: &SignatureLayer,
+    content: Content<'_>,
+    artifact: Artifact<'_>,
+    key: &VerificationKey,
+    trust: &TrustMaterial,
+    require_tlog: bool,
+    require_timestamp: bool,
+) -> Result<(), Rejection> {
+    let m = read_layer(layer, matches!(content, Content::Dsse(_)))?;
     if require_tlog && m.rekor.is_none() {
         return Err(missing_tlog("ctlog"));
     }
@@ -579,18 +676,14 @@ pub fn verify_key_evidence(
         // A Rekor entry nobody asked for is not checked (nor trusted).
         bundle_material.rekor = None;
     }
-    let bundle = legacy_bundle(
-        &layer.payload,
-        &bundle_material,
-        Signer::Key(key.spki_der()),
-    )?;
+    let bundle = legacy_bundle(content, &bundle_material, Signer::Key(key.spki_der()))?;
     let mut policy = PublicKeyVerificationPolicy::new(DerPublicKey::new(key.spki_der().to_vec()));
     if !require_tlog {
         policy = policy.skip_tlog_unsafe();
     }
     trust
         .verifier
-        .verify(layer.payload.as_slice(), &bundle, &policy)
+        .verify(artifact, &bundle, &policy)
         .map(|_| ())
         .map_err(|e| keyless_err(describe_verify_error(&e)))
 }

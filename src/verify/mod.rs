@@ -1,6 +1,7 @@
 //! Verification: resolving tags, fetching signatures, checking them against a
 //! policy's authorities, with caches that coalesce concurrent misses.
 
+pub mod attestation;
 pub mod bundle;
 pub mod cosign;
 pub mod engine;

@@ -1,0 +1,240 @@
+//! Policy programs over verified attestations and signatures: Rego (with
+//! `regorus`) and CEL (with the `cel` crate). Compiled when the policy is
+//! compiled, so a syntax error makes the policy invalid, naming the field;
+//! evaluated under a time limit, so a program that does not finish is a
+//! failure with that reason.
+//!
+//! Rego follows policy-controller's convention: `package sigstore`, the rule
+//! `isCompliant` must be `true`, and the input is the whole in-toto
+//! Statement (or, for `spec.policy`, the authority matches). Rego v0 syntax
+//! (`isCompliant { … }` without `if`) is accepted, as policy-controller's
+//! policies are written in it. When the program defines a string rule
+//! `errorMsg`, a failure reports it.
+//!
+//! CEL (sigil's) sees `statement` (the whole Statement) and `predicate` (its
+//! predicate); for `spec.policy`, `authorityMatches`. The expression must
+//! evaluate to `true`.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// Default evaluation time limit.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The language of a program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    /// Rego, evaluated by regorus.
+    Rego,
+    /// CEL.
+    Cel,
+}
+
+/// A compiled policy program.
+#[derive(Clone)]
+pub struct Program {
+    language: Language,
+    source: Arc<str>,
+    cel: Option<Arc<cel::Program>>,
+}
+
+impl std::fmt::Debug for Program {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Program")
+            .field("language", &self.language)
+            .finish_non_exhaustive()
+    }
+}
+
+const REGO_RULE: &str = "data.sigstore.isCompliant";
+const REGO_MESSAGE: &str = "data.sigstore.errorMsg";
+
+fn rego_engine(source: &str) -> Result<regorus::Engine, String> {
+    let mut engine = regorus::Engine::new();
+    engine.set_rego_v0(true);
+    engine
+        .add_policy("policy.rego".into(), source.to_string())
+        .map_err(|e| e.to_string())?;
+    Ok(engine)
+}
+
+impl Program {
+    /// Parses `source`; errors are syntax errors, said briefly.
+    pub fn compile(language: Language, source: &str) -> Result<Self, String> {
+        match language {
+            Language::Rego => {
+                let engine = rego_engine(source)?;
+                // The rule must exist in package sigstore.
+                let packages = engine.get_packages().map_err(|e| e.to_string())?;
+                if !packages.iter().any(|p| p == "data.sigstore") {
+                    return Err(
+                        "the Rego program must be `package sigstore` (with a rule isCompliant)"
+                            .into(),
+                    );
+                }
+                Ok(Program {
+                    language,
+                    source: source.into(),
+                    cel: None,
+                })
+            }
+            Language::Cel => {
+                let program = cel::Program::compile(source).map_err(|e| e.to_string())?;
+                Ok(Program {
+                    language,
+                    source: source.into(),
+                    cel: Some(Arc::new(program)),
+                })
+            }
+        }
+    }
+
+    /// The language.
+    pub fn language(&self) -> Language {
+        self.language
+    }
+
+    /// Evaluates over `input` (Rego's `input`; CEL's variables are the
+    /// top-level fields of `input`). `Ok(())` when the program passes,
+    /// otherwise why not.
+    pub fn evaluate(&self, input: &Value, limit: Duration) -> Result<(), String> {
+        match self.language {
+            Language::Rego => self.evaluate_rego(input, limit),
+            Language::Cel => self.evaluate_cel(input, limit),
+        }
+    }
+
+    fn evaluate_rego(&self, input: &Value, limit: Duration) -> Result<(), String> {
+        let mut engine = rego_engine(&self.source)?;
+        engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
+            limit,
+            check_interval: NonZeroU32::MIN,
+        });
+        let input = regorus::Value::from_json_str(&input.to_string()).map_err(|e| e.to_string())?;
+        engine.set_input(input);
+        let result = engine.eval_rule(REGO_RULE.into()).map_err(|e| {
+            let text = e.to_string();
+            if text.to_lowercase().contains("time limit")
+                || text.to_lowercase().contains("timed out")
+            {
+                format!(
+                    "policy did not finish within {}",
+                    crate::verify::engine::human_duration(limit)
+                )
+            } else {
+                format!("policy evaluation failed: {text}")
+            }
+        })?;
+        if result.as_bool().copied().unwrap_or(false) {
+            return Ok(());
+        }
+        let message = engine
+            .eval_rule(REGO_MESSAGE.into())
+            .ok()
+            .and_then(|v| v.as_string().ok().map(|s| s.to_string()))
+            .filter(|s| !s.is_empty());
+        Err(message.unwrap_or_else(|| "isCompliant is not true".into()))
+    }
+
+    fn evaluate_cel(&self, input: &Value, limit: Duration) -> Result<(), String> {
+        let Some(program) = self.cel.clone() else {
+            return Err("CEL program missing".into());
+        };
+        let input = input.clone();
+        // CEL cannot loop, but a program can still be expensive: it runs on
+        // its own thread and is abandoned past the limit.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut context = cel::Context::default();
+            if let Value::Object(fields) = &input {
+                for (name, value) in fields {
+                    if let Err(e) = context.add_variable(name.as_str(), value.clone()) {
+                        let _ = tx.send(Err(format!("cannot bind {name}: {e}")));
+                        return;
+                    }
+                }
+            }
+            let _ = tx.send(match program.execute(&context) {
+                Ok(cel::Value::Bool(true)) => Ok(()),
+                Ok(cel::Value::Bool(false)) => Err("CEL expression is false".to_string()),
+                Ok(other) => Err(format!("CEL expression gave {other:?}, not a bool")),
+                Err(e) => Err(format!("CEL evaluation failed: {e}")),
+            });
+        });
+        match rx.recv_timeout(limit) {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "policy did not finish within {}",
+                crate::verify::engine::human_duration(limit)
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rego_v0_policies_run_unchanged() {
+        let p = Program::compile(
+            Language::Rego,
+            r#"package sigstore
+default isCompliant = false
+isCompliant {
+  input.predicateType == "https://slsa.dev/provenance/v1"
+  input.predicate.runDetails.builder.id == "https://ci.acme.test/builder"
+}
+errorMsg = "builder not allowed" { not isCompliant }
+"#,
+        )
+        .unwrap();
+        let good = json!({"predicateType": "https://slsa.dev/provenance/v1", "predicate": {"runDetails": {"builder": {"id": "https://ci.acme.test/builder"}}}});
+        assert_eq!(p.evaluate(&good, DEFAULT_TIMEOUT), Ok(()));
+        let bad = json!({"predicateType": "https://slsa.dev/provenance/v1", "predicate": {"runDetails": {"builder": {"id": "evil"}}}});
+        assert_eq!(
+            p.evaluate(&bad, DEFAULT_TIMEOUT),
+            Err("builder not allowed".to_string())
+        );
+    }
+
+    #[test]
+    fn rego_errors_and_wrong_package_are_compile_errors() {
+        assert!(Program::compile(Language::Rego, "package sigstore\nisCompliant {").is_err());
+        let e = Program::compile(Language::Rego, "package other\nisCompliant = true").unwrap_err();
+        assert!(e.contains("package sigstore"), "{e}");
+    }
+
+    #[test]
+    fn cel_sees_statement_and_predicate() {
+        let p = Program::compile(
+            Language::Cel,
+            "predicate.scanner.result.summary.critical == 0 && statement.predicateType.startsWith('https://cosign')",
+        )
+        .unwrap();
+        let input = |n: i64| json!({"statement": {"predicateType": "https://cosign.sigstore.dev/attestation/vuln/v1"}, "predicate": {"scanner": {"result": {"summary": {"critical": n}}}}});
+        assert_eq!(p.evaluate(&input(0), DEFAULT_TIMEOUT), Ok(()));
+        assert_eq!(
+            p.evaluate(&input(2), DEFAULT_TIMEOUT),
+            Err("CEL expression is false".to_string())
+        );
+        assert!(Program::compile(Language::Cel, "predicate. ==").is_err());
+    }
+
+    #[test]
+    fn a_rego_policy_that_does_not_finish_fails_with_that_reason() {
+        let p = Program::compile(
+            Language::Rego,
+            "package sigstore\nisCompliant { count([x | x := numbers.range(1, 100000000)[_]; x > 0]) > 0 }\n",
+        )
+        .unwrap();
+        let e = p
+            .evaluate(&json!({}), Duration::from_millis(50))
+            .unwrap_err();
+        assert_eq!(e, "policy did not finish within 50ms");
+    }
+}
