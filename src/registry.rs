@@ -377,6 +377,28 @@ impl RegistryClient {
     }
 }
 
+impl RegistryClient {
+    /// The referrers of `subject` (a digest reference): the OCI 1.1
+    /// referrers API, or, where the registry has none (404), the
+    /// `sha256-<hex>` referrers tag index. No referrers is an empty list.
+    pub async fn referrers(
+        &self,
+        subject: &Reference,
+    ) -> Result<Vec<oci_client::manifest::ImageIndexEntry>, RegistryError> {
+        let auth = self.auth_for(subject.registry());
+        self.client
+            .store_auth_if_needed(subject.registry(), &auth)
+            .await;
+        match self.client.pull_referrers(subject, None).await {
+            Ok(index) => Ok(index.manifests),
+            Err(e) => match classify(subject, e) {
+                RegistryError::NotFound { .. } => Ok(Vec::new()),
+                other => Err(other),
+            },
+        }
+    }
+}
+
 /// The innermost cause of an error, lowercased the way people read it
 /// (`connection refused`, not `Connection refused (os error 111)`).
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {

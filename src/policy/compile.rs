@@ -118,6 +118,9 @@ pub struct CompiledAuthority {
     /// (each verified with the authority's key or identity) instead of by a
     /// signature, as in policy-controller.
     pub attestations: Vec<CompiledAttestation>,
+    /// `signatureFormat: bundle`: signatures and attestations are Sigstore
+    /// bundles (or cosign OCI 1.1 signatures) behind OCI referrers.
+    pub bundle_format: bool,
 }
 
 /// One required attestation.
@@ -303,6 +306,7 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
             signature_repository: None,
             signature_pull_secrets: Vec::new(),
             attestations: Vec::new(),
+            bundle_format: false,
         });
     }
 
@@ -415,9 +419,6 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
             })));
         }
     }
-    if a.signature_format.as_deref() == Some("bundle") {
-        unsupported.get_or_insert(format!("{path}.signatureFormat: bundle"));
-    }
     let mut attestations = Vec::new();
     for (j, att) in a.attestations.iter().enumerate() {
         let ap = format!("{path}.attestations[{j}]");
@@ -474,6 +475,7 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
             .flat_map(|s| s.signature_pull_secrets.iter().map(|r| r.name.clone()))
             .collect(),
         attestations,
+        bundle_format: a.signature_format.as_deref() == Some("bundle"),
     })
 }
 
@@ -542,10 +544,10 @@ mod tests {
 
     #[test]
     fn unimplemented_fields_fail_closed_by_name() {
-        let p = compile("p", &spec("images: [{glob: '**'}]\nauthorities: [{keyless: {identities: [{issuer: a, subject: b}]}, signatureFormat: bundle}]\n")).unwrap();
+        let p = compile("p", &spec("images: [{glob: '**'}]\nauthorities: [{key: {kms: 'awskms:///arn:aws:kms:us-east-1:123456789012:key/abc'}}]\n")).unwrap();
         match &p.authorities[0].check {
             AuthorityCheck::Unsupported { field } => {
-                assert_eq!(field, "spec.authorities[0].signatureFormat: bundle")
+                assert_eq!(field, "spec.authorities[0].key.kms")
             }
             other => panic!("{other:?}"),
         }

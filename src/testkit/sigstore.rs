@@ -671,3 +671,230 @@ impl OfflineSigstore {
         Ok(())
     }
 }
+
+/// How a bundle's transparency-log evidence is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProofMode {
+    /// A SET and an inclusion proof with a signed checkpoint.
+    Valid,
+    /// An inclusion proof whose root hash does not match the entry (the
+    /// checkpoint is signed over that wrong root: only the Merkle check fails).
+    ForgedProof,
+    /// No transparency-log entry.
+    Missing,
+}
+
+/// Who signs a bundle.
+pub enum BundleSigner<'a> {
+    /// A certificate from the offline CA (keyless).
+    Certificate(&'a IssuedCert),
+    /// A key (what `cosign sign --key` makes in v3), with its PEM.
+    Key(&'a super::TestKey),
+}
+
+impl OfflineSigstore {
+    /// A Sigstore bundle v0.3 holding `statement` in a DSSE envelope signed by
+    /// `signer`, logged as a Rekor `dsse` entry with a SET and an inclusion
+    /// proof (tree of one leaf) under a checkpoint signed by the Rekor key.
+    pub fn dsse_bundle(
+        &self,
+        signer: BundleSigner<'_>,
+        statement: &[u8],
+        mode: ProofMode,
+    ) -> anyhow::Result<Vec<u8>> {
+        let (envelope, verifier_pem, material) = match &signer {
+            BundleSigner::Certificate(cert) => (
+                super::dsse_envelope(statement, |m| cert.sign(m)),
+                cert.pem(),
+                json!({ "certificate": { "rawBytes": B64.encode(&cert.der) } }),
+            ),
+            BundleSigner::Key(key) => (
+                super::dsse_envelope(statement, |m| key.sign(m)),
+                key.public_pem.clone(),
+                json!({ "publicKey": { "hint": "" } }),
+            ),
+        };
+        let env: serde_json::Value = serde_json::from_slice(&envelope)?;
+        let sig = env["signatures"][0]["sig"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let body = json!({
+            "apiVersion": "0.0.1",
+            "kind": "dsse",
+            "spec": {
+                "envelopeHash": { "algorithm": "sha256", "value": hex::encode(Sha256::digest(&envelope)) },
+                "payloadHash": { "algorithm": "sha256", "value": hex::encode(Sha256::digest(statement)) },
+                "signatures": [{ "signature": sig, "verifier": B64.encode(verifier_pem) }],
+            },
+        });
+        let mut material = material;
+        material["tlogEntries"] = match mode {
+            ProofMode::Missing => json!([]),
+            _ => json!([self.tlog_entry(&body, ("dsse", "0.0.1"), mode)?]),
+        };
+        Ok(serde_json::to_vec(&json!({
+            "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+            "verificationMaterial": material,
+            "dsseEnvelope": env,
+        }))?)
+    }
+
+    /// A bundle tlog entry for `body`: SET plus a one-leaf inclusion proof.
+    fn tlog_entry(
+        &self,
+        body: &serde_json::Value,
+        kind: (&str, &str),
+        mode: ProofMode,
+    ) -> anyhow::Result<serde_json::Value> {
+        let canonical = serde_json_canonicalizer::to_vec(body)?;
+        let body_b64 = B64.encode(&canonical);
+        let index = self
+            .next_index
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let integrated = unix(SystemTime::now() - Duration::from_secs(5));
+        let entry = json!({
+            "body": body_b64,
+            "integratedTime": integrated,
+            "logID": hex::encode(self.rekor.log_id()),
+            "logIndex": index,
+        });
+        let set = B64.encode(
+            self.rekor
+                .sign(&serde_json_canonicalizer::to_vec(&entry)?)?,
+        );
+        // RFC 6962 leaf hash; a tree of one leaf has it as its root.
+        let mut leaf = vec![0u8];
+        leaf.extend(&canonical);
+        let mut root: [u8; 32] = Sha256::digest(&leaf).into();
+        if mode == ProofMode::ForgedProof {
+            root[0] ^= 0xff;
+        }
+        let origin = "rekor.test - 1";
+        let note = format!("{origin}\n1\n{}\n", B64.encode(root));
+        let mut signed = self.rekor.log_id()[..4].to_vec();
+        signed.extend(self.rekor.sign(note.as_bytes())?);
+        let checkpoint = format!("{note}\n\u{2014} rekor.test {}\n", B64.encode(signed));
+        Ok(json!({
+            "logIndex": index.to_string(),
+            "logId": { "keyId": B64.encode(self.rekor.log_id()) },
+            "kindVersion": { "kind": kind.0, "version": kind.1 },
+            "integratedTime": integrated.to_string(),
+            "inclusionPromise": { "signedEntryTimestamp": set },
+            "inclusionProof": {
+                "logIndex": "0",
+                "rootHash": B64.encode(root),
+                "treeSize": "1",
+                "hashes": [],
+                "checkpoint": { "envelope": checkpoint },
+            },
+            "canonicalizedBody": body_b64,
+        }))
+    }
+}
+
+/// Pushes `blob` as an OCI 1.1 referrer of `repository@subject` (artifact
+/// type `artifact_type`, one layer of `layer_media_type`), and adds it to
+/// the `sha256-<hex>` referrers tag index (registries without the referrers
+/// API, like distribution 2.8, are read through it).
+#[allow(clippy::too_many_arguments)]
+pub async fn push_referrer(
+    client: &oci_client::Client,
+    registry: &str,
+    repository: &str,
+    subject: &str,
+    artifact_type: &str,
+    layer_media_type: &str,
+    blob: &[u8],
+    annotations: BTreeMap<String, String>,
+) -> anyhow::Result<String> {
+    use oci_client::Reference;
+    let auth = oci_client::secrets::RegistryAuth::Anonymous;
+    let subject_ref = Reference::with_digest(registry.into(), repository.into(), subject.into());
+    client.store_auth_if_needed(registry, &auth).await;
+    let (subject_manifest, _) = client
+        .pull_manifest_raw(
+            &subject_ref,
+            &auth,
+            &[
+                oci_client::manifest::OCI_IMAGE_MEDIA_TYPE,
+                oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE,
+            ],
+        )
+        .await?;
+    let subject_media_type = serde_json::from_slice::<serde_json::Value>(&subject_manifest)?
+        .get("mediaType")
+        .and_then(|m| m.as_str())
+        .unwrap_or(oci_client::manifest::OCI_IMAGE_MEDIA_TYPE)
+        .to_string();
+    let digest_of = |b: &[u8]| format!("sha256:{}", hex::encode(Sha256::digest(b)));
+    let empty = b"{}".to_vec();
+    client
+        .push_blob(&subject_ref, empty.clone(), &digest_of(&empty))
+        .await?;
+    client
+        .push_blob(&subject_ref, blob.to_vec(), &digest_of(blob))
+        .await?;
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": oci_client::manifest::OCI_IMAGE_MEDIA_TYPE,
+        "artifactType": artifact_type,
+        "config": { "mediaType": "application/vnd.oci.empty.v1+json", "digest": digest_of(&empty), "size": 2 },
+        "layers": [{
+            "mediaType": layer_media_type,
+            "digest": digest_of(blob),
+            "size": blob.len(),
+            "annotations": annotations,
+        }],
+        "subject": { "mediaType": subject_media_type, "digest": subject, "size": subject_manifest.len() },
+    }))?;
+    let manifest_digest = digest_of(&manifest);
+    let by_digest =
+        Reference::with_digest(registry.into(), repository.into(), manifest_digest.clone());
+    client
+        .push_manifest_raw(
+            &by_digest,
+            manifest.clone(),
+            http::HeaderValue::from_static(oci_client::manifest::OCI_IMAGE_MEDIA_TYPE),
+        )
+        .await?;
+    // The referrers tag index: read, append, write back.
+    let tag = Reference::with_tag(
+        registry.into(),
+        repository.into(),
+        subject.replace(':', "-"),
+    );
+    let mut entries: Vec<serde_json::Value> = match client
+        .pull_manifest_raw(
+            &tag,
+            &auth,
+            &[oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE],
+        )
+        .await
+    {
+        Ok((bytes, _)) => serde_json::from_slice::<serde_json::Value>(&bytes)?
+            .get("manifests")
+            .and_then(|m| m.as_array().cloned())
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    entries.push(json!({
+        "mediaType": oci_client::manifest::OCI_IMAGE_MEDIA_TYPE,
+        "digest": manifest_digest,
+        "size": manifest.len(),
+        "artifactType": artifact_type,
+    }));
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE,
+        "manifests": entries,
+    }))?;
+    client
+        .push_manifest_raw(
+            &tag,
+            index,
+            http::HeaderValue::from_static(oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE),
+        )
+        .await?;
+    Ok(manifest_digest)
+}

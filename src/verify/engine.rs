@@ -23,6 +23,7 @@ use super::attestation::{self, EnvelopeSigner, VerifiedStatement, DSSE_MEDIA_TYP
 use super::cosign::{
     self, SignatureLayer, MAX_PAYLOAD_BYTES, MAX_SIGNATURE_LAYERS, SIMPLE_SIGNING_MEDIA_TYPE,
 };
+use super::referrers::{self, ReferrerSigner, VerifiedReferrer};
 use super::{keyless, AuthorityOutcome, PolicyOutcome};
 use crate::image::{cosign_tag, ImageRef};
 use crate::policy::program::Language;
@@ -103,6 +104,7 @@ pub struct Verifier {
     clients: Cache<String, Arc<RegistryClient>>,
     digests: Cache<String, String>,
     signatures: Cache<(String, String), Arc<Vec<SignatureLayer>>>,
+    referrers: Cache<(String, String), Arc<Vec<referrers::Referrer>>>,
     verdicts: Cache<VerdictKey, Arc<PolicyOutcome>>,
     trust: Arc<TrustStore>,
     policy_timeout: Duration,
@@ -122,6 +124,10 @@ impl Verifier {
                 .time_to_live(settings.resolve_ttl)
                 .build(),
             signatures: Cache::builder()
+                .max_capacity(settings.cache_capacity)
+                .time_to_live(settings.resolve_ttl)
+                .build(),
+            referrers: Cache::builder()
                 .max_capacity(settings.cache_capacity)
                 .time_to_live(settings.resolve_ttl)
                 .build(),
@@ -380,6 +386,9 @@ impl Verifier {
                 format!("{field} is not supported yet by sigil; failing closed"),
                 false,
             ),
+            AuthorityCheck::Key { .. } | AuthorityCheck::Keyless(_) if a.bundle_format => {
+                self.check_bundle_authority(image, digest, a, creds).await
+            }
             AuthorityCheck::Key { .. } | AuthorityCheck::Keyless(_)
                 if !a.attestations.is_empty() =>
             {
@@ -505,12 +514,34 @@ impl Verifier {
             }
             _ => return fail("attestations need a key or keyless authority".into(), false),
         };
-        let unverified = || match rejected.iter().max_by_key(|r| r.rank()) {
+        let mut rejected = rejected;
+        rejected.sort_by_key(|r| std::cmp::Reverse(r.rank()));
+        let reasons: Vec<String> = rejected.iter().map(ToString::to_string).collect();
+        self.judge_attestations(a, verified, &reasons).await
+    }
+
+    /// Whether the verified Statements satisfy every required attestation
+    /// (and its policy). `unverified` are the reasons other candidates did
+    /// not count, most informative first.
+    async fn judge_attestations(
+        &self,
+        a: &CompiledAuthority,
+        verified: Vec<VerifiedStatement>,
+        unverified: &[String],
+    ) -> AuthorityOutcome {
+        let fail = |reason: String| AuthorityOutcome {
+            name: a.name.clone(),
+            passed: false,
+            reason,
+            transient: false,
+            signer: None,
+        };
+        let why_not = || match unverified.first() {
             None => String::new(),
             Some(r) => format!(
                 " ({} attestation{} did not verify: {r})",
-                rejected.len(),
-                if rejected.len() == 1 { "" } else { "s" }
+                unverified.len(),
+                if unverified.len() == 1 { "" } else { "s" }
             ),
         };
         for want in &a.attestations {
@@ -519,15 +550,12 @@ impl Verifier {
                 .filter(|v| v.predicate_type == want.predicate_type)
                 .collect();
             if matching.is_empty() {
-                return fail(
-                    format!(
-                        "attestation {}: no matching attestations for predicate type {}{}",
-                        want.name,
-                        want.predicate_type,
-                        unverified()
-                    ),
-                    false,
-                );
+                return fail(format!(
+                    "attestation {}: no matching attestations for predicate type {}{}",
+                    want.name,
+                    want.predicate_type,
+                    why_not()
+                ));
             }
             if let Some(program) = &want.policy {
                 for m in matching {
@@ -545,10 +573,10 @@ impl Verifier {
                             .await
                             .unwrap_or_else(|e| Err(format!("policy evaluation crashed: {e}")));
                     if let Err(message) = result {
-                        return fail(
-                            format!("attestation {}: policy failed: {message}", want.name),
-                            false,
-                        );
+                        return fail(format!(
+                            "attestation {}: policy failed: {message}",
+                            want.name
+                        ));
                     }
                 }
             }
@@ -566,6 +594,130 @@ impl Verifier {
             ),
             transient: false,
             signer: verified.iter().find_map(|v| v.signer.clone()),
+        }
+    }
+
+    /// An authority with `signatureFormat: bundle`: its signatures (or
+    /// attestations) are the image's verified referrers.
+    async fn check_bundle_authority(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+        a: &CompiledAuthority,
+        creds: &Credentials,
+    ) -> AuthorityOutcome {
+        let fail = |reason: String, transient: bool| AuthorityOutcome {
+            name: a.name.clone(),
+            passed: false,
+            reason,
+            transient,
+            signer: None,
+        };
+        let (registry, repository) = match &a.signature_repository {
+            Some(r) => (r.registry.clone(), r.repository.clone()),
+            None => (image.registry.clone(), image.repository.clone()),
+        };
+        let client = match self.client_for(creds).await {
+            Ok(c) => c,
+            Err(e) => return fail(e.to_string(), e.is_transient()),
+        };
+        let key = (
+            format!("{}|{registry}/{repository}", creds.fingerprint()),
+            format!("{digest}|referrers"),
+        );
+        let fetched = {
+            let (registry, repository, digest) =
+                (registry.clone(), repository.clone(), digest.to_string());
+            self.referrers
+                .try_get_with(key, async move {
+                    referrers::fetch_referrers(&client, &registry, &repository, &digest).await
+                })
+                .await
+                .map_err(|e| (*e).clone())
+        };
+        let found = match fetched {
+            Ok(r) => r,
+            Err(e) => {
+                return fail(
+                    format!("cannot fetch referrers of {registry}/{repository}@{digest}: {e}"),
+                    e.is_transient(),
+                )
+            }
+        };
+        if found.is_empty() {
+            return fail(
+                format!("no signature or attestation referrers found for {registry}/{repository}@{digest}"),
+                false,
+            );
+        }
+        let (signer_trust, evidence_tlog) = match &a.check {
+            AuthorityCheck::Key { evidence, .. } => (
+                evidence.as_ref().and_then(|e| e.trust_root_ref.clone()),
+                evidence.as_ref().is_some_and(|e| e.tlog),
+            ),
+            AuthorityCheck::Keyless(p) => (p.trust_root_ref.clone(), false),
+            _ => {
+                return fail(
+                    "signatureFormat: bundle needs a key or keyless authority".into(),
+                    false,
+                )
+            }
+        };
+        let trust = match self.trust.resolve(signer_trust.as_deref()) {
+            Ok(t) => t,
+            Err(e) => return fail(e.to_string(), false),
+        };
+        let signer = match &a.check {
+            AuthorityCheck::Key { key, .. } => ReferrerSigner::Key {
+                key,
+                require_tlog: evidence_tlog,
+                trust: &trust,
+            },
+            AuthorityCheck::Keyless(policy) => ReferrerSigner::Keyless {
+                policy,
+                trust: &trust,
+            },
+            _ => {
+                return fail(
+                    "signatureFormat: bundle needs a key or keyless authority".into(),
+                    false,
+                )
+            }
+        };
+        let mut signatures = Vec::new();
+        let mut statements = Vec::new();
+        let mut rejected = Vec::new();
+        for r in found.iter() {
+            match referrers::verify_referrer(r, digest, &signer) {
+                Ok(VerifiedReferrer::Signature(s)) => signatures.push(s),
+                Ok(VerifiedReferrer::Attestation(v)) => statements.push(v),
+                Err(why) => rejected.push(format!("referrer {}: {why}", r.digest)),
+            }
+        }
+        if !a.attestations.is_empty() {
+            return self.judge_attestations(a, statements, &rejected).await;
+        }
+        match signatures.into_iter().next() {
+            Some(signer) => AuthorityOutcome {
+                name: a.name.clone(),
+                passed: true,
+                reason: format!("signature bundle verified for {}", a.name),
+                transient: false,
+                signer,
+            },
+            None => fail(
+                format!(
+                    "no verified signature among {} referrer{}{}",
+                    found.len(),
+                    if found.len() == 1 { "" } else { "s" },
+                    if rejected.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", rejected.join("; "))
+                    }
+                ),
+                false,
+            ),
         }
     }
 

@@ -502,7 +502,7 @@ pub fn verify_keyless_attestation(
     match_identity(policy, signer)
 }
 
-fn match_identity(
+pub(crate) fn match_identity(
     policy: &KeylessPolicy,
     signer: SignerIdentity,
 ) -> Result<SignerIdentity, Rejection> {

@@ -7,6 +7,7 @@ pub mod cosign;
 pub mod engine;
 pub mod keyless;
 pub mod keys;
+pub mod referrers;
 
 pub use engine::{ImageReport, Verifier, VerifierSettings};
 

@@ -1,0 +1,261 @@
+//! The Sigstore bundle / OCI 1.1 referrers layout (`signatureFormat:
+//! bundle`): signatures and attestations are artifacts whose `subject` is the
+//! image, found with the referrers API or, on registries without it (such as
+//! distribution 2.8), the `sha256-<hex>` referrers tag index.
+//!
+//! Two kinds of referrer are read: Sigstore bundles (v0.1–v0.3; a DSSE
+//! envelope with the `https://sigstore.dev/cosign/sign/v1` predicate is a
+//! signature, any other predicate an attestation; a message signature over
+//! the image digest is a signature), and cosign's OCI 1.1 signature
+//! artifacts (a simple-signing layer, as in the legacy layout). Every
+//! referrer is verified before it counts — signature, certificate chain,
+//! SET or inclusion proof with checkpoint, subject digest; an unverified one
+//! is ignored and the reason kept for the message.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::future::join_all;
+use oci_client::Reference;
+use sigstore_types::{Artifact, Bundle, DerPublicKey, SignatureContent};
+use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy};
+
+use super::attestation::{sha256_of, VerifiedStatement};
+use super::cosign::{self, SignatureLayer, MAX_PAYLOAD_BYTES};
+use super::keyless::{
+    self, describe_verify_error, CertificateTrust, KeylessPolicy, SignerIdentity,
+};
+use super::keys::VerificationKey;
+use crate::registry::{RegistryClient, RegistryError};
+use crate::trust::TrustMaterial;
+
+/// Artifact types of Sigstore bundles start with this.
+pub const BUNDLE_MEDIA_TYPE_PREFIX: &str = "application/vnd.dev.sigstore.bundle";
+/// cosign's OCI 1.1 signature artifact type.
+pub const COSIGN_SIGNATURE_ARTIFACT: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
+/// The predicate of a cosign image signature made as a DSSE bundle.
+pub const COSIGN_SIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
+/// Most referrers read for one image.
+pub const MAX_REFERRERS: usize = 64;
+
+/// What a referrer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReferrerKind {
+    /// A Sigstore bundle.
+    Bundle,
+    /// A cosign simple-signing signature.
+    CosignSignature,
+}
+
+/// One referrer, fetched.
+#[derive(Debug, Clone)]
+pub struct Referrer {
+    /// Its manifest digest (used in messages).
+    pub digest: String,
+    /// What it holds.
+    pub kind: ReferrerKind,
+    /// The bundle JSON, or the simple-signing payload.
+    pub blob: Vec<u8>,
+    /// The layer's annotations (signature, certificate, Rekor bundle).
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Fetches the referrers of `registry/repository@digest` that sigil reads.
+pub async fn fetch_referrers(
+    client: &RegistryClient,
+    registry: &str,
+    repository: &str,
+    digest: &str,
+) -> Result<Arc<Vec<Referrer>>, RegistryError> {
+    let subject = Reference::with_digest(registry.into(), repository.into(), digest.into());
+    let entries = client.referrers(&subject).await?;
+    let wanted: Vec<_> = entries
+        .into_iter()
+        .filter_map(|e| {
+            let t = e.artifact_type.clone().unwrap_or_default();
+            let kind = if t.starts_with(BUNDLE_MEDIA_TYPE_PREFIX) {
+                ReferrerKind::Bundle
+            } else if t == COSIGN_SIGNATURE_ARTIFACT {
+                ReferrerKind::CosignSignature
+            } else {
+                return None;
+            };
+            Some((e.digest, kind))
+        })
+        .take(MAX_REFERRERS)
+        .collect();
+    let fetched = join_all(wanted.into_iter().map(|(d, kind)| async move {
+        let reference = Reference::with_digest(registry.into(), repository.into(), d.clone());
+        let Some((manifest, _)) = client.image_manifest(&reference).await? else {
+            return Ok(None);
+        };
+        let Some(layer) = manifest.layers.first() else {
+            return Ok(None);
+        };
+        let blob = client.blob(&reference, layer, MAX_PAYLOAD_BYTES).await?;
+        Ok::<_, RegistryError>(Some(Referrer {
+            digest: d,
+            kind,
+            blob,
+            annotations: layer
+                .annotations
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+        }))
+    }))
+    .await;
+    let mut out = Vec::new();
+    for r in fetched {
+        if let Some(r) = r? {
+            out.push(r);
+        }
+    }
+    Ok(Arc::new(out))
+}
+
+/// How referrers must be signed.
+pub enum ReferrerSigner<'a> {
+    /// With this key; `require_tlog` with `ctlog`.
+    Key {
+        /// The key.
+        key: &'a VerificationKey,
+        /// A transparency-log entry is required.
+        require_tlog: bool,
+        /// Trust root for logs and timestamps.
+        trust: &'a TrustMaterial,
+    },
+    /// Keyless, for one of the policy's identities.
+    Keyless {
+        /// The keyless rules.
+        policy: &'a KeylessPolicy,
+        /// The trust root.
+        trust: &'a TrustMaterial,
+    },
+}
+
+/// A verified referrer.
+#[derive(Debug, Clone)]
+pub enum VerifiedReferrer {
+    /// A signature of the image.
+    Signature(Option<SignerIdentity>),
+    /// An attestation about the image.
+    Attestation(VerifiedStatement),
+}
+
+/// Verifies one referrer for `admitted_digest`; `Err` says why it does not count.
+pub fn verify_referrer(
+    r: &Referrer,
+    admitted_digest: &str,
+    signer: &ReferrerSigner<'_>,
+) -> Result<VerifiedReferrer, String> {
+    match r.kind {
+        ReferrerKind::CosignSignature => {
+            let layer = SignatureLayer {
+                payload: r.blob.clone(),
+                annotations: r.annotations.clone(),
+            };
+            match signer {
+                ReferrerSigner::Key {
+                    key,
+                    require_tlog,
+                    trust,
+                } => {
+                    cosign::verify_layer(&layer, admitted_digest, key, "the authority's key")
+                        .map_err(|e| e.to_string())?;
+                    if *require_tlog {
+                        keyless::verify_key_tlog(&layer, key, trust).map_err(|e| e.to_string())?;
+                    }
+                    Ok(VerifiedReferrer::Signature(None))
+                }
+                ReferrerSigner::Keyless { policy, trust } => {
+                    keyless::verify_keyless_layer(&layer, admitted_digest, policy, trust)
+                        .map(|s| VerifiedReferrer::Signature(Some(s)))
+                        .map_err(|e| e.to_string())
+                }
+            }
+        }
+        ReferrerKind::Bundle => verify_bundle_referrer(r, admitted_digest, signer),
+    }
+}
+
+fn verify_bundle_referrer(
+    r: &Referrer,
+    admitted_digest: &str,
+    signer: &ReferrerSigner<'_>,
+) -> Result<VerifiedReferrer, String> {
+    let bundle: Bundle =
+        serde_json::from_slice(&r.blob).map_err(|e| format!("bundle is malformed: {e}"))?;
+    let digest = sha256_of(admitted_digest)
+        .ok_or_else(|| format!("{admitted_digest} is not a sha256 digest"))?;
+    let has_tlog = !bundle.verification_material.tlog_entries.is_empty();
+    let identity = match signer {
+        ReferrerSigner::Key {
+            key,
+            require_tlog,
+            trust,
+        } => {
+            if *require_tlog && !has_tlog {
+                return Err("bundle has no transparency log entry, which ctlog requires".into());
+            }
+            let mut policy =
+                PublicKeyVerificationPolicy::new(DerPublicKey::new(key.spki_der().to_vec()));
+            if !has_tlog {
+                // Its RFC 3161 timestamp is then the signing-time evidence.
+                policy = policy.skip_tlog_unsafe();
+            }
+            trust
+                .verifier
+                .verify(Artifact::from(digest), &bundle, &policy)
+                .map_err(|e| describe_verify_error(&e))?;
+            None
+        }
+        ReferrerSigner::Keyless { policy, trust } => {
+            if let CertificateTrust::PrivateCa(_) = policy.trust {
+                return Err("bundles are verified against trust roots; a ca-cert authority reads only the legacy layout".into());
+            }
+            let mut vp = VerificationPolicy::any_identity();
+            if !policy.verify_sct {
+                vp = vp.skip_sct();
+            }
+            let result = trust
+                .verifier
+                .verify(Artifact::from(digest), &bundle, &vp)
+                .map_err(|e| describe_verify_error(&e))?;
+            let signer = SignerIdentity {
+                subject: result
+                    .identity()
+                    .map(|i| i.as_str().to_string())
+                    .unwrap_or_default(),
+                issuer: result.issuer().unwrap_or_default().to_string(),
+                integrated_time: result.integrated_time().map(|t| t.to_string()),
+                ..Default::default()
+            };
+            Some(keyless::match_identity(policy, signer).map_err(|e| e.to_string())?)
+        }
+    };
+    // Verified: the content may now be read.
+    match &bundle.content {
+        SignatureContent::MessageSignature(_) => Ok(VerifiedReferrer::Signature(identity)),
+        SignatureContent::DsseEnvelope(envelope) => {
+            let statement: serde_json::Value = serde_json::from_slice(envelope.payload.as_bytes())
+                .map_err(|e| format!("DSSE payload is not an in-toto Statement: {e}"))?;
+            let predicate_type = statement
+                .get("predicateType")
+                .and_then(|t| t.as_str())
+                .unwrap_or_default()
+                .to_string();
+            if predicate_type == COSIGN_SIGN_PREDICATE {
+                Ok(VerifiedReferrer::Signature(identity))
+            } else {
+                Ok(VerifiedReferrer::Attestation(VerifiedStatement {
+                    statement,
+                    predicate_type,
+                    signer: identity,
+                }))
+            }
+        }
+        _ => Err("bundle content is neither a message signature nor a DSSE envelope".into()),
+    }
+}

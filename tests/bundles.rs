@@ -1,0 +1,416 @@
+//! `signatureFormat: bundle`: Sigstore bundles and cosign OCI 1.1 signature
+//! artifacts attached as referrers, found through the `sha256-<hex>`
+//! referrers tag index (Debian's docker-registry 2.8 has no referrers API,
+//! so that fallback is what runs here). Every referrer is verified before it
+//! counts; the policy-controller #1971 case (an attestation behind a referrer
+//! with a forged inclusion proof) and #1958 (key-signed v0.3 bundles) are
+//! covered. Also through `sigil check`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use common::*;
+use serde_json::json;
+use sigil::testkit::sigstore::{
+    push_referrer, BundleSigner, CertRequest, OfflineSigstore, ProofMode, San,
+};
+use sigil::testkit::{in_toto_statement, SignatureToAttach, TestKey, TestKeyKind};
+use sigil::trust::{TrustMaterial, TrustStore};
+
+const BUNDLE_V03: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+const SIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
+const SLSA1: &str = "https://slsa.dev/provenance/v1";
+const ISSUER: &str = "https://token.actions.githubusercontent.com";
+const WORKFLOW: &str = "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main";
+
+struct Case {
+    env: Env,
+    sigstore: OfflineSigstore,
+    opts: Opts,
+    glob: String,
+}
+
+impl Case {
+    fn new() -> Case {
+        let env = Env::start();
+        let sigstore = OfflineSigstore::new().unwrap();
+        let mut opts = Opts::for_registry(env.addr());
+        opts.trust = Some(Arc::new(TrustStore::new(
+            TrustMaterial::from_json("default", &sigstore.trusted_root_json(None)).unwrap(),
+        )));
+        let glob = format!("{}/acme/**", env.addr());
+        Case {
+            env,
+            sigstore,
+            opts,
+            glob,
+        }
+    }
+
+    /// Pushes `repo:v1` and attaches the bundles `make(repo, digest)` returns as referrers.
+    async fn image(
+        &self,
+        repo: &str,
+        make: impl FnOnce(&str, &str) -> Vec<Vec<u8>>,
+    ) -> (String, String) {
+        let digest = self.env.push(repo, "v1").await;
+        for bundle in make(&format!("{}/{repo}", self.env.addr()), &digest) {
+            push_referrer(
+                &self.env.client,
+                self.env.addr(),
+                repo,
+                &digest,
+                BUNDLE_V03,
+                BUNDLE_V03,
+                &bundle,
+                BTreeMap::new(),
+            )
+            .await
+            .unwrap();
+        }
+        (format!("{}/{repo}:v1", self.env.addr()), digest)
+    }
+
+    async fn verdict(&self, policy: &str, image: &str) -> (bool, String) {
+        let (ev, _) = pipeline(policy, &self.opts);
+        let resp = review_pod(&ev, image).await;
+        (allowed(&resp), message(&resp))
+    }
+}
+
+fn keyless_bundle_policy(glob: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: bundles\nspec:\n  images:\n    - glob: \"{glob}\"\n  authorities:\n    - name: ci\n      signatureFormat: bundle\n      keyless:\n        identities:\n          - issuer: {ISSUER}\n            subject: {WORKFLOW}\n{extra}"
+    )
+}
+
+fn key_bundle_policy(glob: &str, key: &TestKey) -> String {
+    key_policy("bundles", glob, &[key], "").replace(
+        "    - key:\n",
+        "    - signatureFormat: bundle\n      key:\n",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signature_bundles_behind_referrers_are_verified_before_they_count() {
+    let c = Case::new();
+    let cert = c
+        .sigstore
+        .issue(&CertRequest::new(San::Uri(WORKFLOW.into()), ISSUER))
+        .unwrap();
+    let policy = keyless_bundle_policy(&c.glob, "");
+
+    let (signed, _) = c
+        .image("acme/signed", |r, d| {
+            vec![c
+                .sigstore
+                .dsse_bundle(
+                    BundleSigner::Certificate(&cert),
+                    &in_toto_statement(r, d, SIGN_PREDICATE, json!({})),
+                    ProofMode::Valid,
+                )
+                .unwrap()]
+        })
+        .await;
+    let (ok, msg) = c.verdict(&policy, &signed).await;
+    assert!(ok, "{msg}");
+
+    // A forged inclusion proof: the referrer does not count.
+    let (forged, _) = c
+        .image("acme/forged-proof", |r, d| {
+            vec![c
+                .sigstore
+                .dsse_bundle(
+                    BundleSigner::Certificate(&cert),
+                    &in_toto_statement(r, d, SIGN_PREDICATE, json!({})),
+                    ProofMode::ForgedProof,
+                )
+                .unwrap()]
+        })
+        .await;
+    let (ok, msg) = c.verdict(&policy, &forged).await;
+    assert!(!ok);
+    assert!(
+        msg.contains("ci: no verified signature among 1 referrer (referrer sha256:"),
+        "{msg}"
+    );
+    assert!(msg.contains("inclusion proof"), "{msg}");
+
+    // A bad signature: the envelope's payload was changed after signing.
+    let (tampered, _) = c
+        .image("acme/tampered", |r, d| {
+            let b = c
+                .sigstore
+                .dsse_bundle(
+                    BundleSigner::Certificate(&cert),
+                    &in_toto_statement(r, d, SIGN_PREDICATE, json!({})),
+                    ProofMode::Valid,
+                )
+                .unwrap();
+            let mut v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+            let other = in_toto_statement(r, d, SIGN_PREDICATE, json!({"x": 1}));
+            v["dsseEnvelope"]["payload"] = json!(base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                other
+            ));
+            vec![serde_json::to_vec(&v).unwrap()]
+        })
+        .await;
+    let (ok, msg) = c.verdict(&policy, &tampered).await;
+    assert!(!ok);
+    assert!(
+        msg.contains("no verified signature among 1 referrer"),
+        "{msg}"
+    );
+
+    // A signature bundle about another image.
+    let (elsewhere, _) = c
+        .image("acme/elsewhere", |r, _| {
+            vec![c
+                .sigstore
+                .dsse_bundle(
+                    BundleSigner::Certificate(&cert),
+                    &in_toto_statement(
+                        r,
+                        &format!("sha256:{}", "cd".repeat(32)),
+                        SIGN_PREDICATE,
+                        json!({}),
+                    ),
+                    ProofMode::Valid,
+                )
+                .unwrap()]
+        })
+        .await;
+    let (ok, msg) = c.verdict(&policy, &elsewhere).await;
+    assert!(!ok);
+    assert!(
+        msg.contains("no verified signature among 1 referrer"),
+        "{msg}"
+    );
+
+    // Another identity.
+    let fork = c
+        .sigstore
+        .issue(&CertRequest::new(
+            San::Uri("https://github.com/fork/app/.github/workflows/x.yml@refs/heads/main".into()),
+            ISSUER,
+        ))
+        .unwrap();
+    let (forked, _) = c
+        .image("acme/forked", |r, d| {
+            vec![c
+                .sigstore
+                .dsse_bundle(
+                    BundleSigner::Certificate(&fork),
+                    &in_toto_statement(r, d, SIGN_PREDICATE, json!({})),
+                    ProofMode::Valid,
+                )
+                .unwrap()]
+        })
+        .await;
+    let (ok, msg) = c.verdict(&policy, &forked).await;
+    assert!(!ok);
+    assert!(
+        msg.contains("certificate identity https://github.com/fork/app/"),
+        "{msg}"
+    );
+
+    // No referrers at all.
+    c.env.push("acme/bare", "v1").await;
+    let (ok, msg) = c
+        .verdict(&policy, &format!("{}/acme/bare:v1", c.env.addr()))
+        .await;
+    assert!(!ok);
+    assert!(
+        msg.contains("no signature or attestation referrers found for"),
+        "{msg}"
+    );
+
+    // The legacy layout does not satisfy a bundle authority.
+    let k = TestKey::generate(TestKeyKind::P256).unwrap();
+    let digest = c.env.push("acme/legacy", "v1").await;
+    c.env.sign("acme/legacy", &digest, &k).await;
+    let (ok, _) = c
+        .verdict(
+            &key_bundle_policy(&c.glob, &k),
+            &format!("{}/acme/legacy:v1", c.env.addr()),
+        )
+        .await;
+    assert!(!ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_signed_bundles_and_cosign_oci11_signatures_verify_with_key_authorities() {
+    let c = Case::new();
+    let k = TestKey::generate(TestKeyKind::P256).unwrap();
+    let other = TestKey::generate(TestKeyKind::P256).unwrap();
+    let policy = key_bundle_policy(&c.glob, &k);
+
+    // cosign v3 `sign --key`: a key-signed v0.3 bundle (policy-controller #1958).
+    let (signed, _) = c
+        .image("acme/key-bundle", |r, d| {
+            vec![c
+                .sigstore
+                .dsse_bundle(
+                    BundleSigner::Key(&k),
+                    &in_toto_statement(r, d, SIGN_PREDICATE, json!({})),
+                    ProofMode::Valid,
+                )
+                .unwrap()]
+        })
+        .await;
+    let (ok, msg) = c.verdict(&policy, &signed).await;
+    assert!(ok, "{msg}");
+
+    let (wrong_key, _) = c
+        .image("acme/other-key-bundle", |r, d| {
+            vec![c
+                .sigstore
+                .dsse_bundle(
+                    BundleSigner::Key(&other),
+                    &in_toto_statement(r, d, SIGN_PREDICATE, json!({})),
+                    ProofMode::Valid,
+                )
+                .unwrap()]
+        })
+        .await;
+    let (ok, msg) = c.verdict(&policy, &wrong_key).await;
+    assert!(!ok);
+    assert!(
+        msg.contains("no verified signature among 1 referrer"),
+        "{msg}"
+    );
+
+    // cosign's OCI 1.1 signature artifact: a simple-signing layer.
+    let digest = c.env.push("acme/oci11", "v1").await;
+    let sig = SignatureToAttach::new(&k, &format!("{}/acme/oci11", c.env.addr()), &digest);
+    let mut ann = BTreeMap::new();
+    ann.insert(
+        sigil::verify::cosign::SIGNATURE_ANNOTATION.to_string(),
+        sig.signature_b64.clone(),
+    );
+    push_referrer(
+        &c.env.client,
+        c.env.addr(),
+        "acme/oci11",
+        &digest,
+        sigil::verify::referrers::COSIGN_SIGNATURE_ARTIFACT,
+        sigil::verify::cosign::SIMPLE_SIGNING_MEDIA_TYPE,
+        &sig.payload,
+        ann,
+    )
+    .await
+    .unwrap();
+    let (ok, msg) = c
+        .verdict(&policy, &format!("{}/acme/oci11:v1", c.env.addr()))
+        .await;
+    assert!(ok, "{msg}");
+    let (ok, msg) = c
+        .verdict(
+            &key_bundle_policy(&c.glob, &other),
+            &format!("{}/acme/oci11:v1", c.env.addr()),
+        )
+        .await;
+    assert!(!ok);
+    assert!(msg.contains("signature does not verify"), "{msg}");
+
+    // Through `sigil check`, with the offline trust root: admitted and denied.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.yaml"), &policy).unwrap();
+    let root = dir.path().join("root.json");
+    std::fs::write(&root, c.sigstore.trusted_root_json(None)).unwrap();
+    for (image, code) in [(signed.as_str(), 0), (wrong_key.as_str(), 1)] {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sigil"))
+            .args([
+                "check",
+                "--insecure-registry",
+                c.env.addr(),
+                "--image",
+                image,
+                "--trust-root",
+            ])
+            .arg(&root)
+            .arg("--policy-dir")
+            .arg(dir.path())
+            .output()
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{image}: {text}");
+        if code == 1 {
+            assert!(
+                text.contains("no verified signature among 1 referrer"),
+                "{text}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attestation_bundles_count_only_when_verified() {
+    let c = Case::new();
+    let cert = c
+        .sigstore
+        .issue(&CertRequest::new(San::Uri(WORKFLOW.into()), ISSUER))
+        .unwrap();
+    let provenance = |builder: &str| json!({"runDetails": {"builder": {"id": builder}}});
+    let policy = keyless_bundle_policy(
+        &c.glob,
+        "      attestations:\n        - name: provenance\n          predicateType: https://slsa.dev/provenance/v1\n          policy:\n            type: rego\n            data: |\n              package sigstore\n              default isCompliant = false\n              isCompliant {\n                input.predicate.runDetails.builder.id == \"https://ci.acme.test/builder\"\n              }\n",
+    );
+    let (good, _) = c
+        .image("acme/attested", |r, d| {
+            vec![c
+                .sigstore
+                .dsse_bundle(
+                    BundleSigner::Certificate(&cert),
+                    &in_toto_statement(r, d, SLSA1, provenance("https://ci.acme.test/builder")),
+                    ProofMode::Valid,
+                )
+                .unwrap()]
+        })
+        .await;
+    let (ok, msg) = c.verdict(&policy, &good).await;
+    assert!(ok, "{msg}");
+
+    // policy-controller #1971: a referrer attestation whose inclusion proof is
+    // forged must not count, even though its content would pass.
+    let (forged, _) = c
+        .image("acme/attested-forged", |r, d| {
+            vec![c
+                .sigstore
+                .dsse_bundle(
+                    BundleSigner::Certificate(&cert),
+                    &in_toto_statement(r, d, SLSA1, provenance("https://ci.acme.test/builder")),
+                    ProofMode::ForgedProof,
+                )
+                .unwrap()]
+        })
+        .await;
+    let (ok, msg) = c.verdict(&policy, &forged).await;
+    assert!(!ok);
+    assert!(msg.contains(&format!("ci: attestation provenance: no matching attestations for predicate type {SLSA1} (1 attestation did not verify: referrer sha256:")), "{msg}");
+
+    // Verified, but the content fails the policy.
+    let (rogue, _) = c
+        .image("acme/attested-rogue", |r, d| {
+            vec![c
+                .sigstore
+                .dsse_bundle(
+                    BundleSigner::Certificate(&cert),
+                    &in_toto_statement(r, d, SLSA1, provenance("https://evil.test")),
+                    ProofMode::Valid,
+                )
+                .unwrap()]
+        })
+        .await;
+    let (ok, msg) = c.verdict(&policy, &rogue).await;
+    assert!(!ok);
+    assert!(
+        msg.contains("ci: attestation provenance: policy failed: isCompliant is not true"),
+        "{msg}"
+    );
+}
