@@ -593,11 +593,11 @@ async fn unimplemented_fields_fail_closed_naming_the_field() {
     let env = Env::start();
     let digest = env.push("team/app", "v1").await;
     let _ = digest;
-    let policy = "---\napiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: keyless\nspec:\n  images:\n    - glob: \"**\"\n  authorities:\n    - keyless:\n        identities:\n          - issuer: https://accounts.example\n            subject: me@example.com\n      signatureFormat: bundle\n";
+    let policy = "---\napiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: kms\nspec:\n  images:\n    - glob: \"**\"\n  authorities:\n    - key:\n        kms: awskms:///arn:aws:kms:us-east-1:123456789012:key/abc\n";
     let (ev, _) = pipeline(policy, &Opts::for_registry(env.addr()));
     let resp = review_pod(&ev, &format!("{}/team/app:v1", env.addr())).await;
     assert!(!allowed(&resp));
-    assert!(message(&resp).contains("authority-0: spec.authorities[0].signatureFormat: bundle is not supported yet by sigil; failing closed"), "{}", message(&resp));
+    assert!(message(&resp).contains("authority-0: spec.authorities[0].key.kms is not supported yet by sigil; failing closed"), "{}", message(&resp));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
