@@ -243,6 +243,7 @@ mod tests {
                     "no signatures found".into()
                 },
                 signer: None,
+                matches: None,
                 transient: false,
             }],
             transient: false,

@@ -378,3 +378,93 @@ async fn keyless_attestations_need_the_whole_keyless_chain_of_evidence() {
     assert!(!ok);
     assert!(msg.contains("certificate identity https://github.com/fork/app/.github/workflows/x.yml@refs/heads/main issued by https://token.actions.githubusercontent.com matches none of"), "{msg}");
 }
+
+/// `spec.policy` sees policy-controller's `authorityMatches` and decides:
+/// here it demands two signatures and two attestations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_level_policy_demands_two_signatures_and_two_attestations() {
+    let c = Case::new();
+    let a = TestKey::generate(TestKeyKind::P256).unwrap();
+    let b = TestKey::generate(TestKeyKind::P256).unwrap();
+    let indent =
+        |pem: &str| -> String { pem.lines().map(|l| format!("          {l}\n")).collect() };
+    let policy = format!(
+        "apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: two-and-two\nspec:\n  images:\n    - glob: \"{glob}\"\n  authorities:\n    - name: sig-a\n      key:\n        data: |\n{ka}    - name: sig-b\n      key:\n        data: |\n{kb}    - name: provenance\n      key:\n        data: |\n{ka}      attestations:\n        - name: slsa\n          predicateType: slsaprovenance1\n    - name: sbom\n      key:\n        data: |\n{ka}      attestations:\n        - name: spdx\n          predicateType: spdx\n  policy:\n    type: rego\n    data: |\n      package sigstore\n      sigs := count({{name | input.authorityMatches[name].signatures[_]}})\n      atts := count({{name | some att; input.authorityMatches[name].attestations[att][_]}})\n      default isCompliant = false\n      isCompliant {{\n        sigs >= 2\n        atts >= 2\n      }}\n      errorMsg = sprintf(\"need 2 signatures and 2 attestations, got %d and %d\", [sigs, atts]) {{ not isCompliant }}\n",
+        glob = c.glob,
+        ka = indent(&a.public_pem),
+        kb = indent(&b.public_pem),
+    );
+    let attest = |r: &str, d: &str| {
+        vec![
+            AttestationToAttach::new(
+                &a,
+                &in_toto_statement(r, d, SLSA1, provenance("https://ci.acme.test/builder")),
+            ),
+            AttestationToAttach::new(
+                &a,
+                &in_toto_statement(r, d, SPDX, json!({"spdxVersion": "SPDX-2.3"})),
+            ),
+        ]
+    };
+    let digest = c.env.push("acme/full", "v1").await;
+    let repo = format!("{}/acme/full", c.env.addr());
+    attach_attestations(
+        &c.env.client,
+        c.env.addr(),
+        "acme/full",
+        &digest,
+        &attest(&repo, &digest),
+    )
+    .await
+    .unwrap();
+    let full = format!("{repo}:v1");
+    sigil::testkit::attach_signatures(
+        &c.env.client,
+        c.env.addr(),
+        "acme/full",
+        &digest,
+        &[
+            sigil::testkit::SignatureToAttach::new(&a, &repo, &digest),
+            sigil::testkit::SignatureToAttach::new(&b, &repo, &digest),
+        ],
+    )
+    .await
+    .unwrap();
+    let (ok, msg) = c.verdict(&policy, &full).await;
+    assert!(ok, "{msg}");
+
+    // One signature short.
+    let digest = c.env.push("acme/half", "v1").await;
+    let repo = format!("{}/acme/half", c.env.addr());
+    attach_attestations(
+        &c.env.client,
+        c.env.addr(),
+        "acme/half",
+        &digest,
+        &attest(&repo, &digest),
+    )
+    .await
+    .unwrap();
+    c.env.sign("acme/half", &digest, &a).await;
+    let half = format!("{repo}:v1");
+    let (ok, msg) = c.verdict(&policy, &half).await;
+    assert!(!ok);
+    assert!(
+        msg.contains("spec.policy failed: need 2 signatures and 2 attestations, got 1 and 2"),
+        "{msg}"
+    );
+
+    // The same rule in CEL.
+    let cel = policy.replace(
+        &policy[policy.find("  policy:\n").unwrap()..],
+        "  policy:\n    type: cel\n    data: \"authorityMatches.size() >= 4\"\n",
+    );
+    let (ok, msg) = c.verdict(&cel, &full).await;
+    assert!(ok, "{msg}");
+    let (ok, msg) = c.verdict(&cel, &half).await;
+    assert!(!ok);
+    assert!(
+        msg.contains("spec.policy failed: CEL expression is false"),
+        "{msg}"
+    );
+}

@@ -62,6 +62,10 @@ pub struct CompiledPolicy {
     pub fingerprint: String,
     /// `spec.match`: the resources the policy applies to (empty: all).
     pub match_rules: Vec<MatchRule>,
+    /// `spec.policy`: when present, it decides over every authority's
+    /// matches (policy-controller's `authorityMatches` input) instead of
+    /// "any authority passes".
+    pub program: Option<Program>,
 }
 
 /// One `spec.match` entry.
@@ -250,9 +254,10 @@ pub fn compile(name: &str, spec: &ClusterImagePolicySpec) -> Result<CompiledPoli
         .map(|(i, a)| compile_authority(i, a))
         .collect::<Result<Vec<_>, _>>()?;
     let mut unsupported = Vec::new();
-    if spec.policy.is_some() {
-        unsupported.push("spec.policy".to_string());
-    }
+    let program = match &spec.policy {
+        None => None,
+        Some(p) => compile_program("spec.policy", p, &mut unsupported)?,
+    };
     let nonempty = |s: &Option<String>| s.clone().filter(|v| !v.is_empty());
     let match_rules = spec
         .match_resources
@@ -285,7 +290,42 @@ pub fn compile(name: &str, spec: &ClusterImagePolicySpec) -> Result<CompiledPoli
         unsupported,
         fingerprint: fingerprint(spec),
         match_rules,
+        program,
     })
+}
+
+/// Compiles a policy program given inline (`data`); a `remote` or
+/// `configMapRef` program that has not been resolved into `data` yet is
+/// recorded as unsupported (the policy fails closed naming it).
+fn compile_program(
+    path: &str,
+    p: &super::types::Policy,
+    unsupported: &mut Vec<String>,
+) -> Result<Option<Program>, PolicyError> {
+    let language = match p.policy_type.as_str() {
+        "rego" => Language::Rego,
+        "cel" => Language::Cel,
+        _ => {
+            return Err(err(
+                format!("{path}.type"),
+                "CUE is not supported; use rego or cel",
+            ))
+        }
+    };
+    match p.data.as_deref().filter(|d| !d.is_empty()) {
+        Some(data) => Program::compile(language, data)
+            .map(Some)
+            .map_err(|e| err(format!("{path}.data"), format!("does not compile: {e}"))),
+        None => {
+            let source = if p.remote.is_some() {
+                "remote (not fetched)"
+            } else {
+                "configMapRef (only resolved when sigil watches a cluster)"
+            };
+            unsupported.push(format!("{path}.{source}"));
+            Ok(None)
+        }
+    }
 }
 
 fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, PolicyError> {
@@ -425,36 +465,14 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
         let predicate_type = predicate_type_uri(&att.predicate_type)
             .map(str::to_string)
             .unwrap_or_else(|| att.predicate_type.clone());
+        let mut missing = Vec::new();
         let policy = match &att.policy {
             None => None,
-            Some(p) => {
-                let pp = format!("{ap}.policy");
-                let language = match p.policy_type.as_str() {
-                    "rego" => Language::Rego,
-                    "cel" => Language::Cel,
-                    _ => {
-                        return Err(err(
-                            format!("{pp}.type"),
-                            "CUE is not supported; use rego or cel",
-                        ))
-                    }
-                };
-                match p.data.as_deref().filter(|d| !d.is_empty()) {
-                    Some(data) => Some(Program::compile(language, data).map_err(|e| {
-                        err(format!("{pp}.data"), format!("does not compile: {e}"))
-                    })?),
-                    None => {
-                        let source = if p.remote.is_some() {
-                            "remote"
-                        } else {
-                            "configMapRef"
-                        };
-                        unsupported.get_or_insert(format!("{pp}.{source}"));
-                        None
-                    }
-                }
-            }
+            Some(p) => compile_program(&format!("{ap}.policy"), p, &mut missing)?,
         };
+        if let Some(m) = missing.into_iter().next() {
+            unsupported.get_or_insert(m);
+        }
         attestations.push(CompiledAttestation {
             name: att.name.clone(),
             predicate_type,

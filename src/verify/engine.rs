@@ -343,6 +343,9 @@ impl Verifier {
                 .map(|a| self.check_authority(image, digest, a, creds)),
         )
         .await;
+        if let Some(program) = &policy.program {
+            return self.judge_spec_policy(policy, program, authorities).await;
+        }
         let passed = authorities.iter().any(|a| a.passed);
         let transient = !passed && authorities.iter().any(|a| a.transient);
         PolicyOutcome {
@@ -350,6 +353,37 @@ impl Verifier {
             mode: policy.mode,
             passed,
             reason: None,
+            authorities,
+            transient,
+        }
+    }
+
+    /// `spec.policy`: the program sees policy-controller's input,
+    /// `{authorityMatches: {<name>: {signatures, attestations, static}}}`,
+    /// holding only the authorities that verified, and decides.
+    async fn judge_spec_policy(
+        &self,
+        policy: &CompiledPolicy,
+        program: &crate::policy::program::Program,
+        authorities: Vec<AuthorityOutcome>,
+    ) -> PolicyOutcome {
+        let matches: serde_json::Map<String, serde_json::Value> = authorities
+            .iter()
+            .filter(|a| a.passed)
+            .filter_map(|a| a.matches.clone().map(|m| (a.name.clone(), m)))
+            .collect();
+        let input = serde_json::json!({ "authorityMatches": matches });
+        let program = program.clone();
+        let limit = self.policy_timeout;
+        let result = tokio::task::spawn_blocking(move || program.evaluate(&input, limit))
+            .await
+            .unwrap_or_else(|e| Err(format!("policy evaluation crashed: {e}")));
+        let transient = result.is_err() && authorities.iter().any(|a| a.transient);
+        PolicyOutcome {
+            policy: policy.name.clone(),
+            mode: policy.mode,
+            passed: result.is_ok(),
+            reason: result.err().map(|m| format!("spec.policy failed: {m}")),
             authorities,
             transient,
         }
@@ -368,9 +402,15 @@ impl Verifier {
             reason,
             transient,
             signer: None,
+            matches: None,
         };
         match &a.check {
-            AuthorityCheck::Static { pass: true, .. } => outcome(true, "static pass".into(), false),
+            AuthorityCheck::Static { pass: true, .. } => AuthorityOutcome {
+                matches: Some(
+                    serde_json::json!({ "static": true, "signatures": [], "attestations": {} }),
+                ),
+                ..outcome(true, "static pass".into(), false)
+            },
             AuthorityCheck::Static {
                 pass: false,
                 message,
@@ -414,7 +454,12 @@ impl Verifier {
                     Ok(())
                 });
                 match verified {
-                    Ok(()) => outcome(
+                    Ok(()) => AuthorityOutcome {
+                        matches: Some(serde_json::json!({
+                            "signatures": [signature_match(None)],
+                            "attestations": {},
+                        })),
+                        ..outcome(
                         true,
                         match evidence {
                             Some(KeyEvidence { tlog: true, timestamp: true, .. }) => format!(
@@ -432,7 +477,8 @@ impl Verifier {
                             None => format!("signature verified with key {}", a.name),
                         },
                         false,
-                    ),
+                    )
+                    },
                     Err(r) => outcome(false, r.to_string(), false),
                 }
             }
@@ -449,6 +495,10 @@ impl Verifier {
                     keyless::verify_keyless_layer(l, digest, policy, &trust)
                 }) {
                     Ok(signer) => AuthorityOutcome {
+                        matches: Some(serde_json::json!({
+                            "signatures": [signature_match(Some(&signer))],
+                            "attestations": {},
+                        })),
                         signer: Some(signer.clone()),
                         ..outcome(
                             true,
@@ -481,6 +531,7 @@ impl Verifier {
             reason,
             transient,
             signer: None,
+            matches: None,
         };
         let layers = match self.cosign_layers(image, digest, a, creds, "att").await {
             Ok(l) => l,
@@ -535,6 +586,7 @@ impl Verifier {
             reason,
             transient: false,
             signer: None,
+            matches: None,
         };
         let why_not = || match unverified.first() {
             None => String::new(),
@@ -594,6 +646,17 @@ impl Verifier {
             ),
             transient: false,
             signer: verified.iter().find_map(|v| v.signer.clone()),
+            matches: Some(serde_json::json!({
+                "signatures": [],
+                "attestations": a.attestations.iter().map(|w| {
+                    let found: Vec<serde_json::Value> = verified
+                        .iter()
+                        .filter(|v| v.predicate_type == w.predicate_type)
+                        .map(|v| signature_match(v.signer.as_ref()))
+                        .collect();
+                    (w.name.clone(), serde_json::Value::Array(found))
+                }).collect::<serde_json::Map<_, _>>(),
+            })),
         }
     }
 
@@ -612,6 +675,7 @@ impl Verifier {
             reason,
             transient,
             signer: None,
+            matches: None,
         };
         let (registry, repository) = match &a.signature_repository {
             Some(r) => (r.registry.clone(), r.repository.clone()),
@@ -697,6 +761,10 @@ impl Verifier {
         if !a.attestations.is_empty() {
             return self.judge_attestations(a, statements, &rejected).await;
         }
+        let matches = serde_json::json!({
+            "signatures": signatures.iter().map(|s| signature_match(s.as_ref())).collect::<Vec<_>>(),
+            "attestations": {},
+        });
         match signatures.into_iter().next() {
             Some(signer) => AuthorityOutcome {
                 name: a.name.clone(),
@@ -704,6 +772,7 @@ impl Verifier {
                 reason: format!("signature bundle verified for {}", a.name),
                 transient: false,
                 signer,
+                matches: Some(matches),
             },
             None => fail(
                 format!(
@@ -753,6 +822,7 @@ impl Verifier {
             reason,
             transient,
             signer: None,
+            matches: None,
         };
         match self.signatures(&sig_ref, creds).await {
             Err(e) => Err(fail(
@@ -834,6 +904,19 @@ pub async fn fetch_signature_layers(
         });
     }
     Ok(Arc::new(layers))
+}
+
+/// One entry of `authorityMatches.<name>.signatures` (or of an
+/// attestation's list): policy-controller's `{id, subject, issuer}`.
+fn signature_match(signer: Option<&keyless::SignerIdentity>) -> serde_json::Value {
+    match signer {
+        Some(s) => serde_json::json!({
+            "id": format!("{}|{}", s.issuer, s.subject),
+            "subject": s.subject,
+            "issuer": s.issuer,
+        }),
+        None => serde_json::json!({ "id": "key", "subject": "", "issuer": "" }),
+    }
 }
 
 fn policy_name_mode(m: &PolicyMatch) -> (String, PolicyMode) {

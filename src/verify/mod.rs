@@ -31,6 +31,10 @@ pub struct AuthorityOutcome {
     /// issuer, GitHub workflow extensions, Rekor integrated time).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signer: Option<keyless::SignerIdentity>,
+    /// What a passing authority contributes to `spec.policy`'s
+    /// `authorityMatches.<name>` (`signatures`, `attestations`, `static`).
+    #[serde(skip)]
+    pub matches: Option<serde_json::Value>,
 }
 
 /// What one policy concluded for one image digest.
