@@ -251,6 +251,13 @@ pub async fn main(args: CheckArgs) -> i32 {
             .verifier
             .trust()
             .replace_all(crate::policy::files::load_trust_roots_fetching(dir).await);
+        // Remote policy programs too.
+        let remote = crate::policy::sources::RemotePrograms::default();
+        if let Ok(defs) = crate::policy::files::load_dir_fetching(dir, &remote).await {
+            evaluator
+                .store
+                .replace_source(crate::policy::files::SOURCE, &defs);
+        }
     }
     let mut texts = Vec::new();
     for f in &args.files {

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::ApiResource;
 use kube::runtime::watcher::{self, Event};
@@ -299,6 +299,7 @@ fn secret_entry(
 enum Change {
     Policy(Result<Event<DynamicObject>, watcher::Error>),
     Secret(Result<Event<Secret>, watcher::Error>),
+    ConfigMap(Result<Event<ConfigMap>, watcher::Error>),
 }
 
 /// Keeps the store's cluster policies current and writes their status.
@@ -315,35 +316,55 @@ pub async fn watch_policies(
     let resource = ApiResource::erase::<ClusterImagePolicy>(&());
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
     let typed: Api<ClusterImagePolicy> = Api::all(client.clone());
-    let secrets_api: Api<Secret> = Api::namespaced(client, &namespace);
+    let secrets_api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let configmaps_api: Api<ConfigMap> = Api::namespaced(client, &namespace);
     let policies = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .map(Change::Policy);
     let secret_events = watcher(secrets_api).map(Change::Secret);
-    let mut stream = futures::stream::select(policies.boxed(), secret_events.boxed());
+    let configmap_events = watcher(configmaps_api).map(Change::ConfigMap);
+    let mut stream = futures::stream::select_all([
+        policies.boxed(),
+        secret_events.boxed(),
+        configmap_events.boxed(),
+    ]);
 
+    let remote = crate::policy::sources::RemotePrograms::default();
     let mut policies: Listing<DynamicObject> = Listing::default();
     let mut secrets: Listing<Secret> = Listing::default();
+    let mut configmaps: Listing<ConfigMap> = Listing::default();
     let mut written: HashMap<String, (Option<i64>, Option<String>)> = HashMap::new();
     while let Some(change) = stream.next().await {
         let changed = match change {
             Change::Policy(Ok(event)) => policies.apply(event, |o| o),
             Change::Secret(Ok(event)) => secrets.apply(event, |s| s),
-            Change::Policy(Err(e)) | Change::Secret(Err(e)) => {
+            Change::ConfigMap(Ok(event)) => configmaps.apply(event, |c| c),
+            Change::Policy(Err(e)) | Change::Secret(Err(e)) | Change::ConfigMap(Err(e)) => {
                 tracing::warn!(error = %e, "policy or secret watch failed; not synced until it re-lists");
                 state.set(&state.policies_synced, false);
                 false
             }
         };
-        if !(changed && policies.listed && secrets.listed) {
+        if !(changed && policies.listed && secrets.listed && configmaps.listed) {
             continue;
         }
         let current = &policies.current;
         written.retain(|name, _| current.contains_key(name));
-        let defs: Vec<PolicyDefinition> = current
+        let mut defs: Vec<PolicyDefinition> = current
             .values()
             .map(|o| definition(o, &secrets.current, &namespace))
             .collect();
+        let programs: crate::policy::sources::ConfigMaps = configmaps
+            .current
+            .iter()
+            .map(|(name, cm)| {
+                (
+                    name.clone(),
+                    cm.data.clone().unwrap_or_default().into_iter().collect(),
+                )
+            })
+            .collect();
+        remote.resolve(&mut defs, Some(&programs)).await;
         let loaded = store.replace_source(SOURCE, &defs);
         state.set(&state.policies_synced, true);
         for policy in &loaded {

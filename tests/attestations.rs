@@ -468,3 +468,89 @@ async fn top_level_policy_demands_two_signatures_and_two_attestations() {
         "{msg}"
     );
 }
+
+/// `policy.remote`: fetched once with its sha256 enforced (through
+/// `sigil check`, which loads a policy directory as `serve` does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_policies_are_fetched_and_their_checksum_enforced() {
+    use sha2::Digest;
+    let c = Case::new();
+    let k = TestKey::generate(TestKeyKind::P256).unwrap();
+    let rego = "package sigstore\ndefault isCompliant = false\nisCompliant {\n  input.predicate.runDetails.builder.id == \"https://ci.acme.test/builder\"\n}\nerrorMsg = \"builder not allowed\" { not isCompliant }\n";
+    let sha = hex::encode(sha2::Sha256::digest(rego.as_bytes()));
+    let served = std::sync::Arc::new(rego.to_string());
+    let app = axum::Router::new().route(
+        "/policy.rego",
+        axum::routing::get(move || {
+            let body = served.clone();
+            async move { (*body).clone() }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/policy.rego", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let good = c
+        .image("acme/remote-good", |r, d| {
+            vec![AttestationToAttach::new(
+                &k,
+                &in_toto_statement(r, d, SLSA1, provenance("https://ci.acme.test/builder")),
+            )]
+        })
+        .await;
+    let bad = c
+        .image("acme/remote-bad", |r, d| {
+            vec![AttestationToAttach::new(
+                &k,
+                &in_toto_statement(r, d, SLSA1, provenance("https://evil.test")),
+            )]
+        })
+        .await;
+    let policy_with = |sum: &str| {
+        attestation_policy(
+            &c.glob,
+            &k,
+            &format!("        - name: provenance\n          predicateType: slsaprovenance1\n          policy:\n            type: rego\n            remote:\n              url: {url}\n              sha256sum: \"{sum}\"\n"),
+        )
+    };
+    let check = |policy: String, image: String| {
+        let addr = c.env.addr().to_string();
+        async move {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("p.yaml"), policy).unwrap();
+            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sigil"))
+                .args([
+                    "check",
+                    "--insecure-registry",
+                    &addr,
+                    "--image",
+                    &image,
+                    "--policy-dir",
+                ])
+                .arg(dir.path())
+                .output()
+                .await
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).to_string()
+                    + &String::from_utf8_lossy(&out.stderr),
+            )
+        }
+    };
+    let (code, out) = check(policy_with(&sha), good.clone()).await;
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = check(policy_with(&sha), bad).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("attestation provenance: policy failed: builder not allowed"),
+        "{out}"
+    );
+    let wrong = "0".repeat(64);
+    let (code, out) = check(policy_with(&wrong), good).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!("policy is invalid: spec.authorities[0].attestations[0].policy.remote.sha256sum: the body of {url} has sha256 {sha}, not {wrong}")),
+        "{out}"
+    );
+}

@@ -1046,5 +1046,104 @@ async fn keyless_policies_with_trust_root_resources_through_the_apiserver() {
     );
     assert!(held, "{last}");
     assert!(last.contains("TrustRoot broken is not ready"), "{last}");
+
+    // configMapRef: an attestation policy kept in a ConfigMap in sigil's
+    // namespace; editing the ConfigMap flips the verdict.
+    use sigil::testkit::{attach_attestations, in_toto_statement, AttestationToAttach};
+    let k = TestKey::generate(TestKeyKind::P256).unwrap();
+    let digest = env.push("attested/app", "v1").await;
+    let statement = in_toto_statement(
+        &format!("{}/attested/app", env.addr()),
+        &digest,
+        "https://slsa.dev/provenance/v1",
+        serde_json::json!({"runDetails": {"builder": {"id": "https://ci.acme.test/builder"}}}),
+    );
+    attach_attestations(
+        &env.client,
+        env.addr(),
+        "attested/app",
+        &digest,
+        &[AttestationToAttach::new(&k, &statement)],
+    )
+    .await
+    .unwrap();
+    let attested = format!("{}/attested/app:v1", env.addr());
+    assert!(ok(&c.kubectl(&["create", "namespace", "sigil-system"])));
+    let configmap = |builder: &str| {
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "provenance-policy", "namespace": "sigil-system"},
+            "data": {"policy.rego": format!("package sigstore\ndefault isCompliant = false\nisCompliant {{\n  input.predicate.runDetails.builder.id == \"{builder}\"\n}}\nerrorMsg = \"builder not allowed by the ConfigMap\" {{ not isCompliant }}\n")},
+        })
+        .to_string()
+    };
+    let out = apply(&c, &configmap("https://ci.acme.test/builder"));
+    assert!(ok(&out), "{}", text(&out));
+    let key_yaml: String = k
+        .public_pem
+        .lines()
+        .map(|l| format!("          {l}\n"))
+        .collect();
+    let attested_policy = format!(
+        "apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: attested\nspec:\n  images:\n    - glob: \"{}/attested/**\"\n  authorities:\n    - name: build\n      key:\n        data: |\n{key_yaml}      attestations:\n        - name: provenance\n          predicateType: slsaprovenance1\n          policy:\n            type: rego\n            configMapRef:\n              name: provenance-policy\n              key: policy.rego\n",
+        env.addr()
+    );
+    let out = apply(&c, &attested_policy);
+    assert!(ok(&out), "{}", text(&out));
+    let (held, last) = until_pod(
+        &c,
+        "enforced",
+        "attested",
+        &attested,
+        Duration::from_secs(15),
+        |admitted, _| admitted,
+    );
+    assert!(held, "attestation policy from the ConfigMap admits: {last}");
+    let out = apply(&c, &configmap("https://other.test/builder"));
+    assert!(ok(&out), "{}", text(&out));
+    let (held, last) = until_pod(
+        &c,
+        "enforced",
+        "reattested",
+        &attested,
+        Duration::from_secs(15),
+        |admitted, out| {
+            !admitted && out.contains("build: attestation provenance: policy failed: builder not allowed by the ConfigMap")
+        },
+    );
+    assert!(held, "the edited ConfigMap flips the verdict: {last}");
+
+    // A remote policy whose body does not match its sha256: not Ready.
+    let served = "package sigstore\nisCompliant = true\n";
+    let app =
+        axum::Router::new().route("/p.rego", axum::routing::get(move || async move { served }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/p.rego", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let remote_policy = attested_policy
+        .replace("name: attested\n", "name: remote-bad\n")
+        .replace(
+            "            configMapRef:\n              name: provenance-policy\n              key: policy.rego\n",
+            &format!("            remote:\n              url: {url}\n              sha256sum: \"{}\"\n", "1".repeat(64)),
+        );
+    let out = apply(&c, &remote_policy);
+    assert!(ok(&out), "{}", text(&out));
+    let cip_status = || {
+        text(&c.kubectl(&[
+            "get",
+            "cip",
+            "remote-bad",
+            "-o",
+            "jsonpath={.status.conditions[0].status}|{.status.conditions[0].message}",
+        ]))
+    };
+    assert!(
+        within(Duration::from_secs(15), || cip_status().starts_with(
+            "False|spec.authorities[0].attestations[0].policy.remote.sha256sum: the body of"
+        ))
+        .is_some(),
+        "{}",
+        cip_status()
+    );
     drop(sigil);
 }

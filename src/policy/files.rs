@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value;
 
 use super::compile::PolicyError;
+use super::sources::RemotePrograms;
 use super::store::{PolicyDefinition, PolicyStore};
 use super::types::{ClusterImagePolicySpec, GROUP};
 use crate::trust::{
@@ -175,6 +176,30 @@ pub async fn load_trust_roots_fetching(
     out
 }
 
+/// Whether any policy program is `remote` (then the async loader fetches it).
+pub fn has_remote_programs(defs: &[PolicyDefinition]) -> bool {
+    defs.iter().any(|d| {
+        d.spec.as_ref().is_ok_and(|s| {
+            s.policy.as_ref().is_some_and(|p| p.remote.is_some())
+                || s.authorities.iter().any(|a| {
+                    a.attestations
+                        .iter()
+                        .any(|t| t.policy.as_ref().is_some_and(|p| p.remote.is_some()))
+                })
+        })
+    })
+}
+
+/// [`load_dir`] with `remote` programs fetched (used by `sigil check`).
+pub async fn load_dir_fetching(
+    dir: &Path,
+    remote: &RemotePrograms,
+) -> Result<Vec<PolicyDefinition>, FileError> {
+    let mut defs = load_dir(dir)?;
+    remote.resolve(&mut defs, None).await;
+    Ok(defs)
+}
+
 /// Loads every policy in `dir`; any unreadable file is an error.
 pub fn load_dir(dir: &Path) -> Result<Vec<PolicyDefinition>, FileError> {
     let mut all = Vec::new();
@@ -222,12 +247,19 @@ pub async fn watch_dir(
     if let Some(trust) = &trust {
         trust.replace_all(load_trust_roots_fetching(&dir).await);
     }
+    let remote = RemotePrograms::default();
     let mut last = snapshot(&dir);
     let mut last_good: BTreeMap<PathBuf, Vec<PolicyDefinition>> = BTreeMap::new();
     for (p, _, _) in &last {
         if let Ok(defs) = load_file(p) {
             last_good.insert(p.clone(), defs);
         }
+    }
+    // Remote programs are fetched here, not in the synchronous first load.
+    let mut defs: Vec<PolicyDefinition> = last_good.values().flatten().cloned().collect();
+    if has_remote_programs(&defs) {
+        remote.resolve(&mut defs, None).await;
+        store.replace_source(SOURCE, &defs);
     }
     loop {
         tokio::time::sleep(interval).await;
@@ -251,8 +283,9 @@ pub async fn watch_dir(
             }
         }
         last_good = next;
-        let defs: Vec<PolicyDefinition> = last_good.values().flatten().cloned().collect();
+        let mut defs: Vec<PolicyDefinition> = last_good.values().flatten().cloned().collect();
         tracing::info!(dir = %dir.display(), policies = defs.len(), "policy directory changed; reloading");
+        remote.resolve(&mut defs, None).await;
         store.replace_source(SOURCE, &defs);
         if let Some(trust) = &trust {
             trust.replace_all(load_trust_roots_fetching(&dir).await);

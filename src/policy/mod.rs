@@ -6,6 +6,7 @@ pub mod crd;
 pub mod files;
 pub mod glob;
 pub mod program;
+pub mod sources;
 pub mod store;
 pub mod types;
 pub mod validate;
