@@ -93,6 +93,9 @@ pub struct VerifyArgs {
     /// How long tag→digest answers (and failing verdicts) are cached.
     #[arg(long, value_parser = duration, default_value = "30s")]
     pub resolve_ttl: Duration,
+    /// Time limit of one policy program (rego, cel) evaluation.
+    #[arg(long, value_parser = duration, default_value = "1s")]
+    pub policy_timeout: Duration,
     /// How long passing verification verdicts are cached.
     #[arg(long, value_parser = duration, default_value = "10m")]
     pub verify_ttl: Duration,
@@ -257,6 +260,7 @@ impl VerifyArgs {
                 resolve_ttl: self.resolve_ttl,
                 verify_ttl: self.verify_ttl,
                 trust,
+                policy_timeout: self.policy_timeout,
                 ..Default::default()
             },
         ));

@@ -93,6 +93,7 @@ pub async fn main(args: DemoArgs) -> anyhow::Result<()> {
         registry_read_timeout: Duration::from_secs(5),
         resolve_ttl: Duration::from_secs(30),
         verify_ttl: Duration::from_secs(600),
+        policy_timeout: Duration::from_secs(1),
         no_match_policy: NoMatchAction::Deny,
         mode: ServerMode::Enforce,
     };
