@@ -614,15 +614,7 @@ impl OfflineSigstore {
                 SetMode::OtherSignature => B64.encode(cert.sign(b"another envelope")),
                 _ => sig,
             };
-            let body = json!({
-                "apiVersion": "0.0.1",
-                "kind": "dsse",
-                "spec": {
-                    "envelopeHash": { "algorithm": "sha256", "value": hex::encode(Sha256::digest(&envelope)) },
-                    "payloadHash": { "algorithm": "sha256", "value": hex::encode(Sha256::digest(statement)) },
-                    "signatures": [{ "signature": logged_sig, "verifier": B64.encode(cert.pem()) }],
-                },
-            });
+            let body = dsse_rekor_body(&envelope, statement, &logged_sig, &cert.pem());
             annotations.insert(
                 BUNDLE_ANNOTATION.to_string(),
                 self.rekor_entry(&body, integrated_time, mode)?,
@@ -672,6 +664,24 @@ impl OfflineSigstore {
     }
 }
 
+/// The Rekor `dsse` v0.0.1 entry body of an envelope and its signature.
+fn dsse_rekor_body(
+    envelope: &[u8],
+    statement: &[u8],
+    signature_b64: &str,
+    verifier_pem: &str,
+) -> serde_json::Value {
+    json!({
+        "apiVersion": "0.0.1",
+        "kind": "dsse",
+        "spec": {
+            "envelopeHash": { "algorithm": "sha256", "value": hex::encode(Sha256::digest(envelope)) },
+            "payloadHash": { "algorithm": "sha256", "value": hex::encode(Sha256::digest(statement)) },
+            "signatures": [{ "signature": signature_b64, "verifier": B64.encode(verifier_pem) }],
+        },
+    })
+}
+
 /// How a bundle's transparency-log evidence is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProofMode {
@@ -719,15 +729,7 @@ impl OfflineSigstore {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        let body = json!({
-            "apiVersion": "0.0.1",
-            "kind": "dsse",
-            "spec": {
-                "envelopeHash": { "algorithm": "sha256", "value": hex::encode(Sha256::digest(&envelope)) },
-                "payloadHash": { "algorithm": "sha256", "value": hex::encode(Sha256::digest(statement)) },
-                "signatures": [{ "signature": sig, "verifier": B64.encode(verifier_pem) }],
-            },
-        });
+        let body = dsse_rekor_body(&envelope, statement, &sig, &verifier_pem);
         let mut material = material;
         material["tlogEntries"] = match mode {
             ProofMode::Missing => json!([]),

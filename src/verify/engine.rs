@@ -525,14 +525,8 @@ impl Verifier {
         a: &CompiledAuthority,
         creds: &Credentials,
     ) -> AuthorityOutcome {
-        let fail = |reason: String, transient: bool| AuthorityOutcome {
-            name: a.name.clone(),
-            passed: false,
-            reason,
-            transient,
-            signer: None,
-            matches: None,
-        };
+        let fail =
+            |reason: String, transient: bool| AuthorityOutcome::failed(&a.name, reason, transient);
         let layers = match self.cosign_layers(image, digest, a, creds, "att").await {
             Ok(l) => l,
             Err(o) => return o,
@@ -580,14 +574,7 @@ impl Verifier {
         verified: Vec<VerifiedStatement>,
         unverified: &[String],
     ) -> AuthorityOutcome {
-        let fail = |reason: String| AuthorityOutcome {
-            name: a.name.clone(),
-            passed: false,
-            reason,
-            transient: false,
-            signer: None,
-            matches: None,
-        };
+        let fail = |reason: String| AuthorityOutcome::failed(&a.name, reason, false);
         let why_not = || match unverified.first() {
             None => String::new(),
             Some(r) => format!(
@@ -669,14 +656,8 @@ impl Verifier {
         a: &CompiledAuthority,
         creds: &Credentials,
     ) -> AuthorityOutcome {
-        let fail = |reason: String, transient: bool| AuthorityOutcome {
-            name: a.name.clone(),
-            passed: false,
-            reason,
-            transient,
-            signer: None,
-            matches: None,
-        };
+        let fail =
+            |reason: String, transient: bool| AuthorityOutcome::failed(&a.name, reason, transient);
         let (registry, repository) = match &a.signature_repository {
             Some(r) => (r.registry.clone(), r.repository.clone()),
             None => (image.registry.clone(), image.repository.clone()),
@@ -816,14 +797,8 @@ impl Verifier {
             None => (image.registry.clone(), image.repository.clone()),
         };
         let sig_ref = Reference::with_tag(registry, repository, cosign_tag(digest, suffix));
-        let fail = |reason: String, transient: bool| AuthorityOutcome {
-            name: a.name.clone(),
-            passed: false,
-            reason,
-            transient,
-            signer: None,
-            matches: None,
-        };
+        let fail =
+            |reason: String, transient: bool| AuthorityOutcome::failed(&a.name, reason, transient);
         match self.signatures(&sig_ref, creds).await {
             Err(e) => Err(fail(
                 format!("cannot fetch signatures from {}: {e}", sig_ref.whole()),

@@ -37,6 +37,20 @@ pub struct AuthorityOutcome {
     pub matches: Option<serde_json::Value>,
 }
 
+impl AuthorityOutcome {
+    /// A failure of authority `name` for `reason`.
+    pub fn failed(name: &str, reason: String, transient: bool) -> Self {
+        AuthorityOutcome {
+            name: name.to_string(),
+            passed: false,
+            reason,
+            transient,
+            signer: None,
+            matches: None,
+        }
+    }
+}
+
 /// What one policy concluded for one image digest.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct PolicyOutcome {
