@@ -414,3 +414,89 @@ async fn attestation_bundles_count_only_when_verified() {
         "{msg}"
     );
 }
+
+/// A message-signature bundle over the image manifest (its digest is the
+/// image digest) counts as a signature; over another manifest it does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_signature_bundles_sign_the_image_digest() {
+    let c = Case::new();
+    let cert = c
+        .sigstore
+        .issue(&CertRequest::new(San::Uri(WORKFLOW.into()), ISSUER))
+        .unwrap();
+    let policy = keyless_bundle_policy(&c.glob, "");
+    let manifest_of = |repo: &str, digest: &str| {
+        let r = oci_client::Reference::with_digest(c.env.addr().into(), repo.into(), digest.into());
+        let client = &c.env.client;
+        async move {
+            client
+                .pull_manifest_raw(
+                    &r,
+                    &oci_client::secrets::RegistryAuth::Anonymous,
+                    &[oci_client::manifest::OCI_IMAGE_MEDIA_TYPE],
+                )
+                .await
+                .unwrap()
+                .0
+        }
+    };
+    let digest = c.env.push("acme/message", "v1").await;
+    let manifest = manifest_of("acme/message", &digest).await;
+    let bundle = c
+        .sigstore
+        .message_bundle(
+            BundleSigner::Certificate(&cert),
+            &manifest,
+            ProofMode::Valid,
+        )
+        .unwrap();
+    push_referrer(
+        &c.env.client,
+        c.env.addr(),
+        "acme/message",
+        &digest,
+        BUNDLE_V03,
+        BUNDLE_V03,
+        &bundle,
+        BTreeMap::new(),
+    )
+    .await
+    .unwrap();
+    let (ok, msg) = c
+        .verdict(&policy, &format!("{}/acme/message:v1", c.env.addr()))
+        .await;
+    assert!(ok, "{msg}");
+
+    // The same kind of bundle, but over another image's manifest.
+    let other = c.env.push("acme/message-other", "v1").await;
+    let other_manifest = manifest_of("acme/message-other", &other).await;
+    let digest = c.env.push("acme/message-wrong", "v1").await;
+    let bundle = c
+        .sigstore
+        .message_bundle(
+            BundleSigner::Certificate(&cert),
+            &other_manifest,
+            ProofMode::Valid,
+        )
+        .unwrap();
+    push_referrer(
+        &c.env.client,
+        c.env.addr(),
+        "acme/message-wrong",
+        &digest,
+        BUNDLE_V03,
+        BUNDLE_V03,
+        &bundle,
+        BTreeMap::new(),
+    )
+    .await
+    .unwrap();
+    let (ok, msg) = c
+        .verdict(&policy, &format!("{}/acme/message-wrong:v1", c.env.addr()))
+        .await;
+    assert!(!ok);
+    assert!(
+        msg.contains("no verified signature among 1 referrer"),
+        "{msg}"
+    );
+}

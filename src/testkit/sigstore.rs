@@ -742,6 +742,51 @@ impl OfflineSigstore {
         }))?)
     }
 
+    /// A Sigstore bundle v0.3 holding a message signature over `artifact`
+    /// (for an image: its manifest bytes, so the digest is the image
+    /// digest), logged as a Rekor `hashedrekord` entry.
+    pub fn message_bundle(
+        &self,
+        signer: BundleSigner<'_>,
+        artifact: &[u8],
+        mode: ProofMode,
+    ) -> anyhow::Result<Vec<u8>> {
+        let (sig, verifier_pem, material) = match &signer {
+            BundleSigner::Certificate(cert) => (
+                cert.sign(artifact),
+                cert.pem(),
+                json!({ "certificate": { "rawBytes": B64.encode(&cert.der) } }),
+            ),
+            BundleSigner::Key(key) => (
+                key.sign(artifact),
+                key.public_pem.clone(),
+                json!({ "publicKey": { "hint": "" } }),
+            ),
+        };
+        let digest = Sha256::digest(artifact);
+        let body = json!({
+            "apiVersion": "0.0.1",
+            "kind": "hashedrekord",
+            "spec": {
+                "data": { "hash": { "algorithm": "sha256", "value": hex::encode(digest) } },
+                "signature": { "content": B64.encode(&sig), "publicKey": { "content": B64.encode(verifier_pem) } },
+            },
+        });
+        let mut material = material;
+        material["tlogEntries"] = match mode {
+            ProofMode::Missing => json!([]),
+            _ => json!([self.tlog_entry(&body, ("hashedrekord", "0.0.1"), mode)?]),
+        };
+        Ok(serde_json::to_vec(&json!({
+            "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+            "verificationMaterial": material,
+            "messageSignature": {
+                "messageDigest": { "algorithm": "SHA2_256", "digest": B64.encode(digest) },
+                "signature": B64.encode(&sig),
+            },
+        }))?)
+    }
+
     /// A bundle tlog entry for `body`: SET plus a one-leaf inclusion proof.
     fn tlog_entry(
         &self,
