@@ -37,7 +37,9 @@ pub enum Language {
 #[derive(Clone)]
 pub struct Program {
     language: Language,
-    source: Arc<str>,
+    /// The parsed Rego modules, cloned for each evaluation (parsing happens
+    /// once, when the policy is compiled).
+    rego: Option<Arc<std::sync::Mutex<regorus::Engine>>>,
     cel: Option<Arc<cel::Program>>,
 }
 
@@ -77,7 +79,7 @@ impl Program {
                 }
                 Ok(Program {
                     language,
-                    source: source.into(),
+                    rego: Some(Arc::new(std::sync::Mutex::new(engine))),
                     cel: None,
                 })
             }
@@ -85,7 +87,7 @@ impl Program {
                 let program = cel::Program::compile(source).map_err(|e| e.to_string())?;
                 Ok(Program {
                     language,
-                    source: source.into(),
+                    rego: None,
                     cel: Some(Arc::new(program)),
                 })
             }
@@ -108,7 +110,10 @@ impl Program {
     }
 
     fn evaluate_rego(&self, input: &Value, limit: Duration) -> Result<(), String> {
-        let mut engine = rego_engine(&self.source)?;
+        let Some(template) = &self.rego else {
+            return Err("Rego program missing".into());
+        };
+        let mut engine = template.lock().unwrap_or_else(|e| e.into_inner()).clone();
         engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
             limit,
             check_interval: NonZeroU32::MIN,
