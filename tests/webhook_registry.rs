@@ -521,6 +521,43 @@ async fn signatures_in_another_repository_via_source_oci() {
     assert!(!allowed(&resp) && message(&resp).contains("no signatures found"));
 }
 
+/// `source[].tagPrefix`: the signature tag is `<prefix>sha256-<hex>.sig`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signature_tags_with_a_prefix_via_source_tag_prefix() {
+    let env = Env::start();
+    let k = key(TestKeyKind::P256);
+    let digest = env.push("team/app", "v1").await;
+    let sig = SignatureToAttach::new(&k, &format!("{}/team/app", env.addr()), &digest);
+    let tag = format!("signed-{}", sigil::image::cosign_tag(&digest, "sig"));
+    sigil::testkit::attach_signatures_at(&env.client, env.addr(), "team/app", &tag, &[sig])
+        .await
+        .unwrap();
+    let image = format!("{}/team/app:v1", env.addr());
+    let with_prefix = format!(
+        "{}      source:\n        - tagPrefix: signed-\n",
+        key_policy("p", "**", &[&k], "")
+    );
+    let (ev, _) = pipeline(&with_prefix, &Opts::for_registry(env.addr()));
+    let resp = review_pod(&ev, &image).await;
+    assert!(allowed(&resp), "{}", message(&resp));
+    // Without the prefix, the plain tag holds nothing.
+    let (ev, _) = pipeline(
+        &key_policy("p", "**", &[&k], ""),
+        &Opts::for_registry(env.addr()),
+    );
+    let resp = review_pod(&ev, &image).await;
+    assert!(!allowed(&resp));
+    assert!(
+        message(&resp).contains(&format!(
+            "no signatures found at {}/team/app:{}",
+            env.addr(),
+            sigil::image::cosign_tag(&digest, "sig")
+        )),
+        "{}",
+        message(&resp)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_concurrent_reviews_make_one_set_of_registry_requests() {
     let env = Env::start();

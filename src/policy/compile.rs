@@ -122,6 +122,8 @@ pub struct CompiledAuthority {
     /// (each verified with the authority's key or identity) instead of by a
     /// signature, as in policy-controller.
     pub attestations: Vec<CompiledAttestation>,
+    /// `source[].tagPrefix`: prefix of the `sha256-<hex>.sig`/`.att` tags.
+    pub signature_tag_prefix: String,
     /// `signatureFormat: bundle`: signatures and attestations are Sigstore
     /// bundles (or cosign OCI 1.1 signatures) behind OCI referrers.
     pub bundle_format: bool,
@@ -346,12 +348,14 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
             signature_repository: None,
             signature_pull_secrets: Vec::new(),
             attestations: Vec::new(),
+            signature_tag_prefix: String::new(),
             bundle_format: false,
         });
     }
 
     let mut unsupported: Option<String> = None;
     let mut signature_repository = None;
+    let mut signature_tag_prefix = String::new();
     if let Some(src) = a.sources.first() {
         let sp = format!("{path}.source[0]");
         if let Some(oci) = src.oci.as_deref() {
@@ -361,8 +365,8 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
                 repository: r.repository,
             });
         }
-        if src.tag_prefix.is_some() {
-            unsupported.get_or_insert(format!("{sp}.tagPrefix"));
+        if let Some(prefix) = src.tag_prefix.as_deref().filter(|p| !p.is_empty()) {
+            signature_tag_prefix = prefix.to_string();
         }
     }
 
@@ -493,6 +497,7 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
             .flat_map(|s| s.signature_pull_secrets.iter().map(|r| r.name.clone()))
             .collect(),
         attestations,
+        signature_tag_prefix,
         bundle_format: a.signature_format.as_deref() == Some("bundle"),
     })
 }

@@ -436,6 +436,33 @@ pub async fn attach_signatures_as(
     .await
 }
 
+/// [`attach_signatures`] under another tag (e.g. with a `tagPrefix`).
+pub async fn attach_signatures_at(
+    client: &Client,
+    registry: &str,
+    repository: &str,
+    tag: &str,
+    signatures: &[SignatureToAttach],
+) -> anyhow::Result<()> {
+    let layers = signatures
+        .iter()
+        .map(|s| {
+            let mut ann = s.annotations.clone();
+            ann.insert(SIGNATURE_ANNOTATION.to_string(), s.signature_b64.clone());
+            (s.payload.clone(), SIMPLE_SIGNING_MEDIA_TYPE, ann)
+        })
+        .collect();
+    push_cosign_tag(
+        client,
+        registry,
+        repository,
+        tag,
+        layers,
+        &RegistryAuth::Anonymous,
+    )
+    .await
+}
+
 /// One attestation layer to attach: a DSSE envelope and its annotations.
 #[derive(Debug, Clone)]
 pub struct AttestationToAttach {

@@ -796,7 +796,11 @@ impl Verifier {
             Some(r) => (r.registry.clone(), r.repository.clone()),
             None => (image.registry.clone(), image.repository.clone()),
         };
-        let sig_ref = Reference::with_tag(registry, repository, cosign_tag(digest, suffix));
+        let sig_ref = Reference::with_tag(
+            registry,
+            repository,
+            format!("{}{}", a.signature_tag_prefix, cosign_tag(digest, suffix)),
+        );
         let fail =
             |reason: String, transient: bool| AuthorityOutcome::failed(&a.name, reason, transient);
         match self.signatures(&sig_ref, creds).await {
