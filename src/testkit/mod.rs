@@ -417,23 +417,8 @@ pub async fn attach_signatures_as(
     signatures: &[SignatureToAttach],
     auth: &RegistryAuth,
 ) -> anyhow::Result<()> {
-    let layers = signatures
-        .iter()
-        .map(|s| {
-            let mut ann = s.annotations.clone();
-            ann.insert(SIGNATURE_ANNOTATION.to_string(), s.signature_b64.clone());
-            (s.payload.clone(), SIMPLE_SIGNING_MEDIA_TYPE, ann)
-        })
-        .collect();
-    push_cosign_tag(
-        client,
-        registry,
-        repository,
-        &cosign_tag(digest, "sig"),
-        layers,
-        auth,
-    )
-    .await
+    let tag = cosign_tag(digest, "sig");
+    push_signature_layers(client, registry, repository, &tag, signatures, auth).await
 }
 
 /// [`attach_signatures`] under another tag (e.g. with a `tagPrefix`).
@@ -444,6 +429,19 @@ pub async fn attach_signatures_at(
     tag: &str,
     signatures: &[SignatureToAttach],
 ) -> anyhow::Result<()> {
+    let auth = RegistryAuth::Anonymous;
+    push_signature_layers(client, registry, repository, tag, signatures, &auth).await
+}
+
+/// Pushes simple-signing layers (signature in the annotation) under `tag`.
+async fn push_signature_layers(
+    client: &Client,
+    registry: &str,
+    repository: &str,
+    tag: &str,
+    signatures: &[SignatureToAttach],
+    auth: &RegistryAuth,
+) -> anyhow::Result<()> {
     let layers = signatures
         .iter()
         .map(|s| {
@@ -452,15 +450,7 @@ pub async fn attach_signatures_at(
             (s.payload.clone(), SIMPLE_SIGNING_MEDIA_TYPE, ann)
         })
         .collect();
-    push_cosign_tag(
-        client,
-        registry,
-        repository,
-        tag,
-        layers,
-        &RegistryAuth::Anonymous,
-    )
-    .await
+    push_cosign_tag(client, registry, repository, tag, layers, auth).await
 }
 
 /// One attestation layer to attach: a DSSE envelope and its annotations.

@@ -658,10 +658,7 @@ impl Verifier {
     ) -> AuthorityOutcome {
         let fail =
             |reason: String, transient: bool| AuthorityOutcome::failed(&a.name, reason, transient);
-        let (registry, repository) = match &a.signature_repository {
-            Some(r) => (r.registry.clone(), r.repository.clone()),
-            None => (image.registry.clone(), image.repository.clone()),
-        };
+        let (registry, repository) = signature_home(image, a);
         let client = match self.client_for(creds).await {
             Ok(c) => c,
             Err(e) => return fail(e.to_string(), e.is_transient()),
@@ -792,10 +789,7 @@ impl Verifier {
         creds: &Credentials,
         suffix: &str,
     ) -> Result<Arc<Vec<SignatureLayer>>, AuthorityOutcome> {
-        let (registry, repository) = match &a.signature_repository {
-            Some(r) => (r.registry.clone(), r.repository.clone()),
-            None => (image.registry.clone(), image.repository.clone()),
-        };
+        let (registry, repository) = signature_home(image, a);
         let sig_ref = Reference::with_tag(
             registry,
             repository,
@@ -883,6 +877,14 @@ pub async fn fetch_signature_layers(
         });
     }
     Ok(Arc::new(layers))
+}
+
+/// Where an authority's signatures live: `source[].oci`, else beside the image.
+fn signature_home(image: &ImageRef, a: &CompiledAuthority) -> (String, String) {
+    match &a.signature_repository {
+        Some(r) => (r.registry.clone(), r.repository.clone()),
+        None => (image.registry.clone(), image.repository.clone()),
+    }
 }
 
 /// One entry of `authorityMatches.<name>.signatures` (or of an
