@@ -41,7 +41,7 @@ fn warm_path(c: &mut Criterion) {
             .await
             .unwrap();
             sign_image(&client, &addr, repo, &d, &key).await.unwrap();
-            out.push(format!("{addr}/{repo}:v1"));
+            out.push(format!("{addr}/{repo}:v1@{d}"));
         }
         out
     });
@@ -65,6 +65,7 @@ fn warm_path(c: &mut Criterion) {
                 no_match: NoMatchAction::Deny,
             },
             verify_timeout: Duration::from_secs(8),
+            require_digest: true,
         },
         Arc::new(NullAuditSink),
     );

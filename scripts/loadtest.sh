@@ -11,7 +11,7 @@ trap 'kill $(cat "$work/pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' E
 ( target/release/sigil --log-level warn demo --keep-running > "$work/demo.log" 2>&1 & echo $! > "$work/pid" )
 for _ in $(seq 1 100); do grep -q "until Ctrl-C" "$work/demo.log" && break; sleep 0.2; done
 url=$(sed -n 's/^serving on \(.*\) until Ctrl-C$/\1/p' "$work/demo.log")
-image=$(sed -n 's/^   pushed \(.*\) (signed.*$/\1/p' "$work/demo.log")
+image=$(sed -n 's/^   pushed \(.*\) (signed, \(sha256:[0-9a-f]*\))$/\1@\2/p' "$work/demo.log")
 [ -n "$url" ] && [ -n "$image" ] || { cat "$work/demo.log"; exit 1; }
 python3 - "$image" > "$work/review.json" <<'PY'
 import json, sys

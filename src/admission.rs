@@ -75,7 +75,14 @@ pub fn with_pull_secrets(mut ctx: RequestContext, req: &Request) -> RequestConte
 
 /// The images this request must have verified, or `Ok(None)` when it is
 /// admitted without checks (DELETE/CONNECT, status/scale subresources, kinds
-/// that run no pods).
+/// that run no pods, objects being deleted).
+///
+/// On UPDATE only the images that are new — not in `oldObject` — are
+/// returned: an update that changes no image (labels, finalizers, scale,
+/// annotations) needs no registry and must not be blocked by a registry
+/// outage, and running workloads are not re-judged on every edit. A new
+/// image is always checked. An `oldObject` sigil cannot read counts as
+/// having no images (everything is checked).
 pub fn images_to_check(req: &Request) -> Result<Option<Vec<ImageUse>>, WorkloadError> {
     if !matches!(req.operation, Operation::Create | Operation::Update) {
         return Ok(None);
@@ -83,6 +90,35 @@ pub fn images_to_check(req: &Request) -> Result<Option<Vec<ImageUse>>, WorkloadE
     let Some(object) = &req.object else {
         return Ok(None);
     };
+    if req.operation == Operation::Update && object.metadata.deletion_timestamp.is_some() {
+        // Finalizers being removed from an object on its way out.
+        return Ok(None);
+    }
+    let images = images_in(req, object)?;
+    if req.operation != Operation::Update {
+        return Ok(images);
+    }
+    let old: std::collections::HashSet<String> = req
+        .old_object
+        .as_ref()
+        .and_then(|o| images_in(req, o).ok().flatten())
+        .into_iter()
+        .flatten()
+        .map(|i| i.reference)
+        .collect();
+    Ok(images.map(|images| {
+        images
+            .into_iter()
+            .filter(|i| !old.contains(&i.reference))
+            .collect()
+    }))
+}
+
+/// Every image of one version of the request's object.
+fn images_in(
+    req: &Request,
+    object: &DynamicObject,
+) -> Result<Option<Vec<ImageUse>>, WorkloadError> {
     match req.sub_resource.as_deref() {
         None | Some("") => images_of(&req.kind.kind, &object.data),
         Some("ephemeralcontainers") => {
@@ -139,6 +175,71 @@ pub fn deny(req: &Request, reason: &str) -> AdmissionReview<DynamicObject> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn update(old: serde_json::Value, new: serde_json::Value) -> Request {
+        let body = serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "operation": "UPDATE", "userInfo": {}, "namespace": "ns", "name": "p",
+                "object": new, "oldObject": old,
+            }
+        });
+        decode(&serde_json::to_vec(&body).unwrap()).unwrap()
+    }
+
+    fn pod(images: &[&str], volume: Option<&str>) -> serde_json::Value {
+        let containers: Vec<_> = images
+            .iter()
+            .enumerate()
+            .map(|(i, im)| serde_json::json!({"name": format!("c{i}"), "image": im}))
+            .collect();
+        let volumes: Vec<_> = volume
+            .iter()
+            .map(|r| serde_json::json!({"name": "v", "image": {"reference": r}}))
+            .collect();
+        serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"containers": containers, "volumes": volumes}})
+    }
+
+    #[test]
+    fn updates_check_only_the_images_they_change() {
+        // Same images, new label: nothing to check.
+        let mut relabelled = pod(&["a:1", "b:1"], Some("m:1"));
+        relabelled["metadata"]["labels"] = serde_json::json!({"x": "y"});
+        let req = update(pod(&["a:1", "b:1"], Some("m:1")), relabelled);
+        assert_eq!(images_to_check(&req).unwrap(), Some(vec![]));
+        // One container and the image volume change: exactly those.
+        let req = update(
+            pod(&["a:1", "b:1"], Some("m:1")),
+            pod(&["a:1", "b:2"], Some("m:2")),
+        );
+        let got: Vec<String> = images_to_check(&req)
+            .unwrap()
+            .unwrap()
+            .into_iter()
+            .map(|i| format!("{} {}", i.field, i.reference))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                "spec.containers[1].image b:2",
+                "spec.volumes[0].image.reference m:2"
+            ]
+        );
+        // An object on its way out (finalizers removed): nothing.
+        let mut deleting = pod(&["c:9"], None);
+        deleting["metadata"]["deletionTimestamp"] = "2026-11-23T10:00:00Z".into();
+        let req = update(pod(&["a:1"], None), deleting);
+        assert_eq!(images_to_check(&req).unwrap(), None);
+        // An unreadable oldObject hides nothing: everything is checked.
+        let req = update(
+            serde_json::json!({"spec": {"containers": "x"}}),
+            pod(&["a:1"], None),
+        );
+        assert_eq!(images_to_check(&req).unwrap().unwrap().len(), 1);
+    }
 
     #[test]
     fn malformed_reviews_are_errors() {

@@ -17,6 +17,10 @@ pub struct Workload {
     pub context: RequestContext,
     /// Its images.
     pub images: Vec<ImageUse>,
+    /// Given with `--image`: tags are resolved (like policy-controller's
+    /// tester) and the output says the webhook would need the digest.
+    /// Manifests (`-f`) get exactly the webhook's verdict.
+    pub from_image_flag: bool,
 }
 
 /// One image in the JSON output.
@@ -88,7 +92,11 @@ pub fn workloads(
                         doc.pointer("/metadata/labels").cloned().unwrap_or_default(),
                     )
                     .unwrap_or_default();
-                    out.push(Workload { context, images });
+                    out.push(Workload {
+                        context,
+                        images,
+                        from_image_flag: false,
+                    });
                 }
             }
         }
@@ -101,6 +109,7 @@ pub fn workloads(
                 reference: image.clone(),
                 pointer: "/spec/containers/0/image".into(),
             }],
+            from_image_flag: true,
         });
     }
     Ok(out)
@@ -154,7 +163,29 @@ pub async fn run_check(evaluator: &Evaluator, workloads: Vec<Workload>) -> Check
             "{} {}/{}",
             w.context.kind, w.context.namespace, w.context.name
         );
-        let eval = evaluator.evaluate(&w.context, w.images).await;
+        let require_digest = evaluator.settings.require_digest && !w.from_image_flag;
+        let eval = evaluator
+            .evaluate_with(
+                &w.context,
+                w.images,
+                &evaluator.settings.decision,
+                require_digest,
+            )
+            .await;
+        if w.from_image_flag && evaluator.settings.require_digest {
+            for r in &eval.reports {
+                if let (Some(digest), false) = (&r.digest, r.policies.is_empty()) {
+                    let pinned = crate::image::ImageRef::parse(&r.image.reference)
+                        .is_ok_and(|i| i.digest.is_some());
+                    if !pinned {
+                        result.warnings.push(format!(
+                            "{label}: {} was resolved to {digest} for this check; the webhook admits only images pinned to a digest: write {}@{digest} (or let the mutating webhook pin it)",
+                            r.image.reference, r.image.reference
+                        ));
+                    }
+                }
+            }
+        }
         if !eval.verdict.allowed {
             result.allowed = false;
         }

@@ -105,6 +105,41 @@ pub struct VerifyArgs {
     /// `audit` never denies; it only writes the audit log.
     #[arg(long, value_enum, default_value_t = ServerMode::Enforce)]
     pub mode: ServerMode,
+    /// Require every image some policy matches to be pinned to a digest in
+    /// the workload itself (`--require-digest=false` turns it off: only for
+    /// clusters without the mutating webhook that accept that a tag can move
+    /// between verification and pull).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub require_digest: bool,
+    /// Registry requests in flight at once, all registries together.
+    #[arg(long, default_value_t = crate::registry::DEFAULT_MAX_REQUESTS)]
+    pub registry_concurrency: usize,
+    /// Registry requests in flight at once to one registry.
+    #[arg(long, default_value_t = crate::registry::DEFAULT_MAX_REQUESTS_PER_REGISTRY)]
+    pub registry_concurrency_per_host: usize,
+    /// Memory all verification caches may hold together (e.g. `64MiB`,
+    /// `512KiB`, `1GiB`); entries are weighed by their size.
+    #[arg(long, value_parser = byte_size, default_value = "64MiB")]
+    pub cache_memory: u64,
+}
+
+/// `64MiB`, `512KiB`, `1GiB`, `1000` (bytes); `Mi`/`Ki`/`Gi` too.
+pub fn byte_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 64MiB"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "Ki" | "K" | "KB" => 1 << 10,
+        "MiB" | "Mi" | "M" | "MB" => 1 << 20,
+        "GiB" | "Gi" | "G" | "GB" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?} (use KiB, MiB or GiB)")),
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// `sigil serve`.
@@ -138,6 +173,17 @@ pub struct ServeArgs {
     /// sigil's own namespace: Secrets named by `key.secretRef` live here.
     #[arg(long, env = "POD_NAMESPACE", default_value = "sigil-system")]
     pub namespace: String,
+    /// Answer only clients presenting a certificate that chains to this CA
+    /// (PEM): the kube-apiserver, configured with a client certificate in its
+    /// admission configuration. Without it every client that reaches the
+    /// port is answered.
+    #[arg(long)]
+    pub client_ca: Option<PathBuf>,
+    /// Reviews answered at once; one more is refused at once with HTTP 503
+    /// and the reason (the apiserver then applies the webhook's
+    /// failurePolicy), never queued.
+    #[arg(long, default_value_t = crate::server::DEFAULT_MAX_IN_FLIGHT)]
+    pub max_inflight_reviews: usize,
 }
 
 /// Output format of `sigil check`.
@@ -227,6 +273,8 @@ impl VerifyArgs {
             docker_config: self.registry_config.clone(),
             connect_timeout: Some(self.registry_connect_timeout),
             read_timeout: Some(self.registry_read_timeout),
+            max_requests: self.registry_concurrency,
+            max_requests_per_registry: self.registry_concurrency_per_host,
         }
     }
 
@@ -261,7 +309,7 @@ impl VerifyArgs {
                 verify_ttl: self.verify_ttl,
                 trust,
                 policy_timeout: self.policy_timeout,
-                ..Default::default()
+                cache_bytes: self.cache_memory,
             },
         ));
         Ok(Evaluator::new(
@@ -273,6 +321,7 @@ impl VerifyArgs {
                     no_match: self.no_match_policy,
                 },
                 verify_timeout: self.verify_timeout,
+                require_digest: self.require_digest,
             },
             audit,
         ))

@@ -3,9 +3,13 @@
 //! writes each policy's `Ready` condition, and tells the webhook which
 //! namespaces are enforced.
 //!
-//! Fail closed: until both watches have listed everything once (and again
-//! after any watch error, until the re-list completes) the cluster is "not
-//! synced" and enforced reviews are denied with that reason.
+//! Fail closed: until both watches have listed everything once, and while
+//! any of them is re-listing (the watcher starts a re-list when its watch
+//! cannot resume, e.g. after `410 Gone`), the cluster is "not synced" and
+//! enforced reviews are denied with that reason. A watch error that the
+//! watcher recovers from by resuming where it stopped (no re-list; nothing
+//! was missed) does not change readiness: not-ready means a re-list is
+//! really under way.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -129,6 +133,7 @@ struct Listing<V> {
     current: BTreeMap<String, V>,
     pending: BTreeMap<String, V>,
     listed: bool,
+    relisting: bool,
 }
 
 impl<V> Default for Listing<V> {
@@ -137,16 +142,23 @@ impl<V> Default for Listing<V> {
             current: BTreeMap::new(),
             pending: BTreeMap::new(),
             listed: false,
+            relisting: false,
         }
     }
 }
 
 impl<V> Listing<V> {
+    /// A complete list arrived and no re-list is under way.
+    fn synced(&self) -> bool {
+        self.listed && !self.relisting
+    }
+
     /// Applies one event, storing `value(object)`; true when `current` changed.
     fn apply<K: ResourceExt>(&mut self, event: Event<K>, value: impl Fn(K) -> V) -> bool {
         match event {
             Event::Init => {
                 self.pending.clear();
+                self.relisting = true;
                 false
             }
             Event::InitApply(obj) => {
@@ -156,6 +168,7 @@ impl<V> Listing<V> {
             Event::InitDone => {
                 self.current = std::mem::take(&mut self.pending);
                 self.listed = true;
+                self.relisting = false;
                 true
             }
             Event::Apply(obj) => {
@@ -170,24 +183,33 @@ impl<V> Listing<V> {
 /// Keeps `state`'s namespace modes current. Runs until the process stops.
 pub async fn watch_namespaces(client: Client, state: Arc<ClusterState>) {
     let api: Api<Namespace> = Api::all(client);
+    follow_namespaces(watcher(api), &state).await;
+}
+
+/// Applies namespace watch events to `state` until the stream ends.
+async fn follow_namespaces(
+    events: impl futures::Stream<Item = Result<Event<Namespace>, watcher::Error>>,
+    state: &ClusterState,
+) {
     let mut listing: Listing<NamespaceMode> = Listing::default();
-    let mut stream = watcher(api).boxed();
-    while let Some(event) = stream.next().await {
+    let mut events = std::pin::pin!(events);
+    while let Some(event) = events.next().await {
         match event {
             Ok(event) => {
-                let was_listed = listing.listed;
+                let was_synced = listing.synced();
                 if listing.apply(event, |ns| label_mode(&ns)) {
                     *state.namespaces.write().unwrap_or_else(|e| e.into_inner()) =
                         listing.current.clone();
-                    if !was_listed {
-                        tracing::info!("namespaces synced");
-                    }
-                    state.set(&state.namespaces_synced, listing.listed);
                 }
+                if listing.synced() && !was_synced {
+                    tracing::info!("namespaces synced");
+                }
+                state.set(&state.namespaces_synced, listing.synced());
             }
             Err(e) => {
-                tracing::warn!(error = %e, "namespace watch failed; not synced until it re-lists");
-                state.set(&state.namespaces_synced, false);
+                // The watcher retries: it resumes where it stopped, or
+                // starts a re-list (an `Init` event, which unsyncs).
+                tracing::warn!(error = %e, "namespace watch failed; retrying");
             }
         }
     }
@@ -340,12 +362,17 @@ pub async fn watch_policies(
             Change::Secret(Ok(event)) => secrets.apply(event, |s| s),
             Change::ConfigMap(Ok(event)) => configmaps.apply(event, |c| c),
             Change::Policy(Err(e)) | Change::Secret(Err(e)) | Change::ConfigMap(Err(e)) => {
-                tracing::warn!(error = %e, "policy or secret watch failed; not synced until it re-lists");
-                state.set(&state.policies_synced, false);
+                // Retried by the watcher: resumed, or re-listed (`Init`).
+                tracing::warn!(error = %e, "policy, secret or ConfigMap watch failed; retrying");
                 false
             }
         };
-        if !(changed && policies.listed && secrets.listed && configmaps.listed) {
+        if !(policies.synced() && secrets.synced() && configmaps.synced()) {
+            // A (re-)list is under way: the view may be missing changes.
+            state.set(&state.policies_synced, false);
+            continue;
+        }
+        if !changed && state.policies_synced.load(Ordering::Acquire) {
             continue;
         }
         let current = &policies.current;
@@ -681,6 +708,41 @@ mod tests {
         assert!(l.apply(Event::InitDone, mode));
         assert_eq!(l.current.keys().collect::<Vec<_>>(), vec!["c"]);
         assert_eq!(l.current.get("c"), Some(&NamespaceMode::Skip));
+    }
+
+    /// A watch that fails and then resumes without a re-list missed
+    /// nothing: sigil stays ready (no cluster change needed to recover).
+    /// A re-list makes it not ready until the list completes.
+    #[tokio::test]
+    async fn readiness_follows_relists_not_watch_errors() {
+        let state = ClusterState::new(Arc::new(AtomicBool::new(false)));
+        state.set(&state.policies_synced, true);
+        let events = futures::stream::iter(vec![
+            Ok(Event::Init),
+            Ok(Event::InitApply(ns("a", Some("true")))),
+            Ok(Event::InitDone),
+            Err(watcher::Error::NoResourceVersion),
+        ]);
+        follow_namespaces(events, &state).await;
+        assert!(state.synced(), "a watch error alone must not unsync");
+        assert!(state.ready.load(Ordering::Acquire));
+        assert_eq!(state.mode("a"), Ok(NamespaceMode::Enforce));
+
+        let state = ClusterState::new(Arc::new(AtomicBool::new(false)));
+        state.set(&state.policies_synced, true);
+        let events = futures::stream::iter(vec![
+            Ok(Event::Init),
+            Ok(Event::InitDone),
+            Err(watcher::Error::NoResourceVersion),
+            Ok(Event::Init),
+            Ok(Event::InitApply(ns("b", None))),
+        ]);
+        follow_namespaces(events, &state).await;
+        assert!(!state.synced(), "a re-list under way is not synced");
+        assert!(state
+            .mode("b")
+            .unwrap_err()
+            .contains("not finished syncing"));
     }
 
     #[test]

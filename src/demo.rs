@@ -1,8 +1,10 @@
 //! `sigil demo`: the whole product on one machine with no cluster. Starts
 //! Debian's docker-registry on loopback, pushes a signed and an unsigned
 //! image (throwaway P-256 key, cosign's legacy layout), writes a policy,
-//! serves the webhook with a self-signed certificate and posts two
-//! AdmissionReviews to it over HTTPS.
+//! serves the webhook with a self-signed certificate and posts
+//! AdmissionReviews to it over HTTPS the way the apiserver does: each Pod to
+//! `/mutate` first (tags pinned to digests), then the pinned Pod to
+//! `/validate`; and one unpinned Pod straight to `/validate`.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -41,6 +43,22 @@ pub fn pod_review(uid: &str, namespace: &str, name: &str, image: &str) -> serde_
             "dryRun": false
         }
     })
+}
+
+/// The image of a one-container Pod review after `/mutate`'s JSON patch.
+fn pinned_image(review: &serde_json::Value, mutated: &serde_json::Value) -> Option<String> {
+    use base64::Engine as _;
+    let patch = mutated.pointer("/response/patch")?.as_str()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(patch)
+        .ok()?;
+    let patch: json_patch::Patch = serde_json::from_slice(&bytes).ok()?;
+    let mut object = review.pointer("/request/object")?.clone();
+    json_patch::patch(&mut object, &patch).ok()?;
+    object
+        .pointer("/spec/containers/0/image")?
+        .as_str()
+        .map(str::to_string)
 }
 
 /// The policy the demo installs: images under `registry/demo/**` must be
@@ -96,6 +114,10 @@ pub async fn main(args: DemoArgs) -> anyhow::Result<()> {
         policy_timeout: Duration::from_secs(1),
         no_match_policy: NoMatchAction::Deny,
         mode: ServerMode::Enforce,
+        require_digest: true,
+        registry_concurrency: crate::registry::DEFAULT_MAX_REQUESTS,
+        registry_concurrency_per_host: crate::registry::DEFAULT_MAX_REQUESTS_PER_REGISTRY,
+        cache_memory: crate::verify::engine::DEFAULT_CACHE_BYTES,
     };
     let evaluator = Arc::new(verify.build(Arc::new(StdoutAuditSink))?);
     let certs = tls::self_signed(&tls::default_names())?;
@@ -107,10 +129,11 @@ pub async fn main(args: DemoArgs) -> anyhow::Result<()> {
     let running = server::start(
         "127.0.0.1:0".parse()?,
         tls_config,
-        AppState {
+        AppState::new(
             evaluator,
-            ready: Arc::new(AtomicBool::new(true)),
-        },
+            Arc::new(AtomicBool::new(true)),
+            server::DEFAULT_MAX_IN_FLIGHT,
+        ),
     )
     .await?;
     let url = format!("https://localhost:{}/validate", running.addr.port());
@@ -122,17 +145,21 @@ pub async fn main(args: DemoArgs) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(certs.ca_pem.as_bytes())?)
         .build()?;
-    for (uid, image) in [("demo-1", signed.whole()), ("demo-2", unsigned.whole())] {
-        println!("\n== POST /validate: Pod with image {image}");
-        let body = pod_review(uid, "default", uid, &image);
-        let resp: serde_json::Value = http
-            .post(&url)
-            .json(&body)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
+    let base = format!("https://localhost:{}", running.addr.port());
+    let post = |path: &'static str, body: serde_json::Value| {
+        let http = http.clone();
+        let url = format!("{base}{path}");
+        async move {
+            http.post(&url)
+                .json(&body)
+                .send()
+                .await?
+                .error_for_status()?
+                .json::<serde_json::Value>()
+                .await
+        }
+    };
+    let show = |resp: &serde_json::Value| {
         let allowed = resp
             .pointer("/response/allowed")
             .and_then(|v| v.as_bool())
@@ -146,7 +173,25 @@ pub async fn main(args: DemoArgs) -> anyhow::Result<()> {
                 .unwrap_or("");
             println!("   DENIED: {msg}");
         }
+    };
+    for (uid, image) in [("demo-1", signed.whole()), ("demo-2", unsigned.whole())] {
+        println!("\n== POST /mutate: Pod with image {image}");
+        let body = pod_review(uid, "default", uid, &image);
+        let mutated = post("/mutate", body.clone()).await?;
+        let pinned = pinned_image(&body, &mutated).unwrap_or_else(|| image.clone());
+        println!("   pinned to {pinned}");
+        println!("== POST /validate: Pod with image {pinned}");
+        show(&post("/validate", pod_review(uid, "default", uid, &pinned)).await?);
     }
+    let image = signed.whole();
+    println!("\n== POST /validate (no /mutate first): Pod with image {image}");
+    show(
+        &post(
+            "/validate",
+            pod_review("demo-3", "default", "demo-3", &image),
+        )
+        .await?,
+    );
     if args.keep_running {
         println!("\nserving on {url} until Ctrl-C");
         server::shutdown_signal().await;

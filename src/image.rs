@@ -1,6 +1,13 @@
 //! Container image references, normalised the way policy-controller (and
 //! go-containerregistry) does: `docker.io` becomes `index.docker.io`, official
 //! images get `library/`, and a reference without tag or digest means `:latest`.
+//!
+//! One registry has many spellings that the kubelet pulls from alike, so the
+//! registry host is put in one canonical form before anything matches or
+//! fetches ([`canonical_registry`]): host names are case-insensitive, `:443`
+//! is the HTTPS default port, and Docker Hub answers to `docker.io`,
+//! `index.docker.io` and `registry-1.docker.io`. Every glob sees only the
+//! canonical name, so no spelling slips past a policy.
 
 use oci_client::Reference;
 
@@ -39,10 +46,7 @@ impl ImageRef {
             reference: original.to_string(),
             reason: e.to_string(),
         })?;
-        let registry = match parsed.registry() {
-            "docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_string(),
-            other => other.to_string(),
-        };
+        let registry = canonical_registry(parsed.registry());
         let digest = parsed.digest().map(str::to_string);
         let tag = match (parsed.tag(), &digest) {
             (Some(t), _) => Some(t.to_string()),
@@ -98,6 +102,20 @@ impl ImageRef {
     }
 }
 
+/// The one spelling of a registry host: lowercase (DNS names are
+/// case-insensitive), without the HTTPS default port `:443`, and Docker
+/// Hub's aliases as `index.docker.io`. IP addresses and other ports are kept
+/// as written (`127.0.0.1` and `localhost` are different names; resolving
+/// names is not sigil's business).
+pub fn canonical_registry(host: &str) -> String {
+    let lower = host.to_ascii_lowercase();
+    let without_port = lower.strip_suffix(":443").unwrap_or(&lower);
+    match without_port {
+        "docker.io" | "registry-1.docker.io" | "index.docker.io" => DOCKER_HUB.to_string(),
+        h => h.to_string(),
+    }
+}
+
 /// The tag under which cosign stores signatures (`.sig`) or attestations
 /// (`.att`) for `digest`: `sha256-<hex>.<suffix>`.
 pub fn cosign_tag(digest: &str, suffix: &str) -> String {
@@ -131,6 +149,51 @@ mod tests {
     fn rejects_garbage() {
         assert!(ImageRef::parse("invalid&name").is_err());
         assert!(ImageRef::parse("").is_err());
+    }
+
+    /// Every row of the README's registry-spelling table.
+    #[test]
+    fn every_spelling_of_a_registry_is_one_name() {
+        let d = format!("sha256:{}", "c".repeat(64));
+        let rows: &[(&str, &str)] = &[
+            ("LOCALHOST:15000/team/app:v1", "localhost:15000/team/app:v1"),
+            ("Localhost:15000/team/app:v1", "localhost:15000/team/app:v1"),
+            ("GHCR.io/team/app:v1", "ghcr.io/team/app:v1"),
+            ("ghcr.io:443/team/app:v1", "ghcr.io/team/app:v1"),
+            ("GHCR.IO:443/team/app:v1", "ghcr.io/team/app:v1"),
+            (
+                "docker.io/library/nginx:1",
+                "index.docker.io/library/nginx:1",
+            ),
+            (
+                "Docker.IO/library/nginx:1",
+                "index.docker.io/library/nginx:1",
+            ),
+            (
+                "docker.io:443/library/nginx:1",
+                "index.docker.io/library/nginx:1",
+            ),
+            (
+                "registry-1.docker.io/library/nginx:1",
+                "index.docker.io/library/nginx:1",
+            ),
+            (
+                "index.docker.io/library/nginx:1",
+                "index.docker.io/library/nginx:1",
+            ),
+            ("nginx:1", "index.docker.io/library/nginx:1"),
+            ("127.0.0.1:5000/team/app:v1", "127.0.0.1:5000/team/app:v1"),
+            (
+                "reg.example:8443/team/app:v1",
+                "reg.example:8443/team/app:v1",
+            ),
+        ];
+        for (written, canonical) in rows {
+            let r = ImageRef::parse(written).unwrap();
+            assert_eq!(r.glob_name(), *canonical, "{written}");
+        }
+        let r = ImageRef::parse(&format!("REG.example:443/a/b@{d}")).unwrap();
+        assert_eq!(r.glob_name(), format!("reg.example/a/b@{d}"));
     }
 
     #[test]

@@ -58,9 +58,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Duration::from_secs(2),
         ));
     }
+    let client_ca = args.client_ca.clone();
     let (tls_config, files_to_watch) = match (&args.tls_cert, &args.tls_key, args.self_signed) {
         (Some(cert), Some(key), false) => (
-            RustlsConfig::from_pem_file(cert, key).await?,
+            RustlsConfig::from_config(tls::server_config_from_files(
+                cert,
+                key,
+                client_ca.as_deref(),
+            )?),
             Some((cert.clone(), key.clone())),
         ),
         (None, None, true) => {
@@ -69,32 +74,40 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let generated = tls::self_signed(&names)?;
             let (ca, _, _) = tls::write_self_signed(&args.self_signed_dir, &generated)?;
             tracing::info!(ca = %ca.display(), "self-signed CA written; put it (base64) in the webhook caBundle");
+            let client_ca_pem = match &client_ca {
+                Some(p) => {
+                    Some(std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?)
+                }
+                None => None,
+            };
             (
-                RustlsConfig::from_pem(
-                    generated.cert_pem.into_bytes(),
-                    generated.key_pem.into_bytes(),
-                )
-                .await?,
+                RustlsConfig::from_config(tls::server_config(
+                    generated.cert_pem.as_bytes(),
+                    generated.key_pem.as_bytes(),
+                    client_ca_pem.as_deref(),
+                )?),
                 None,
             )
         }
         _ => anyhow::bail!("give either --tls-cert and --tls-key, or --self-signed"),
     };
+    if client_ca.is_some() {
+        tracing::info!("answering only clients with a certificate from --client-ca");
+    }
     if let Some((cert, key)) = files_to_watch {
         tokio::spawn(tls::reload_on_change(
             tls_config.clone(),
             cert,
             key,
+            client_ca,
             Duration::from_secs(2),
         ));
     }
     let running = server::start(
         args.listen,
         tls_config,
-        AppState {
-            evaluator,
-            ready: ready.clone(),
-        },
+        AppState::new(evaluator, ready.clone(), args.max_inflight_reviews)
+            .requiring_client_certificates(args.client_ca.is_some()),
     )
     .await?;
     // File policies were loaded before listening; with a cluster, readiness

@@ -1,4 +1,5 @@
-//! The HTTPS server: routes, body limit, readiness, graceful shutdown.
+//! The HTTPS server: routes, body limit, the in-flight review limit,
+//! readiness, graceful shutdown. It must not know what a policy is.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +19,8 @@ use crate::service::Evaluator;
 
 /// Largest AdmissionReview accepted.
 pub const BODY_LIMIT: usize = 4 << 20;
+/// Default of `--max-inflight-reviews`.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -26,15 +29,127 @@ pub struct AppState {
     pub evaluator: Arc<Evaluator>,
     /// Set once policies are loaded.
     pub ready: Arc<AtomicBool>,
+    /// One permit per review being answered.
+    pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// The number of permits, for the refusal message.
+    pub max_in_flight: usize,
+    /// `--client-ca`: reviews are answered only on connections whose client
+    /// certificate verified against it (probes need none).
+    pub require_client_cert: bool,
+}
+
+/// Set on every request: whether its connection presented a client
+/// certificate that rustls verified against `--client-ca`.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientCertificate(pub bool);
+
+/// Wraps the TLS acceptor to tell handlers whether the connection carried
+/// a verified client certificate. rustls verifies any certificate offered
+/// (a bad one fails the handshake) and lets clients without one through,
+/// so that the kubelet's HTTPS probes still reach `/healthz` and `/readyz`.
+#[derive(Clone)]
+pub struct ClientCertAcceptor {
+    inner: axum_server::tls_rustls::RustlsAcceptor,
+}
+
+impl<I, S> axum_server::accept::Accept<I, S> for ClientCertAcceptor
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: Send + 'static,
+{
+    type Stream = tokio_rustls::server::TlsStream<I>;
+    type Service = axum::middleware::AddExtension<S, ClientCertificate>;
+    type Future =
+        futures::future::BoxFuture<'static, std::io::Result<(Self::Stream, Self::Service)>>;
+
+    fn accept(&self, stream: I, service: S) -> Self::Future {
+        let handshake = self.inner.accept(stream, service);
+        Box::pin(async move {
+            let (stream, service) = handshake.await?;
+            let verified = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .is_some_and(|c| !c.is_empty());
+            let service =
+                tower::Layer::layer(&axum::Extension(ClientCertificate(verified)), service);
+            Ok((stream, service))
+        })
+    }
+}
+
+impl AppState {
+    /// State answering at most `max_in_flight` reviews at once.
+    pub fn new(evaluator: Arc<Evaluator>, ready: Arc<AtomicBool>, max_in_flight: usize) -> Self {
+        let max_in_flight = max_in_flight.max(1);
+        AppState {
+            evaluator,
+            ready,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(max_in_flight)),
+            max_in_flight,
+            require_client_cert: false,
+        }
+    }
+
+    /// Answers reviews only for clients with a verified certificate.
+    pub fn requiring_client_certificates(mut self, on: bool) -> Self {
+        self.require_client_cert = on;
+        self
+    }
+}
+
+/// Refuses a request at once when `max_in_flight` reviews are being
+/// answered: HTTP 503 with the reason, which the apiserver reports (and
+/// treats by the webhook's failurePolicy, `Fail` by default). Queueing would
+/// hold memory without bound and answer after the apiserver gave up.
+async fn limit_in_flight(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if state.require_client_cert
+        && !request
+            .extensions()
+            .get::<ClientCertificate>()
+            .is_some_and(|c| c.0)
+    {
+        tracing::warn!("refusing a review from a client without a certificate from --client-ca");
+        return (
+            StatusCode::UNAUTHORIZED,
+            "a client certificate issued by sigil's --client-ca is required",
+        )
+            .into_response();
+    }
+    let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
+        tracing::warn!(
+            limit = state.max_in_flight,
+            "refusing a review: too many in flight"
+        );
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "sigil is answering its limit of {} reviews at once (--max-inflight-reviews); refused rather than queued, retry",
+                state.max_in_flight
+            ),
+        )
+            .into_response();
+    };
+    next.run(request).await
 }
 
 /// The router: `POST /validate`, `POST /mutate`, `POST /validate-policy`,
 /// `GET /healthz`, `GET /readyz`.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let reviews = Router::new()
         .route("/validate", post(validate))
         .route("/mutate", post(mutate))
         .route("/validate-policy", post(validate_policy))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limit_in_flight,
+        ));
+    Router::new()
+        .merge(reviews)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -102,7 +217,12 @@ pub async fn start(
 ) -> std::io::Result<RunningServer> {
     let handle: Handle<SocketAddr> = Handle::new();
     let app = router(state);
-    let server = axum_server::bind_rustls(listen, tls).handle(handle.clone());
+    let acceptor = ClientCertAcceptor {
+        inner: axum_server::tls_rustls::RustlsAcceptor::new(tls),
+    };
+    let server = axum_server::bind(listen)
+        .acceptor(acceptor)
+        .handle(handle.clone());
     let task = tokio::spawn(async move { server.serve(app.into_make_service()).await });
     let addr = handle
         .listening()

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use futures::future::join_all;
+use futures::StreamExt as _;
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{PatchOperation, ReplaceOperation};
 use kube::core::admission::AdmissionResponse;
@@ -19,7 +19,7 @@ use crate::decision::{decide, DecisionSettings, ServerMode, Verdict};
 use crate::image::ImageRef;
 use crate::policy::{PolicyMatch, PolicyStore};
 use crate::registry::Credentials;
-use crate::verify::{ImageReport, Verifier};
+use crate::verify::{ImageReport, PolicyOutcome, Verifier};
 use crate::workload::ImageUse;
 
 /// Request-independent settings of the pipeline.
@@ -29,6 +29,21 @@ pub struct EvaluatorSettings {
     pub decision: DecisionSettings,
     /// Deadline for verifying all images of one request.
     pub verify_timeout: Duration,
+    /// Images some policy matches must be pinned to a digest in the
+    /// workload itself (`--require-digest`, default on): a tag can move
+    /// between verification and the kubelet's pull.
+    pub require_digest: bool,
+}
+
+/// Images of one request verified at once; the rest wait their turn (under
+/// the same deadline), so one huge pod cannot flood the registries.
+pub const IMAGES_IN_PARALLEL: usize = 16;
+
+/// The reason an unpinned image fails every policy that matches it.
+pub fn unpinned_reason(reference: &str) -> String {
+    format!(
+        "{reference} must be an image digest (name@sha256:… or name:tag@sha256:…): a tag can move after it is verified; sigil's mutating webhook (/mutate) pins matched tags to the digest it verifies, so check that it is installed and ran"
+    )
 }
 
 /// The result of evaluating one request.
@@ -93,8 +108,13 @@ impl Evaluator {
 
     /// Verifies `images` and decides; writes an audit record per finding.
     pub async fn evaluate(&self, ctx: &RequestContext, images: Vec<ImageUse>) -> Evaluation {
-        self.evaluate_with(ctx, images, &self.settings.decision)
-            .await
+        self.evaluate_with(
+            ctx,
+            images,
+            &self.settings.decision,
+            self.settings.require_digest,
+        )
+        .await
     }
 
     /// [`Evaluator::evaluate`] with per-request decision settings (a
@@ -104,6 +124,7 @@ impl Evaluator {
         ctx: &RequestContext,
         images: Vec<ImageUse>,
         decision: &DecisionSettings,
+        require_digest: bool,
     ) -> Evaluation {
         let policies = self.store.current();
         let budget = self.settings.verify_timeout;
@@ -134,25 +155,33 @@ impl Evaluator {
                 deadline,
             )
             .await;
-        let reports = join_all(matched.into_iter().map(|(image, m)| {
-            let creds = &creds;
-            async move {
-                match m {
-                    Err(e) => ImageReport {
-                        image,
-                        digest: None,
-                        policies: Vec::new(),
-                        invalid_reference: Some(e),
-                    },
-                    Ok((parsed, matches)) => {
-                        self.verifier
-                            .verify_image(image, parsed, matches, deadline, budget, creds)
-                            .await
+        let reports: Vec<ImageReport> =
+            futures::stream::iter(matched.into_iter().map(|(image, m)| {
+                let creds = &creds;
+                async move {
+                    match m {
+                        Err(e) => ImageReport {
+                            image,
+                            digest: None,
+                            policies: Vec::new(),
+                            invalid_reference: Some(e),
+                        },
+                        Ok((parsed, matches))
+                            if require_digest && parsed.digest.is_none() && !matches.is_empty() =>
+                        {
+                            unpinned_report(image, &matches)
+                        }
+                        Ok((parsed, matches)) => {
+                            self.verifier
+                                .verify_image(image, parsed, matches, deadline, budget, creds)
+                                .await
+                        }
                     }
                 }
-            }
-        }))
-        .await;
+            }))
+            .buffered(IMAGES_IN_PARALLEL)
+            .collect()
+            .await;
         let verdict = decide(&reports, decision);
         if !verdict.findings.is_empty() {
             let time = now_rfc3339();
@@ -229,7 +258,9 @@ impl Evaluator {
                 Ok(None) => admission::allow(&req),
                 Ok(Some(images)) if images.is_empty() => admission::allow(&req),
                 Ok(Some(images)) => {
-                    let eval = self.evaluate_with(&ctx, images, &decision).await;
+                    let eval = self
+                        .evaluate_with(&ctx, images, &decision, self.settings.require_digest)
+                        .await;
                     tracing::info!(
                         allowed = eval.verdict.allowed,
                         warnings = eval.verdict.warnings.len(),
@@ -286,45 +317,113 @@ impl Evaluator {
                 .request_credentials(&ctx, std::iter::empty(), deadline)
                 .await;
             let creds = &creds;
-            let ops: Vec<PatchOperation> = join_all(images.iter().map(|image| {
-                let policies = policies.clone();
-                async move {
-                    let parsed = ImageRef::parse(&image.reference).ok()?;
-                    if parsed.digest.is_some()
-                        || !policies
-                            .matching(&parsed)
-                            .iter()
-                            .any(|p| p.applies_to(resource))
-                    {
-                        return None;
+            // Each image: a pinning patch, a warning (it could not be
+            // pinned; /validate will deny it), or nothing to do.
+            let results: Vec<Result<Option<PatchOperation>, String>> =
+                futures::stream::iter(images.into_iter().map(|image| {
+                    let policies = policies.clone();
+                    async move {
+                        let Ok(parsed) = ImageRef::parse(&image.reference) else {
+                            return Ok(None);
+                        };
+                        if parsed.digest.is_some()
+                            || !policies
+                                .matching(&parsed)
+                                .iter()
+                                .any(|p| p.applies_to(resource))
+                        {
+                            return Ok(None);
+                        }
+                        let resolved = match tokio::time::timeout_at(
+                            deadline,
+                            self.verifier.resolve(&parsed, creds),
+                        )
+                        .await
+                        {
+                            Ok(Ok(d)) => d,
+                            Ok(Err(e)) => {
+                                return Err(format!(
+                                    "{} {}: not pinned to a digest ({e}); the validating webhook will deny it",
+                                    image.field, image.reference
+                                ))
+                            }
+                            Err(_) => {
+                                return Err(format!(
+                                    "{} {}: not pinned to a digest (timed out); the validating webhook will deny it",
+                                    image.field, image.reference
+                                ))
+                            }
+                        };
+                        let Ok(path) = PointerBuf::parse(image.pointer.as_str()) else {
+                            return Ok(None);
+                        };
+                        Ok(Some(PatchOperation::Replace(ReplaceOperation {
+                            path,
+                            value: serde_json::Value::String(format!(
+                                "{}@{}",
+                                image.reference, resolved
+                            )),
+                        })))
                     }
-                    let digest =
-                        tokio::time::timeout_at(deadline, self.verifier.resolve(&parsed, creds))
-                            .await
-                            .ok()?
-                            .ok()?;
-                    let path = PointerBuf::parse(image.pointer.as_str()).ok()?;
-                    Some(PatchOperation::Replace(ReplaceOperation {
-                        path,
-                        value: serde_json::Value::String(format!("{}@{}", image.reference, digest)),
-                    }))
+                }))
+                .buffered(IMAGES_IN_PARALLEL)
+                .collect()
+                .await;
+            let mut ops = Vec::new();
+            let mut warnings = Vec::new();
+            for r in results {
+                match r {
+                    Ok(Some(op)) => ops.push(op),
+                    Ok(None) => {}
+                    Err(w) => warnings.push(w),
                 }
-            }))
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
+            }
+            for w in &warnings {
+                tracing::warn!(warning = %w, "cannot pin image");
+            }
             if ops.is_empty() {
-                return encode(&admission::allow(&req));
+                let mut resp = AdmissionResponse::from(&req);
+                if !warnings.is_empty() {
+                    resp.warnings = Some(warnings);
+                }
+                return encode(&resp.into_review());
             }
             tracing::info!(pinned = ops.len(), "pinning images to digests");
-            let resp = AdmissionResponse::from(&req)
+            let mut resp = AdmissionResponse::from(&req)
                 .with_patch(json_patch::Patch(ops))
                 .map_err(|e| ReviewError::Malformed(e.to_string()))?;
+            if !warnings.is_empty() {
+                resp.warnings = Some(warnings);
+            }
             encode(&resp.into_review())
         }
         .instrument(span)
         .await
+    }
+}
+
+/// The report of an image written by tag that policies match: every one of
+/// them fails for that reason, without any registry traffic (an invalid
+/// policy still reports its own error).
+fn unpinned_report(image: ImageUse, matches: &[PolicyMatch]) -> ImageReport {
+    let reason = unpinned_reason(&image.reference);
+    let policies = matches
+        .iter()
+        .map(|m| match m {
+            PolicyMatch::Valid(p) => PolicyOutcome::failed(&p.name, p.mode, reason.clone(), false),
+            PolicyMatch::Invalid(p) => PolicyOutcome::failed(
+                &p.name,
+                crate::policy::PolicyMode::Enforce,
+                format!("policy is invalid: {}", p.error),
+                false,
+            ),
+        })
+        .collect();
+    ImageReport {
+        image,
+        digest: None,
+        policies,
+        invalid_reference: None,
     }
 }
 

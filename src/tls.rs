@@ -1,5 +1,6 @@
 //! Serving certificates: PEM files reloaded when they change on disk, or a
-//! self-signed CA and serving certificate generated with rcgen.
+//! self-signed CA and serving certificate generated with rcgen; and, with
+//! `--client-ca`, client-certificate authentication of the apiserver.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,14 @@ pub enum TlsError {
     /// rcgen failed.
     #[error("cannot generate certificate: {0}")]
     Generate(#[from] rcgen::Error),
+    /// A certificate, key or CA that rustls cannot use.
+    #[error("{what}: {reason}")]
+    Unusable {
+        /// Which input.
+        what: String,
+        /// Why.
+        reason: String,
+    },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -101,6 +110,80 @@ pub fn write_self_signed(
     Ok((ca, crt, key))
 }
 
+/// The rustls configuration of the HTTPS server: the serving certificate
+/// (and chain) and key, HTTP/2 and HTTP/1.1 by ALPN, and — with
+/// `client_ca_pem` — client certificates verified against that CA: a
+/// certificate that does not chain to it fails the handshake; a client
+/// with none gets through TLS (the kubelet's probes) and the server answers
+/// it nothing but `/healthz` and `/readyz`.
+pub fn server_config(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    client_ca_pem: Option<&[u8]>,
+) -> Result<std::sync::Arc<rustls::ServerConfig>, TlsError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let unusable = |what: &str, reason: String| TlsError::Unusable {
+        what: what.to_string(),
+        reason,
+    };
+    let certs = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| unusable("serving certificate", e.to_string()))?;
+    if certs.is_empty() {
+        return Err(unusable(
+            "serving certificate",
+            "no PEM certificate found".into(),
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|e| unusable("serving key", e.to_string()))?;
+    let builder = rustls::ServerConfig::builder();
+    let builder = match client_ca_pem {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(ca) {
+                let c = c.map_err(|e| unusable("client CA", e.to_string()))?;
+                roots
+                    .add(c)
+                    .map_err(|e| unusable("client CA", e.to_string()))?;
+            }
+            if roots.is_empty() {
+                return Err(unusable("client CA", "no PEM certificate found".into()));
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder(std::sync::Arc::new(roots))
+                    .allow_unauthenticated()
+                    .build()
+                    .map_err(|e| unusable("client CA", e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| unusable("serving certificate and key", e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(std::sync::Arc::new(config))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// [`server_config`] from files.
+pub fn server_config_from_files(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<std::sync::Arc<rustls::ServerConfig>, TlsError> {
+    let ca = client_ca.map(read).transpose()?;
+    server_config(&read(cert)?, &read(key)?, ca.as_deref())
+}
+
 fn mtimes(paths: &[&Path]) -> Vec<Option<SystemTime>> {
     paths
         .iter()
@@ -108,24 +191,31 @@ fn mtimes(paths: &[&Path]) -> Vec<Option<SystemTime>> {
         .collect()
 }
 
-/// Reloads `config` from `cert`/`key` whenever either file changes. A bad
-/// pair is logged and the previous certificate stays in use.
+/// Reloads `config` from `cert`/`key` (and the client CA) whenever one of
+/// the files changes. A bad set is logged and the previous one stays in use.
 pub async fn reload_on_change(
     config: RustlsConfig,
     cert: PathBuf,
     key: PathBuf,
+    client_ca: Option<PathBuf>,
     interval: Duration,
 ) {
-    let mut last = mtimes(&[&cert, &key]);
+    let mut files = vec![cert.clone(), key.clone()];
+    files.extend(client_ca.iter().cloned());
+    let stamp = || mtimes(&files.iter().map(PathBuf::as_path).collect::<Vec<_>>());
+    let mut last = stamp();
     loop {
         tokio::time::sleep(interval).await;
-        let now = mtimes(&[&cert, &key]);
+        let now = stamp();
         if now == last {
             continue;
         }
         last = now;
-        match config.reload_from_pem_file(&cert, &key).await {
-            Ok(()) => tracing::info!(cert = %cert.display(), "serving certificate reloaded"),
+        match server_config_from_files(&cert, &key, client_ca.as_deref()) {
+            Ok(c) => {
+                config.reload_from_config(c);
+                tracing::info!(cert = %cert.display(), "serving certificate reloaded");
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot reload serving certificate; keeping the previous one")
             }

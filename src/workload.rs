@@ -1,5 +1,6 @@
-//! Every image a workload would run: containers, initContainers and
-//! ephemeralContainers of Pods and of the pod templates of pod-owning kinds.
+//! Every image a workload would run or mount: containers, initContainers and
+//! ephemeralContainers, and image volumes (`volumes[].image.reference`,
+//! Kubernetes ≥ 1.31), of Pods and of the pod templates of pod-owning kinds.
 
 use k8s_openapi::api::core::v1::PodSpec;
 use serde::Deserialize;
@@ -88,6 +89,17 @@ pub fn images_of(kind: &str, object: &Value) -> Result<Option<Vec<ImageUse>>, Wo
             });
         }
     }
+    // An image volume mounts an OCI image's content into the pod: it is
+    // code and data the workload runs with, checked like a container image.
+    for (i, v) in spec.volumes.iter().flatten().enumerate() {
+        if let Some(image) = v.image.as_ref().and_then(|s| s.reference.as_ref()) {
+            out.push(ImageUse {
+                field: format!("{prefix}.volumes[{i}].image.reference"),
+                reference: image.clone(),
+                pointer: format!("{pointer}/volumes/{i}/image/reference"),
+            });
+        }
+    }
     Ok(Some(out))
 }
 
@@ -140,6 +152,28 @@ mod tests {
                 ("spec.template.spec.containers[1].image", "side:2"),
                 ("spec.template.spec.ephemeralContainers[0].image", "debug:3"),
             ]
+        );
+    }
+
+    #[test]
+    fn image_volumes_are_images_too() {
+        let obj = json!({"spec": {
+            "containers": [{"name": "a", "image": "app:1"}],
+            "volumes": [
+                {"name": "cfg", "configMap": {"name": "c"}},
+                {"name": "model", "image": {"reference": "reg.example/models/llm:v1", "pullPolicy": "IfNotPresent"}}
+            ]
+        }});
+        let imgs = images_of("Pod", &obj).unwrap().unwrap();
+        assert_eq!(imgs.len(), 2);
+        assert_eq!(imgs[1].field, "spec.volumes[1].image.reference");
+        assert_eq!(imgs[1].reference, "reg.example/models/llm:v1");
+        assert_eq!(imgs[1].pointer, "/spec/volumes/1/image/reference");
+        let deploy = json!({"spec": {"template": {"spec": {"containers": [], "volumes": [{"name": "m", "image": {"reference": "x:1"}}]}}}});
+        let imgs = images_of("Deployment", &deploy).unwrap().unwrap();
+        assert_eq!(
+            imgs[0].field,
+            "spec.template.spec.volumes[0].image.reference"
         );
     }
 

@@ -500,3 +500,72 @@ async fn message_signature_bundles_sign_the_image_digest() {
         "{msg}"
     );
 }
+
+/// cosign signs in the bundle format on a registry without the referrers
+/// API: go-containerregistry's fallback tag index records the referrer's
+/// config media type (`application/vnd.oci.empty.v1+json`) as the entry's
+/// artifactType. The referrer manifest itself says what it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn referrers_indexed_the_way_go_containerregistry_writes_them_are_found() {
+    let c = Case::new();
+    let cert = c
+        .sigstore
+        .issue(&CertRequest::new(San::Uri(WORKFLOW.into()), ISSUER))
+        .unwrap();
+    let policy = keyless_bundle_policy(&c.glob, "");
+    let digest = c.env.push("acme/ggcr", "v1").await;
+    let bundle = c
+        .sigstore
+        .dsse_bundle(
+            BundleSigner::Certificate(&cert),
+            &in_toto_statement(
+                &format!("{}/acme/ggcr", c.env.addr()),
+                &digest,
+                SIGN_PREDICATE,
+                json!({}),
+            ),
+            ProofMode::Valid,
+        )
+        .unwrap();
+    sigil::testkit::sigstore::push_referrer_indexed_as(
+        &c.env.client,
+        c.env.addr(),
+        "acme/ggcr",
+        &digest,
+        BUNDLE_V03,
+        BUNDLE_V03,
+        &bundle,
+        BTreeMap::new(),
+        "application/vnd.oci.empty.v1+json",
+    )
+    .await
+    .unwrap();
+    let image = format!("{}/acme/ggcr:v1@{digest}", c.env.addr());
+    let (ok, msg) = c.verdict(&policy, &image).await;
+    assert!(ok, "{msg}");
+    // And a referrer that is no signature at all is passed over, not read
+    // as one: the image stays unsigned.
+    let other = c.env.push("acme/sbom-only", "v1").await;
+    sigil::testkit::sigstore::push_referrer_indexed_as(
+        &c.env.client,
+        c.env.addr(),
+        "acme/sbom-only",
+        &other,
+        "application/spdx+json",
+        "application/spdx+json",
+        b"{}",
+        BTreeMap::new(),
+        "application/vnd.oci.empty.v1+json",
+    )
+    .await
+    .unwrap();
+    let (ok, msg) = c
+        .verdict(&policy, &format!("{}/acme/sbom-only@{other}", c.env.addr()))
+        .await;
+    assert!(!ok);
+    assert!(
+        msg.contains("ci: no verified signature among 0 referrers")
+            || msg.contains("no signature or attestation referrers found"),
+        "{msg}"
+    );
+}

@@ -60,6 +60,10 @@ fn start_sigil_with(cluster: &KubeCluster, registries: &[&str], extra: &[&str]) 
         ])
         .args(registries.iter().flat_map(|r| ["--insecure-registry", r]))
         .args(extra)
+        // Every review comes from the apiserver, authenticated by the client
+        // certificate of its admission configuration (common/kube.rs).
+        .arg("--client-ca")
+        .arg(&cluster.webhook_client_ca)
         .arg("--self-signed-dir")
         .arg(&certs)
         .arg("--kubeconfig")
@@ -100,7 +104,15 @@ webhooks:
       - apiGroups: [""]
         apiVersions: ["v1"]
         operations: ["CREATE", "UPDATE"]
-        resources: ["pods"]
+        resources: ["pods", "replicationcontrollers"]
+      - apiGroups: ["apps"]
+        apiVersions: ["v1"]
+        operations: ["CREATE", "UPDATE"]
+        resources: ["deployments", "replicasets", "statefulsets", "daemonsets"]
+      - apiGroups: ["batch"]
+        apiVersions: ["v1", "v1beta1"]
+        operations: ["CREATE", "UPDATE"]
+        resources: ["jobs", "cronjobs"]
     failurePolicy: Fail
     sideEffects: None
     timeoutSeconds: 10
@@ -267,10 +279,12 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
         "00-namespace-rbac.yaml",
         "10-deployment.yaml",
         "20-webhooks.yaml",
+        "30-networkpolicy.yaml",
     ] {
         let yaml = std::fs::read_to_string(format!("{}/deploy/{file}", env!("CARGO_MANIFEST_DIR")))
             .unwrap()
-            .replace("${CA_BUNDLE}", &ca);
+            .replace("${CA_BUNDLE}", &ca)
+            .replace("${APISERVER_CIDR}", "10.0.0.0/24");
         let out = c.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &yaml);
         assert!(ok(&out), "deploy/{file}: {}", text(&out));
     }
@@ -325,6 +339,41 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
     assert!(ready, "sigil ready after the first sync");
     let out = apply(&c, &webhook_config(&sigil));
     assert!(ok(&out), "{}", text(&out));
+
+    // Only the apiserver is answered: a pod calling /validate directly (no
+    // client certificate) gets 401 and no verdict; one with a certificate
+    // from another CA does not get past the TLS handshake.
+    let probe = pod_review("direct", "enforced", "direct", &unsigned);
+    let r = http
+        .post(format!("{}/validate", sigil.url))
+        .json(&probe)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("client certificate"), "{body}");
+    assert!(!body.contains("sha256:"), "no verdict leaks: {body}");
+    let stranger = sigil::tls::self_signed(&["stranger".to_string()]).unwrap();
+    let stranger_http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(sigil.ca_pem.as_bytes()).unwrap())
+        .identity(
+            reqwest::Identity::from_pem(
+                format!("{}{}", stranger.cert_pem, stranger.key_pem).as_bytes(),
+            )
+            .unwrap(),
+        )
+        .build()
+        .unwrap();
+    assert!(
+        stranger_http
+            .post(format!("{}/validate", sigil.url))
+            .json(&probe)
+            .send()
+            .await
+            .is_err(),
+        "a certificate from another CA fails the handshake"
+    );
 
     namespace(&c, "enforced", Some("true"));
     namespace(&c, "audited", Some("audit"));
@@ -580,9 +629,24 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
     );
     assert!(held, "deletion in force within 5 s: {last}");
 
-    // The apiserver restarts while sigil runs: sigil re-syncs and a policy
-    // created afterwards is in force.
+    // The apiserver restarts while sigil runs. Its watches fail and resume;
+    // nothing in the cluster changes, and sigil must be ready again by
+    // itself (not wait for an event), then a policy created afterwards is
+    // in force.
     c.restart_apiserver();
+    let mut ready_again = false;
+    for _ in 0..200 {
+        if matches!(http.get(format!("{}/readyz", sigil.url)).send().await, Ok(r) if r.status() == 200)
+        {
+            ready_again = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        ready_again,
+        "ready again after the apiserver restart without any cluster change"
+    );
     let out = apply(
         &c,
         &static_policy(

@@ -36,6 +36,7 @@ fn evaluator(policy: &str, opts: RegistryOptions) -> Evaluator {
                 no_match: NoMatchAction::Deny,
             },
             verify_timeout: Duration::from_secs(8),
+            require_digest: false,
         },
         Arc::new(MemoryAuditSink::default()),
     )

@@ -38,10 +38,7 @@ async fn malformed_reviews_get_400_with_a_reason_and_limits_hold() {
     let running = server::start(
         "127.0.0.1:0".parse().unwrap(),
         cfg,
-        AppState {
-            evaluator: ev,
-            ready: ready.clone(),
-        },
+        AppState::new(ev, ready.clone(), sigil::server::DEFAULT_MAX_IN_FLIGHT),
     )
     .await
     .unwrap();
@@ -148,7 +145,7 @@ async fn serve_reloads_policies_and_certificates_and_stops_on_sigterm() {
     let k = TestKey::generate(TestKeyKind::P256).unwrap();
     let digest = env.push("team/app", "v1").await;
     env.sign("team/app", &digest, &k).await;
-    env.push("team/unsigned", "v1").await;
+    let unsigned_digest = env.push("team/unsigned", "v1").await;
 
     let dir = tempfile::tempdir().unwrap();
     let policies = dir.path().join("policies");
@@ -182,7 +179,8 @@ async fn serve_reloads_policies_and_certificates_and_stops_on_sigterm() {
         .unwrap();
     let mut proc = Proc(child);
     let url = format!("https://localhost:{port}/validate");
-    let unsigned = format!("{}/team/unsigned:v1", env.addr());
+    // The binary's default: policy-matched images must be pinned.
+    let unsigned = format!("{}/team/unsigned:v1@{unsigned_digest}", env.addr());
     let http = https_client(&first.ca_pem);
     assert!(
         wait_until(Duration::from_secs(20), || async {
@@ -206,7 +204,7 @@ async fn serve_reloads_policies_and_certificates_and_stops_on_sigterm() {
         "new policy in force"
     );
     assert_eq!(
-        post_allowed(&http, &url, &format!("{}/team/app:v1", env.addr())).await,
+        post_allowed(&http, &url, &format!("{}/team/app:v1@{digest}", env.addr())).await,
         Some(true)
     );
 
@@ -283,7 +281,16 @@ async fn check_command_exit_codes_and_json() {
     write(
         &manifest,
         &format!(
-            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: shop\nspec:\n  selector: {{}}\n  template:\n    spec:\n      containers:\n        - name: web\n          image: {}/team/app:v1\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ignored\n",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: shop\nspec:\n  selector: {{}}\n  template:\n    spec:\n      containers:\n        - name: web\n          image: {}/team/app:v1@{digest}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ignored\n",
+            env.addr()
+        ),
+    );
+    // The same Deployment written by tag: the webhook's verdict (denied).
+    let tagged = dir.path().join("tagged.yaml");
+    write(
+        &tagged,
+        &format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: shop\nspec:\n  selector: {{}}\n  template:\n    spec:\n      containers:\n        - name: web\n          image: {}/team/app:v1\n",
             env.addr()
         ),
     );
@@ -307,6 +314,28 @@ async fn check_command_exit_codes_and_json() {
     assert!(
         out.contains("Deployment shop/web spec.template.spec.containers[0].image")
             && out.contains("result: admitted"),
+        "{out}"
+    );
+
+    let (code, out) = sigil(&["-f", tagged.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!(
+            "DENIED: Deployment shop/web: spec.template.spec.containers[0].image {}/team/app:v1 (digest unresolved) fails policy \"signed\": {}/team/app:v1 must be an image digest",
+            env.addr(),
+            env.addr()
+        )),
+        "{out}"
+    );
+    // `--image` resolves a tag (like policy-controller's tester) and says
+    // what the webhook would need.
+    let (code, out) = sigil(&["--image", &format!("{}/team/app:v1", env.addr())]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!(
+            "WARNING: Pod default/image-0: {a}/team/app:v1 was resolved to {digest} for this check; the webhook admits only images pinned to a digest: write {a}/team/app:v1@{digest}",
+            a = env.addr()
+        )),
         "{out}"
     );
 

@@ -240,6 +240,16 @@ pub fn compile_globs(spec: &ClusterImagePolicySpec) -> Result<Vec<ImageGlob>, Po
         .collect()
 }
 
+/// Every glob of the spec that compiles. An invalid policy claims (and
+/// fails closed for) all the images these name, even when another of its
+/// globs is what makes it invalid.
+pub fn parseable_globs(spec: &ClusterImagePolicySpec) -> Vec<ImageGlob> {
+    spec.images
+        .iter()
+        .filter_map(|p| ImageGlob::compile(&p.glob).ok())
+        .collect()
+}
+
 /// Compiles a policy, or names the first field that makes it unusable.
 /// Validation ([`super::validate`]) runs first, so the rest only extracts
 /// values whose shape is already known to be right.
@@ -304,6 +314,11 @@ fn compile_program(
     p: &super::types::Policy,
     unsupported: &mut Vec<String>,
 ) -> Result<Option<Program>, PolicyError> {
+    unsupported.extend(
+        super::validate::unimplemented_inputs(p)
+            .into_iter()
+            .map(|f| format!("{path}.{f}")),
+    );
     let language = match p.policy_type.as_str() {
         "rego" => Language::Rego,
         "cel" => Language::Cel,

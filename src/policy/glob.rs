@@ -46,6 +46,7 @@ impl ImageGlob {
                 reason: "only letters, digits and - _ : / * . are allowed".into(),
             });
         }
+        let expanded = canonical_host_segment(expanded);
         let mut pattern = String::with_capacity(expanded.len() * 2 + 2);
         pattern.push('^');
         let mut chars = expanded.chars().peekable();
@@ -85,6 +86,20 @@ impl ImageGlob {
     /// [`ImageGlob::matches`] with the normalised name computed once by the caller.
     pub fn matches_names(&self, glob_name: &str, original: &str) -> bool {
         self.regex.is_match(glob_name) || self.regex.is_match(original)
+    }
+}
+
+/// The glob with its registry segment spelled as images are
+/// ([`crate::image::canonical_registry`]): images are matched by their
+/// canonical name, so `GHCR.io:443/team/**` must mean `ghcr.io/team/**`.
+/// A segment with wildcards is only lowercased.
+fn canonical_host_segment(glob: &str) -> String {
+    match glob.split_once('/') {
+        Some((host, rest)) if host.contains('*') => {
+            format!("{}/{rest}", host.to_ascii_lowercase())
+        }
+        Some((host, rest)) => format!("{}/{rest}", crate::image::canonical_registry(host)),
+        None => glob.to_string(),
     }
 }
 
@@ -146,6 +161,28 @@ mod tests {
             let img = ImageRef::parse(image).unwrap();
             assert_eq!(g.matches(&img), *want, "image {image} glob {glob}");
         }
+    }
+
+    /// A policy names a registry once; every spelling of it is caught.
+    #[test]
+    fn globs_match_every_spelling_of_their_registry() {
+        for (glob, image) in [
+            ("localhost:15000/team/**", "LOCALHOST:15000/team/app"),
+            ("localhost:15000/team/**", "Localhost:15000/team/app:v1"),
+            ("LOCALHOST:15000/team/**", "localhost:15000/team/app"),
+            ("ghcr.io/team/**", "ghcr.io:443/team/app"),
+            ("ghcr.io:443/team/**", "GHCR.IO/team/app"),
+            ("docker.io/library/*", "nginx"),
+            ("index.docker.io/library/*", "Docker.io/library/nginx"),
+            ("*.example/**", "REG.EXAMPLE/app"),
+        ] {
+            let g = ImageGlob::compile(glob).unwrap();
+            let img = ImageRef::parse(image).unwrap();
+            assert!(g.matches(&img), "glob {glob} must match {image}");
+        }
+        // Another port is another registry.
+        let g = ImageGlob::compile("localhost:15000/team/**").unwrap();
+        assert!(!g.matches(&ImageRef::parse("localhost:15001/team/app").unwrap()));
     }
 
     #[test]

@@ -56,7 +56,7 @@ impl RemotePrograms {
         {
             return Ok(body.clone());
         }
-        let resp = self
+        let mut resp = self
             .client
             .get(url)
             .send()
@@ -65,18 +65,31 @@ impl RemotePrograms {
         if !resp.status().is_success() {
             return Err(format!("cannot fetch {url}: HTTP {}", resp.status()));
         }
-        let bytes = resp
-            .bytes()
+        // Read while it streams, stopping at the cap: the server may not
+        // say how long the body is, or may never end it.
+        let too_large = || format!("{url} is larger than {MAX_REMOTE_BYTES} bytes");
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_REMOTE_BYTES as u64)
+        {
+            return Err(too_large());
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
             .await
-            .map_err(|e| format!("cannot fetch {url}: {e}"))?;
-        if bytes.len() > MAX_REMOTE_BYTES {
-            return Err(format!("{url} is larger than {MAX_REMOTE_BYTES} bytes"));
+            .map_err(|e| format!("cannot fetch {url}: {e}"))?
+        {
+            if bytes.len() + chunk.len() > MAX_REMOTE_BYTES {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
         }
         let got = hex::encode(Sha256::digest(&bytes));
         if got != key.1 {
             return Err(format!("the body of {url} has sha256 {got}, not {}", key.1));
         }
-        let body = String::from_utf8(bytes.to_vec()).map_err(|_| format!("{url} is not text"))?;
+        let body = String::from_utf8(bytes).map_err(|_| format!("{url} is not text"))?;
         self.fetched
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
-use super::compile::{compile, compile_globs, CompiledPolicy, PolicyError};
+use super::compile::{compile, parseable_globs, CompiledPolicy, PolicyError};
 use super::glob::ImageGlob;
 use super::types::ClusterImagePolicySpec;
 use crate::image::ImageRef;
@@ -90,8 +90,17 @@ impl PolicySet {
     }
 
     /// The policies whose globs match `image`.
+    ///
+    /// An image written `name:tag@sha256:…` (what `/mutate` produces) is
+    /// also matched by its tagged name, so a glob naming a tag keeps
+    /// claiming the image after pinning: more policies can only make the
+    /// check stricter, never skip one.
     pub fn matching(&self, image: &ImageRef) -> Vec<PolicyMatch> {
         let name = image.glob_name();
+        let tagged = match (&image.tag, &image.digest) {
+            (Some(t), Some(_)) => Some(format!("{}:{t}", image.repository_name())),
+            _ => None,
+        };
         self.policies
             .iter()
             .filter(|p| {
@@ -99,9 +108,10 @@ impl PolicySet {
                     LoadedPolicy::Valid(v) => &v.globs,
                     LoadedPolicy::Invalid(i) => &i.globs,
                 };
-                globs
-                    .iter()
-                    .any(|g| g.matches_names(&name, &image.original))
+                globs.iter().any(|g| {
+                    g.matches_names(&name, &image.original)
+                        || tagged.as_deref().is_some_and(|t| g.matches_names(t, t))
+                })
             })
             .cloned()
             .collect()
@@ -116,7 +126,7 @@ pub fn load(def: &PolicyDefinition) -> LoadedPolicy {
             Err(error) => LoadedPolicy::Invalid(Arc::new(InvalidPolicy {
                 name: def.name.clone(),
                 error,
-                globs: compile_globs(spec).unwrap_or_default(),
+                globs: parseable_globs(spec),
             })),
         },
         Err((error, globs)) => LoadedPolicy::Invalid(Arc::new(InvalidPolicy {
@@ -165,5 +175,25 @@ impl PolicyStore {
         let all = sources.values().flatten().cloned().collect();
         self.current.store(Arc::new(PolicySet::new(all)));
         loaded
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One bad glob must not make the others claim nothing (they would fall
+    /// through to the no-match rule, or to a weaker policy).
+    #[test]
+    fn an_invalid_glob_leaves_the_other_globs_claiming_their_images() {
+        let defs = crate::policy::files::parse_documents(
+            "apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata: {name: strict}\nspec:\n  images: [{glob: \"reg.example/team/**\"}, {glob: \"reg.example/[a-z]*\"}]\n  authorities: [{static: {action: pass}}]\n",
+        )
+        .unwrap();
+        let set = PolicySet::new(defs.iter().map(load).collect());
+        let m = set.matching(&ImageRef::parse("reg.example/team/app:v1").unwrap());
+        assert_eq!(m.len(), 1);
+        let err = m[0].error().expect("invalid");
+        assert_eq!(err.field, "spec.images[1].glob");
     }
 }

@@ -365,6 +365,24 @@ fn attestation(v: &mut Validation, path: &str, a: &Attestation) {
     }
 }
 
+/// The program inputs policy-controller can add that sigil does not
+/// provide yet (`includeSpec`, `includeObjectMeta`, `includeTypeMeta`,
+/// `fetchConfigFile` set to true). A program written against them (`not
+/// input.spec.hostPID`) would pass on missing data, so a policy asking for
+/// one fails closed instead of being evaluated without it.
+pub fn unimplemented_inputs(p: &Policy) -> Vec<&'static str> {
+    [
+        ("includeSpec", p.include_spec),
+        ("includeObjectMeta", p.include_object_meta),
+        ("includeTypeMeta", p.include_type_meta),
+        ("fetchConfigFile", p.fetch_config_file),
+    ]
+    .into_iter()
+    .filter(|(_, on)| *on == Some(true))
+    .map(|(f, _)| f)
+    .collect()
+}
+
 fn policy(v: &mut Validation, path: &str, p: &Policy, within_spec: bool) {
     let language = match p.policy_type.as_str() {
         "rego" => Some(super::program::Language::Rego),
@@ -421,5 +439,10 @@ fn policy(v: &mut Validation, path: &str, p: &Policy, within_spec: bool) {
             format!("{path}.fetchConfigFile"),
             "only allowed in spec.policy",
         );
+    }
+    for field in unimplemented_inputs(p) {
+        v.warnings.push(format!(
+            "{path}.{field}: not implemented by sigil; every image this policy matches fails closed naming it"
+        ));
     }
 }

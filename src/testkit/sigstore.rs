@@ -855,6 +855,36 @@ pub async fn push_referrer(
     blob: &[u8],
     annotations: BTreeMap<String, String>,
 ) -> anyhow::Result<String> {
+    push_referrer_indexed_as(
+        client,
+        registry,
+        repository,
+        subject,
+        artifact_type,
+        layer_media_type,
+        blob,
+        annotations,
+        artifact_type,
+    )
+    .await
+}
+
+/// [`push_referrer`], with `index_artifact_type` as the `artifactType` of
+/// the entry in the referrers tag index. go-containerregistry (and so
+/// cosign) writes the referrer manifest's *config* media type there
+/// (`application/vnd.oci.empty.v1+json`), not its artifact type.
+#[allow(clippy::too_many_arguments)]
+pub async fn push_referrer_indexed_as(
+    client: &oci_client::Client,
+    registry: &str,
+    repository: &str,
+    subject: &str,
+    artifact_type: &str,
+    layer_media_type: &str,
+    blob: &[u8],
+    annotations: BTreeMap<String, String>,
+    index_artifact_type: &str,
+) -> anyhow::Result<String> {
     use oci_client::Reference;
     let auth = oci_client::secrets::RegistryAuth::Anonymous;
     let subject_ref = Reference::with_digest(registry.into(), repository.into(), subject.into());
@@ -929,7 +959,7 @@ pub async fn push_referrer(
         "mediaType": oci_client::manifest::OCI_IMAGE_MEDIA_TYPE,
         "digest": manifest_digest,
         "size": manifest.len(),
-        "artifactType": artifact_type,
+        "artifactType": index_artifact_type,
     }));
     let index = serde_json::to_vec(&json!({
         "schemaVersion": 2,

@@ -41,8 +41,11 @@ pub struct VerifierSettings {
     pub resolve_ttl: Duration,
     /// How long a passing verdict is kept.
     pub verify_ttl: Duration,
-    /// Entries per cache.
-    pub cache_capacity: u64,
+    /// Bytes all verification caches may hold together (`--cache-memory`):
+    /// signatures and referrers get 40% each, verdicts 15%, digests 5%.
+    /// Entries are weighed by their size, so a few large signature sets
+    /// cannot push the process past its memory limit.
+    pub cache_bytes: u64,
     /// Trusted roots for keyless signatures and transparency logs.
     pub trust: Arc<TrustStore>,
     /// Time limit of one policy program evaluation.
@@ -54,11 +57,63 @@ impl Default for VerifierSettings {
         VerifierSettings {
             resolve_ttl: Duration::from_secs(30),
             verify_ttl: Duration::from_secs(600),
-            cache_capacity: 10_000,
+            cache_bytes: DEFAULT_CACHE_BYTES,
             trust: Arc::new(TrustStore::public_good()),
             policy_timeout: crate::policy::program::DEFAULT_TIMEOUT,
         }
     }
+}
+
+/// Default of `--cache-memory`: 64 MiB, a quarter of the deployment's
+/// 256 MiB limit.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
+
+/// The weight of a cache entry, in bytes, as moka wants it.
+fn weight(bytes: usize) -> u32 {
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
+fn layers_weight(layers: &[SignatureLayer]) -> usize {
+    layers
+        .iter()
+        .map(|l| {
+            l.payload.len()
+                + l.annotations
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 48)
+                    .sum::<usize>()
+                + 64
+        })
+        .sum()
+}
+
+fn referrers_weight(found: &[referrers::Referrer]) -> usize {
+    found
+        .iter()
+        .map(|r| {
+            r.blob.len()
+                + r.digest.len()
+                + r.annotations
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 48)
+                    .sum::<usize>()
+                + 96
+        })
+        .sum()
+}
+
+fn outcome_weight(o: &PolicyOutcome) -> usize {
+    256 + o.policy.len()
+        + o.reason.as_ref().map_or(0, String::len)
+        + o.authorities
+            .iter()
+            .map(|a| {
+                128 + a.name.len()
+                    + a.reason.len()
+                    + a.matches.as_ref().map_or(0, |m| m.to_string().len())
+                    + if a.signer.is_some() { 512 } else { 0 }
+            })
+            .sum::<usize>()
 }
 
 /// Everything learned about one image of a request.
@@ -120,19 +175,36 @@ impl Verifier {
                 .time_to_idle(Duration::from_secs(600))
                 .build(),
             digests: Cache::builder()
-                .max_capacity(settings.cache_capacity)
+                .max_capacity(settings.cache_bytes / 20)
+                .weigher(|k: &String, v: &String| weight(k.len() + v.len() + 64))
                 .time_to_live(settings.resolve_ttl)
                 .build(),
             signatures: Cache::builder()
-                .max_capacity(settings.cache_capacity)
+                .max_capacity(settings.cache_bytes / 5 * 2)
+                .weigher(|k: &(String, String), v: &Arc<Vec<SignatureLayer>>| {
+                    weight(k.0.len() + k.1.len() + layers_weight(v))
+                })
                 .time_to_live(settings.resolve_ttl)
                 .build(),
             referrers: Cache::builder()
-                .max_capacity(settings.cache_capacity)
+                .max_capacity(settings.cache_bytes / 5 * 2)
+                .weigher(|k: &(String, String), v: &Arc<Vec<referrers::Referrer>>| {
+                    weight(k.0.len() + k.1.len() + referrers_weight(v))
+                })
                 .time_to_live(settings.resolve_ttl)
                 .build(),
             verdicts: Cache::builder()
-                .max_capacity(settings.cache_capacity)
+                .max_capacity(settings.cache_bytes / 20 * 3)
+                .weigher(|k: &VerdictKey, v: &Arc<PolicyOutcome>| {
+                    weight(
+                        k.0.len()
+                            + k.1.len()
+                            + k.2.len()
+                            + k.3.len()
+                            + k.4.len()
+                            + outcome_weight(v),
+                    )
+                })
                 .expire_after(VerdictExpiry {
                     pass_ttl: settings.verify_ttl,
                     fail_ttl: settings.resolve_ttl.min(settings.verify_ttl),

@@ -69,24 +69,17 @@ pub async fn fetch_referrers(
 ) -> Result<Arc<Vec<Referrer>>, RegistryError> {
     let subject = Reference::with_digest(registry.into(), repository.into(), digest.into());
     let entries = client.referrers(&subject).await?;
-    let wanted: Vec<_> = entries
-        .into_iter()
-        .filter_map(|e| {
-            let t = e.artifact_type.clone().unwrap_or_default();
-            let kind = if t.starts_with(BUNDLE_MEDIA_TYPE_PREFIX) {
-                ReferrerKind::Bundle
-            } else if t == COSIGN_SIGNATURE_ARTIFACT {
-                ReferrerKind::CosignSignature
-            } else {
-                return None;
-            };
-            Some((e.digest, kind))
-        })
-        .take(MAX_REFERRERS)
-        .collect();
-    let fetched = join_all(wanted.into_iter().map(|(d, kind)| async move {
-        let reference = Reference::with_digest(registry.into(), repository.into(), d.clone());
+    // What a referrer is comes from its own manifest, not from the index
+    // entry: go-containerregistry's fallback tag index records the config
+    // media type (`application/vnd.oci.empty.v1+json`) as the entry's
+    // artifactType, and a registry may say anything there.
+    let fetched = join_all(entries.into_iter().take(MAX_REFERRERS).map(|e| async move {
+        let reference =
+            Reference::with_digest(registry.into(), repository.into(), e.digest.clone());
         let Some((manifest, _)) = client.image_manifest(&reference).await? else {
+            return Ok(None);
+        };
+        let Some(kind) = referrer_kind(&manifest) else {
             return Ok(None);
         };
         let Some(layer) = manifest.layers.first() else {
@@ -94,7 +87,7 @@ pub async fn fetch_referrers(
         };
         let blob = client.blob(&reference, layer, MAX_PAYLOAD_BYTES).await?;
         Ok::<_, RegistryError>(Some(Referrer {
-            digest: d,
+            digest: e.digest,
             kind,
             blob,
             annotations: layer
@@ -113,6 +106,30 @@ pub async fn fetch_referrers(
         }
     }
     Ok(Arc::new(out))
+}
+
+/// The OCI empty descriptor's media type: says nothing about what an artifact is.
+const EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
+
+/// What a referrer manifest holds, from its `artifactType`, else its config
+/// media type, else its first layer's media type (the first of these that
+/// is set and not the empty type decides); `None` for what sigil does not read.
+pub fn referrer_kind(manifest: &oci_client::manifest::OciImageManifest) -> Option<ReferrerKind> {
+    let decisive = manifest
+        .artifact_type
+        .as_deref()
+        .into_iter()
+        .chain(std::iter::once(manifest.config.media_type.as_str()))
+        .chain(manifest.layers.first().map(|l| l.media_type.as_str()))
+        .find(|t| !t.is_empty() && *t != EMPTY_MEDIA_TYPE)?;
+    if decisive.starts_with(BUNDLE_MEDIA_TYPE_PREFIX) {
+        Some(ReferrerKind::Bundle)
+    } else if decisive == COSIGN_SIGNATURE_ARTIFACT || decisive == cosign::SIMPLE_SIGNING_MEDIA_TYPE
+    {
+        Some(ReferrerKind::CosignSignature)
+    } else {
+        None
+    }
 }
 
 /// How referrers must be signed.
@@ -257,5 +274,63 @@ fn verify_bundle_referrer(
             }
         }
         _ => Err("bundle content is neither a message signature nor a DSSE envelope".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_client::manifest::{OciDescriptor, OciImageManifest};
+
+    fn manifest(artifact: Option<&str>, config: &str, layer: &str) -> OciImageManifest {
+        let d = |t: &str| OciDescriptor {
+            media_type: t.into(),
+            digest: format!("sha256:{}", "0".repeat(64)),
+            size: 2,
+            urls: None,
+            annotations: None,
+            artifact_type: None,
+        };
+        OciImageManifest {
+            schema_version: 2,
+            media_type: None,
+            config: d(config),
+            layers: vec![d(layer)],
+            subject: None,
+            artifact_type: artifact.map(str::to_string),
+            annotations: None,
+        }
+    }
+
+    #[test]
+    fn the_referrer_manifest_says_what_it_is() {
+        let bundle = "application/vnd.dev.sigstore.bundle.v0.3+json";
+        // cosign v3 as written: artifactType set.
+        assert_eq!(
+            referrer_kind(&manifest(Some(bundle), EMPTY_MEDIA_TYPE, bundle)),
+            Some(ReferrerKind::Bundle)
+        );
+        // No artifactType, empty config: the layer decides.
+        assert_eq!(
+            referrer_kind(&manifest(None, EMPTY_MEDIA_TYPE, bundle)),
+            Some(ReferrerKind::Bundle)
+        );
+        assert_eq!(
+            referrer_kind(&manifest(
+                None,
+                COSIGN_SIGNATURE_ARTIFACT,
+                cosign::SIMPLE_SIGNING_MEDIA_TYPE
+            )),
+            Some(ReferrerKind::CosignSignature)
+        );
+        // Something else (an SBOM, a Notation signature): not read.
+        assert_eq!(
+            referrer_kind(&manifest(
+                Some("application/vnd.cncf.notary.signature"),
+                EMPTY_MEDIA_TYPE,
+                "application/jose+json"
+            )),
+            None
+        );
     }
 }

@@ -16,6 +16,10 @@ pub struct KubeCluster {
     pub token: String,
     pub kubeconfig: PathBuf,
     pub dir: tempfile::TempDir,
+    /// The CA of the client certificate the apiserver presents to
+    /// webhooks (its admission configuration names it): `sigil serve
+    /// --client-ca` takes this file.
+    pub webhook_client_ca: PathBuf,
     etcd: Child,
     apiserver: Child,
     args: Vec<String>,
@@ -94,6 +98,7 @@ impl KubeCluster {
         std::fs::write(dir.path().join("sa.key"), sa_key.serialize_pem()).unwrap();
         std::fs::write(dir.path().join("sa.pub"), sa_key.public_key_pem()).unwrap();
         let port = free_port().unwrap();
+        let webhook_client_ca = webhook_client_identity(dir.path());
         let d = |p: &str| dir.path().join(p).display().to_string();
         let args = vec![
             format!("--etcd-servers={etcd_url}"),
@@ -109,6 +114,7 @@ impl KubeCluster {
             "--service-cluster-ip-range=10.0.0.0/24".into(),
             "--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook".into(),
             "--disable-admission-plugins=ServiceAccount".into(),
+            format!("--admission-control-config-file={}", d("admission.yaml")),
         ];
         let apiserver = spawn_apiserver(&bin, &args, dir.path());
         let url = format!("https://127.0.0.1:{port}");
@@ -125,6 +131,7 @@ impl KubeCluster {
             token,
             kubeconfig,
             dir,
+            webhook_client_ca,
             etcd,
             apiserver,
             args,
@@ -203,6 +210,59 @@ impl KubeCluster {
             .unwrap();
         child.wait_with_output().unwrap()
     }
+}
+
+/// A CA and a client certificate it issued, and the apiserver's admission
+/// configuration presenting that certificate to every webhook (the
+/// kubeconfig user `*` matches any webhook host). Returns the CA's path.
+fn webhook_client_identity(dir: &Path) -> PathBuf {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "webhook client CA (test)");
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+    leaf.distinguished_name
+        .push(DnType::CommonName, "kube-apiserver-webhook-client");
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let key = KeyPair::generate().unwrap();
+    let cert = leaf.signed_by(&key, &ca).unwrap();
+    let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
+    let ca_path = dir.join("webhook-client-ca.pem");
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+    std::fs::write(
+        dir.join("webhook-client.kubeconfig"),
+        format!(
+            "apiVersion: v1\nkind: Config\nusers:\n- name: \"*\"\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
+            b64(&cert.pem()),
+            b64(&key.serialize_pem())
+        ),
+    )
+    .unwrap();
+    let plugin = |name: &str| {
+        format!(
+            "- name: {name}\n  configuration:\n    apiVersion: apiserver.config.k8s.io/v1\n    kind: WebhookAdmissionConfiguration\n    kubeConfigFile: {}\n",
+            dir.join("webhook-client.kubeconfig").display()
+        )
+    };
+    std::fs::write(
+        dir.join("admission.yaml"),
+        format!(
+            "apiVersion: apiserver.config.k8s.io/v1\nkind: AdmissionConfiguration\nplugins:\n{}{}",
+            plugin("ValidatingAdmissionWebhook"),
+            plugin("MutatingAdmissionWebhook")
+        ),
+    )
+    .unwrap();
+    ca_path
 }
 
 fn spawn_apiserver(bin: &Path, args: &[String], dir: &Path) -> Child {

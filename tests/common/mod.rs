@@ -17,6 +17,7 @@ use sigil::verify::{Verifier, VerifierSettings};
 
 pub use sigil::demo::pod_review;
 
+pub mod faults;
 pub mod kube;
 
 /// One registry plus a client that pushes to it.
@@ -94,6 +95,11 @@ pub struct Opts {
     pub insecure: Vec<String>,
     /// Trusted roots (default: the embedded public-good root).
     pub trust: Option<Arc<sigil::trust::TrustStore>>,
+    /// `--require-digest`. Off in the harness by default: most tests are
+    /// about verifying what a tag resolves to (as `/mutate` and `check
+    /// --image` do); tests/gate.rs covers the requirement itself, and the
+    /// cluster and server tests run the binary with its default (on).
+    pub require_digest: bool,
 }
 
 impl Opts {
@@ -104,6 +110,7 @@ impl Opts {
             verify_timeout: Duration::from_secs(8),
             insecure: vec![addr.to_string()],
             trust: None,
+            require_digest: false,
         }
     }
 }
@@ -135,6 +142,7 @@ pub fn pipeline(policies_yaml: &str, opts: &Opts) -> (Arc<Evaluator>, Arc<Memory
                 no_match: opts.no_match,
             },
             verify_timeout: opts.verify_timeout,
+            require_digest: opts.require_digest,
         },
         audit.clone(),
     ));

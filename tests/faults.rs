@@ -1,0 +1,304 @@
+//! The fault matrix: `sigil serve` (the real binary, enforce and audit
+//! mode) verifying key-signed images held by the real docker-registry,
+//! through a fault-injecting proxy (common/faults.rs). Every fault must be a
+//! deny with its reason in enforce mode, an admit with an `audited` record in
+//! audit mode, never cached (the same review passes once the fault is gone),
+//! and the server's peak RSS must stay under the memory budget even while
+//! many endless bodies stream at once.
+
+mod common;
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::faults::{Fault, FaultProxy};
+use common::*;
+use serde_json::Value;
+use sigil::testkit::{free_port, TestKey, TestKeyKind};
+
+/// Peak RSS allowed to one `sigil serve` through the whole matrix: half the
+/// deployment's 256 MiB limit. `--cache-memory 32MiB` below; reads are
+/// capped at 1 MiB each and 32 at once.
+const RSS_BUDGET_KIB: u64 = 128 << 10;
+
+struct Served {
+    child: Child,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Served {
+    fn start(dir: &Path, policy_dir: &Path, extra: &[&str]) -> Served {
+        let port = free_port().unwrap();
+        let certs = dir.join(format!("certs-{port}"));
+        let child = Command::new(env!("CARGO_BIN_EXE_sigil"))
+            .args(["--log-level", "warn", "serve", "--self-signed"])
+            .arg("--self-signed-dir")
+            .arg(&certs)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--policy-dir")
+            .arg(policy_dir)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.join(format!("sigil-{port}.log"))).unwrap())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while !certs.join("ca.pem").exists() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "sigil did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let ca = std::fs::read(certs.join("ca.pem")).unwrap();
+        Served {
+            child,
+            base: format!("https://localhost:{port}"),
+            http: reqwest::Client::builder()
+                .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+                .build()
+                .unwrap(),
+        }
+    }
+
+    async fn review(&self, image: &str) -> Value {
+        let body = pod_review("uid-f", "default", "p", image);
+        let v: Value = self
+            .http
+            .post(format!("{}/validate", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["response"].clone()
+    }
+
+    /// Peak resident set size so far (`VmHWM`), KiB.
+    fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// Stops the server; returns its audit records.
+    fn stop(mut self) -> Vec<Value> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let mut out = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        out.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_faults_fail_closed_and_stay_within_memory() {
+    let env = Env::start();
+    let proxy = FaultProxy::start(env.addr()).await;
+    let dead = format!("127.0.0.1:{}", free_port().unwrap());
+    let k = TestKey::generate(TestKeyKind::P256).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(
+        policies.join("p.yaml"),
+        key_policy("signed", "**", &[&k], ""),
+    )
+    .unwrap();
+    let flags = [
+        "--insecure-registry",
+        &proxy.addr,
+        "--insecure-registry",
+        &dead,
+        "--verify-timeout",
+        "3s",
+        "--registry-read-timeout",
+        "2s",
+        "--cache-memory",
+        "32MiB",
+    ];
+    let enforce = Served::start(dir.path(), &policies, &flags);
+    let mut audit_flags = flags.to_vec();
+    audit_flags.extend(["--mode", "audit"]);
+    let audit = Served::start(dir.path(), &policies, &audit_flags);
+
+    let sig = ".sig";
+    let cases: Vec<(&str, &str, Fault, String)> = vec![
+        (
+            "reset mid-body",
+            sig,
+            Fault::ResetMidBody,
+            format!("cannot fetch signatures from {}", proxy.addr),
+        ),
+        (
+            "5xx",
+            sig,
+            Fault::Status(503),
+            format!(
+                "registry {} error: HTTP 503: UNAVAILABLE: registry in maintenance",
+                proxy.addr
+            ),
+        ),
+        (
+            "429 with Retry-After",
+            sig,
+            Fault::Throttle(7),
+            format!(
+                "registry {} is throttling requests (HTTP 429, retry after 7s)",
+                proxy.addr
+            ),
+        ),
+        (
+            "slower than the deadline",
+            sig,
+            Fault::Slow(Duration::from_secs(10)),
+            "timed out".into(),
+        ),
+        (
+            "truncated JSON",
+            sig,
+            Fault::Truncated,
+            "unreadable manifest for".into(),
+        ),
+        (
+            "garbage",
+            sig,
+            Fault::Garbage,
+            "unreadable manifest for".into(),
+        ),
+        (
+            "body is not the digest asked for",
+            "/blobs/",
+            Fault::WrongDigest,
+            "whose digest is sha256:".into(),
+        ),
+        (
+            "endless body",
+            sig,
+            Fault::Endless,
+            "sent more than 1048576 bytes".into(),
+        ),
+        (
+            "100,000 layers",
+            sig,
+            Fault::ManyLayers(100_000),
+            "sent more than 1048576 bytes".into(),
+        ),
+        (
+            "2,000 layers in a small body",
+            sig,
+            Fault::ManyLayers(2_000),
+            "has 2000 layers, over the limit of 1000".into(),
+        ),
+    ];
+
+    let mut images = Vec::new();
+    for (i, (name, needle, fault, want)) in cases.iter().enumerate() {
+        let repo = format!("team/app{i}");
+        let digest = env.push(&repo, "v1").await;
+        env.sign(&repo, &digest, &k).await;
+        let image = format!("{}/{repo}@{digest}", proxy.addr);
+        images.push(image.clone());
+
+        proxy.set(needle, fault.clone());
+        let resp = enforce.review(&image).await;
+        assert_eq!(resp["allowed"], false, "{name}: {resp}");
+        let msg = message(&resp);
+        assert!(msg.contains(want), "{name}: want {want:?} in {msg}");
+        assert!(
+            msg.contains(&digest),
+            "{name}: the deny names the digest: {msg}"
+        );
+
+        let resp = audit.review(&image).await;
+        assert_eq!(resp["allowed"], true, "{name} (audit mode): {resp}");
+
+        // Nothing transient was cached: the same review passes at once.
+        proxy.clear();
+        for served in [&enforce, &audit] {
+            let resp = served.review(&image).await;
+            assert_eq!(
+                resp["allowed"], true,
+                "{name} once the fault is gone: {resp}"
+            );
+        }
+    }
+
+    // A registry nobody listens on.
+    let repo = "team/unreachable";
+    let resp = enforce
+        .review(&format!("{dead}/{repo}@sha256:{}", "a".repeat(64)))
+        .await;
+    assert_eq!(resp["allowed"], false);
+    assert!(
+        message(&resp).contains(&format!("registry {dead} unreachable: connection refused")),
+        "{}",
+        message(&resp)
+    );
+
+    // Many endless bodies at once, on images not cached: memory stays
+    // bounded (each read stops at 1 MiB; 32 reads at most in flight).
+    let mut many = Vec::new();
+    for i in 0..24 {
+        let repo = format!("team/flood{i}");
+        let digest = env.push(&repo, "v1").await;
+        many.push(format!("{}/{repo}@{digest}", proxy.addr));
+    }
+    proxy.set(sig, Fault::Endless);
+    let answers = futures::future::join_all(many.iter().map(|i| enforce.review(i))).await;
+    for a in &answers {
+        assert_eq!(a["allowed"], false, "{a}");
+        assert!(message(a).contains("sent more than 1048576 bytes"), "{a}");
+    }
+    proxy.clear();
+    assert!(proxy.faulted.load(std::sync::atomic::Ordering::Relaxed) >= cases.len() + 24);
+
+    let peak = enforce.peak_rss_kib();
+    let audit_peak = audit.peak_rss_kib();
+    eprintln!(
+        "peak RSS: enforce {} MiB, audit {} MiB (budget {} MiB)",
+        peak >> 10,
+        audit_peak >> 10,
+        RSS_BUDGET_KIB >> 10
+    );
+    assert!(peak < RSS_BUDGET_KIB, "enforce peak RSS {peak} KiB");
+    assert!(
+        audit_peak < RSS_BUDGET_KIB,
+        "audit peak RSS {audit_peak} KiB"
+    );
+
+    // The audit server wrote an `audited` record with the reason for every
+    // faulted image.
+    let records = audit.stop();
+    for ((name, _, _, want), image) in cases.iter().zip(&images) {
+        let r = records
+            .iter()
+            .find(|r| r["image"] == image.as_str())
+            .unwrap_or_else(|| panic!("{name}: no audit record for {image}"));
+        assert_eq!(r["decision"], "audited", "{name}");
+        assert_eq!(r["mode"], "enforce", "{name}");
+        let reasons = r["reasons"].to_string();
+        assert!(reasons.contains(want.as_str()), "{name}: {reasons}");
+    }
+    let denied = enforce.stop();
+    assert!(denied.iter().all(|r| r["decision"] == "denied"));
+}
