@@ -4,15 +4,7 @@
 # review over TLS for DURATION (default 15s) with CONNECTIONS (default 32).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SIGIL_WITH_WRK=1 scripts/setup.sh
-cargo build --release --quiet
-work=$(mktemp -d)
-trap 'kill $(cat "$work/pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
-( target/release/sigil --log-level warn demo --keep-running > "$work/demo.log" 2>&1 & echo $! > "$work/pid" )
-for _ in $(seq 1 100); do grep -q "until Ctrl-C" "$work/demo.log" && break; sleep 0.2; done
-url=$(sed -n 's/^serving on \(.*\) until Ctrl-C$/\1/p' "$work/demo.log")
-image=$(sed -n 's/^   pushed \(.*\) (signed, \(sha256:[0-9a-f]*\))$/\1@\2/p' "$work/demo.log")
-[ -n "$url" ] && [ -n "$image" ] || { cat "$work/demo.log"; exit 1; }
+. scripts/demo-server.sh
 python3 - "$image" > "$work/review.json" <<'PY'
 import json, sys
 img = sys.argv[1]

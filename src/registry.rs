@@ -39,6 +39,8 @@ pub const MAX_MANIFEST_BYTES: usize = 1 << 20;
 pub const MAX_DESCRIPTORS: usize = 1_000;
 /// Largest error body read to explain a failure.
 const MAX_ERROR_BODY_BYTES: usize = 16 << 10;
+/// Most redirects followed for one request.
+const MAX_REDIRECTS: usize = 5;
 /// Largest token-server answer read.
 const MAX_TOKEN_BYTES: usize = 64 << 10;
 
@@ -385,7 +387,25 @@ pub struct RegistryClient {
 impl RegistryClient {
     /// Builds the client; reads CA files and credentials.
     pub fn new(opts: &RegistryOptions) -> Result<Self, RegistryConfigError> {
+        // Registries may redirect blob reads to storage; a hostile one must
+        // not turn that into a downgrade to plain HTTP or an endless chain.
+        // (reqwest drops `Authorization` on a redirect to another host.)
+        let redirects = reqwest::redirect::Policy::custom(|attempt| {
+            let downgrade = attempt
+                .previous()
+                .first()
+                .is_some_and(|u| u.scheme() == "https")
+                && attempt.url().scheme() != "https";
+            if attempt.previous().len() >= MAX_REDIRECTS {
+                attempt.error("too many redirects")
+            } else if downgrade {
+                attempt.error("redirect from HTTPS to plain HTTP refused")
+            } else {
+                attempt.follow()
+            }
+        });
         let mut builder = reqwest::Client::builder()
+            .redirect(redirects)
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(opts.max_requests_per_registry.max(1))
             .user_agent(concat!("sigil/", env!("CARGO_PKG_VERSION")));

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use common::*;
 use serde_json::json;
 use sigil::testkit::sigstore::{
-    push_referrer, BundleSigner, CertRequest, OfflineSigstore, ProofMode, San,
+    push_referrer, push_referrer_indexed_as, BundleSigner, CertRequest, OfflineSigstore, ProofMode,
+    San,
 };
 use sigil::testkit::{in_toto_statement, SignatureToAttach, TestKey, TestKeyKind};
 use sigil::trust::{TrustMaterial, TrustStore};
@@ -55,9 +56,20 @@ impl Case {
         repo: &str,
         make: impl FnOnce(&str, &str) -> Vec<Vec<u8>>,
     ) -> (String, String) {
+        self.image_indexed_as(repo, BUNDLE_V03, make).await
+    }
+
+    /// [`Case::image`], with `index_type` as the artifactType of the
+    /// referrers tag index entries.
+    async fn image_indexed_as(
+        &self,
+        repo: &str,
+        index_type: &str,
+        make: impl FnOnce(&str, &str) -> Vec<Vec<u8>>,
+    ) -> (String, String) {
         let digest = self.env.push(repo, "v1").await;
         for bundle in make(&format!("{}/{repo}", self.env.addr()), &digest) {
-            push_referrer(
+            push_referrer_indexed_as(
                 &self.env.client,
                 self.env.addr(),
                 repo,
@@ -66,6 +78,7 @@ impl Case {
                 BUNDLE_V03,
                 &bundle,
                 BTreeMap::new(),
+                index_type,
             )
             .await
             .unwrap();
@@ -507,46 +520,32 @@ async fn message_signature_bundles_sign_the_image_digest() {
 /// artifactType. The referrer manifest itself says what it is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn referrers_indexed_the_way_go_containerregistry_writes_them_are_found() {
+    const EMPTY: &str = "application/vnd.oci.empty.v1+json";
     let c = Case::new();
     let cert = c
         .sigstore
         .issue(&CertRequest::new(San::Uri(WORKFLOW.into()), ISSUER))
         .unwrap();
     let policy = keyless_bundle_policy(&c.glob, "");
-    let digest = c.env.push("acme/ggcr", "v1").await;
-    let bundle = c
-        .sigstore
-        .dsse_bundle(
-            BundleSigner::Certificate(&cert),
-            &in_toto_statement(
-                &format!("{}/acme/ggcr", c.env.addr()),
-                &digest,
-                SIGN_PREDICATE,
-                json!({}),
-            ),
-            ProofMode::Valid,
-        )
-        .unwrap();
-    sigil::testkit::sigstore::push_referrer_indexed_as(
-        &c.env.client,
-        c.env.addr(),
-        "acme/ggcr",
-        &digest,
-        BUNDLE_V03,
-        BUNDLE_V03,
-        &bundle,
-        BTreeMap::new(),
-        "application/vnd.oci.empty.v1+json",
-    )
-    .await
-    .unwrap();
+    let (_, digest) = c
+        .image_indexed_as("acme/ggcr", EMPTY, |r, d| {
+            vec![c
+                .sigstore
+                .dsse_bundle(
+                    BundleSigner::Certificate(&cert),
+                    &in_toto_statement(r, d, SIGN_PREDICATE, json!({})),
+                    ProofMode::Valid,
+                )
+                .unwrap()]
+        })
+        .await;
     let image = format!("{}/acme/ggcr:v1@{digest}", c.env.addr());
     let (ok, msg) = c.verdict(&policy, &image).await;
     assert!(ok, "{msg}");
     // And a referrer that is no signature at all is passed over, not read
     // as one: the image stays unsigned.
     let other = c.env.push("acme/sbom-only", "v1").await;
-    sigil::testkit::sigstore::push_referrer_indexed_as(
+    push_referrer_indexed_as(
         &c.env.client,
         c.env.addr(),
         "acme/sbom-only",
@@ -555,7 +554,7 @@ async fn referrers_indexed_the_way_go_containerregistry_writes_them_are_found() 
         "application/spdx+json",
         b"{}",
         BTreeMap::new(),
-        "application/vnd.oci.empty.v1+json",
+        EMPTY,
     )
     .await
     .unwrap();
