@@ -2,8 +2,8 @@
 # Coverage-guided fuzzing of what sigil reads from the outside (cargo-fuzz,
 # libFuzzer): AdmissionReviews and image extraction, image references and
 # globs, policy YAML, simple-signing payloads, DSSE envelopes, Sigstore
-# bundles. Runs each target for SECONDS (default 60) and prints executions
-# and crashes per target; exits 1 if any target crashed.
+# bundles. Builds the targets once, runs each for SECONDS (default 60) and
+# prints executions and crashes per target; exits 1 if any target crashed.
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #
@@ -20,18 +20,19 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 cd fuzz
 cargo fuzz build --release
+bin="target/$(rustc -vV | sed -n 's/^host: //p')/release"
 summary=$(mktemp)
 failed=0
 for t in "${targets[@]}"; do
-  mkdir -p "corpus/$t"
+  mkdir -p "corpus/$t" "artifacts/$t"
   log="$(mktemp)"
-  if cargo fuzz run --release "$t" "corpus/$t" "seeds/$t" -- \
-      -max_total_time="$secs" -print_final_stats=1 -rss_limit_mb=2048 -timeout=10 >"$log" 2>&1; then
-    crashes=0
-  else
-    crashes=$(ls "artifacts/$t" 2>/dev/null | wc -l)
-    [ "$crashes" -gt 0 ] || crashes="? (exit $?; see $log)"
+  status=0
+  "$bin/$t" "corpus/$t" "seeds/$t" -artifact_prefix="artifacts/$t/" \
+    -max_total_time="$secs" -print_final_stats=1 -rss_limit_mb=2048 -timeout=10 >"$log" 2>&1 || status=$?
+  crashes=$(find "artifacts/$t" -type f | wc -l)
+  if [ "$status" -ne 0 ] || [ "$crashes" -gt 0 ]; then
     failed=1
+    [ "$crashes" -gt 0 ] || crashes="exit $status, see $log"
   fi
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   printf '%-18s %14s %10s\n' "$t" "${runs:-?}" "$crashes" >>"$summary"

@@ -1,0 +1,529 @@
+//! The registry client: one per credential set, all sharing a connection
+//! pool and the request limits (in total and per registry); every read
+//! capped while it streams, every manifest fetched by digest and every blob
+//! checked against its digest, every digest a registry hands back checked
+//! for shape before it goes into a URL.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use oci_client::manifest::{ImageIndexEntry, OciDescriptor, OciImageIndex, OciImageManifest};
+use oci_client::secrets::RegistryAuth;
+use oci_client::Reference;
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
+use reqwest::{Method, StatusCode};
+use sha2::{Digest, Sha256};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::auth::{basic, fetch_token, parse_challenge, Challenge, Token};
+use super::credentials::{read_docker_config, Credentials, RegistryConfigError};
+use super::error::{status_error, transport_error};
+use super::{
+    RegistryError, RegistryOptions, INDEX_ACCEPT, MANIFEST_ACCEPT, MAX_DESCRIPTORS,
+    MAX_MANIFEST_BYTES, MAX_REDIRECTS,
+};
+use crate::image::DOCKER_HUB;
+
+/// Which registries share one limit of concurrent requests.
+struct Limits {
+    total: Arc<Semaphore>,
+    per_registry: moka::sync::Cache<String, Arc<Semaphore>>,
+    per_registry_max: usize,
+}
+
+impl Limits {
+    fn new(opts: &RegistryOptions) -> Self {
+        Limits {
+            total: Arc::new(Semaphore::new(opts.max_requests.max(1))),
+            // Bounded: a broad glob can name any number of registries.
+            per_registry: moka::sync::Cache::builder()
+                .max_capacity(4_096)
+                .time_to_idle(Duration::from_secs(600))
+                .build(),
+            per_registry_max: opts.max_requests_per_registry.max(1),
+        }
+    }
+
+    /// Waits for a slot (callers run under the request's deadline, so the
+    /// wait is bounded in time; the waiters are bounded by the in-flight
+    /// reviews and the images each verifies at once).
+    async fn acquire(&self, registry: &str) -> (OwnedSemaphorePermit, OwnedSemaphorePermit) {
+        let host = self.per_registry.get_with(registry.to_string(), || {
+            Arc::new(Semaphore::new(self.per_registry_max))
+        });
+        // The semaphores are never closed, so acquiring cannot fail.
+        let host = host.acquire_owned().await.expect("semaphore never closed");
+        let total = self
+            .total
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed");
+        (host, total)
+    }
+}
+
+/// Shared by a client and every per-credential client derived from it: the
+/// connection pool, the request limits and the TLS roots.
+struct Shared {
+    http: reqwest::Client,
+    limits: Limits,
+    opts: RegistryOptions,
+    /// (credentials fingerprint, registry, repository) → token.
+    tokens: moka::sync::Cache<(String, String, String), Token>,
+}
+
+/// Reads from registries for verification. One per credential set
+/// ([`RegistryClient::with_credentials`]); all of them share one connection
+/// pool and one set of request limits.
+pub struct RegistryClient {
+    shared: Arc<Shared>,
+    auths: HashMap<String, RegistryAuth>,
+    /// Keys the token cache, so one credential set's tokens serve no other.
+    fingerprint: String,
+}
+
+impl RegistryClient {
+    /// Builds the client; reads CA files and credentials.
+    pub fn new(opts: &RegistryOptions) -> Result<Self, RegistryConfigError> {
+        // Registries may redirect blob reads to storage; a hostile one must
+        // not turn that into a downgrade to plain HTTP or an endless chain.
+        // (reqwest drops `Authorization` on a redirect to another host.)
+        let redirects = reqwest::redirect::Policy::custom(|attempt| {
+            let downgrade = attempt
+                .previous()
+                .first()
+                .is_some_and(|u| u.scheme() == "https")
+                && attempt.url().scheme() != "https";
+            if attempt.previous().len() >= MAX_REDIRECTS {
+                attempt.error("too many redirects")
+            } else if downgrade {
+                attempt.error("redirect from HTTPS to plain HTTP refused")
+            } else {
+                attempt.follow()
+            }
+        });
+        let mut builder = reqwest::Client::builder()
+            .redirect(redirects)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(opts.max_requests_per_registry.max(1))
+            .user_agent(concat!("sigil/", env!("CARGO_PKG_VERSION")));
+        if let Some(t) = opts.connect_timeout {
+            builder = builder.connect_timeout(t);
+        }
+        if let Some(t) = opts.read_timeout {
+            builder = builder.read_timeout(t);
+        }
+        let mut roots = Vec::new();
+        for path in &opts.ca_files {
+            let fail = |reason: String| RegistryConfigError {
+                path: path.clone(),
+                reason,
+            };
+            let data = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+            roots.extend(
+                reqwest::Certificate::from_pem_bundle(&data).map_err(|e| fail(e.to_string()))?,
+            );
+        }
+        if !roots.is_empty() {
+            builder = builder.tls_certs_merge(roots);
+        }
+        let http = builder.build().map_err(|e| RegistryConfigError {
+            path: PathBuf::from("(registry client)"),
+            reason: e.to_string(),
+        })?;
+        let auths = match &opts.docker_config {
+            Some(p) => read_docker_config(p)?,
+            None => HashMap::new(),
+        };
+        Ok(RegistryClient {
+            shared: Arc::new(Shared {
+                http,
+                limits: Limits::new(opts),
+                opts: opts.clone(),
+                tokens: moka::sync::Cache::builder()
+                    .max_capacity(10_000)
+                    .time_to_live(Duration::from_secs(3_600))
+                    .build(),
+            }),
+            auths,
+            fingerprint: String::new(),
+        })
+    }
+
+    /// A client sharing this one's connections and limits whose credentials
+    /// are this client's overlaid with `creds`.
+    pub fn with_credentials(&self, creds: &Credentials) -> Result<Self, RegistryConfigError> {
+        let mut auths = self.auths.clone();
+        auths.extend(creds.auths.iter().map(|(h, a)| (h.clone(), a.clone())));
+        Ok(RegistryClient {
+            shared: self.shared.clone(),
+            auths,
+            fingerprint: creds.fingerprint().to_string(),
+        })
+    }
+
+    fn auth_for(&self, registry: &str) -> Option<&RegistryAuth> {
+        self.auths
+            .get(registry)
+            .filter(|a| !matches!(a, RegistryAuth::Anonymous))
+    }
+
+    fn base_url(&self, registry: &str) -> String {
+        let insecure = self.shared.opts.insecure.iter().any(|h| {
+            h.eq_ignore_ascii_case(registry)
+                || crate::image::canonical_registry(h) == crate::image::canonical_registry(registry)
+        });
+        // Docker Hub's API lives at registry-1.docker.io.
+        let host = if registry == DOCKER_HUB {
+            "registry-1.docker.io"
+        } else {
+            registry
+        };
+        format!("{}://{host}", if insecure { "http" } else { "https" })
+    }
+
+    /// Resolves a reference to the digest the registry serves for it (for a
+    /// multi-arch image, the index digest): one `HEAD`, or a capped `GET`
+    /// hashed here when the registry gives no usable `Docker-Content-Digest`.
+    pub async fn resolve(&self, reference: &Reference) -> Result<String, RegistryError> {
+        if let Some(d) = reference.digest() {
+            return Ok(d.to_string());
+        }
+        let path = format!(
+            "/v2/{}/manifests/{}",
+            reference.repository(),
+            reference.tag().unwrap_or("latest")
+        );
+        let resp = self
+            .send(reference, Method::HEAD, &path, MANIFEST_ACCEPT)
+            .await?;
+        let header = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        match header {
+            Some(d) => check_digest(reference.registry(), &d).map(|_| d),
+            None => {
+                let body = self
+                    .get_capped(reference, &path, MANIFEST_ACCEPT, MAX_MANIFEST_BYTES)
+                    .await?;
+                Ok(format!("sha256:{}", hex::encode(Sha256::digest(&body))))
+            }
+        }
+    }
+
+    /// Fetches an image manifest; `Ok(None)` when the tag does not exist.
+    /// A manifest fetched by digest must hash to it.
+    pub async fn image_manifest(
+        &self,
+        reference: &Reference,
+    ) -> Result<Option<(OciImageManifest, String)>, RegistryError> {
+        let Some((body, digest)) = self.manifest_bytes(reference).await? else {
+            return Ok(None);
+        };
+        let manifest: OciImageManifest = parse_manifest(reference, &body)?;
+        if manifest.layers.len() > MAX_DESCRIPTORS {
+            return Err(RegistryError::Protocol {
+                registry: reference.registry().to_string(),
+                reason: format!(
+                    "{} has {} layers, over the limit of {MAX_DESCRIPTORS}",
+                    reference.whole(),
+                    manifest.layers.len()
+                ),
+            });
+        }
+        Ok(Some((manifest, digest)))
+    }
+
+    /// The bytes of a manifest and their digest; `Ok(None)` when absent.
+    async fn manifest_bytes(
+        &self,
+        reference: &Reference,
+    ) -> Result<Option<(Vec<u8>, String)>, RegistryError> {
+        let path = format!(
+            "/v2/{}/manifests/{}",
+            reference.repository(),
+            reference.digest().or(reference.tag()).unwrap_or("latest")
+        );
+        let body = match self
+            .get_capped(reference, &path, MANIFEST_ACCEPT, MAX_MANIFEST_BYTES)
+            .await
+        {
+            Ok(b) => b,
+            Err(RegistryError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let actual = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
+        if let Some(wanted) = reference.digest() {
+            if wanted != actual {
+                return Err(RegistryError::DigestMismatch {
+                    registry: reference.registry().to_string(),
+                    what: format!("{}@{wanted}", reference.repository()),
+                    actual,
+                });
+            }
+        }
+        Ok(Some((body, actual)))
+    }
+
+    /// Fetches a blob of at most `limit` bytes and checks its digest.
+    pub async fn blob(
+        &self,
+        reference: &Reference,
+        descriptor: &OciDescriptor,
+        limit: usize,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let registry = reference.registry().to_string();
+        check_digest(&registry, &descriptor.digest)?;
+        if descriptor.size < 0 || descriptor.size as u64 > limit as u64 {
+            return Err(RegistryError::Protocol {
+                registry,
+                reason: format!(
+                    "blob {} is {} bytes, over the {limit}-byte limit",
+                    descriptor.digest, descriptor.size
+                ),
+            });
+        }
+        let path = format!("/v2/{}/blobs/{}", reference.repository(), descriptor.digest);
+        let body = self.get_capped(reference, &path, "*/*", limit).await?;
+        let actual = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
+        if actual != descriptor.digest {
+            return Err(RegistryError::DigestMismatch {
+                registry,
+                what: format!("{}@{}", reference.repository(), descriptor.digest),
+                actual,
+            });
+        }
+        Ok(body)
+    }
+
+    /// The referrers of `subject` (a digest reference): the OCI 1.1
+    /// referrers API, or, where the registry has none (404), the
+    /// `sha256-<hex>` referrers tag index. No referrers is an empty list.
+    /// Entries whose digest is malformed are dropped.
+    pub async fn referrers(
+        &self,
+        subject: &Reference,
+    ) -> Result<Vec<ImageIndexEntry>, RegistryError> {
+        let registry = subject.registry().to_string();
+        let Some(digest) = subject.digest() else {
+            return Err(RegistryError::Protocol {
+                registry,
+                reason: "referrers need a digest".into(),
+            });
+        };
+        check_digest(&registry, digest)?;
+        let path = format!("/v2/{}/referrers/{digest}", subject.repository());
+        let body = match self
+            .get_capped(subject, &path, INDEX_ACCEPT, MAX_MANIFEST_BYTES)
+            .await
+        {
+            Ok(b) => Some(b),
+            Err(RegistryError::NotFound { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let body = match body {
+            Some(b) => b,
+            None => {
+                let tag = Reference::with_tag(
+                    registry.clone(),
+                    subject.repository().to_string(),
+                    digest.replacen(':', "-", 1),
+                );
+                match self.manifest_bytes(&tag).await? {
+                    Some((b, _)) => b,
+                    None => return Ok(Vec::new()),
+                }
+            }
+        };
+        let index: OciImageIndex = parse_manifest(subject, &body)?;
+        if index.manifests.len() > MAX_DESCRIPTORS {
+            return Err(RegistryError::Protocol {
+                registry,
+                reason: format!(
+                    "the referrers of {} list {} entries, over the limit of {MAX_DESCRIPTORS}",
+                    subject.whole(),
+                    index.manifests.len()
+                ),
+            });
+        }
+        Ok(index
+            .manifests
+            .into_iter()
+            .filter(|e| check_digest(&registry, &e.digest).is_ok())
+            .collect())
+    }
+
+    /// GETs `path` and reads at most `limit` bytes of a 200 answer.
+    async fn get_capped(
+        &self,
+        reference: &Reference,
+        path: &str,
+        accept: &str,
+        limit: usize,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let what = || format!("{}{}", reference.registry(), path);
+        let mut resp = self.send(reference, Method::GET, path, accept).await?;
+        let registry = reference.registry().to_string();
+        if resp.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(RegistryError::TooLarge {
+                registry,
+                what: what(),
+                limit,
+            });
+        }
+        let mut out = Vec::with_capacity(
+            resp.content_length()
+                .map_or(8 << 10, |n| n as usize)
+                .min(limit),
+        );
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if out.len() + chunk.len() > limit {
+                        return Err(RegistryError::TooLarge {
+                            registry,
+                            what: what(),
+                            limit,
+                        });
+                    }
+                    out.extend_from_slice(&chunk);
+                }
+                Ok(None) => return Ok(out),
+                Err(e) => return Err(transport_error(&registry, &e)),
+            }
+        }
+    }
+
+    /// Sends one request with the registry's credentials (answering a
+    /// `401` challenge once: basic credentials, or a bearer token from the
+    /// token server, reused until it expires) within the request limits,
+    /// and maps failure statuses to errors. The permits are held until the
+    /// response is dropped.
+    async fn send(
+        &self,
+        reference: &Reference,
+        method: Method,
+        path: &str,
+        accept: &str,
+    ) -> Result<LimitedResponse, RegistryError> {
+        let registry = reference.registry();
+        let repository = reference.repository();
+        let permits = self.shared.limits.acquire(registry).await;
+        let url = format!("{}{path}", self.base_url(registry));
+        let token_key = (
+            self.fingerprint.clone(),
+            registry.to_string(),
+            repository.to_string(),
+        );
+        let cached = self
+            .shared
+            .tokens
+            .get(&token_key)
+            .filter(|t| t.expires > Instant::now());
+        let mut authorization = cached.map(|t| format!("Bearer {}", t.value));
+        let mut answered_challenge = false;
+        loop {
+            let mut req = self
+                .shared
+                .http
+                .request(method.clone(), &url)
+                .header(ACCEPT, accept);
+            if let Some(a) = &authorization {
+                req = req.header(AUTHORIZATION, a);
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| transport_error(registry, &e))?;
+            let status = resp.status();
+            if status.is_success() {
+                return Ok(LimitedResponse {
+                    inner: resp,
+                    _permits: permits,
+                });
+            }
+            if status == StatusCode::UNAUTHORIZED && !answered_challenge {
+                answered_challenge = true;
+                let challenge = resp
+                    .headers()
+                    .get(WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(parse_challenge);
+                authorization = match challenge {
+                    Some(Challenge::Basic) => match self.auth_for(registry) {
+                        Some(RegistryAuth::Basic(u, p)) => Some(basic(u, p)),
+                        _ => None,
+                    },
+                    Some(Challenge::Bearer(params)) => {
+                        let token = fetch_token(
+                            &self.shared.http,
+                            self.auth_for(registry),
+                            registry,
+                            repository,
+                            &params,
+                        )
+                        .await?;
+                        self.shared.tokens.insert(token_key.clone(), token.clone());
+                        Some(format!("Bearer {}", token.value))
+                    }
+                    None => None,
+                };
+                if authorization.is_some() {
+                    continue;
+                }
+            }
+            return Err(status_error(reference, resp).await);
+        }
+    }
+}
+
+/// A response whose request-limit permits are released when it is dropped.
+struct LimitedResponse {
+    inner: reqwest::Response,
+    _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+}
+
+impl LimitedResponse {
+    fn headers(&self) -> &HeaderMap<HeaderValue> {
+        self.inner.headers()
+    }
+    fn content_length(&self) -> Option<u64> {
+        self.inner.content_length()
+    }
+    async fn chunk(&mut self) -> reqwest::Result<Option<bytes::Bytes>> {
+        self.inner.chunk().await
+    }
+}
+
+/// A digest sigil will put in a URL: `sha256:` and 64 lowercase hex digits.
+fn check_digest(registry: &str, digest: &str) -> Result<(), RegistryError> {
+    let ok = digest.strip_prefix("sha256:").is_some_and(|h| {
+        h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(RegistryError::Protocol {
+            registry: registry.to_string(),
+            reason: format!(
+                "unusable digest {:?} (sigil reads sha256 digests only)",
+                digest.chars().take(80).collect::<String>()
+            ),
+        })
+    }
+}
+
+fn parse_manifest<T: serde::de::DeserializeOwned>(
+    reference: &Reference,
+    body: &[u8],
+) -> Result<T, RegistryError> {
+    serde_json::from_slice(body).map_err(|e| RegistryError::Protocol {
+        registry: reference.registry().to_string(),
+        reason: format!("unreadable manifest for {}: {e}", reference.whole()),
+    })
+}
