@@ -8,12 +8,12 @@
 use std::time::{Duration, SystemTime};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use sigil::testkit::sigstore::{CertRequest, OfflineSigstore, San, SetMode};
 use sigil::trust::TrustMaterial;
 use sigil::verify::cosign::{SignatureLayer, SIGNATURE_ANNOTATION};
 use sigil::verify::keyless::{
     verify_keyless_layer, CertificateTrust, IdentityRule, KeylessPolicy, TextMatcher,
 };
+use sigil_testkit::sigstore::{CertRequest, OfflineSigstore, San, SetMode};
 
 fn keyless(c: &mut Criterion) {
     let sigstore = OfflineSigstore::new().unwrap();

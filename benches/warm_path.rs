@@ -15,10 +15,10 @@ use sigil::decision::{DecisionSettings, NoMatchAction, ServerMode};
 use sigil::policy::{files, PolicyStore};
 use sigil::registry::{RegistryClient, RegistryOptions};
 use sigil::service::{Evaluator, EvaluatorSettings};
-use sigil::testkit::{
+use sigil::verify::{Verifier, VerifierSettings};
+use sigil_testkit::{
     plain_http_client, push_image, sign_image, LocalRegistry, TestKey, TestKeyKind,
 };
-use sigil::verify::{Verifier, VerifierSettings};
 
 fn warm_path(c: &mut Criterion) {
     sigil::install_crypto_provider();

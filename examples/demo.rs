@@ -1,4 +1,5 @@
-//! `sigil demo`: the whole product on one machine with no cluster. Starts
+//! The demo (`cargo run --release --example demo`, what `scripts/demo.sh`
+//! runs): the whole product on one machine with no cluster. Starts
 //! Debian's docker-registry on loopback, pushes a signed and an unsigned
 //! image (throwaway P-256 key, cosign's legacy layout), writes a policy,
 //! serves the webhook with a self-signed certificate and posts
@@ -13,37 +14,14 @@ use std::time::Duration;
 use axum_server::tls_rustls::RustlsConfig;
 use oci_client::Reference;
 
-use crate::audit::StdoutAuditSink;
-use crate::cli::{DemoArgs, VerifyArgs};
-use crate::decision::{NoMatchAction, ServerMode};
-use crate::server::{self, AppState};
-use crate::testkit::{
-    plain_http_client, push_image, sign_image, LocalRegistry, TestKey, TestKeyKind,
+use sigil::audit::StdoutAuditSink;
+use sigil::cli::VerifyArgs;
+use sigil::decision::{NoMatchAction, ServerMode};
+use sigil::server::{self, AppState};
+use sigil::tls;
+use sigil_testkit::{
+    plain_http_client, pod_review, push_image, sign_image, LocalRegistry, TestKey, TestKeyKind,
 };
-use crate::tls;
-
-/// An AdmissionReview for a one-container Pod.
-pub fn pod_review(uid: &str, namespace: &str, name: &str, image: &str) -> serde_json::Value {
-    serde_json::json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": uid,
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "name": name,
-            "namespace": namespace,
-            "operation": "CREATE",
-            "userInfo": {"username": "demo-user"},
-            "object": {
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": name, "namespace": namespace},
-                "spec": {"containers": [{"name": "app", "image": image}]}
-            },
-            "dryRun": false
-        }
-    })
-}
 
 /// The image of a one-container Pod review after `/mutate`'s JSON patch.
 fn pinned_image(review: &serde_json::Value, mutated: &serde_json::Value) -> Option<String> {
@@ -73,8 +51,34 @@ pub fn demo_policy(registry: &str, public_pem: &str) -> String {
     )
 }
 
-/// Runs the demo.
-pub async fn main(args: DemoArgs) -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    sigil::install_crypto_provider();
+    let keep_running = std::env::args().any(|a| a == "--keep-running");
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SIGIL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("demo: cannot start runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(keep_running)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("demo: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the demo; with `keep_running`, serves until Ctrl-C afterwards.
+async fn run(keep_running: bool) -> anyhow::Result<()> {
     println!("== sigil demo: starting a local registry (Debian docker-registry)");
     let registry = LocalRegistry::start()?;
     let client = plain_http_client(std::slice::from_ref(&registry.addr));
@@ -115,9 +119,9 @@ pub async fn main(args: DemoArgs) -> anyhow::Result<()> {
         no_match_policy: NoMatchAction::Deny,
         mode: ServerMode::Enforce,
         require_digest: true,
-        registry_concurrency: crate::registry::DEFAULT_MAX_REQUESTS,
-        registry_concurrency_per_host: crate::registry::DEFAULT_MAX_REQUESTS_PER_REGISTRY,
-        cache_memory: crate::verify::engine::DEFAULT_CACHE_BYTES,
+        registry_concurrency: sigil::registry::DEFAULT_MAX_REQUESTS,
+        registry_concurrency_per_host: sigil::registry::DEFAULT_MAX_REQUESTS_PER_REGISTRY,
+        cache_memory: sigil::verify::engine::DEFAULT_CACHE_BYTES,
     };
     let evaluator = Arc::new(verify.build(Arc::new(StdoutAuditSink))?);
     let certs = tls::self_signed(&tls::default_names())?;
@@ -192,7 +196,7 @@ pub async fn main(args: DemoArgs) -> anyhow::Result<()> {
         )
         .await?,
     );
-    if args.keep_running {
+    if keep_running {
         println!("\nserving on {url} until Ctrl-C");
         server::shutdown_signal().await;
     }

@@ -1,5 +1,6 @@
-# Sourced by loadtest.sh and soak.sh: builds sigil, starts
-# `sigil demo --keep-running` (a real docker-registry, a signed and an
+# Sourced by loadtest.sh and soak.sh: builds the demo example (the sigil
+# library's server, as `sigil serve` runs it) and starts
+# `demo --keep-running` (a real docker-registry, a signed and an
 # unsigned image, a key policy, HTTPS) in the background and sets:
 #   work           a temporary directory, removed on exit
 #   pid            the server's process id
@@ -7,10 +8,10 @@
 #   image          the signed image, pinned: REGISTRY/demo/signed:v1@sha256:…
 #   unsigned_repo  REGISTRY/demo/unsigned
 SIGIL_WITH_WRK=1 scripts/setup.sh
-cargo build --release --quiet
+cargo build --release --quiet --example demo
 work=$(mktemp -d)
 trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
-( "${CARGO_TARGET_DIR:-target}/release/sigil" --log-level warn demo --keep-running > "$work/demo.log" 2>&1 & echo $! > "$work/server.pid" )
+( SIGIL_LOG=warn "${CARGO_TARGET_DIR:-target}/release/examples/demo" --keep-running > "$work/demo.log" 2>&1 & echo $! > "$work/server.pid" )
 for _ in $(seq 1 150); do grep -q "until Ctrl-C" "$work/demo.log" && break; sleep 0.2; done
 url=$(sed -n 's/^serving on \(.*\) until Ctrl-C$/\1/p' "$work/demo.log")
 image=$(sed -n 's/^   pushed \(.*\) (signed, \(sha256:[0-9a-f]*\))$/\1@\2/p' "$work/demo.log")

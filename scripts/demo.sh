@@ -6,4 +6,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-exec cargo run --release --quiet -- demo "$@"
+exec cargo run --release --quiet --example demo -- "$@"

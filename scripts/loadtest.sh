@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Warm-path load test: `sigil demo --keep-running` serves the webhook with a
+# Warm-path load test: the demo example (`--keep-running`) serves the webhook with a
 # signed image cached after its first review; wrk then posts a 3-container Pod
 # review over TLS for DURATION (default 15s) with CONNECTIONS (default 32).
 set -euo pipefail

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Soak: DURATION (default 60s) at about RATE (default 1000) reviews/s against
-# `sigil serve` (as `sigil demo --keep-running` runs it: a real
+# `sigil serve` (as the demo example (`--keep-running`) runs it: a real
 # docker-registry, a key policy, HTTPS), mixed warm and cold: 90% of reviews
 # are a pinned, signed, cached image; 10% name a random digest in the same
 # repository, which costs a registry round trip each (a cold verdict, "no

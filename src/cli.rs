@@ -47,8 +47,6 @@ pub enum Command {
     Serve(ServeArgs),
     /// Evaluate manifests or images offline, exactly as the webhook would.
     Check(CheckArgs),
-    /// Start a local registry, sign an image, run the webhook and show an allow and a deny.
-    Demo(DemoArgs),
     /// Verify a Sigstore bundle over a file or digest (the sigstore-conformance
     /// client protocol), on the webhook's verification core.
     VerifyBundle(VerifyBundleArgs),
@@ -249,14 +247,6 @@ pub struct CertsArgs {
     /// DNS name or IP of the serving certificate; repeatable.
     #[arg(long = "name", default_values_t = ["sigil.sigil-system.svc".to_string(), "sigil.sigil-system.svc.cluster.local".to_string()])]
     pub names: Vec<String>,
-}
-
-/// `sigil demo`.
-#[derive(Debug, Clone, Args)]
-pub struct DemoArgs {
-    /// Keep serving after the demo requests (Ctrl-C to stop).
-    #[arg(long)]
-    pub keep_running: bool,
 }
 
 /// A configuration error (exit code 2).

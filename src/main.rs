@@ -174,13 +174,6 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             },
-            Command::Demo(args) => match sigil::demo::main(args).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("sigil demo: {e:#}");
-                    ExitCode::FAILURE
-                }
-            },
         }
     })
 }

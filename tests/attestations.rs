@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime};
 
 use common::*;
 use serde_json::json;
-use sigil::testkit::sigstore::{CertRequest, OfflineSigstore, San, SetMode};
-use sigil::testkit::{
+use sigil_testkit::sigstore::{CertRequest, OfflineSigstore, San, SetMode};
+use sigil_testkit::{
     attach_attestations, in_toto_statement, AttestationToAttach, TestKey, TestKeyKind,
 };
 
@@ -418,14 +418,14 @@ async fn top_level_policy_demands_two_signatures_and_two_attestations() {
     .await
     .unwrap();
     let full = format!("{repo}:v1");
-    sigil::testkit::attach_signatures(
+    sigil_testkit::attach_signatures(
         &c.env.client,
         c.env.addr(),
         "acme/full",
         &digest,
         &[
-            sigil::testkit::SignatureToAttach::new(&a, &repo, &digest),
-            sigil::testkit::SignatureToAttach::new(&b, &repo, &digest),
+            sigil_testkit::SignatureToAttach::new(&a, &repo, &digest),
+            sigil_testkit::SignatureToAttach::new(&b, &repo, &digest),
         ],
     )
     .await

@@ -13,12 +13,12 @@ use std::sync::Arc;
 
 use common::*;
 use serde_json::json;
-use sigil::testkit::sigstore::{
+use sigil::trust::{TrustMaterial, TrustStore};
+use sigil_testkit::sigstore::{
     push_referrer, push_referrer_indexed_as, BundleSigner, CertRequest, OfflineSigstore, ProofMode,
     San,
 };
-use sigil::testkit::{in_toto_statement, SignatureToAttach, TestKey, TestKeyKind};
-use sigil::trust::{TrustMaterial, TrustStore};
+use sigil_testkit::{in_toto_statement, SignatureToAttach, TestKey, TestKeyKind};
 
 const BUNDLE_V03: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 const SIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";

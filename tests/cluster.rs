@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use common::kube::KubeCluster;
 use common::*;
-use sigil::testkit::{free_port, TestKey, TestKeyKind};
+use sigil_testkit::{free_port, TestKey, TestKeyKind};
 
 struct Sigil {
     child: Child,
@@ -292,8 +292,8 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
     // A private registry (basic auth) for the pull-secret cases.
     let private = private_registry();
     let private_client =
-        sigil::testkit::plain_http_client(std::slice::from_ref(&private.registry.addr));
-    let private_digest = sigil::testkit::push_image_as(
+        sigil_testkit::plain_http_client(std::slice::from_ref(&private.registry.addr));
+    let private_digest = sigil_testkit::push_image_as(
         &private_client,
         &oci_client::Reference::with_tag(
             private.registry.addr.clone(),
@@ -304,12 +304,12 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
     )
     .await
     .unwrap();
-    let sig = sigil::testkit::SignatureToAttach::new(
+    let sig = sigil_testkit::SignatureToAttach::new(
         &k,
         &format!("{}/private/app", private.registry.addr),
         &private_digest,
     );
-    sigil::testkit::attach_signatures_as(
+    sigil_testkit::attach_signatures_as(
         &private_client,
         &private.registry.addr,
         "private/app",
@@ -775,12 +775,12 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
     // source[].signaturePullSecrets: signatures kept in the private registry,
     // read with a Secret of the workload's namespace.
     let sigsrc_digest = env.push("team/sigsrc", "v1").await;
-    let sig = sigil::testkit::SignatureToAttach::new(
+    let sig = sigil_testkit::SignatureToAttach::new(
         &k,
         &format!("{}/team/sigsrc", env.addr()),
         &sigsrc_digest,
     );
-    sigil::testkit::attach_signatures_as(
+    sigil_testkit::attach_signatures_as(
         &private_client,
         &private.registry.addr,
         "sigs/store",
@@ -940,7 +940,7 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
 /// `trustRootRef`, its Ready condition, and a broken one reported by field.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyless_policies_with_trust_root_resources_through_the_apiserver() {
-    use sigil::testkit::sigstore::{CertRequest, OfflineSigstore, San, SetMode};
+    use sigil_testkit::sigstore::{CertRequest, OfflineSigstore, San, SetMode};
     const ISSUER: &str = "https://token.actions.githubusercontent.com";
     const WORKFLOW: &str =
         "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main";
@@ -967,7 +967,7 @@ async fn keyless_policies_with_trust_root_resources_through_the_apiserver() {
                 SetMode::Valid,
             )
             .unwrap();
-        sigil::testkit::attach_signatures(&env.client, env.addr(), repo, &digest, &[sig])
+        sigil_testkit::attach_signatures(&env.client, env.addr(), repo, &digest, &[sig])
             .await
             .unwrap();
         images.push(format!("{}/{repo}:v1", env.addr()));
@@ -1061,7 +1061,7 @@ async fn keyless_policies_with_trust_root_resources_through_the_apiserver() {
 
     // An air-gapped TUF repository TrustRoot, verified offline, becomes Ready
     // and can be selected like any other.
-    let repo = sigil::testkit::tuf::TestTufRepo::new(
+    let repo = sigil_testkit::tuf::TestTufRepo::new(
         &sigstore.trusted_root_json(None),
         jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24),
     )
@@ -1113,7 +1113,7 @@ async fn keyless_policies_with_trust_root_resources_through_the_apiserver() {
 
     // configMapRef: an attestation policy kept in a ConfigMap in sigil's
     // namespace; editing the ConfigMap flips the verdict.
-    use sigil::testkit::{attach_attestations, in_toto_statement, AttestationToAttach};
+    use sigil_testkit::{attach_attestations, in_toto_statement, AttestationToAttach};
     let k = TestKey::generate(TestKeyKind::P256).unwrap();
     let digest = env.push("attested/app", "v1").await;
     let statement = in_toto_statement(

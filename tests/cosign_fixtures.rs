@@ -228,7 +228,7 @@ fn public_good_signature_with_a_tampered_set_is_rejected() {
 #[test]
 fn public_good_signature_is_rejected_by_another_trust_root() {
     let (digest, layers) = load("dir-img-cosign-fulcio-rekor-valid").unwrap();
-    let offline = sigil::testkit::sigstore::OfflineSigstore::new().unwrap();
+    let offline = sigil_testkit::sigstore::OfflineSigstore::new().unwrap();
     let trust = TrustMaterial::from_json("other", &offline.trusted_root_json(None)).unwrap();
     let policy = public_good_keyless(vec![identity(
         "https://github.com/login/oauth",

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::faults::{Fault, FaultProxy};
 use common::*;
 use serde_json::Value;
-use sigil::testkit::{free_port, TestKey, TestKeyKind};
+use sigil_testkit::{free_port, TestKey, TestKeyKind};
 
 /// Peak RSS allowed to one `sigil serve` through the whole matrix: half the
 /// deployment's 256 MiB limit. `--cache-memory 32MiB` below; reads are

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::*;
 use serde_json::{json, Value};
 use sigil::decision::{FindingDecision, NoMatchAction, ServerMode};
-use sigil::testkit::{free_port, TestKey, TestKeyKind};
+use sigil_testkit::{free_port, TestKey, TestKeyKind};
 
 fn key() -> TestKey {
     TestKey::generate(TestKeyKind::P256).unwrap()

@@ -180,7 +180,7 @@ fn every_invalid_manifest_is_refused_by_validate_policy() {
 /// `/validate-policy` also checks TrustRoots, naming the wrong field.
 #[test]
 fn validate_policy_checks_trust_roots() {
-    let sigstore = sigil::testkit::sigstore::OfflineSigstore::new().unwrap();
+    let sigstore = sigil_testkit::sigstore::OfflineSigstore::new().unwrap();
     let review = |spec: serde_json::Value| {
         let doc = serde_json::json!({
             "apiVersion": "policy.sigstore.dev/v1alpha1", "kind": "TrustRoot",
@@ -233,7 +233,7 @@ fn validate_policy_checks_trust_roots() {
         "{resp}"
     );
     // A remote mirror is not fetched at admission; its pinned root is checked.
-    let repo = sigil::testkit::tuf::TestTufRepo::new(
+    let repo = sigil_testkit::tuf::TestTufRepo::new(
         &sigstore.trusted_root_json(None),
         jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1),
     )

@@ -15,11 +15,11 @@ use sigil::decision::{DecisionSettings, NoMatchAction, ServerMode};
 use sigil::policy::{files, PolicyStore};
 use sigil::registry::{RegistryClient, RegistryOptions};
 use sigil::service::{Evaluator, EvaluatorSettings};
-use sigil::testkit::{
+use sigil::verify::{Verifier, VerifierSettings};
+use sigil_testkit::{
     attach_signatures_as, push_image_as, LocalRegistry, RegistrySetup, SignatureToAttach, TestKey,
     TestKeyKind,
 };
-use sigil::verify::{Verifier, VerifierSettings};
 
 fn evaluator(policy: &str, opts: RegistryOptions) -> Evaluator {
     let store = Arc::new(PolicyStore::new());
@@ -48,7 +48,7 @@ async fn basic_auth_from_docker_config() {
     let reg = &private.registry;
     let auth = private.auth.clone();
     let dir = tempfile::tempdir().unwrap();
-    let client = sigil::testkit::plain_http_client(std::slice::from_ref(&reg.addr));
+    let client = sigil_testkit::plain_http_client(std::slice::from_ref(&reg.addr));
     let k = TestKey::generate(TestKeyKind::P256).unwrap();
     let digest = push_image_as(
         &client,

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use axum_server::tls_rustls::RustlsConfig;
 use common::*;
 use sigil::server::{self, AppState};
-use sigil::testkit::{free_port, TestKey, TestKeyKind};
 use sigil::tls;
+use sigil_testkit::{free_port, TestKey, TestKeyKind};
 
 fn https_client(ca_pem: &str) -> reqwest::Client {
     reqwest::Client::builder()

@@ -12,10 +12,10 @@ use std::time::{Duration, SystemTime};
 
 use common::*;
 use serde_json::json;
-use sigil::testkit::attach_signatures;
-use sigil::testkit::sigstore::{CertRequest, OfflineSigstore, San, SetMode};
-use sigil::testkit::tuf::TestTufRepo;
 use sigil::trust::{material_from_spec_value, TrustError, TrustStore};
+use sigil_testkit::attach_signatures;
+use sigil_testkit::sigstore::{CertRequest, OfflineSigstore, San, SetMode};
+use sigil_testkit::tuf::TestTufRepo;
 
 const ISSUER: &str = "https://accounts.acme.test";
 const SUBJECT: &str = "release@acme.test";

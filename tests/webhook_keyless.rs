@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use common::*;
-use sigil::testkit::attach_signatures;
-use sigil::testkit::sigstore::{CertRequest, OfflineSigstore, San, SetMode};
-use sigil::testkit::{SignatureToAttach, TestKey, TestKeyKind};
 use sigil::trust::types::TrustRootSpec;
 use sigil::trust::{TrustMaterial, TrustStore};
+use sigil_testkit::attach_signatures;
+use sigil_testkit::sigstore::{CertRequest, OfflineSigstore, San, SetMode};
+use sigil_testkit::{SignatureToAttach, TestKey, TestKeyKind};
 
 const GITHUB: &str = "https://token.actions.githubusercontent.com";
 const WORKFLOW: &str = "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main";

@@ -10,7 +10,7 @@ use common::*;
 use futures::future::join_all;
 use serde_json::json;
 use sigil::decision::{FindingDecision, NoMatchAction, ServerMode};
-use sigil::testkit::{attach_signatures, push_index, SignatureToAttach, TestKey, TestKeyKind};
+use sigil_testkit::{attach_signatures, push_index, SignatureToAttach, TestKey, TestKeyKind};
 
 fn key(kind: TestKeyKind) -> TestKey {
     TestKey::generate(kind).unwrap()
@@ -350,7 +350,7 @@ async fn audit_mode_admits_and_writes_the_audit_record() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_down_denies_in_enforce_and_is_logged_in_audit() {
-    let port = sigil::testkit::free_port().unwrap();
+    let port = sigil_testkit::free_port().unwrap();
     let dead = format!("127.0.0.1:{port}");
     let k = key(TestKeyKind::P256);
     let image = format!("{dead}/team/app:v1");
@@ -529,7 +529,7 @@ async fn signature_tags_with_a_prefix_via_source_tag_prefix() {
     let digest = env.push("team/app", "v1").await;
     let sig = SignatureToAttach::new(&k, &format!("{}/team/app", env.addr()), &digest);
     let tag = format!("signed-{}", sigil::image::cosign_tag(&digest, "sig"));
-    sigil::testkit::attach_signatures_at(&env.client, env.addr(), "team/app", &tag, &[sig])
+    sigil_testkit::attach_signatures_at(&env.client, env.addr(), "team/app", &tag, &[sig])
         .await
         .unwrap();
     let image = format!("{}/team/app:v1", env.addr());

@@ -239,7 +239,7 @@ mod tests {
         assert!(!k256.verify(msg, &sig));
         assert!(!k512.verify(b"other", &sig));
 
-        let p384 = crate::testkit::TestKey::generate(crate::testkit::TestKeyKind::P384).unwrap();
+        let p384 = sigil_testkit::TestKey::generate(sigil_testkit::TestKeyKind::P384).unwrap();
         let sig = p384.sign(msg);
         let default = VerificationKey::from_pem(&p384.public_pem, HashAlgorithm::Sha256).unwrap();
         let sha384 = VerificationKey::from_pem(&p384.public_pem, HashAlgorithm::Sha384).unwrap();

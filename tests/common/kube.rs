@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sigil::testkit::free_port;
+use sigil_testkit::free_port;
 
 /// etcd + kube-apiserver processes, stopped on drop.
 pub struct KubeCluster {

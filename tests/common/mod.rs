@@ -12,10 +12,10 @@ use sigil::decision::{DecisionSettings, NoMatchAction, ServerMode};
 use sigil::policy::{files, PolicyStore};
 use sigil::registry::{RegistryClient, RegistryOptions};
 use sigil::service::{Evaluator, EvaluatorSettings};
-use sigil::testkit::{plain_http_client, push_image, LocalRegistry, TestKey};
 use sigil::verify::{Verifier, VerifierSettings};
+use sigil_testkit::{plain_http_client, push_image, LocalRegistry, TestKey};
 
-pub use sigil::demo::pod_review;
+pub use sigil_testkit::pod_review;
 
 pub mod faults;
 pub mod kube;
@@ -51,7 +51,7 @@ impl Env {
 
     /// Signs `repo@digest` with `key` in cosign's legacy layout.
     pub async fn sign(&self, repo: &str, digest: &str, key: &TestKey) {
-        sigil::testkit::sign_image(&self.client, self.addr(), repo, digest, key)
+        sigil_testkit::sign_image(&self.client, self.addr(), repo, digest, key)
             .await
             .expect("sign image")
     }
@@ -74,7 +74,7 @@ pub fn private_registry() -> PrivateRegistry {
         format!("alice:{}\n", bcrypt::hash("s3cret", 4).unwrap()),
     )
     .unwrap();
-    let registry = LocalRegistry::start_with(&sigil::testkit::RegistrySetup {
+    let registry = LocalRegistry::start_with(&sigil_testkit::RegistrySetup {
         htpasswd: Some(htpasswd),
         tls: None,
     })

@@ -32,8 +32,8 @@ use sha2::{Digest, Sha256};
 pub mod sigstore;
 pub mod tuf;
 
-use crate::image::cosign_tag;
-use crate::verify::cosign::{
+use sigil::image::cosign_tag;
+use sigil::verify::cosign::{
     COSIGN_SIGNATURE_TYPE, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE,
 };
 
@@ -481,10 +481,10 @@ pub fn in_toto_statement(
 /// A DSSE envelope around `statement`, signed by `sign` over the PAE.
 pub fn dsse_envelope(statement: &[u8], sign: impl Fn(&[u8]) -> Vec<u8>) -> Vec<u8> {
     let pae =
-        sigstore_types::dsse::pae(crate::verify::attestation::IN_TOTO_PAYLOAD_TYPE, statement);
+        sigstore_types::dsse::pae(sigil::verify::attestation::IN_TOTO_PAYLOAD_TYPE, statement);
     let b64 = base64::engine::general_purpose::STANDARD;
     serde_json::to_vec(&serde_json::json!({
-        "payloadType": crate::verify::attestation::IN_TOTO_PAYLOAD_TYPE,
+        "payloadType": sigil::verify::attestation::IN_TOTO_PAYLOAD_TYPE,
         "payload": b64.encode(statement),
         "signatures": [{"keyid": "", "sig": b64.encode(sign(&pae))}],
     }))
@@ -532,7 +532,7 @@ pub async fn attach_attestations(
             }
             (
                 a.envelope.clone(),
-                crate::verify::attestation::DSSE_MEDIA_TYPE,
+                sigil::verify::attestation::DSSE_MEDIA_TYPE,
                 ann,
             )
         })
@@ -600,4 +600,26 @@ pub async fn sign_image(
 ) -> anyhow::Result<()> {
     let sig = SignatureToAttach::new(key, &format!("{registry}/{repository}"), digest);
     attach_signatures(client, registry, repository, digest, &[sig]).await
+}
+/// An AdmissionReview for a one-container Pod.
+pub fn pod_review(uid: &str, namespace: &str, name: &str, image: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "name": name,
+            "namespace": namespace,
+            "operation": "CREATE",
+            "userInfo": {"username": "demo-user"},
+            "object": {
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {"containers": [{"name": "app", "image": image}]}
+            },
+            "dryRun": false
+        }
+    })
 }

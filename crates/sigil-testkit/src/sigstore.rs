@@ -20,7 +20,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{simple_signing_payload, SignatureToAttach};
-use crate::verify::keyless::{BUNDLE_ANNOTATION, CERTIFICATE_ANNOTATION, CHAIN_ANNOTATION};
+use sigil::verify::keyless::{BUNDLE_ANNOTATION, CERTIFICATE_ANNOTATION, CHAIN_ANNOTATION};
 
 /// OID arc of Fulcio's extensions.
 const FULCIO_ARC: [u64; 9] = [1, 3, 6, 1, 4, 1, 57264, 1, 0];
@@ -636,7 +636,7 @@ impl OfflineSigstore {
         let raw = B64.decode(&sig.signature_b64)?;
         let token = self.tsa.timestamp(&raw, at)?;
         sig.annotations.insert(
-            crate::verify::keyless::RFC3161_ANNOTATION.to_string(),
+            sigil::verify::keyless::RFC3161_ANNOTATION.to_string(),
             json!({ "SignedRFC3161Timestamp": B64.encode(token) }).to_string(),
         );
         Ok(())
