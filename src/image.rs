@@ -42,11 +42,35 @@ pub struct ImageRefError {
 impl ImageRef {
     /// Parses and normalises an image reference.
     pub fn parse(original: &str) -> Result<Self, ImageRefError> {
-        let parsed = Reference::try_from(original).map_err(|e| ImageRefError {
+        // Docker's rule (distribution/reference `splitDockerDomain`, which
+        // containerd and so the kubelet follow): the first component is a
+        // registry host if it has a `.` or `:`, is `localhost`, or has a
+        // capital letter. oci-client's parser misses the last case and would
+        // read `Evil/app` as Docker Hub's `evil/app`-like repository while
+        // the kubelet pulls from host `evil`: that host is parsed here.
+        let host_by_capitals = match original.split_once('/') {
+            Some((first, rest))
+                if !first.contains(['.', ':'])
+                    && first != "localhost"
+                    && first.chars().any(|c| c.is_ascii_uppercase()) =>
+            {
+                Some((first, rest))
+            }
+            _ => None,
+        };
+        let to_parse = match host_by_capitals {
+            // A placeholder host that oci-client reads as a host; replaced below.
+            Some((_, rest)) => format!("host.invalid/{rest}"),
+            None => original.to_string(),
+        };
+        let parsed = Reference::try_from(to_parse.as_str()).map_err(|e| ImageRefError {
             reference: original.to_string(),
             reason: e.to_string(),
         })?;
-        let registry = canonical_registry(parsed.registry());
+        let registry = match host_by_capitals {
+            Some((host, _)) => canonical_registry(host),
+            None => canonical_registry(parsed.registry()),
+        };
         let digest = parsed.digest().map(str::to_string);
         let tag = match (parsed.tag(), &digest) {
             (Some(t), _) => Some(t.to_string()),
@@ -194,6 +218,24 @@ mod tests {
         }
         let r = ImageRef::parse(&format!("REG.example:443/a/b@{d}")).unwrap();
         assert_eq!(r.glob_name(), format!("reg.example/a/b@{d}"));
+        // A first component with capitals is a host by Docker's rules (the
+        // kubelet pulls from it, case-insensitively), not a Docker Hub
+        // namespace: found by fuzzing.
+        for (written, canonical) in [
+            ("docyHOSa/foo", "docyhosa/foo:latest"),
+            ("Evil/app:v1", "evil/app:v1"),
+            (
+                &*format!("EVIL/team/app@{d}"),
+                &*format!("evil/team/app@{d}"),
+            ),
+            ("evil/app:v1", "index.docker.io/evil/app:v1"),
+        ] {
+            let r = ImageRef::parse(written).unwrap();
+            assert_eq!(r.glob_name(), canonical, "{written}");
+        }
+        // Docker Hub globs do not claim such an image.
+        let hub = crate::policy::glob::ImageGlob::compile("*/*").unwrap();
+        assert!(!hub.matches(&ImageRef::parse("Evil/app").unwrap()));
     }
 
     #[test]
