@@ -16,6 +16,7 @@ pub mod check;
 pub mod cli;
 pub mod cluster;
 pub mod decision;
+pub mod duration;
 pub mod image;
 pub mod policy;
 pub mod registry;

@@ -14,7 +14,6 @@ use tracing::Instrument;
 
 use crate::admission::{self, ReviewError};
 use crate::audit::{now_rfc3339, AuditRecord, AuditSink, RequestContext};
-use crate::cluster::{NamespaceLookup, NamespaceMode};
 use crate::decision::{decide, DecisionSettings, ServerMode, Verdict};
 use crate::image::ImageRef;
 use crate::policy::{PolicyMatch, PolicyStore};
@@ -69,6 +68,23 @@ pub trait CredentialSource: Send + Sync {
         secret_names: &[String],
         service_account: Option<&str>,
     ) -> Credentials;
+}
+
+/// What a namespace's label asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamespaceMode {
+    /// `include=true`: enforce.
+    Enforce,
+    /// `include=audit`: admit and log violations.
+    Audit,
+    /// No label (or another value): admit untouched.
+    Skip,
+}
+
+/// The cluster as the webhook sees it.
+pub trait NamespaceLookup: Send + Sync {
+    /// The mode of `namespace`, or `Err(reason)` while not synced.
+    fn mode(&self, namespace: &str) -> Result<NamespaceMode, String>;
 }
 
 /// Runs the pipeline.

@@ -9,6 +9,7 @@ use kube::core::{Selector, SelectorExt};
 
 use sha2::{Digest, Sha256};
 
+use super::error::{err, PolicyError};
 use super::glob::ImageGlob;
 use super::program::{Language, Program};
 use super::types::{Authority, ClusterImagePolicySpec};
@@ -199,23 +200,6 @@ pub struct SignatureRepository {
     pub registry: String,
     /// Repository path.
     pub repository: String,
-}
-
-/// A policy that cannot be used, with the field that is wrong.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-#[error("{field}: {message}")]
-pub struct PolicyError {
-    /// JSON path of the offending field, e.g. `spec.authorities[1].key.data`.
-    pub field: String,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-fn err(field: impl Into<String>, message: impl Into<String>) -> PolicyError {
-    PolicyError {
-        field: field.into(),
-        message: message.into(),
-    }
 }
 
 /// Computes the fingerprint of a spec (its canonical JSON's sha256).

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
-use super::compile::PolicyError;
+use super::error::PolicyError;
 use super::sources::RemotePrograms;
 use super::store::{PolicyDefinition, PolicyStore};
 use super::types::{ClusterImagePolicySpec, GROUP};

@@ -3,6 +3,7 @@
 
 pub mod compile;
 pub mod crd;
+pub mod error;
 pub mod files;
 pub mod glob;
 pub mod program;
@@ -13,7 +14,8 @@ pub mod validate;
 
 pub use compile::{
     AuthorityCheck, CompiledAttestation, CompiledAuthority, CompiledPolicy, KeyEvidence,
-    PolicyError, PolicyMode, ResourceRef,
+    PolicyMode, ResourceRef,
 };
+pub use error::PolicyError;
 pub use store::{InvalidPolicy, PolicyMatch, PolicySet, PolicyStore};
 pub use types::{ClusterImagePolicy, ClusterImagePolicySpec};

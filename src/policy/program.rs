@@ -127,7 +127,7 @@ impl Program {
             {
                 format!(
                     "policy did not finish within {}",
-                    crate::verify::engine::human_duration(limit)
+                    crate::duration::human(limit)
                 )
             } else {
                 format!("policy evaluation failed: {text}")
@@ -173,7 +173,7 @@ impl Program {
             Ok(r) => r,
             Err(_) => Err(format!(
                 "policy did not finish within {}",
-                crate::verify::engine::human_duration(limit)
+                crate::duration::human(limit)
             )),
         }
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::compile::PolicyError;
+use super::error::PolicyError;
 use super::store::PolicyDefinition;
 use super::types::{ClusterImagePolicySpec, Policy};
 

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
-use super::compile::{compile, parseable_globs, CompiledPolicy, PolicyError};
+use super::compile::{compile, parseable_globs, CompiledPolicy};
+use super::error::PolicyError;
 use super::glob::ImageGlob;
 use super::types::ClusterImagePolicySpec;
 use crate::image::ImageRef;

@@ -6,7 +6,7 @@
 //! sigil is stricter than policy-controller where it only warns: a keyless
 //! authority must name both an issuer and a subject for every identity.
 
-use super::compile::PolicyError;
+use super::error::PolicyError;
 use super::glob::ImageGlob;
 use super::types::{
     Attestation, Authority, ClusterImagePolicySpec, Identity, KeyRef, KeylessRef, MatchResource,

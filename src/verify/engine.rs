@@ -299,7 +299,7 @@ impl Verifier {
                         PolicyOutcome::failed(
                             &n,
                             m,
-                            format!("timed out after {}", human_duration(budget)),
+                            format!("timed out after {}", crate::duration::human(budget)),
                             true,
                         )
                     })
@@ -976,16 +976,5 @@ fn policy_name_mode(m: &PolicyMatch) -> (String, PolicyMode) {
     match m {
         PolicyMatch::Valid(p) => (p.name.clone(), p.mode),
         PolicyMatch::Invalid(p) => (p.name.clone(), PolicyMode::Enforce),
-    }
-}
-
-/// `8s`, `1.5s`, `250ms`.
-pub fn human_duration(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else if d.as_secs() == 0 {
-        format!("{}ms", d.as_millis())
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
     }
 }

@@ -1,0 +1,246 @@
+//! The ClusterImagePolicy watch, with the Secrets (`key.secretRef`,
+//! `ca-cert.secretRef`) and ConfigMaps (`configMapRef` programs) of sigil's
+//! namespace that policies name: every change recompiles the cluster's
+//! policies into the store and writes their `Ready` condition.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, DynamicObject};
+use kube::core::ApiResource;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Client, ResourceExt};
+
+use super::status::StatusWriter;
+use super::sync::{ClusterState, Listing};
+use super::{watch_all, SOURCE};
+use crate::policy::files::spec_from_value;
+use crate::policy::store::PolicyDefinition;
+use crate::policy::{ClusterImagePolicy, ClusterImagePolicySpec, PolicyError, PolicyStore};
+
+/// The policy definition of one ClusterImagePolicy object, with every
+/// `key.secretRef` replaced by the key it names (a Secret in sigil's own
+/// namespace holding exactly one entry).
+pub fn definition(
+    obj: &DynamicObject,
+    secrets: &BTreeMap<String, Secret>,
+    namespace: &str,
+) -> PolicyDefinition {
+    let spec =
+        spec_from_value(obj.data.get("spec").cloned().unwrap_or_default()).and_then(|mut spec| {
+            let globs = spec
+                .images
+                .iter()
+                .map(|i| i.glob.clone())
+                .collect::<Vec<_>>();
+            inline_secret_keys(&mut spec, secrets, namespace).map_err(|e| (e, globs))?;
+            Ok(spec)
+        });
+    PolicyDefinition {
+        name: obj.name_any(),
+        spec,
+    }
+}
+
+fn inline_secret_keys(
+    spec: &mut ClusterImagePolicySpec,
+    secrets: &BTreeMap<String, Secret>,
+    namespace: &str,
+) -> Result<(), PolicyError> {
+    for (i, authority) in spec.authorities.iter_mut().enumerate() {
+        let key = authority
+            .key
+            .as_mut()
+            .map(|k| (k, format!("spec.authorities[{i}].key")));
+        let ca = authority
+            .keyless
+            .as_mut()
+            .and_then(|k| k.ca_cert.as_mut())
+            .map(|k| (k, format!("spec.authorities[{i}].keyless.ca-cert")));
+        for (key, path) in key.into_iter().chain(ca) {
+            let Some(secret_ref) = key.secret_ref.take() else {
+                continue;
+            };
+            let field = format!("{path}.secretRef");
+            key.data = Some(secret_entry(secret_ref, secrets, namespace, &field)?);
+        }
+    }
+    Ok(())
+}
+
+/// The one entry of a Secret in sigil's namespace (a PEM key or CA).
+fn secret_entry(
+    secret_ref: k8s_openapi::api::core::v1::SecretReference,
+    secrets: &BTreeMap<String, Secret>,
+    namespace: &str,
+    field: &str,
+) -> Result<String, PolicyError> {
+    let fail = |message: String| PolicyError {
+        field: field.to_string(),
+        message,
+    };
+    let name = secret_ref.name.unwrap_or_default();
+    if let Some(ns) = secret_ref
+        .namespace
+        .filter(|ns| !ns.is_empty() && ns != namespace)
+    {
+        return Err(fail(format!(
+            "Secret {ns}/{name} is outside sigil's namespace {namespace}"
+        )));
+    }
+    let secret = secrets
+        .get(&name)
+        .ok_or_else(|| fail(format!("Secret {namespace}/{name} not found")))?;
+    let mut entries: Vec<Vec<u8>> = secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(_, v)| v.0.clone())
+        .collect();
+    entries.extend(
+        secret
+            .string_data
+            .iter()
+            .flatten()
+            .map(|(_, v)| v.clone().into_bytes()),
+    );
+    if entries.len() != 1 {
+        return Err(fail(format!(
+            "Secret {namespace}/{name} must hold exactly one entry (the PEM key or certificate), found {}",
+            entries.len()
+        )));
+    }
+    String::from_utf8(entries.remove(0))
+        .map_err(|_| fail(format!("Secret {namespace}/{name} is not text")))
+}
+
+enum Change {
+    Policy(Result<Event<DynamicObject>, watcher::Error>),
+    Secret(Result<Event<Secret>, watcher::Error>),
+    ConfigMap(Result<Event<ConfigMap>, watcher::Error>),
+}
+
+/// Keeps the store's cluster policies current and writes their status.
+/// ClusterImagePolicies are read as dynamic objects, so one that does not
+/// fit the schema becomes an invalid policy instead of breaking the list.
+/// Secrets in sigil's `namespace` are watched too, so a rotated
+/// `key.secretRef` key recompiles the policies that use it.
+pub async fn watch_policies(
+    client: Client,
+    store: Arc<PolicyStore>,
+    state: Arc<ClusterState>,
+    namespace: String,
+) {
+    let resource = ApiResource::erase::<ClusterImagePolicy>(&());
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+    let mut status: StatusWriter<ClusterImagePolicy> =
+        StatusWriter::new(client.clone(), "policy compiled and in force");
+    let secrets_api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let configmaps_api: Api<ConfigMap> = Api::namespaced(client, &namespace);
+    let policies = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .map(Change::Policy);
+    let secret_events = watch_all(secrets_api).map(Change::Secret);
+    let configmap_events = watch_all(configmaps_api).map(Change::ConfigMap);
+    let mut stream = futures::stream::select_all([
+        policies.boxed(),
+        secret_events.boxed(),
+        configmap_events.boxed(),
+    ]);
+
+    let remote = crate::policy::sources::RemotePrograms::default();
+    let mut policies: Listing<DynamicObject> = Listing::default();
+    let mut secrets: Listing<Secret> = Listing::default();
+    let mut configmaps: Listing<ConfigMap> = Listing::default();
+    while let Some(change) = stream.next().await {
+        let changed = match change {
+            Change::Policy(Ok(event)) => policies.apply(event, |o| o),
+            Change::Secret(Ok(event)) => secrets.apply(event, |s| s),
+            Change::ConfigMap(Ok(event)) => configmaps.apply(event, |c| c),
+            Change::Policy(Err(e)) | Change::Secret(Err(e)) | Change::ConfigMap(Err(e)) => {
+                // Retried by the watcher: resumed, or re-listed (`Init`).
+                tracing::warn!(error = %e, "policy, secret or ConfigMap watch failed; retrying");
+                false
+            }
+        };
+        if !(policies.synced() && secrets.synced() && configmaps.synced()) {
+            // A (re-)list is under way: the view may be missing changes.
+            state.set(&state.policies_synced, false);
+            continue;
+        }
+        if !changed && state.policies_synced.load(Ordering::Acquire) {
+            continue;
+        }
+        let current = &policies.current;
+        status.retain(|name| current.contains_key(name));
+        let mut defs: Vec<PolicyDefinition> = current
+            .values()
+            .map(|o| definition(o, &secrets.current, &namespace))
+            .collect();
+        let programs: crate::policy::sources::ConfigMaps = configmaps
+            .current
+            .iter()
+            .map(|(name, cm)| {
+                (
+                    name.clone(),
+                    cm.data.clone().unwrap_or_default().into_iter().collect(),
+                )
+            })
+            .collect();
+        remote.resolve(&mut defs, Some(&programs)).await;
+        let loaded = store.replace_source(SOURCE, &defs);
+        state.set(&state.policies_synced, true);
+        for policy in &loaded {
+            let generation = current
+                .get(policy.name())
+                .and_then(|o| o.metadata.generation);
+            let error = policy.error().map(|e| e.to_string());
+            status.write(policy.name(), generation, error).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn ca_cert_secret_refs_are_inlined_or_named_when_missing() {
+        let resource = ApiResource::erase::<ClusterImagePolicy>(&());
+        let obj = |secret: &str| {
+            let mut o = DynamicObject::new("p", &resource);
+            o.data = json!({"spec": {
+                "images": [{"glob": "**"}],
+                "authorities": [{"keyless": {
+                    "ca-cert": {"secretRef": {"name": secret}},
+                    "identities": [{"issuer": "i", "subject": "s"}],
+                }}],
+            }});
+            o
+        };
+        let mut secret = Secret::default();
+        secret.metadata.name = Some("ca".into());
+        secret.string_data = Some(BTreeMap::from([("ca.pem".to_string(), "PEM".to_string())]));
+        let secrets = BTreeMap::from([("ca".to_string(), secret)]);
+        let def = definition(&obj("ca"), &secrets, "sigil-system");
+        let spec = def.spec.unwrap();
+        let ca = spec.authorities[0]
+            .keyless
+            .as_ref()
+            .unwrap()
+            .ca_cert
+            .as_ref()
+            .unwrap();
+        assert_eq!(ca.data.as_deref(), Some("PEM"));
+        assert!(ca.secret_ref.is_none());
+        let def = definition(&obj("gone"), &secrets, "sigil-system");
+        let (e, _) = def.spec.unwrap_err();
+        assert_eq!(e.field, "spec.authorities[0].keyless.ca-cert.secretRef");
+        assert_eq!(e.message, "Secret sigil-system/gone not found");
+    }
+}

@@ -1,0 +1,102 @@
+//! The one routine that writes `status.conditions[type=Ready]` (and
+//! `observedGeneration`) of cluster-scoped resources: ClusterImagePolicies
+//! and TrustRoots. It patches only when a resource's (generation, error)
+//! changed since its last successful write, so a resync does not rewrite
+//! every status.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::core::ClusterResourceScope;
+use kube::Client;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+/// Writes `Ready` conditions of one kind.
+pub(super) struct StatusWriter<K> {
+    api: Api<K>,
+    /// What `Ready=True` says, e.g. `policy compiled and in force`.
+    ok_message: &'static str,
+    /// name → (generation, error) last written.
+    written: HashMap<String, (Option<i64>, Option<String>)>,
+}
+
+impl<K> StatusWriter<K>
+where
+    K: kube::Resource<Scope = ClusterResourceScope> + Clone + DeserializeOwned + Debug,
+    K::DynamicType: Default,
+{
+    pub(super) fn new(client: Client, ok_message: &'static str) -> Self {
+        StatusWriter {
+            api: Api::all(client),
+            ok_message,
+            written: HashMap::new(),
+        }
+    }
+
+    /// Forgets resources that no longer exist (so one re-created with the
+    /// same name and generation gets its status written).
+    pub(super) fn retain(&mut self, exists: impl Fn(&str) -> bool) {
+        self.written.retain(|name, _| exists(name));
+    }
+
+    /// Writes `name`'s status unless it already says this; a failed write is
+    /// logged and retried on the next change.
+    pub(super) async fn write(
+        &mut self,
+        name: &str,
+        generation: Option<i64>,
+        error: Option<String>,
+    ) {
+        let key = (generation, error);
+        if self.written.get(name) == Some(&key) {
+            return;
+        }
+        let status = status_json(
+            key.1.as_deref(),
+            self.ok_message,
+            generation,
+            &crate::audit::now_rfc3339(),
+        );
+        match self
+            .api
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "status": status })),
+            )
+            .await
+        {
+            Ok(_) => {
+                self.written.insert(name.to_string(), key);
+            }
+            Err(e) => tracing::warn!(resource = name, error = %e, "cannot write status"),
+        }
+    }
+}
+
+/// The `status` a resource carries: `Ready` True (reason `Valid`) with
+/// `ok_message`, or False (reason `Invalid`) with the error.
+pub fn status_json(
+    error: Option<&str>,
+    ok_message: &str,
+    generation: Option<i64>,
+    now: &str,
+) -> serde_json::Value {
+    let (status, reason, message) = match error {
+        None => ("True", "Valid", ok_message.to_string()),
+        Some(e) => ("False", "Invalid", e.to_string()),
+    };
+    json!({
+        "observedGeneration": generation,
+        "conditions": [{
+            "type": "Ready",
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": now,
+            "observedGeneration": generation,
+        }]
+    })
+}
