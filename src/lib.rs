@@ -18,6 +18,7 @@ pub mod cluster;
 pub mod decision;
 pub mod duration;
 pub mod image;
+pub mod model;
 pub mod policy;
 pub mod registry;
 pub mod server;

@@ -15,10 +15,10 @@ use super::program::{Language, Program};
 use super::types::{Authority, ClusterImagePolicySpec};
 use super::validate::validate;
 use crate::image::ImageRef;
-use crate::verify::keyless::{
+use crate::model::identity::{
     CertificateTrust, IdentityRule, KeylessPolicy, PrivateCa, TextMatcher,
 };
-use crate::verify::keys::{HashAlgorithm, VerificationKey};
+use crate::model::keys::{HashAlgorithm, VerificationKey};
 
 /// How a policy's failures are treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]

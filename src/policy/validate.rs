@@ -13,7 +13,7 @@ use super::types::{
     Policy,
 };
 use crate::image::ImageRef;
-use crate::verify::keys::{HashAlgorithm, VerificationKey};
+use crate::model::keys::{HashAlgorithm, VerificationKey};
 
 /// Resources `spec.match[].resource` may name.
 pub const MATCH_RESOURCES: &[&str] = &[

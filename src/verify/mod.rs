@@ -6,7 +6,9 @@ pub mod bundle;
 pub mod cosign;
 pub mod engine;
 pub mod keyless;
-pub mod keys;
+/// Verification keys live in the model (a leaf); re-exported here for
+/// the verifiers and their callers.
+pub use crate::model::keys;
 pub mod referrers;
 
 pub use engine::{ImageReport, Verifier, VerifierSettings};

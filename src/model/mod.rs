@@ -1,0 +1,7 @@
+//! The compiled forms both `policy` (which builds them) and `verify` (which
+//! uses them) need: verification keys ([`keys`]) and keyless identity and
+//! chain rules ([`identity`]). A leaf: it imports no other sigil module, so
+//! neither `policy` nor `verify` depends on the other through it.
+
+pub mod identity;
+pub mod keys;
