@@ -79,8 +79,8 @@ impl ImageRef {
         };
         Ok(ImageRef {
             original: original.to_string(),
+            repository: hub_repository(&registry, parsed.repository()),
             registry,
-            repository: parsed.repository().to_string(),
             tag,
             digest,
         })
@@ -123,6 +123,17 @@ impl ImageRef {
             self.repository.clone(),
             digest.to_string(),
         )
+    }
+}
+
+/// Docker Hub's official images live under `library/`: a one-component
+/// repository on any spelling of Docker Hub gets it (oci-client adds it only
+/// for the exact spelling `docker.io`; found by fuzzing).
+fn hub_repository(registry: &str, repository: &str) -> String {
+    if registry == DOCKER_HUB && !repository.contains('/') {
+        format!("library/{repository}")
+    } else {
+        repository.to_string()
     }
 }
 
