@@ -19,6 +19,9 @@ targets=("$@")
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 cd fuzz
+# Always fuzz/target, whatever the caller's CARGO_TARGET_DIR says: the
+# binaries are run from there below.
+export CARGO_TARGET_DIR="$PWD/target"
 cargo fuzz build --release
 bin="target/$(rustc -vV | sed -n 's/^host: //p')/release"
 summary=$(mktemp)
