@@ -12,6 +12,7 @@
 
 pub mod admission;
 pub mod audit;
+pub mod bundle_cli;
 pub mod check;
 pub mod cli;
 pub mod cluster;
@@ -26,7 +27,6 @@ pub mod service;
 pub mod tls;
 pub mod trust;
 pub mod verify;
-pub mod verify_bundle;
 pub mod workload;
 
 /// Installs aws-lc-rs as the process-wide rustls crypto provider. Must run

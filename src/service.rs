@@ -16,7 +16,7 @@ use crate::admission::{self, ReviewError};
 use crate::audit::{now_rfc3339, AuditRecord, AuditSink, RequestContext};
 use crate::decision::{decide, DecisionSettings, ServerMode, Verdict};
 use crate::image::ImageRef;
-use crate::policy::{PolicyMatch, PolicyStore};
+use crate::policy::{LoadedPolicy, PolicyStore};
 use crate::registry::Credentials;
 use crate::verify::{ImageReport, PolicyOutcome, Verifier};
 use crate::workload::ImageUse;
@@ -55,7 +55,7 @@ pub struct Evaluation {
 }
 
 /// An image parsed and matched to its policies, or why it could not be parsed.
-type Matched = Result<(ImageRef, Vec<PolicyMatch>), String>;
+type Matched = Result<(ImageRef, Vec<LoadedPolicy>), String>;
 
 /// Where a request's registry credentials come from (the cluster's pull
 /// secrets). Only Secrets of the request's own namespace are ever read.
@@ -214,7 +214,7 @@ impl Evaluator {
     async fn request_credentials<'a>(
         &self,
         ctx: &RequestContext,
-        matches: impl Iterator<Item = &'a PolicyMatch>,
+        matches: impl Iterator<Item = &'a LoadedPolicy>,
         deadline: tokio::time::Instant,
     ) -> Credentials {
         let Some(source) = &self.credentials else {
@@ -222,7 +222,7 @@ impl Evaluator {
         };
         let mut names = ctx.pull_secrets.clone();
         for m in matches {
-            if let PolicyMatch::Valid(p) = m {
+            if let LoadedPolicy::Valid(p) = m {
                 names.extend(
                     p.authorities
                         .iter()
@@ -421,13 +421,13 @@ impl Evaluator {
 /// The report of an image written by tag that policies match: every one of
 /// them fails for that reason, without any registry traffic (an invalid
 /// policy still reports its own error).
-fn unpinned_report(image: ImageUse, matches: &[PolicyMatch]) -> ImageReport {
+fn unpinned_report(image: ImageUse, matches: &[LoadedPolicy]) -> ImageReport {
     let reason = unpinned_reason(&image.reference);
     let policies = matches
         .iter()
         .map(|m| match m {
-            PolicyMatch::Valid(p) => PolicyOutcome::failed(&p.name, p.mode, reason.clone(), false),
-            PolicyMatch::Invalid(p) => PolicyOutcome::failed(
+            LoadedPolicy::Valid(p) => PolicyOutcome::failed(&p.name, p.mode, reason.clone(), false),
+            LoadedPolicy::Invalid(p) => PolicyOutcome::failed(
                 &p.name,
                 crate::policy::PolicyMode::Enforce,
                 format!("policy is invalid: {}", p.error),

@@ -17,5 +17,5 @@ pub use compile::{
     PolicyMode, ResourceRef,
 };
 pub use error::PolicyError;
-pub use store::{InvalidPolicy, PolicyMatch, PolicySet, PolicyStore};
+pub use store::{InvalidPolicy, LoadedPolicy, PolicySet, PolicyStore};
 pub use types::{ClusterImagePolicy, ClusterImagePolicySpec};

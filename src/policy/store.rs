@@ -70,9 +70,6 @@ impl LoadedPolicy {
     }
 }
 
-/// A policy that applies to an image.
-pub type PolicyMatch = LoadedPolicy;
-
 /// An immutable snapshot of every policy in force.
 #[derive(Debug, Default)]
 pub struct PolicySet {
@@ -96,7 +93,7 @@ impl PolicySet {
     /// also matched by its tagged name, so a glob naming a tag keeps
     /// claiming the image after pinning: more policies can only make the
     /// check stricter, never skip one.
-    pub fn matching(&self, image: &ImageRef) -> Vec<PolicyMatch> {
+    pub fn matching(&self, image: &ImageRef) -> Vec<LoadedPolicy> {
         let name = image.glob_name();
         let tagged = match (&image.tag, &image.digest) {
             (Some(t), Some(_)) => Some(format!("{}:{t}", image.repository_name())),

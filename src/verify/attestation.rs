@@ -78,7 +78,7 @@ pub fn verify_attestation_layer(
     let identity = match signer {
         EnvelopeSigner::Key { key, evidence } => {
             if !key.verify(&envelope.pae(), envelope.signature.sig.as_bytes()) {
-                return Err(Rejection::Keyless(
+                return Err(Rejection::Evidence(
                     "attestation signature does not verify with the authority's key".into(),
                 ));
             }
@@ -113,7 +113,7 @@ pub fn verify_attestation_layer(
         })
         .collect();
     if !subjects.iter().any(|s| s == admitted_digest) {
-        return Err(Rejection::Keyless(format!(
+        return Err(Rejection::Evidence(format!(
             "attestation subject is {}, not the admitted digest {admitted_digest}",
             if subjects.is_empty() {
                 "empty".to_string()

@@ -80,9 +80,11 @@ pub enum Rejection {
     /// Signed, but the payload is not a cosign simple-signing document.
     #[error("signature payload is not a cosign simple-signing payload: {0}")]
     MalformedPayload(String),
-    /// A keyless (or transparency-log) check failed; the text names which.
+    /// Evidence beyond the bare signature did not hold (certificate chain,
+    /// identity, Rekor entry, SCT, timestamp, attestation subject or
+    /// signature); the text names which. Used by key and keyless checks.
     #[error("{0}")]
-    Keyless(String),
+    Evidence(String),
     /// Verified, but signed by an identity no rule accepts.
     #[error("certificate identity {subject} issued by {issuer} matches none of: {expected}")]
     IdentityMismatch {
@@ -110,7 +112,7 @@ impl Rejection {
         match self {
             Rejection::IdentityMismatch { .. } => 5,
             Rejection::DigestMismatch { .. } => 4,
-            Rejection::Keyless(_) | Rejection::MalformedPayload(_) => 3,
+            Rejection::Evidence(_) | Rejection::MalformedPayload(_) => 3,
             Rejection::BadSignature { .. } => 2,
             Rejection::MalformedSignature => 1,
             Rejection::MissingSignature => 0,

@@ -28,7 +28,7 @@ use super::{keyless, AuthorityOutcome, PolicyOutcome};
 use crate::image::{cosign_tag, ImageRef};
 use crate::policy::program::Language;
 use crate::policy::{
-    AuthorityCheck, CompiledAuthority, CompiledPolicy, KeyEvidence, PolicyMatch, PolicyMode,
+    AuthorityCheck, CompiledAuthority, CompiledPolicy, KeyEvidence, LoadedPolicy, PolicyMode,
 };
 use crate::registry::{Credentials, RegistryClient, RegistryError};
 use crate::trust::TrustStore;
@@ -273,7 +273,7 @@ impl Verifier {
         &self,
         image: ImageUse,
         parsed: ImageRef,
-        matches: Vec<PolicyMatch>,
+        matches: Vec<LoadedPolicy>,
         deadline: tokio::time::Instant,
         budget: Duration,
         creds: &Credentials,
@@ -312,7 +312,7 @@ impl Verifier {
     async fn verify_matches(
         &self,
         image: &ImageRef,
-        matches: Vec<PolicyMatch>,
+        matches: Vec<LoadedPolicy>,
         creds: &Credentials,
     ) -> (Option<String>, Vec<PolicyOutcome>) {
         // Invalid policies fail closed without any registry traffic.
@@ -320,13 +320,13 @@ impl Verifier {
         let mut valid = Vec::new();
         for m in matches {
             match m {
-                PolicyMatch::Invalid(p) => outcomes.push(PolicyOutcome::failed(
+                LoadedPolicy::Invalid(p) => outcomes.push(PolicyOutcome::failed(
                     &p.name,
                     PolicyMode::Enforce,
                     format!("policy is invalid: {}", p.error),
                     false,
                 )),
-                PolicyMatch::Valid(p) => valid.push(p),
+                LoadedPolicy::Valid(p) => valid.push(p),
             }
         }
         if valid.is_empty() {
@@ -972,9 +972,9 @@ fn signature_match(signer: Option<&keyless::SignerIdentity>) -> serde_json::Valu
     }
 }
 
-fn policy_name_mode(m: &PolicyMatch) -> (String, PolicyMode) {
+fn policy_name_mode(m: &LoadedPolicy) -> (String, PolicyMode) {
     match m {
-        PolicyMatch::Valid(p) => (p.name.clone(), p.mode),
-        PolicyMatch::Invalid(p) => (p.name.clone(), PolicyMode::Enforce),
+        LoadedPolicy::Valid(p) => (p.name.clone(), p.mode),
+        LoadedPolicy::Invalid(p) => (p.name.clone(), PolicyMode::Enforce),
     }
 }

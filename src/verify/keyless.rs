@@ -123,7 +123,7 @@ struct Rfc3161Annotation {
 }
 
 fn keyless_err(m: impl Into<String>) -> Rejection {
-    Rejection::Keyless(m.into())
+    Rejection::Evidence(m.into())
 }
 
 /// The material of one legacy layer that keyless checks use.
