@@ -63,19 +63,35 @@ impl ImageRef {
             Some((_, rest)) => format!("host.invalid/{rest}"),
             None => original.to_string(),
         };
-        let parsed = Reference::try_from(to_parse.as_str()).map_err(|e| ImageRefError {
+        // A pinned reference ends in `@sha256:<64 hex>`. oci-client's
+        // reference regex costs more than twice as much with the digest on
+        // (the warm path parses every image), so a digest of exactly that
+        // shape is split off here and only the name is parsed; anything
+        // else (another algorithm, a malformed digest) goes to oci-client
+        // whole and gets its verdict.
+        let (name_part, pinned) = match to_parse.rsplit_once('@') {
+            Some((name, d)) if is_sha256_digest(d) => (name, Some(d.to_string())),
+            _ => (to_parse.as_str(), None),
+        };
+        let parsed = Reference::try_from(name_part).map_err(|e| ImageRefError {
             reference: original.to_string(),
             reason: e.to_string(),
         })?;
+        // Whether a tag was written: oci-client may default one.
+        let tag_written = name_part
+            .rsplit('/')
+            .next()
+            .is_some_and(|last| last.contains(':'));
         let registry = match host_by_capitals {
             Some((host, _)) => canonical_registry(host),
             None => canonical_registry(parsed.registry()),
         };
-        let digest = parsed.digest().map(str::to_string);
+        let digest = pinned.or_else(|| parsed.digest().map(str::to_string));
         let tag = match (parsed.tag(), &digest) {
-            (Some(t), _) => Some(t.to_string()),
+            (Some(t), None) => Some(t.to_string()),
+            (Some(t), Some(_)) if tag_written => Some(t.to_string()),
+            (_, Some(_)) => None,
             (None, None) => Some("latest".to_string()),
-            (None, Some(_)) => None,
         };
         Ok(ImageRef {
             original: original.to_string(),
@@ -124,6 +140,12 @@ impl ImageRef {
             digest.to_string(),
         )
     }
+}
+
+/// `sha256:` and 64 lowercase hex digits.
+fn is_sha256_digest(d: &str) -> bool {
+    d.strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
 /// Docker Hub's official images live under `library/`: a one-component
@@ -178,6 +200,47 @@ mod tests {
         let r = ImageRef::parse(&format!("ghcr.io/a/b:v1@{d}")).unwrap();
         assert_eq!(r.glob_name(), format!("ghcr.io/a/b@{d}"));
         assert_eq!(r.tag.as_deref(), Some("v1"));
+    }
+
+    #[test]
+    fn pinned_references_parse_like_oci_client_says() {
+        let d = format!("sha256:{}", "ab".repeat(32));
+        for (written, registry, repository, tag) in [
+            (format!("ghcr.io/a/b@{d}"), "ghcr.io", "a/b", None),
+            (format!("ghcr.io/a/b:v1@{d}"), "ghcr.io", "a/b", Some("v1")),
+            (
+                format!("127.0.0.1:5000/a:v1@{d}"),
+                "127.0.0.1:5000",
+                "a",
+                Some("v1"),
+            ),
+            (format!("127.0.0.1:5000/a@{d}"), "127.0.0.1:5000", "a", None),
+            (
+                format!("nginx@{d}"),
+                "index.docker.io",
+                "library/nginx",
+                None,
+            ),
+            (format!("Evil/app:1@{d}"), "evil", "app", Some("1")),
+        ] {
+            let r = ImageRef::parse(&written).unwrap();
+            assert_eq!(
+                (
+                    r.registry.as_str(),
+                    r.repository.as_str(),
+                    r.tag.as_deref(),
+                    r.digest.as_deref()
+                ),
+                (registry, repository, tag, Some(d.as_str())),
+                "{written}"
+            );
+            // The same as oci-client's own reading of the whole reference.
+            let whole = oci_client::Reference::try_from(written.as_str()).unwrap();
+            assert_eq!(whole.digest(), Some(d.as_str()), "{written}");
+        }
+        // Not a sha256 digest of the right shape: oci-client decides.
+        assert!(ImageRef::parse("ghcr.io/a/b@sha256:abc").is_err());
+        assert!(ImageRef::parse(&format!("ghcr.io/a/b@{}", d.to_uppercase())).is_err());
     }
 
     #[test]
