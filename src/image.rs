@@ -142,8 +142,9 @@ impl ImageRef {
     }
 }
 
-/// `sha256:` and 64 lowercase hex digits.
-fn is_sha256_digest(d: &str) -> bool {
+/// `sha256:` and 64 lowercase hex digits: the only digest sigil fetches by
+/// or splits off a reference.
+pub fn is_sha256_digest(d: &str) -> bool {
     d.strip_prefix("sha256:")
         .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }

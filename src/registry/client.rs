@@ -70,7 +70,9 @@ impl Limits {
 struct Shared {
     http: reqwest::Client,
     limits: Limits,
-    opts: RegistryOptions,
+    /// `--insecure-registry` hosts, canonical (as references are), so a
+    /// request compares strings only.
+    insecure: std::collections::HashSet<String>,
     /// (credentials fingerprint, registry, repository) → token.
     tokens: moka::sync::Cache<(String, String, String), Token>,
 }
@@ -142,7 +144,11 @@ impl RegistryClient {
             shared: Arc::new(Shared {
                 http,
                 limits: Limits::new(opts),
-                opts: opts.clone(),
+                insecure: opts
+                    .insecure
+                    .iter()
+                    .map(|h| crate::image::canonical_registry(h))
+                    .collect(),
                 tokens: moka::sync::Cache::builder()
                     .max_capacity(10_000)
                     .time_to_live(Duration::from_secs(3_600))
@@ -172,10 +178,8 @@ impl RegistryClient {
     }
 
     fn base_url(&self, registry: &str) -> String {
-        let insecure = self.shared.opts.insecure.iter().any(|h| {
-            h.eq_ignore_ascii_case(registry)
-                || crate::image::canonical_registry(h) == crate::image::canonical_registry(registry)
-        });
+        // References carry canonical hosts; the set was canonicalised once.
+        let insecure = self.shared.insecure.contains(registry);
         // Docker Hub's API lives at registry-1.docker.io.
         let host = if registry == DOCKER_HUB {
             "registry-1.docker.io"
@@ -502,10 +506,7 @@ impl LimitedResponse {
 
 /// A digest sigil will put in a URL: `sha256:` and 64 lowercase hex digits.
 fn check_digest(registry: &str, digest: &str) -> Result<(), RegistryError> {
-    let ok = digest.strip_prefix("sha256:").is_some_and(|h| {
-        h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    });
-    if ok {
+    if crate::image::is_sha256_digest(digest) {
         Ok(())
     } else {
         Err(RegistryError::Protocol {
@@ -526,4 +527,27 @@ fn parse_manifest<T: serde::de::DeserializeOwned>(
         registry: reference.registry().to_string(),
         reason: format!("unreadable manifest for {}: {e}", reference.whole()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A digest from a registry (HEAD, referrers) goes into a URL only in
+    /// the one shape sigil fetches by.
+    #[test]
+    fn registry_supplied_digests_are_shape_checked() {
+        let good = format!("sha256:{}", "0a".repeat(32));
+        assert!(check_digest("r", &good).is_ok());
+        for bad in [
+            format!("sha256:{}", "0A".repeat(32)),
+            format!("sha512:{}", "0a".repeat(64)),
+            "sha256:../../v2/_catalog".to_string(),
+            format!("sha256:{}/x", "0a".repeat(32)),
+            String::new(),
+        ] {
+            let e = check_digest("r", &bad).unwrap_err();
+            assert!(e.to_string().contains("unusable digest"), "{bad}: {e}");
+        }
+    }
 }
