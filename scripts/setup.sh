@@ -7,6 +7,8 @@ need=()
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 if [ "${SIGIL_WITH_WRK:-0}" = 1 ]; then command -v wrk >/dev/null 2>&1 || need+=(wrk); fi
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+# The server and fault tests stop `sigil serve` with /bin/kill -TERM.
+[ -x /bin/kill ] || [ -x /usr/bin/kill ] || need+=(procps)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" = 0 ] || SUDO=sudo
