@@ -16,6 +16,7 @@ pub mod bundle_cli;
 pub mod check;
 pub mod cli;
 pub mod cluster;
+pub mod crd;
 pub mod decision;
 pub mod duration;
 pub mod image;

@@ -147,7 +147,7 @@ fn main() -> ExitCode {
             },
             Command::Check(args) => ExitCode::from(sigil::check::main(args).await as u8),
             Command::VerifyBundle(args) => ExitCode::from(sigil::bundle_cli::main(&args)),
-            Command::Crd => match sigil::policy::crd::all_yaml() {
+            Command::Crd => match sigil::crd::all_yaml() {
                 Ok(y) => {
                     print!("{y}");
                     ExitCode::SUCCESS

@@ -112,13 +112,13 @@ fn invalid_manifests_are_refused_naming_the_field() {
 /// `crds/` holds exactly what `sigil crd` generates from the Rust types.
 #[test]
 fn checked_in_crds_match_the_generated_ones() {
-    let crds = sigil::policy::crd::all();
+    let crds = sigil::crd::all();
     assert_eq!(crds.len(), 2);
     for crd in &crds {
         let name = crd.metadata.name.clone().unwrap();
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("crds/{name}.yaml"));
         let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
-        let generated = sigil::policy::crd::to_yaml(crd).unwrap();
+        let generated = sigil::crd::to_yaml(crd).unwrap();
         assert!(
             checked_in == generated,
             "crds/ is stale: run `scripts/gen-crds.sh` ({} differs)",

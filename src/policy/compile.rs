@@ -9,12 +9,12 @@ use kube::core::{Selector, SelectorExt};
 
 use sha2::{Digest, Sha256};
 
-use super::error::{err, PolicyError};
 use super::glob::ImageGlob;
 use super::program::{Language, Program};
 use super::types::{Authority, ClusterImagePolicySpec};
 use super::validate::validate;
 use crate::image::ImageRef;
+use crate::model::error::{err, PolicyError};
 use crate::model::identity::{
     CertificateTrust, IdentityRule, KeylessPolicy, PrivateCa, TextMatcher,
 };

@@ -8,10 +8,10 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
-use super::error::PolicyError;
 use super::sources::RemotePrograms;
 use super::store::{PolicyDefinition, PolicyStore};
 use super::types::{ClusterImagePolicySpec, GROUP};
+use crate::model::error::PolicyError;
 use crate::trust::{
     material_from_spec_value, material_from_spec_value_fetching, TrustError, TrustMaterial,
     TrustStore,

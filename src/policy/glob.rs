@@ -107,6 +107,15 @@ fn canonical_host_segment(glob: &str) -> String {
 mod tests {
     use super::*;
 
+    /// A capitalised first component is a registry host (Docker's rule), so
+    /// Docker Hub globs do not claim `Evil/app`.
+    #[test]
+    fn hub_globs_do_not_claim_capitalised_hosts() {
+        let hub = ImageGlob::compile("*/*").unwrap();
+        assert!(!hub.matches(&ImageRef::parse("Evil/app").unwrap()));
+        assert!(hub.matches(&ImageRef::parse("evil/app").unwrap()));
+    }
+
     /// policy-controller's own glob table (pkg/apis/glob/glob_test.go).
     #[test]
     fn policy_controller_glob_table() {

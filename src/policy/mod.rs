@@ -2,8 +2,6 @@
 //! the file loader (and later the Kubernetes watcher) feeds, and matching.
 
 pub mod compile;
-pub mod crd;
-pub mod error;
 pub mod files;
 pub mod glob;
 pub mod program;
@@ -12,10 +10,10 @@ pub mod store;
 pub mod types;
 pub mod validate;
 
+pub use crate::model::error::PolicyError;
 pub use compile::{
     AuthorityCheck, CompiledAttestation, CompiledAuthority, CompiledPolicy, KeyEvidence,
     PolicyMode, ResourceRef,
 };
-pub use error::PolicyError;
 pub use store::{InvalidPolicy, LoadedPolicy, PolicySet, PolicyStore};
 pub use types::{ClusterImagePolicy, ClusterImagePolicySpec};

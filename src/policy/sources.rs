@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::error::PolicyError;
 use super::store::PolicyDefinition;
 use super::types::{ClusterImagePolicySpec, Policy};
+use crate::model::error::PolicyError;
 
 /// Largest remote program accepted.
 pub const MAX_REMOTE_BYTES: usize = 1 << 20;

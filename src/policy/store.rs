@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 use super::compile::{compile, parseable_globs, CompiledPolicy};
-use super::error::PolicyError;
 use super::glob::ImageGlob;
 use super::types::ClusterImagePolicySpec;
 use crate::image::ImageRef;
+use crate::model::error::PolicyError;
 
 /// A policy that failed validation. It still claims the images its globs
 /// name (when they compile), and those images fail closed with its error.

@@ -3,10 +3,12 @@
 //! policy-controller manifests parse unchanged. Field names follow its JSON.
 
 use k8s_openapi::api::core::v1::{LocalObjectReference, SecretReference};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::model::status::ResourceStatus;
 
 /// The API group of policy-controller's resources, which sigil shares.
 pub const GROUP: &str = "policy.sigstore.dev";
@@ -18,7 +20,7 @@ pub const GROUP: &str = "policy.sigstore.dev";
     version = "v1beta1",
     kind = "ClusterImagePolicy",
     shortname = "cip",
-    status = "ClusterImagePolicyStatus",
+    status = "ResourceStatus",
     printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.mode"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
@@ -284,16 +286,4 @@ pub struct MatchResource {
     /// Label selector.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<LabelSelector>,
-}
-
-/// Status written by the controller.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ClusterImagePolicyStatus {
-    /// Generation the conditions describe.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// `Ready` and friends.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub conditions: Vec<Condition>,
 }

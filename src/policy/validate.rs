@@ -6,13 +6,13 @@
 //! sigil is stricter than policy-controller where it only warns: a keyless
 //! authority must name both an issuer and a subject for every identity.
 
-use super::error::PolicyError;
 use super::glob::ImageGlob;
 use super::types::{
     Attestation, Authority, ClusterImagePolicySpec, Identity, KeyRef, KeylessRef, MatchResource,
     Policy,
 };
 use crate::image::ImageRef;
+use crate::model::error::PolicyError;
 use crate::model::keys::{HashAlgorithm, VerificationKey};
 
 /// Resources `spec.match[].resource` may name.

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sigstore_trust_root::TrustedRoot;
 
-use crate::policy::PolicyError;
+use crate::model::error::PolicyError;
 use types::{CertificateAuthority, SigstoreKeys, TransparencyLogInstance, TrustRootSpec, ValidFor};
 
 /// The Sigstore public-good trusted root (sigstore/root-signing,

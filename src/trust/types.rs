@@ -10,7 +10,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::policy::types::ClusterImagePolicyStatus;
+use crate::model::status::ResourceStatus;
 
 /// The keys and certificates trusted for keyless verification.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -18,7 +18,7 @@ use crate::policy::types::ClusterImagePolicyStatus;
     group = "policy.sigstore.dev",
     version = "v1alpha1",
     kind = "TrustRoot",
-    status = "ClusterImagePolicyStatus",
+    status = "ResourceStatus",
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]

@@ -5,7 +5,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::core::crd::merge_crds;
 use kube::CustomResourceExt;
 
-use super::types::ClusterImagePolicy;
+use crate::policy::types::ClusterImagePolicy;
 
 /// `clusterimagepolicies.policy.sigstore.dev`: v1alpha1 and v1beta1 with the
 /// same schema (conversion `None`), v1beta1 stored, status subresource,

@@ -1,5 +1,6 @@
-//! The one error a policy can have: the field that is wrong and why. A leaf
-//! both the validator and the compiler use.
+//! The one error a resource spec can have (a ClusterImagePolicy or a
+//! TrustRoot): the field that is wrong and why. The validator, the compiler
+//! and the trust-root loader all use it; it knows nothing of any of them.
 
 /// A policy that cannot be used, with the field that is wrong.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -11,7 +12,8 @@ pub struct PolicyError {
     pub message: String,
 }
 
-pub(super) fn err(field: impl Into<String>, message: impl Into<String>) -> PolicyError {
+/// A [`PolicyError`] for `field`.
+pub fn err(field: impl Into<String>, message: impl Into<String>) -> PolicyError {
     PolicyError {
         field: field.into(),
         message: message.into(),
