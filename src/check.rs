@@ -232,15 +232,15 @@ pub fn render_text(r: &CheckResult) -> String {
                 p.mode,
                 if p.passed { "pass" } else { "FAIL" }
             ));
-            if let Some(reason) = &p.reason {
+            if let Some(reason) = p.reason() {
                 s.push_str(&format!("    {reason}\n"));
             }
             for a in &p.authorities {
                 s.push_str(&format!(
                     "    {} {}: {}\n",
-                    if a.passed { "✓" } else { "✗" },
+                    if a.passed() { "✓" } else { "✗" },
                     a.name,
-                    a.reason
+                    a.reason()
                 ));
             }
         }

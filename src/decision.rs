@@ -233,20 +233,21 @@ mod tests {
             policy: name.into(),
             mode,
             passed,
-            reason: None,
+            failure: None,
             authorities: vec![AuthorityOutcome {
                 name: "authority-0".into(),
-                passed,
-                reason: if passed {
-                    "ok".into()
+                result: if passed {
+                    Ok(crate::verify::Vouch {
+                        reason: "ok".into(),
+                        signer: None,
+                        matches: serde_json::json!({}),
+                    })
                 } else {
-                    "no signatures found".into()
+                    Err(crate::verify::Failure::Verdict(
+                        "no signatures found".into(),
+                    ))
                 },
-                signer: None,
-                matches: None,
-                transient: false,
             }],
-            transient: false,
         }
     }
 

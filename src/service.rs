@@ -18,7 +18,7 @@ use crate::decision::{decide, DecisionSettings, ServerMode, Verdict};
 use crate::image::ImageRef;
 use crate::policy::{LoadedPolicy, PolicyStore};
 use crate::registry::Credentials;
-use crate::verify::{ImageReport, PolicyOutcome, Verifier};
+use crate::verify::{Failure, ImageReport, PolicyOutcome, Verifier};
 use crate::workload::ImageUse;
 
 /// Request-independent settings of the pipeline.
@@ -426,12 +426,13 @@ fn unpinned_report(image: ImageUse, matches: &[LoadedPolicy]) -> ImageReport {
     let policies = matches
         .iter()
         .map(|m| match m {
-            LoadedPolicy::Valid(p) => PolicyOutcome::failed(&p.name, p.mode, reason.clone(), false),
+            LoadedPolicy::Valid(p) => {
+                PolicyOutcome::failed(&p.name, p.mode, Failure::Verdict(reason.clone()))
+            }
             LoadedPolicy::Invalid(p) => PolicyOutcome::failed(
                 &p.name,
                 crate::policy::PolicyMode::Enforce,
-                format!("policy is invalid: {}", p.error),
-                false,
+                Failure::Verdict(format!("policy is invalid: {}", p.error)),
             ),
         })
         .collect();

@@ -2,7 +2,7 @@
 //! cosign public key, the public-good trust root.
 #![allow(dead_code)]
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use sigil::trust::TrustMaterial;
 use sigil::verify::keys::{HashAlgorithm, VerificationKey};
@@ -24,7 +24,9 @@ pub fn key() -> &'static VerificationKey {
 }
 
 /// The embedded Sigstore public-good trusted root.
-pub fn trust() -> &'static TrustMaterial {
-    static TRUST: OnceLock<TrustMaterial> = OnceLock::new();
-    TRUST.get_or_init(TrustMaterial::public_good)
+pub fn trust() -> Arc<TrustMaterial> {
+    static TRUST: OnceLock<Arc<TrustMaterial>> = OnceLock::new();
+    TRUST
+        .get_or_init(|| Arc::new(TrustMaterial::public_good()))
+        .clone()
 }

@@ -7,18 +7,20 @@ use libfuzzer_sys::fuzz_target;
 
 #[path = "../common/mod.rs"]
 mod common;
-use common::{key, DIGEST};
-use sigil::verify::attestation::{verify_attestation_layer, EnvelopeSigner};
+use common::{key, trust, DIGEST};
+use sigil::verify::attestation::verify_attestation_layer;
 use sigil::verify::cosign::SignatureLayer;
+use sigil::verify::signer::Signer;
 
 fuzz_target!(|data: &[u8]| {
     let layer = SignatureLayer {
         payload: data.to_vec(),
         annotations: BTreeMap::new(),
     };
-    let signer = EnvelopeSigner::Key {
+    let signer = Signer::Key {
         key: key(),
         evidence: None,
+        trust: trust(),
     };
     assert!(verify_attestation_layer(&layer, DIGEST, &signer).is_err());
 });

@@ -9,7 +9,8 @@ use libfuzzer_sys::fuzz_target;
 #[path = "../common/mod.rs"]
 mod common;
 use common::{key, trust, DIGEST};
-use sigil::verify::referrers::{verify_referrer, Referrer, ReferrerKind, ReferrerSigner};
+use sigil::verify::referrers::{verify_referrer, Referrer, ReferrerKind};
+use sigil::verify::signer::Signer;
 
 fuzz_target!(|data: &[u8]| {
     let r = Referrer {
@@ -18,9 +19,9 @@ fuzz_target!(|data: &[u8]| {
         blob: data.to_vec(),
         annotations: BTreeMap::new(),
     };
-    let signer = ReferrerSigner::Key {
+    let signer = Signer::Key {
         key: key(),
-        require_tlog: false,
+        evidence: None,
         trust: trust(),
     };
     assert!(verify_referrer(&r, DIGEST, &signer).is_err());

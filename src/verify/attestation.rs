@@ -12,46 +12,14 @@ use serde_json::Value;
 use sigstore_types::{Artifact, DsseEnvelope, Sha256Hash, Statement};
 
 use super::cosign::{Rejection, SignatureLayer};
-use super::keyless::{
-    verify_key_evidence_for, verify_keyless_attestation, Content, KeylessPolicy, SignerIdentity,
-};
-use super::keys::VerificationKey;
-use crate::policy::KeyEvidence;
-use crate::trust::TrustMaterial;
+use super::evidence::VerifiedAttestation;
+use super::keyless::{verify_key_evidence_for, verify_keyless_attestation, Content};
+use super::signer::Signer;
 
 /// Media type of a DSSE envelope layer.
 pub const DSSE_MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
 /// The DSSE payload type of an in-toto Statement.
 pub const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
-
-/// A verified Statement and who signed it.
-#[derive(Debug, Clone)]
-pub struct VerifiedStatement {
-    /// The whole in-toto Statement (the input of attestation policies).
-    pub statement: Value,
-    /// Its predicate type.
-    pub predicate_type: String,
-    /// The certificate identity, for keyless attestations.
-    pub signer: Option<SignerIdentity>,
-}
-
-/// How an attestation's envelope must be signed.
-pub enum EnvelopeSigner<'a> {
-    /// With this key (and, with `ctlog`/`rfc3161timestamp`, that evidence).
-    Key {
-        /// The key.
-        key: &'a VerificationKey,
-        /// Evidence required beyond the signature, and its trust root.
-        evidence: Option<(&'a KeyEvidence, &'a TrustMaterial)>,
-    },
-    /// Keyless, for one of the policy's identities.
-    Keyless {
-        /// The keyless rules.
-        policy: &'a KeylessPolicy,
-        /// The trust root.
-        trust: &'a TrustMaterial,
-    },
-}
 
 /// Parses an admitted digest (`sha256:<hex>`).
 pub fn sha256_of(digest: &str) -> Option<Sha256Hash> {
@@ -62,8 +30,8 @@ pub fn sha256_of(digest: &str) -> Option<Sha256Hash> {
 pub fn verify_attestation_layer(
     layer: &SignatureLayer,
     admitted_digest: &str,
-    signer: &EnvelopeSigner<'_>,
-) -> Result<VerifiedStatement, Rejection> {
+    signer: &Signer<'_>,
+) -> Result<VerifiedAttestation, Rejection> {
     let envelope: DsseEnvelope = serde_json::from_slice(&layer.payload)
         .map_err(|e| Rejection::MalformedPayload(format!("not a DSSE envelope: {e}")))?;
     if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE {
@@ -76,13 +44,17 @@ pub fn verify_attestation_layer(
         Rejection::MalformedPayload(format!("{admitted_digest} is not a sha256 digest"))
     })?;
     let identity = match signer {
-        EnvelopeSigner::Key { key, evidence } => {
+        Signer::Key {
+            key,
+            evidence,
+            trust,
+        } => {
             if !key.verify(&envelope.pae(), envelope.signature.sig.as_bytes()) {
                 return Err(Rejection::Evidence(
                     "attestation signature does not verify with the authority's key".into(),
                 ));
             }
-            if let Some((ev, trust)) = evidence {
+            if let Some(ev) = evidence {
                 verify_key_evidence_for(
                     layer,
                     Content::Dsse(&envelope),
@@ -95,7 +67,7 @@ pub fn verify_attestation_layer(
             }
             None
         }
-        EnvelopeSigner::Keyless { policy, trust } => Some(verify_keyless_attestation(
+        Signer::Keyless { policy, trust } => Some(verify_keyless_attestation(
             layer, &envelope, &digest, policy, trust,
         )?),
     };
@@ -124,7 +96,8 @@ pub fn verify_attestation_layer(
     }
     let value: Value = serde_json::from_slice(envelope.payload.as_bytes())
         .map_err(|e| Rejection::MalformedPayload(e.to_string()))?;
-    Ok(VerifiedStatement {
+    Ok(VerifiedAttestation {
+        digest: admitted_digest.to_string(),
         predicate_type: statement.predicate_type.clone(),
         statement: value,
         signer: identity,
@@ -136,8 +109,8 @@ pub fn verify_attestation_layer(
 pub fn verify_attestation_layers(
     layers: &[SignatureLayer],
     admitted_digest: &str,
-    signer: &EnvelopeSigner<'_>,
-) -> (Vec<VerifiedStatement>, Vec<Rejection>) {
+    signer: &Signer<'_>,
+) -> (Vec<VerifiedAttestation>, Vec<Rejection>) {
     let mut verified = Vec::new();
     let mut rejected = Vec::new();
     for layer in layers {

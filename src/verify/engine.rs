@@ -1,14 +1,14 @@
 //! The verifier: for one image, resolve its digest and evaluate each matching
-//! policy, all under the request's deadline.
+//! policy, all under the request's deadline. Orchestration and the verdict
+//! cache only: registry reads (and their caches) are [`super::fetch`], each
+//! layout's verification a collector in [`super::collect`], the decision
+//! [`super::judge`].
 //!
-//! Three moka caches sit on the registry path. Each uses `try_get_with`, so
-//! concurrent misses for one key make one set of registry calls, and errors
-//! are shared with the waiters but never stored:
-//! - tag → digest (`resolve_ttl`);
-//! - (signature repository, digest) → signature layers (`resolve_ttl`);
-//! - (repository, digest, policy fingerprint) → policy outcome: passes for
-//!   `verify_ttl`, failures only for `resolve_ttl` so a freshly signed image
-//!   is admitted soon after. Registry failures are never cached.
+//! The verdict cache keys (credentials, repository, digest, policy name,
+//! policy fingerprint, trust generation) → policy outcome: passes live
+//! `verify_ttl`, failures `resolve_ttl`, so a freshly signed image is
+//! admitted soon after. A transient outcome ([`PolicyOutcome::is_transient`])
+//! is never stored; concurrent misses for one key make one evaluation.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,20 +16,14 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use moka::future::Cache;
 use moka::Expiry;
-use oci_client::Reference;
 use tracing::Instrument;
 
-use super::attestation::{self, EnvelopeSigner, VerifiedStatement, DSSE_MEDIA_TYPE};
-use super::cosign::{
-    self, SignatureLayer, MAX_PAYLOAD_BYTES, MAX_SIGNATURE_LAYERS, SIMPLE_SIGNING_MEDIA_TYPE,
-};
-use super::referrers::{self, ReferrerSigner, VerifiedReferrer};
-use super::{keyless, AuthorityOutcome, PolicyOutcome};
-use crate::image::{cosign_tag, ImageRef};
-use crate::policy::program::Language;
-use crate::policy::{
-    AuthorityCheck, CompiledAuthority, CompiledPolicy, KeyEvidence, LoadedPolicy, PolicyMode,
-};
+use super::collect::{self, Sources};
+use super::fetch::{weight, Fetcher};
+use super::judge;
+use super::outcome::{Failure, PolicyOutcome};
+use crate::image::ImageRef;
+use crate::policy::{CompiledPolicy, LoadedPolicy, PolicyMode};
 use crate::registry::{Credentials, RegistryClient, RegistryError};
 use crate::trust::TrustStore;
 use crate::workload::ImageUse;
@@ -68,54 +62,19 @@ impl Default for VerifierSettings {
 /// 256 MiB limit.
 pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
 
-/// The weight of a cache entry, in bytes, as moka wants it.
-fn weight(bytes: usize) -> u32 {
-    u32::try_from(bytes).unwrap_or(u32::MAX)
-}
-
-fn layers_weight(layers: &[SignatureLayer]) -> usize {
-    layers
-        .iter()
-        .map(|l| {
-            l.payload.len()
-                + l.annotations
-                    .iter()
-                    .map(|(k, v)| k.len() + v.len() + 48)
-                    .sum::<usize>()
-                + 64
-        })
-        .sum()
-}
-
-fn referrers_weight(found: &[referrers::Referrer]) -> usize {
-    found
-        .iter()
-        .map(|r| {
-            r.blob.len()
-                + r.digest.len()
-                + r.annotations
-                    .iter()
-                    .map(|(k, v)| k.len() + v.len() + 48)
-                    .sum::<usize>()
-                + 96
-        })
-        .sum()
-}
-
 fn outcome_weight(o: &PolicyOutcome) -> usize {
     256 + o.policy.len()
-        + o.reason.as_ref().map_or(0, String::len)
+        + o.reason().map_or(0, str::len)
         + o.authorities
             .iter()
             .map(|a| {
                 128 + a.name.len()
-                    + a.reason.len()
-                    + a.matches.as_ref().map_or(0, |m| m.to_string().len())
-                    + if a.signer.is_some() { 512 } else { 0 }
+                    + a.reason().len()
+                    + a.result.as_ref().map_or(0, |v| v.matches.to_string().len())
+                    + if a.signer().is_some() { 512 } else { 0 }
             })
             .sum::<usize>()
 }
-
 /// Everything learned about one image of a request.
 #[derive(Debug, Clone)]
 pub struct ImageReport {
@@ -155,11 +114,7 @@ impl Expiry<VerdictKey, Arc<PolicyOutcome>> for VerdictExpiry {
 
 /// Resolves and verifies images against compiled policies.
 pub struct Verifier {
-    registry: Arc<RegistryClient>,
-    clients: Cache<String, Arc<RegistryClient>>,
-    digests: Cache<String, String>,
-    signatures: Cache<(String, String), Arc<Vec<SignatureLayer>>>,
-    referrers: Cache<(String, String), Arc<Vec<referrers::Referrer>>>,
+    fetch: Fetcher,
     verdicts: Cache<VerdictKey, Arc<PolicyOutcome>>,
     trust: Arc<TrustStore>,
     policy_timeout: Duration,
@@ -169,30 +124,7 @@ impl Verifier {
     /// A verifier over `registry` with the given cache settings.
     pub fn new(registry: Arc<RegistryClient>, settings: &VerifierSettings) -> Self {
         Verifier {
-            registry,
-            clients: Cache::builder()
-                .max_capacity(1_000)
-                .time_to_idle(Duration::from_secs(600))
-                .build(),
-            digests: Cache::builder()
-                .max_capacity(settings.cache_bytes / 20)
-                .weigher(|k: &String, v: &String| weight(k.len() + v.len() + 64))
-                .time_to_live(settings.resolve_ttl)
-                .build(),
-            signatures: Cache::builder()
-                .max_capacity(settings.cache_bytes / 5 * 2)
-                .weigher(|k: &(String, String), v: &Arc<Vec<SignatureLayer>>| {
-                    weight(k.0.len() + k.1.len() + layers_weight(v))
-                })
-                .time_to_live(settings.resolve_ttl)
-                .build(),
-            referrers: Cache::builder()
-                .max_capacity(settings.cache_bytes / 5 * 2)
-                .weigher(|k: &(String, String), v: &Arc<Vec<referrers::Referrer>>| {
-                    weight(k.0.len() + k.1.len() + referrers_weight(v))
-                })
-                .time_to_live(settings.resolve_ttl)
-                .build(),
+            fetch: Fetcher::new(registry, settings.cache_bytes, settings.resolve_ttl),
             verdicts: Cache::builder()
                 .max_capacity(settings.cache_bytes / 20 * 3)
                 .weigher(|k: &VerdictKey, v: &Arc<PolicyOutcome>| {
@@ -222,28 +154,7 @@ impl Verifier {
 
     /// The registry client.
     pub fn registry(&self) -> &Arc<RegistryClient> {
-        &self.registry
-    }
-
-    /// The registry client for a credential set (one per set: oci-client
-    /// keeps one credential per registry).
-    async fn client_for(&self, creds: &Credentials) -> Result<Arc<RegistryClient>, RegistryError> {
-        if creds.is_empty() {
-            return Ok(self.registry.clone());
-        }
-        let base = self.registry.clone();
-        let owned = creds.clone();
-        self.clients
-            .try_get_with(creds.fingerprint().to_string(), async move {
-                base.with_credentials(&owned)
-                    .map(Arc::new)
-                    .map_err(|e| RegistryError::Protocol {
-                        registry: "client".into(),
-                        reason: format!("cannot use the pull-secret credentials: {e}"),
-                    })
-            })
-            .await
-            .map_err(|e| (*e).clone())
+        self.fetch.registry()
     }
 
     /// The digest to verify: the pinned one, or what the registry serves for the tag.
@@ -252,18 +163,7 @@ impl Verifier {
         image: &ImageRef,
         creds: &Credentials,
     ) -> Result<String, RegistryError> {
-        if let Some(d) = &image.digest {
-            return Ok(d.clone());
-        }
-        let reference = image.to_reference();
-        let registry = self.client_for(creds).await?;
-        self.digests
-            .try_get_with(
-                format!("{}|{}", creds.fingerprint(), reference.whole()),
-                async move { registry.resolve(&reference).await },
-            )
-            .await
-            .map_err(|e| (*e).clone())
+        self.fetch.resolve(image, creds).await
     }
 
     /// Verifies one image against the policies that match it, using `creds`
@@ -299,8 +199,10 @@ impl Verifier {
                         PolicyOutcome::failed(
                             &n,
                             m,
-                            format!("timed out after {}", crate::duration::human(budget)),
-                            true,
+                            Failure::Transient(format!(
+                                "timed out after {}",
+                                crate::duration::human(budget)
+                            )),
                         )
                     })
                     .collect(),
@@ -323,8 +225,7 @@ impl Verifier {
                 LoadedPolicy::Invalid(p) => outcomes.push(PolicyOutcome::failed(
                     &p.name,
                     PolicyMode::Enforce,
-                    format!("policy is invalid: {}", p.error),
-                    false,
+                    Failure::Verdict(format!("policy is invalid: {}", p.error)),
                 )),
                 LoadedPolicy::Valid(p) => valid.push(p),
             }
@@ -340,8 +241,7 @@ impl Verifier {
                     PolicyOutcome::failed(
                         &p.name,
                         p.mode,
-                        format!("cannot resolve digest: {e}"),
-                        e.is_transient(),
+                        Failure::registry(format!("cannot resolve digest: {e}"), &e),
                     )
                 }));
                 return (None, outcomes);
@@ -377,7 +277,9 @@ impl Verifier {
             .verdicts
             .try_get_with(key, async {
                 let outcome = Arc::new(self.compute_policy(image, digest, policy, creds).await);
-                if outcome.transient {
+                // By type: a transient failure is shared with the waiters
+                // of this evaluation, never stored.
+                if outcome.is_transient() {
                     Err(outcome)
                 } else {
                     Ok(outcome)
@@ -390,585 +292,46 @@ impl Verifier {
         }
     }
 
+    /// Collects every authority's evidence, then has the judge decide (on
+    /// a blocking thread when it runs policy programs).
     async fn compute_policy(
         &self,
         image: &ImageRef,
         digest: &str,
-        policy: &CompiledPolicy,
+        policy: &Arc<CompiledPolicy>,
         creds: &Credentials,
     ) -> PolicyOutcome {
-        if !policy.unsupported.is_empty() {
-            return PolicyOutcome::failed(
-                &policy.name,
-                policy.mode,
-                format!(
-                    "uses {}, which this version of sigil does not verify",
-                    policy.unsupported.join(", ")
-                ),
-                false,
-            );
-        }
-        let authorities = join_all(
-            policy
-                .authorities
-                .iter()
-                .map(|a| self.check_authority(image, digest, a, creds)),
-        )
-        .await;
-        if let Some(program) = &policy.program {
-            return self.judge_spec_policy(policy, program, authorities).await;
-        }
-        let passed = authorities.iter().any(|a| a.passed);
-        let transient = !passed && authorities.iter().any(|a| a.transient);
-        PolicyOutcome {
-            policy: policy.name.clone(),
-            mode: policy.mode,
-            passed,
-            reason: None,
-            authorities,
-            transient,
-        }
-    }
-
-    /// `spec.policy`: the program sees policy-controller's input,
-    /// `{authorityMatches: {<name>: {signatures, attestations, static}}}`,
-    /// holding only the authorities that verified, and decides.
-    async fn judge_spec_policy(
-        &self,
-        policy: &CompiledPolicy,
-        program: &crate::policy::program::Program,
-        authorities: Vec<AuthorityOutcome>,
-    ) -> PolicyOutcome {
-        let matches: serde_json::Map<String, serde_json::Value> = authorities
-            .iter()
-            .filter(|a| a.passed)
-            .filter_map(|a| a.matches.clone().map(|m| (a.name.clone(), m)))
-            .collect();
-        let input = serde_json::json!({ "authorityMatches": matches });
-        let program = program.clone();
-        let limit = self.policy_timeout;
-        let result = tokio::task::spawn_blocking(move || program.evaluate(&input, limit))
-            .await
-            .unwrap_or_else(|e| Err(format!("policy evaluation crashed: {e}")));
-        let transient = result.is_err() && authorities.iter().any(|a| a.transient);
-        PolicyOutcome {
-            policy: policy.name.clone(),
-            mode: policy.mode,
-            passed: result.is_ok(),
-            reason: result.err().map(|m| format!("spec.policy failed: {m}")),
-            authorities,
-            transient,
-        }
-    }
-
-    async fn check_authority(
-        &self,
-        image: &ImageRef,
-        digest: &str,
-        a: &CompiledAuthority,
-        creds: &Credentials,
-    ) -> AuthorityOutcome {
-        let outcome = |passed: bool, reason: String, transient: bool| AuthorityOutcome {
-            name: a.name.clone(),
-            passed,
-            reason,
-            transient,
-            signer: None,
-            matches: None,
-        };
-        match &a.check {
-            AuthorityCheck::Static { pass: true, .. } => AuthorityOutcome {
-                matches: Some(
-                    serde_json::json!({ "static": true, "signatures": [], "attestations": {} }),
-                ),
-                ..outcome(true, "static pass".into(), false)
-            },
-            AuthorityCheck::Static {
-                pass: false,
-                message,
-            } => outcome(
-                false,
-                message
-                    .clone()
-                    .unwrap_or_else(|| "disallowed by static policy".into()),
-                false,
-            ),
-            AuthorityCheck::Unsupported { field } => outcome(
-                false,
-                format!("{field} is not supported yet by sigil; failing closed"),
-                false,
-            ),
-            AuthorityCheck::Key { .. } | AuthorityCheck::Keyless(_) if a.bundle_format => {
-                self.check_bundle_authority(image, digest, a, creds).await
-            }
-            AuthorityCheck::Key { .. } | AuthorityCheck::Keyless(_)
-                if !a.attestations.is_empty() =>
-            {
-                self.check_attestations(image, digest, a, creds).await
-            }
-            AuthorityCheck::Key { key, evidence } => {
-                let layers = match self.signature_layers(image, digest, a, creds).await {
-                    Ok(l) => l,
-                    Err(o) => return o,
-                };
-                let trust = match evidence {
-                    None => None,
-                    Some(ev) => match self.trust.resolve(ev.trust_root_ref.as_deref()) {
-                        Ok(t) => Some((ev, t)),
-                        Err(e) => return outcome(false, e.to_string(), false),
-                    },
-                };
-                let verified = cosign::first_verified(&layers, |l| {
-                    cosign::verify_layer(l, digest, key, &a.name)?;
-                    if let Some((ev, t)) = &trust {
-                        keyless::verify_key_evidence(l, key, t, ev.tlog, ev.timestamp)?;
-                    }
-                    Ok(())
-                });
-                match verified {
-                    Ok(()) => AuthorityOutcome {
-                        matches: Some(serde_json::json!({
-                            "signatures": [signature_match(None)],
-                            "attestations": {},
-                        })),
-                        ..outcome(
-                        true,
-                        match evidence {
-                            Some(KeyEvidence { tlog: true, timestamp: true, .. }) => format!(
-                                "signature verified with key {}, its Rekor entry and its RFC 3161 timestamp",
-                                a.name
-                            ),
-                            Some(KeyEvidence { tlog: true, .. }) => format!(
-                                "signature verified with key {} and its Rekor entry",
-                                a.name
-                            ),
-                            Some(_) => format!(
-                                "signature verified with key {} and its RFC 3161 timestamp",
-                                a.name
-                            ),
-                            None => format!("signature verified with key {}", a.name),
-                        },
-                        false,
-                    )
-                    },
-                    Err(r) => outcome(false, r.to_string(), false),
-                }
-            }
-            AuthorityCheck::Keyless(policy) => {
-                let layers = match self.signature_layers(image, digest, a, creds).await {
-                    Ok(l) => l,
-                    Err(o) => return o,
-                };
-                let trust = match self.trust.resolve(policy.trust_root_ref.as_deref()) {
-                    Ok(t) => t,
-                    Err(e) => return outcome(false, e.to_string(), false),
-                };
-                match cosign::first_verified(&layers, |l| {
-                    keyless::verify_keyless_layer(l, digest, policy, &trust)
-                }) {
-                    Ok(signer) => AuthorityOutcome {
-                        matches: Some(serde_json::json!({
-                            "signatures": [signature_match(Some(&signer))],
-                            "attestations": {},
-                        })),
-                        signer: Some(signer.clone()),
-                        ..outcome(
-                            true,
-                            format!(
-                                "keyless signature by {} issued by {} verified",
-                                signer.subject, signer.issuer
-                            ),
-                            false,
-                        )
-                    },
-                    Err(r) => outcome(false, r.to_string(), false),
-                }
-            }
-        }
-    }
-
-    /// An authority with `attestations`: every required attestation must be
-    /// present among the verified `.att` layers (signed as the authority
-    /// says, for this digest) and satisfy its policy.
-    async fn check_attestations(
-        &self,
-        image: &ImageRef,
-        digest: &str,
-        a: &CompiledAuthority,
-        creds: &Credentials,
-    ) -> AuthorityOutcome {
-        let fail =
-            |reason: String, transient: bool| AuthorityOutcome::failed(&a.name, reason, transient);
-        let layers = match self.cosign_layers(image, digest, a, creds, "att").await {
-            Ok(l) => l,
-            Err(o) => return o,
-        };
-        let (verified, rejected) = match &a.check {
-            AuthorityCheck::Key { key, evidence } => {
-                let trust = match evidence {
-                    None => None,
-                    Some(ev) => match self.trust.resolve(ev.trust_root_ref.as_deref()) {
-                        Ok(t) => Some((ev, t)),
-                        Err(e) => return fail(e.to_string(), false),
-                    },
-                };
-                let signer = EnvelopeSigner::Key {
-                    key,
-                    evidence: trust.as_ref().map(|(ev, t)| (*ev, t.as_ref())),
-                };
-                attestation::verify_attestation_layers(&layers, digest, &signer)
-            }
-            AuthorityCheck::Keyless(policy) => {
-                let trust = match self.trust.resolve(policy.trust_root_ref.as_deref()) {
-                    Ok(t) => t,
-                    Err(e) => return fail(e.to_string(), false),
-                };
-                let signer = EnvelopeSigner::Keyless {
-                    policy,
-                    trust: &trust,
-                };
-                attestation::verify_attestation_layers(&layers, digest, &signer)
-            }
-            _ => return fail("attestations need a key or keyless authority".into(), false),
-        };
-        let mut rejected = rejected;
-        rejected.sort_by_key(|r| std::cmp::Reverse(r.rank()));
-        let reasons: Vec<String> = rejected.iter().map(ToString::to_string).collect();
-        self.judge_attestations(a, verified, &reasons).await
-    }
-
-    /// Whether the verified Statements satisfy every required attestation
-    /// (and its policy). `unverified` are the reasons other candidates did
-    /// not count, most informative first.
-    async fn judge_attestations(
-        &self,
-        a: &CompiledAuthority,
-        verified: Vec<VerifiedStatement>,
-        unverified: &[String],
-    ) -> AuthorityOutcome {
-        let fail = |reason: String| AuthorityOutcome::failed(&a.name, reason, false);
-        let why_not = || match unverified.first() {
-            None => String::new(),
-            Some(r) => format!(
-                " ({} attestation{} did not verify: {r})",
-                unverified.len(),
-                if unverified.len() == 1 { "" } else { "s" }
-            ),
-        };
-        for want in &a.attestations {
-            let matching: Vec<&VerifiedStatement> = verified
-                .iter()
-                .filter(|v| v.predicate_type == want.predicate_type)
-                .collect();
-            if matching.is_empty() {
-                return fail(format!(
-                    "attestation {}: no matching attestations for predicate type {}{}",
-                    want.name,
-                    want.predicate_type,
-                    why_not()
-                ));
-            }
-            if let Some(program) = &want.policy {
-                for m in matching {
-                    let input = match program.language() {
-                        Language::Rego => m.statement.clone(),
-                        Language::Cel => serde_json::json!({
-                            "statement": m.statement,
-                            "predicate": m.statement.get("predicate").cloned().unwrap_or_default(),
-                        }),
-                    };
-                    let program = program.clone();
-                    let limit = self.policy_timeout;
-                    let result =
-                        tokio::task::spawn_blocking(move || program.evaluate(&input, limit))
-                            .await
-                            .unwrap_or_else(|e| Err(format!("policy evaluation crashed: {e}")));
-                    if let Err(message) = result {
-                        return fail(format!(
-                            "attestation {}: policy failed: {message}",
-                            want.name
-                        ));
-                    }
-                }
-            }
-        }
-        AuthorityOutcome {
-            name: a.name.clone(),
-            passed: true,
-            reason: format!(
-                "attestations {} verified",
-                a.attestations
+        let evidence = if judge::needs_evidence(policy) {
+            let sources = Sources {
+                fetch: &self.fetch,
+                trust: &self.trust,
+                creds,
+            };
+            join_all(
+                policy
+                    .authorities
                     .iter()
-                    .map(|w| w.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            transient: false,
-            signer: verified.iter().find_map(|v| v.signer.clone()),
-            matches: Some(serde_json::json!({
-                "signatures": [],
-                "attestations": a.attestations.iter().map(|w| {
-                    let found: Vec<serde_json::Value> = verified
-                        .iter()
-                        .filter(|v| v.predicate_type == w.predicate_type)
-                        .map(|v| signature_match(v.signer.as_ref()))
-                        .collect();
-                    (w.name.clone(), serde_json::Value::Array(found))
-                }).collect::<serde_json::Map<_, _>>(),
-            })),
-        }
-    }
-
-    /// An authority with `signatureFormat: bundle`: its signatures (or
-    /// attestations) are the image's verified referrers.
-    async fn check_bundle_authority(
-        &self,
-        image: &ImageRef,
-        digest: &str,
-        a: &CompiledAuthority,
-        creds: &Credentials,
-    ) -> AuthorityOutcome {
-        let fail =
-            |reason: String, transient: bool| AuthorityOutcome::failed(&a.name, reason, transient);
-        let (registry, repository) = signature_home(image, a);
-        let client = match self.client_for(creds).await {
-            Ok(c) => c,
-            Err(e) => return fail(e.to_string(), e.is_transient()),
-        };
-        let key = (
-            format!("{}|{registry}/{repository}", creds.fingerprint()),
-            format!("{digest}|referrers"),
-        );
-        let fetched = {
-            let (registry, repository, digest) =
-                (registry.clone(), repository.clone(), digest.to_string());
-            self.referrers
-                .try_get_with(key, async move {
-                    referrers::fetch_referrers(&client, &registry, &repository, &digest).await
-                })
-                .await
-                .map_err(|e| (*e).clone())
-        };
-        let found = match fetched {
-            Ok(r) => r,
-            Err(e) => {
-                return fail(
-                    format!("cannot fetch referrers of {registry}/{repository}@{digest}: {e}"),
-                    e.is_transient(),
-                )
-            }
-        };
-        if found.is_empty() {
-            return fail(
-                format!("no signature or attestation referrers found for {registry}/{repository}@{digest}"),
-                false,
-            );
-        }
-        let (signer_trust, evidence_tlog) = match &a.check {
-            AuthorityCheck::Key { evidence, .. } => (
-                evidence.as_ref().and_then(|e| e.trust_root_ref.clone()),
-                evidence.as_ref().is_some_and(|e| e.tlog),
-            ),
-            AuthorityCheck::Keyless(p) => (p.trust_root_ref.clone(), false),
-            _ => {
-                return fail(
-                    "signatureFormat: bundle needs a key or keyless authority".into(),
-                    false,
-                )
-            }
-        };
-        let trust = match self.trust.resolve(signer_trust.as_deref()) {
-            Ok(t) => t,
-            Err(e) => return fail(e.to_string(), false),
-        };
-        let signer = match &a.check {
-            AuthorityCheck::Key { key, .. } => ReferrerSigner::Key {
-                key,
-                require_tlog: evidence_tlog,
-                trust: &trust,
-            },
-            AuthorityCheck::Keyless(policy) => ReferrerSigner::Keyless {
-                policy,
-                trust: &trust,
-            },
-            _ => {
-                return fail(
-                    "signatureFormat: bundle needs a key or keyless authority".into(),
-                    false,
-                )
-            }
-        };
-        let mut signatures = Vec::new();
-        let mut statements = Vec::new();
-        let mut rejected = Vec::new();
-        for r in found.iter() {
-            match referrers::verify_referrer(r, digest, &signer) {
-                Ok(VerifiedReferrer::Signature(s)) => signatures.push(s),
-                Ok(VerifiedReferrer::Attestation(v)) => statements.push(v),
-                Err(why) => rejected.push(format!("referrer {}: {why}", r.digest)),
-            }
-        }
-        if !a.attestations.is_empty() {
-            return self.judge_attestations(a, statements, &rejected).await;
-        }
-        let matches = serde_json::json!({
-            "signatures": signatures.iter().map(|s| signature_match(s.as_ref())).collect::<Vec<_>>(),
-            "attestations": {},
-        });
-        match signatures.into_iter().next() {
-            Some(signer) => AuthorityOutcome {
-                name: a.name.clone(),
-                passed: true,
-                reason: format!("signature bundle verified for {}", a.name),
-                transient: false,
-                signer,
-                matches: Some(matches),
-            },
-            None => fail(
-                format!(
-                    "no verified signature among {} referrer{}{}",
-                    found.len(),
-                    if found.len() == 1 { "" } else { "s" },
-                    if rejected.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", rejected.join("; "))
-                    }
-                ),
-                false,
-            ),
-        }
-    }
-
-    /// The `.sig` layers for an authority, or the outcome to report when
-    /// there are none or they cannot be fetched.
-    async fn signature_layers(
-        &self,
-        image: &ImageRef,
-        digest: &str,
-        a: &CompiledAuthority,
-        creds: &Credentials,
-    ) -> Result<Arc<Vec<SignatureLayer>>, AuthorityOutcome> {
-        self.cosign_layers(image, digest, a, creds, "sig").await
-    }
-
-    /// The layers of the cosign tag `sha256-<hex>.<suffix>` for an authority.
-    async fn cosign_layers(
-        &self,
-        image: &ImageRef,
-        digest: &str,
-        a: &CompiledAuthority,
-        creds: &Credentials,
-        suffix: &str,
-    ) -> Result<Arc<Vec<SignatureLayer>>, AuthorityOutcome> {
-        let (registry, repository) = signature_home(image, a);
-        let sig_ref = Reference::with_tag(
-            registry,
-            repository,
-            format!("{}{}", a.signature_tag_prefix, cosign_tag(digest, suffix)),
-        );
-        let fail =
-            |reason: String, transient: bool| AuthorityOutcome::failed(&a.name, reason, transient);
-        match self.signatures(&sig_ref, creds).await {
-            Err(e) => Err(fail(
-                format!("cannot fetch signatures from {}: {e}", sig_ref.whole()),
-                e.is_transient(),
-            )),
-            Ok(layers) if layers.is_empty() => Err(fail(
-                format!(
-                    "no {} found at {}",
-                    if suffix == "att" {
-                        "attestations"
-                    } else {
-                        "signatures"
-                    },
-                    sig_ref.whole()
-                ),
-                false,
-            )),
-            Ok(layers) => Ok(layers),
-        }
-    }
-
-    /// The signature layers stored under `sig_ref` (empty when there is no
-    /// signature tag), through the coalescing cache.
-    async fn signatures(
-        &self,
-        sig_ref: &Reference,
-        creds: &Credentials,
-    ) -> Result<Arc<Vec<SignatureLayer>>, RegistryError> {
-        let client = self.client_for(creds).await?;
-        let key = (
-            format!(
-                "{}|{}/{}",
-                creds.fingerprint(),
-                sig_ref.registry(),
-                sig_ref.repository()
-            ),
-            sig_ref.tag().unwrap_or_default().to_string(),
-        );
-        self.signatures
-            .try_get_with(key, async move {
-                fetch_signature_layers(&client, sig_ref).await
-            })
+                    .map(|a| collect::collect(&sources, image, digest, a)),
+            )
             .await
-            .map_err(|e| (*e).clone())
-    }
-}
-
-/// Fetches the simple-signing layers of a `.sig` manifest.
-pub async fn fetch_signature_layers(
-    registry: &RegistryClient,
-    sig_ref: &Reference,
-) -> Result<Arc<Vec<SignatureLayer>>, RegistryError> {
-    let Some((manifest, _)) = registry.image_manifest(sig_ref).await? else {
-        return Ok(Arc::new(Vec::new()));
-    };
-    let wanted: Vec<_> = manifest
-        .layers
-        .iter()
-        .filter(|l| l.media_type == SIMPLE_SIGNING_MEDIA_TYPE || l.media_type == DSSE_MEDIA_TYPE)
-        .take(MAX_SIGNATURE_LAYERS)
-        .collect();
-    let blobs = join_all(
-        wanted
-            .iter()
-            .map(|l| registry.blob(sig_ref, l, MAX_PAYLOAD_BYTES)),
-    )
-    .await;
-    let mut layers = Vec::with_capacity(wanted.len());
-    for (desc, blob) in wanted.into_iter().zip(blobs) {
-        layers.push(SignatureLayer {
-            payload: blob?,
-            annotations: desc
-                .annotations
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
-        });
-    }
-    Ok(Arc::new(layers))
-}
-
-/// Where an authority's signatures live: `source[].oci`, else beside the image.
-fn signature_home(image: &ImageRef, a: &CompiledAuthority) -> (String, String) {
-    match &a.signature_repository {
-        Some(r) => (r.registry.clone(), r.repository.clone()),
-        None => (image.registry.clone(), image.repository.clone()),
-    }
-}
-
-/// One entry of `authorityMatches.<name>.signatures` (or of an
-/// attestation's list): policy-controller's `{id, subject, issuer}`.
-fn signature_match(signer: Option<&keyless::SignerIdentity>) -> serde_json::Value {
-    match signer {
-        Some(s) => serde_json::json!({
-            "id": format!("{}|{}", s.issuer, s.subject),
-            "subject": s.subject,
-            "issuer": s.issuer,
-        }),
-        None => serde_json::json!({ "id": "key", "subject": "", "issuer": "" }),
+        } else {
+            Vec::new()
+        };
+        let limit = self.policy_timeout;
+        if !judge::runs_programs(policy) {
+            return judge::judge(policy, digest, &evidence, limit);
+        }
+        let (policy, digest) = (policy.clone(), digest.to_string());
+        let (name, mode) = (policy.name.clone(), policy.mode);
+        tokio::task::spawn_blocking(move || judge::judge(&policy, &digest, &evidence, limit))
+            .await
+            .unwrap_or_else(|e| {
+                PolicyOutcome::failed(
+                    &name,
+                    mode,
+                    Failure::Verdict(format!("policy evaluation crashed: {e}")),
+                )
+            })
     }
 }
 

@@ -20,14 +20,12 @@ use oci_client::Reference;
 use sigstore_types::{Artifact, Bundle, DerPublicKey, SignatureContent};
 use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy};
 
-use super::attestation::{sha256_of, VerifiedStatement};
+use super::attestation::sha256_of;
 use super::cosign::{self, SignatureLayer, MAX_PAYLOAD_BYTES};
-use super::keyless::{
-    self, describe_verify_error, CertificateTrust, KeylessPolicy, SignerIdentity,
-};
-use super::keys::VerificationKey;
+use super::evidence::{VerifiedAttestation, VerifiedSignature};
+use super::keyless::{self, describe_verify_error, CertificateTrust, SignerIdentity};
+use super::signer::Signer;
 use crate::registry::{RegistryClient, RegistryError};
-use crate::trust::TrustMaterial;
 
 /// Artifact types of Sigstore bundles start with this.
 pub const BUNDLE_MEDIA_TYPE_PREFIX: &str = "application/vnd.dev.sigstore.bundle";
@@ -132,40 +130,20 @@ pub fn referrer_kind(manifest: &oci_client::manifest::OciImageManifest) -> Optio
     }
 }
 
-/// How referrers must be signed.
-pub enum ReferrerSigner<'a> {
-    /// With this key; `require_tlog` with `ctlog`.
-    Key {
-        /// The key.
-        key: &'a VerificationKey,
-        /// A transparency-log entry is required.
-        require_tlog: bool,
-        /// Trust root for logs and timestamps.
-        trust: &'a TrustMaterial,
-    },
-    /// Keyless, for one of the policy's identities.
-    Keyless {
-        /// The keyless rules.
-        policy: &'a KeylessPolicy,
-        /// The trust root.
-        trust: &'a TrustMaterial,
-    },
-}
-
 /// A verified referrer.
 #[derive(Debug, Clone)]
 pub enum VerifiedReferrer {
     /// A signature of the image.
-    Signature(Option<SignerIdentity>),
+    Signature(VerifiedSignature),
     /// An attestation about the image.
-    Attestation(VerifiedStatement),
+    Attestation(VerifiedAttestation),
 }
 
 /// Verifies one referrer for `admitted_digest`; `Err` says why it does not count.
 pub fn verify_referrer(
     r: &Referrer,
     admitted_digest: &str,
-    signer: &ReferrerSigner<'_>,
+    signer: &Signer<'_>,
 ) -> Result<VerifiedReferrer, String> {
     match r.kind {
         ReferrerKind::CosignSignature => {
@@ -174,21 +152,17 @@ pub fn verify_referrer(
                 annotations: r.annotations.clone(),
             };
             match signer {
-                ReferrerSigner::Key {
-                    key,
-                    require_tlog,
-                    trust,
-                } => {
+                Signer::Key { key, trust, .. } => {
                     cosign::verify_layer(&layer, admitted_digest, key, "the authority's key")
                         .map_err(|e| e.to_string())?;
-                    if *require_tlog {
+                    if signer.requires_tlog() {
                         keyless::verify_key_tlog(&layer, key, trust).map_err(|e| e.to_string())?;
                     }
-                    Ok(VerifiedReferrer::Signature(None))
+                    Ok(signature(admitted_digest, None))
                 }
-                ReferrerSigner::Keyless { policy, trust } => {
+                Signer::Keyless { policy, trust } => {
                     keyless::verify_keyless_layer(&layer, admitted_digest, policy, trust)
-                        .map(|s| VerifiedReferrer::Signature(Some(s)))
+                        .map(|s| signature(admitted_digest, Some(s)))
                         .map_err(|e| e.to_string())
                 }
             }
@@ -200,7 +174,7 @@ pub fn verify_referrer(
 fn verify_bundle_referrer(
     r: &Referrer,
     admitted_digest: &str,
-    signer: &ReferrerSigner<'_>,
+    signer: &Signer<'_>,
 ) -> Result<VerifiedReferrer, String> {
     let bundle: Bundle =
         serde_json::from_slice(&r.blob).map_err(|e| format!("bundle is malformed: {e}"))?;
@@ -208,12 +182,8 @@ fn verify_bundle_referrer(
         .ok_or_else(|| format!("{admitted_digest} is not a sha256 digest"))?;
     let has_tlog = !bundle.verification_material.tlog_entries.is_empty();
     let identity = match signer {
-        ReferrerSigner::Key {
-            key,
-            require_tlog,
-            trust,
-        } => {
-            if *require_tlog && !has_tlog {
+        Signer::Key { key, trust, .. } => {
+            if signer.requires_tlog() && !has_tlog {
                 return Err("bundle has no transparency log entry, which ctlog requires".into());
             }
             let mut policy =
@@ -228,7 +198,7 @@ fn verify_bundle_referrer(
                 .map_err(|e| describe_verify_error(&e))?;
             None
         }
-        ReferrerSigner::Keyless { policy, trust } => {
+        Signer::Keyless { policy, trust } => {
             if let CertificateTrust::PrivateCa(_) = policy.trust {
                 return Err("bundles are verified against trust roots; a ca-cert authority reads only the legacy layout".into());
             }
@@ -254,7 +224,7 @@ fn verify_bundle_referrer(
     };
     // Verified: the content may now be read.
     match &bundle.content {
-        SignatureContent::MessageSignature(_) => Ok(VerifiedReferrer::Signature(identity)),
+        SignatureContent::MessageSignature(_) => Ok(signature(admitted_digest, identity)),
         SignatureContent::DsseEnvelope(envelope) => {
             let statement: serde_json::Value = serde_json::from_slice(envelope.payload.as_bytes())
                 .map_err(|e| format!("DSSE payload is not an in-toto Statement: {e}"))?;
@@ -264,9 +234,10 @@ fn verify_bundle_referrer(
                 .unwrap_or_default()
                 .to_string();
             if predicate_type == COSIGN_SIGN_PREDICATE {
-                Ok(VerifiedReferrer::Signature(identity))
+                Ok(signature(admitted_digest, identity))
             } else {
-                Ok(VerifiedReferrer::Attestation(VerifiedStatement {
+                Ok(VerifiedReferrer::Attestation(VerifiedAttestation {
+                    digest: admitted_digest.to_string(),
                     statement,
                     predicate_type,
                     signer: identity,
@@ -275,6 +246,13 @@ fn verify_bundle_referrer(
         }
         _ => Err("bundle content is neither a message signature nor a DSSE envelope".into()),
     }
+}
+
+fn signature(admitted_digest: &str, signer: Option<SignerIdentity>) -> VerifiedReferrer {
+    VerifiedReferrer::Signature(VerifiedSignature {
+        digest: admitted_digest.to_string(),
+        signer,
+    })
 }
 
 #[cfg(test)]

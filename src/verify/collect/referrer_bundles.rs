@@ -1,0 +1,51 @@
+//! Collector for `signatureFormat: bundle`: the image's OCI referrers
+//! (Sigstore bundles and cosign OCI 1.1 signature artifacts), each verified
+//! for the admitted digest before it counts as a signature or attestation.
+
+use super::{signature_home, signer, Sources};
+use crate::image::ImageRef;
+use crate::policy::CompiledAuthority;
+use crate::verify::evidence::{Evidence, Source};
+use crate::verify::outcome::Failure;
+use crate::verify::referrers::{self, VerifiedReferrer};
+
+/// The verified referrers of `image@digest` for authority `a`.
+pub(super) async fn collect(
+    sources: &Sources<'_>,
+    image: &ImageRef,
+    digest: &str,
+    a: &CompiledAuthority,
+) -> Result<Evidence, Failure> {
+    let (registry, repository) = signature_home(image, a);
+    let found = sources
+        .fetch
+        .referrers(&registry, &repository, digest, sources.creds)
+        .await
+        .map_err(|e| {
+            Failure::registry(
+                format!("cannot fetch referrers of {registry}/{repository}@{digest}: {e}"),
+                &e,
+            )
+        })?;
+    if found.is_empty() {
+        return Err(Failure::Verdict(format!(
+            "no signature or attestation referrers found for {registry}/{repository}@{digest}"
+        )));
+    }
+    let signer = signer(sources, a)?;
+    let mut evidence = Evidence {
+        source: Source::Referrers,
+        candidates: found.len(),
+        ..Evidence::default()
+    };
+    for r in found.iter() {
+        match referrers::verify_referrer(r, digest, &signer) {
+            Ok(VerifiedReferrer::Signature(s)) => evidence.signatures.push(s),
+            Ok(VerifiedReferrer::Attestation(v)) => evidence.attestations.push(v),
+            Err(why) => evidence
+                .rejected
+                .push(format!("referrer {}: {why}", r.digest)),
+        }
+    }
+    Ok(evidence)
+}

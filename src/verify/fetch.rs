@@ -1,0 +1,234 @@
+//! Registry reads for verification, through coalescing caches weighed in
+//! bytes: tag → digest, cosign tag → layers, image → referrers, and one
+//! registry client per pull-secret set.
+//!
+//! Each cache uses `try_get_with`, so concurrent misses for one key make one
+//! set of registry calls and errors are shared with the waiters but never
+//! stored. This module reads bytes; it verifies nothing and decides nothing
+//! (digests are checked by the registry client, signatures by collectors).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use moka::future::Cache;
+use oci_client::Reference;
+
+use super::attestation::DSSE_MEDIA_TYPE;
+use super::cosign::{
+    SignatureLayer, MAX_PAYLOAD_BYTES, MAX_SIGNATURE_LAYERS, SIMPLE_SIGNING_MEDIA_TYPE,
+};
+use super::referrers::{self, Referrer};
+use crate::image::ImageRef;
+use crate::registry::{Credentials, RegistryClient, RegistryError};
+
+/// The weight of a cache entry, in bytes, as moka wants it.
+pub(super) fn weight(bytes: usize) -> u32 {
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
+fn layers_weight(layers: &[SignatureLayer]) -> usize {
+    layers
+        .iter()
+        .map(|l| {
+            l.payload.len()
+                + l.annotations
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 48)
+                    .sum::<usize>()
+                + 64
+        })
+        .sum()
+}
+
+fn referrers_weight(found: &[Referrer]) -> usize {
+    found
+        .iter()
+        .map(|r| {
+            r.blob.len()
+                + r.digest.len()
+                + r.annotations
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 48)
+                    .sum::<usize>()
+                + 96
+        })
+        .sum()
+}
+
+/// (credentials fingerprint | registry/repository, tag or digest).
+type RepoKey = (String, String);
+
+/// Cached registry reads.
+pub struct Fetcher {
+    registry: Arc<RegistryClient>,
+    clients: Cache<String, Arc<RegistryClient>>,
+    digests: Cache<String, String>,
+    signatures: Cache<RepoKey, Arc<Vec<SignatureLayer>>>,
+    referrers: Cache<RepoKey, Arc<Vec<Referrer>>>,
+}
+
+impl Fetcher {
+    /// Reads through `registry`. Digests get `cache_bytes / 20`, signature
+    /// layers and referrers `cache_bytes / 5 * 2` each; all live `ttl`.
+    pub fn new(registry: Arc<RegistryClient>, cache_bytes: u64, ttl: Duration) -> Self {
+        Fetcher {
+            registry,
+            clients: Cache::builder()
+                .max_capacity(1_000)
+                .time_to_idle(Duration::from_secs(600))
+                .build(),
+            digests: Cache::builder()
+                .max_capacity(cache_bytes / 20)
+                .weigher(|k: &String, v: &String| weight(k.len() + v.len() + 64))
+                .time_to_live(ttl)
+                .build(),
+            signatures: Cache::builder()
+                .max_capacity(cache_bytes / 5 * 2)
+                .weigher(|k: &RepoKey, v: &Arc<Vec<SignatureLayer>>| {
+                    weight(k.0.len() + k.1.len() + layers_weight(v))
+                })
+                .time_to_live(ttl)
+                .build(),
+            referrers: Cache::builder()
+                .max_capacity(cache_bytes / 5 * 2)
+                .weigher(|k: &RepoKey, v: &Arc<Vec<Referrer>>| {
+                    weight(k.0.len() + k.1.len() + referrers_weight(v))
+                })
+                .time_to_live(ttl)
+                .build(),
+        }
+    }
+
+    /// The registry client without pull-secret credentials.
+    pub fn registry(&self) -> &Arc<RegistryClient> {
+        &self.registry
+    }
+
+    /// The registry client for a credential set (one per set: a client
+    /// keeps one credential per registry).
+    async fn client_for(&self, creds: &Credentials) -> Result<Arc<RegistryClient>, RegistryError> {
+        if creds.is_empty() {
+            return Ok(self.registry.clone());
+        }
+        let base = self.registry.clone();
+        let owned = creds.clone();
+        self.clients
+            .try_get_with(creds.fingerprint().to_string(), async move {
+                base.with_credentials(&owned)
+                    .map(Arc::new)
+                    .map_err(|e| RegistryError::Protocol {
+                        registry: "client".into(),
+                        reason: format!("cannot use the pull-secret credentials: {e}"),
+                    })
+            })
+            .await
+            .map_err(|e| (*e).clone())
+    }
+
+    /// The digest to verify: the pinned one, or what the registry serves for the tag.
+    pub async fn resolve(
+        &self,
+        image: &ImageRef,
+        creds: &Credentials,
+    ) -> Result<String, RegistryError> {
+        if let Some(d) = &image.digest {
+            return Ok(d.clone());
+        }
+        let reference = image.to_reference();
+        let registry = self.client_for(creds).await?;
+        self.digests
+            .try_get_with(
+                format!("{}|{}", creds.fingerprint(), reference.whole()),
+                async move { registry.resolve(&reference).await },
+            )
+            .await
+            .map_err(|e| (*e).clone())
+    }
+
+    /// The signature layers stored under the tag `sig_ref` (empty when
+    /// there is no such tag).
+    pub async fn cosign_layers(
+        &self,
+        sig_ref: &Reference,
+        creds: &Credentials,
+    ) -> Result<Arc<Vec<SignatureLayer>>, RegistryError> {
+        let client = self.client_for(creds).await?;
+        let key = (
+            format!(
+                "{}|{}/{}",
+                creds.fingerprint(),
+                sig_ref.registry(),
+                sig_ref.repository()
+            ),
+            sig_ref.tag().unwrap_or_default().to_string(),
+        );
+        self.signatures
+            .try_get_with(key, async move {
+                fetch_signature_layers(&client, sig_ref).await
+            })
+            .await
+            .map_err(|e| (*e).clone())
+    }
+
+    /// The referrers of `registry/repository@digest` that sigil reads.
+    pub async fn referrers(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &str,
+        creds: &Credentials,
+    ) -> Result<Arc<Vec<Referrer>>, RegistryError> {
+        let client = self.client_for(creds).await?;
+        let key = (
+            format!("{}|{registry}/{repository}", creds.fingerprint()),
+            format!("{digest}|referrers"),
+        );
+        let (registry, repository, digest) = (
+            registry.to_string(),
+            repository.to_string(),
+            digest.to_string(),
+        );
+        self.referrers
+            .try_get_with(key, async move {
+                referrers::fetch_referrers(&client, &registry, &repository, &digest).await
+            })
+            .await
+            .map_err(|e| (*e).clone())
+    }
+}
+
+/// Fetches the simple-signing and DSSE layers of a cosign tag's manifest.
+pub async fn fetch_signature_layers(
+    registry: &RegistryClient,
+    sig_ref: &Reference,
+) -> Result<Arc<Vec<SignatureLayer>>, RegistryError> {
+    let Some((manifest, _)) = registry.image_manifest(sig_ref).await? else {
+        return Ok(Arc::new(Vec::new()));
+    };
+    let wanted: Vec<_> = manifest
+        .layers
+        .iter()
+        .filter(|l| l.media_type == SIMPLE_SIGNING_MEDIA_TYPE || l.media_type == DSSE_MEDIA_TYPE)
+        .take(MAX_SIGNATURE_LAYERS)
+        .collect();
+    let blobs = join_all(
+        wanted
+            .iter()
+            .map(|l| registry.blob(sig_ref, l, MAX_PAYLOAD_BYTES)),
+    )
+    .await;
+    let mut layers = Vec::with_capacity(wanted.len());
+    for (desc, blob) in wanted.into_iter().zip(blobs) {
+        layers.push(SignatureLayer {
+            payload: blob?,
+            annotations: desc
+                .annotations
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+        });
+    }
+    Ok(Arc::new(layers))
+}
