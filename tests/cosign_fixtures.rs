@@ -11,10 +11,11 @@ use sha2::{Digest, Sha256};
 use sigil::trust::TrustMaterial;
 use sigil::verify::cosign::{verify_any, Rejection, SignatureLayer};
 use sigil::verify::keyless::{
-    verify_key_tlog, verify_keyless_layer, CertificateTrust, IdentityRule, KeylessPolicy,
-    PrivateCa, TextMatcher, BUNDLE_ANNOTATION,
+    verify_keyless_layer, CertificateTrust, IdentityRule, KeylessPolicy, PrivateCa, TextMatcher,
+    BUNDLE_ANNOTATION,
 };
 use sigil::verify::keys::{HashAlgorithm, VerificationKey};
+use sigil::verify::legacy_evidence::verify_key_tlog;
 
 const PREFIX: &[u8] = b"\x00sigstore-json\n";
 

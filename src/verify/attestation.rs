@@ -13,7 +13,8 @@ use sigstore_types::{Artifact, DsseEnvelope, Sha256Hash, Statement};
 
 use super::cosign::{Rejection, SignatureLayer};
 use super::evidence::VerifiedAttestation;
-use super::keyless::{verify_key_evidence_for, verify_keyless_attestation, Content};
+use super::keyless::verify_keyless_attestation;
+use super::legacy_evidence::{verify_key_evidence_for, Content};
 use super::signer::Signer;
 
 /// Media type of a DSSE envelope layer.

@@ -8,7 +8,8 @@
 use sigstore_types::{Bundle, DerPublicKey, Sha256Hash};
 use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy};
 
-use super::keyless::{describe_verify_error, IdentityRule};
+use super::keyless::IdentityRule;
+use super::legacy_evidence::describe_verify_error;
 use crate::trust::TrustMaterial;
 
 /// What a bundle must have been signed by.

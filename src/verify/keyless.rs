@@ -2,7 +2,8 @@
 //! the signing certificate (`dev.sigstore.cosign/certificate`), its chain, and
 //! the Rekor entry with its signed entry timestamp (`dev.sigstore.cosign/bundle`).
 //!
-//! The layer is rewritten as the Sigstore bundle (v0.1) it is equivalent to,
+//! The layer is rewritten as the Sigstore bundle (v0.1) it is equivalent to
+//! ([`super::legacy_evidence`] reads and rewrites it),
 //! and verified by `sigstore-verify` against a trusted root: the certificate
 //! chains to a trusted CA and was valid at the Rekor integrated time, the SET
 //! verifies with a trusted Rekor key valid at that time and its body is this
@@ -18,41 +19,24 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use rustls_pki_types::CertificateDer;
-use serde::{Deserialize, Serialize};
-use serde_json::json;
-use sha2::{Digest, Sha256};
-use sigstore_types::{Artifact, Bundle, DerCertificate, DerPublicKey, DsseEnvelope, Sha256Hash};
-use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy};
+use serde::Serialize;
+use sigstore_types::{Artifact, DerCertificate, DsseEnvelope, Sha256Hash};
+use sigstore_verify::VerificationPolicy;
 
 use super::cosign::{check_payload, Rejection, SignatureLayer};
 use super::keys::{HashAlgorithm, VerificationKey};
+use super::legacy_evidence::{
+    describe_verify_error, keyless_err, legacy_bundle, missing_timestamp, missing_tlog, read_layer,
+    BundleSigner, Content, LegacyMaterial,
+};
 use crate::trust::TrustMaterial;
 
-/// Annotation holding the PEM signing certificate.
-pub const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
-/// Annotation holding the PEM chain (intermediates, root).
-pub const CHAIN_ANNOTATION: &str = "dev.sigstore.cosign/chain";
-/// Annotation holding the Rekor entry and its SET.
-pub const BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
-/// Annotation holding an RFC 3161 timestamp over the signature.
-pub const RFC3161_ANNOTATION: &str = "dev.sigstore.cosign/rfc3161timestamp";
-
+pub use super::legacy_evidence::{
+    BUNDLE_ANNOTATION, CERTIFICATE_ANNOTATION, CHAIN_ANNOTATION, RFC3161_ANNOTATION,
+};
 pub use crate::model::identity::{
     CertificateTrust, IdentityRule, KeylessPolicy, PrivateCa, TextMatcher,
 };
-
-fn missing_tlog(why: &str) -> Rejection {
-    keyless_err(format!(
-        "signature has no Rekor entry ({BUNDLE_ANNOTATION}), which {why} requires"
-    ))
-}
-
-fn missing_timestamp() -> Rejection {
-    keyless_err(format!(
-        "signature has no RFC 3161 timestamp ({RFC3161_ANNOTATION}), which rfc3161timestamp requires"
-    ))
-}
 
 /// The GitHub workflow extensions of a Fulcio certificate
 /// (1.3.6.1.4.1.57264.1.2 – .6), for policies over signatures.
@@ -88,208 +72,6 @@ pub struct SignerIdentity {
     /// The Rekor integrated time, when the signature was logged.
     #[serde(rename = "integratedTime", skip_serializing_if = "Option::is_none")]
     pub integrated_time: Option<String>,
-}
-
-/// cosign's `dev.sigstore.cosign/bundle` annotation.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct RekorBundle {
-    signed_entry_timestamp: String,
-    payload: RekorPayload,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RekorPayload {
-    body: String,
-    integrated_time: i64,
-    log_index: i64,
-    #[serde(rename = "logID")]
-    log_id: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct EntryKind {
-    kind: String,
-    api_version: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Rfc3161Annotation {
-    #[serde(rename = "SignedRFC3161Timestamp")]
-    signed_rfc3161_timestamp: String,
-}
-
-fn keyless_err(m: impl Into<String>) -> Rejection {
-    Rejection::Evidence(m.into())
-}
-
-/// The material of one legacy layer that keyless checks use.
-struct LegacyMaterial {
-    /// Base64 with any line breaks removed (cosign wraps long RSA signatures);
-    /// empty for DSSE layers, whose signature is in the envelope.
-    signature_b64: String,
-    certificate: Option<Vec<u8>>,
-    chain: Vec<CertificateDer<'static>>,
-    rekor: Option<RekorBundle>,
-    rfc3161: Option<String>,
-}
-
-fn read_layer(layer: &SignatureLayer, dsse: bool) -> Result<LegacyMaterial, Rejection> {
-    let signature_b64: String = if dsse {
-        String::new()
-    } else {
-        let s: String = layer
-            .signature_b64()
-            .ok_or(Rejection::MissingSignature)?
-            .chars()
-            .filter(|c| !c.is_ascii_whitespace())
-            .collect();
-        B64.decode(&s).map_err(|_| Rejection::MalformedSignature)?;
-        s
-    };
-    let certificate = match layer.annotations.get(CERTIFICATE_ANNOTATION) {
-        None => None,
-        Some(text) => Some(
-            pem::parse(text.trim())
-                .map_err(|e| keyless_err(format!("certificate annotation is not PEM: {e}")))?
-                .into_contents(),
-        ),
-    };
-    let chain = match layer.annotations.get(CHAIN_ANNOTATION) {
-        None => Vec::new(),
-        Some(text) => pem::parse_many(text.trim())
-            .map_err(|e| keyless_err(format!("chain annotation is not PEM: {e}")))?
-            .into_iter()
-            .map(|p| CertificateDer::from(p.into_contents()))
-            .collect(),
-    };
-    let rekor = match layer.annotations.get(BUNDLE_ANNOTATION) {
-        None => None,
-        Some(text) => Some(
-            serde_json::from_str::<RekorBundle>(text)
-                .map_err(|e| keyless_err(format!("Rekor bundle annotation is malformed: {e}")))?,
-        ),
-    };
-    let rfc3161 = match layer.annotations.get(RFC3161_ANNOTATION) {
-        None => None,
-        Some(text) => Some(
-            serde_json::from_str::<Rfc3161Annotation>(text)
-                .map_err(|e| keyless_err(format!("RFC 3161 annotation is malformed: {e}")))?
-                .signed_rfc3161_timestamp,
-        ),
-    };
-    Ok(LegacyMaterial {
-        signature_b64,
-        certificate,
-        chain,
-        rekor,
-        rfc3161,
-    })
-}
-
-/// The Sigstore bundle (v0.1, message signature) a legacy layer amounts to.
-/// `signer` is the certificate DER, or the public key for key signatures.
-/// What a layer signs: a simple-signing payload, or a DSSE envelope.
-#[derive(Clone, Copy)]
-pub(crate) enum Content<'a> {
-    /// The exact payload bytes, signed directly.
-    Message(&'a [u8]),
-    /// An in-toto DSSE envelope (the signature is over its PAE).
-    Dsse(&'a DsseEnvelope),
-}
-
-fn legacy_bundle(
-    content: Content<'_>,
-    m: &LegacyMaterial,
-    signer: Signer<'_>,
-) -> Result<Bundle, Rejection> {
-    // v0.1 bundles need a Rekor inclusion promise; without a Rekor entry
-    // (a TSA timestamp alone), the layer is the v0.3 bundle it equals.
-    let (media_type, mut material) = match (signer, m.rekor.is_some()) {
-        (Signer::Certificate(der), true) => (
-            "application/vnd.dev.sigstore.bundle+json;version=0.1",
-            json!({ "x509CertificateChain": { "certificates": [{ "rawBytes": B64.encode(der) }] } }),
-        ),
-        (Signer::Certificate(der), false) => (
-            "application/vnd.dev.sigstore.bundle.v0.3+json",
-            json!({ "certificate": { "rawBytes": B64.encode(der) } }),
-        ),
-        (Signer::Key(spki), tlog) => (
-            if tlog {
-                "application/vnd.dev.sigstore.bundle+json;version=0.1"
-            } else {
-                "application/vnd.dev.sigstore.bundle.v0.3+json"
-            },
-            json!({ "publicKey": { "hint": B64.encode(Sha256::digest(spki)) } }),
-        ),
-    };
-    material["tlogEntries"] = json!([]);
-    if let Some(rekor) = &m.rekor {
-        let body = B64
-            .decode(rekor.payload.body.trim())
-            .map_err(|e| keyless_err(format!("Rekor entry body is not base64: {e}")))?;
-        let kind: EntryKind = serde_json::from_slice(&body)
-            .map_err(|e| keyless_err(format!("Rekor entry body is malformed: {e}")))?;
-        let log_id = hex::decode(&rekor.payload.log_id)
-            .map_err(|e| keyless_err(format!("Rekor log ID is not hex: {e}")))?;
-        material["tlogEntries"] = json!([{
-            "logIndex": rekor.payload.log_index.to_string(),
-            "logId": { "keyId": B64.encode(log_id) },
-            "kindVersion": { "kind": kind.kind, "version": kind.api_version },
-            "integratedTime": rekor.payload.integrated_time.to_string(),
-            "inclusionPromise": { "signedEntryTimestamp": rekor.signed_entry_timestamp },
-            "canonicalizedBody": rekor.payload.body,
-        }]);
-    }
-    if let Some(ts) = &m.rfc3161 {
-        material["timestampVerificationData"] =
-            json!({ "rfc3161Timestamps": [{ "signedTimestamp": ts }] });
-    }
-    let mut bundle = json!({
-        "mediaType": media_type,
-        "verificationMaterial": material,
-    });
-    match content {
-        Content::Message(payload) => {
-            bundle["messageSignature"] = json!({
-                "messageDigest": { "algorithm": "SHA2_256", "digest": B64.encode(Sha256::digest(payload)) },
-                "signature": m.signature_b64,
-            });
-        }
-        Content::Dsse(envelope) => {
-            bundle["dsseEnvelope"] = serde_json::to_value(envelope)
-                .map_err(|e| keyless_err(format!("DSSE envelope is unusable: {e}")))?;
-        }
-    }
-    serde_json::from_value(bundle).map_err(|e| keyless_err(format!("Rekor entry is unusable: {e}")))
-}
-
-enum Signer<'a> {
-    Certificate(&'a [u8]),
-    Key(&'a [u8]),
-}
-
-/// Names which of the checks failed, in words a person can act on.
-pub fn describe_verify_error(e: &sigstore_verify::Error) -> String {
-    use sigstore_verify::{CertificateError, Error, TransparencyLogError};
-    match e {
-        Error::Certificate(CertificateError::Sct(m)) => format!("SCT does not verify: {m}"),
-        Error::Certificate(c) => format!("certificate does not verify: {c}"),
-        Error::TransparencyLog(TransparencyLogError::InclusionPromise(m)) => {
-            format!("Rekor SET does not verify: {m}")
-        }
-        Error::TransparencyLog(TransparencyLogError::EntryMismatch(m)) => {
-            format!("Rekor entry is not this signature: {m}")
-        }
-        Error::TransparencyLog(t) => format!("transparency log check failed: {t}"),
-        Error::ArtifactMismatch(m) => format!("Rekor entry is not this signature: {m}"),
-        Error::SignatureInvalid(m) => format!("signature does not verify: {m}"),
-        Error::Timestamp(t) => format!("timestamp does not verify: {t}"),
-        other => other.to_string(),
-    }
 }
 
 fn identity_from_certificate(
@@ -403,7 +185,7 @@ fn verify_certificate(
                     "signature has no Rekor entry ({BUNDLE_ANNOTATION}); a keyless signature needs a signed entry timestamp"
                 )));
             }
-            let bundle = legacy_bundle(content, m, Signer::Certificate(cert))?;
+            let bundle = legacy_bundle(content, m, BundleSigner::Certificate(cert))?;
             let mut vp = VerificationPolicy::any_identity();
             if !policy.verify_sct {
                 vp = vp.skip_sct();
@@ -421,7 +203,7 @@ fn verify_certificate(
             // The times the chain must hold at: those a SET or TSA vouches
             // for (verified here, with the signature), else admission time.
             let (times, integrated) = if m.rekor.is_some() || m.rfc3161.is_some() {
-                let bundle = legacy_bundle(content, m, Signer::Certificate(cert))?;
+                let bundle = legacy_bundle(content, m, BundleSigner::Certificate(cert))?;
                 let mut vp = VerificationPolicy::any_identity().skip_certificate_chain();
                 if m.rekor.is_none() {
                     vp = vp.skip_tlog_unsafe();
@@ -484,71 +266,6 @@ fn verify_with_certificate_key(
             "signature does not verify with the certificate's key",
         ))
     }
-}
-
-/// For a key authority with `ctlog` and/or `rfc3161timestamp`: the layer's
-/// Rekor SET must verify with a trusted Rekor key and its entry must be this
-/// signature by this key; its RFC 3161 timestamp must verify with a trusted
-/// TSA.
-pub fn verify_key_evidence(
-    layer: &SignatureLayer,
-    key: &VerificationKey,
-    trust: &TrustMaterial,
-    require_tlog: bool,
-    require_timestamp: bool,
-) -> Result<(), Rejection> {
-    verify_key_evidence_for(
-        layer,
-        Content::Message(&layer.payload),
-        Artifact::from(layer.payload.as_slice()),
-        key,
-        trust,
-        require_tlog,
-        require_timestamp,
-    )
-}
-
-/// [`verify_key_evidence`] for any content (signature payload or DSSE).
-pub(crate) fn verify_key_evidence_for(
-    layer: &SignatureLayer,
-    content: Content<'_>,
-    artifact: Artifact<'_>,
-    key: &VerificationKey,
-    trust: &TrustMaterial,
-    require_tlog: bool,
-    require_timestamp: bool,
-) -> Result<(), Rejection> {
-    let m = read_layer(layer, matches!(content, Content::Dsse(_)))?;
-    if require_tlog && m.rekor.is_none() {
-        return Err(missing_tlog("ctlog"));
-    }
-    if require_timestamp && m.rfc3161.is_none() {
-        return Err(missing_timestamp());
-    }
-    let mut bundle_material = m;
-    if !require_tlog {
-        // A Rekor entry nobody asked for is not checked (nor trusted).
-        bundle_material.rekor = None;
-    }
-    let bundle = legacy_bundle(content, &bundle_material, Signer::Key(key.spki_der()))?;
-    let mut policy = PublicKeyVerificationPolicy::new(DerPublicKey::new(key.spki_der().to_vec()));
-    if !require_tlog {
-        policy = policy.skip_tlog_unsafe();
-    }
-    trust
-        .verifier
-        .verify(artifact, &bundle, &policy)
-        .map(|_| ())
-        .map_err(|e| keyless_err(describe_verify_error(&e)))
-}
-
-/// [`verify_key_evidence`] for `ctlog` alone.
-pub fn verify_key_tlog(
-    layer: &SignatureLayer,
-    key: &VerificationKey,
-    trust: &TrustMaterial,
-) -> Result<(), Rejection> {
-    verify_key_evidence(layer, key, trust, true, false)
 }
 
 #[cfg(test)]

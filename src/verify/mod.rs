@@ -10,8 +10,9 @@
 //! Below them sit the per-format verifiers the collectors call:
 //! [`cosign`] (simple signing), [`attestation`] (DSSE in-toto),
 //! [`referrers`] (bundles and OCI 1.1 artifacts), [`keyless`] (Fulcio
-//! chains, identities, Rekor, TSA) and [`bundle`] (one standalone bundle),
-//! all taking a [`signer::Signer`].
+//! chains and identities), [`legacy_evidence`] (a legacy layer's Rekor and
+//! TSA evidence, as a bundle) and [`bundle`] (one standalone bundle, for
+//! `sigil verify-bundle`), all taking a [`signer::Signer`] or its parts.
 
 pub mod attestation;
 pub mod bundle;
@@ -25,6 +26,7 @@ pub mod keyless;
 /// Verification keys live in the model (a leaf); re-exported here for
 /// the verifiers and their callers.
 pub use crate::model::keys;
+pub mod legacy_evidence;
 pub mod outcome;
 pub mod referrers;
 pub mod signer;

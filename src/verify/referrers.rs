@@ -23,7 +23,8 @@ use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy};
 use super::attestation::sha256_of;
 use super::cosign::{self, SignatureLayer, MAX_PAYLOAD_BYTES};
 use super::evidence::{VerifiedAttestation, VerifiedSignature};
-use super::keyless::{self, describe_verify_error, CertificateTrust, SignerIdentity};
+use super::keyless::{self, CertificateTrust, SignerIdentity};
+use super::legacy_evidence::{self, describe_verify_error};
 use super::signer::Signer;
 use crate::registry::{RegistryClient, RegistryError};
 
@@ -156,7 +157,8 @@ pub fn verify_referrer(
                     cosign::verify_layer(&layer, admitted_digest, key, "the authority's key")
                         .map_err(|e| e.to_string())?;
                     if signer.requires_tlog() {
-                        keyless::verify_key_tlog(&layer, key, trust).map_err(|e| e.to_string())?;
+                        legacy_evidence::verify_key_tlog(&layer, key, trust)
+                            .map_err(|e| e.to_string())?;
                     }
                     Ok(signature(admitted_digest, None))
                 }

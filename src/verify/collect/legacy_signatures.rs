@@ -10,9 +10,9 @@ use crate::image::ImageRef;
 use crate::policy::CompiledAuthority;
 use crate::verify::cosign::{self, Rejection};
 use crate::verify::evidence::{Evidence, Source, VerifiedSignature};
-use crate::verify::keyless;
 use crate::verify::outcome::Failure;
 use crate::verify::signer::Signer;
+use crate::verify::{keyless, legacy_evidence};
 
 /// The verified `.sig` signature of `image@digest` for authority `a`.
 pub(super) async fn collect(
@@ -33,9 +33,13 @@ pub(super) async fn collect(
                 trust,
             } => cosign::verify_layer(layer, digest, key, &a.name)
                 .and_then(|()| match evidence {
-                    Some(ev) => {
-                        keyless::verify_key_evidence(layer, key, trust, ev.tlog, ev.timestamp)
-                    }
+                    Some(ev) => legacy_evidence::verify_key_evidence(
+                        layer,
+                        key,
+                        trust,
+                        ev.tlog,
+                        ev.timestamp,
+                    ),
                     None => Ok(()),
                 })
                 .map(|()| None),

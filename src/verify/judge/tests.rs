@@ -1,0 +1,474 @@
+//! Every rule of the README's decision tables, without a registry or a
+//! runtime: evidence is built by hand, as a collector would return it.
+
+use super::*;
+use crate::policy::compile::compile;
+use crate::policy::types::ClusterImagePolicySpec;
+use crate::policy::PolicyMode;
+use crate::verify::evidence::VerifiedSignature;
+use crate::verify::keyless::SignerIdentity;
+
+const KEY: &str = include_str!("../../../tests/fixtures/containers-image/cosign.pub");
+const DIGEST: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+const OTHER: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+const LIMIT: Duration = Duration::from_secs(5);
+
+fn indented_key() -> String {
+    KEY.lines().map(|l| format!("          {l}\n")).collect()
+}
+
+/// A compiled policy from the YAML of its spec; `{key}` is replaced by
+/// a block holding a real public key.
+fn policy(yaml: &str) -> CompiledPolicy {
+    let yaml = yaml.replace("{key}", &format!("|\n{}", indented_key()));
+    let spec: ClusterImagePolicySpec = serde_saphyr::from_str(&yaml).unwrap();
+    compile("p", &spec).unwrap()
+}
+
+fn two_keys() -> CompiledPolicy {
+    policy(
+        "images: [{glob: '**'}]\nauthorities:\n  - name: a\n    key:\n      data: {key}  - name: b\n    key:\n      data: {key}",
+    )
+}
+
+fn signed(source: Source, signer: Option<SignerIdentity>, digest: &str) -> Collected {
+    Ok(Evidence {
+        source,
+        signatures: vec![VerifiedSignature {
+            digest: digest.into(),
+            signer,
+        }],
+        candidates: 1,
+        ..Evidence::default()
+    })
+}
+
+fn unsigned(reasons: &[&str]) -> Collected {
+    Ok(Evidence {
+        source: Source::SignatureTag,
+        rejected: reasons.iter().map(|r| r.to_string()).collect(),
+        candidates: reasons.len(),
+        ..Evidence::default()
+    })
+}
+
+fn verdict(reason: &str) -> Collected {
+    Err(Failure::Verdict(reason.into()))
+}
+
+fn alice() -> SignerIdentity {
+    SignerIdentity {
+        subject: "alice@example.com".into(),
+        issuer: "https://accounts.example.com".into(),
+        ..SignerIdentity::default()
+    }
+}
+
+fn attested(predicate_type: &str, predicate: Value, digest: &str) -> VerifiedAttestation {
+    VerifiedAttestation {
+        digest: digest.into(),
+        statement: json!({
+            "_type": "https://in-toto.io/Statement/v1",
+            "predicateType": predicate_type,
+            "predicate": predicate,
+        }),
+        predicate_type: predicate_type.into(),
+        signer: None,
+    }
+}
+
+#[test]
+fn any_authority_vouching_passes_the_policy() {
+    let p = two_keys();
+    let o = judge(
+        &p,
+        DIGEST,
+        &[
+            verdict("no signatures found at r/app:sha256-1.sig"),
+            signed(Source::SignatureTag, None, DIGEST),
+        ],
+        LIMIT,
+    );
+    assert!(o.passed);
+    assert_eq!(o.authorities[1].reason(), "signature verified with key b");
+    assert!(!o.authorities[0].passed());
+    assert!(!o.is_transient());
+}
+
+#[test]
+fn a_policy_fails_when_no_authority_vouches_and_names_each_reason() {
+    let p = two_keys();
+    let o = judge(
+        &p,
+        DIGEST,
+        &[
+            unsigned(&[
+                "signature payload names sha256:aa, image is sha256:11",
+                "signature does not verify with key a",
+            ]),
+            verdict("no signatures found at r/app:sha256-1.sig"),
+        ],
+        LIMIT,
+    );
+    assert!(!o.passed);
+    assert_eq!(
+        o.reasons(),
+        vec![
+            "a: signature payload names sha256:aa, image is sha256:11".to_string(),
+            "b: no signatures found at r/app:sha256-1.sig".to_string(),
+        ]
+    );
+    // Both are facts about the image: the verdict may be cached.
+    assert!(!o.is_transient());
+}
+
+#[test]
+fn a_transient_failure_makes_a_failed_policy_uncacheable_but_not_a_passed_one() {
+    let p = two_keys();
+    let down = Err(Failure::Transient("cannot fetch signatures: 503".into()));
+    let failed = judge(&p, DIGEST, &[down.clone(), unsigned(&["bad"])], LIMIT);
+    assert!(!failed.passed);
+    assert!(failed.is_transient());
+    let passed = judge(
+        &p,
+        DIGEST,
+        &[down, signed(Source::SignatureTag, None, DIGEST)],
+        LIMIT,
+    );
+    assert!(passed.passed);
+    assert!(!passed.is_transient());
+}
+
+#[test]
+fn a_signature_over_another_digest_never_counts() {
+    let p = two_keys();
+    let o = judge(
+        &p,
+        DIGEST,
+        &[
+            signed(Source::SignatureTag, None, OTHER),
+            signed(Source::Referrers, Some(alice()), OTHER),
+        ],
+        LIMIT,
+    );
+    assert!(!o.passed);
+    assert_eq!(o.authorities[0].reason(), "no signature verified");
+    assert_eq!(
+        o.authorities[1].reason(),
+        "no verified signature among 1 referrer"
+    );
+}
+
+#[test]
+fn missing_evidence_fails_closed() {
+    let o = judge(&two_keys(), DIGEST, &[], LIMIT);
+    assert!(!o.passed);
+    assert_eq!(o.authorities[0].reason(), "no evidence was collected");
+}
+
+#[test]
+fn unsupported_spec_fields_fail_the_policy_naming_them() {
+    let mut p = two_keys();
+    p.unsupported = vec!["spec.policy.includeSpec".into()];
+    assert!(!needs_evidence(&p));
+    let o = judge(&p, DIGEST, &[], LIMIT);
+    assert!(!o.passed);
+    assert_eq!(
+        o.reason(),
+        Some("uses spec.policy.includeSpec, which this version of sigil does not verify")
+    );
+    assert!(o.authorities.is_empty());
+}
+
+#[test]
+fn static_authorities_decide_by_their_action() {
+    let pass = policy("images: [{glob: '**'}]\nauthorities: [{static: {action: pass}}]\n");
+    let o = judge(&pass, DIGEST, &[], LIMIT);
+    assert!(o.passed);
+    assert_eq!(o.authorities[0].reason(), "static pass");
+    let fail = policy(
+        "images: [{glob: '**'}]\nauthorities: [{static: {action: fail, message: 'frozen for the release'}}]\n",
+    );
+    let o = judge(&fail, DIGEST, &[], LIMIT);
+    assert!(!o.passed);
+    assert_eq!(o.reasons(), vec!["authority-0: frozen for the release"]);
+    let bare = policy("images: [{glob: '**'}]\nauthorities: [{static: {action: fail}}]\n");
+    assert_eq!(
+        judge(&bare, DIGEST, &[], LIMIT).authorities[0].reason(),
+        "disallowed by static policy"
+    );
+}
+
+#[test]
+fn an_unsupported_authority_fails_naming_its_field_and_another_can_pass() {
+    let p = policy(
+        "images: [{glob: '**'}]\nauthorities:\n  - key: {kms: 'awskms:///arn:aws:kms:us-east-1:123456789012:key/abc'}\n  - static: {action: pass}\n",
+    );
+    let o = judge(
+        &p,
+        DIGEST,
+        &[Ok(Evidence::default()), Ok(Evidence::default())],
+        LIMIT,
+    );
+    assert_eq!(
+        o.authorities[0].reason(),
+        "spec.authorities[0].key.kms is not supported yet by sigil; failing closed"
+    );
+    assert!(o.passed);
+}
+
+#[test]
+fn key_reasons_name_the_evidence_required() {
+    let mut p = two_keys();
+    let with = |tlog, timestamp| {
+        Some(KeyEvidence {
+            tlog,
+            timestamp,
+            trust_root_ref: None,
+        })
+    };
+    let cases = [
+        (
+            with(true, true),
+            "signature verified with key a, its Rekor entry and its RFC 3161 timestamp",
+        ),
+        (
+            with(true, false),
+            "signature verified with key a and its Rekor entry",
+        ),
+        (
+            with(false, true),
+            "signature verified with key a and its RFC 3161 timestamp",
+        ),
+        (None, "signature verified with key a"),
+    ];
+    for (ev, want) in cases {
+        if let AuthorityCheck::Key { evidence, .. } = &mut p.authorities[0].check {
+            *evidence = ev;
+        }
+        let o = judge(
+            &p,
+            DIGEST,
+            &[signed(Source::SignatureTag, None, DIGEST)],
+            LIMIT,
+        );
+        assert_eq!(o.authorities[0].reason(), want);
+    }
+}
+
+#[test]
+fn keyless_and_bundle_signatures_report_who_signed() {
+    let p = policy(
+        "images: [{glob: '**'}]\nauthorities:\n  - keyless:\n      identities: [{issuer: 'https://accounts.example.com', subject: 'alice@example.com'}]\n",
+    );
+    let o = judge(
+        &p,
+        DIGEST,
+        &[signed(Source::SignatureTag, Some(alice()), DIGEST)],
+        LIMIT,
+    );
+    assert!(o.passed);
+    assert_eq!(
+        o.authorities[0].reason(),
+        "keyless signature by alice@example.com issued by https://accounts.example.com verified"
+    );
+    assert_eq!(o.authorities[0].signer(), Some(&alice()));
+    let o = judge(
+        &p,
+        DIGEST,
+        &[signed(Source::Referrers, Some(alice()), DIGEST)],
+        LIMIT,
+    );
+    assert_eq!(
+        o.authorities[0].reason(),
+        "signature bundle verified for authority-0"
+    );
+    assert_eq!(
+        o.authorities[0].result.as_ref().unwrap().matches,
+        json!({
+            "signatures": [{"id": "https://accounts.example.com|alice@example.com", "subject": "alice@example.com", "issuer": "https://accounts.example.com"}],
+            "attestations": {},
+        })
+    );
+}
+
+#[test]
+fn unverified_referrers_are_listed() {
+    let p = two_keys();
+    let none = Ok(Evidence {
+        source: Source::Referrers,
+        rejected: vec![
+            "referrer sha256:aa: invalid inclusion proof".into(),
+            "referrer sha256:bb: bundle is malformed: EOF".into(),
+        ],
+        candidates: 2,
+        ..Evidence::default()
+    });
+    let o = judge(&p, DIGEST, &[none, verdict("x")], LIMIT);
+    assert_eq!(
+        o.authorities[0].reason(),
+        "no verified signature among 2 referrers (referrer sha256:aa: invalid inclusion proof; referrer sha256:bb: bundle is malformed: EOF)"
+    );
+}
+
+fn attestation_policy(program: &str) -> CompiledPolicy {
+    policy(&format!(
+        "images: [{{glob: '**'}}]\nauthorities:\n  - name: scans\n    key:\n      data: {{key}}    attestations:\n      - name: scan\n        predicateType: vuln\n{program}"
+    ))
+}
+
+const VULN: &str = "https://cosign.sigstore.dev/attestation/vuln/v1";
+
+fn statements(list: Vec<VerifiedAttestation>, rejected: &[&str]) -> Collected {
+    Ok(Evidence {
+        source: Source::AttestationTag,
+        candidates: list.len() + rejected.len(),
+        attestations: list,
+        rejected: rejected.iter().map(|r| r.to_string()).collect(),
+        ..Evidence::default()
+    })
+}
+
+#[test]
+fn a_required_attestation_must_be_present_and_verified() {
+    let p = attestation_policy("");
+    let o = judge(
+        &p,
+        DIGEST,
+        &[statements(
+            vec![attested(
+                "https://slsa.dev/provenance/v1",
+                json!({}),
+                DIGEST,
+            )],
+            &["attestation subject is sha256:ab, not the admitted digest sha256:11"],
+        )],
+        LIMIT,
+    );
+    assert!(!o.passed);
+    assert_eq!(
+        o.authorities[0].reason(),
+        format!("attestation scan: no matching attestations for predicate type {VULN} (1 attestation did not verify: attestation subject is sha256:ab, not the admitted digest sha256:11)")
+    );
+    // Of the right type but about another digest: not there either.
+    let o = judge(
+        &p,
+        DIGEST,
+        &[statements(vec![attested(VULN, json!({}), OTHER)], &[])],
+        LIMIT,
+    );
+    assert_eq!(
+        o.authorities[0].reason(),
+        format!("attestation scan: no matching attestations for predicate type {VULN}")
+    );
+    let o = judge(
+        &p,
+        DIGEST,
+        &[statements(vec![attested(VULN, json!({}), DIGEST)], &[])],
+        LIMIT,
+    );
+    assert!(o.passed);
+    assert_eq!(o.authorities[0].reason(), "attestations scan verified");
+    assert_eq!(
+        o.authorities[0].result.as_ref().unwrap().matches,
+        json!({"signatures": [], "attestations": {"scan": [{"id": "key", "subject": "", "issuer": ""}]}})
+    );
+}
+
+#[test]
+fn every_matching_attestation_must_pass_its_policy() {
+    let p = attestation_policy(
+        "        policy:\n          type: cel\n          data: \"predicate.critical == 0\"\n",
+    );
+    assert!(runs_programs(&p));
+    let clean = attested(VULN, json!({"critical": 0}), DIGEST);
+    let dirty = attested(VULN, json!({"critical": 3}), DIGEST);
+    let o = judge(&p, DIGEST, &[statements(vec![clean.clone()], &[])], LIMIT);
+    assert!(o.passed, "{:?}", o.reasons());
+    let o = judge(&p, DIGEST, &[statements(vec![clean, dirty], &[])], LIMIT);
+    assert!(!o.passed);
+    assert_eq!(
+        o.authorities[0].reason(),
+        "attestation scan: policy failed: CEL expression is false"
+    );
+}
+
+#[test]
+fn rego_attestation_policies_see_the_statement() {
+    let p = attestation_policy(
+        "        policy:\n          type: rego\n          data: |\n            package sigstore\n            default isCompliant = false\n            isCompliant { input.predicate.critical == 0 }\n            errorMsg = \"critical vulnerabilities\" { not isCompliant }\n",
+    );
+    let o = judge(
+        &p,
+        DIGEST,
+        &[statements(
+            vec![attested(VULN, json!({"critical": 1}), DIGEST)],
+            &[],
+        )],
+        LIMIT,
+    );
+    assert!(!o.passed);
+    assert!(
+        o.authorities[0]
+            .reason()
+            .starts_with("attestation scan: policy failed:")
+            && o.authorities[0]
+                .reason()
+                .contains("critical vulnerabilities"),
+        "{}",
+        o.authorities[0].reason()
+    );
+}
+
+#[test]
+fn spec_policy_decides_over_the_authorities_that_vouched() {
+    let mut p = two_keys();
+    p.program = Some(Program::compile(Language::Cel, "authorityMatches.size() >= 2").unwrap());
+    assert!(runs_programs(&p));
+    let both = [
+        signed(Source::SignatureTag, None, DIGEST),
+        signed(Source::SignatureTag, None, DIGEST),
+    ];
+    let o = judge(&p, DIGEST, &both, LIMIT);
+    assert!(o.passed, "{:?}", o.reasons());
+    // One vouching is enough without spec.policy, but not for this one:
+    // a failed authority does not appear in authorityMatches.
+    let one = [
+        signed(Source::SignatureTag, None, DIGEST),
+        verdict("unsigned"),
+    ];
+    let o = judge(&p, DIGEST, &one, LIMIT);
+    assert!(!o.passed);
+    assert_eq!(
+        o.reason(),
+        Some("spec.policy failed: CEL expression is false")
+    );
+    assert_eq!(o.mode, PolicyMode::Enforce);
+    // The program can accept fewer than all authorities.
+    p.program = Some(Program::compile(Language::Cel, "'a' in authorityMatches").unwrap());
+    assert!(judge(&p, DIGEST, &one, LIMIT).passed);
+}
+
+#[test]
+fn spec_policy_input_is_policy_controllers_shape() {
+    let mut p = policy(
+        "images: [{glob: '**'}]\nauthorities:\n  - name: sig\n    key:\n      data: {key}  - name: gate\n    static: {action: pass}\n",
+    );
+    p.program = Some(
+        Program::compile(
+            Language::Cel,
+            "authorityMatches.sig.signatures[0].id == 'key' && authorityMatches.gate.static == true",
+        )
+        .unwrap(),
+    );
+    let o = judge(
+        &p,
+        DIGEST,
+        &[
+            signed(Source::SignatureTag, None, DIGEST),
+            Ok(Evidence::default()),
+        ],
+        LIMIT,
+    );
+    assert!(o.passed, "{:?}", o.reasons());
+}
