@@ -5,9 +5,9 @@
 use sha2::{Digest, Sha256};
 
 use crate::cli::VerifyBundleArgs;
+use crate::model::identity::{IdentityRule, TextMatcher};
 use crate::trust::TrustMaterial;
 use crate::verify::bundle::{parse_bundle, verify_bundle, BundleArtifact, BundleSigner};
-use crate::verify::keyless::{IdentityRule, TextMatcher};
 
 /// Reads `sha256:<64 hex>` (when it is not a file on disk) as a digest,
 /// anything else as a path, as the protocol says.

@@ -66,6 +66,23 @@ impl std::fmt::Display for IdentityRule {
     }
 }
 
+/// The one identity check: `Ok` when some rule accepts `issuer` and
+/// `subject`, else the accepted identities as one line for the message.
+/// Both keyless authorities and `sigil verify-bundle` use it.
+pub fn check_identity(rules: &[IdentityRule], issuer: &str, subject: &str) -> Result<(), String> {
+    if rules
+        .iter()
+        .any(|r| r.issuer.matches(issuer) && r.subject.matches(subject))
+    {
+        return Ok(());
+    }
+    Err(rules
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", "))
+}
+
 /// A private CA from `keyless.ca-cert`.
 #[derive(Debug)]
 pub struct PrivateCa {
@@ -153,4 +170,36 @@ pub struct KeylessPolicy {
     /// An RFC 3161 timestamp from a TSA of the trust root is required
     /// (`rfc3161timestamp`); the certificate must be valid at its time.
     pub require_timestamp: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_identity_needs_issuer_and_subject_from_one_rule() {
+        let rules = vec![
+            IdentityRule {
+                issuer: TextMatcher::new(Some("https://accounts.example.com"), None).unwrap(),
+                subject: TextMatcher::new(None, Some(".*@example.com")).unwrap(),
+            },
+            IdentityRule {
+                issuer: TextMatcher::new(Some("https://token.example.org"), None).unwrap(),
+                subject: TextMatcher::new(Some("ci"), None).unwrap(),
+            },
+        ];
+        assert_eq!(
+            check_identity(&rules, "https://accounts.example.com", "alice@example.com"),
+            Ok(())
+        );
+        assert_eq!(
+            check_identity(&rules, "https://token.example.org", "ci"),
+            Ok(())
+        );
+        // Issuer of one rule, subject of the other: no.
+        assert_eq!(
+            check_identity(&rules, "https://token.example.org", "alice@example.com"),
+            Err("{subjectRegExp .*@example.com, issuer https://accounts.example.com}, {subject ci, issuer https://token.example.org}".into())
+        );
+    }
 }

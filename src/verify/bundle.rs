@@ -8,8 +8,8 @@
 use sigstore_types::{Bundle, DerPublicKey, Sha256Hash};
 use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy};
 
-use super::keyless::IdentityRule;
 use super::legacy_evidence::describe_verify_error;
+use crate::model::identity::{check_identity, IdentityRule};
 use crate::trust::TrustMaterial;
 
 /// What a bundle must have been signed by.
@@ -98,18 +98,11 @@ pub fn verify_bundle(
     if let BundleSigner::Identity(rules) = signer {
         let s = subject.clone().unwrap_or_default();
         let i = issuer.clone().unwrap_or_default();
-        if !rules
-            .iter()
-            .any(|r| r.issuer.matches(&i) && r.subject.matches(&s))
-        {
+        if let Err(expected) = check_identity(rules, &i, &s) {
             return Err(BundleError::Identity {
                 subject: s,
                 issuer: i,
-                expected: rules
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                expected,
             });
         }
     }

@@ -24,11 +24,12 @@ use sigstore_types::{Artifact, DerCertificate, DsseEnvelope, Sha256Hash};
 use sigstore_verify::VerificationPolicy;
 
 use super::cosign::{check_payload, Rejection, SignatureLayer};
-use super::keys::{HashAlgorithm, VerificationKey};
 use super::legacy_evidence::{
     describe_verify_error, keyless_err, legacy_bundle, missing_timestamp, missing_tlog, read_layer,
     BundleSigner, Content, LegacyMaterial,
 };
+use crate::model::identity::check_identity;
+use crate::model::keys::{HashAlgorithm, VerificationKey};
 use crate::trust::TrustMaterial;
 
 pub use super::legacy_evidence::{
@@ -142,20 +143,11 @@ pub(crate) fn match_identity(
     policy: &KeylessPolicy,
     signer: SignerIdentity,
 ) -> Result<SignerIdentity, Rejection> {
-    if !policy
-        .identities
-        .iter()
-        .any(|r| r.issuer.matches(&signer.issuer) && r.subject.matches(&signer.subject))
-    {
+    if let Err(expected) = check_identity(&policy.identities, &signer.issuer, &signer.subject) {
         return Err(Rejection::IdentityMismatch {
             subject: signer.subject,
             issuer: signer.issuer,
-            expected: policy
-                .identities
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
+            expected,
         });
     }
     Ok(signer)

@@ -17,7 +17,7 @@ use sigstore_types::{Artifact, Bundle, DerPublicKey, DsseEnvelope};
 use sigstore_verify::PublicKeyVerificationPolicy;
 
 use super::cosign::{Rejection, SignatureLayer};
-use super::keys::VerificationKey;
+use crate::model::keys::VerificationKey;
 use crate::trust::TrustMaterial;
 
 /// Annotation holding the PEM signing certificate.

@@ -23,9 +23,10 @@ use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy};
 use super::attestation::sha256_of;
 use super::cosign::{self, SignatureLayer, MAX_PAYLOAD_BYTES};
 use super::evidence::{VerifiedAttestation, VerifiedSignature};
-use super::keyless::{self, CertificateTrust, SignerIdentity};
+use super::keyless::{self, SignerIdentity};
 use super::legacy_evidence::{self, describe_verify_error};
 use super::signer::Signer;
+use crate::model::identity::CertificateTrust;
 use crate::registry::{RegistryClient, RegistryError};
 
 /// Artifact types of Sigstore bundles start with this.

@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
-use super::keyless::KeylessPolicy;
-use super::keys::VerificationKey;
+use crate::model::identity::KeylessPolicy;
+use crate::model::keys::VerificationKey;
 use crate::policy::{AuthorityCheck, CompiledAuthority, KeyEvidence};
 use crate::trust::{TrustError, TrustMaterial, TrustStore};
 

@@ -10,9 +10,10 @@ use crate::image::ImageRef;
 use crate::policy::CompiledAuthority;
 use crate::verify::cosign::{self, Rejection};
 use crate::verify::evidence::{Evidence, Source, VerifiedSignature};
+use crate::verify::keyless;
+use crate::verify::legacy_evidence;
 use crate::verify::outcome::Failure;
 use crate::verify::signer::Signer;
-use crate::verify::{keyless, legacy_evidence};
 
 /// The verified `.sig` signature of `image@digest` for authority `a`.
 pub(super) async fn collect(
