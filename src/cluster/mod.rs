@@ -22,13 +22,7 @@ mod policies;
 mod status;
 mod sync;
 mod trust_roots;
-
-use std::path::Path;
-
-use kube::api::Api;
-use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
-use kube::Client;
+mod watch;
 
 pub use crate::service::{NamespaceLookup, NamespaceMode};
 pub use credentials::KubeCredentials;
@@ -37,31 +31,4 @@ pub use policies::{definition, watch_policies};
 pub use status::status_json;
 pub use sync::ClusterState;
 pub use trust_roots::watch_trust_roots;
-
-/// The store source name of cluster policies.
-pub const SOURCE: &str = "cluster";
-/// policy-controller's namespace label.
-pub const INCLUDE_LABEL: &str = "policy.sigstore.dev/include";
-
-/// A client from `kubeconfig`, or the in-cluster / default configuration.
-pub async fn client(kubeconfig: Option<&Path>) -> anyhow::Result<Client> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)?;
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await?
-        }
-        None => kube::Config::infer().await?,
-    };
-    Ok(Client::try_from(config)?)
-}
-
-/// A watch of every `K` with the watcher's default backoff.
-pub(crate) fn watch_all<K>(
-    api: Api<K>,
-) -> impl futures::Stream<Item = Result<Event<K>, watcher::Error>> + Send
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
-{
-    watcher::watcher(api, watcher::Config::default()).default_backoff()
-}
+pub use watch::{client, INCLUDE_LABEL, SOURCE};

@@ -10,7 +10,7 @@ use kube::{Client, ResourceExt};
 use std::sync::Arc;
 
 use super::sync::{ClusterState, Listing};
-use super::{watch_all, INCLUDE_LABEL};
+use super::watch::{watch_all, INCLUDE_LABEL};
 use crate::service::NamespaceMode;
 
 /// The namespace mode from a label value.

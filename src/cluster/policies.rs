@@ -17,7 +17,7 @@ use kube::{Client, ResourceExt};
 
 use super::status::StatusWriter;
 use super::sync::{ClusterState, Listing};
-use super::{watch_all, SOURCE};
+use super::watch::{watch_all, SOURCE};
 use crate::policy::files::spec_from_value;
 use crate::policy::store::PolicyDefinition;
 use crate::policy::{ClusterImagePolicy, ClusterImagePolicySpec, PolicyError, PolicyStore};

@@ -11,8 +11,8 @@ use oci_client::secrets::RegistryAuth;
 use reqwest::header::AUTHORIZATION;
 use serde::Deserialize;
 
-use super::error::transport_error;
-use super::{RegistryError, MAX_TOKEN_BYTES};
+use super::error::{transport_error, RegistryError};
+use super::options::MAX_TOKEN_BYTES;
 
 /// A bearer token and when to stop using it.
 #[derive(Clone)]

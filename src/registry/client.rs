@@ -19,10 +19,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::auth::{basic, fetch_token, parse_challenge, Challenge, Token};
 use super::credentials::{read_docker_config, Credentials, RegistryConfigError};
+use super::error::RegistryError;
 use super::error::{status_error, transport_error};
-use super::{
-    RegistryError, RegistryOptions, INDEX_ACCEPT, MANIFEST_ACCEPT, MAX_DESCRIPTORS,
-    MAX_MANIFEST_BYTES, MAX_REDIRECTS,
+use super::options::{
+    RegistryOptions, INDEX_ACCEPT, MANIFEST_ACCEPT, MAX_DESCRIPTORS, MAX_MANIFEST_BYTES,
+    MAX_REDIRECTS,
 };
 use crate::image::DOCKER_HUB;
 

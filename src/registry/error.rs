@@ -6,7 +6,7 @@ use oci_client::Reference;
 use reqwest::StatusCode;
 use serde::Deserialize;
 
-use super::MAX_ERROR_BODY_BYTES;
+use super::options::MAX_ERROR_BODY_BYTES;
 
 /// A registry failure, worded for a deny message.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

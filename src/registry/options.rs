@@ -1,0 +1,61 @@
+//! How registries are reached (plain-HTTP hosts, CAs, credentials,
+//! timeouts, concurrency) and every limit on what is read from them. Data
+//! only: the client applies it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Largest manifest, image index or referrers list read (1 MiB). Signature
+/// manifests with dozens of keyless signatures stay well under 500 KiB.
+pub const MAX_MANIFEST_BYTES: usize = 1 << 20;
+/// Most descriptors accepted in one manifest or index.
+pub const MAX_DESCRIPTORS: usize = 1_000;
+/// Largest error body read to explain a failure.
+pub(crate) const MAX_ERROR_BODY_BYTES: usize = 16 << 10;
+/// Most redirects followed for one request.
+pub(crate) const MAX_REDIRECTS: usize = 5;
+/// Largest token-server answer read.
+pub(crate) const MAX_TOKEN_BYTES: usize = 64 << 10;
+
+/// The manifest media types sigil asks for.
+pub(crate) const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+/// The media type of an OCI image index (referrers answers).
+pub(crate) const INDEX_ACCEPT: &str = "application/vnd.oci.image.index.v1+json";
+
+/// How to reach registries.
+#[derive(Debug, Clone)]
+pub struct RegistryOptions {
+    /// Hosts (`host[:port]`) reached over plain HTTP.
+    pub insecure: Vec<String>,
+    /// Extra CA certificates (PEM files) for registry TLS.
+    pub ca_files: Vec<PathBuf>,
+    /// A docker `config.json` with `auths`.
+    pub docker_config: Option<PathBuf>,
+    /// TCP connect timeout.
+    pub connect_timeout: Option<Duration>,
+    /// Read timeout per request.
+    pub read_timeout: Option<Duration>,
+    /// Registry requests in flight at once, all registries together.
+    pub max_requests: usize,
+    /// Registry requests in flight at once to one registry host.
+    pub max_requests_per_registry: usize,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            insecure: Vec::new(),
+            ca_files: Vec::new(),
+            docker_config: None,
+            connect_timeout: None,
+            read_timeout: None,
+            max_requests: DEFAULT_MAX_REQUESTS,
+            max_requests_per_registry: DEFAULT_MAX_REQUESTS_PER_REGISTRY,
+        }
+    }
+}
+
+/// Default of `--registry-concurrency`.
+pub const DEFAULT_MAX_REQUESTS: usize = 32;
+/// Default of `--registry-concurrency-per-host`.
+pub const DEFAULT_MAX_REQUESTS_PER_REGISTRY: usize = 8;
