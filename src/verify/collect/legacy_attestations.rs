@@ -3,7 +3,7 @@
 //! its chain, logs and identity) and bound to the admitted digest by the
 //! Statement's subject. Unverified layers are only reasons.
 
-use super::{cosign_tag_layers, signer, Sources};
+use super::sources::{cosign_tag_layers, signer, Sources};
 use crate::image::ImageRef;
 use crate::policy::CompiledAuthority;
 use crate::verify::attestation;

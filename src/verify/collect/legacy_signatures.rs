@@ -5,7 +5,7 @@
 //! It stops at the first layer that verifies (one is enough to vouch); when
 //! none does, every rejection is kept, most informative first.
 
-use super::{cosign_tag_layers, signer, Sources};
+use super::sources::{cosign_tag_layers, signer, Sources};
 use crate::image::ImageRef;
 use crate::policy::CompiledAuthority;
 use crate::verify::cosign::{self, Rejection};

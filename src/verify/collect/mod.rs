@@ -12,20 +12,14 @@
 mod legacy_attestations;
 mod legacy_signatures;
 mod referrer_bundles;
+mod sources;
 
-use std::sync::Arc;
+pub use sources::Sources;
 
-use oci_client::Reference;
-
-use super::cosign::SignatureLayer;
 use super::evidence::Evidence;
-use super::fetch::Fetcher;
 use super::outcome::Failure;
-use super::signer::Signer;
-use crate::image::{cosign_tag, ImageRef};
+use crate::image::ImageRef;
 use crate::policy::{AuthorityCheck, CompiledAuthority};
-use crate::registry::Credentials;
-use crate::trust::TrustStore;
 
 /// Where an authority's evidence is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,17 +51,6 @@ impl Layout {
     }
 }
 
-/// What collectors read with: the cached registry, the trust roots and the
-/// request namespace's pull secrets.
-pub struct Sources<'a> {
-    /// Cached registry reads.
-    pub fetch: &'a Fetcher,
-    /// Trusted roots.
-    pub trust: &'a TrustStore,
-    /// The namespace's pull-secret credentials.
-    pub creds: &'a Credentials,
-}
-
 /// The evidence authority `a` vouches with for `image@digest`: what its
 /// layout holds, verified. Static authorities collect nothing.
 pub async fn collect(
@@ -83,60 +66,6 @@ pub async fn collect(
         Layout::LegacySignatures => legacy_signatures::collect(sources, image, digest, a).await,
         Layout::LegacyAttestations => legacy_attestations::collect(sources, image, digest, a).await,
         Layout::ReferrerBundles => referrer_bundles::collect(sources, image, digest, a).await,
-    }
-}
-
-/// The authority's signer with its trust root resolved. Called after the
-/// fetch, so that "nothing there" is reported before a trust-root problem.
-fn signer<'a>(sources: &Sources<'_>, a: &'a CompiledAuthority) -> Result<Signer<'a>, Failure> {
-    match Signer::of(a, sources.trust) {
-        Some(Ok(s)) => Ok(s),
-        Some(Err(e)) => Err(Failure::Verdict(e.to_string())),
-        // Layout::of gave a layout, so the authority has a key or identity.
-        None => Err(Failure::Verdict(
-            "only key and keyless authorities carry signatures".into(),
-        )),
-    }
-}
-
-/// Where an authority's signatures live: `source[].oci`, else beside the image.
-fn signature_home(image: &ImageRef, a: &CompiledAuthority) -> (String, String) {
-    match &a.signature_repository {
-        Some(r) => (r.registry.clone(), r.repository.clone()),
-        None => (image.registry.clone(), image.repository.clone()),
-    }
-}
-
-/// The layers of the cosign tag `sha256-<hex>.<suffix>` for an authority;
-/// none at all is a failure naming what was looked for.
-async fn cosign_tag_layers(
-    sources: &Sources<'_>,
-    image: &ImageRef,
-    digest: &str,
-    a: &CompiledAuthority,
-    suffix: &str,
-) -> Result<Arc<Vec<SignatureLayer>>, Failure> {
-    let (registry, repository) = signature_home(image, a);
-    let sig_ref = Reference::with_tag(
-        registry,
-        repository,
-        format!("{}{}", a.signature_tag_prefix, cosign_tag(digest, suffix)),
-    );
-    match sources.fetch.cosign_layers(&sig_ref, sources.creds).await {
-        Err(e) => Err(Failure::registry(
-            format!("cannot fetch signatures from {}: {e}", sig_ref.whole()),
-            &e,
-        )),
-        Ok(layers) if layers.is_empty() => Err(Failure::Verdict(format!(
-            "no {} found at {}",
-            if suffix == "att" {
-                "attestations"
-            } else {
-                "signatures"
-            },
-            sig_ref.whole()
-        ))),
-        Ok(layers) => Ok(layers),
     }
 }
 

@@ -2,7 +2,7 @@
 //! (Sigstore bundles and cosign OCI 1.1 signature artifacts), each verified
 //! for the admitted digest before it counts as a signature or attestation.
 
-use super::{signature_home, signer, Sources};
+use super::sources::{signature_home, signer, Sources};
 use crate::image::ImageRef;
 use crate::policy::CompiledAuthority;
 use crate::verify::evidence::{Evidence, Source};
