@@ -10,5 +10,13 @@ scripts/setup.sh
 SIGIL_KUBE_APISERVER="$(scripts/kube-apiserver.sh)"
 export SIGIL_KUBE_APISERVER
 cargo fmt --all -- --check
+# No unused dependency (cargo-machete, ~1 min to install once), and no test
+# crate in what the release binary links.
+command -v cargo-machete >/dev/null 2>&1 || cargo install --quiet --locked cargo-machete
+cargo machete
+if cargo tree -e normal -p sigil --prefix none | grep -E '^(sigil-testkit|criterion|libfuzzer-sys) '; then
+  echo "a test-only crate is a normal dependency of sigil" >&2
+  exit 1
+fi
 cargo test --benches --no-run --quiet
 exec cargo test "$@"
