@@ -1,6 +1,11 @@
 //! The admission pipeline, shared by the webhook and `sigil check`:
 //! images → matching policies → verification (concurrent, one deadline) →
 //! decision → audit records.
+//!
+//! It owns only orchestration and the three answers (`/validate`,
+//! `/mutate`, `/validate-policy`), which is why it is ~520 lines: each step
+//! it calls lives below it (`admission`, `workload`, `policy`, `verify`,
+//! `decision`, `audit`).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,6 +1,10 @@
 //! Turns a `ClusterImagePolicySpec` into the form the verifier uses: globs
 //! compiled, keys parsed, defaults applied, every problem named by its field.
 //! This runs when a policy changes, never on the request path.
+//!
+//! About 500 lines of code and 80 of tests: one compilation path, authority
+//! by authority, kept whole so every field's path is built in one place;
+//! the rules that only refuse (policy-controller's) are in `validate`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -3,6 +3,11 @@
 //! capped while it streams, every manifest fetched by digest and every blob
 //! checked against its digest, every digest a registry hands back checked
 //! for shape before it goes into a URL.
+//!
+//! Longer than most files (~530 lines) because it is one request path:
+//! limits, redirects, the 401 → token → retry loop and the capped reads
+//! share state, and splitting them would spread one security boundary over
+//! several files. Challenges and tokens are already apart (`auth`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -2,7 +2,10 @@
 //! on loopback, images pushed with oci-client, and cosign-format signatures
 //! (legacy `.sig` layout) made with freshly generated keys.
 //!
-//! Nothing here is used on the admission path.
+//! Nothing here is used on the admission path, and none of it is linked
+//! into the `sigil` binary (a dev-dependency only); at ~620 lines it keeps
+//! the registry launcher and the image/signature pushers together because
+//! every integration test uses them as one kit.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};

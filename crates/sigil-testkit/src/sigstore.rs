@@ -4,6 +4,10 @@
 //! `hashedrekord` entries, and the trusted-root JSON that trusts them.
 //! Signatures come out in cosign's legacy keyless layout (certificate, chain
 //! and bundle annotations), ready for [`super::attach_signatures`].
+//!
+//! Test code, and long (~980 lines) because it is a whole miniature
+//! Sigstore (CA, CT log, Rekor, TSA, bundles) whose parts sign for each
+//! other; it is never linked into the `sigil` binary.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
