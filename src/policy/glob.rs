@@ -16,6 +16,10 @@ use crate::image::ImageRef;
 pub struct ImageGlob {
     source: String,
     regex: Regex,
+    /// What every name the glob matches starts with: the canonical glob up
+    /// to its first `*` (its characters match only themselves). The
+    /// policy set indexes globs by it.
+    literal_prefix: String,
 }
 
 /// A glob that policy-controller would reject.
@@ -47,6 +51,7 @@ impl ImageGlob {
             });
         }
         let expanded = canonical_host_segment(expanded);
+        let literal_prefix = expanded.split('*').next().unwrap_or_default().to_string();
         let mut pattern = String::with_capacity(expanded.len() * 2 + 2);
         pattern.push('^');
         let mut chars = expanded.chars().peekable();
@@ -69,12 +74,18 @@ impl ImageGlob {
         Ok(ImageGlob {
             source: glob.to_string(),
             regex,
+            literal_prefix,
         })
     }
 
     /// The glob as written in the policy.
     pub fn as_str(&self) -> &str {
         &self.source
+    }
+
+    /// What every name this glob matches starts with.
+    pub fn literal_prefix(&self) -> &str {
+        &self.literal_prefix
     }
 
     /// Whether the image matches: its normalised name first, then (as

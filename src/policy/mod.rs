@@ -4,6 +4,7 @@
 pub mod compile;
 pub mod files;
 pub mod glob;
+pub mod index;
 pub mod program;
 pub mod sources;
 pub mod store;

@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 
 use super::compile::{compile, parseable_globs, CompiledPolicy};
 use super::glob::ImageGlob;
+use super::index::GlobIndex;
 use super::types::ClusterImagePolicySpec;
 use crate::image::ImageRef;
 use crate::model::error::PolicyError;
@@ -61,6 +62,14 @@ impl LoadedPolicy {
         }
     }
 
+    /// The image globs (an invalid policy keeps those that parse).
+    pub fn globs(&self) -> &[ImageGlob] {
+        match self {
+            LoadedPolicy::Valid(p) => &p.globs,
+            LoadedPolicy::Invalid(p) => &p.globs,
+        }
+    }
+
     /// The validation error, if any.
     pub fn error(&self) -> Option<&PolicyError> {
         match self {
@@ -74,12 +83,14 @@ impl LoadedPolicy {
 #[derive(Debug, Default)]
 pub struct PolicySet {
     policies: Vec<LoadedPolicy>,
+    index: GlobIndex,
 }
 
 impl PolicySet {
     /// Builds a set from loaded policies.
     pub fn new(policies: Vec<LoadedPolicy>) -> Self {
-        PolicySet { policies }
+        let index = GlobIndex::new(policies.iter().map(LoadedPolicy::globs));
+        PolicySet { policies, index }
     }
 
     /// All policies, valid and invalid.
@@ -99,14 +110,50 @@ impl PolicySet {
             (Some(t), Some(_)) => Some(format!("{}:{t}", image.repository_name())),
             _ => None,
         };
+        // Only globs whose literal prefix starts one of the names can
+        // match; each is then tried as before.
+        let mut candidates = Vec::new();
+        self.index.candidates(&name, &mut candidates);
+        self.index.candidates(&image.original, &mut candidates);
+        if let Some(t) = &tagged {
+            self.index.candidates(t, &mut candidates);
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        let mut matched: Vec<usize> = Vec::new();
+        for (p, g) in candidates {
+            let p = p as usize;
+            if matched.last() == Some(&p) {
+                continue;
+            }
+            let Some(glob) = self.policies.get(p).and_then(|x| x.globs().get(g as usize)) else {
+                continue;
+            };
+            if glob.matches_names(&name, &image.original)
+                || tagged.as_deref().is_some_and(|t| glob.matches_names(t, t))
+            {
+                matched.push(p);
+            }
+        }
+        matched
+            .into_iter()
+            .filter_map(|p| self.policies.get(p).cloned())
+            .collect()
+    }
+
+    /// [`PolicySet::matching`] by trying every glob of every policy: the
+    /// reference the index is tested against.
+    #[cfg(test)]
+    fn matching_by_scan(&self, image: &ImageRef) -> Vec<LoadedPolicy> {
+        let name = image.glob_name();
+        let tagged = match (&image.tag, &image.digest) {
+            (Some(t), Some(_)) => Some(format!("{}:{t}", image.repository_name())),
+            _ => None,
+        };
         self.policies
             .iter()
             .filter(|p| {
-                let globs = match p {
-                    LoadedPolicy::Valid(v) => &v.globs,
-                    LoadedPolicy::Invalid(i) => &i.globs,
-                };
-                globs.iter().any(|g| {
+                p.globs().iter().any(|g| {
                     g.matches_names(&name, &image.original)
                         || tagged.as_deref().is_some_and(|t| g.matches_names(t, t))
                 })
@@ -193,5 +240,121 @@ mod tests {
         assert_eq!(m.len(), 1);
         let err = m[0].error().expect("invalid");
         assert_eq!(err.field, "spec.images[1].glob");
+    }
+
+    /// The index narrows, never decides: over a mix of globs (Docker Hub
+    /// shorthands, host spellings, `*` and `**` anywhere, literals, tags)
+    /// and references (every host spelling, tags, digests, both), it
+    /// matches exactly the policies that trying every glob matches.
+    #[test]
+    fn the_index_matches_exactly_what_a_scan_matches() {
+        let hosts = [
+            "ghcr.io",
+            "GHCR.io:443",
+            "index.docker.io",
+            "docker.io",
+            "reg.example:5000",
+            "127.0.0.1:5000",
+            "*",
+            "reg*",
+            "",
+        ];
+        let paths = [
+            "team/app",
+            "team/*",
+            "team/**",
+            "**",
+            "*",
+            "*/*",
+            "team-1/app:v1",
+            "team/app@sha256:*",
+            "te*m/app",
+            "library/nginx",
+            "nginx",
+            "a**",
+            "team/app:*",
+        ];
+        let mut policies = Vec::new();
+        for (i, h) in hosts.iter().enumerate() {
+            for (j, p) in paths.iter().enumerate() {
+                let glob = if h.is_empty() {
+                    p.to_string()
+                } else {
+                    format!("{h}/{p}")
+                };
+                let Ok(g) = ImageGlob::compile(&glob) else {
+                    continue;
+                };
+                policies.push(LoadedPolicy::Invalid(Arc::new(InvalidPolicy {
+                    name: format!("p{i}-{j}"),
+                    error: PolicyError {
+                        field: "f".into(),
+                        message: glob,
+                    },
+                    globs: vec![g],
+                })));
+            }
+        }
+        for g in ["*", "*/*", "**", "ghcr.io/foo**"] {
+            policies.push(LoadedPolicy::Invalid(Arc::new(InvalidPolicy {
+                name: g.into(),
+                error: PolicyError {
+                    field: "f".into(),
+                    message: g.into(),
+                },
+                globs: vec![ImageGlob::compile(g).unwrap()],
+            })));
+        }
+        let set = PolicySet::new(policies);
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        let mut checked = 0;
+        for h in [
+            "ghcr.io/",
+            "GHCR.io:443/",
+            "docker.io/",
+            "index.docker.io/",
+            "reg.example:5000/",
+            "127.0.0.1:5000/",
+            "regx/",
+            "",
+        ] {
+            for r in [
+                "team/app",
+                "team-1/app",
+                "nginx",
+                "library/nginx",
+                "foo/bar/baz",
+                "team/app/sub",
+                "teem/app",
+            ] {
+                for suffix in [
+                    String::new(),
+                    ":v1".into(),
+                    format!("@{digest}"),
+                    format!(":v1@{digest}"),
+                ] {
+                    let Ok(image) = ImageRef::parse(&format!("{h}{r}{suffix}")) else {
+                        continue;
+                    };
+                    let names = |v: Vec<LoadedPolicy>| {
+                        v.iter().map(|p| p.name().to_string()).collect::<Vec<_>>()
+                    };
+                    assert_eq!(
+                        names(set.matching(&image)),
+                        names(set.matching_by_scan(&image)),
+                        "{}",
+                        image.original
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 150, "{checked}");
+        // And it matched something: the comparison is not vacuous.
+        assert!(
+            set.matching(&ImageRef::parse("ghcr.io/team/app:v1").unwrap())
+                .len()
+                > 5
+        );
     }
 }
