@@ -156,3 +156,86 @@ async fn tls_registry_with_a_private_ca() {
     );
     assert!(allowed(&review_pod(&trusted, &image).await));
 }
+
+/// A cold review by tag of a key-signed image behind basic auth makes
+/// exactly the requests it needs: the tag lookup, the signature manifest
+/// and its layer. The registry's challenge is learned once per registry and
+/// credential set; later requests carry the credentials up front instead of
+/// collecting a `401` each (counted in the registry's own log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_review_makes_only_the_requests_it_needs() {
+    let private = private_registry();
+    let reg = &private.registry;
+    let auth = private.auth.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let client = sigil_testkit::plain_http_client(std::slice::from_ref(&reg.addr));
+    let k = TestKey::generate(TestKeyKind::P256).unwrap();
+    for repo in ["private/first", "private/second"] {
+        let digest = push_image_as(
+            &client,
+            &Reference::with_tag(reg.addr.clone(), repo.into(), "v1".into()),
+            &auth,
+        )
+        .await
+        .unwrap();
+        let sig = SignatureToAttach::new(&k, &format!("{}/{repo}", reg.addr), &digest);
+        attach_signatures_as(&client, &reg.addr, repo, &digest, &[sig], &auth)
+            .await
+            .unwrap();
+    }
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"YWxpY2U6czNjcmV0"}}}}}}"#,
+            reg.addr
+        ),
+    )
+    .unwrap();
+    let eval = evaluator(
+        &key_policy("p", "**", &[&k], ""),
+        RegistryOptions {
+            insecure: vec![reg.addr.clone()],
+            docker_config: Some(config),
+            ..Default::default()
+        },
+    );
+    let unauthorized = |repo: &str| {
+        reg.log()
+            .lines()
+            // distribution logs a refused request as this warning, not
+            // as "response completed".
+            .filter(|l| l.contains("msg=\"error authorizing context") && l.contains(repo))
+            .count()
+    };
+    let requests = |needle: &str| reg.count_requests(needle) + unauthorized(needle);
+    let resp = review_pod(&eval, &format!("{}/private/first:v1", reg.addr)).await;
+    assert!(allowed(&resp), "{resp}");
+    // The first request to the registry learns its challenge.
+    assert!(unauthorized("/v2/private/first/") <= 1, "{}", reg.log());
+
+    // The pushes above are in the log too: count from here.
+    let needles = [
+        "/v2/private/second/manifests/v1",
+        "/v2/private/second/manifests/sha256-",
+        "/v2/private/second/blobs/",
+        "/v2/private/second/",
+    ];
+    let before: Vec<usize> = needles.iter().map(|n| requests(n)).collect();
+    let denied_before = unauthorized("/v2/private/second/");
+    let resp = review_pod(&eval, &format!("{}/private/second:v1", reg.addr)).await;
+    assert!(allowed(&resp), "{resp}");
+    let made: Vec<usize> = needles
+        .iter()
+        .zip(&before)
+        .map(|(n, b)| requests(n) - b)
+        .collect();
+    assert_eq!(
+        unauthorized("/v2/private/second/"),
+        denied_before,
+        "{}",
+        reg.log()
+    );
+    // Tag lookup, signature manifest, signature layer: 3 in all.
+    assert_eq!(made, vec![1, 1, 1, 3], "{}", reg.log());
+}

@@ -111,7 +111,7 @@ pub(super) fn basic(user: &str, password: &str) -> String {
 }
 
 /// A `WWW-Authenticate` challenge.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Challenge {
     Basic,
     Bearer(BTreeMap<String, String>),

@@ -81,6 +81,11 @@ struct Shared {
     insecure: std::collections::HashSet<String>,
     /// (credentials fingerprint, registry, repository) → token.
     tokens: moka::sync::Cache<(String, String, String), Token>,
+    /// (credentials fingerprint, registry) → the challenge it last sent, so
+    /// later requests authenticate up front instead of collecting a `401`
+    /// first: one round trip saved per request (basic) or per repository
+    /// (bearer: the token is fetched before the first request).
+    challenges: moka::sync::Cache<(String, String), Challenge>,
 }
 
 /// Reads from registries for verification. One per credential set
@@ -158,6 +163,10 @@ impl RegistryClient {
                 tokens: moka::sync::Cache::builder()
                     .max_capacity(10_000)
                     .time_to_live(Duration::from_secs(3_600))
+                    .build(),
+                challenges: moka::sync::Cache::builder()
+                    .max_capacity(1_000)
+                    .time_to_live(Duration::from_secs(600))
                     .build(),
             }),
             auths,
@@ -436,6 +445,14 @@ impl RegistryClient {
             .get(&token_key)
             .filter(|t| t.expires > Instant::now());
         let mut authorization = cached.map(|t| format!("Bearer {}", t.value));
+        let challenge_key = (self.fingerprint.clone(), registry.to_string());
+        if authorization.is_none() {
+            if let Some(known) = self.shared.challenges.get(&challenge_key) {
+                authorization = self
+                    .answer(&known, registry, repository, &token_key)
+                    .await?;
+            }
+        }
         let mut answered_challenge = false;
         loop {
             let mut req = self
@@ -465,21 +482,11 @@ impl RegistryClient {
                     .and_then(|v| v.to_str().ok())
                     .map(parse_challenge);
                 authorization = match challenge {
-                    Some(Challenge::Basic) => match self.auth_for(registry) {
-                        Some(RegistryAuth::Basic(u, p)) => Some(basic(u, p)),
-                        _ => None,
-                    },
-                    Some(Challenge::Bearer(params)) => {
-                        let token = fetch_token(
-                            &self.shared.http,
-                            self.auth_for(registry),
-                            registry,
-                            repository,
-                            &params,
-                        )
-                        .await?;
-                        self.shared.tokens.insert(token_key.clone(), token.clone());
-                        Some(format!("Bearer {}", token.value))
+                    Some(c) => {
+                        self.shared
+                            .challenges
+                            .insert(challenge_key.clone(), c.clone());
+                        self.answer(&c, registry, repository, &token_key).await?
                     }
                     None => None,
                 };
@@ -489,6 +496,38 @@ impl RegistryClient {
             }
             return Err(status_error(reference, resp).await);
         }
+    }
+}
+
+impl RegistryClient {
+    /// The `Authorization` answering `challenge` with this client's
+    /// credentials: basic credentials, or a bearer token from the token
+    /// server (kept for its lifetime); `None` when there is nothing to send.
+    async fn answer(
+        &self,
+        challenge: &Challenge,
+        registry: &str,
+        repository: &str,
+        token_key: &(String, String, String),
+    ) -> Result<Option<String>, RegistryError> {
+        Ok(match challenge {
+            Challenge::Basic => match self.auth_for(registry) {
+                Some(RegistryAuth::Basic(u, p)) => Some(basic(u, p)),
+                _ => None,
+            },
+            Challenge::Bearer(params) => {
+                let token = fetch_token(
+                    &self.shared.http,
+                    self.auth_for(registry),
+                    registry,
+                    repository,
+                    params,
+                )
+                .await?;
+                self.shared.tokens.insert(token_key.clone(), token.clone());
+                Some(format!("Bearer {}", token.value))
+            }
+        })
     }
 }
 
