@@ -39,9 +39,45 @@ pub struct ImageRefError {
     pub reason: String,
 }
 
+/// References parsed recently. The warm path parses every image of every
+/// review, and the reference grammar (oci-spec's regular expression, run by
+/// a bounded backtracker that clears its visited set on every search) was a
+/// quarter of a cached review's time; workloads repeat their references.
+/// Bounded by bytes; only references up to [`MAX_CACHED_REFERENCE`] bytes
+/// are kept, and only ones that parsed.
+static PARSED: std::sync::LazyLock<moka::sync::Cache<Box<str>, ImageRef>> =
+    std::sync::LazyLock::new(|| {
+        moka::sync::Cache::builder()
+            .max_capacity(PARSED_CACHE_BYTES)
+            .weigher(|k: &Box<str>, v: &ImageRef| {
+                u32::try_from(k.len() * 4 + v.original.len() + 256).unwrap_or(u32::MAX)
+            })
+            .time_to_idle(std::time::Duration::from_secs(600))
+            .build()
+    });
+
+/// Bytes the parsed-reference cache may hold (about 10,000 typical references).
+const PARSED_CACHE_BYTES: u64 = 4 << 20;
+/// Longest reference kept in the parsed-reference cache.
+const MAX_CACHED_REFERENCE: usize = 512;
+
 impl ImageRef {
-    /// Parses and normalises an image reference.
+    /// Parses and normalises an image reference (through a small cache of
+    /// recent ones: the result is the same either way).
     pub fn parse(original: &str) -> Result<Self, ImageRefError> {
+        if original.len() > MAX_CACHED_REFERENCE {
+            return Self::parse_uncached(original);
+        }
+        if let Some(hit) = PARSED.get(original) {
+            return Ok(hit);
+        }
+        let parsed = Self::parse_uncached(original)?;
+        PARSED.insert(original.into(), parsed.clone());
+        Ok(parsed)
+    }
+
+    /// [`ImageRef::parse`] without the cache.
+    pub fn parse_uncached(original: &str) -> Result<Self, ImageRefError> {
         // Docker's rule (distribution/reference `splitDockerDomain`, which
         // containerd and so the kubelet follow): the first component is a
         // registry host if it has a `.` or `:`, is `localhost`, or has a
@@ -308,6 +344,24 @@ mod tests {
             let r = ImageRef::parse(written).unwrap();
             assert_eq!(r.glob_name(), canonical, "{written}");
         }
+    }
+
+    #[test]
+    fn the_parse_cache_changes_nothing() {
+        let d = format!("sha256:{}", "ab".repeat(32));
+        for r in [
+            "nginx".to_string(),
+            "Evil/app:v1".into(),
+            "docker.io/library/nginx:1.25".into(),
+            format!("GHCR.io:443/team/app:v1@{d}"),
+            format!("localhost:5000/a@{d}"),
+        ] {
+            let fresh = ImageRef::parse_uncached(&r).unwrap();
+            assert_eq!(ImageRef::parse(&r).unwrap(), fresh, "{r}");
+            assert_eq!(ImageRef::parse(&r).unwrap(), fresh, "{r} (cached)");
+        }
+        assert!(ImageRef::parse("UPPER/../x:").is_err());
+        assert!(ImageRef::parse("UPPER/../x:").is_err());
     }
 
     #[test]
