@@ -45,11 +45,11 @@ pub struct ImageRefError {
 /// quarter of a cached review's time; workloads repeat their references.
 /// Bounded by bytes; only references up to [`MAX_CACHED_REFERENCE`] bytes
 /// are kept, and only ones that parsed.
-static PARSED: std::sync::LazyLock<moka::sync::Cache<Box<str>, ImageRef>> =
+static PARSED: std::sync::LazyLock<moka::sync::Cache<String, ImageRef>> =
     std::sync::LazyLock::new(|| {
         moka::sync::Cache::builder()
             .max_capacity(PARSED_CACHE_BYTES)
-            .weigher(|k: &Box<str>, v: &ImageRef| {
+            .weigher(|k: &String, v: &ImageRef| {
                 u32::try_from(k.len() * 4 + v.original.len() + 256).unwrap_or(u32::MAX)
             })
             .time_to_idle(std::time::Duration::from_secs(600))
