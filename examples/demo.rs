@@ -125,6 +125,12 @@ async fn run(keep_running: bool) -> anyhow::Result<()> {
     };
     let evaluator = Arc::new(verify.build(Arc::new(StdoutAuditSink))?);
     let certs = tls::self_signed(&tls::default_names())?;
+    // scripts/tls-yardstick.sh serves nginx with the same certificate.
+    if let Some(dir) = std::env::var_os("SIGIL_DEMO_CERT_DIR") {
+        let dir = std::path::PathBuf::from(dir);
+        std::fs::write(dir.join("tls.crt"), &certs.cert_pem)?;
+        std::fs::write(dir.join("tls.key"), &certs.key_pem)?;
+    }
     let tls_config = RustlsConfig::from_pem(
         certs.cert_pem.clone().into_bytes(),
         certs.key_pem.clone().into_bytes(),

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The warm path against the machine's TLS + HTTP limit, in one run: sigil
+# (the demo example's server, verdict cached) and nginx (1 worker, a fixed
+# JSON answer of the same size) serve the same certificate, each pinned to
+# CPU 0; wrk runs on CPU 1 with 8 connections. Alternates nginx, sigil,
+# nginx, sigil for DURATION each (default 10s) and prints sigil's share of
+# nginx's throughput and its p50 against nginx's.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v nginx >/dev/null 2>&1 || { SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo; $SUDO apt-get install -y -qq nginx-light >/dev/null; }
+certdir=$(mktemp -d)
+export SIGIL_DEMO_CERT_DIR="$certdir"
+. scripts/demo-server.sh
+trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null || true; [ -f "$certdir/nginx.pid" ] && kill "$(cat "$certdir/nginx.pid")" 2>/dev/null; rm -rf "$work" "$certdir"' EXIT
+taskset -a -p -c 0 "$pid" >/dev/null
+python3 - "$image" > "$work/review.json" <<'PY'
+import json, sys
+img = sys.argv[1]
+print(json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+  "uid": "load", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+  "resource": {"group": "", "version": "v1", "resource": "pods"}, "name": "p", "namespace": "default",
+  "operation": "CREATE", "userInfo": {"username": "load"},
+  "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {
+    "initContainers": [{"name": "i", "image": img}],
+    "containers": [{"name": "a", "image": img}, {"name": "b", "image": img}]}}}}))
+PY
+answer=$(curl -sk -X POST -H 'Content-Type: application/json' --data @"$work/review.json" "$url")
+echo "$answer" | grep -q '"allowed":true' || { echo "review was not admitted: $answer"; exit 1; }
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# nginx answers sigil's own answer, byte for byte.
+printf '%s' "$answer" > "$certdir/answer.json"
+# nginx workers may run as another user.
+chmod 755 "$certdir"; chmod 644 "$certdir"/*
+cat > "$certdir/nginx.conf" <<NGINX
+worker_processes 1;
+pid $certdir/nginx.pid;
+error_log $certdir/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $certdir/body;
+  server {
+    listen 127.0.0.1:$port ssl;
+    ssl_certificate $certdir/tls.crt;
+    ssl_certificate_key $certdir/tls.key;
+    location = /validate {
+      default_type application/json;
+      client_body_buffer_size 64k;
+      alias $certdir/answer.json;
+      error_page 405 =200 \$uri;
+    }
+  }
+}
+NGINX
+taskset -c 0 nginx -c "$certdir/nginx.conf" -p "$certdir"
+sleep 0.5
+curl -sk -X POST --data @"$work/review.json" "https://127.0.0.1:$port/validate" | grep -q '"allowed":true' || { echo "nginx does not answer"; cat "$certdir/error.log"; exit 1; }
+cat > "$work/post.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open("$work/review.json", "r")
+wrk.body = f:read("*a")
+f:close()
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %.0f %.3f %d\n", summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000,
+    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+LUA
+run() { taskset -c 1 wrk -t1 -c8 -d"${DURATION:-10s}" --latency -s "$work/post.lua" "$1" | sed -n 's/^RESULT //p'; }
+declare -a results
+for round in 1 2; do
+  n=$(run "https://127.0.0.1:$port/validate"); s=$(run "$url")
+  echo "round $round: nginx $n | sigil $s   (requests/s, p50 ms, errors)"
+  results+=("$n|$s")
+done
+python3 - "${results[@]}" <<'PY'
+import sys
+for r in sys.argv[1:]:
+    n, s = r.split("|")
+    nr, np, ne = n.split(); sr, sp, se = s.split()
+    print(f"sigil/nginx throughput {float(sr)/float(nr):.0%}, p50 {float(sp)/float(np):.1f}x nginx's (errors: nginx {ne}, sigil {se})")
+PY
