@@ -103,6 +103,35 @@ async fn run(keep_running: bool) -> anyhow::Result<()> {
         "== policy written to {}",
         policy_dir.join("demo.yaml").display()
     );
+    // scripts/policy-scale.sh: N more policies that match none of the
+    // demo's images (distinct registries and teams, a third each `**`, `*`
+    // and literal globs), all with the demo key.
+    let extra: usize = std::env::var("SIGIL_DEMO_EXTRA_POLICIES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    if extra > 0 {
+        let key_block: String = key
+            .public_pem
+            .lines()
+            .map(|l| format!("          {l}\n"))
+            .collect();
+        let docs: String = (0..extra)
+            .map(|i| {
+                let host = format!("registry-{}.example.com", i % 20);
+                let glob = match i % 3 {
+                    0 => format!("{host}/team-{i}/**"),
+                    1 => format!("{host}/team-{i}/*"),
+                    _ => format!("{host}/team-{i}/app"),
+                };
+                format!(
+                    "---\napiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: team-{i}\nspec:\n  images:\n    - glob: \"{glob}\"\n  authorities:\n    - key:\n        data: |\n{key_block}"
+                )
+            })
+            .collect();
+        std::fs::write(policy_dir.join("extra.yaml"), docs)?;
+        println!("== {extra} more policies matching none of the demo's images");
+    }
 
     let verify = VerifyArgs {
         policy_dir: Some(policy_dir),
