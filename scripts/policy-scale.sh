@@ -7,6 +7,7 @@
 # prints the throughput ratio and each server's resident set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/review-load.sh
 SIGIL_WITH_WRK=1 scripts/setup.sh
 cargo build --release --quiet --example demo
 work=$(mktemp -d)
@@ -23,29 +24,9 @@ start many "${EXTRA:-999}"
 url_of() { sed -n 's/^serving on \(.*\) until Ctrl-C$/\1/p' "$work/$1.log"; }
 image_of() { sed -n 's/^   pushed \(.*\) (signed, \(sha256:[0-9a-f]*\))$/\1@\2/p' "$work/$1.log"; }
 for s in one many; do
-  python3 - "$(image_of $s)" > "$work/$s.json" <<'PY'
-import json, sys
-img = sys.argv[1]
-print(json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-  "uid": "load", "kind": {"group": "", "version": "v1", "kind": "Pod"},
-  "resource": {"group": "", "version": "v1", "resource": "pods"}, "name": "p", "namespace": "default",
-  "operation": "CREATE", "userInfo": {"username": "load"},
-  "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {
-    "initContainers": [{"name": "i", "image": img}],
-    "containers": [{"name": "a", "image": img}, {"name": "b", "image": img}]}}}}))
-PY
+  pod_review "$(image_of $s)" > "$work/$s.json"
   curl -sk -X POST -H 'Content-Type: application/json' --data @"$work/$s.json" "$(url_of $s)" | grep -q '"allowed":true' || { echo "$s: review was not admitted"; exit 1; }
-  cat > "$work/$s.lua" <<LUA
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local f = io.open("$work/$s.json", "r")
-wrk.body = f:read("*a")
-f:close()
-done = function(summary, latency, requests)
-  io.write(string.format("RESULT %.0f %.3f %d\n", summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000,
-    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
-end
-LUA
+  wrk_post_lua "$work/$s.json" > "$work/$s.lua"
 done
 run() { taskset -c 1 wrk -t1 -c8 -d"${DURATION:-10s}" --latency -s "$work/$1.lua" "$(url_of $1)" | sed -n 's/^RESULT //p'; }
 rss() { awk '/^(VmRSS|VmHWM):/ {printf "%s %d MiB  ", $1, $2/1024}' "/proc/$(cat "$work/$1.pid")/status"; }

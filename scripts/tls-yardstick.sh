@@ -11,19 +11,10 @@ command -v nginx >/dev/null 2>&1 || { SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo; 
 certdir=$(mktemp -d)
 export SIGIL_DEMO_CERT_DIR="$certdir"
 . scripts/demo-server.sh
+. scripts/review-load.sh
 trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null || true; [ -f "$certdir/nginx.pid" ] && kill "$(cat "$certdir/nginx.pid")" 2>/dev/null; rm -rf "$work" "$certdir"' EXIT
 taskset -a -p -c 0 "$pid" >/dev/null
-python3 - "$image" > "$work/review.json" <<'PY'
-import json, sys
-img = sys.argv[1]
-print(json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-  "uid": "load", "kind": {"group": "", "version": "v1", "kind": "Pod"},
-  "resource": {"group": "", "version": "v1", "resource": "pods"}, "name": "p", "namespace": "default",
-  "operation": "CREATE", "userInfo": {"username": "load"},
-  "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {
-    "initContainers": [{"name": "i", "image": img}],
-    "containers": [{"name": "a", "image": img}, {"name": "b", "image": img}]}}}}))
-PY
+pod_review "$image" > "$work/review.json"
 answer=$(curl -sk -X POST -H 'Content-Type: application/json' --data @"$work/review.json" "$url")
 echo "$answer" | grep -q '"allowed":true' || { echo "review was not admitted: $answer"; exit 1; }
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -55,17 +46,7 @@ NGINX
 taskset -c 0 nginx -c "$certdir/nginx.conf" -p "$certdir"
 sleep 0.5
 curl -sk -X POST --data @"$work/review.json" "https://127.0.0.1:$port/validate" | grep -q '"allowed":true' || { echo "nginx does not answer"; cat "$certdir/error.log"; exit 1; }
-cat > "$work/post.lua" <<LUA
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local f = io.open("$work/review.json", "r")
-wrk.body = f:read("*a")
-f:close()
-done = function(summary, latency, requests)
-  io.write(string.format("RESULT %.0f %.3f %d\n", summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000,
-    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
-end
-LUA
+wrk_post_lua "$work/review.json" > "$work/post.lua"
 run() { taskset -c 1 wrk -t1 -c8 -d"${DURATION:-10s}" --latency -s "$work/post.lua" "$1" | sed -n 's/^RESULT //p'; }
 declare -a results
 for round in 1 2; do
