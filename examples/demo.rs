@@ -150,6 +150,7 @@ async fn run(keep_running: bool) -> anyhow::Result<()> {
         require_digest: true,
         registry_concurrency: sigil::registry::DEFAULT_MAX_REQUESTS,
         registry_concurrency_per_host: sigil::registry::DEFAULT_MAX_REQUESTS_PER_REGISTRY,
+        registry_max_retry_wait: sigil::registry::DEFAULT_MAX_RETRY_WAIT,
         cache_memory: sigil::verify::engine::DEFAULT_CACHE_BYTES,
     };
     let evaluator = Arc::new(verify.build(Arc::new(StdoutAuditSink))?);

@@ -115,6 +115,10 @@ pub struct VerifyArgs {
     /// Registry requests in flight at once to one registry.
     #[arg(long, default_value_t = crate::registry::DEFAULT_MAX_REQUESTS_PER_REGISTRY)]
     pub registry_concurrency_per_host: usize,
+    /// A registry's `429`/`503` whose `Retry-After` is at most this long is
+    /// retried once after waiting, within the review's deadline (`0s`: never).
+    #[arg(long, value_parser = duration, default_value = "2s")]
+    pub registry_max_retry_wait: Duration,
     /// Memory all verification caches may hold together (e.g. `64MiB`,
     /// `512KiB`, `1GiB`); entries are weighed by their size.
     #[arg(long, value_parser = byte_size, default_value = "64MiB")]
@@ -265,6 +269,7 @@ impl VerifyArgs {
             read_timeout: Some(self.registry_read_timeout),
             max_requests: self.registry_concurrency,
             max_requests_per_registry: self.registry_concurrency_per_host,
+            max_retry_wait: self.registry_max_retry_wait,
         }
     }
 

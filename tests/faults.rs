@@ -302,3 +302,79 @@ async fn registry_faults_fail_closed_and_stay_within_memory() {
     let denied = enforce.stop();
     assert!(denied.iter().all(|r| r["decision"] == "denied"));
 }
+
+/// A `429` whose `Retry-After` fits `--registry-max-retry-wait` is waited
+/// for and retried once; a second refusal, or a longer wait, is a deny with
+/// the registry's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_that_asks_to_wait_is_retried_once() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let env = Env::start();
+    let proxy = FaultProxy::start(env.addr()).await;
+    let k = TestKey::generate(TestKeyKind::P256).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(
+        policies.join("p.yaml"),
+        key_policy("signed", "**", &[&k], ""),
+    )
+    .unwrap();
+    let served = Served::start(
+        dir.path(),
+        &policies,
+        &[
+            "--insecure-registry",
+            &proxy.addr,
+            "--verify-timeout",
+            "6s",
+            "--registry-max-retry-wait",
+            "2s",
+        ],
+    );
+    let image = |i: usize| {
+        let (env, k, proxy) = (&env, &k, &proxy);
+        async move {
+            let repo = format!("team/polite{i}");
+            let digest = env.push(&repo, "v1").await;
+            env.sign(&repo, &digest, k).await;
+            format!("{}/{repo}@{digest}", proxy.addr)
+        }
+    };
+    let throttled = |secs| {
+        format!(
+            "registry {} is throttling requests (HTTP 429, retry after {secs}s)",
+            proxy.addr
+        )
+    };
+
+    // Once: waited for, retried, admitted.
+    let first = image(0).await;
+    let before = proxy.faulted.load(Relaxed);
+    proxy.set_times(".sig", Fault::Throttle(1), 1);
+    let started = Instant::now();
+    let resp = served.review(&first).await;
+    assert_eq!(resp["allowed"], true, "{resp}");
+    assert_eq!(proxy.faulted.load(Relaxed) - before, 1);
+    assert!(started.elapsed() >= Duration::from_secs(1), "it waited");
+
+    // Refused again after the wait: denied with the registry's answer.
+    let second = image(1).await;
+    let before = proxy.faulted.load(Relaxed);
+    proxy.set(".sig", Fault::Throttle(1));
+    let resp = served.review(&second).await;
+    assert_eq!(resp["allowed"], false, "{resp}");
+    assert!(message(&resp).contains(&throttled(1)), "{}", message(&resp));
+    assert_eq!(proxy.faulted.load(Relaxed) - before, 2, "one retry only");
+
+    // Asked to wait longer than --registry-max-retry-wait: no retry.
+    let third = image(2).await;
+    let before = proxy.faulted.load(Relaxed);
+    proxy.set(".sig", Fault::Throttle(3));
+    let resp = served.review(&third).await;
+    assert_eq!(resp["allowed"], false, "{resp}");
+    assert!(message(&resp).contains(&throttled(3)), "{}", message(&resp));
+    assert_eq!(proxy.faulted.load(Relaxed) - before, 1);
+    proxy.clear();
+    served.stop();
+}

@@ -86,6 +86,8 @@ struct Shared {
     /// first: one round trip saved per request (basic) or per repository
     /// (bearer: the token is fetched before the first request).
     challenges: moka::sync::Cache<(String, String), Challenge>,
+    /// Longest `Retry-After` waited for, once.
+    max_retry_wait: Duration,
 }
 
 /// Reads from registries for verification. One per credential set
@@ -168,6 +170,7 @@ impl RegistryClient {
                     .max_capacity(1_000)
                     .time_to_live(Duration::from_secs(600))
                     .build(),
+                max_retry_wait: opts.max_retry_wait,
             }),
             auths,
             fingerprint: String::new(),
@@ -454,6 +457,7 @@ impl RegistryClient {
             }
         }
         let mut answered_challenge = false;
+        let mut waited = false;
         loop {
             let mut req = self
                 .shared
@@ -473,6 +477,18 @@ impl RegistryClient {
                     inner: resp,
                     _permits: permits,
                 });
+            }
+            if let Some(wait) = retry_wait(&resp)
+                .filter(|w| !waited && !w.is_zero() && *w <= self.shared.max_retry_wait)
+            {
+                // A polite registry said when to come back, soon enough
+                // to matter for this review: wait once, holding this
+                // registry's permits so that others queue rather than add
+                // to its load. The review's deadline still bounds it.
+                waited = true;
+                drop(resp);
+                tokio::time::sleep(wait).await;
+                continue;
             }
             if status == StatusCode::UNAUTHORIZED && !answered_challenge {
                 answered_challenge = true;
@@ -529,6 +545,26 @@ impl RegistryClient {
             }
         })
     }
+}
+
+/// How long a `429` or `503` asks to wait (`Retry-After` in seconds);
+/// `None` for any other answer or without the header.
+fn retry_wait(resp: &reqwest::Response) -> Option<Duration> {
+    if !matches!(
+        resp.status(),
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+    ) {
+        return None;
+    }
+    let secs: u64 = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs))
 }
 
 /// A response whose request-limit permits are released when it is dropped.

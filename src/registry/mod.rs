@@ -31,6 +31,6 @@ pub use client::RegistryClient;
 pub use credentials::{parse_docker_config, read_docker_config, Credentials, RegistryConfigError};
 pub use error::RegistryError;
 pub use options::{
-    RegistryOptions, DEFAULT_MAX_REQUESTS, DEFAULT_MAX_REQUESTS_PER_REGISTRY, MAX_DESCRIPTORS,
-    MAX_MANIFEST_BYTES,
+    RegistryOptions, DEFAULT_MAX_REQUESTS, DEFAULT_MAX_REQUESTS_PER_REGISTRY,
+    DEFAULT_MAX_RETRY_WAIT, MAX_DESCRIPTORS, MAX_MANIFEST_BYTES,
 };

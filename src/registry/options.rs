@@ -39,6 +39,11 @@ pub struct RegistryOptions {
     pub max_requests: usize,
     /// Registry requests in flight at once to one registry host.
     pub max_requests_per_registry: usize,
+    /// A `429` or `503` whose `Retry-After` asks for at most this long is
+    /// retried once after waiting (still within the review's deadline);
+    /// longer, or a second refusal, fails with the registry's answer.
+    /// Zero never retries.
+    pub max_retry_wait: Duration,
 }
 
 impl Default for RegistryOptions {
@@ -51,10 +56,14 @@ impl Default for RegistryOptions {
             read_timeout: None,
             max_requests: DEFAULT_MAX_REQUESTS,
             max_requests_per_registry: DEFAULT_MAX_REQUESTS_PER_REGISTRY,
+            max_retry_wait: DEFAULT_MAX_RETRY_WAIT,
         }
     }
 }
 
+/// Default of `--registry-max-retry-wait`: a quarter of the default
+/// verification deadline.
+pub const DEFAULT_MAX_RETRY_WAIT: Duration = Duration::from_secs(2);
 /// Default of `--registry-concurrency`.
 pub const DEFAULT_MAX_REQUESTS: usize = 32;
 /// Default of `--registry-concurrency-per-host`.

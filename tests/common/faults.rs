@@ -42,7 +42,7 @@ pub enum Fault {
 pub struct FaultProxy {
     /// `127.0.0.1:<port>`.
     pub addr: String,
-    state: Arc<Mutex<(String, Fault)>>,
+    state: Arc<Mutex<(String, Fault, Option<usize>)>>,
     /// Requests that got the fault.
     pub faulted: Arc<std::sync::atomic::AtomicUsize>,
     /// Requests forwarded unchanged.
@@ -54,7 +54,7 @@ impl FaultProxy {
     pub async fn start(upstream: &str) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let state = Arc::new(Mutex::new((String::new(), Fault::None)));
+        let state = Arc::new(Mutex::new((String::new(), Fault::None, None)));
         let faulted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let forwarded = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let upstream = upstream.to_string();
@@ -77,7 +77,13 @@ impl FaultProxy {
 
     /// Requests whose path contains `needle` get `fault` from now on.
     pub fn set(&self, needle: &str, fault: Fault) {
-        *self.state.lock().unwrap() = (needle.to_string(), fault);
+        *self.state.lock().unwrap() = (needle.to_string(), fault, None);
+    }
+
+    /// The next `times` requests whose path contains `needle` get `fault`;
+    /// later ones are forwarded.
+    pub fn set_times(&self, needle: &str, fault: Fault, times: usize) {
+        *self.state.lock().unwrap() = (needle.to_string(), fault, Some(times));
     }
 
     /// Everything is forwarded unchanged from now on.
@@ -171,7 +177,7 @@ fn layer(i: usize) -> String {
 async fn handle(
     mut conn: TcpStream,
     upstream: &str,
-    state: &Mutex<(String, Fault)>,
+    state: &Mutex<(String, Fault, Option<usize>)>,
     faulted: &std::sync::atomic::AtomicUsize,
     forwarded: &std::sync::atomic::AtomicUsize,
 ) -> std::io::Result<()> {
@@ -185,8 +191,23 @@ async fn handle(
         .unwrap_or("")
         .to_string();
     let path = line.split(' ').nth(1).unwrap_or("").to_string();
-    let (needle, fault) = state.lock().unwrap().clone();
-    if fault == Fault::None || needle.is_empty() || !path.contains(&needle) {
+    let fault = {
+        let mut st = state.lock().unwrap();
+        let (needle, fault, remaining) = &mut *st;
+        let applies = *fault != Fault::None
+            && !needle.is_empty()
+            && path.contains(needle.as_str())
+            && remaining.is_none_or(|n| n > 0);
+        if applies {
+            if let Some(n) = remaining {
+                *n -= 1;
+            }
+            fault.clone()
+        } else {
+            Fault::None
+        }
+    };
+    if fault == Fault::None {
         forwarded.fetch_add(1, Ordering::Relaxed);
         let (h, b) = fetch(upstream, &head).await?;
         conn.write_all(&h).await?;
