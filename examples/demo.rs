@@ -151,6 +151,8 @@ async fn run(keep_running: bool) -> anyhow::Result<()> {
         registry_concurrency: sigil::registry::DEFAULT_MAX_REQUESTS,
         registry_concurrency_per_host: sigil::registry::DEFAULT_MAX_REQUESTS_PER_REGISTRY,
         registry_max_retry_wait: sigil::registry::DEFAULT_MAX_RETRY_WAIT,
+        registry_breaker_failures: sigil::registry::DEFAULT_BREAKER_FAILURES,
+        registry_breaker_cooldown: sigil::registry::DEFAULT_BREAKER_COOLDOWN,
         cache_memory: sigil::verify::engine::DEFAULT_CACHE_BYTES,
     };
     let evaluator = Arc::new(verify.build(Arc::new(StdoutAuditSink))?);

@@ -119,6 +119,14 @@ pub struct VerifyArgs {
     /// retried once after waiting, within the review's deadline (`0s`: never).
     #[arg(long, value_parser = duration, default_value = "2s")]
     pub registry_max_retry_wait: Duration,
+    /// Failures in a row (unreachable, timeout, reset, 5xx) after which a
+    /// registry is not contacted for `--registry-breaker-cooldown` and its
+    /// images are denied at once with that reason (`0`: never).
+    #[arg(long, default_value_t = crate::registry::DEFAULT_BREAKER_FAILURES)]
+    pub registry_breaker_failures: u32,
+    /// How long an open breaker refuses before one probe request goes through.
+    #[arg(long, value_parser = duration, default_value = "10s")]
+    pub registry_breaker_cooldown: Duration,
     /// Memory all verification caches may hold together (e.g. `64MiB`,
     /// `512KiB`, `1GiB`); entries are weighed by their size.
     #[arg(long, value_parser = byte_size, default_value = "64MiB")]
@@ -270,6 +278,8 @@ impl VerifyArgs {
             max_requests: self.registry_concurrency,
             max_requests_per_registry: self.registry_concurrency_per_host,
             max_retry_wait: self.registry_max_retry_wait,
+            breaker_failures: self.registry_breaker_failures,
+            breaker_cooldown: self.registry_breaker_cooldown,
         }
     }
 

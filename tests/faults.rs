@@ -378,3 +378,74 @@ async fn a_registry_that_asks_to_wait_is_retried_once() {
     proxy.clear();
     served.stop();
 }
+
+/// A registry that keeps failing (HTTP 503 here) opens its breaker after
+/// `--registry-breaker-failures` failures in a row: its images are denied
+/// at once with that reason, and the registry gets no request until the
+/// cooldown is over; then one probe goes through, and once the registry
+/// answers again the next review is admitted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_registry_opens_its_breaker_and_is_probed() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let env = Env::start();
+    let proxy = FaultProxy::start(env.addr()).await;
+    let k = TestKey::generate(TestKeyKind::P256).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(
+        policies.join("p.yaml"),
+        key_policy("signed", "**", &[&k], ""),
+    )
+    .unwrap();
+    let served = Served::start(
+        dir.path(),
+        &policies,
+        &[
+            "--insecure-registry",
+            &proxy.addr,
+            "--registry-breaker-failures",
+            "3",
+            "--registry-breaker-cooldown",
+            "2s",
+        ],
+    );
+    let repo = "team/flaky";
+    let digest = env.push(repo, "v1").await;
+    env.sign(repo, &digest, &k).await;
+    let image = format!("{}/{repo}@{digest}", proxy.addr);
+
+    proxy.set(".sig", Fault::Status(503));
+    for _ in 0..3 {
+        let resp = served.review(&image).await;
+        assert_eq!(resp["allowed"], false, "{resp}");
+        assert!(message(&resp).contains("HTTP 503"), "{}", message(&resp));
+    }
+    // Open: denied at once, and the registry is not asked.
+    let asked = proxy.faulted.load(Relaxed) + proxy.forwarded.load(Relaxed);
+    let started = Instant::now();
+    let resp = served.review(&image).await;
+    assert_eq!(resp["allowed"], false, "{resp}");
+    assert!(
+        message(&resp).contains(&format!(
+            "registry {} is failing (3 failures in a row); not contacted for another",
+            proxy.addr
+        )),
+        "{}",
+        message(&resp)
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(
+        proxy.faulted.load(Relaxed) + proxy.forwarded.load(Relaxed),
+        asked,
+        "no request while open"
+    );
+
+    // The registry recovers; after the cooldown the probe goes through and
+    // the review is admitted.
+    proxy.clear();
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    let resp = served.review(&image).await;
+    assert_eq!(resp["allowed"], true, "{resp}");
+    served.stop();
+}

@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::auth::{basic, fetch_token, parse_challenge, Challenge, Token};
+use super::breaker::Breakers;
 use super::credentials::{read_docker_config, Credentials, RegistryConfigError};
 use super::error::RegistryError;
 use super::error::{status_error, transport_error};
@@ -88,6 +89,8 @@ struct Shared {
     challenges: moka::sync::Cache<(String, String), Challenge>,
     /// Longest `Retry-After` waited for, once.
     max_retry_wait: Duration,
+    /// One circuit breaker per registry host.
+    breakers: Breakers,
 }
 
 /// Reads from registries for verification. One per credential set
@@ -171,6 +174,7 @@ impl RegistryClient {
                     .time_to_live(Duration::from_secs(600))
                     .build(),
                 max_retry_wait: opts.max_retry_wait,
+                breakers: Breakers::new(opts.breaker_failures, opts.breaker_cooldown),
             }),
             auths,
             fingerprint: String::new(),
@@ -435,6 +439,15 @@ impl RegistryClient {
     ) -> Result<LimitedResponse, RegistryError> {
         let registry = reference.registry();
         let repository = reference.repository();
+        let breakers = &self.shared.breakers;
+        if let Err(open) = breakers.admit(registry, Instant::now()) {
+            return Err(RegistryError::CircuitOpen {
+                registry: registry.to_string(),
+                failures: open.failures,
+                retry_in_secs: open.retry_in.as_secs()
+                    + u64::from(open.retry_in.subsec_nanos() > 0),
+            });
+        }
         let permits = self.shared.limits.acquire(registry).await;
         let url = format!("{}{path}", self.base_url(registry));
         let token_key = (
@@ -467,11 +480,19 @@ impl RegistryClient {
             if let Some(a) = &authorization {
                 req = req.header(AUTHORIZATION, a);
             }
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| transport_error(registry, &e))?;
+            let resp = match req.send().await {
+                Ok(resp) => resp,
+                Err(e) => {
+                    breakers.failure(registry, Instant::now());
+                    return Err(transport_error(registry, &e));
+                }
+            };
             let status = resp.status();
+            if status.is_server_error() {
+                breakers.failure(registry, Instant::now());
+            } else {
+                breakers.success(registry);
+            }
             if status.is_success() {
                 return Ok(LimitedResponse {
                     inner: resp,

@@ -69,6 +69,17 @@ pub enum RegistryError {
         /// What the bytes hash to.
         actual: String,
     },
+    /// The registry kept failing; it is not contacted until the breaker's
+    /// cooldown is over.
+    #[error("registry {registry} is failing ({failures} failures in a row); not contacted for another {}s", retry_in_secs)]
+    CircuitOpen {
+        /// Host.
+        registry: String,
+        /// Failures in a row that opened the breaker.
+        failures: u32,
+        /// Seconds until the next probe (rounded up).
+        retry_in_secs: u64,
+    },
     /// Anything else the registry or transport reported.
     #[error("registry {registry} error: {reason}")]
     Protocol {

@@ -19,9 +19,11 @@
 //! - `auth`: `WWW-Authenticate` challenges and token exchange;
 //! - [`credentials`]: docker `config.json` and per-request credential sets;
 //! - [`error`]: failures worded for a deny message;
+//! - [`breaker`]: the circuit breaker per registry host;
 //! - [`options`]: how to reach registries, and every read limit.
 
 mod auth;
+pub mod breaker;
 pub mod client;
 pub mod credentials;
 pub mod error;
@@ -31,6 +33,6 @@ pub use client::RegistryClient;
 pub use credentials::{parse_docker_config, read_docker_config, Credentials, RegistryConfigError};
 pub use error::RegistryError;
 pub use options::{
-    RegistryOptions, DEFAULT_MAX_REQUESTS, DEFAULT_MAX_REQUESTS_PER_REGISTRY,
-    DEFAULT_MAX_RETRY_WAIT, MAX_DESCRIPTORS, MAX_MANIFEST_BYTES,
+    RegistryOptions, DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_FAILURES, DEFAULT_MAX_REQUESTS,
+    DEFAULT_MAX_REQUESTS_PER_REGISTRY, DEFAULT_MAX_RETRY_WAIT, MAX_DESCRIPTORS, MAX_MANIFEST_BYTES,
 };

@@ -44,6 +44,11 @@ pub struct RegistryOptions {
     /// longer, or a second refusal, fails with the registry's answer.
     /// Zero never retries.
     pub max_retry_wait: Duration,
+    /// Failures in a row (unreachable, timeout, reset, 5xx) after which a
+    /// registry is not contacted for `breaker_cooldown`; 0 never.
+    pub breaker_failures: u32,
+    /// How long an open breaker refuses before one probe goes through.
+    pub breaker_cooldown: Duration,
 }
 
 impl Default for RegistryOptions {
@@ -57,6 +62,8 @@ impl Default for RegistryOptions {
             max_requests: DEFAULT_MAX_REQUESTS,
             max_requests_per_registry: DEFAULT_MAX_REQUESTS_PER_REGISTRY,
             max_retry_wait: DEFAULT_MAX_RETRY_WAIT,
+            breaker_failures: DEFAULT_BREAKER_FAILURES,
+            breaker_cooldown: DEFAULT_BREAKER_COOLDOWN,
         }
     }
 }
@@ -64,6 +71,10 @@ impl Default for RegistryOptions {
 /// Default of `--registry-max-retry-wait`: a quarter of the default
 /// verification deadline.
 pub const DEFAULT_MAX_RETRY_WAIT: Duration = Duration::from_secs(2);
+/// Default of `--registry-breaker-failures`.
+pub const DEFAULT_BREAKER_FAILURES: u32 = 5;
+/// Default of `--registry-breaker-cooldown`.
+pub const DEFAULT_BREAKER_COOLDOWN: Duration = Duration::from_secs(10);
 /// Default of `--registry-concurrency`.
 pub const DEFAULT_MAX_REQUESTS: usize = 32;
 /// Default of `--registry-concurrency-per-host`.
