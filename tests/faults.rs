@@ -303,35 +303,55 @@ async fn registry_faults_fail_closed_and_stay_within_memory() {
     assert!(denied.iter().all(|r| r["decision"] == "denied"));
 }
 
+/// `sigil serve` with a key policy over `**`, reading the real registry
+/// through a fault proxy.
+struct Proxied {
+    env: Env,
+    proxy: FaultProxy,
+    k: TestKey,
+    served: Served,
+    _dir: tempfile::TempDir,
+}
+
+impl Proxied {
+    async fn start(flags: &[&str]) -> Proxied {
+        let env = Env::start();
+        let proxy = FaultProxy::start(env.addr()).await;
+        let k = TestKey::generate(TestKeyKind::P256).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let policies = dir.path().join("policies");
+        std::fs::create_dir_all(&policies).unwrap();
+        std::fs::write(
+            policies.join("p.yaml"),
+            key_policy("signed", "**", &[&k], ""),
+        )
+        .unwrap();
+        let mut all = vec!["--insecure-registry", proxy.addr.as_str()];
+        all.extend_from_slice(flags);
+        let served = Served::start(dir.path(), &policies, &all);
+        Proxied {
+            env,
+            proxy,
+            k,
+            served,
+            _dir: dir,
+        }
+    }
+}
+
 /// A `429` whose `Retry-After` fits `--registry-max-retry-wait` is waited
 /// for and retried once; a second refusal, or a longer wait, is a deny with
 /// the registry's answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registry_that_asks_to_wait_is_retried_once() {
     use std::sync::atomic::Ordering::Relaxed;
-    let env = Env::start();
-    let proxy = FaultProxy::start(env.addr()).await;
-    let k = TestKey::generate(TestKeyKind::P256).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let policies = dir.path().join("policies");
-    std::fs::create_dir_all(&policies).unwrap();
-    std::fs::write(
-        policies.join("p.yaml"),
-        key_policy("signed", "**", &[&k], ""),
-    )
-    .unwrap();
-    let served = Served::start(
-        dir.path(),
-        &policies,
-        &[
-            "--insecure-registry",
-            &proxy.addr,
-            "--verify-timeout",
-            "6s",
-            "--registry-max-retry-wait",
-            "2s",
-        ],
-    );
+    let Proxied {
+        env,
+        proxy,
+        k,
+        served,
+        _dir,
+    } = Proxied::start(&["--verify-timeout", "6s", "--registry-max-retry-wait", "2s"]).await;
     let image = |i: usize| {
         let (env, k, proxy) = (&env, &k, &proxy);
         async move {
@@ -387,29 +407,19 @@ async fn a_registry_that_asks_to_wait_is_retried_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_registry_opens_its_breaker_and_is_probed() {
     use std::sync::atomic::Ordering::Relaxed;
-    let env = Env::start();
-    let proxy = FaultProxy::start(env.addr()).await;
-    let k = TestKey::generate(TestKeyKind::P256).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let policies = dir.path().join("policies");
-    std::fs::create_dir_all(&policies).unwrap();
-    std::fs::write(
-        policies.join("p.yaml"),
-        key_policy("signed", "**", &[&k], ""),
-    )
-    .unwrap();
-    let served = Served::start(
-        dir.path(),
-        &policies,
-        &[
-            "--insecure-registry",
-            &proxy.addr,
-            "--registry-breaker-failures",
-            "3",
-            "--registry-breaker-cooldown",
-            "2s",
-        ],
-    );
+    let Proxied {
+        env,
+        proxy,
+        k,
+        served,
+        _dir,
+    } = Proxied::start(&[
+        "--registry-breaker-failures",
+        "3",
+        "--registry-breaker-cooldown",
+        "2s",
+    ])
+    .await;
     let repo = "team/flaky";
     let digest = env.push(repo, "v1").await;
     env.sign(repo, &digest, &k).await;

@@ -42,6 +42,17 @@ fn evaluator(policy: &str, opts: RegistryOptions) -> Evaluator {
     )
 }
 
+/// A docker `config.json` with alice's credentials for `registry`.
+fn docker_config(dir: &std::path::Path, registry: &str) -> std::path::PathBuf {
+    let config = dir.join("config.json");
+    std::fs::write(
+        &config,
+        format!(r#"{{"auths":{{"{registry}":{{"auth":"YWxpY2U6czNjcmV0"}}}}}}"#),
+    )
+    .unwrap();
+    config
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_auth_from_docker_config() {
     let private = private_registry();
@@ -82,15 +93,7 @@ async fn basic_auth_from_docker_config() {
         message(&resp)
     );
 
-    let config = dir.path().join("config.json");
-    std::fs::write(
-        &config,
-        format!(
-            r#"{{"auths":{{"{}":{{"auth":"YWxpY2U6czNjcmV0"}}}}}}"#,
-            reg.addr
-        ),
-    )
-    .unwrap();
+    let config = docker_config(dir.path(), &reg.addr);
     let with = evaluator(
         &policy,
         RegistryOptions {
@@ -183,15 +186,7 @@ async fn a_cold_review_makes_only_the_requests_it_needs() {
             .await
             .unwrap();
     }
-    let config = dir.path().join("config.json");
-    std::fs::write(
-        &config,
-        format!(
-            r#"{{"auths":{{"{}":{{"auth":"YWxpY2U6czNjcmV0"}}}}}}"#,
-            reg.addr
-        ),
-    )
-    .unwrap();
+    let config = docker_config(dir.path(), &reg.addr);
     let eval = evaluator(
         &key_policy("p", "**", &[&k], ""),
         RegistryOptions {

@@ -165,12 +165,27 @@ impl RegistryClient {
                     .iter()
                     .map(|h| crate::image::canonical_registry(h))
                     .collect(),
+                // Both hold what registries sent (tokens up to 64 KiB,
+                // challenge parameters up to a header's size), for hosts a
+                // tenant can name: weighed in bytes, not counted.
                 tokens: moka::sync::Cache::builder()
-                    .max_capacity(10_000)
+                    .max_capacity(AUTH_CACHE_BYTES)
+                    .weigher(|k: &(String, String, String), t: &Token| {
+                        weight(k.0.len() + k.1.len() + k.2.len() + t.value.len() + 64)
+                    })
                     .time_to_live(Duration::from_secs(3_600))
                     .build(),
                 challenges: moka::sync::Cache::builder()
-                    .max_capacity(1_000)
+                    .max_capacity(AUTH_CACHE_BYTES)
+                    .weigher(|k: &(String, String), c: &Challenge| {
+                        let params = match c {
+                            Challenge::Basic => 0,
+                            Challenge::Bearer(p) => {
+                                p.iter().map(|(k, v)| k.len() + v.len() + 48).sum()
+                            }
+                        };
+                        weight(k.0.len() + k.1.len() + params + 64)
+                    })
                     .time_to_live(Duration::from_secs(600))
                     .build(),
                 max_retry_wait: opts.max_retry_wait,
@@ -566,6 +581,14 @@ impl RegistryClient {
             }
         })
     }
+}
+
+/// Bytes the token cache, and separately the challenge cache, may hold.
+const AUTH_CACHE_BYTES: u64 = 4 << 20;
+
+/// A cache entry's weight in bytes, as moka wants it.
+fn weight(bytes: usize) -> u32 {
+    u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
 /// How long a `429` or `503` asks to wait (`Retry-After` in seconds);
