@@ -115,6 +115,7 @@ async fn tls_registry_with_a_private_ca() {
     let reg = LocalRegistry::start_with(&RegistrySetup {
         htpasswd: None,
         tls: Some((crt, key)),
+        token: None,
     })
     .unwrap();
     let client = Client::new(ClientConfig {

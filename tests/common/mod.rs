@@ -19,6 +19,7 @@ pub use sigil_testkit::pod_review;
 
 pub mod faults;
 pub mod kube;
+pub mod token_server;
 
 /// One registry plus a client that pushes to it.
 pub struct Env {
@@ -77,6 +78,7 @@ pub fn private_registry() -> PrivateRegistry {
     let registry = LocalRegistry::start_with(&sigil_testkit::RegistrySetup {
         htpasswd: Some(htpasswd),
         tls: None,
+        token: None,
     })
     .expect("start docker-registry with basic auth");
     PrivateRegistry {
@@ -100,6 +102,8 @@ pub struct Opts {
     /// --image` do); tests/gate.rs covers the requirement itself, and the
     /// cluster and server tests run the binary with its default (on).
     pub require_digest: bool,
+    /// A docker `config.json` with registry credentials.
+    pub docker_config: Option<std::path::PathBuf>,
 }
 
 impl Opts {
@@ -111,6 +115,7 @@ impl Opts {
             insecure: vec![addr.to_string()],
             trust: None,
             require_digest: false,
+            docker_config: None,
         }
     }
 }
@@ -122,6 +127,7 @@ pub fn pipeline(policies_yaml: &str, opts: &Opts) -> (Arc<Evaluator>, Arc<Memory
     store.replace_source("test", &defs);
     let registry = RegistryClient::new(&RegistryOptions {
         insecure: opts.insecure.clone(),
+        docker_config: opts.docker_config.clone(),
         connect_timeout: Some(Duration::from_secs(2)),
         read_timeout: Some(Duration::from_secs(5)),
         ..Default::default()

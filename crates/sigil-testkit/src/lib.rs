@@ -57,6 +57,22 @@ pub struct RegistrySetup {
     pub htpasswd: Option<PathBuf>,
     /// Serving certificate and key (PEM files): turns on TLS.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Distribution's token auth: clients get bearer tokens from a token
+    /// server, whose JWTs the registry checks against a certificate bundle.
+    pub token: Option<TokenAuthSetup>,
+}
+
+/// distribution's `auth.token` settings.
+#[derive(Debug, Clone)]
+pub struct TokenAuthSetup {
+    /// The token server's URL, sent in the `WWW-Authenticate` challenge.
+    pub realm: String,
+    /// This registry's name in tokens (their audience).
+    pub service: String,
+    /// Who must have issued the tokens.
+    pub issuer: String,
+    /// PEM certificates one of which must anchor the token's `x5c` chain.
+    pub root_cert_bundle: PathBuf,
 }
 
 /// The registry binary: `$SIGIL_REGISTRY_BIN` or Debian's `/usr/bin/docker-registry`.
@@ -94,6 +110,20 @@ impl LocalRegistry {
                 )
             })
             .unwrap_or_default();
+        let auth = auth
+            + &setup
+                .token
+                .as_ref()
+                .map(|t| {
+                    format!(
+                        "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                        t.realm,
+                        t.service,
+                        t.issuer,
+                        t.root_cert_bundle.display()
+                    )
+                })
+                .unwrap_or_default();
         let tls = setup
             .tls
             .as_ref()
