@@ -91,6 +91,7 @@ async fn run(keep_running: bool) -> anyhow::Result<()> {
     push_image(&client, &unsigned).await?;
     println!("   pushed {} (signed, {signed_digest})", signed.whole());
     println!("   pushed {} (not signed)", unsigned.whole());
+    println!("   registry log: {}", registry.log_path.display());
 
     let work = tempfile::tempdir()?;
     let policy_dir = work.path().join("policies");
@@ -131,6 +132,36 @@ async fn run(keep_running: bool) -> anyhow::Result<()> {
             .collect();
         std::fs::write(policy_dir.join("extra.yaml"), docs)?;
         println!("== {extra} more policies matching none of the demo's images");
+    }
+
+    // scripts/verdict-memory.sh: N more signatures in demo/signed, each
+    // over a distinct digest with no image behind it (a review pinned by
+    // digest reads only the signature), listed one per line in a file.
+    let signed_digests: usize = std::env::var("SIGIL_DEMO_SIGNED_DIGESTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    if signed_digests > 0 {
+        use futures::StreamExt as _;
+        use sha2::Digest as _;
+        let digests: Vec<String> = (0..signed_digests)
+            .map(|i| {
+                format!(
+                    "sha256:{}",
+                    hex::encode(sha2::Sha256::digest(format!("sigil-demo-{i}")))
+                )
+            })
+            .collect();
+        let results: Vec<anyhow::Result<()>> = futures::stream::iter(digests.iter())
+            .map(|d| sign_image(&client, &registry.addr, "demo/signed", d, &key))
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+        if let Some(file) = std::env::var_os("SIGIL_DEMO_DIGESTS_FILE") {
+            std::fs::write(file, digests.join("\n") + "\n")?;
+        }
+        println!("== {signed_digests} more signed digests in demo/signed");
     }
 
     let verify = VerifyArgs {

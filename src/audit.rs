@@ -77,12 +77,15 @@ pub struct StdoutAuditSink;
 
 impl AuditSink for StdoutAuditSink {
     fn record(&self, record: &AuditRecord) {
-        if let Ok(mut line) = serde_json::to_vec(record) {
-            line.push(b'\n');
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(&line);
-            let _ = out.flush();
-        }
+        let written = match serde_json::to_vec(record) {
+            Ok(mut line) => {
+                line.push(b'\n');
+                let mut out = std::io::stdout().lock();
+                out.write_all(&line).and_then(|()| out.flush()).is_ok()
+            }
+            Err(_) => false,
+        };
+        crate::metrics::global().audit_record(written);
     }
 }
 

@@ -152,6 +152,19 @@ pub fn byte_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
+/// Where the metrics listener listens, if anywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsListen(pub Option<SocketAddr>);
+
+fn parse_metrics_listen(s: &str) -> Result<MetricsListen, String> {
+    if s == "off" {
+        return Ok(MetricsListen(None));
+    }
+    s.parse()
+        .map(|a| MetricsListen(Some(a)))
+        .map_err(|e| format!("{s:?} is not an address (host:port) or `off`: {e}"))
+}
+
 /// `sigil serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -161,6 +174,10 @@ pub struct ServeArgs {
     /// Address to listen on (HTTPS).
     #[arg(long, default_value = "0.0.0.0:8443")]
     pub listen: SocketAddr,
+    /// Address of the plain-HTTP Prometheus listener (`GET /metrics`), or
+    /// `off`.
+    #[arg(long, default_value = "0.0.0.0:9090", value_parser = parse_metrics_listen)]
+    pub metrics_listen: MetricsListen,
     /// Serving certificate (PEM); reloaded when it changes.
     #[arg(long, requires = "tls_key", conflicts_with = "self_signed")]
     pub tls_cert: Option<PathBuf>,

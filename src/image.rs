@@ -53,8 +53,17 @@ static PARSED: std::sync::LazyLock<moka::sync::Cache<String, ImageRef>> =
                 u32::try_from(k.len() * 4 + v.original.len() + 256).unwrap_or(u32::MAX)
             })
             .time_to_idle(std::time::Duration::from_secs(600))
+            .eviction_listener(|_, _, cause| {
+                crate::metrics::global().cache_removal(crate::metrics::CacheName::references, cause)
+            })
             .build()
     });
+
+/// What the parsed-reference cache holds now, weighed in bytes.
+pub fn parse_cache_bytes() -> u64 {
+    PARSED.run_pending_tasks();
+    PARSED.weighted_size()
+}
 
 /// Bytes the parsed-reference cache may hold (about 10,000 typical references).
 const PARSED_CACHE_BYTES: u64 = 4 << 20;
@@ -68,9 +77,12 @@ impl ImageRef {
         if original.len() > MAX_CACHED_REFERENCE {
             return Self::parse_uncached(original);
         }
+        let metrics = crate::metrics::global();
         if let Some(hit) = PARSED.get(original) {
+            metrics.cache_lookup(crate::metrics::CacheName::references, true);
             return Ok(hit);
         }
+        metrics.cache_lookup(crate::metrics::CacheName::references, false);
         let parsed = Self::parse_uncached(original)?;
         PARSED.insert(original.into(), parsed.clone());
         Ok(parsed)

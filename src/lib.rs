@@ -20,6 +20,7 @@ pub mod crd;
 pub mod decision;
 pub mod duration;
 pub mod image;
+pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod registry;

@@ -58,6 +58,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Duration::from_secs(2),
         ));
     }
+    if let Some(listen) = args.metrics_listen.0 {
+        let addr = server::start_metrics(listen, evaluator.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {listen}: {e}"))?;
+        tracing::info!(%addr, "metrics on http://{addr}/metrics");
+    }
     let client_ca = args.client_ca.clone();
     let (tls_config, files_to_watch) = match (&args.tls_cert, &args.tls_key, args.self_signed) {
         (Some(cert), Some(key), false) => (

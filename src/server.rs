@@ -231,6 +231,44 @@ pub async fn start(
     Ok(RunningServer { addr, handle, task })
 }
 
+/// The content type of the OpenMetrics text format.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The metrics router: `GET /metrics` (sampled gauges refreshed first).
+pub fn metrics_router(evaluator: Arc<Evaluator>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let evaluator = evaluator.clone();
+            async move {
+                evaluator.sample_metrics().await;
+                (
+                    [(header::CONTENT_TYPE, OPENMETRICS)],
+                    crate::metrics::global().encode(),
+                )
+            }
+        }),
+    )
+}
+
+/// Starts the plain-HTTP metrics listener on `listen` (port 0 picks a free
+/// port); returns where it listens. It runs until the process ends: it
+/// holds no state worth draining.
+pub async fn start_metrics(
+    listen: SocketAddr,
+    evaluator: Arc<Evaluator>,
+) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let app = metrics_router(evaluator);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics listener stopped");
+        }
+    });
+    Ok(addr)
+}
+
 /// Resolves when SIGTERM or Ctrl-C arrives.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

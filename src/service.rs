@@ -21,7 +21,8 @@ use crate::admission::{self, ReviewError};
 use crate::audit::{now_rfc3339, AuditRecord, AuditSink, RequestContext};
 use crate::decision::{decide, DecisionSettings, ServerMode, Verdict};
 use crate::image::ImageRef;
-use crate::policy::{LoadedPolicy, PolicyStore};
+use crate::metrics::{self, Decision};
+use crate::policy::{LoadedPolicy, PolicyMode, PolicyStore};
 use crate::registry::Credentials;
 use crate::verify::{Failure, ImageReport, PolicyOutcome, Verifier};
 use crate::workload::ImageUse;
@@ -203,6 +204,7 @@ impl Evaluator {
             .buffered(IMAGES_IN_PARALLEL)
             .collect()
             .await;
+        record_policy_results(&reports);
         let verdict = decide(&reports, decision);
         if !verdict.findings.is_empty() {
             let time = now_rfc3339();
@@ -245,16 +247,51 @@ impl Evaluator {
         .unwrap_or_else(|_| Credentials::none())
     }
 
+    /// Sets the metrics sampled rather than counted: what each cache
+    /// holds, and policies and trust roots by readiness.
+    pub async fn sample_metrics(&self) {
+        let metrics = metrics::global();
+        for (cache, bytes) in self.verifier.cache_bytes().await {
+            metrics.set_cache_bytes(cache, bytes);
+        }
+        metrics.set_cache_bytes(
+            metrics::CacheName::references,
+            crate::image::parse_cache_bytes(),
+        );
+        metrics.set_cache_bytes(
+            metrics::CacheName::tokens,
+            self.verifier.registry().token_cache_bytes(),
+        );
+        let policies = self.store.current();
+        let ready = policies
+            .policies()
+            .iter()
+            .filter(|p| matches!(p, LoadedPolicy::Valid(_)))
+            .count();
+        metrics.set_policies(ready, policies.policies().len() - ready);
+        let (ready, not_ready) = self.verifier.trust().readiness();
+        metrics.set_trust_roots(ready, not_ready);
+    }
+
     /// Answers one AdmissionReview body. `Err` means the body was unusable
     /// (HTTP 400); every decision, allow or deny, is `Ok`.
     pub async fn review(&self, body: &[u8]) -> Result<Vec<u8>, ReviewError> {
-        let req = admission::decode(body)?;
+        let started = std::time::Instant::now();
+        let metrics = metrics::global();
+        let req = match admission::decode(body) {
+            Ok(req) => req,
+            Err(e) => {
+                metrics.review("", "", Decision::invalid, started.elapsed());
+                return Err(e);
+            }
+        };
         let mut ctx = admission::context(&req);
         if self.credentials.is_some() {
             ctx = admission::with_pull_secrets(ctx, &req);
         }
         let span = tracing::info_span!("review", uid = %ctx.uid, kind = %ctx.kind, namespace = %ctx.namespace, name = %ctx.name);
-        async {
+        let (ctx_kind, ctx_operation) = (ctx.kind.clone(), ctx.operation.clone());
+        let answered = async {
             let mut decision = self.settings.decision;
             if let Some(cluster) = &self.cluster {
                 match cluster.mode(&ctx.namespace) {
@@ -262,7 +299,7 @@ impl Evaluator {
                     Ok(NamespaceMode::Audit) => decision.server_mode = ServerMode::Audit,
                     Ok(NamespaceMode::Skip) => {
                         tracing::debug!("namespace not labelled for enforcement; admitted");
-                        return encode(&admission::allow(&req));
+                        return (encode(&admission::allow(&req)), Decision::allowed);
                     }
                     Err(reason) if decision.server_mode == ServerMode::Audit => {
                         tracing::warn!(%reason, "admitted (audit mode)");
@@ -270,14 +307,14 @@ impl Evaluator {
                     Err(reason) => {
                         if matches!(admission::images_to_check(&req), Ok(Some(ref i)) if !i.is_empty()) {
                             tracing::warn!(%reason, "denying");
-                            return encode(&admission::deny(&req, &reason));
+                            return (encode(&admission::deny(&req, &reason)), Decision::denied);
                         }
                     }
                 }
             }
-            let review = match admission::images_to_check(&req) {
-                Ok(None) => admission::allow(&req),
-                Ok(Some(images)) if images.is_empty() => admission::allow(&req),
+            let (review, decision) = match admission::images_to_check(&req) {
+                Ok(None) => (admission::allow(&req), Decision::allowed),
+                Ok(Some(images)) if images.is_empty() => (admission::allow(&req), Decision::allowed),
                 Ok(Some(images)) => {
                     let eval = self
                         .evaluate_with(&ctx, images, &decision, self.settings.require_digest)
@@ -287,21 +324,31 @@ impl Evaluator {
                         warnings = eval.verdict.warnings.len(),
                         "decided"
                     );
-                    admission::respond(&req, &eval.verdict)
+                    let answered = if !eval.verdict.allowed {
+                        Decision::denied
+                    } else if eval.verdict.warnings.is_empty() {
+                        Decision::allowed
+                    } else {
+                        Decision::warned
+                    };
+                    (admission::respond(&req, &eval.verdict), answered)
                 }
                 Err(e) if decision.server_mode == ServerMode::Audit => {
                     tracing::warn!(error = %e, "unreadable workload; admitted (audit mode)");
-                    admission::allow(&req)
+                    (admission::allow(&req), Decision::warned)
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "unreadable workload; denying");
-                    admission::deny(&req, &e.to_string())
+                    (admission::deny(&req, &e.to_string()), Decision::denied)
                 }
             };
-            encode(&review)
+            (encode(&review), decision)
         }
         .instrument(span)
-        .await
+        .await;
+        let (answer, decision) = answered;
+        metrics.review(&ctx_kind, &ctx_operation, decision, started.elapsed());
+        answer
     }
 }
 
@@ -426,6 +473,26 @@ impl Evaluator {
 /// The report of an image written by tag that policies match: every one of
 /// them fails for that reason, without any registry traffic (an invalid
 /// policy still reports its own error).
+/// Counts each policy's result for each image.
+fn record_policy_results(reports: &[ImageReport]) {
+    let metrics = metrics::global();
+    for outcome in reports.iter().flat_map(|r| r.policies.iter()) {
+        let result = if outcome.passed {
+            metrics::PolicyResult::pass
+        } else if outcome.is_transient() {
+            metrics::PolicyResult::error
+        } else {
+            metrics::PolicyResult::fail
+        };
+        let mode = match outcome.mode {
+            PolicyMode::Enforce => "enforce",
+            PolicyMode::Warn => "warn",
+            PolicyMode::Audit => "audit",
+        };
+        metrics.policy_result(&outcome.policy, mode, result);
+    }
+}
+
 fn unpinned_report(image: ImageUse, matches: &[LoadedPolicy]) -> ImageReport {
     let reason = unpinned_reason(&image.reference);
     let policies = matches

@@ -56,6 +56,9 @@ fn start_sigil_with(cluster: &KubeCluster, registries: &[&str], extra: &[&str]) 
             "serve",
             "--listen",
             &format!("127.0.0.1:{port}"),
+            // Port 0: any free port (tests run side by side).
+            "--metrics-listen",
+            "127.0.0.1:0",
             "--self-signed",
         ])
         .args(registries.iter().flat_map(|r| ["--insecure-registry", r]))

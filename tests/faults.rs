@@ -8,107 +8,17 @@
 
 mod common;
 
-use std::io::Read;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::faults::{Fault, FaultProxy};
+use common::served::Served;
 use common::*;
-use serde_json::Value;
 use sigil_testkit::{free_port, TestKey, TestKeyKind};
 
 /// Peak RSS allowed to one `sigil serve` through the whole matrix: half the
 /// deployment's 256 MiB limit. `--cache-memory 32MiB` below; reads are
 /// capped at 1 MiB each and 32 at once.
 const RSS_BUDGET_KIB: u64 = 128 << 10;
-
-struct Served {
-    child: Child,
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Served {
-    fn start(dir: &Path, policy_dir: &Path, extra: &[&str]) -> Served {
-        let port = free_port().unwrap();
-        let certs = dir.join(format!("certs-{port}"));
-        let child = Command::new(env!("CARGO_BIN_EXE_sigil"))
-            .args(["--log-level", "warn", "serve", "--self-signed"])
-            .arg("--self-signed-dir")
-            .arg(&certs)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--policy-dir")
-            .arg(policy_dir)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.join(format!("sigil-{port}.log"))).unwrap())
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        while !certs.join("ca.pem").exists() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "sigil did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        let ca = std::fs::read(certs.join("ca.pem")).unwrap();
-        Served {
-            child,
-            base: format!("https://localhost:{port}"),
-            http: reqwest::Client::builder()
-                .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-                .build()
-                .unwrap(),
-        }
-    }
-
-    async fn review(&self, image: &str) -> Value {
-        let body = pod_review("uid-f", "default", "p", image);
-        let v: Value = self
-            .http
-            .post(format!("{}/validate", self.base))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v["response"].clone()
-    }
-
-    /// Peak resident set size so far (`VmHWM`), KiB.
-    fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
-    }
-
-    /// Stops the server; returns its audit records.
-    fn stop(mut self) -> Vec<Value> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-        let mut out = String::new();
-        self.child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        out.lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_faults_fail_closed_and_stay_within_memory() {

@@ -164,6 +164,9 @@ async fn serve_reloads_policies_and_certificates_and_stops_on_sigterm() {
             "serve",
             "--listen",
             &format!("127.0.0.1:{port}"),
+            // Port 0: any free port (tests run side by side).
+            "--metrics-listen",
+            "127.0.0.1:0",
             "--insecure-registry",
             env.addr(),
         ])
@@ -389,6 +392,9 @@ async fn not_ready_and_fail_closed_until_the_cluster_is_synced() {
             "serve",
             "--listen",
             &format!("127.0.0.1:{port}"),
+            // Port 0: any free port (tests run side by side).
+            "--metrics-listen",
+            "127.0.0.1:0",
             "--self-signed",
             "--no-match-policy",
             "allow",

@@ -6,6 +6,7 @@ pub mod files;
 pub mod glob;
 pub mod index;
 pub mod program;
+pub mod program_pool;
 pub mod sources;
 pub mod store;
 pub mod types;

@@ -21,8 +21,34 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::program_pool::{PoolError, ProgramPool};
+
 /// Default evaluation time limit.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Why a program did not pass.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProgramError {
+    /// The program ran and said no, or could not run over this input:
+    /// a fact about the evidence.
+    #[error("{0}")]
+    Failed(String),
+    /// It did not finish within the limit (which, for CEL, counts the wait
+    /// for a worker).
+    #[error("policy did not finish within {}", crate::duration::human(*.0))]
+    TimedOut(Duration),
+    /// Every program worker was taken and the queue full.
+    #[error("policy programs are overloaded: too many evaluations at once")]
+    Busy,
+}
+
+impl ProgramError {
+    /// True when the failure says more about the load than the evidence:
+    /// such an outcome is denied but not remembered.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ProgramError::TimedOut(_) | ProgramError::Busy)
+    }
+}
 
 /// The language of a program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,35 +128,34 @@ impl Program {
     /// Evaluates over `input` (Rego's `input`; CEL's variables are the
     /// top-level fields of `input`). `Ok(())` when the program passes,
     /// otherwise why not.
-    pub fn evaluate(&self, input: &Value, limit: Duration) -> Result<(), String> {
+    pub fn evaluate(&self, input: &Value, limit: Duration) -> Result<(), ProgramError> {
         match self.language {
             Language::Rego => self.evaluate_rego(input, limit),
             Language::Cel => self.evaluate_cel(input, limit),
         }
     }
 
-    fn evaluate_rego(&self, input: &Value, limit: Duration) -> Result<(), String> {
+    fn evaluate_rego(&self, input: &Value, limit: Duration) -> Result<(), ProgramError> {
+        let failed = ProgramError::Failed;
         let Some(template) = &self.rego else {
-            return Err("Rego program missing".into());
+            return Err(failed("Rego program missing".into()));
         };
         let mut engine = template.lock().unwrap_or_else(|e| e.into_inner()).clone();
         engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
             limit,
             check_interval: NonZeroU32::MIN,
         });
-        let input = regorus::Value::from_json_str(&input.to_string()).map_err(|e| e.to_string())?;
+        let input =
+            regorus::Value::from_json_str(&input.to_string()).map_err(|e| failed(e.to_string()))?;
         engine.set_input(input);
         let result = engine.eval_rule(REGO_RULE.into()).map_err(|e| {
             let text = e.to_string();
             if text.to_lowercase().contains("time limit")
                 || text.to_lowercase().contains("timed out")
             {
-                format!(
-                    "policy did not finish within {}",
-                    crate::duration::human(limit)
-                )
+                ProgramError::TimedOut(limit)
             } else {
-                format!("policy evaluation failed: {text}")
+                failed(format!("policy evaluation failed: {text}"))
             }
         })?;
         if result.as_bool().copied().unwrap_or(false) {
@@ -141,41 +166,49 @@ impl Program {
             .ok()
             .and_then(|v| v.as_string().ok().map(|s| s.to_string()))
             .filter(|s| !s.is_empty());
-        Err(message.unwrap_or_else(|| "isCompliant is not true".into()))
+        Err(failed(
+            message.unwrap_or_else(|| "isCompliant is not true".into()),
+        ))
     }
 
-    fn evaluate_cel(&self, input: &Value, limit: Duration) -> Result<(), String> {
+    fn evaluate_cel(&self, input: &Value, limit: Duration) -> Result<(), ProgramError> {
         let Some(program) = self.cel.clone() else {
-            return Err("CEL program missing".into());
+            return Err(ProgramError::Failed("CEL program missing".into()));
         };
         let input = input.clone();
-        // CEL cannot loop, but a program can still be expensive: it runs on
-        // its own thread and is abandoned past the limit.
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut context = cel::Context::default();
-            if let Value::Object(fields) = &input {
-                for (name, value) in fields {
-                    if let Err(e) = context.add_variable(name.as_str(), value.clone()) {
-                        let _ = tx.send(Err(format!("cannot bind {name}: {e}")));
-                        return;
-                    }
-                }
+        // cel has no budget of its own. CEL cannot loop, but a program can
+        // still be expensive over a large input: it runs on the shared
+        // worker pool and is given up on past the limit.
+        let outcome = ProgramPool::shared().run(move || run_cel(&program, &input), limit);
+        match outcome {
+            Ok(result) => result.map_err(ProgramError::Failed),
+            Err(PoolError::TimedOut) => Err(ProgramError::TimedOut(limit)),
+            Err(PoolError::Busy) => {
+                crate::metrics::global().program_overload();
+                Err(ProgramError::Busy)
             }
-            let _ = tx.send(match program.execute(&context) {
-                Ok(cel::Value::Bool(true)) => Ok(()),
-                Ok(cel::Value::Bool(false)) => Err("CEL expression is false".to_string()),
-                Ok(other) => Err(format!("CEL expression gave {other:?}, not a bool")),
-                Err(e) => Err(format!("CEL evaluation failed: {e}")),
-            });
-        });
-        match rx.recv_timeout(limit) {
-            Ok(r) => r,
-            Err(_) => Err(format!(
-                "policy did not finish within {}",
-                crate::duration::human(limit)
-            )),
+            Err(PoolError::Crashed) => {
+                Err(ProgramError::Failed("CEL evaluation crashed".to_string()))
+            }
         }
+    }
+}
+
+/// Runs `program` with the top-level fields of `input` as its variables.
+fn run_cel(program: &cel::Program, input: &Value) -> Result<(), String> {
+    let mut context = cel::Context::default();
+    if let Value::Object(fields) = input {
+        for (name, value) in fields {
+            context
+                .add_variable(name.as_str(), value.clone())
+                .map_err(|e| format!("cannot bind {name}: {e}"))?;
+        }
+    }
+    match program.execute(&context) {
+        Ok(cel::Value::Bool(true)) => Ok(()),
+        Ok(cel::Value::Bool(false)) => Err("CEL expression is false".to_string()),
+        Ok(other) => Err(format!("CEL expression gave {other:?}, not a bool")),
+        Err(e) => Err(format!("CEL evaluation failed: {e}")),
     }
 }
 
@@ -203,7 +236,7 @@ errorMsg = "builder not allowed" { not isCompliant }
         let bad = json!({"predicateType": "https://slsa.dev/provenance/v1", "predicate": {"runDetails": {"builder": {"id": "evil"}}}});
         assert_eq!(
             p.evaluate(&bad, DEFAULT_TIMEOUT),
-            Err("builder not allowed".to_string())
+            Err(ProgramError::Failed("builder not allowed".to_string()))
         );
     }
 
@@ -225,7 +258,7 @@ errorMsg = "builder not allowed" { not isCompliant }
         assert_eq!(p.evaluate(&input(0), DEFAULT_TIMEOUT), Ok(()));
         assert_eq!(
             p.evaluate(&input(2), DEFAULT_TIMEOUT),
-            Err("CEL expression is false".to_string())
+            Err(ProgramError::Failed("CEL expression is false".to_string()))
         );
         assert!(Program::compile(Language::Cel, "predicate. ==").is_err());
     }
@@ -240,6 +273,7 @@ errorMsg = "builder not allowed" { not isCompliant }
         let e = p
             .evaluate(&json!({}), Duration::from_millis(50))
             .unwrap_err();
-        assert_eq!(e, "policy did not finish within 50ms");
+        assert_eq!(e.to_string(), "policy did not finish within 50ms");
+        assert!(e.is_transient());
     }
 }

@@ -58,10 +58,19 @@ pub(super) async fn fetch_token(
             }
         }
     };
-    let mut resp = req
-        .send()
-        .await
-        .map_err(|e| transport_error(registry, &e))?;
+    // Counted under the registry the token is for, operation `token`.
+    let metrics = crate::metrics::global();
+    let sent = std::time::Instant::now();
+    let mut resp = req.send().await.map_err(|e| {
+        metrics.registry_request(registry, "token", "error", Some(sent.elapsed()));
+        transport_error(registry, &e)
+    })?;
+    metrics.registry_request(
+        registry,
+        "token",
+        crate::metrics::status_class(resp.status().as_u16()),
+        Some(sent.elapsed()),
+    );
     if !resp.status().is_success() {
         return Err(fail(format!(
             "token server {realm} answered HTTP {}",

@@ -174,6 +174,10 @@ impl RegistryClient {
                         weight(k.0.len() + k.1.len() + k.2.len() + t.value.len() + 64)
                     })
                     .time_to_live(Duration::from_secs(3_600))
+                    .eviction_listener(|_, _, cause| {
+                        crate::metrics::global()
+                            .cache_removal(crate::metrics::CacheName::tokens, cause)
+                    })
                     .build(),
                 challenges: moka::sync::Cache::builder()
                     .max_capacity(AUTH_CACHE_BYTES)
@@ -194,6 +198,12 @@ impl RegistryClient {
             auths,
             fingerprint: String::new(),
         })
+    }
+
+    /// What the token cache holds now, weighed in bytes.
+    pub fn token_cache_bytes(&self) -> u64 {
+        self.shared.tokens.run_pending_tasks();
+        self.shared.tokens.weighted_size()
     }
 
     /// A client sharing this one's connections and limits whose credentials
@@ -455,7 +465,10 @@ impl RegistryClient {
         let registry = reference.registry();
         let repository = reference.repository();
         let breakers = &self.shared.breakers;
+        let metrics = crate::metrics::global();
+        let operation = crate::metrics::registry_operation(path);
         if let Err(open) = breakers.admit(registry, Instant::now()) {
+            metrics.registry_request(registry, operation, "circuit_open", None);
             return Err(RegistryError::CircuitOpen {
                 registry: registry.to_string(),
                 failures: open.failures,
@@ -475,6 +488,9 @@ impl RegistryClient {
             .tokens
             .get(&token_key)
             .filter(|t| t.expires > Instant::now());
+        if cached.is_some() {
+            metrics.cache_lookup(crate::metrics::CacheName::tokens, true);
+        }
         let mut authorization = cached.map(|t| format!("Bearer {}", t.value));
         let challenge_key = (self.fingerprint.clone(), registry.to_string());
         if authorization.is_none() {
@@ -495,14 +511,22 @@ impl RegistryClient {
             if let Some(a) = &authorization {
                 req = req.header(AUTHORIZATION, a);
             }
+            let sent = Instant::now();
             let resp = match req.send().await {
                 Ok(resp) => resp,
                 Err(e) => {
+                    metrics.registry_request(registry, operation, "error", Some(sent.elapsed()));
                     breakers.failure(registry, Instant::now());
                     return Err(transport_error(registry, &e));
                 }
             };
             let status = resp.status();
+            metrics.registry_request(
+                registry,
+                operation,
+                crate::metrics::status_class(status.as_u16()),
+                Some(sent.elapsed()),
+            );
             if status.is_server_error() {
                 breakers.failure(registry, Instant::now());
             } else {
@@ -576,6 +600,7 @@ impl RegistryClient {
                     params,
                 )
                 .await?;
+                crate::metrics::global().cache_lookup(crate::metrics::CacheName::tokens, false);
                 self.shared.tokens.insert(token_key.clone(), token.clone());
                 Some(format!("Bearer {}", token.value))
             }

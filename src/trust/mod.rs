@@ -419,6 +419,14 @@ impl TrustStore {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// Named roots that are usable and that are not (kept as their
+    /// error). The default root is not counted.
+    pub fn readiness(&self) -> (usize, usize) {
+        let named = self.named.load();
+        let ready = named.values().filter(|r| r.is_ok()).count();
+        (ready, named.len() - ready)
+    }
+
     /// Replaces every named root at once (a full relist).
     pub fn replace_all(&self, roots: BTreeMap<String, Result<TrustMaterial, TrustError>>) {
         let m = roots

@@ -10,6 +10,7 @@
 //! admitted soon after. A transient outcome ([`PolicyOutcome::is_transient`])
 //! is never stored; concurrent misses for one key make one evaluation.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,7 @@ use super::fetch::{weight, Fetcher};
 use super::judge;
 use super::outcome::{Failure, PolicyOutcome};
 use crate::image::ImageRef;
+use crate::metrics::{self, CacheName};
 use crate::policy::{CompiledPolicy, LoadedPolicy, PolicyMode};
 use crate::registry::{Credentials, RegistryClient, RegistryError};
 use crate::trust::TrustStore;
@@ -140,6 +142,9 @@ impl Verifier {
                 .expire_after(VerdictExpiry {
                     pass_ttl: settings.verify_ttl,
                     fail_ttl: settings.resolve_ttl.min(settings.verify_ttl),
+                })
+                .eviction_listener(|_, _, cause| {
+                    metrics::global().cache_removal(CacheName::verdicts, cause)
                 })
                 .build(),
             trust: settings.trust.clone(),
@@ -273,9 +278,11 @@ impl Verifier {
             policy.fingerprint.clone(),
             self.trust.generation(),
         );
+        let computed = AtomicBool::new(false);
         let result = self
             .verdicts
             .try_get_with(key, async {
+                computed.store(true, Ordering::Relaxed);
                 let outcome = Arc::new(self.compute_policy(image, digest, policy, creds).await);
                 // By type: a transient failure is shared with the waiters
                 // of this evaluation, never stored.
@@ -286,10 +293,21 @@ impl Verifier {
                 }
             })
             .await;
+        metrics::global().cache_lookup(CacheName::verdicts, !computed.load(Ordering::Relaxed));
         match result {
             Ok(o) => o,
             Err(e) => (*e).clone(),
         }
+    }
+
+    /// What each of the verifier's caches holds now, weighed in bytes
+    /// (after applying the caches' pending bookkeeping, without which
+    /// their sizes lag behind).
+    pub async fn cache_bytes(&self) -> Vec<(CacheName, u64)> {
+        self.verdicts.run_pending_tasks().await;
+        let mut sizes = vec![(CacheName::verdicts, self.verdicts.weighted_size())];
+        sizes.extend(self.fetch.cache_bytes().await);
+        sizes
     }
 
     /// Collects every authority's evidence, then has the judge decide (on

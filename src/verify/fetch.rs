@@ -7,6 +7,7 @@
 //! stored. This module reads bytes; it verifies nothing and decides nothing
 //! (digests are checked by the registry client, signatures by collectors).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use super::cosign::{
 };
 use super::referrers::{self, Referrer};
 use crate::image::ImageRef;
+use crate::metrics::{self, CacheName};
 use crate::registry::{Credentials, RegistryClient, RegistryError};
 
 /// The weight of a cache entry, in bytes, as moka wants it.
@@ -82,6 +84,7 @@ impl Fetcher {
                 .max_capacity(cache_bytes / 20)
                 .weigher(|k: &String, v: &String| weight(k.len() + v.len() + 64))
                 .time_to_live(ttl)
+                .eviction_listener(evictions(CacheName::digests))
                 .build(),
             signatures: Cache::builder()
                 .max_capacity(cache_bytes / 5 * 2)
@@ -89,6 +92,7 @@ impl Fetcher {
                     weight(k.0.len() + k.1.len() + layers_weight(v))
                 })
                 .time_to_live(ttl)
+                .eviction_listener(evictions(CacheName::signatures))
                 .build(),
             referrers: Cache::builder()
                 .max_capacity(cache_bytes / 5 * 2)
@@ -96,6 +100,7 @@ impl Fetcher {
                     weight(k.0.len() + k.1.len() + referrers_weight(v))
                 })
                 .time_to_live(ttl)
+                .eviction_listener(evictions(CacheName::referrers))
                 .build(),
         }
     }
@@ -137,13 +142,19 @@ impl Fetcher {
         }
         let reference = image.to_reference();
         let registry = self.client_for(creds).await?;
-        self.digests
+        let fetched = AtomicBool::new(false);
+        let result = self
+            .digests
             .try_get_with(
                 format!("{}|{}", creds.fingerprint(), reference.whole()),
-                async move { registry.resolve(&reference).await },
+                async {
+                    fetched.store(true, Ordering::Relaxed);
+                    registry.resolve(&reference).await
+                },
             )
-            .await
-            .map_err(|e| (*e).clone())
+            .await;
+        looked_up(CacheName::digests, &fetched);
+        result.map_err(|e| (*e).clone())
     }
 
     /// The signature layers stored under the tag `sig_ref` (empty when
@@ -163,12 +174,16 @@ impl Fetcher {
             ),
             sig_ref.tag().unwrap_or_default().to_string(),
         );
-        self.signatures
-            .try_get_with(key, async move {
+        let fetched = AtomicBool::new(false);
+        let result = self
+            .signatures
+            .try_get_with(key, async {
+                fetched.store(true, Ordering::Relaxed);
                 fetch_signature_layers(&client, sig_ref).await
             })
-            .await
-            .map_err(|e| (*e).clone())
+            .await;
+        looked_up(CacheName::signatures, &fetched);
+        result.map_err(|e| (*e).clone())
     }
 
     /// The referrers of `registry/repository@digest` that sigil reads.
@@ -189,13 +204,42 @@ impl Fetcher {
             repository.to_string(),
             digest.to_string(),
         );
-        self.referrers
-            .try_get_with(key, async move {
+        let fetched = AtomicBool::new(false);
+        let result = self
+            .referrers
+            .try_get_with(key, async {
+                fetched.store(true, Ordering::Relaxed);
                 referrers::fetch_referrers(&client, &registry, &repository, &digest).await
             })
-            .await
-            .map_err(|e| (*e).clone())
+            .await;
+        looked_up(CacheName::referrers, &fetched);
+        result.map_err(|e| (*e).clone())
     }
+
+    /// What each cache holds now, weighed in bytes.
+    pub async fn cache_bytes(&self) -> Vec<(CacheName, u64)> {
+        self.digests.run_pending_tasks().await;
+        self.signatures.run_pending_tasks().await;
+        self.referrers.run_pending_tasks().await;
+        vec![
+            (CacheName::digests, self.digests.weighted_size()),
+            (CacheName::signatures, self.signatures.weighted_size()),
+            (CacheName::referrers, self.referrers.weighted_size()),
+        ]
+    }
+}
+
+/// Counts a lookup: a miss when this caller ran the fetch, a hit when the
+/// value was there or another caller's fetch answered it.
+fn looked_up(cache: CacheName, fetched: &AtomicBool) {
+    metrics::global().cache_lookup(cache, !fetched.load(Ordering::Relaxed));
+}
+
+/// A listener counting what leaves `cache` on its own.
+fn evictions<K, V>(
+    cache: CacheName,
+) -> impl Fn(Arc<K>, V, moka::notification::RemovalCause) + Send + Sync + 'static {
+    move |_, _, cause| metrics::global().cache_removal(cache, cause)
 }
 
 /// Fetches the simple-signing and DSSE layers of a cosign tag's manifest.

@@ -24,7 +24,7 @@ use serde_json::{json, Map, Value};
 
 use super::evidence::{Evidence, Source, VerifiedAttestation};
 use super::outcome::{AuthorityOutcome, Failure, PolicyOutcome, Vouch};
-use crate::policy::program::{Language, Program};
+use crate::policy::program::{Language, Program, ProgramError};
 use crate::policy::{AuthorityCheck, CompiledAuthority, CompiledPolicy, KeyEvidence};
 
 /// What one authority's collector returned.
@@ -103,7 +103,7 @@ fn judge_spec_policy(
         passed: result.is_ok(),
         failure: result
             .err()
-            .map(|m| Failure::Verdict(format!("spec.policy failed: {m}"))),
+            .map(|e| program_failure(format!("spec.policy failed: {e}"), &e)),
         authorities,
     }
 }
@@ -257,11 +257,9 @@ fn judge_attestations(
                         "predicate": m.statement.get("predicate").cloned().unwrap_or_default(),
                     }),
                 };
-                if let Err(message) = program.evaluate(&input, limit) {
-                    return fail(format!(
-                        "attestation {}: policy failed: {message}",
-                        want.name
-                    ));
+                if let Err(e) = program.evaluate(&input, limit) {
+                    let message = format!("attestation {}: policy failed: {e}", want.name);
+                    return AuthorityOutcome::failed(&a.name, program_failure(message, &e));
                 }
             }
         }
@@ -284,6 +282,17 @@ fn judge_attestations(
                 }).collect::<Map<_, _>>(),
             }),
         }),
+    }
+}
+
+/// A program's failure: transient when it says more about the load than
+/// the evidence (over its time limit, or the workers busy), so that it is
+/// denied now but not remembered.
+fn program_failure(message: String, error: &ProgramError) -> Failure {
+    if error.is_transient() {
+        Failure::Transient(message)
+    } else {
+        Failure::Verdict(message)
     }
 }
 

@@ -19,6 +19,7 @@ pub use sigil_testkit::pod_review;
 
 pub mod faults;
 pub mod kube;
+pub mod served;
 pub mod token_server;
 
 /// One registry plus a client that pushes to it.

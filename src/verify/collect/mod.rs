@@ -49,6 +49,15 @@ impl Layout {
             }),
         }
     }
+
+    /// The layout's name in metrics and docs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::LegacySignatures => "legacy_signatures",
+            Layout::LegacyAttestations => "legacy_attestations",
+            Layout::ReferrerBundles => "referrer_bundles",
+        }
+    }
 }
 
 /// The evidence authority `a` vouches with for `image@digest`: what its
@@ -62,11 +71,14 @@ pub async fn collect(
     let Some(layout) = Layout::of(a) else {
         return Ok(Evidence::default());
     };
-    match layout {
+    let started = std::time::Instant::now();
+    let evidence = match layout {
         Layout::LegacySignatures => legacy_signatures::collect(sources, image, digest, a).await,
         Layout::LegacyAttestations => legacy_attestations::collect(sources, image, digest, a).await,
         Layout::ReferrerBundles => referrer_bundles::collect(sources, image, digest, a).await,
-    }
+    };
+    crate::metrics::global().verification(layout.name(), started.elapsed());
+    evidence
 }
 
 #[cfg(test)]

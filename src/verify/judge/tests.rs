@@ -421,6 +421,43 @@ fn rego_attestation_policies_see_the_statement() {
 }
 
 #[test]
+fn a_program_over_its_time_limit_denies_but_is_not_remembered() {
+    let p = attestation_policy(
+        "        policy:\n          type: rego\n          data: |\n            package sigstore\n            isCompliant { count([x | a := numbers.range(1, 3000)[_]; b := numbers.range(1, 3000)[_]; x := a * b]) > 0 }\n",
+    );
+    let o = judge(
+        &p,
+        DIGEST,
+        &[statements(
+            vec![attested(VULN, json!({"critical": 0}), DIGEST)],
+            &[],
+        )],
+        Duration::from_millis(30),
+    );
+    assert!(!o.passed);
+    assert_eq!(
+        o.authorities[0].reason(),
+        "attestation scan: policy failed: policy did not finish within 30ms"
+    );
+    // Under load it may finish next time: denied now, judged again then.
+    assert!(o.is_transient());
+    // A program that says no is a fact about the evidence, remembered.
+    let cel = attestation_policy(
+        "        policy:\n          type: cel\n          data: \"predicate.critical == 0\"\n",
+    );
+    let o = judge(
+        &cel,
+        DIGEST,
+        &[statements(
+            vec![attested(VULN, json!({"critical": 2}), DIGEST)],
+            &[],
+        )],
+        LIMIT,
+    );
+    assert!(!o.passed && !o.is_transient());
+}
+
+#[test]
 fn spec_policy_decides_over_the_authorities_that_vouched() {
     let mut p = two_keys();
     p.program = Some(Program::compile(Language::Cel, "authorityMatches.size() >= 2").unwrap());

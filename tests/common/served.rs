@@ -1,0 +1,124 @@
+//! The real `sigil serve` binary, started with a self-signed certificate
+//! on free loopback ports (HTTPS and metrics), read through its answers,
+//! its audit records (stdout) and its `/metrics`.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sigil_testkit::{free_port, pod_review};
+
+/// A running `sigil serve`.
+pub struct Served {
+    pub child: Child,
+    /// `https://localhost:<port>`.
+    pub base: String,
+    /// `http://127.0.0.1:<port>/metrics`.
+    pub metrics_url: String,
+    pub http: reqwest::Client,
+    /// stdout (the audit log), read as it comes: a pipe nobody reads
+    /// fills and then blocks the server's writes.
+    audit: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Served {
+    pub fn start(dir: &Path, policy_dir: &Path, extra: &[&str]) -> Served {
+        let port = free_port().unwrap();
+        let metrics_port = free_port().unwrap();
+        let certs = dir.join(format!("certs-{port}"));
+        let child = Command::new(env!("CARGO_BIN_EXE_sigil"))
+            .args(["--log-level", "warn", "serve", "--self-signed"])
+            .arg("--self-signed-dir")
+            .arg(&certs)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--metrics-listen")
+            .arg(format!("127.0.0.1:{metrics_port}"))
+            .arg("--policy-dir")
+            .arg(policy_dir)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.join(format!("sigil-{port}.log"))).unwrap())
+            .spawn()
+            .unwrap();
+        let mut child = child;
+        let mut stdout = child.stdout.take().unwrap();
+        let audit = Some(std::thread::spawn(move || {
+            let mut out = String::new();
+            let _ = stdout.read_to_string(&mut out);
+            out
+        }));
+        let start = Instant::now();
+        while !certs.join("ca.pem").exists() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "sigil did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let ca = std::fs::read(certs.join("ca.pem")).unwrap();
+        Served {
+            child,
+            audit,
+            base: format!("https://localhost:{port}"),
+            metrics_url: format!("http://127.0.0.1:{metrics_port}/metrics"),
+            http: reqwest::Client::builder()
+                .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub async fn review(&self, image: &str) -> Value {
+        let body = pod_review("uid-f", "default", "p", image);
+        let v: Value = self
+            .http
+            .post(format!("{}/validate", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["response"].clone()
+    }
+
+    /// Peak resident set size so far (`VmHWM`), KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// Stops the server; returns its audit records.
+    pub fn stop(mut self) -> Vec<Value> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let out = self
+            .audit
+            .take()
+            .map(|t| t.join().unwrap_or_default())
+            .unwrap_or_default();
+        out.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Drop for Served {
+    /// A test that fails midway must not leave its server running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
