@@ -186,7 +186,7 @@ async fn run(keep_running: bool) -> anyhow::Result<()> {
         registry_breaker_cooldown: sigil::registry::DEFAULT_BREAKER_COOLDOWN,
         cache_memory: sigil::verify::engine::DEFAULT_CACHE_BYTES,
     };
-    let evaluator = Arc::new(verify.build(Arc::new(StdoutAuditSink))?);
+    let evaluator = Arc::new(verify.build(Arc::new(StdoutAuditSink::new()))?);
     let certs = tls::self_signed(&tls::default_names())?;
     // scripts/tls-yardstick.sh serves nginx with the same certificate.
     if let Some(dir) = std::env::var_os("SIGIL_DEMO_CERT_DIR") {

@@ -54,6 +54,50 @@ pub enum Command {
     Crd,
     /// Write a CA and a serving certificate for the webhook Service.
     Certs(CertsArgs),
+    /// Count what an audit log holds (by decision, policy, namespace,
+    /// image; the most frequent reasons), or check its hash chain.
+    Report(ReportArgs),
+}
+
+/// `sigil report`.
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// Audit log files, read in order (rotated files oldest first); none
+    /// reads stdin. Lines that are not audit records are skipped.
+    pub files: Vec<PathBuf>,
+    /// Only records at or after this time: RFC 3339 (`2026-11-16T00:00:00Z`)
+    /// or a span before now (`7d`, `24h`).
+    #[arg(long, value_parser = time_or_span_ago)]
+    pub since: Option<jiff::Timestamp>,
+    /// Only records before this time (same forms as --since).
+    #[arg(long, value_parser = time_or_span_ago)]
+    pub until: Option<jiff::Timestamp>,
+    /// Only records of this namespace.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// How many namespaces, images and reasons to list.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: OutputFormat,
+    /// Check the hash chain instead of counting: exit 0 when every stream
+    /// is whole (its heads printed), 1 naming the first broken link.
+    #[arg(long)]
+    pub verify: bool,
+}
+
+/// An RFC 3339 time, or a span before now (`7d`).
+fn time_or_span_ago(s: &str) -> Result<jiff::Timestamp, String> {
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Ok(t);
+    }
+    let span = humantime::parse_duration(s)
+        .map_err(|_| format!("{s:?} is neither an RFC 3339 time nor a span like 7d or 24h"))?;
+    let span = jiff::SignedDuration::try_from(span).map_err(|e| e.to_string())?;
+    jiff::Timestamp::now()
+        .checked_sub(span)
+        .map_err(|e| format!("{s:?}: {e}"))
 }
 
 fn duration(s: &str) -> Result<Duration, String> {

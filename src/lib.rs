@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod registry;
+pub mod report;
 pub mod server;
 pub mod service;
 pub mod tls;

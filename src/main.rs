@@ -27,7 +27,7 @@ fn init_logging(format: LogFormat, level: &str) {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let mut evaluator = args.verify.build(Arc::new(StdoutAuditSink))?;
+    let mut evaluator = args.verify.build(Arc::new(StdoutAuditSink::new()))?;
     let ready = Arc::new(AtomicBool::new(false));
     let cluster_mode =
         args.kubeconfig.is_some() || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
@@ -163,6 +163,7 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             },
+            Command::Report(args) => ExitCode::from(sigil::report::main(&args)),
             Command::Certs(args) => match tls::self_signed(&args.names)
                 .and_then(|c| tls::write_self_signed(&args.out, &c))
             {

@@ -99,19 +99,23 @@ impl Served {
     }
 
     /// Stops the server; returns its audit records.
-    pub fn stop(mut self) -> Vec<Value> {
+    pub fn stop(self) -> Vec<Value> {
+        self.stop_raw()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Stops the server; returns its stdout (the audit log) as written.
+    pub fn stop_raw(mut self) -> String {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         let _ = self.child.wait();
-        let out = self
-            .audit
+        self.audit
             .take()
             .map(|t| t.join().unwrap_or_default())
-            .unwrap_or_default();
-        out.lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+            .unwrap_or_default()
     }
 }
 
