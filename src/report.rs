@@ -305,8 +305,7 @@ fn read_input(files: &[std::path::PathBuf]) -> Result<String, String> {
     }
     let mut text = String::new();
     for f in files {
-        let content =
-            std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let content = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
         text.push_str(&content);
         if !content.ends_with('\n') && !content.is_empty() {
             text.push('\n');
@@ -400,10 +399,7 @@ pub fn verify<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<ChainSumma
         }
         streams.insert(stream.to_string(), (seq, hash));
     }
-    Ok(ChainSummary {
-        streams,
-        unchained,
-    })
+    Ok(ChainSummary { streams, unchained })
 }
 
 #[cfg(test)]
@@ -451,7 +447,10 @@ mod tests {
         let summary = verify(with_logs).unwrap();
         let (seq, head) = &summary.streams["s1"];
         assert_eq!(*seq, 5);
-        assert_eq!(*head, hex::encode(sha2::Sha256::digest(lines[4].as_bytes())));
+        assert_eq!(
+            *head,
+            hex::encode(sha2::Sha256::digest(lines[4].as_bytes()))
+        );
     }
 
     #[test]
@@ -467,7 +466,11 @@ mod tests {
         deleted.remove(2);
         let e = v(deleted);
         assert_eq!(e.line, 3);
-        assert!(e.reason.contains("seq 4 follows seq 2 (1 record(s) missing)"), "{e}");
+        assert!(
+            e.reason
+                .contains("seq 4 follows seq 2 (1 record(s) missing)"),
+            "{e}"
+        );
 
         let mut swapped = lines.clone();
         swapped.swap(1, 2);
@@ -481,10 +484,15 @@ mod tests {
     #[test]
     fn images_are_counted_without_digests_and_reasons_with_digests_masked() {
         let d = "a".repeat(64);
-        assert_eq!(without_digest(&format!("r.io/app:v1@sha256:{d}")), "r.io/app:v1");
+        assert_eq!(
+            without_digest(&format!("r.io/app:v1@sha256:{d}")),
+            "r.io/app:v1"
+        );
         assert_eq!(without_digest("r.io/app:v1"), "r.io/app:v1");
         assert_eq!(
-            digests_masked(&format!("no signatures found at r.io/app:sha256-{d}.sig (sha256:{d})")),
+            digests_masked(&format!(
+                "no signatures found at r.io/app:sha256-{d}.sig (sha256:{d})"
+            )),
             "no signatures found at r.io/app:sha256:….sig (sha256:…)"
         );
         assert_eq!(digests_masked("sha256 alone"), "sha256 alone");
@@ -498,12 +506,30 @@ mod tests {
         assert_eq!(
             r.decisions,
             vec![
-                Count { value: "audited".into(), count: 4 },
-                Count { value: "denied".into(), count: 4 }
+                Count {
+                    value: "audited".into(),
+                    count: 4
+                },
+                Count {
+                    value: "denied".into(),
+                    count: 4
+                }
             ]
         );
-        assert_eq!(r.policies[0], Count { value: "signed".into(), count: 6 });
-        assert_eq!(r.reasons, vec![Count { value: "no signatures found".into(), count: 8 }]);
+        assert_eq!(
+            r.policies[0],
+            Count {
+                value: "signed".into(),
+                count: 6
+            }
+        );
+        assert_eq!(
+            r.reasons,
+            vec![Count {
+                value: "no signatures found".into(),
+                count: 8
+            }]
+        );
         let only_shop = Filter {
             namespace: Some("shop".into()),
             since: Some("2026-11-21T00:00:00Z".parse().unwrap()),

@@ -60,7 +60,10 @@ async fn the_servers_audit_log_is_counted_and_its_chain_verified() {
     assert!(out.contains("      5  denied\n"), "{out}");
     assert!(out.contains("      5  release-signed\n"), "{out}");
     // Images by name (not by digest), reasons with digests masked.
-    assert!(out.contains(&format!("      3  {addr}/acme/unsigned-0\n")), "{out}");
+    assert!(
+        out.contains(&format!("      3  {addr}/acme/unsigned-0\n")),
+        "{out}"
+    );
     assert!(
         out.contains(&format!(
             "      3  authority-0: no signatures found at {addr}/acme/unsigned-0:sha256:….sig\n"
@@ -94,18 +97,27 @@ async fn the_servers_audit_log_is_counted_and_its_chain_verified() {
     let (code, out) = report(&["--verify", &write("altered.log", &altered)]);
     assert_eq!(code, 1, "{out}");
     assert!(out.starts_with("chain broken at line 4: stream "), "{out}");
-    assert!(out.contains("seq 4 does not follow the line of seq 3"), "{out}");
+    assert!(
+        out.contains("seq 4 does not follow the line of seq 3"),
+        "{out}"
+    );
     // A deleted line.
     let mut deleted = owned.clone();
     deleted.remove(2);
     let (code, out) = report(&["--verify", &write("deleted.log", &deleted)]);
     assert_eq!(code, 1, "{out}");
     assert!(out.starts_with("chain broken at line 3: stream "), "{out}");
-    assert!(out.contains("seq 4 follows seq 2 (1 record(s) missing)"), "{out}");
+    assert!(
+        out.contains("seq 4 follows seq 2 (1 record(s) missing)"),
+        "{out}"
+    );
     // The first line cut.
     let (code, out) = report(&["--verify", &write("cut.log", &owned[1..])]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("line 1: stream") && out.contains("begins at seq 2"), "{out}");
+    assert!(
+        out.contains("line 1: stream") && out.contains("begins at seq 2"),
+        "{out}"
+    );
     // Rotated in two files, read in order: whole.
     let first = write("audit.log.1", &owned[..2]);
     let second = write("audit.log.2", &owned[2..]);
