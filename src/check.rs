@@ -62,42 +62,8 @@ pub fn workloads(
         let docs: Vec<Value> =
             serde_saphyr::from_multiple(text).map_err(|e| format!("{path}: {e}"))?;
         for doc in docs.into_iter().filter(|d| !d.is_null()) {
-            let kind = doc
-                .get("kind")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            let name = doc
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            let ns = doc
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-                .unwrap_or(namespace)
-                .to_string();
-            match images_of(&kind, &doc).map_err(|e| format!("{path}: {kind} {name}: {e}"))? {
-                None => tracing::info!(path, kind, name, "skipping: this kind runs no pods"),
-                Some(images) => {
-                    let mut context = ctx(&kind, &ns, &name);
-                    let api_version = doc
-                        .get("apiVersion")
-                        .and_then(Value::as_str)
-                        .unwrap_or("v1");
-                    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-                    context.resource.group = group.to_string();
-                    context.resource.version = version.to_string();
-                    context.resource.labels = serde_json::from_value(
-                        doc.pointer("/metadata/labels").cloned().unwrap_or_default(),
-                    )
-                    .unwrap_or_default();
-                    out.push(Workload {
-                        context,
-                        images,
-                        from_image_flag: false,
-                    });
-                }
+            if let Some(w) = workload_of(&doc, namespace).map_err(|e| format!("{path}: {e}"))? {
+                out.push(w);
             }
         }
     }
@@ -113,6 +79,32 @@ pub fn workloads(
         });
     }
     Ok(out)
+}
+
+/// The workload one object is (`None` for kinds that run no pods), as
+/// the webhook would see it created; `namespace` when it names none.
+pub fn workload_of(doc: &Value, namespace: &str) -> Result<Option<Workload>, String> {
+    let text = |pointer: &str| doc.pointer(pointer).and_then(Value::as_str);
+    let kind = text("/kind").unwrap_or("").to_string();
+    let name = text("/metadata/name").unwrap_or("").to_string();
+    let ns = text("/metadata/namespace").unwrap_or(namespace).to_string();
+    let Some(images) = images_of(&kind, doc).map_err(|e| format!("{kind} {name}: {e}"))? else {
+        tracing::info!(kind, name, "skipping: this kind runs no pods");
+        return Ok(None);
+    };
+    let mut context = ctx(&kind, &ns, &name);
+    let api_version = text("/apiVersion").unwrap_or("v1");
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    context.resource.group = group.to_string();
+    context.resource.version = version.to_string();
+    context.resource.labels =
+        serde_json::from_value(doc.pointer("/metadata/labels").cloned().unwrap_or_default())
+            .unwrap_or_default();
+    Ok(Some(Workload {
+        context,
+        images,
+        from_image_flag: false,
+    }))
 }
 
 fn ctx(kind: &str, namespace: &str, name: &str) -> RequestContext {
@@ -213,6 +205,28 @@ pub async fn run_check(evaluator: &Evaluator, workloads: Vec<Workload>) -> Check
     result
 }
 
+/// The pipeline `check` runs: `serve`'s, with the policy directory's
+/// trust roots and remote programs fetched now (`build` does not touch
+/// the network) and no audit log.
+pub async fn offline_evaluator(args: &CheckArgs) -> anyhow::Result<Evaluator> {
+    let evaluator = args
+        .verify
+        .build(std::sync::Arc::new(crate::audit::NullAuditSink))?;
+    if let Some(dir) = &args.verify.policy_dir {
+        evaluator
+            .verifier
+            .trust()
+            .replace_all(crate::policy::files::load_trust_roots_fetching(dir).await);
+        let remote = crate::policy::sources::RemotePrograms::default();
+        if let Ok(defs) = crate::policy::files::load_dir_fetching(dir, &remote).await {
+            evaluator
+                .store
+                .replace_source(crate::policy::files::SOURCE, &defs);
+        }
+    }
+    Ok(evaluator)
+}
+
 /// Renders the human-readable form.
 pub fn render_text(r: &CheckResult) -> String {
     let mut s = String::new();
@@ -261,35 +275,20 @@ pub fn render_text(r: &CheckResult) -> String {
 
 /// Runs `sigil check`; returns the process exit code (0 admitted, 1 denied, 2 error).
 pub async fn main(args: CheckArgs) -> i32 {
+    if args.cluster {
+        return crate::whatif::main(args).await;
+    }
     if args.files.is_empty() && args.images.is_empty() {
-        eprintln!("sigil check: give at least one -f MANIFEST or --image REF");
+        eprintln!("sigil check: give at least one -f MANIFEST or --image REF, or --cluster");
         return 2;
     }
-    let evaluator = match args
-        .verify
-        .build(std::sync::Arc::new(crate::audit::NullAuditSink))
-    {
+    let evaluator = match offline_evaluator(&args).await {
         Ok(e) => e,
         Err(e) => {
             eprintln!("sigil check: {e}");
             return 2;
         }
     };
-    // TrustRoots with a remote TUF mirror are read now (build() does not
-    // touch the network).
-    if let Some(dir) = &args.verify.policy_dir {
-        evaluator
-            .verifier
-            .trust()
-            .replace_all(crate::policy::files::load_trust_roots_fetching(dir).await);
-        // Remote policy programs too.
-        let remote = crate::policy::sources::RemotePrograms::default();
-        if let Ok(defs) = crate::policy::files::load_dir_fetching(dir, &remote).await {
-            evaluator
-                .store
-                .replace_source(crate::policy::files::SOURCE, &defs);
-        }
-    }
     let mut texts = Vec::new();
     for f in &args.files {
         match std::fs::read_to_string(f) {
@@ -300,7 +299,8 @@ pub async fn main(args: CheckArgs) -> i32 {
             }
         }
     }
-    let ws = match workloads(&texts, &args.images, &args.namespace) {
+    let namespace = args.namespace.as_deref().unwrap_or("default");
+    let ws = match workloads(&texts, &args.images, namespace) {
         Ok(w) => w,
         Err(e) => {
             eprintln!("sigil check: {e}");

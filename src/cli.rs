@@ -272,9 +272,10 @@ pub struct CheckArgs {
     /// Verification settings.
     #[command(flatten)]
     pub verify: VerifyArgs,
-    /// Namespace for objects that do not name one.
-    #[arg(long, default_value = "default")]
-    pub namespace: String,
+    /// Namespace for objects that do not name one (default `default`);
+    /// with --cluster, the only namespace listed.
+    #[arg(long)]
+    pub namespace: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -284,6 +285,24 @@ pub struct CheckArgs {
     /// Image reference to check as a one-container Pod; repeatable.
     #[arg(long = "image")]
     pub images: Vec<String>,
+    /// The what-if: every workload the cluster runs, evaluated as if the
+    /// policies of --policy-dir were applied (besides the cluster's own
+    /// ClusterImagePolicies; a file policy replaces the cluster's of the
+    /// same name) and every namespace were enforced. Reads the cluster,
+    /// never writes to it. Exit 0 when nothing would be denied, 1 otherwise.
+    #[arg(long, conflicts_with_all = ["files", "images"])]
+    pub cluster: bool,
+    /// kubeconfig for --cluster (in-cluster configuration when absent and
+    /// KUBERNETES_SERVICE_HOST is set).
+    #[arg(long, requires = "cluster")]
+    pub kubeconfig: Option<PathBuf>,
+    /// With --cluster: only the namespaces enforced now
+    /// (`policy.sigstore.dev/include=true`).
+    #[arg(long, requires = "cluster")]
+    pub respect_namespace_labels: bool,
+    /// sigil's namespace, where `key.secretRef` Secrets live (--cluster).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "sigil-system")]
+    pub sigil_namespace: String,
 }
 
 /// `sigil verify-bundle`.

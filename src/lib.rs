@@ -30,6 +30,7 @@ pub mod service;
 pub mod tls;
 pub mod trust;
 pub mod verify;
+pub mod whatif;
 pub mod workload;
 
 /// Installs aws-lc-rs as the process-wide rustls crypto provider. Must run

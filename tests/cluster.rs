@@ -1214,3 +1214,157 @@ async fn keyless_policies_with_trust_root_resources_through_the_apiserver() {
     );
     drop(sigil);
 }
+
+/// `sigil check --cluster`, the what-if, against the real apiserver holding
+/// signed and unsigned workloads in an enforced and an unlabelled
+/// namespace: the exact rows and summary, exit 1, `--respect-namespace-labels`,
+/// and nothing written (every resourceVersion as it was).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_cluster_is_a_read_only_what_if() {
+    let env = Env::start();
+    let k = TestKey::generate(TestKeyKind::P256).unwrap();
+    let signed_digest = env.push("team/signed", "v1").await;
+    env.sign("team/signed", &signed_digest, &k).await;
+    let unsigned_digest = env.push("team/unsigned", "v1").await;
+    let signed = format!("{}/team/signed@{signed_digest}", env.addr());
+    let unsigned = format!("{}/team/unsigned@{unsigned_digest}", env.addr());
+
+    let c = KubeCluster::start();
+    let crd = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crds/clusterimagepolicies.policy.sigstore.dev.yaml"
+    ))
+    .unwrap();
+    assert!(ok(&apply(&c, &crd)));
+    assert!(ok(&c.kubectl(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "--timeout=30s",
+        "crd/clusterimagepolicies.policy.sigstore.dev"
+    ])));
+    // A policy already in the cluster, for images none of these use.
+    let out = apply(
+        &c,
+        &key_policy("existing", "elsewhere.example/**", &[&k], ""),
+    );
+    assert!(ok(&out), "{}", text(&out));
+    namespace(&c, "shop", Some("true"));
+    namespace(&c, "lab", None);
+    for (ns, name, image) in [
+        ("shop", "web", &signed),
+        ("shop", "worker", &unsigned),
+        ("lab", "exp", &unsigned),
+    ] {
+        let out = run_pod(&c, ns, name, image);
+        assert!(ok(&out), "{}", text(&out));
+    }
+    let out = c.kubectl_stdin(
+        &["-n", "lab", "apply", "-f", "-"],
+        &deployment("api", &signed),
+    );
+    assert!(ok(&out), "{}", text(&out));
+
+    let versions = || {
+        text(&c.kubectl(&[
+            "get",
+            "pods,deployments,namespaces,clusterimagepolicies",
+            "-A",
+            "-o",
+            "jsonpath={range .items[*]}{.kind}/{.metadata.name}={.metadata.resourceVersion} {end}",
+        ]))
+    };
+    let before = versions();
+    assert!(before.contains("Pod/web="), "{before}");
+
+    let policies = tempfile::tempdir().unwrap();
+    std::fs::write(
+        policies.path().join("p.yaml"),
+        key_policy(
+            "release-signed",
+            &format!("{}/team/**", env.addr()),
+            &[&k],
+            "",
+        ),
+    )
+    .unwrap();
+    let check = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sigil"))
+            .args(["check", "--cluster", "--insecure-registry", env.addr()])
+            .arg("--kubeconfig")
+            .arg(&c.kubeconfig)
+            .arg("--policy-dir")
+            .arg(policies.path())
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, out, err) = check(&["--output", "json"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rows: Vec<String> = json["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {} {}",
+                r["namespace"].as_str().unwrap(),
+                r["workload"].as_str().unwrap(),
+                r["image"].as_str().unwrap(),
+                r["policy"].as_str().unwrap(),
+                r["verdict"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            format!("lab Deployment/api {signed} release-signed pass"),
+            format!("lab Pod/exp {unsigned} release-signed deny"),
+            format!("shop Pod/web {signed} release-signed pass"),
+            format!("shop Pod/worker {unsigned} release-signed deny"),
+        ],
+        "{out}"
+    );
+    let reason = json["rows"][1]["reason"].as_str().unwrap();
+    assert!(reason.contains("no signatures found"), "{reason}");
+    assert_eq!(
+        json["summary"],
+        "would deny 2 of 4 workloads in 2 namespaces"
+    );
+
+    let (code, out, err) = check(&["--respect-namespace-labels"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.starts_with("NAMESPACE  WORKLOAD"), "{out}");
+    assert!(!out.contains("lab "), "{out}");
+    assert!(
+        out.ends_with("would deny 1 of 2 workloads in 1 namespace\n"),
+        "{out}"
+    );
+
+    // Nothing would be denied once the file policy admits what it matches.
+    std::fs::write(
+        policies.path().join("p.yaml"),
+        static_policy(
+            "release-signed",
+            &format!("{}/team/**", env.addr()),
+            "pass",
+            None,
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = check(&[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.ends_with("would deny 0 of 4 workloads in 0 namespaces\n"),
+        "{out}"
+    );
+
+    assert_eq!(versions(), before, "the what-if wrote to the cluster");
+}

@@ -17,6 +17,7 @@
 //! really under way.
 
 mod credentials;
+mod inventory;
 mod namespaces;
 mod policies;
 mod status;
@@ -26,6 +27,7 @@ mod watch;
 
 pub use crate::service::{NamespaceLookup, NamespaceMode};
 pub use credentials::KubeCredentials;
+pub use inventory::{read_inventory, Inventory};
 pub use namespaces::{mode_from_label, watch_namespaces};
 pub use policies::{definition, watch_policies};
 pub use status::status_json;
