@@ -71,6 +71,22 @@ fn requests_since(reg: &LocalRegistry, mark: usize) -> Vec<String> {
         .collect()
 }
 
+/// The client addresses (host:port) of the requests completed after the
+/// first `mark`: one per connection used.
+fn connections_since(reg: &LocalRegistry, mark: usize) -> std::collections::BTreeSet<String> {
+    reg.log()
+        .lines()
+        .filter(|l| l.contains("msg=\"response completed"))
+        .skip(mark)
+        .filter_map(|l| {
+            let at = l.find("http.request.remoteaddr=")?;
+            let rest = &l[at + "http.request.remoteaddr=".len()..];
+            let rest = rest.trim_start_matches('"');
+            Some(rest.split(['"', ' ']).next()?.to_string())
+        })
+        .collect()
+}
+
 fn completed(reg: &LocalRegistry) -> usize {
     reg.count_requests("")
 }
@@ -293,6 +309,7 @@ async fn token_auth_costs_one_token_per_repository_and_one_challenge() {
     let (eval, _) = pipeline(&key_policy("p", "**", &[&k], ""), &opts);
 
     let mut steps = Vec::new();
+    let first_mark = completed(&reg);
     for image in &images {
         let (mark, refused, issued) = (completed(&reg), unauthorized(&reg), tokens.issued().len());
         let resp = review_pod(&eval, image).await;
@@ -334,4 +351,7 @@ async fn token_auth_costs_one_token_per_repository_and_one_challenge() {
         "{}",
         reg.log()
     );
+    // One kept-alive connection served all three reviews' requests.
+    let connections = connections_since(&reg, first_mark);
+    assert_eq!(connections.len(), 1, "{connections:?}\n{}", reg.log());
 }
