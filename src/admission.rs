@@ -46,6 +46,7 @@ pub fn context(req: &Request) -> RequestContext {
         pull_secrets: Vec::new(),
         service_account: None,
         uid: req.uid.clone(),
+        dry_run: req.dry_run,
         operation: format!("{:?}", req.operation).to_uppercase(),
         kind: req.kind.kind.clone(),
         namespace: req.namespace.clone().unwrap_or_default(),

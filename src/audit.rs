@@ -39,6 +39,9 @@ pub struct RequestContext {
     /// The workload's service account, whose pull secrets apply too.
     #[serde(skip)]
     pub service_account: Option<String>,
+    /// A dry-run request: decided and audited, but no Events are sent.
+    #[serde(skip)]
+    pub dry_run: bool,
 }
 
 /// One audit log line: who asked for what, and one failing finding.

@@ -117,6 +117,7 @@ fn ctx(kind: &str, namespace: &str, name: &str) -> RequestContext {
         user: "sigil-check".into(),
         pull_secrets: Vec::new(),
         service_account: None,
+        dry_run: false,
         resource: crate::policy::ResourceRef {
             group: String::new(),
             version: "v1".into(),

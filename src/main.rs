@@ -36,16 +36,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let state = Arc::new(cluster::ClusterState::new(ready.clone()));
         evaluator.cluster = Some(state.clone());
         evaluator.credentials = Some(Arc::new(cluster::KubeCredentials::new(client.clone())));
+        // This replica's name in the Events it sends.
+        let instance = std::env::var("POD_NAME")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| "sigil".into());
+        let events = cluster::EventRecorder::start(client.clone(), instance);
+        evaluator.violations = Some(events.clone());
         tokio::spawn(cluster::watch_namespaces(client.clone(), state.clone()));
         tokio::spawn(cluster::watch_trust_roots(
             client.clone(),
             evaluator.verifier.trust().clone(),
+            Some(events.clone()),
         ));
         tokio::spawn(cluster::watch_policies(
             client,
             evaluator.store.clone(),
             state,
             args.namespace.clone(),
+            Some(events),
         ));
     }
     let evaluator = Arc::new(evaluator);

@@ -181,6 +181,27 @@ pub struct ReadyLabels {
     pub ready: &'static str,
 }
 
+/// What became of a Kubernetes Event.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum EventOutcome {
+    /// Created.
+    sent,
+    /// Counted into an Event already sent (its series).
+    aggregated,
+    /// Dropped: the queue was full.
+    dropped,
+    /// The apiserver refused it.
+    failed,
+}
+
+/// Labels of an Event's fate.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    /// sent, aggregated, dropped or failed.
+    pub result: EventOutcome,
+}
+
 /// Every series.
 pub struct Metrics {
     registry: Registry,
@@ -198,6 +219,7 @@ pub struct Metrics {
     audit_records: Counter,
     audit_failures: Counter,
     program_overloads: Counter,
+    events: Family<EventLabels, Counter>,
     hosts: Mutex<HashSet<String>>,
 }
 
@@ -226,6 +248,7 @@ impl Metrics {
             audit_records: Counter::default(),
             audit_failures: Counter::default(),
             program_overloads: Counter::default(),
+            events: Family::default(),
             hosts: Mutex::new(HashSet::new()),
         };
         registry.register(
@@ -297,6 +320,11 @@ impl Metrics {
             "policy_program_overloads",
             "Policy program evaluations refused because every worker was busy",
             m.program_overloads.clone(),
+        );
+        registry.register(
+            "events",
+            "Kubernetes Events: sent, aggregated into a series, dropped (queue full) or failed",
+            m.events.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -413,6 +441,11 @@ impl Metrics {
         } else {
             self.audit_failures.inc();
         }
+    }
+
+    /// What became of one Kubernetes Event.
+    pub fn event(&self, result: EventOutcome) {
+        self.events.get_or_create(&EventLabels { result }).inc();
     }
 
     /// A policy program refused for want of a worker.

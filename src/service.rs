@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use crate::admission::{self, ReviewError};
 use crate::audit::{now_rfc3339, AuditRecord, AuditSink, RequestContext};
-use crate::decision::{decide, DecisionSettings, ServerMode, Verdict};
+use crate::decision::{decide, DecisionSettings, Finding, ServerMode, Verdict};
 use crate::image::ImageRef;
 use crate::metrics::{self, Decision};
 use crate::policy::{LoadedPolicy, PolicyMode, PolicyStore};
@@ -108,6 +108,16 @@ pub struct Evaluator {
     pub cluster: Option<Arc<dyn NamespaceLookup>>,
     /// Pull-secret credentials per request; `None` uses only the server's own.
     pub credentials: Option<Arc<dyn CredentialSource>>,
+    /// Told of every finding (Kubernetes Events); `None` tells no one.
+    pub violations: Option<Arc<dyn ViolationSink>>,
+}
+
+/// Told of every denied, warned and would-be denied image of a review
+/// (not of dry-run requests). Must return at once: it may queue, never
+/// wait, so that it cannot delay or change an answer.
+pub trait ViolationSink: Send + Sync {
+    /// One failing image under one policy.
+    fn violation(&self, ctx: &RequestContext, finding: &Finding);
 }
 
 impl Evaluator {
@@ -125,6 +135,7 @@ impl Evaluator {
             audit,
             cluster: None,
             credentials: None,
+            violations: None,
         }
     }
 
@@ -210,6 +221,11 @@ impl Evaluator {
             let time = now_rfc3339();
             for f in &verdict.findings {
                 self.audit.record(&AuditRecord::new(ctx, f, time.clone()));
+            }
+            if let Some(sink) = self.violations.as_ref().filter(|_| !ctx.dry_run) {
+                for f in &verdict.findings {
+                    sink.violation(ctx, f);
+                }
             }
         }
         Evaluation { reports, verdict }

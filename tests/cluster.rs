@@ -144,7 +144,7 @@ webhooks:
         operations: ["CREATE", "UPDATE"]
         resources: ["jobs", "cronjobs"]
     failurePolicy: Fail
-    sideEffects: None
+    sideEffects: NoneOnDryRun
     timeoutSeconds: 10
     admissionReviewVersions: ["v1"]
 "#,
@@ -1367,4 +1367,162 @@ async fn check_cluster_is_a_read_only_what_if() {
     );
 
     assert_eq!(versions(), before, "the what-if wrote to the cluster");
+}
+
+/// The Events of `ns` (events.k8s.io/v1), as JSON.
+fn events(c: &KubeCluster, ns: &str) -> Vec<serde_json::Value> {
+    let out = c.kubectl(&["get", "events.v1.events.k8s.io", "-n", ns, "-o", "json"]);
+    assert!(ok(&out), "{}", text(&out));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    list["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// Events through the real apiserver: a denial is a `PolicyViolation`
+/// Warning regarding the workload, related to the policy, with the image,
+/// digest and reason; repeats are counted into its series; a would-be
+/// denial in an audit namespace is one too; a dry-run request sends none;
+/// a policy turning not-Ready is a `NotReady` Event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn violations_and_not_ready_policies_are_events() {
+    let env = Env::start();
+    let k = TestKey::generate(TestKeyKind::P256).unwrap();
+    let unsigned_digest = env.push("team/unsigned", "v1").await;
+    let unsigned = format!("{}/team/unsigned@{unsigned_digest}", env.addr());
+
+    let c = KubeCluster::start();
+    let crd = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crds/clusterimagepolicies.policy.sigstore.dev.yaml"
+    ))
+    .unwrap();
+    assert!(ok(&apply(&c, &crd)));
+    assert!(ok(&c.kubectl(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "--timeout=30s",
+        "crd/clusterimagepolicies.policy.sigstore.dev"
+    ])));
+    let out = apply(
+        &c,
+        &key_policy(
+            "signed-by-ci",
+            &format!("{}/team/**", env.addr()),
+            &[&k],
+            "",
+        ),
+    );
+    assert!(ok(&out), "{}", text(&out));
+    namespace(&c, "shop", Some("true"));
+    namespace(&c, "lab", Some("audit"));
+    let sigil = start_sigil(&c, &[env.addr()]);
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(sigil.ca_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let mut ready = false;
+    for _ in 0..200 {
+        if let Ok(r) = http.get(format!("{}/readyz", sigil.url)).send().await {
+            if r.status() == 200 {
+                ready = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "sigil ready");
+    assert!(ok(&apply(&c, &webhook_config(&sigil))));
+
+    // Denied three times under one name: one Event, its series counting 3.
+    for _ in 0..3 {
+        let out = run_pod(&c, "shop", "web-1", &unsigned);
+        assert!(
+            !ok(&out) && text(&out).contains("no signatures found"),
+            "{}",
+            text(&out)
+        );
+    }
+    let violation = |ev: &serde_json::Value| {
+        ev["reason"] == "PolicyViolation" && ev["regarding"]["name"] == "web-1"
+    };
+    let counted = within(Duration::from_secs(10), || {
+        let found: Vec<_> = events(&c, "shop").into_iter().filter(violation).collect();
+        found.len() == 1 && found[0]["series"]["count"] == 3
+    });
+    let all = events(&c, "shop");
+    assert!(
+        counted.is_some(),
+        "{all:#?}\n{}",
+        std::fs::read_to_string(c.dir.path().join("sigil.log")).unwrap_or_default()
+    );
+    let ev = all.iter().find(|e| violation(e)).unwrap();
+    assert_eq!(ev["type"], "Warning");
+    assert_eq!(ev["action"], "Denied");
+    assert_eq!(ev["regarding"]["kind"], "Pod");
+    assert_eq!(ev["regarding"]["namespace"], "shop");
+    assert_eq!(ev["related"]["kind"], "ClusterImagePolicy");
+    assert_eq!(ev["related"]["name"], "signed-by-ci");
+    assert_eq!(ev["reportingController"], "policy.sigstore.dev/sigil");
+    let note = ev["note"].as_str().unwrap();
+    assert!(
+        note.starts_with(&format!("Denied: image {unsigned} ({unsigned_digest}) at spec.containers[0].image fails ClusterImagePolicy signed-by-ci: ")),
+        "{note}"
+    );
+    assert!(note.contains("no signatures found"), "{note}");
+
+    // Audit mode: admitted, and the would-be denial is an Event.
+    let out = run_pod(&c, "lab", "trial", &unsigned);
+    assert!(ok(&out), "{}", text(&out));
+    let audited = within(Duration::from_secs(10), || {
+        events(&c, "lab")
+            .iter()
+            .any(|e| e["regarding"]["name"] == "trial" && e["action"] == "Audited")
+    });
+    assert!(audited.is_some(), "{:#?}", events(&c, "lab"));
+
+    // A dry run is denied, and tells no one.
+    let out = c.kubectl(&[
+        "-n",
+        "shop",
+        "run",
+        "dry",
+        "--image",
+        &unsigned,
+        "--restart=Never",
+        "--dry-run=server",
+    ]);
+    assert!(!ok(&out), "{}", text(&out));
+    assert!(text(&out).contains("no signatures found"), "{}", text(&out));
+
+    // A policy that no longer compiles: a NotReady Event about it.
+    let broken = key_policy(
+        "signed-by-ci",
+        &format!("{}/team/**", env.addr()),
+        &[&k],
+        "",
+    )
+    .replace("BEGIN PUBLIC KEY", "BEGIN NONSENSE");
+    let out = apply(&c, &broken);
+    assert!(ok(&out), "{}", text(&out));
+    let not_ready = within(Duration::from_secs(10), || {
+        events(&c, "default").iter().any(|e| {
+            e["reason"] == "NotReady"
+                && e["regarding"]["kind"] == "ClusterImagePolicy"
+                && e["regarding"]["name"] == "signed-by-ci"
+        })
+    });
+    assert!(
+        not_ready.is_some(),
+        "{:#?}\n{}",
+        events(&c, "default"),
+        std::fs::read_to_string(c.dir.path().join("sigil.log")).unwrap_or_default()
+    );
+    // The dry run's Event would have arrived by now.
+    assert!(
+        !events(&c, "shop")
+            .iter()
+            .any(|e| e["regarding"]["name"] == "dry"),
+        "{:#?}",
+        events(&c, "shop")
+    );
 }

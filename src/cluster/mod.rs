@@ -17,6 +17,7 @@
 //! really under way.
 
 mod credentials;
+mod events;
 mod inventory;
 mod namespaces;
 mod policies;
@@ -27,6 +28,7 @@ mod watch;
 
 pub use crate::service::{NamespaceLookup, NamespaceMode};
 pub use credentials::KubeCredentials;
+pub use events::{not_ready_record, violation_record, EventRecord, EventRecorder};
 pub use inventory::{read_inventory, Inventory};
 pub use namespaces::{mode_from_label, watch_namespaces};
 pub use policies::{definition, watch_policies};

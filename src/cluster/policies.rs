@@ -134,11 +134,12 @@ pub async fn watch_policies(
     store: Arc<PolicyStore>,
     state: Arc<ClusterState>,
     namespace: String,
+    events: Option<Arc<super::EventRecorder>>,
 ) {
     let resource = ApiResource::erase::<ClusterImagePolicy>(&());
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
     let mut status: StatusWriter<ClusterImagePolicy> =
-        StatusWriter::new(client.clone(), "policy compiled and in force");
+        StatusWriter::new(client.clone(), "policy compiled and in force", events);
     let secrets_api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
     let configmaps_api: Api<ConfigMap> = Api::namespaced(client, &namespace);
     let policies = watcher::watcher(api, watcher::Config::default())

@@ -6,12 +6,15 @@
 
 use std::collections::HashMap;
 use std::fmt::Debug;
+use std::sync::Arc;
 
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::ClusterResourceScope;
 use kube::Client;
 use serde::de::DeserializeOwned;
 use serde_json::json;
+
+use super::events::{not_ready_record, EventRecorder};
 
 /// Writes `Ready` conditions of one kind.
 pub(super) struct StatusWriter<K> {
@@ -20,6 +23,8 @@ pub(super) struct StatusWriter<K> {
     ok_message: &'static str,
     /// name → (generation, error) last written.
     written: HashMap<String, (Option<i64>, Option<String>)>,
+    /// Where a turn to not-Ready is told as an Event.
+    events: Option<Arc<EventRecorder>>,
 }
 
 impl<K> StatusWriter<K>
@@ -27,11 +32,16 @@ where
     K: kube::Resource<Scope = ClusterResourceScope> + Clone + DeserializeOwned + Debug,
     K::DynamicType: Default,
 {
-    pub(super) fn new(client: Client, ok_message: &'static str) -> Self {
+    pub(super) fn new(
+        client: Client,
+        ok_message: &'static str,
+        events: Option<Arc<EventRecorder>>,
+    ) -> Self {
         StatusWriter {
             api: Api::all(client),
             ok_message,
             written: HashMap::new(),
+            events,
         }
     }
 
@@ -52,6 +62,19 @@ where
         let key = (generation, error);
         if self.written.get(name) == Some(&key) {
             return;
+        }
+        // Not-Ready now, and not for this same reason before: an Event.
+        let was = self.written.get(name).and_then(|(_, e)| e.as_deref());
+        if let (Some(error), Some(events)) = (key.1.as_deref(), &self.events) {
+            if was != Some(error) {
+                let dt = K::DynamicType::default();
+                events.record(not_ready_record(
+                    &K::api_version(&dt),
+                    &K::kind(&dt),
+                    name,
+                    error,
+                ));
+            }
         }
         let status = status_json(
             key.1.as_deref(),

@@ -20,10 +20,15 @@ use crate::trust::{material_from_spec_value_fetching, TrustStore};
 /// `TrustRoot` resources and writes their `Ready` condition. Read as dynamic
 /// objects, so one that does not fit the schema is reported (and makes the
 /// authorities naming it fail closed) without breaking the list.
-pub async fn watch_trust_roots(client: Client, trust: Arc<TrustStore>) {
+pub async fn watch_trust_roots(
+    client: Client,
+    trust: Arc<TrustStore>,
+    events: Option<Arc<super::EventRecorder>>,
+) {
     let resource = ApiResource::erase::<TrustRoot>(&());
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-    let mut status: StatusWriter<TrustRoot> = StatusWriter::new(client, "trusted root loaded");
+    let mut status: StatusWriter<TrustRoot> =
+        StatusWriter::new(client, "trusted root loaded", events);
     let mut stream = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
