@@ -106,10 +106,27 @@ pub(crate) struct Chain {
     prev: Option<String>,
 }
 
-/// Writes records as hash-chained JSON lines to stdout (logs go to stderr).
-#[derive(Debug)]
+/// Lines that may wait for the writer; past that, records are dropped
+/// (counted, logged, and visible as a gap in the chain) rather than
+/// blocking reviews behind a stalled stdout.
+pub const AUDIT_QUEUE: usize = 4_096;
+
+/// Writes records as hash-chained JSON lines to stdout (logs go to stderr),
+/// from one writer thread: a review links its records and queues them, and
+/// never waits for stdout. A stdout that stops draining (a stalled log
+/// pipe) would otherwise block every worker thread, and with them every
+/// admission in the cluster.
 pub struct StdoutAuditSink {
     chain: Mutex<Chain>,
+    lines: std::sync::mpsc::SyncSender<Vec<u8>>,
+    /// Lines queued and not yet written.
+    pending: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl std::fmt::Debug for StdoutAuditSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StdoutAuditSink").finish_non_exhaustive()
+    }
 }
 
 impl Default for StdoutAuditSink {
@@ -119,8 +136,13 @@ impl Default for StdoutAuditSink {
 }
 
 impl StdoutAuditSink {
-    /// A sink starting a new stream: a random id, seq 1.
+    /// A sink writing to stdout, starting a new stream: a random id, seq 1.
     pub fn new() -> Self {
+        Self::writing_to(Box::new(std::io::stdout()), AUDIT_QUEUE)
+    }
+
+    /// A sink writing to `out` through a queue of `queue` lines.
+    pub fn writing_to(mut out: Box<dyn Write + Send>, queue: usize) -> Self {
         let mut id = [0u8; 8];
         // The id only tells streams apart; a clock-based fallback will do.
         if aws_lc_rs::rand::fill(&mut id).is_err() {
@@ -129,13 +151,48 @@ impl StdoutAuditSink {
                 .map_or(0, |d| d.as_nanos());
             id = (nanos as u64).to_be_bytes();
         }
+        let (lines, queued) = std::sync::mpsc::sync_channel::<Vec<u8>>(queue);
+        let pending = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let left = pending.clone();
+        let spawned = std::thread::Builder::new()
+            .name("sigil-audit".into())
+            .spawn(move || {
+                for line in queued {
+                    let written = out.write_all(&line).and_then(|()| out.flush()).is_ok();
+                    if !written {
+                        tracing::error!("cannot write an audit record to stdout");
+                    }
+                    crate::metrics::global().audit_record(written);
+                    left.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                }
+            });
+        if let Err(e) = spawned {
+            // Without the writer every record fails, counted and logged.
+            tracing::error!(error = %e, "cannot start the audit writer");
+        }
         StdoutAuditSink {
             chain: Mutex::new(Chain {
                 stream: hex::encode(id),
                 seq: 0,
                 prev: None,
             }),
+            lines,
+            pending,
         }
+    }
+
+    /// Waits until every queued line is written, for at most `limit`
+    /// (at shutdown, so that the last records are not lost); true when
+    /// nothing is left.
+    pub fn flush(&self, limit: std::time::Duration) -> bool {
+        let start = std::time::Instant::now();
+        while self.pending.load(std::sync::atomic::Ordering::Acquire) > 0 {
+            if start.elapsed() >= limit {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        true
     }
 }
 
@@ -172,21 +229,29 @@ pub(crate) fn test_chain_line(chain: &mut Chain, record: &AuditRecord) -> String
 
 impl AuditSink for StdoutAuditSink {
     fn record(&self, record: &AuditRecord) {
-        // One lock over linking and writing: the lines leave in chain order.
+        // One lock over linking and queueing: the lines leave in chain order.
         let mut chain = self.chain.lock().unwrap_or_else(|e| e.into_inner());
-        let written = match chain_line(&mut chain, record) {
-            Some(mut line) => {
-                line.push(b'\n');
-                let mut out = std::io::stdout().lock();
-                out.write_all(&line).and_then(|()| out.flush()).is_ok()
-            }
-            None => false,
+        let Some(mut line) = chain_line(&mut chain, record) else {
+            tracing::error!(stream = %chain.stream, "cannot serialise an audit record");
+            crate::metrics::global().audit_record(false);
+            return;
         };
-        if !written {
-            tracing::error!(stream = %chain.stream, seq = chain.seq, "cannot write an audit record");
+        line.push(b'\n');
+        self.pending
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        if self.lines.try_send(line).is_err() {
+            self.pending
+                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            // Its link is made: `sigil report --verify` shows the gap.
+            tracing::error!(
+                stream = %chain.stream,
+                seq = chain.seq,
+                "audit record dropped: stdout is not draining ({AUDIT_QUEUE} lines waiting)"
+            );
+            crate::metrics::global().audit_record(false);
+            return;
         }
-        crate::metrics::global().audit_record(written);
-        if chain.seq % CHAIN_HEAD_EVERY == 0 && written {
+        if chain.seq % CHAIN_HEAD_EVERY == 0 {
             tracing::info!(
                 stream = %chain.stream,
                 seq = chain.seq,

@@ -27,7 +27,8 @@ fn init_logging(format: LogFormat, level: &str) {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let mut evaluator = args.verify.build(Arc::new(StdoutAuditSink::new()))?;
+    let audit = Arc::new(StdoutAuditSink::new());
+    let mut evaluator = args.verify.build(audit.clone())?;
     let ready = Arc::new(AtomicBool::new(false));
     let cluster_mode =
         args.kubeconfig.is_some() || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
@@ -133,6 +134,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     server::shutdown_signal().await;
     tracing::info!("shutting down");
     running.shutdown(Duration::from_secs(10)).await;
+    // The last records are still queued for stdout.
+    if !audit.flush(Duration::from_secs(5)) {
+        tracing::error!("audit records still queued at exit were lost");
+    }
     Ok(())
 }
 

@@ -439,6 +439,88 @@ mod tests {
             .collect()
     }
 
+    /// A writer that blocks until told to go on, like a stalled log pipe.
+    struct Stalled {
+        entered: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        go: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+        out: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    }
+
+    impl std::io::Write for Stalled {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.entered
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            let (lock, cv) = &*self.go;
+            let mut go = lock.lock().unwrap();
+            while !*go {
+                go = cv.wait(go).unwrap();
+            }
+            self.out.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stalled_stdout_never_blocks_a_review_and_the_loss_shows_in_the_chain() {
+        use crate::audit::{AuditSink, StdoutAuditSink};
+        let go = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let entered = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sink = StdoutAuditSink::writing_to(
+            Box::new(Stalled {
+                entered: entered.clone(),
+                go: go.clone(),
+                out: out.clone(),
+            }),
+            4,
+        );
+        let record = AuditRecord::new(
+            &RequestContext::default(),
+            &Finding {
+                image: "r.example/app:v1".into(),
+                field: "spec.containers[0].image".into(),
+                digest: None,
+                policy: None,
+                mode: "enforce".into(),
+                decision: FindingDecision::Denied,
+                reasons: vec!["no policy".into()],
+                authorities: Vec::new(),
+            },
+            "2026-11-23T00:00:00Z".into(),
+        );
+        let started = std::time::Instant::now();
+        // The first is taken by the writer, which stalls on it…
+        sink.record(&record);
+        while !entered.load(std::sync::atomic::Ordering::SeqCst) {
+            assert!(started.elapsed() < std::time::Duration::from_secs(5));
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        // …four wait in the queue, five are dropped.
+        for _ in 0..9 {
+            sink.record(&record);
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        *go.0.lock().unwrap() = true;
+        go.1.notify_all();
+        assert!(sink.flush(std::time::Duration::from_secs(5)));
+        // Once drained, later records are written again.
+        sink.record(&record);
+        assert!(sink.flush(std::time::Duration::from_secs(5)));
+        let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 6, "{text}");
+        let e = verify(lines.iter().copied()).unwrap_err();
+        assert_eq!(e.line, 6);
+        assert!(
+            e.reason
+                .contains("seq 11 follows seq 5 (5 record(s) missing)"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn a_whole_chain_verifies_and_names_its_head() {
         let lines = chained_lines(5);

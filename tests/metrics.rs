@@ -106,7 +106,16 @@ async fn reviews_are_counted_exactly_and_images_add_no_series() {
         .unwrap();
     assert_eq!(bad.status(), 400);
 
-    let (m, text) = Scrape::of(&served).await;
+    // The audit record is written by the audit thread: wait for it.
+    let mut scraped = Scrape::of(&served).await;
+    for _ in 0..100 {
+        if scraped.0.value("sigil_audit_records", &[]) >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        scraped = Scrape::of(&served).await;
+    }
+    let (m, text) = scraped;
     let pod = |decision| {
         [
             ("kind", "Pod"),
