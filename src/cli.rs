@@ -255,6 +255,15 @@ pub struct ServeArgs {
     /// failurePolicy), never queued.
     #[arg(long, default_value_t = crate::server::DEFAULT_MAX_IN_FLIGHT)]
     pub max_inflight_reviews: usize,
+    /// With a cluster: time between background audits of the workloads
+    /// running in enforced and audited namespaces (a PolicyReport each,
+    /// counts on each policy's status); a change of policies starts one at
+    /// once. `0s` turns the background audit off.
+    #[arg(long, default_value = "1h", value_parser = duration)]
+    pub audit_interval: Duration,
+    /// Workloads the background audit evaluates at once.
+    #[arg(long, default_value_t = 4)]
+    pub audit_concurrency: usize,
 }
 
 /// Output format of `sigil check`.

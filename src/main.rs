@@ -58,6 +58,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ));
     }
     let evaluator = Arc::new(evaluator);
+    if cluster_mode && !args.audit_interval.is_zero() {
+        let client = cluster::client(args.kubeconfig.as_deref()).await?;
+        tokio::spawn(cluster::background_audit(
+            client,
+            evaluator.clone(),
+            cluster::BackgroundAuditSettings {
+                interval: args.audit_interval,
+                concurrency: args.audit_concurrency,
+            },
+        ));
+    }
     if let Some(dir) = args.verify.policy_dir.clone() {
         tokio::spawn(files::watch_dir(
             dir,

@@ -220,7 +220,17 @@ pub struct Metrics {
     audit_failures: Counter,
     program_overloads: Counter,
     events: Family<EventLabels, Counter>,
+    audit_last_run: Gauge<f64, std::sync::atomic::AtomicU64>,
+    audit_duration: Gauge<f64, std::sync::atomic::AtomicU64>,
+    audit_violations: Family<PolicyOnlyLabels, Gauge>,
     hosts: Mutex<HashSet<String>>,
+}
+
+/// Labels naming one policy.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyOnlyLabels {
+    /// The ClusterImagePolicy's name.
+    pub policy: String,
 }
 
 /// The process's metrics.
@@ -249,6 +259,9 @@ impl Metrics {
             audit_failures: Counter::default(),
             program_overloads: Counter::default(),
             events: Family::default(),
+            audit_last_run: Gauge::default(),
+            audit_duration: Gauge::default(),
+            audit_violations: Family::default(),
             hosts: Mutex::new(HashSet::new()),
         };
         registry.register(
@@ -325,6 +338,21 @@ impl Metrics {
             "events",
             "Kubernetes Events: sent, aggregated into a series, dropped (queue full) or failed",
             m.events.clone(),
+        );
+        registry.register(
+            "background_audit_last_run_timestamp_seconds",
+            "When the background audit last finished (Unix time)",
+            m.audit_last_run.clone(),
+        );
+        registry.register(
+            "background_audit_duration_seconds",
+            "How long the last background audit took",
+            m.audit_duration.clone(),
+        );
+        registry.register(
+            "background_audit_violations",
+            "Running workloads failing each policy at the last background audit",
+            m.audit_violations.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -440,6 +468,29 @@ impl Metrics {
             self.audit_records.inc();
         } else {
             self.audit_failures.inc();
+        }
+    }
+
+    /// A background audit finished, taking `took`, with the failing
+    /// workloads of each policy.
+    pub fn background_audit<'a>(
+        &self,
+        took: Duration,
+        violations: impl Iterator<Item = (&'a str, u64)>,
+    ) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.audit_last_run.set(now);
+        self.audit_duration.set(took.as_secs_f64());
+        // Policies gone since the last run drop out.
+        self.audit_violations.clear();
+        for (policy, fail) in violations {
+            self.audit_violations
+                .get_or_create(&PolicyOnlyLabels {
+                    policy: policy.to_string(),
+                })
+                .set(i64::try_from(fail).unwrap_or(i64::MAX));
         }
     }
 

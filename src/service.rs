@@ -159,6 +159,35 @@ impl Evaluator {
         decision: &DecisionSettings,
         require_digest: bool,
     ) -> Evaluation {
+        let eval = self
+            .evaluate_quietly(ctx, images, decision, require_digest)
+            .await;
+        record_policy_results(&eval.reports);
+        let verdict = &eval.verdict;
+        if !verdict.findings.is_empty() {
+            let time = now_rfc3339();
+            for f in &verdict.findings {
+                self.audit.record(&AuditRecord::new(ctx, f, time.clone()));
+            }
+            if let Some(sink) = self.violations.as_ref().filter(|_| !ctx.dry_run) {
+                for f in &verdict.findings {
+                    sink.violation(ctx, f);
+                }
+            }
+        }
+        eval
+    }
+
+    /// [`Evaluator::evaluate_with`] without telling anyone: no audit
+    /// records, no Events, no policy-result metrics (the background audit,
+    /// which re-checks what already runs).
+    pub async fn evaluate_quietly(
+        &self,
+        ctx: &RequestContext,
+        images: Vec<ImageUse>,
+        decision: &DecisionSettings,
+        require_digest: bool,
+    ) -> Evaluation {
         let policies = self.store.current();
         let budget = self.settings.verify_timeout;
         let deadline = tokio::time::Instant::now() + budget;
@@ -215,19 +244,7 @@ impl Evaluator {
             .buffered(IMAGES_IN_PARALLEL)
             .collect()
             .await;
-        record_policy_results(&reports);
         let verdict = decide(&reports, decision);
-        if !verdict.findings.is_empty() {
-            let time = now_rfc3339();
-            for f in &verdict.findings {
-                self.audit.record(&AuditRecord::new(ctx, f, time.clone()));
-            }
-            if let Some(sink) = self.violations.as_ref().filter(|_| !ctx.dry_run) {
-                for f in &verdict.findings {
-                    sink.violation(ctx, f);
-                }
-            }
-        }
         Evaluation { reports, verdict }
     }
 

@@ -1526,3 +1526,190 @@ async fn violations_and_not_ready_policies_are_events() {
         events(&c, "shop")
     );
 }
+
+/// The PolicyReports of `ns`, as JSON.
+fn policy_reports(c: &KubeCluster, ns: &str) -> Vec<serde_json::Value> {
+    let out = c.kubectl(&[
+        "get",
+        "policyreports.wgpolicyk8s.io",
+        "-n",
+        ns,
+        "-o",
+        "json",
+    ]);
+    assert!(ok(&out), "{}", text(&out));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    list["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// The background audit through the real apiserver: a Pod created while its
+/// namespace was unlabelled, with an unsigned image, shows as `fail` in its
+/// PolicyReport and in the policy's status once the namespace is labelled
+/// `audit`; `pass` once the image is signed and the next audit runs; and
+/// `fail` again when the signature is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_background_audit_reports_running_workloads_and_follows_signatures() {
+    let env = Env::start();
+    let k = TestKey::generate(TestKeyKind::P256).unwrap();
+    let digest = env.push("team/app", "v1").await;
+    let image = format!("{}/team/app@{digest}", env.addr());
+
+    let c = KubeCluster::start();
+    for crd in [
+        "clusterimagepolicies.policy.sigstore.dev",
+        "policyreports.wgpolicyk8s.io",
+    ] {
+        let yaml =
+            std::fs::read_to_string(format!("{}/crds/{crd}.yaml", env!("CARGO_MANIFEST_DIR")))
+                .unwrap();
+        let out = apply(&c, &yaml);
+        assert!(ok(&out), "{crd}: {}", text(&out));
+        assert!(ok(&c.kubectl(&[
+            "wait",
+            "--for",
+            "condition=established",
+            "--timeout=30s",
+            &format!("crd/{crd}")
+        ])));
+    }
+    let out = apply(
+        &c,
+        &key_policy(
+            "signed-by-ci",
+            &format!("{}/team/**", env.addr()),
+            &[&k],
+            "",
+        ),
+    );
+    assert!(ok(&out), "{}", text(&out));
+    namespace(&c, "lab", None);
+    let out = run_pod(&c, "lab", "app", &image);
+    assert!(ok(&out), "{}", text(&out));
+    let out = c.kubectl(&[
+        "-n",
+        "lab",
+        "get",
+        "pod",
+        "app",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
+    let uid = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!uid.is_empty());
+
+    let _sigil = start_sigil_with(
+        &c,
+        &[env.addr()],
+        &[
+            "--audit-interval",
+            "1s",
+            "--resolve-ttl",
+            "1s",
+            "--verify-ttl",
+            "1s",
+        ],
+    );
+    let log = || std::fs::read_to_string(c.dir.path().join("sigil.log")).unwrap_or_default();
+    // Unlabelled: not audited.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(policy_reports(&c, "lab").is_empty(), "{}", log());
+
+    assert!(ok(&c.kubectl(&[
+        "label",
+        "namespace",
+        "lab",
+        "policy.sigstore.dev/include=audit"
+    ])));
+    let result = || {
+        policy_reports(&c, "lab")
+            .into_iter()
+            .find(|r| r["metadata"]["name"] == uid.as_str())
+            .map(|r| r["results"][0]["result"].as_str().unwrap_or("").to_string())
+    };
+    let workloads = || {
+        let out = c.kubectl(&["get", "cip", "signed-by-ci", "-o", "json"]);
+        let cip: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        cip["status"]["workloads"].clone()
+    };
+    let failing = within(Duration::from_secs(30), || {
+        result().as_deref() == Some("fail") && workloads()["fail"] == 1
+    });
+    assert!(
+        failing.is_some(),
+        "{:#?}\n{}",
+        policy_reports(&c, "lab"),
+        log()
+    );
+    let report = policy_reports(&c, "lab")
+        .into_iter()
+        .find(|r| r["metadata"]["name"] == uid.as_str())
+        .unwrap();
+    assert_eq!(
+        report["metadata"]["ownerReferences"][0]["uid"],
+        uid.as_str()
+    );
+    assert_eq!(report["metadata"]["ownerReferences"][0]["kind"], "Pod");
+    assert_eq!(report["summary"]["fail"], 1);
+    let r = &report["results"][0];
+    assert_eq!(r["source"], "sigil");
+    assert_eq!(r["policy"], "signed-by-ci");
+    assert_eq!(r["properties"]["image"], image.as_str());
+    assert_eq!(r["properties"]["digest"], digest.as_str());
+    assert_eq!(r["properties"]["field"], "spec.containers[0].image");
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap()
+            .contains("no signatures found"),
+        "{r}"
+    );
+    let table = text(&c.kubectl(&["get", "cip", "signed-by-ci"]));
+    assert!(table.contains("VIOLATIONS"), "{table}");
+
+    // Signed: the next audit passes it.
+    env.sign("team/app", &digest, &k).await;
+    let passing = within(Duration::from_secs(30), || {
+        result().as_deref() == Some("pass") && workloads()["pass"] == 1 && workloads()["fail"] == 0
+    });
+    assert!(
+        passing.is_some(),
+        "{:#?}\n{}",
+        policy_reports(&c, "lab"),
+        log()
+    );
+
+    // The signature deleted: fail again.
+    let sig_tag = format!("{}.sig", digest.replacen(':', "-", 1));
+    let http = reqwest::Client::new();
+    let head = http
+        .head(format!("http://{}/v2/team/app/manifests/{sig_tag}", env.addr()))
+        .header(
+            "Accept",
+            "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json",
+        )
+        .send()
+        .await
+        .unwrap();
+    let sig_digest = head.headers()["docker-content-digest"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let deleted = http
+        .delete(format!(
+            "http://{}/v2/team/app/manifests/{sig_digest}",
+            env.addr()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 202);
+    let failing_again = within(Duration::from_secs(30), || {
+        result().as_deref() == Some("fail") && workloads()["fail"] == 1
+    });
+    assert!(
+        failing_again.is_some(),
+        "{:#?}\n{}",
+        policy_reports(&c, "lab"),
+        log()
+    );
+}

@@ -22,7 +22,7 @@ use crate::service::NamespaceMode;
 const PAGE: u32 = 500;
 
 /// The workload kinds listed: (group, version, kind).
-const WORKLOAD_KINDS: [(&str, &str, &str); 8] = [
+pub(super) const WORKLOAD_KINDS: [(&str, &str, &str); 8] = [
     ("", "v1", "Pod"),
     ("", "v1", "ReplicationController"),
     ("apps", "v1", "Deployment"),
@@ -135,7 +135,7 @@ where
 
 /// True when a listed workload kind controls `obj` (its template says
 /// what `obj` runs, and the owner is checked instead).
-fn controlled_by_a_workload(obj: &DynamicObject) -> bool {
+pub(super) fn controlled_by_a_workload(obj: &DynamicObject) -> bool {
     obj.owner_references().iter().any(|o| {
         o.controller == Some(true) && WORKLOAD_KINDS.iter().any(|(_, _, kind)| *kind == o.kind)
     })

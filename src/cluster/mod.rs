@@ -16,6 +16,7 @@
 //! was missed) does not change readiness: not-ready means a re-list is
 //! really under way.
 
+mod background;
 mod credentials;
 mod events;
 mod inventory;
@@ -27,6 +28,7 @@ mod trust_roots;
 mod watch;
 
 pub use crate::service::{NamespaceLookup, NamespaceMode};
+pub use background::{audit_once, background_audit, report_json, BackgroundAuditSettings};
 pub use credentials::KubeCredentials;
 pub use events::{not_ready_record, violation_record, EventRecord, EventRecorder};
 pub use inventory::{read_inventory, Inventory};

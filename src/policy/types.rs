@@ -8,7 +8,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::model::status::ResourceStatus;
+use crate::model::status::PolicyStatus;
 
 /// The API group of policy-controller's resources, which sigil shares.
 pub const GROUP: &str = "policy.sigstore.dev";
@@ -20,9 +20,10 @@ pub const GROUP: &str = "policy.sigstore.dev";
     version = "v1beta1",
     kind = "ClusterImagePolicy",
     shortname = "cip",
-    status = "ResourceStatus",
+    status = "PolicyStatus",
     printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.mode"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Violations","type":"integer","jsonPath":".status.workloads.fail"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -1,0 +1,323 @@
+//! The background audit: what already runs, re-checked. Every
+//! `--audit-interval`, and at once when the policies change, it lists the
+//! workloads of enforced and audited namespaces page by page, evaluates
+//! each through the admission pipeline and its caches (at most
+//! `--audit-concurrency` at once, without audit records or Events), and
+//! writes:
+//! - one `PolicyReport` (wgpolicyk8s.io/v1alpha2) per workload, named
+//!   after its UID and owned by it (garbage-collected with it): one result
+//!   per (image, policy), and the summary;
+//! - on each ClusterImagePolicy, `status.workloads` {pass, fail, error}
+//!   and `status.lastAuditTime`;
+//! - metrics: the last run's time and duration, and violations by policy.
+//!
+//! It decides nothing itself: verdicts are the pipeline's.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Client, ResourceExt};
+use serde_json::{json, Value};
+
+use super::inventory::{controlled_by_a_workload, WORKLOAD_KINDS};
+use super::namespaces::label_mode;
+use crate::check::workload_of;
+use crate::decision::{DecisionSettings, ServerMode};
+use crate::metrics;
+use crate::policy::ClusterImagePolicy;
+use crate::service::{Evaluation, Evaluator, NamespaceMode};
+
+/// Objects listed per request.
+const PAGE: u32 = 250;
+/// The field manager of what the audit writes.
+const MANAGER: &str = "sigil-background-audit";
+/// How often the policy set is compared with the last audited one.
+const POLICY_CHECK: Duration = Duration::from_secs(2);
+
+/// Settings of the background audit.
+#[derive(Debug, Clone, Copy)]
+pub struct BackgroundAuditSettings {
+    /// Time between runs.
+    pub interval: Duration,
+    /// Workloads evaluated at once.
+    pub concurrency: usize,
+}
+
+/// Per policy: workloads by result, from the reports written.
+type Counts = BTreeMap<String, [u64; 3]>;
+
+/// Runs the background audit until the process stops.
+pub async fn background_audit(
+    client: Client,
+    evaluator: Arc<Evaluator>,
+    settings: BackgroundAuditSettings,
+) {
+    let mut audited_policies = String::new();
+    let mut last_run: Option<Instant> = None;
+    loop {
+        let policies = policy_fingerprints(&evaluator);
+        let due = last_run.is_none_or(|t| t.elapsed() >= settings.interval);
+        if due || policies != audited_policies {
+            let started = Instant::now();
+            match audit_once(&client, &evaluator, settings.concurrency).await {
+                Ok(counts) => {
+                    let took = started.elapsed();
+                    metrics::global()
+                        .background_audit(took, counts.iter().map(|(p, c)| (p.as_str(), c[1])));
+                    write_policy_status(&client, &counts).await;
+                    tracing::info!(
+                        took_ms = took.as_millis() as u64,
+                        "background audit finished"
+                    );
+                    audited_policies = policies;
+                    last_run = Some(Instant::now());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "background audit failed; retrying");
+                    last_run = Some(Instant::now() - settings.interval + Duration::from_secs(10));
+                }
+            }
+        }
+        tokio::time::sleep(POLICY_CHECK).await;
+    }
+}
+
+/// What identifies the policy set in force: names and fingerprints.
+fn policy_fingerprints(evaluator: &Evaluator) -> String {
+    let set = evaluator.store.current();
+    let mut parts: Vec<String> = set
+        .policies()
+        .iter()
+        .map(|p| match p {
+            crate::policy::LoadedPolicy::Valid(c) => format!("{}={}", c.name, c.fingerprint),
+            crate::policy::LoadedPolicy::Invalid(i) => format!("{}=invalid:{}", i.name, i.error),
+        })
+        .collect();
+    parts.sort();
+    parts.join(",")
+}
+
+/// One pass over every workload of enforced and audited namespaces.
+pub async fn audit_once(
+    client: &Client,
+    evaluator: &Arc<Evaluator>,
+    concurrency: usize,
+) -> Result<Counts, kube::Error> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let included: BTreeSet<String> = namespaces
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .filter(|ns| label_mode(ns) != NamespaceMode::Skip)
+        .map(|ns| ns.name_any())
+        .collect();
+    let mut counts = Counts::new();
+    for (group, version, kind) in WORKLOAD_KINDS {
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+        let mut params = ListParams::default().limit(PAGE);
+        loop {
+            let page = match api.list(&params).await {
+                Ok(p) => p,
+                Err(kube::Error::Api(e)) if e.code == 404 => break,
+                Err(e) => return Err(e),
+            };
+            let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
+            // One page in memory at a time, `concurrency` evaluations at once.
+            let results: Vec<Option<(Value, Evaluation)>> =
+                futures::stream::iter(page.items.into_iter().filter(|o| {
+                    !controlled_by_a_workload(o)
+                        && o.namespace().is_some_and(|n| included.contains(&n))
+                }))
+                .map(|mut obj| {
+                    let resource = resource.clone();
+                    async move {
+                        obj.types = Some(kube::core::TypeMeta {
+                            api_version: resource.api_version.clone(),
+                            kind: kind.to_string(),
+                        });
+                        let doc = serde_json::to_value(&obj).ok()?;
+                        let w = workload_of(&doc, "default").ok()??;
+                        let decision = DecisionSettings {
+                            server_mode: ServerMode::Enforce,
+                            no_match: evaluator.settings.decision.no_match,
+                        };
+                        let eval = evaluator
+                            .evaluate_quietly(
+                                &w.context,
+                                w.images,
+                                &decision,
+                                evaluator.settings.require_digest,
+                            )
+                            .await;
+                        Some((doc, eval))
+                    }
+                })
+                .buffer_unordered(concurrency.max(1))
+                .collect()
+                .await;
+            for (doc, eval) in results.into_iter().flatten() {
+                count(&mut counts, &eval);
+                if let Err(e) = write_report(client, &doc, &eval).await {
+                    tracing::warn!(error = %e, "cannot write a PolicyReport");
+                }
+            }
+            match next {
+                Some(token) => params = params.continue_token(&token),
+                None => break,
+            }
+        }
+    }
+    Ok(counts)
+}
+
+/// Adds one workload to each of its policies' counts, by its worst image.
+fn count(counts: &mut Counts, eval: &Evaluation) {
+    let mut worst: BTreeMap<&str, usize> = BTreeMap::new();
+    for p in eval.reports.iter().flat_map(|r| r.policies.iter()) {
+        let rank = if p.passed {
+            0
+        } else if p.is_transient() {
+            2
+        } else {
+            1
+        };
+        let slot = worst.entry(p.policy.as_str()).or_insert(0);
+        // fail (1) over error (2) over pass (0).
+        let order = |r: usize| [0, 2, 1][r];
+        if order(rank) > order(*slot) {
+            *slot = rank;
+        }
+    }
+    for (policy, rank) in worst {
+        counts.entry(policy.to_string()).or_default()[rank] += 1;
+    }
+}
+
+/// The PolicyReport of one workload.
+pub fn report_json(workload: &Value, eval: &Evaluation, now: &jiff::Timestamp) -> Option<Value> {
+    let text = |p: &str| workload.pointer(p).and_then(Value::as_str);
+    let uid = text("/metadata/uid")?;
+    let (namespace, name, kind, api_version) = (
+        text("/metadata/namespace")?,
+        text("/metadata/name")?,
+        text("/kind")?,
+        text("/apiVersion")?,
+    );
+    let mut results = Vec::new();
+    let mut summary = BTreeMap::from([
+        ("pass", 0u64),
+        ("fail", 0),
+        ("warn", 0),
+        ("error", 0),
+        ("skip", 0),
+    ]);
+    for r in &eval.reports {
+        for p in &r.policies {
+            let result = if p.passed {
+                "pass"
+            } else if p.is_transient() {
+                "error"
+            } else {
+                "fail"
+            };
+            *summary.entry(result).or_default() += 1;
+            let message = if p.passed {
+                format!("image {} verified", r.image.reference)
+            } else {
+                p.reasons().join("; ")
+            };
+            results.push(json!({
+                "source": "sigil",
+                "policy": p.policy,
+                "result": result,
+                "message": message,
+                "properties": {
+                    "image": r.image.reference,
+                    "digest": r.digest.clone().unwrap_or_default(),
+                    "field": r.image.field,
+                },
+                "timestamp": {"seconds": now.as_second(), "nanos": 0},
+            }));
+        }
+    }
+    Some(json!({
+        "apiVersion": "wgpolicyk8s.io/v1alpha2",
+        "kind": "PolicyReport",
+        "metadata": {
+            "name": uid,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "sigil"},
+            "ownerReferences": [{
+                "apiVersion": api_version, "kind": kind, "name": name, "uid": uid,
+            }],
+        },
+        "scope": {"apiVersion": api_version, "kind": kind, "namespace": namespace, "name": name, "uid": uid},
+        "summary": summary,
+        "results": results,
+    }))
+}
+
+async fn write_report(
+    client: &Client,
+    workload: &Value,
+    eval: &Evaluation,
+) -> Result<(), kube::Error> {
+    let Some(report) = report_json(workload, eval, &jiff::Timestamp::now()) else {
+        return Ok(());
+    };
+    let (Some(name), Some(namespace)) = (
+        report.pointer("/metadata/name").and_then(Value::as_str),
+        report
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str),
+    ) else {
+        return Ok(());
+    };
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("wgpolicyk8s.io", "v1alpha2", "PolicyReport"),
+        "policyreports",
+    );
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    api.patch(
+        name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&report),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Writes `status.workloads` and `status.lastAuditTime` on every policy in
+/// the cluster (zeros for one that matched nothing).
+async fn write_policy_status(client: &Client, counts: &Counts) {
+    // Untyped: a policy sigil cannot read still gets its counts (zeros).
+    let api: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::erase::<ClusterImagePolicy>(&()),
+    );
+    let Ok(list) = api.list(&ListParams::default()).await else {
+        return;
+    };
+    let now = crate::audit::now_rfc3339();
+    for cip in list.items {
+        let name = cip.name_any();
+        let [pass, fail, error] = counts.get(&name).copied().unwrap_or_default();
+        let status = json!({"status": {
+            "workloads": {"pass": pass, "fail": fail, "error": error},
+            "lastAuditTime": now,
+        }});
+        if let Err(e) = api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+        {
+            tracing::warn!(policy = %name, error = %e, "cannot write the audit status");
+        }
+    }
+}
