@@ -264,6 +264,10 @@ pub struct ServeArgs {
     /// Workloads the background audit evaluates at once.
     #[arg(long, default_value_t = 4)]
     pub audit_concurrency: usize,
+    /// How long the background audit's Lease holds without renewal (it is
+    /// renewed every third of that); after it, another replica takes over.
+    #[arg(long, default_value = "15s", value_parser = duration)]
+    pub audit_lease_duration: Duration,
 }
 
 /// Output format of `sigil check`.

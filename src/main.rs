@@ -60,6 +60,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let evaluator = Arc::new(evaluator);
     if cluster_mode && !args.audit_interval.is_zero() {
         let client = cluster::client(args.kubeconfig.as_deref()).await?;
+        // Unique per process, even for two on one host.
+        let mut suffix = [0u8; 4];
+        let _ = aws_lc_rs::rand::fill(&mut suffix);
+        let identity = format!(
+            "{}-{}",
+            std::env::var("POD_NAME")
+                .or_else(|_| std::env::var("HOSTNAME"))
+                .unwrap_or_else(|_| "sigil".into()),
+            hex::encode(suffix)
+        );
+        let leadership = cluster::lead(
+            client.clone(),
+            &args.namespace,
+            identity,
+            args.audit_lease_duration,
+        );
         tokio::spawn(cluster::background_audit(
             client,
             evaluator.clone(),
@@ -67,6 +83,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 interval: args.audit_interval,
                 concurrency: args.audit_concurrency,
             },
+            leadership,
         ));
     }
     if let Some(dir) = args.verify.policy_dir.clone() {

@@ -17,6 +17,14 @@ struct Sigil {
     child: Child,
     url: String,
     ca_pem: String,
+    /// Its stderr.
+    log: std::path::PathBuf,
+}
+
+impl Sigil {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
 }
 
 impl Drop for Sigil {
@@ -50,6 +58,7 @@ fn start_sigil(cluster: &KubeCluster, registries: &[&str]) -> Sigil {
 
 fn start_sigil_with(cluster: &KubeCluster, registries: &[&str], extra: &[&str]) -> Sigil {
     let port = free_port().unwrap();
+    let log = cluster.dir.path().join(format!("sigil-{port}.log"));
     let certs = cluster.dir.path().join(format!("sigil-certs-{port}"));
     let child = Command::new(env!("CARGO_BIN_EXE_sigil"))
         .args([
@@ -72,7 +81,7 @@ fn start_sigil_with(cluster: &KubeCluster, registries: &[&str], extra: &[&str]) 
         .arg("--kubeconfig")
         .arg(&cluster.kubeconfig)
         .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(cluster.dir.path().join("sigil.log")).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
     let start = Instant::now();
@@ -88,6 +97,7 @@ fn start_sigil_with(cluster: &KubeCluster, registries: &[&str], extra: &[&str]) 
         child,
         url: format!("https://127.0.0.1:{port}"),
         ca_pem: std::fs::read_to_string(certs.join("ca.pem")).unwrap(),
+        log,
     }
 }
 
@@ -1450,11 +1460,7 @@ async fn violations_and_not_ready_policies_are_events() {
         found.len() == 1 && found[0]["series"]["count"] == 3
     });
     let all = events(&c, "shop");
-    assert!(
-        counted.is_some(),
-        "{all:#?}\n{}",
-        std::fs::read_to_string(c.dir.path().join("sigil.log")).unwrap_or_default()
-    );
+    assert!(counted.is_some(), "{all:#?}\n{}", sigil.log());
     let ev = all.iter().find(|e| violation(e)).unwrap();
     assert_eq!(ev["type"], "Warning");
     assert_eq!(ev["action"], "Denied");
@@ -1515,7 +1521,7 @@ async fn violations_and_not_ready_policies_are_events() {
         not_ready.is_some(),
         "{:#?}\n{}",
         events(&c, "default"),
-        std::fs::read_to_string(c.dir.path().join("sigil.log")).unwrap_or_default()
+        sigil.log()
     );
     // The dry run's Event would have arrived by now.
     assert!(
@@ -1597,7 +1603,9 @@ async fn the_background_audit_reports_running_workloads_and_follows_signatures()
     let uid = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(!uid.is_empty());
 
-    let _sigil = start_sigil_with(
+    // sigil's namespace holds the background audit's Lease.
+    namespace(&c, "sigil-system", None);
+    let sigil = start_sigil_with(
         &c,
         &[env.addr()],
         &[
@@ -1609,7 +1617,7 @@ async fn the_background_audit_reports_running_workloads_and_follows_signatures()
             "1s",
         ],
     );
-    let log = || std::fs::read_to_string(c.dir.path().join("sigil.log")).unwrap_or_default();
+    let log = || sigil.log();
     // Unlabelled: not audited.
     std::thread::sleep(Duration::from_secs(3));
     assert!(policy_reports(&c, "lab").is_empty(), "{}", log());
@@ -1712,4 +1720,66 @@ async fn the_background_audit_reports_running_workloads_and_follows_signatures()
         policy_reports(&c, "lab"),
         log()
     );
+}
+
+/// Two replicas: only the holder of the Lease audits; when it stops, the
+/// other takes over within the Lease's duration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_audits_and_the_other_takes_over() {
+    let env = Env::start();
+    let c = KubeCluster::start();
+    let crd = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crds/clusterimagepolicies.policy.sigstore.dev.yaml"
+    ))
+    .unwrap();
+    assert!(ok(&apply(&c, &crd)));
+    namespace(&c, "sigil-system", None);
+    let flags = ["--audit-interval", "1s", "--audit-lease-duration", "3s"];
+    let first = start_sigil_with(&c, &[env.addr()], &flags);
+    let second = start_sigil_with(&c, &[env.addr()], &flags);
+    let audits = |s: &Sigil| s.log().matches("background audit finished").count();
+    let led = within(Duration::from_secs(20), || {
+        audits(&first) + audits(&second) >= 3
+    });
+    assert!(led.is_some(), "{}\n---\n{}", first.log(), second.log());
+    let (leader, follower) = if audits(&first) > 0 {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    // Only one audits.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(audits(&leader) >= 3, "{}", leader.log());
+    assert_eq!(audits(&follower), 0, "{}", follower.log());
+    assert!(leader.log().contains("became the background audit leader"));
+    let holder = text(&c.kubectl(&[
+        "-n",
+        "sigil-system",
+        "get",
+        "lease",
+        "sigil-background-audit",
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]));
+    assert!(!holder.is_empty());
+
+    // The leader stops without releasing: the other takes over once the
+    // Lease has gone unrenewed for its 3 s.
+    drop(leader);
+    let took_over = within(Duration::from_secs(15), || audits(&follower) > 0);
+    assert!(took_over.is_some(), "{}", follower.log());
+    assert!(follower
+        .log()
+        .contains("became the background audit leader"));
+    let new_holder = text(&c.kubectl(&[
+        "-n",
+        "sigil-system",
+        "get",
+        "lease",
+        "sigil-background-audit",
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]));
+    assert_ne!(new_holder, holder);
 }

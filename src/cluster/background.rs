@@ -11,6 +11,9 @@
 //!   and `status.lastAuditTime`;
 //! - metrics: the last run's time and duration, and violations by policy.
 //!
+//! With several replicas, only the holder of the `sigil-background-audit`
+//! Lease audits (`lease`).
+//!
 //! It decides nothing itself: verdicts are the pipeline's.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -56,10 +59,17 @@ pub async fn background_audit(
     client: Client,
     evaluator: Arc<Evaluator>,
     settings: BackgroundAuditSettings,
+    leadership: super::lease::Leadership,
 ) {
     let mut audited_policies = String::new();
     let mut last_run: Option<Instant> = None;
     loop {
+        if !leadership.is_leader() {
+            // A new leader audits at once.
+            last_run = None;
+            tokio::time::sleep(POLICY_CHECK).await;
+            continue;
+        }
         let policies = policy_fingerprints(&evaluator);
         let due = last_run.is_none_or(|t| t.elapsed() >= settings.interval);
         if due || policies != audited_policies {

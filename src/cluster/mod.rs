@@ -20,6 +20,7 @@ mod background;
 mod credentials;
 mod events;
 mod inventory;
+mod lease;
 mod namespaces;
 mod policies;
 mod status;
@@ -32,6 +33,7 @@ pub use background::{audit_once, background_audit, report_json, BackgroundAuditS
 pub use credentials::KubeCredentials;
 pub use events::{not_ready_record, violation_record, EventRecord, EventRecorder};
 pub use inventory::{read_inventory, Inventory};
+pub use lease::{lead, Leadership, LEASE_NAME};
 pub use namespaces::{mode_from_label, watch_namespaces};
 pub use policies::{definition, watch_policies};
 pub use status::status_json;
