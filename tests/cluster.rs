@@ -1783,3 +1783,112 @@ async fn one_replica_audits_and_the_other_takes_over() {
     ]));
     assert_ne!(new_holder, holder);
 }
+
+/// The background audit at scale (not part of the suite: `cargo test
+/// --release --test cluster -- --ignored --nocapture background_audit_at_scale`,
+/// `SIGIL_SCALE_PODS` Pods, default 10,000): the real apiserver holding
+/// that many Pod objects (ten signed images among them), one audit run.
+/// Prints its time and sigil's peak RSS, and checks every Pod got its
+/// PolicyReport.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn background_audit_at_scale() {
+    let pods: usize = std::env::var("SIGIL_SCALE_PODS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000);
+    let env = Env::start();
+    let k = TestKey::generate(TestKeyKind::P256).unwrap();
+    let mut images = Vec::new();
+    for i in 0..10 {
+        let repo = format!("team/app-{i}");
+        let digest = env.push(&repo, "v1").await;
+        env.sign(&repo, &digest, &k).await;
+        images.push(format!("{}/{repo}@{digest}", env.addr()));
+    }
+    let c = KubeCluster::start();
+    for crd in [
+        "clusterimagepolicies.policy.sigstore.dev",
+        "policyreports.wgpolicyk8s.io",
+    ] {
+        let yaml =
+            std::fs::read_to_string(format!("{}/crds/{crd}.yaml", env!("CARGO_MANIFEST_DIR")))
+                .unwrap();
+        assert!(ok(&apply(&c, &yaml)));
+        assert!(ok(&c.kubectl(&[
+            "wait",
+            "--for",
+            "condition=established",
+            "--timeout=30s",
+            &format!("crd/{crd}")
+        ])));
+    }
+    assert!(ok(&apply(
+        &c,
+        &key_policy(
+            "signed-by-ci",
+            &format!("{}/team/**", env.addr()),
+            &[&k],
+            ""
+        )
+    )));
+    namespace(&c, "sigil-system", None);
+    namespace(&c, "scale", Some("audit"));
+    let created = Instant::now();
+    for chunk in (0..pods).collect::<Vec<_>>().chunks(500) {
+        let items: Vec<serde_json::Value> = chunk
+            .iter()
+            .map(|i| {
+                serde_json::json!({
+                    "apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": format!("p-{i}"), "namespace": "scale"},
+                    "spec": {"containers": [{"name": "app", "image": images[i % images.len()]}]},
+                })
+            })
+            .collect();
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+        let out = c.kubectl_stdin(&["create", "-f", "-"], &list.to_string());
+        assert!(ok(&out), "{}", text(&out));
+    }
+    println!(
+        "created {pods} Pods in {:.1}s",
+        created.elapsed().as_secs_f64()
+    );
+
+    let started = Instant::now();
+    let sigil = start_sigil_with(&c, &[env.addr()], &["--audit-interval", "1h"]);
+    let finished = within(Duration::from_secs(1800), || {
+        sigil.log().contains("background audit finished")
+    });
+    assert!(finished.is_some(), "{}", sigil.log());
+    let plain = regex::Regex::new("\x1b\\[[0-9;]*m")
+        .unwrap()
+        .replace_all(&sigil.log(), "")
+        .to_string();
+    let took = plain
+        .lines()
+        .find(|l| l.contains("background audit finished"))
+        .and_then(|l| l.split("took_ms=").nth(1))
+        .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or_default();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", sigil.child.id())).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let reports = text(&c.kubectl(&["-n", "scale", "get", "policyreports", "--no-headers"]))
+        .lines()
+        .count();
+    println!(
+        "background audit of {pods} Pods: {:.1}s by its own clock ({:.1}s from start); sigil peak RSS (VmHWM) {}, RSS now {}; {reports} PolicyReports",
+        took as f64 / 1000.0,
+        started.elapsed().as_secs_f64(),
+        field("VmHWM:"),
+        field("VmRSS:"),
+    );
+    assert_eq!(reports, pods);
+}
