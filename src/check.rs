@@ -276,9 +276,6 @@ pub fn render_text(r: &CheckResult) -> String {
 
 /// Runs `sigil check`; returns the process exit code (0 admitted, 1 denied, 2 error).
 pub async fn main(args: CheckArgs) -> i32 {
-    if args.cluster {
-        return crate::whatif::main(args).await;
-    }
     if args.files.is_empty() && args.images.is_empty() {
         eprintln!("sigil check: give at least one -f MANIFEST or --image REF, or --cluster");
         return 2;

@@ -192,6 +192,9 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             },
+            Command::Check(args) if args.cluster => {
+                ExitCode::from(sigil::whatif::main(args).await as u8)
+            }
             Command::Check(args) => ExitCode::from(sigil::check::main(args).await as u8),
             Command::VerifyBundle(args) => ExitCode::from(sigil::bundle_cli::main(&args)),
             Command::Crd => match sigil::crd::all_yaml() {
