@@ -19,6 +19,8 @@ struct Sigil {
     ca_pem: String,
     /// Its stderr.
     log: std::path::PathBuf,
+    /// `http://127.0.0.1:<port>/metrics`.
+    metrics_url: String,
 }
 
 impl Sigil {
@@ -58,6 +60,7 @@ fn start_sigil(cluster: &KubeCluster, registries: &[&str]) -> Sigil {
 
 fn start_sigil_with(cluster: &KubeCluster, registries: &[&str], extra: &[&str]) -> Sigil {
     let port = free_port().unwrap();
+    let metrics_port = free_port().unwrap();
     let log = cluster.dir.path().join(format!("sigil-{port}.log"));
     let certs = cluster.dir.path().join(format!("sigil-certs-{port}"));
     let child = Command::new(env!("CARGO_BIN_EXE_sigil"))
@@ -65,9 +68,8 @@ fn start_sigil_with(cluster: &KubeCluster, registries: &[&str], extra: &[&str]) 
             "serve",
             "--listen",
             &format!("127.0.0.1:{port}"),
-            // Port 0: any free port (tests run side by side).
             "--metrics-listen",
-            "127.0.0.1:0",
+            &format!("127.0.0.1:{metrics_port}"),
             "--self-signed",
         ])
         .args(registries.iter().flat_map(|r| ["--insecure-registry", r]))
@@ -98,6 +100,7 @@ fn start_sigil_with(cluster: &KubeCluster, registries: &[&str], extra: &[&str]) 
         url: format!("https://127.0.0.1:{port}"),
         ca_pem: std::fs::read_to_string(certs.join("ca.pem")).unwrap(),
         log,
+        metrics_url: format!("http://127.0.0.1:{metrics_port}/metrics"),
     }
 }
 
@@ -1673,6 +1676,23 @@ async fn the_background_audit_reports_running_workloads_and_follows_signatures()
     );
     let table = text(&c.kubectl(&["get", "cip", "signed-by-ci"]));
     assert!(table.contains("VIOLATIONS"), "{table}");
+    // The audit's metrics say the same.
+    let metrics = reqwest::get(&sigil.metrics_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("sigil_background_audit_violations{policy=\"signed-by-ci\"} 1\n"),
+        "{metrics}"
+    );
+    let last_run: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sigil_background_audit_last_run_timestamp_seconds "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(last_run > 1.7e9, "{metrics}");
 
     // Signed: the next audit passes it.
     env.sign("team/app", &digest, &k).await;
