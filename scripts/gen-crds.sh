@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates crds/ from the Rust types (one file per CRD, named after it).
+# Regenerates crds/ from the Rust types (one file per CRD, named after it),
+# and the Helm chart's copy of crds/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp)
@@ -13,3 +14,6 @@ for d in docs:
     open(f"crds/{name}.yaml", "w").write("---\n" + d)
     print(f"crds/{name}.yaml")
 PY
+# The Helm chart ships the same CRDs (tests/chart.rs checks they match).
+rm -f charts/sigil/crds/*.yaml
+cp crds/*.yaml charts/sigil/crds/

@@ -16,5 +16,17 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+# Helm v4's Go SDK as a Python library, for tests/chart.rs (render and lint
+# the chart without a helm binary), in a venv under ~/.cache/sigil.
+venv="$HOME/.cache/sigil/helm-venv"
+if ! "$venv/bin/python" -c "import helm_python, yaml" >/dev/null 2>&1; then
+  if ! python3 -c "import ensurepip" >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
+  fi
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q helm-python-sdk==0.2.2 pyyaml==6.0.3
+fi
 # The Debian package starts nothing here (no systemd); sigil's harness runs
 # its own instances on 127.0.0.1 with temporary storage.

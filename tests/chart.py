@@ -1,0 +1,130 @@
+"""The Helm chart (charts/sigil), rendered and linted with Helm v4's own Go
+SDK (the PyPI package helm-python-sdk; no helm binary). Run by
+tests/chart.rs with the interpreter scripts/setup.sh prepared."""
+
+import sys
+
+import helm_python as helm
+import yaml
+
+CHART = sys.argv[1]
+CA = {"certificates": {"secret": {"caBundle": "Q0E="}}}
+
+
+def merged(*parts):
+    out = {}
+    for p in parts:
+        for k, v in p.items():
+            out[k] = merged(out.get(k, {}), v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def objects(values):
+    chart = helm.Chart.load(CHART)
+    chart.validate_schema(values)
+    rendered = chart.render(values, name="sigil", namespace="sigil-system")
+    docs = []
+    for path, text in rendered.items():
+        if not path.endswith(".yaml"):
+            continue
+        docs.extend(d for d in yaml.safe_load_all(text) if d)
+    return docs
+
+
+def kinds(docs):
+    return sorted(f"{d['kind']}/{d['metadata']['name']}" for d in docs)
+
+
+def one(docs, kind, name):
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, (kind, name, kinds(docs))
+    return found[0]
+
+
+def lint_clean(values):
+    report = helm.lint(CHART, values, strict=True)
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert not problems and not report["errors"], report
+
+
+# Defaults (a caBundle is the one required value in secret mode).
+docs = objects(CA)
+lint_clean(CA)
+assert kinds(docs) == sorted([
+    "ClusterRole/sigil", "ClusterRoleBinding/sigil", "Deployment/sigil",
+    "MutatingWebhookConfiguration/sigil", "PodDisruptionBudget/sigil",
+    "Role/sigil", "RoleBinding/sigil", "Service/sigil", "Service/sigil-metrics",
+    "ServiceAccount/sigil", "ValidatingWebhookConfiguration/sigil",
+    "ValidatingWebhookConfiguration/sigil-policies",
+]), kinds(docs)
+deploy = one(docs, "Deployment", "sigil")
+assert deploy["spec"]["replicas"] == 2
+pod = deploy["spec"]["template"]["spec"]
+container = pod["containers"][0]
+assert pod["securityContext"]["runAsNonRoot"] is True
+assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+assert container["securityContext"] == {
+    "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]}}, container["securityContext"]
+assert "--metrics-listen=0.0.0.0:9090" in container["args"], container["args"]
+assert pod["volumes"][0]["secret"]["secretName"] == "sigil-tls"
+validate = one(docs, "ValidatingWebhookConfiguration", "sigil")["webhooks"][0]
+assert validate["failurePolicy"] == "Fail" and validate["sideEffects"] == "NoneOnDryRun"
+assert validate["clientConfig"]["caBundle"] == "Q0E="
+excluded = validate["namespaceSelector"]["matchExpressions"][-1]
+assert excluded == {"key": "kubernetes.io/metadata.name", "operator": "NotIn",
+                    "values": ["sigil-system", "kube-system"]}, excluded
+# The chart's CRDs are the project's.
+crds = {c["name"] for c in helm.Chart.load(CHART).crds}
+assert any("clusterimagepolicies" in n for n in crds) and any("policyreports" in n for n in crds), crds
+
+# One replica: no PodDisruptionBudget. Mutating off. Custom selectors.
+values = merged(CA, {"replicas": 1, "webhook": {
+    "mutating": False,
+    "objectSelector": {"matchLabels": {"team": "shop"}},
+    "namespaceSelector": {"matchExpressions": [{"key": "env", "operator": "In", "values": ["prod"]}]}}})
+docs = objects(values)
+lint_clean(values)
+names = kinds(docs)
+assert "PodDisruptionBudget/sigil" not in names and "MutatingWebhookConfiguration/sigil" not in names, names
+validate = one(docs, "ValidatingWebhookConfiguration", "sigil")["webhooks"][0]
+assert validate["objectSelector"] == {"matchLabels": {"team": "shop"}}
+assert validate["namespaceSelector"]["matchExpressions"][0] == {"key": "env", "operator": "In", "values": ["prod"]}
+
+# cert-manager: a Certificate (and an Issuer), cainjector annotations, no caBundle.
+values = {"certificates": {"mode": "certManager"}}
+docs = objects(values)
+lint_clean(values)
+one(docs, "Certificate", "sigil-serving")
+one(docs, "Issuer", "sigil-selfsigned")
+for name in ["sigil", "sigil-policies"]:
+    hook = one(docs, "ValidatingWebhookConfiguration", name)
+    assert hook["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == "sigil-system/sigil-serving"
+    assert "caBundle" not in hook["webhooks"][0]["clientConfig"]
+assert one(docs, "Deployment", "sigil")["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"] == "sigil-serving-tls"
+
+# Secret mode without a caBundle fails to render, naming the value.
+try:
+    objects({})
+    raise AssertionError("rendered without certificates.secret.caBundle")
+except helm.HelmError as e:
+    assert "certificates.secret.caBundle" in str(e), e
+
+# Policies from values; flags from values.
+values = merged(CA, {"sigil": {"mode": "audit", "extraArgs": ["--registry-concurrency=4"]},
+                     "policies": {"signed": {"images": [{"glob": "**"}], "authorities": [{"static": {"action": "pass"}}]}}})
+docs = objects(values)
+assert one(docs, "ClusterImagePolicy", "signed")["spec"]["images"] == [{"glob": "**"}]
+args = one(docs, "Deployment", "sigil")["spec"]["template"]["spec"]["containers"][0]["args"]
+assert "--mode=audit" in args and "--registry-concurrency=4" in args, args
+
+# A typo is refused by values.schema.json, naming the key.
+for typo in ({"replica": 3}, {"webhook": {"failurePolicy": "fail"}}, {"sigil": {"noMatch": "allow"}}):
+    try:
+        helm.Chart.load(CHART).validate_schema(merged(CA, typo))
+        raise AssertionError(f"accepted {typo}")
+    except helm.HelmValuesError as e:
+        key = next(iter(typo))
+        assert key in str(e) or next(iter(typo[key])) in str(e), (typo, str(e))
+
+print("chart: ok")

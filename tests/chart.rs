@@ -1,0 +1,54 @@
+//! The Helm chart, rendered and linted by Helm v4's own Go SDK (the PyPI
+//! package helm-python-sdk, which scripts/setup.sh installs into a venv
+//! under ~/.cache/sigil; no helm binary): defaults and the value sets that
+//! change what is rendered, clean lint, and schema typos refused. The
+//! checks are in tests/chart.py.
+
+use std::process::Command;
+
+#[test]
+fn the_chart_renders_lints_clean_and_refuses_typos() {
+    let python = std::env::var("SIGIL_HELM_PYTHON").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/sigil/helm-venv/bin/python",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(&python)
+        .arg(format!("{root}/tests/chart.py"))
+        .arg(format!("{root}/charts/sigil"))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{python}: {e} (scripts/setup.sh installs helm-python-sdk there)")
+        });
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("chart: ok"), "{text}");
+}
+
+/// The chart's CRDs are the project's: the same files, byte for byte
+/// (scripts/gen-crds.sh writes both).
+#[test]
+fn the_charts_crds_are_the_projects() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut names: Vec<_> = std::fs::read_dir(root.join("crds"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    let mut chart: Vec<_> = std::fs::read_dir(root.join("charts/sigil/crds"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    chart.sort();
+    assert_eq!(names, chart);
+    for name in names {
+        assert_eq!(
+            std::fs::read(root.join("crds").join(&name)).unwrap(),
+            std::fs::read(root.join("charts/sigil/crds").join(&name)).unwrap(),
+            "charts/sigil/crds/{name:?} is stale: run scripts/gen-crds.sh"
+        );
+    }
+}
