@@ -10,6 +10,13 @@ import yaml
 CHART = sys.argv[1]
 CA = {"certificates": {"secret": {"caBundle": "Q0E="}}}
 
+if len(sys.argv) > 2 and sys.argv[2] == "--render":
+    # The manifests for the defaults (with a caBundle), as one YAML stream,
+    # for tests/cluster.rs to apply to the real apiserver.
+    rendered = helm.Chart.load(CHART).render(CA, name="sigil", namespace="sigil-system")
+    print("\n---\n".join(t for p, t in sorted(rendered.items()) if p.endswith(".yaml") and t.strip()))
+    sys.exit(0)
+
 
 def merged(*parts):
     out = {}

@@ -1912,3 +1912,63 @@ async fn background_audit_at_scale() {
     );
     assert_eq!(reports, pods);
 }
+
+/// The chart's rendered defaults, server-side applied to the real
+/// apiserver: every object (CRDs first, as Helm installs them) is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_charts_objects_are_accepted_by_the_apiserver() {
+    let c = KubeCluster::start();
+    let root = env!("CARGO_MANIFEST_DIR");
+    for entry in std::fs::read_dir(format!("{root}/charts/sigil/crds")).unwrap() {
+        let yaml = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let out = c.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &yaml);
+        assert!(ok(&out), "{}", text(&out));
+    }
+    assert!(ok(&c.kubectl(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "--timeout=30s",
+        "crd/clusterimagepolicies.policy.sigstore.dev",
+        "crd/policyreports.wgpolicyk8s.io",
+    ])));
+    namespace(&c, "sigil-system", None);
+    let python = std::env::var("SIGIL_HELM_PYTHON").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/sigil/helm-venv/bin/python",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
+    let rendered = Command::new(&python)
+        .arg(format!("{root}/tests/chart.py"))
+        .arg(format!("{root}/charts/sigil"))
+        .arg("--render")
+        .output()
+        .unwrap();
+    assert!(rendered.status.success(), "{}", text(&rendered));
+    // Helm picks the PodDisruptionBudget's apiVersion from the cluster it
+    // installs into; rendered offline it assumes a current one (policy/v1),
+    // which this v1.20 apiserver predates.
+    let manifests = String::from_utf8(rendered.stdout).unwrap().replace(
+        "apiVersion: policy/v1\nkind: PodDisruptionBudget",
+        "apiVersion: policy/v1beta1\nkind: PodDisruptionBudget",
+    );
+    assert!(manifests.contains("policy/v1beta1"), "{manifests}");
+    let out = c.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &manifests);
+    assert!(ok(&out), "{}\n{manifests}", text(&out));
+    let applied = text(&out);
+    for object in [
+        "deployment.apps/sigil",
+        "service/sigil",
+        "service/sigil-metrics",
+        "serviceaccount/sigil",
+        "clusterrole.rbac.authorization.k8s.io/sigil",
+        "role.rbac.authorization.k8s.io/sigil",
+        "poddisruptionbudget.policy/sigil",
+        "mutatingwebhookconfiguration.admissionregistration.k8s.io/sigil",
+        "validatingwebhookconfiguration.admissionregistration.k8s.io/sigil",
+        "validatingwebhookconfiguration.admissionregistration.k8s.io/sigil-policies",
+    ] {
+        assert!(applied.contains(object), "{object} not applied: {applied}");
+    }
+}
