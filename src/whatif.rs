@@ -117,15 +117,18 @@ pub async fn what_if(
     let (mut workloads, mut denied) = (0, 0);
     let mut denied_namespaces = BTreeSet::new();
     for obj in objects {
+        let ns = obj
+            .pointer("/metadata/namespace")
+            .and_then(|v| v.as_str())
+            .unwrap_or("default");
+        if namespaces.is_some_and(|n| !n.contains(ns)) {
+            continue;
+        }
         let w = match workload_of(obj, "default") {
             Ok(Some(w)) => w,
             Ok(None) => continue,
             Err(e) => {
                 // An object sigil cannot read would be denied at admission.
-                let ns = obj
-                    .pointer("/metadata/namespace")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default();
                 workloads += 1;
                 denied += 1;
                 denied_namespaces.insert(ns.to_string());
@@ -140,9 +143,6 @@ pub async fn what_if(
                 continue;
             }
         };
-        if namespaces.is_some_and(|n| !n.contains(&w.context.namespace)) {
-            continue;
-        }
         let namespace = w.context.namespace.clone();
         let name = format!("{}/{}", w.context.kind, w.context.name);
         let eval = evaluator
@@ -279,4 +279,75 @@ async fn run(args: &CheckArgs) -> anyhow::Result<WhatIf> {
         .replace_source(crate::cluster::SOURCE, &cluster_policies);
     let namespaces = args.respect_namespace_labels.then_some(&inventory.enforced);
     Ok(what_if(&evaluator, &inventory.workloads, namespaces).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::NullAuditSink;
+    use crate::decision::NoMatchAction;
+    use crate::policy::PolicyStore;
+    use crate::registry::{RegistryClient, RegistryOptions};
+    use crate::service::EvaluatorSettings;
+    use crate::verify::{Verifier, VerifierSettings};
+    use serde_json::json;
+    use std::sync::Arc;
+
+    fn evaluator() -> Evaluator {
+        crate::install_crypto_provider();
+        Evaluator::new(
+            Arc::new(PolicyStore::new()),
+            Arc::new(Verifier::new(
+                Arc::new(RegistryClient::new(&RegistryOptions::default()).unwrap()),
+                &VerifierSettings::default(),
+            )),
+            EvaluatorSettings {
+                decision: DecisionSettings {
+                    server_mode: ServerMode::Enforce,
+                    no_match: NoMatchAction::Deny,
+                },
+                verify_timeout: std::time::Duration::from_secs(1),
+                require_digest: true,
+            },
+            Arc::new(NullAuditSink),
+        )
+    }
+
+    /// An object sigil cannot read would be denied at admission: the
+    /// what-if counts it as denied, with the reason; namespaces outside the
+    /// given set are not evaluated at all.
+    #[tokio::test]
+    async fn an_unreadable_workload_would_be_denied_and_other_namespaces_are_skipped() {
+        let ev = evaluator();
+        let objects = vec![
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bad", "namespace": "shop"},
+                   "spec": {"containers": "nope"}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "elsewhere", "namespace": "lab"},
+                   "spec": {"containers": [{"name": "a", "image": "r.example/app:v1"}]}}),
+        ];
+        let w = what_if(&ev, &objects, None).await;
+        assert_eq!(w.denied, 2, "{:?}", w.rows);
+        let bad = w.rows.iter().find(|r| r.namespace == "shop").unwrap();
+        assert_eq!(bad.verdict, "deny");
+        assert!(
+            bad.reason.contains("cannot read the pod spec"),
+            "{}",
+            bad.reason
+        );
+        // No policy matches the other image, and the no-match rule denies it.
+        let other = w.rows.iter().find(|r| r.namespace == "lab").unwrap();
+        assert_eq!(
+            (other.policy.as_str(), other.verdict.as_str()),
+            ("-", "deny")
+        );
+        assert_eq!(w.summary, "would deny 2 of 2 workloads in 2 namespaces");
+
+        let only_lab: BTreeSet<String> = ["lab".to_string()].into();
+        // The unreadable object is in a namespace outside the set: skipped.
+        let w = what_if(&ev, &objects, Some(&only_lab)).await;
+        assert_eq!((w.workloads, w.denied), (1, 1), "{:?}", w.rows);
+        let none: BTreeSet<String> = BTreeSet::new();
+        let w = what_if(&ev, &objects[1..], Some(&none)).await;
+        assert_eq!((w.workloads, w.rows.len()), (0, 0));
+    }
 }

@@ -30,13 +30,7 @@ async fn the_servers_audit_log_is_counted_and_its_chain_verified() {
     env.sign("acme/signed", &signed, &k).await;
     let addr = env.addr().to_string();
     let dir = tempfile::tempdir().unwrap();
-    let policies = dir.path().join("policies");
-    std::fs::create_dir_all(&policies).unwrap();
-    std::fs::write(
-        policies.join("p.yaml"),
-        key_policy("release-signed", "**", &[&k], ""),
-    )
-    .unwrap();
+    let policies = policy_dir(dir.path(), &key_policy("release-signed", "**", &[&k], ""));
     let served = Served::start(dir.path(), &policies, &["--insecure-registry", &addr]);
     assert_eq!(
         served.review(&format!("{addr}/acme/signed@{signed}")).await["allowed"],

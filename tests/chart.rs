@@ -4,16 +4,13 @@
 //! change what is rendered, clean lint, and schema typos refused. The
 //! checks are in tests/chart.py.
 
+mod common;
+
 use std::process::Command;
 
 #[test]
 fn the_chart_renders_lints_clean_and_refuses_typos() {
-    let python = std::env::var("SIGIL_HELM_PYTHON").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache/sigil/helm-venv/bin/python",
-            std::env::var("HOME").unwrap_or_default()
-        )
-    });
+    let python = common::helm_python();
     let root = env!("CARGO_MANIFEST_DIR");
     let out = Command::new(&python)
         .arg(format!("{root}/tests/chart.py"))

@@ -229,6 +229,24 @@ fn namespace(c: &KubeCluster, name: &str, label: Option<&str>) {
     }
 }
 
+/// Applies `crds/{name}.yaml` for each name and waits until each is served.
+fn install_crds(c: &KubeCluster, names: &[&str]) {
+    for name in names {
+        let yaml =
+            std::fs::read_to_string(format!("{}/crds/{name}.yaml", env!("CARGO_MANIFEST_DIR")))
+                .unwrap();
+        let out = apply(c, &yaml);
+        assert!(ok(&out), "{name}: {}", text(&out));
+        assert!(ok(&c.kubectl(&[
+            "wait",
+            "--for",
+            "condition=established",
+            "--timeout=30s",
+            &format!("crd/{name}")
+        ])));
+    }
+}
+
 fn apply(c: &KubeCluster, yaml: &str) -> std::process::Output {
     c.kubectl_stdin(&["apply", "-f", "-"], yaml)
 }
@@ -1243,19 +1261,7 @@ async fn check_cluster_is_a_read_only_what_if() {
     let unsigned = format!("{}/team/unsigned@{unsigned_digest}", env.addr());
 
     let c = KubeCluster::start();
-    let crd = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/crds/clusterimagepolicies.policy.sigstore.dev.yaml"
-    ))
-    .unwrap();
-    assert!(ok(&apply(&c, &crd)));
-    assert!(ok(&c.kubectl(&[
-        "wait",
-        "--for",
-        "condition=established",
-        "--timeout=30s",
-        "crd/clusterimagepolicies.policy.sigstore.dev"
-    ])));
+    install_crds(&c, &["clusterimagepolicies.policy.sigstore.dev"]);
     // A policy already in the cluster, for images none of these use.
     let out = apply(
         &c,
@@ -1403,19 +1409,7 @@ async fn violations_and_not_ready_policies_are_events() {
     let unsigned = format!("{}/team/unsigned@{unsigned_digest}", env.addr());
 
     let c = KubeCluster::start();
-    let crd = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/crds/clusterimagepolicies.policy.sigstore.dev.yaml"
-    ))
-    .unwrap();
-    assert!(ok(&apply(&c, &crd)));
-    assert!(ok(&c.kubectl(&[
-        "wait",
-        "--for",
-        "condition=established",
-        "--timeout=30s",
-        "crd/clusterimagepolicies.policy.sigstore.dev"
-    ])));
+    install_crds(&c, &["clusterimagepolicies.policy.sigstore.dev"]);
     let out = apply(
         &c,
         &key_policy(
@@ -1564,23 +1558,13 @@ async fn the_background_audit_reports_running_workloads_and_follows_signatures()
     let image = format!("{}/team/app@{digest}", env.addr());
 
     let c = KubeCluster::start();
-    for crd in [
-        "clusterimagepolicies.policy.sigstore.dev",
-        "policyreports.wgpolicyk8s.io",
-    ] {
-        let yaml =
-            std::fs::read_to_string(format!("{}/crds/{crd}.yaml", env!("CARGO_MANIFEST_DIR")))
-                .unwrap();
-        let out = apply(&c, &yaml);
-        assert!(ok(&out), "{crd}: {}", text(&out));
-        assert!(ok(&c.kubectl(&[
-            "wait",
-            "--for",
-            "condition=established",
-            "--timeout=30s",
-            &format!("crd/{crd}")
-        ])));
-    }
+    install_crds(
+        &c,
+        &[
+            "clusterimagepolicies.policy.sigstore.dev",
+            "policyreports.wgpolicyk8s.io",
+        ],
+    );
     let out = apply(
         &c,
         &key_policy(
@@ -1827,22 +1811,13 @@ async fn background_audit_at_scale() {
         images.push(format!("{}/{repo}@{digest}", env.addr()));
     }
     let c = KubeCluster::start();
-    for crd in [
-        "clusterimagepolicies.policy.sigstore.dev",
-        "policyreports.wgpolicyk8s.io",
-    ] {
-        let yaml =
-            std::fs::read_to_string(format!("{}/crds/{crd}.yaml", env!("CARGO_MANIFEST_DIR")))
-                .unwrap();
-        assert!(ok(&apply(&c, &yaml)));
-        assert!(ok(&c.kubectl(&[
-            "wait",
-            "--for",
-            "condition=established",
-            "--timeout=30s",
-            &format!("crd/{crd}")
-        ])));
-    }
+    install_crds(
+        &c,
+        &[
+            "clusterimagepolicies.policy.sigstore.dev",
+            "policyreports.wgpolicyk8s.io",
+        ],
+    );
     assert!(ok(&apply(
         &c,
         &key_policy(
@@ -1933,13 +1908,7 @@ async fn the_charts_objects_are_accepted_by_the_apiserver() {
         "crd/policyreports.wgpolicyk8s.io",
     ])));
     namespace(&c, "sigil-system", None);
-    let python = std::env::var("SIGIL_HELM_PYTHON").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache/sigil/helm-venv/bin/python",
-            std::env::var("HOME").unwrap_or_default()
-        )
-    });
-    let rendered = Command::new(&python)
+    let rendered = Command::new(helm_python())
         .arg(format!("{root}/tests/chart.py"))
         .arg(format!("{root}/charts/sigil"))
         .arg("--render")

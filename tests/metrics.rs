@@ -79,13 +79,7 @@ async fn reviews_are_counted_exactly_and_images_add_no_series() {
     let unsigned = env.push("acme/unsigned", "v1").await;
     let addr = env.addr().to_string();
     let dir = tempfile::tempdir().unwrap();
-    let policies = dir.path().join("policies");
-    std::fs::create_dir_all(&policies).unwrap();
-    std::fs::write(
-        policies.join("p.yaml"),
-        key_policy("release-signed", "**", &[&k], ""),
-    )
-    .unwrap();
+    let policies = policy_dir(dir.path(), &key_policy("release-signed", "**", &[&k], ""));
     let served = Served::start(
         dir.path(),
         &policies,

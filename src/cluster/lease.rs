@@ -28,13 +28,6 @@ impl Leadership {
     pub fn is_leader(&self) -> bool {
         self.held.load(Ordering::Acquire)
     }
-
-    /// A leadership that is always held (no cluster coordination).
-    pub fn always() -> Leadership {
-        Leadership {
-            held: Arc::new(AtomicBool::new(true)),
-        }
-    }
 }
 
 /// Starts holding (or waiting for) the Lease `namespace/LEASE_NAME` as

@@ -222,3 +222,22 @@ pub fn warnings(resp: &Value) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// The Python that runs Helm's Go SDK (helm-python-sdk): `$SIGIL_HELM_PYTHON`,
+/// or the venv scripts/setup.sh makes under ~/.cache/sigil.
+pub fn helm_python() -> String {
+    std::env::var("SIGIL_HELM_PYTHON").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/sigil/helm-venv/bin/python",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    })
+}
+
+/// `dir/policies` holding `yaml` as its one policy file.
+pub fn policy_dir(dir: &std::path::Path, yaml: &str) -> std::path::PathBuf {
+    let policies = dir.join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(policies.join("p.yaml"), yaml).unwrap();
+    policies
+}
