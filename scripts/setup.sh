@@ -9,6 +9,8 @@ if [ "${SIGIL_WITH_WRK:-0}" = 1 ]; then command -v wrk >/dev/null 2>&1 || need+=
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 # The server and fault tests stop `sigil serve` with /bin/kill -TERM.
 [ -x /bin/kill ] || [ -x /usr/bin/kill ] || need+=(procps)
+# tests/install.rs writes Endpoints with this host's address (`ip -4 addr`).
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" = 0 ] || SUDO=sudo

@@ -44,9 +44,9 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the admission webhook (HTTPS).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Evaluate manifests or images offline, exactly as the webhook would.
-    Check(CheckArgs),
+    Check(Box<CheckArgs>),
     /// Verify a Sigstore bundle over a file or digest (the sigstore-conformance
     /// client protocol), on the webhook's verification core.
     VerifyBundle(VerifyBundleArgs),
@@ -223,7 +223,7 @@ pub struct ServeArgs {
     #[arg(long, default_value = "0.0.0.0:9090", value_parser = parse_metrics_listen)]
     pub metrics_listen: MetricsListen,
     /// Serving certificate (PEM); reloaded when it changes.
-    #[arg(long, requires = "tls_key", conflicts_with = "self_signed")]
+    #[arg(long, requires = "tls_key", conflicts_with_all = ["self_signed", "tls_secret"])]
     pub tls_cert: Option<PathBuf>,
     /// Serving key (PEM); reloaded when it changes.
     #[arg(long, requires = "tls_cert")]
@@ -237,6 +237,31 @@ pub struct ServeArgs {
     /// Extra DNS name or IP for the self-signed certificate; repeatable.
     #[arg(long = "self-signed-name")]
     pub self_signed_names: Vec<String>,
+    /// With a cluster: keep the serving certificate in this Secret of
+    /// `--namespace` (the chart's `certificates.mode: self`). The Lease
+    /// holder creates and renews a CA and serving certificate there and puts
+    /// every valid CA into the caBundle of the `--inject-ca-bundle`
+    /// webhook configurations; every replica serves from the Secret.
+    #[arg(long, conflicts_with = "self_signed")]
+    pub tls_secret: Option<String>,
+    /// The Service whose DNS names (`NAME.NAMESPACE.svc`, …) the
+    /// `--tls-secret` certificate carries.
+    #[arg(long, default_value = "sigil")]
+    pub tls_service: String,
+    /// A webhook configuration whose caBundle `--tls-secret` keeps:
+    /// `validating/NAME` or `mutating/NAME`; repeatable.
+    #[arg(long = "inject-ca-bundle", requires = "tls_secret")]
+    pub inject_ca_bundle: Vec<crate::certificates::WebhookConfigRef>,
+    /// `--tls-secret`: the CA's lifetime.
+    #[arg(long, default_value = "365d", value_parser = duration)]
+    pub ca_lifetime: Duration,
+    /// `--tls-secret`: the serving certificate's lifetime.
+    #[arg(long, default_value = "150d", value_parser = duration)]
+    pub cert_lifetime: Duration,
+    /// `--tls-secret`: renew the CA or the serving certificate once it has
+    /// less than this left.
+    #[arg(long, default_value = "15d", value_parser = duration)]
+    pub renew_before: Duration,
     /// Watch ClusterImagePolicies and Namespaces through this kubeconfig
     /// (in-cluster configuration is used when KUBERNETES_SERVICE_HOST is set).
     #[arg(long)]
@@ -264,10 +289,11 @@ pub struct ServeArgs {
     /// Workloads the background audit evaluates at once.
     #[arg(long, default_value_t = 4)]
     pub audit_concurrency: usize,
-    /// How long the background audit's Lease holds without renewal (it is
-    /// renewed every third of that); after it, another replica takes over.
-    #[arg(long, default_value = "15s", value_parser = duration)]
-    pub audit_lease_duration: Duration,
+    /// How long the leader Lease (cluster-wide writes: status conditions,
+    /// certificates, the background audit) holds without renewal; it is
+    /// renewed every third of that, and after it another replica takes over.
+    #[arg(long, alias = "audit-lease-duration", default_value = "15s", value_parser = duration)]
+    pub lease_duration: Duration,
 }
 
 /// Output format of `sigil check`.

@@ -13,6 +13,7 @@
 pub mod admission;
 pub mod audit;
 pub mod bundle_cli;
+pub mod certificates;
 pub mod check;
 pub mod cli;
 pub mod cluster;

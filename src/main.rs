@@ -32,15 +32,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let ready = Arc::new(AtomicBool::new(false));
     let cluster_mode =
         args.kubeconfig.is_some() || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    let mut cluster_parts = None;
     if cluster_mode {
         let client = cluster::client(args.kubeconfig.as_deref()).await?;
         let state = Arc::new(cluster::ClusterState::new(ready.clone()));
         evaluator.cluster = Some(state.clone());
         evaluator.credentials = Some(Arc::new(cluster::KubeCredentials::new(client.clone())));
-        // This replica's name in the Events it sends.
+        // This replica's name in the Events it sends and in the Lease.
         let instance = std::env::var("POD_NAME")
             .or_else(|_| std::env::var("HOSTNAME"))
             .unwrap_or_else(|_| "sigil".into());
+        // Unique per process, even for two on one host.
+        let mut suffix = [0u8; 4];
+        let _ = aws_lc_rs::rand::fill(&mut suffix);
+        let leadership = cluster::lead(
+            client.clone(),
+            &args.namespace,
+            format!("{instance}-{}", hex::encode(suffix)),
+            args.lease_duration,
+        );
         let events = cluster::EventRecorder::start(client.clone(), instance);
         evaluator.violations = Some(events.clone());
         tokio::spawn(cluster::watch_namespaces(client.clone(), state.clone()));
@@ -48,43 +58,32 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             client.clone(),
             evaluator.verifier.trust().clone(),
             Some(events.clone()),
+            Some(leadership.clone()),
         ));
         tokio::spawn(cluster::watch_policies(
-            client,
+            client.clone(),
             evaluator.store.clone(),
             state,
             args.namespace.clone(),
             Some(events),
+            Some(leadership.clone()),
+            args.tls_secret.clone(),
         ));
+        cluster_parts = Some((client, leadership));
     }
     let evaluator = Arc::new(evaluator);
-    if cluster_mode && !args.audit_interval.is_zero() {
-        let client = cluster::client(args.kubeconfig.as_deref()).await?;
-        // Unique per process, even for two on one host.
-        let mut suffix = [0u8; 4];
-        let _ = aws_lc_rs::rand::fill(&mut suffix);
-        let identity = format!(
-            "{}-{}",
-            std::env::var("POD_NAME")
-                .or_else(|_| std::env::var("HOSTNAME"))
-                .unwrap_or_else(|_| "sigil".into()),
-            hex::encode(suffix)
-        );
-        let leadership = cluster::lead(
-            client.clone(),
-            &args.namespace,
-            identity,
-            args.audit_lease_duration,
-        );
-        tokio::spawn(cluster::background_audit(
-            client,
-            evaluator.clone(),
-            cluster::BackgroundAuditSettings {
-                interval: args.audit_interval,
-                concurrency: args.audit_concurrency,
-            },
-            leadership,
-        ));
+    if let Some((client, leadership)) = &cluster_parts {
+        if !args.audit_interval.is_zero() {
+            tokio::spawn(cluster::background_audit(
+                client.clone(),
+                evaluator.clone(),
+                cluster::BackgroundAuditSettings {
+                    interval: args.audit_interval,
+                    concurrency: args.audit_concurrency,
+                },
+                leadership.clone(),
+            ));
+        }
     }
     if let Some(dir) = args.verify.policy_dir.clone() {
         tokio::spawn(files::watch_dir(
@@ -102,6 +101,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(%addr, "metrics on http://{addr}/metrics");
     }
     let client_ca = args.client_ca.clone();
+    let client_ca_pem = match &client_ca {
+        Some(p) => Some(std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?),
+        None => None,
+    };
+    // Set once the serving certificate is one the apiserver trusts (with
+    // --tls-secret, once the Secret has one); /readyz waits for it.
+    let certificate_loaded = Arc::new(AtomicBool::new(true));
     let (tls_config, files_to_watch) = match (&args.tls_cert, &args.tls_key, args.self_signed) {
         (Some(cert), Some(key), false) => (
             RustlsConfig::from_config(tls::server_config_from_files(
@@ -117,12 +123,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let generated = tls::self_signed(&names)?;
             let (ca, _, _) = tls::write_self_signed(&args.self_signed_dir, &generated)?;
             tracing::info!(ca = %ca.display(), "self-signed CA written; put it (base64) in the webhook caBundle");
-            let client_ca_pem = match &client_ca {
-                Some(p) => {
-                    Some(std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?)
-                }
-                None => None,
-            };
             (
                 RustlsConfig::from_config(tls::server_config(
                     generated.cert_pem.as_bytes(),
@@ -132,7 +132,48 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 None,
             )
         }
-        _ => anyhow::bail!("give either --tls-cert and --tls-key, or --self-signed"),
+        (None, None, false) if args.tls_secret.is_some() => {
+            let (Some(secret), Some((client, leadership))) = (&args.tls_secret, &cluster_parts)
+            else {
+                anyhow::bail!("--tls-secret needs a cluster (--kubeconfig, or in-cluster)");
+            };
+            let lifetimes = sigil::certificates::Lifetimes {
+                ca: args.ca_lifetime,
+                serving: args.cert_lifetime,
+                renew_before: args.renew_before,
+            };
+            lifetimes.validate()?;
+            // Served until the Secret's certificate is loaded; no client
+            // trusts it, and /readyz says not ready meanwhile.
+            let placeholder = tls::self_signed(&tls::default_names())?;
+            let config = RustlsConfig::from_config(tls::server_config(
+                placeholder.cert_pem.as_bytes(),
+                placeholder.key_pem.as_bytes(),
+                client_ca_pem.as_deref(),
+            )?);
+            certificate_loaded.store(false, Ordering::Release);
+            tokio::spawn(cluster::serve_from_secret(
+                client.clone(),
+                args.namespace.clone(),
+                secret.clone(),
+                config.clone(),
+                client_ca_pem.clone(),
+                certificate_loaded.clone(),
+            ));
+            tokio::spawn(cluster::keep_certificates(
+                client.clone(),
+                cluster::SelfManagedCertificates {
+                    namespace: args.namespace.clone(),
+                    secret: secret.clone(),
+                    names: sigil::certificates::service_names(&args.tls_service, &args.namespace),
+                    webhooks: args.inject_ca_bundle.clone(),
+                    lifetimes,
+                },
+                leadership.clone(),
+            ));
+            (config, None)
+        }
+        _ => anyhow::bail!("give --tls-cert and --tls-key, --tls-secret, or --self-signed"),
     };
     if client_ca.is_some() {
         tracing::info!("answering only clients with a certificate from --client-ca");
@@ -150,7 +191,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.listen,
         tls_config,
         AppState::new(evaluator, ready.clone(), args.max_inflight_reviews)
-            .requiring_client_certificates(args.client_ca.is_some()),
+            .requiring_client_certificates(args.client_ca.is_some())
+            .with_certificate_gate(certificate_loaded),
     )
     .await?;
     // File policies were loaded before listening; with a cluster, readiness
@@ -185,7 +227,7 @@ fn main() -> ExitCode {
     };
     rt.block_on(async {
         match cli.command {
-            Command::Serve(args) => match serve(args).await {
+            Command::Serve(args) => match serve(*args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("sigil serve: {e:#}");
@@ -193,9 +235,9 @@ fn main() -> ExitCode {
                 }
             },
             Command::Check(args) if args.cluster => {
-                ExitCode::from(sigil::whatif::main(args).await as u8)
+                ExitCode::from(sigil::whatif::main(*args).await as u8)
             }
-            Command::Check(args) => ExitCode::from(sigil::check::main(args).await as u8),
+            Command::Check(args) => ExitCode::from(sigil::check::main(*args).await as u8),
             Command::VerifyBundle(args) => ExitCode::from(sigil::bundle_cli::main(&args)),
             Command::Crd => match sigil::crd::all_yaml() {
                 Ok(y) => {

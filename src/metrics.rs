@@ -223,6 +223,7 @@ pub struct Metrics {
     audit_last_run: Gauge<f64, std::sync::atomic::AtomicU64>,
     audit_duration: Gauge<f64, std::sync::atomic::AtomicU64>,
     audit_violations: Family<PolicyOnlyLabels, Gauge>,
+    serving_certificate_expiry: Gauge<f64, std::sync::atomic::AtomicU64>,
     hosts: Mutex<HashSet<String>>,
 }
 
@@ -262,6 +263,7 @@ impl Metrics {
             audit_last_run: Gauge::default(),
             audit_duration: Gauge::default(),
             audit_violations: Family::default(),
+            serving_certificate_expiry: Gauge::default(),
             hosts: Mutex::new(HashSet::new()),
         };
         registry.register(
@@ -354,6 +356,11 @@ impl Metrics {
             "Running workloads failing each policy at the last background audit",
             m.audit_violations.clone(),
         );
+        registry.register(
+            "serving_certificate_expiry_timestamp_seconds",
+            "When the serving certificate this replica loaded from its Secret expires (Unix time; 0 until one is loaded)",
+            m.serving_certificate_expiry.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -363,6 +370,14 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// This replica now serves a certificate ending at `not_after`.
+    pub fn serving_certificate(&self, not_after: std::time::SystemTime) {
+        let secs = not_after
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.serving_certificate_expiry.set(secs);
     }
 
     /// One review answered.

@@ -36,6 +36,9 @@ pub struct AppState {
     /// `--client-ca`: reviews are answered only on connections whose client
     /// certificate verified against it (probes need none).
     pub require_client_cert: bool,
+    /// Whether the serving certificate is one clients trust yet (false
+    /// while `--tls-secret` has not delivered one).
+    pub certificate_loaded: Arc<AtomicBool>,
 }
 
 /// Set on every request: whether its connection presented a client
@@ -88,7 +91,14 @@ impl AppState {
             in_flight: Arc::new(tokio::sync::Semaphore::new(max_in_flight)),
             max_in_flight,
             require_client_cert: false,
+            certificate_loaded: Arc::new(AtomicBool::new(true)),
         }
+    }
+
+    /// Not ready until `loaded` is set.
+    pub fn with_certificate_gate(mut self, loaded: Arc<AtomicBool>) -> Self {
+        self.certificate_loaded = loaded;
+        self
     }
 
     /// Answers reviews only for clients with a verified certificate.
@@ -184,6 +194,13 @@ async fn validate_policy(body: Bytes) -> Response {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
+    if !state.certificate_loaded.load(Ordering::Acquire) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "serving certificate not loaded from its Secret yet",
+        )
+            .into_response();
+    }
     if state.ready.load(Ordering::Acquire) {
         "ready".into_response()
     } else {

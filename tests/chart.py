@@ -8,13 +8,13 @@ import helm_python as helm
 import yaml
 
 CHART = sys.argv[1]
-CA = {"certificates": {"secret": {"caBundle": "Q0E="}}}
+CA = {"certificates": {"mode": "secret", "secret": {"caBundle": "Q0E="}}}
 
 if len(sys.argv) > 2 and sys.argv[2] == "--render":
-    # The manifests for the defaults (with a caBundle), as one YAML stream,
-    # for tests/cluster.rs to apply to the real apiserver.
-    rendered = helm.Chart.load(CHART).render(CA, name="sigil", namespace="sigil-system")
-    print("\n---\n".join(t for p, t in sorted(rendered.items()) if p.endswith(".yaml") and t.strip()))
+    # The manifests for the defaults, as one YAML stream: deploy/sigil.yaml
+    # (scripts/gen-deploy.sh) and what tests/cluster.rs applies.
+    rendered = helm.Chart.load(CHART).render({}, name="sigil", namespace="sigil-system")
+    print("\n---\n".join(t.strip("\n") for p, t in sorted(rendered.items()) if p.endswith(".yaml") and t.strip()))
     sys.exit(0)
 
 
@@ -54,9 +54,9 @@ def lint_clean(values):
     assert not problems and not report["errors"], report
 
 
-# Defaults (a caBundle is the one required value in secret mode).
-docs = objects(CA)
-lint_clean(CA)
+# Defaults: certificates.mode self.
+docs = objects({})
+lint_clean({})
 assert kinds(docs) == sorted([
     "ClusterRole/sigil", "ClusterRoleBinding/sigil", "Deployment/sigil",
     "MutatingWebhookConfiguration/sigil", "PodDisruptionBudget/sigil",
@@ -74,16 +74,58 @@ assert container["securityContext"] == {
     "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
     "capabilities": {"drop": ["ALL"]}}, container["securityContext"]
 assert "--metrics-listen=0.0.0.0:9090" in container["args"], container["args"]
-assert pod["volumes"][0]["secret"]["secretName"] == "sigil-tls"
+for flag in ["--tls-secret=sigil-webhook-tls", "--inject-ca-bundle=validating/sigil",
+             "--inject-ca-bundle=validating/sigil-policies", "--inject-ca-bundle=mutating/sigil",
+             "--ca-lifetime=8760h", "--cert-lifetime=3600h", "--renew-before=360h"]:
+    assert flag in container["args"], (flag, container["args"])
+assert not any(a.startswith("--tls-cert") for a in container["args"]), container["args"]
+assert "volumes" not in pod or not pod["volumes"], pod.get("volumes")
 validate = one(docs, "ValidatingWebhookConfiguration", "sigil")["webhooks"][0]
 assert validate["failurePolicy"] == "Fail" and validate["sideEffects"] == "NoneOnDryRun"
-assert validate["clientConfig"]["caBundle"] == "Q0E="
+assert "caBundle" not in validate["clientConfig"], "sigil injects it"
 excluded = validate["namespaceSelector"]["matchExpressions"][-1]
 assert excluded == {"key": "kubernetes.io/metadata.name", "operator": "NotIn",
                     "values": ["sigil-system", "kube-system"]}, excluded
+# The leader may patch its own webhook configurations and write its own
+# Secret, and nothing else of the kind.
+rules = one(docs, "ClusterRole", "sigil")["rules"]
+hooks = [r for r in rules if r["apiGroups"] == ["admissionregistration.k8s.io"]]
+assert hooks == [
+    {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingwebhookconfigurations"],
+     "resourceNames": ["sigil", "sigil-policies"], "verbs": ["get", "patch"]},
+    {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations"],
+     "resourceNames": ["sigil"], "verbs": ["get", "patch"]}], hooks
+role = one(docs, "Role", "sigil")["rules"]
+assert {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["sigil-webhook-tls"],
+        "verbs": ["update"]} in role, role
 # The chart's CRDs are the project's.
 crds = {c["name"] for c in helm.Chart.load(CHART).crds}
 assert any("clusterimagepolicies" in n for n in crds) and any("policyreports" in n for n in crds), crds
+
+# secret mode: the user's Secret mounted, the caBundle rendered, no
+# certificate writes in the RBAC.
+docs = objects(CA)
+lint_clean(CA)
+pod = one(docs, "Deployment", "sigil")["spec"]["template"]["spec"]
+assert pod["volumes"][0]["secret"]["secretName"] == "sigil-tls"
+assert "--tls-cert=/etc/sigil/tls/tls.crt" in pod["containers"][0]["args"]
+assert one(docs, "ValidatingWebhookConfiguration", "sigil")["webhooks"][0]["clientConfig"]["caBundle"] == "Q0E="
+assert not any(r["apiGroups"] == ["admissionregistration.k8s.io"] for r in one(docs, "ClusterRole", "sigil")["rules"])
+assert not any("resourceNames" in r for r in one(docs, "Role", "sigil")["rules"])
+
+# The NetworkPolicy, when enabled, needs the control plane's addresses.
+values = {"networkPolicy": {"enabled": True, "apiserverCIDR": "10.0.0.0/24",
+                            "metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]}}
+docs = objects(values)
+lint_clean(values)
+ingress = one(docs, "NetworkPolicy", "sigil-webhook-ingress")["spec"]["ingress"]
+assert ingress[0] == {"from": [{"ipBlock": {"cidr": "10.0.0.0/24"}}], "ports": [{"protocol": "TCP", "port": 8443}]}, ingress
+assert ingress[1]["ports"] == [{"protocol": "TCP", "port": 9090}], ingress
+try:
+    objects({"networkPolicy": {"enabled": True}})
+    raise AssertionError("rendered without networkPolicy.apiserverCIDR")
+except helm.HelmError as e:
+    assert "networkPolicy.apiserverCIDR" in str(e), e
 
 # One replica: no PodDisruptionBudget. Mutating off. Custom selectors.
 values = merged(CA, {"replicas": 1, "webhook": {
@@ -94,6 +136,7 @@ docs = objects(values)
 lint_clean(values)
 names = kinds(docs)
 assert "PodDisruptionBudget/sigil" not in names and "MutatingWebhookConfiguration/sigil" not in names, names
+assert not any("mutatingwebhookconfigurations" in r["resources"] for r in one(docs, "ClusterRole", "sigil")["rules"])
 validate = one(docs, "ValidatingWebhookConfiguration", "sigil")["webhooks"][0]
 assert validate["objectSelector"] == {"matchLabels": {"team": "shop"}}
 assert validate["namespaceSelector"]["matchExpressions"][0] == {"key": "env", "operator": "In", "values": ["prod"]}
@@ -112,7 +155,7 @@ assert one(docs, "Deployment", "sigil")["spec"]["template"]["spec"]["volumes"][0
 
 # Secret mode without a caBundle fails to render, naming the value.
 try:
-    objects({})
+    objects({"certificates": {"mode": "secret"}})
     raise AssertionError("rendered without certificates.secret.caBundle")
 except helm.HelmError as e:
     assert "certificates.secret.caBundle" in str(e), e
@@ -126,7 +169,8 @@ args = one(docs, "Deployment", "sigil")["spec"]["template"]["spec"]["containers"
 assert "--mode=audit" in args and "--registry-concurrency=4" in args, args
 
 # A typo is refused by values.schema.json, naming the key.
-for typo in ({"replica": 3}, {"webhook": {"failurePolicy": "fail"}}, {"sigil": {"noMatch": "allow"}}):
+for typo in ({"replica": 3}, {"webhook": {"failurePolicy": "fail"}}, {"sigil": {"noMatch": "allow"}},
+             {"certificates": {"mode": "selfSigned"}}, {"certificates": {"self": {"renewBefore": "soon"}}}):
     try:
         helm.Chart.load(CHART).validate_schema(merged(CA, typo))
         raise AssertionError(f"accepted {typo}")

@@ -49,3 +49,29 @@ fn the_charts_crds_are_the_projects() {
         );
     }
 }
+
+/// deploy/sigil.yaml is the chart's defaults as rendered now
+/// (scripts/gen-deploy.sh), never hand-kept.
+#[test]
+fn the_manual_install_is_the_charts_rendered_defaults() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = dir.path().join("sigil.yaml");
+    let out = Command::new("bash")
+        .arg(format!("{root}/scripts/gen-deploy.sh"))
+        .arg(&fresh)
+        .env("SIGIL_HELM_PYTHON", common::helm_python())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kept = std::fs::read_to_string(format!("{root}/deploy/sigil.yaml")).unwrap();
+    assert!(
+        std::fs::read_to_string(&fresh).unwrap() == kept,
+        "deploy/sigil.yaml differs from the chart's rendered defaults: run scripts/gen-deploy.sh"
+    );
+    assert!(kept.contains("--tls-secret=sigil-webhook-tls"), "{kept}");
+}

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::kube::KubeCluster;
+use common::kube::{apply, install_crds, namespace, ok, text, within, KubeCluster};
 use common::*;
 use sigil_testkit::{free_port, TestKey, TestKeyKind};
 
@@ -165,18 +165,6 @@ webhooks:
     )
 }
 
-fn ok(out: &std::process::Output) -> bool {
-    out.status.success()
-}
-
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// Creates a Pod; returns kubectl's output.
 fn run_pod(c: &KubeCluster, ns: &str, name: &str, image: &str) -> std::process::Output {
     c.kubectl(&["-n", ns, "run", name, "--image", image, "--restart=Never"])
@@ -203,52 +191,6 @@ fn until_pod(
     })
     .is_some();
     (held, last)
-}
-
-/// Polls `f` until it returns true, for at most `limit`; returns the time it took.
-fn within(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return Some(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    None
-}
-
-fn namespace(c: &KubeCluster, name: &str, label: Option<&str>) {
-    assert!(ok(&c.kubectl(&["create", "namespace", name])));
-    if let Some(v) = label {
-        assert!(ok(&c.kubectl(&[
-            "label",
-            "namespace",
-            name,
-            &format!("policy.sigstore.dev/include={v}")
-        ])));
-    }
-}
-
-/// Applies `crds/{name}.yaml` for each name and waits until each is served.
-fn install_crds(c: &KubeCluster, names: &[&str]) {
-    for name in names {
-        let yaml =
-            std::fs::read_to_string(format!("{}/crds/{name}.yaml", env!("CARGO_MANIFEST_DIR")))
-                .unwrap();
-        let out = apply(c, &yaml);
-        assert!(ok(&out), "{name}: {}", text(&out));
-        assert!(ok(&c.kubectl(&[
-            "wait",
-            "--for",
-            "condition=established",
-            "--timeout=30s",
-            &format!("crd/{name}")
-        ])));
-    }
-}
-
-fn apply(c: &KubeCluster, yaml: &str) -> std::process::Output {
-    c.kubectl_stdin(&["apply", "-f", "-"], yaml)
 }
 
 fn deployment(name: &str, image: &str) -> String {
@@ -280,48 +222,6 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
         "--timeout=30s",
         "crd/clusterimagepolicies.policy.sigstore.dev"
     ])));
-
-    // The install manifests pass the API server's own validation.
-    let certs = tempfile::tempdir().unwrap();
-    let made = Command::new(env!("CARGO_BIN_EXE_sigil"))
-        .args(["certs", "--out"])
-        .arg(certs.path())
-        .output()
-        .unwrap();
-    assert!(made.status.success());
-    let ca = base64::engine::general_purpose::STANDARD
-        .encode(std::fs::read(certs.path().join("ca.pem")).unwrap());
-    for file in [
-        "00-namespace-rbac.yaml",
-        "10-deployment.yaml",
-        "20-webhooks.yaml",
-    ] {
-        let yaml = std::fs::read_to_string(format!("{}/deploy/{file}", env!("CARGO_MANIFEST_DIR")))
-            .unwrap()
-            .replace("${CA_BUNDLE}", &ca);
-        let out = c.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &yaml);
-        // Objects in sigil-system can only be dry-run once the namespace exists.
-        assert!(
-            ok(&out) || text(&out).contains("namespaces \"sigil-system\" not found"),
-            "deploy/{file}: {}",
-            text(&out)
-        );
-    }
-    let out = c.kubectl(&["create", "namespace", "sigil-system"]);
-    assert!(ok(&out));
-    for file in [
-        "00-namespace-rbac.yaml",
-        "10-deployment.yaml",
-        "20-webhooks.yaml",
-        "30-networkpolicy.yaml",
-    ] {
-        let yaml = std::fs::read_to_string(format!("{}/deploy/{file}", env!("CARGO_MANIFEST_DIR")))
-            .unwrap()
-            .replace("${CA_BUNDLE}", &ca)
-            .replace("${APISERVER_CIDR}", "10.0.0.0/24");
-        let out = c.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &yaml);
-        assert!(ok(&out), "deploy/{file}: {}", text(&out));
-    }
 
     // A private registry (basic auth) for the pull-secret cases.
     let private = private_registry();
@@ -1739,7 +1639,7 @@ async fn one_replica_audits_and_the_other_takes_over() {
     .unwrap();
     assert!(ok(&apply(&c, &crd)));
     namespace(&c, "sigil-system", None);
-    let flags = ["--audit-interval", "1s", "--audit-lease-duration", "3s"];
+    let flags = ["--audit-interval", "1s", "--lease-duration", "3s"];
     let first = start_sigil_with(&c, &[env.addr()], &flags);
     let second = start_sigil_with(&c, &[env.addr()], &flags);
     let audits = |s: &Sigil| s.log().matches("background audit finished").count();
@@ -1756,13 +1656,13 @@ async fn one_replica_audits_and_the_other_takes_over() {
     std::thread::sleep(Duration::from_secs(3));
     assert!(audits(&leader) >= 3, "{}", leader.log());
     assert_eq!(audits(&follower), 0, "{}", follower.log());
-    assert!(leader.log().contains("became the background audit leader"));
+    assert!(leader.log().contains("became the leader"));
     let holder = text(&c.kubectl(&[
         "-n",
         "sigil-system",
         "get",
         "lease",
-        "sigil-background-audit",
+        "sigil-leader",
         "-o",
         "jsonpath={.spec.holderIdentity}",
     ]));
@@ -1773,15 +1673,13 @@ async fn one_replica_audits_and_the_other_takes_over() {
     drop(leader);
     let took_over = within(Duration::from_secs(15), || audits(&follower) > 0);
     assert!(took_over.is_some(), "{}", follower.log());
-    assert!(follower
-        .log()
-        .contains("became the background audit leader"));
+    assert!(follower.log().contains("became the leader"));
     let new_holder = text(&c.kubectl(&[
         "-n",
         "sigil-system",
         "get",
         "lease",
-        "sigil-background-audit",
+        "sigil-leader",
         "-o",
         "jsonpath={.spec.holderIdentity}",
     ]));
@@ -1886,58 +1784,4 @@ async fn background_audit_at_scale() {
         field("VmRSS:"),
     );
     assert_eq!(reports, pods);
-}
-
-/// The chart's rendered defaults, server-side applied to the real
-/// apiserver: every object (CRDs first, as Helm installs them) is accepted.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_charts_objects_are_accepted_by_the_apiserver() {
-    let c = KubeCluster::start();
-    let root = env!("CARGO_MANIFEST_DIR");
-    for entry in std::fs::read_dir(format!("{root}/charts/sigil/crds")).unwrap() {
-        let yaml = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        let out = c.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &yaml);
-        assert!(ok(&out), "{}", text(&out));
-    }
-    assert!(ok(&c.kubectl(&[
-        "wait",
-        "--for",
-        "condition=established",
-        "--timeout=30s",
-        "crd/clusterimagepolicies.policy.sigstore.dev",
-        "crd/policyreports.wgpolicyk8s.io",
-    ])));
-    namespace(&c, "sigil-system", None);
-    let rendered = Command::new(helm_python())
-        .arg(format!("{root}/tests/chart.py"))
-        .arg(format!("{root}/charts/sigil"))
-        .arg("--render")
-        .output()
-        .unwrap();
-    assert!(rendered.status.success(), "{}", text(&rendered));
-    // Helm picks the PodDisruptionBudget's apiVersion from the cluster it
-    // installs into; rendered offline it assumes a current one (policy/v1),
-    // which this v1.20 apiserver predates.
-    let manifests = String::from_utf8(rendered.stdout).unwrap().replace(
-        "apiVersion: policy/v1\nkind: PodDisruptionBudget",
-        "apiVersion: policy/v1beta1\nkind: PodDisruptionBudget",
-    );
-    assert!(manifests.contains("policy/v1beta1"), "{manifests}");
-    let out = c.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &manifests);
-    assert!(ok(&out), "{}\n{manifests}", text(&out));
-    let applied = text(&out);
-    for object in [
-        "deployment.apps/sigil",
-        "service/sigil",
-        "service/sigil-metrics",
-        "serviceaccount/sigil",
-        "clusterrole.rbac.authorization.k8s.io/sigil",
-        "role.rbac.authorization.k8s.io/sigil",
-        "poddisruptionbudget.policy/sigil",
-        "mutatingwebhookconfiguration.admissionregistration.k8s.io/sigil",
-        "validatingwebhookconfiguration.admissionregistration.k8s.io/sigil",
-        "validatingwebhookconfiguration.admissionregistration.k8s.io/sigil-policies",
-    ] {
-        assert!(applied.contains(object), "{object} not applied: {applied}");
-    }
 }

@@ -1,5 +1,7 @@
 //! One replica at a time: a `coordination.k8s.io/v1` Lease held by the
-//! replica that runs the background audit. The holder renews it every
+//! replica that does every cluster-wide write: `Ready` conditions, the
+//! serving certificate and `caBundle`s, the background audit and its
+//! reports. Every replica answers admissions regardless. The holder renews it every
 //! third of its duration; another replica takes it only once it has gone
 //! unrenewed for its whole duration. Every write carries the
 //! resourceVersion it read, so two replicas racing for it cannot both win
@@ -15,12 +17,13 @@ use kube::api::{Api, PostParams};
 use kube::Client;
 
 /// The Lease's name, in sigil's namespace.
-pub const LEASE_NAME: &str = "sigil-background-audit";
+pub const LEASE_NAME: &str = "sigil-leader";
 
 /// This replica's view of who leads.
 #[derive(Debug, Clone)]
 pub struct Leadership {
     held: Arc<AtomicBool>,
+    changes: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Leadership {
@@ -28,28 +31,40 @@ impl Leadership {
     pub fn is_leader(&self) -> bool {
         self.held.load(Ordering::Acquire)
     }
+
+    /// Told every time this replica gains or loses the Lease.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.changes.clone()
+    }
 }
 
 /// Starts holding (or waiting for) the Lease `namespace/LEASE_NAME` as
 /// `identity`, for `duration` at a time; runs until the process stops.
 pub fn lead(client: Client, namespace: &str, identity: String, duration: Duration) -> Leadership {
     let held = Arc::new(AtomicBool::new(false));
-    let leadership = Leadership { held: held.clone() };
+    let (tell, changes) = tokio::sync::watch::channel(false);
+    let leadership = Leadership {
+        held: held.clone(),
+        changes,
+    };
     let api: Api<Lease> = Api::namespaced(client, namespace);
     tokio::spawn(async move {
         loop {
             let now_held = match try_hold(&api, &identity, duration).await {
                 Ok(h) => h,
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot read or write the background audit Lease");
+                    tracing::warn!(error = %e, "cannot read or write the leader Lease");
                     false
                 }
             };
             let was = held.swap(now_held, Ordering::AcqRel);
             if now_held && !was {
-                tracing::info!(%identity, "became the background audit leader");
+                tracing::info!(%identity, "became the leader");
             } else if was && !now_held {
-                tracing::warn!(%identity, "no longer the background audit leader");
+                tracing::warn!(%identity, "no longer the leader");
+            }
+            if now_held != was {
+                tell.send_replace(now_held);
             }
             tokio::time::sleep(duration / 3).await;
         }

@@ -2,7 +2,9 @@
 //! with the Secrets and ConfigMaps they name (`policies`), Namespaces
 //! (`namespaces`) and TrustRoots (`trust_roots`); the sync state that
 //! readiness follows (`sync`); the one routine that writes `Ready`
-//! conditions (`status`); pull-secret credentials (`credentials`). It feeds
+//! conditions (`status`); pull-secret credentials (`credentials`); the
+//! leader Lease (`lease`) and self-managed serving certificates
+//! (`certificates`). It feeds
 //! the same [`crate::policy::PolicyStore`] as the policy directory and
 //! implements the small traits the pipeline asks for
 //! ([`crate::service::NamespaceLookup`], [`crate::service::CredentialSource`]);
@@ -17,6 +19,7 @@
 //! really under way.
 
 mod background;
+mod certificates;
 mod credentials;
 mod events;
 mod inventory;
@@ -30,6 +33,10 @@ mod watch;
 
 pub use crate::service::{NamespaceLookup, NamespaceMode};
 pub use background::{audit_once, background_audit, report_json, BackgroundAuditSettings};
+pub use certificates::{
+    keep_certificates, look as look_after_certificates, serve_from_secret, stored_of,
+    CertificatesError, SelfManagedCertificates,
+};
 pub use credentials::KubeCredentials;
 pub use events::{not_ready_record, violation_record, EventRecord, EventRecorder};
 pub use inventory::{read_inventory, Inventory};

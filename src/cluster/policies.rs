@@ -122,35 +122,53 @@ enum Change {
     Policy(Result<Event<DynamicObject>, watcher::Error>),
     Secret(Result<Event<Secret>, watcher::Error>),
     ConfigMap(Result<Event<ConfigMap>, watcher::Error>),
+    Leader,
 }
 
 /// Keeps the store's cluster policies current and writes their status.
 /// ClusterImagePolicies are read as dynamic objects, so one that does not
 /// fit the schema becomes an invalid policy instead of breaking the list.
 /// Secrets in sigil's `namespace` are watched too, so a rotated
-/// `key.secretRef` key recompiles the policies that use it.
+/// `key.secretRef` key recompiles the policies that use it; all but
+/// `tls_secret`, sigil's own serving certificate, whose renewals are no
+/// policy's business.
 pub async fn watch_policies(
     client: Client,
     store: Arc<PolicyStore>,
     state: Arc<ClusterState>,
     namespace: String,
     events: Option<Arc<super::EventRecorder>>,
+    leadership: Option<super::Leadership>,
+    tls_secret: Option<String>,
 ) {
     let resource = ApiResource::erase::<ClusterImagePolicy>(&());
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-    let mut status: StatusWriter<ClusterImagePolicy> =
-        StatusWriter::new(client.clone(), "policy compiled and in force", events);
+    let leader_changes =
+        super::status::leader_changes(leadership.as_ref()).map(|()| Change::Leader);
+    let mut status: StatusWriter<ClusterImagePolicy> = StatusWriter::new(
+        client.clone(),
+        "policy compiled and in force",
+        events,
+        leadership,
+    );
     let secrets_api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
     let configmaps_api: Api<ConfigMap> = Api::namespaced(client, &namespace);
     let policies = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .map(Change::Policy);
-    let secret_events = watch_all(secrets_api).map(Change::Secret);
+    let secrets_config = match &tls_secret {
+        Some(name) => watcher::Config::default().fields(&format!("metadata.name!={name}")),
+        None => watcher::Config::default(),
+    };
+    let secret_events = watcher::watcher(secrets_api, secrets_config)
+        .default_backoff()
+        .map(Change::Secret);
     let configmap_events = watch_all(configmaps_api).map(Change::ConfigMap);
     let mut stream = futures::stream::select_all([
         policies.boxed(),
         secret_events.boxed(),
         configmap_events.boxed(),
+        leader_changes.boxed(),
     ]);
 
     let remote = crate::policy::sources::RemotePrograms::default();
@@ -162,6 +180,10 @@ pub async fn watch_policies(
             Change::Policy(Ok(event)) => policies.apply(event, |o| o),
             Change::Secret(Ok(event)) => secrets.apply(event, |s| s),
             Change::ConfigMap(Ok(event)) => configmaps.apply(event, |c| c),
+            Change::Leader => {
+                status.catch_up().await;
+                continue;
+            }
             Change::Policy(Err(e)) | Change::Secret(Err(e)) | Change::ConfigMap(Err(e)) => {
                 // Retried by the watcher: resumed, or re-listed (`Init`).
                 tracing::warn!(error = %e, "policy, secret or ConfigMap watch failed; retrying");

@@ -2,7 +2,9 @@
 //! `observedGeneration`) of cluster-scoped resources: ClusterImagePolicies
 //! and TrustRoots. It patches only when a resource's (generation, error)
 //! changed since its last successful write, so a resync does not rewrite
-//! every status.
+//! every status. Only the Lease holder writes: other replicas remember what
+//! they would write and write it if they become the leader
+//! ([`StatusWriter::catch_up`]).
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -15,6 +17,23 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::events::{not_ready_record, EventRecorder};
+use super::lease::Leadership;
+
+/// A stream that yields once every time this replica gains or loses the
+/// Lease (never, without leadership).
+pub(super) fn leader_changes(
+    leadership: Option<&Leadership>,
+) -> futures::stream::BoxStream<'static, ()> {
+    use futures::StreamExt;
+    match leadership {
+        None => futures::stream::pending().boxed(),
+        Some(l) => futures::stream::unfold(l.changes(), |mut rx| async move {
+            rx.changed().await.ok()?;
+            Some(((), rx))
+        })
+        .boxed(),
+    }
+}
 
 /// Writes `Ready` conditions of one kind.
 pub(super) struct StatusWriter<K> {
@@ -23,8 +42,12 @@ pub(super) struct StatusWriter<K> {
     ok_message: &'static str,
     /// name → (generation, error) last written.
     written: HashMap<String, (Option<i64>, Option<String>)>,
+    /// name → (generation, error) this replica computed last.
+    desired: HashMap<String, (Option<i64>, Option<String>)>,
     /// Where a turn to not-Ready is told as an Event.
     events: Option<Arc<EventRecorder>>,
+    /// Writes only while this replica leads (None: always).
+    leadership: Option<Leadership>,
 }
 
 impl<K> StatusWriter<K>
@@ -36,12 +59,37 @@ where
         client: Client,
         ok_message: &'static str,
         events: Option<Arc<EventRecorder>>,
+        leadership: Option<Leadership>,
     ) -> Self {
         StatusWriter {
             api: Api::all(client),
             ok_message,
             written: HashMap::new(),
+            desired: HashMap::new(),
             events,
+            leadership,
+        }
+    }
+
+    /// Whether this replica writes now.
+    fn leads(&self) -> bool {
+        self.leadership.as_ref().is_none_or(Leadership::is_leader)
+    }
+
+    /// Writes what was computed while another replica led (and forgets
+    /// what was written then, which that replica may have changed since).
+    pub(super) async fn catch_up(&mut self) {
+        if !self.leads() {
+            self.written.clear();
+            return;
+        }
+        let desired: Vec<_> = self
+            .desired
+            .iter()
+            .map(|(name, (generation, error))| (name.clone(), *generation, error.clone()))
+            .collect();
+        for (name, generation, error) in desired {
+            self.write(&name, generation, error).await;
         }
     }
 
@@ -49,6 +97,7 @@ where
     /// same name and generation gets its status written).
     pub(super) fn retain(&mut self, exists: impl Fn(&str) -> bool) {
         self.written.retain(|name, _| exists(name));
+        self.desired.retain(|name, _| exists(name));
     }
 
     /// Writes `name`'s status unless it already says this; a failed write is
@@ -60,7 +109,8 @@ where
         error: Option<String>,
     ) {
         let key = (generation, error);
-        if self.written.get(name) == Some(&key) {
+        self.desired.insert(name.to_string(), key.clone());
+        if self.written.get(name) == Some(&key) || !self.leads() {
             return;
         }
         // Not-Ready now, and not for this same reason before: an Event.

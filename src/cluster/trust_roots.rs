@@ -24,16 +24,23 @@ pub async fn watch_trust_roots(
     client: Client,
     trust: Arc<TrustStore>,
     events: Option<Arc<super::EventRecorder>>,
+    leadership: Option<super::Leadership>,
 ) {
     let resource = ApiResource::erase::<TrustRoot>(&());
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+    let leader_changes = super::status::leader_changes(leadership.as_ref()).map(|()| None);
     let mut status: StatusWriter<TrustRoot> =
-        StatusWriter::new(client, "trusted root loaded", events);
-    let mut stream = watcher::watcher(api, watcher::Config::default())
+        StatusWriter::new(client, "trusted root loaded", events, leadership);
+    let watch = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
-        .boxed();
+        .map(Some);
+    let mut stream = futures::stream::select(watch.boxed(), leader_changes.boxed());
     let mut listing: Listing<DynamicObject> = Listing::default();
     while let Some(event) = stream.next().await {
+        let Some(event) = event else {
+            status.catch_up().await;
+            continue;
+        };
         match event {
             Ok(event) => {
                 if !listing.apply(event, |o| o) || !listing.listed {

@@ -112,6 +112,10 @@ impl KubeCluster {
             format!("--service-account-signing-key-file={}", d("sa.key")),
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
             "--service-cluster-ip-range=10.0.0.0/24".into(),
+            // A webhook's Service is reached through its Endpoints (which a
+            // test writes: no controller-manager, no kube-proxy here), not its
+            // ClusterIP; the TLS name stays `NAME.NAMESPACE.svc`.
+            "--enable-aggregator-routing=true".into(),
             "--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook".into(),
             "--disable-admission-plugins=ServiceAccount".into(),
             format!("--admission-control-config-file={}", d("admission.yaml")),
@@ -281,4 +285,62 @@ impl Drop for KubeCluster {
         let _ = self.etcd.kill();
         let _ = self.etcd.wait();
     }
+}
+
+pub fn ok(out: &std::process::Output) -> bool {
+    out.status.success()
+}
+
+pub fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Polls `f` until it returns true, for at most `limit`; returns the time it took.
+pub fn within(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    None
+}
+
+pub fn namespace(c: &KubeCluster, name: &str, label: Option<&str>) {
+    assert!(ok(&c.kubectl(&["create", "namespace", name])));
+    if let Some(v) = label {
+        assert!(ok(&c.kubectl(&[
+            "label",
+            "namespace",
+            name,
+            &format!("policy.sigstore.dev/include={v}")
+        ])));
+    }
+}
+
+/// Applies `crds/{name}.yaml` for each name and waits until each is served.
+pub fn install_crds(c: &KubeCluster, names: &[&str]) {
+    for name in names {
+        let yaml =
+            std::fs::read_to_string(format!("{}/crds/{name}.yaml", env!("CARGO_MANIFEST_DIR")))
+                .unwrap();
+        let out = apply(c, &yaml);
+        assert!(ok(&out), "{name}: {}", text(&out));
+        assert!(ok(&c.kubectl(&[
+            "wait",
+            "--for",
+            "condition=established",
+            "--timeout=30s",
+            &format!("crd/{name}")
+        ])));
+    }
+}
+
+pub fn apply(c: &KubeCluster, yaml: &str) -> std::process::Output {
+    c.kubectl_stdin(&["apply", "-f", "-"], yaml)
 }
