@@ -204,6 +204,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     server::shutdown_signal().await;
     tracing::info!("shutting down");
     running.shutdown(Duration::from_secs(10)).await;
+    if let Some((_, leadership)) = &cluster_parts {
+        leadership.release().await;
+    }
     // The last records are still queued for stdout.
     if !audit.flush(Duration::from_secs(5)) {
         tracing::error!("audit records still queued at exit were lost");

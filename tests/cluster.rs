@@ -59,6 +59,15 @@ fn start_sigil(cluster: &KubeCluster, registries: &[&str]) -> Sigil {
 }
 
 fn start_sigil_with(cluster: &KubeCluster, registries: &[&str], extra: &[&str]) -> Sigil {
+    // Its namespace holds the leader Lease, without which it writes no
+    // status; a short Lease, so that a sigil started after another was
+    // killed leads soon.
+    let _ = cluster.kubectl(&["create", "namespace", "sigil-system"]);
+    let lease: &[&str] = if extra.contains(&"--lease-duration") {
+        &[]
+    } else {
+        &["--lease-duration", "2s"]
+    };
     let port = free_port().unwrap();
     let metrics_port = free_port().unwrap();
     let log = cluster.dir.path().join(format!("sigil-{port}.log"));
@@ -74,6 +83,7 @@ fn start_sigil_with(cluster: &KubeCluster, registries: &[&str], extra: &[&str]) 
         ])
         .args(registries.iter().flat_map(|r| ["--insecure-registry", r]))
         .args(extra)
+        .args(lease)
         // Every review comes from the apiserver, authenticated by the client
         // certificate of its admission configuration (common/kube.rs).
         .arg("--client-ca")
@@ -1066,7 +1076,6 @@ async fn keyless_policies_with_trust_root_resources_through_the_apiserver() {
     .await
     .unwrap();
     let attested = format!("{}/attested/app:v1", env.addr());
-    assert!(ok(&c.kubectl(&["create", "namespace", "sigil-system"])));
     let configmap = |builder: &str| {
         serde_json::json!({
             "apiVersion": "v1", "kind": "ConfigMap",

@@ -615,4 +615,31 @@ fn the_chart_runs_under_its_service_account_with_self_managed_certificates() {
         &pod("after", PASS_IMAGE),
     );
     assert!(ok(&out), "{}", text(&out));
+
+    // 4. A reinstall over the old Secret: new webhook configurations, no
+    //    caBundle; the leader injects the Secret's bundle again.
+    for (kind, name) in [
+        ("validatingwebhookconfiguration", "sigil"),
+        ("validatingwebhookconfiguration", "sigil-policies"),
+        ("mutatingwebhookconfiguration", "sigil"),
+    ] {
+        assert!(ok(&c.kubectl(&["delete", kind, name])));
+    }
+    install(&c);
+    let reinjected = within(Duration::from_secs(15), || {
+        injected_bundles(&c)
+            .iter()
+            .all(|b| !b.is_empty() && *b == secret_entry(&c, "ca-bundle.crt"))
+    });
+    assert!(reinjected.is_some(), "{}", follower.log());
+    let mut last = String::new();
+    let admitted = within(Duration::from_secs(15), || {
+        let out = c.kubectl_stdin(
+            &["create", "--dry-run=server", "-f", "-"],
+            &pod("reinstalled", PASS_IMAGE),
+        );
+        last = text(&out);
+        ok(&out)
+    });
+    assert!(admitted.is_some(), "{last}");
 }

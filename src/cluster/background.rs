@@ -11,7 +11,7 @@
 //!   and `status.lastAuditTime`;
 //! - metrics: the last run's time and duration, and violations by policy.
 //!
-//! With several replicas, only the holder of the `sigil-background-audit`
+//! With several replicas, only the holder of the `sigil-leader`
 //! Lease audits (`lease`).
 //!
 //! It decides nothing itself: verdicts are the pipeline's.

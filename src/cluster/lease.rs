@@ -24,6 +24,10 @@ pub const LEASE_NAME: &str = "sigil-leader";
 pub struct Leadership {
     held: Arc<AtomicBool>,
     changes: tokio::sync::watch::Receiver<bool>,
+    api: Api<Lease>,
+    identity: Arc<str>,
+    /// Set at release: the renewing loop stops trying.
+    stopped: Arc<AtomicBool>,
 }
 
 impl Leadership {
@@ -36,6 +40,36 @@ impl Leadership {
     pub fn changes(&self) -> tokio::sync::watch::Receiver<bool> {
         self.changes.clone()
     }
+
+    /// At shutdown: gives the Lease up (empty holder) if this replica holds
+    /// it, so another takes it at its next try instead of after the whole
+    /// duration. Best effort; a failure leaves it to expire.
+    pub async fn release(&self) {
+        self.stopped.store(true, Ordering::Release);
+        if !self.held.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(Some(mut lease)) = self.api.get_opt(LEASE_NAME).await else {
+            return;
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return;
+        };
+        if spec.holder_identity.as_deref() != Some(&*self.identity) {
+            return;
+        }
+        spec.holder_identity = None;
+        match self
+            .api
+            .replace(LEASE_NAME, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => tracing::info!(identity = %self.identity, "leader Lease released"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot release the leader Lease; it expires on its own")
+            }
+        }
+    }
 }
 
 /// Starts holding (or waiting for) the Lease `namespace/LEASE_NAME` as
@@ -43,13 +77,17 @@ impl Leadership {
 pub fn lead(client: Client, namespace: &str, identity: String, duration: Duration) -> Leadership {
     let held = Arc::new(AtomicBool::new(false));
     let (tell, changes) = tokio::sync::watch::channel(false);
+    let api: Api<Lease> = Api::namespaced(client, namespace);
     let leadership = Leadership {
         held: held.clone(),
         changes,
+        api: api.clone(),
+        identity: identity.as_str().into(),
+        stopped: Arc::new(AtomicBool::new(false)),
     };
-    let api: Api<Lease> = Api::namespaced(client, namespace);
+    let stopped = leadership.stopped.clone();
     tokio::spawn(async move {
-        loop {
+        while !stopped.load(Ordering::Acquire) {
             let now_held = match try_hold(&api, &identity, duration).await {
                 Ok(h) => h,
                 Err(e) => {
@@ -57,6 +95,9 @@ pub fn lead(client: Client, namespace: &str, identity: String, duration: Duratio
                     false
                 }
             };
+            if stopped.load(Ordering::Acquire) {
+                break;
+            }
             let was = held.swap(now_held, Ordering::AcqRel);
             if now_held && !was {
                 tracing::info!(%identity, "became the leader");
