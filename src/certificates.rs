@@ -17,7 +17,8 @@
 //!
 //! After the Secret is deleted, CAs still in the webhook configurations are
 //! kept in the new bundle, so replicas serving the old certificate from
-//! memory stay trusted until the new one has propagated.
+//! memory stay trusted until the new one has propagated. Only then: while
+//! the Secret holds a bundle, the webhooks get exactly that bundle back.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
@@ -418,9 +419,18 @@ pub fn plan(
 
     // 2. The bundle: the current CA first, then every other CA still valid
     //    from the Secret's bundle and the webhooks' (newest first).
-    let mut others: Vec<Cert> = parse_certs(stored.ca_bundle.as_deref().unwrap_or_default())
+    //    The webhooks' CAs are adopted only when the Secret has lost its
+    //    bundle (deleted): otherwise a CA someone else put into a webhook
+    //    would be kept, and re-injected, for as long as it lives.
+    let kept = parse_certs(stored.ca_bundle.as_deref().unwrap_or_default());
+    let adopted: Vec<Cert> = if kept.is_empty() {
+        live.iter().flat_map(|b| parse_certs(b)).collect()
+    } else {
+        Vec::new()
+    };
+    let mut others: Vec<Cert> = kept
         .into_iter()
-        .chain(live.iter().flat_map(|b| parse_certs(b)))
+        .chain(adopted)
         .filter(|c| c.not_after > now && c.der != ca.der)
         .collect();
     others.sort_by(|a, b| b.not_after.cmp(&a.not_after).then(a.der.cmp(&b.der)));
@@ -653,6 +663,20 @@ mod tests {
         assert_eq!(p.stored.tls_cert, settled.tls_cert);
         assert_eq!(p.stored.injected_at, None, "not everywhere yet");
         assert!(fresh.iter().all(|b| *b == p.bundle));
+    }
+
+    #[test]
+    fn a_ca_someone_else_put_into_a_webhook_is_not_adopted() {
+        let mut live = vec![String::new()];
+        let first = step(&Stored::default(), &mut live, at(0)).stored;
+        let settled = step(&first, &mut live, at(1)).stored;
+        let (foreign, _) = new_ca(at(1), &lifetimes()).unwrap();
+        let mut tampered = vec![format!("{}{}", live[0], foreign.pem)];
+        let p = step(&settled, &mut tampered, at(2));
+        assert!(p.inject, "the webhook gets sigil's bundle back");
+        assert!(!p.bundle.contains(&foreign.pem));
+        assert!(!tampered[0].contains(&foreign.pem));
+        assert_eq!(parse_certs(&p.bundle).len(), 1);
     }
 
     #[test]
