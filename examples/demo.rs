@@ -165,6 +165,7 @@ async fn run(keep_running: bool) -> anyhow::Result<()> {
     }
 
     let verify = VerifyArgs {
+        kms_refresh: sigil::policy::kms::DEFAULT_REFRESH,
         policy_dir: Some(policy_dir),
         trust_root: None,
         registry_config: None,

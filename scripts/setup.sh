@@ -19,16 +19,17 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 # Helm v4's Go SDK as a Python library, for tests/chart.rs (render and lint
-# the chart without a helm binary), in a venv under ~/.cache/sigil.
+# the chart without a helm binary), and moto (a real AWS API server with
+# KMS, on loopback) for tests/kms.rs, in a venv under ~/.cache/sigil.
 venv="$HOME/.cache/sigil/helm-venv"
-if ! "$venv/bin/python" -c "import helm_python, yaml" >/dev/null 2>&1; then
+if ! "$venv/bin/python" -c "import helm_python, yaml, moto" >/dev/null 2>&1; then
   if ! python3 -c "import ensurepip" >/dev/null 2>&1; then
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
   fi
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q helm-python-sdk==0.2.2 pyyaml==6.0.3
+  [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
+  "$venv/bin/pip" install -q helm-python-sdk==0.2.2 pyyaml==6.0.3 "moto[server]==5.2.5"
 fi
 # The Debian package starts nothing here (no systemd); sigil's harness runs
 # its own instances on 127.0.0.1 with temporary storage.

@@ -110,6 +110,10 @@ pub struct VerifyArgs {
     /// Directory of ClusterImagePolicy YAML files (multi-document), reloaded on change.
     #[arg(long)]
     pub policy_dir: Option<PathBuf>,
+    /// How long a KMS public key (`key.kms: awskms://…`) is used before it
+    /// is fetched again (a rotated alias is picked up within this).
+    #[arg(long, default_value = "5m", value_parser = duration)]
+    pub kms_refresh: Duration,
     /// Trusted root (protobuf-specs `trusted_root.json`) replacing the
     /// embedded Sigstore public-good root.
     #[arg(long)]
@@ -412,6 +416,7 @@ impl VerifyArgs {
 
     /// Loads policies and builds the pipeline.
     pub fn build(&self, audit: Arc<dyn AuditSink>) -> Result<Evaluator, ConfigError> {
+        crate::policy::kms::configure(self.kms_refresh);
         let store = Arc::new(PolicyStore::new());
         if let Some(dir) = &self.policy_dir {
             let defs = files::load_dir(dir)

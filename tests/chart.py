@@ -168,6 +168,15 @@ assert one(docs, "ClusterImagePolicy", "signed")["spec"]["images"] == [{"glob": 
 args = one(docs, "Deployment", "sigil")["spec"]["template"]["spec"]["containers"][0]["args"]
 assert "--mode=audit" in args and "--registry-concurrency=4" in args, args
 
+# AWS KMS through IRSA: the ServiceAccount's annotation and the region.
+values = {"serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/sigil"}},
+          "sigil": {"extraEnv": [{"name": "AWS_REGION", "value": "eu-west-1"}]}}
+docs = objects(values)
+lint_clean(values)
+assert one(docs, "ServiceAccount", "sigil")["metadata"]["annotations"] == values["serviceAccount"]["annotations"]
+env = one(docs, "Deployment", "sigil")["spec"]["template"]["spec"]["containers"][0]["env"]
+assert env[-1] == {"name": "AWS_REGION", "value": "eu-west-1"}, env
+
 # A typo is refused by values.schema.json, naming the key.
 for typo in ({"replica": 3}, {"webhook": {"failurePolicy": "fail"}}, {"sigil": {"noMatch": "allow"}},
              {"certificates": {"mode": "selfSigned"}}, {"certificates": {"self": {"renewBefore": "soon"}}}):

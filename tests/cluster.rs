@@ -542,6 +542,12 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
             let cue = std::fs::read_to_string(&path)
                 .unwrap()
                 .contains("type: cue");
+            // AWS KMS key IDs and aliases, which cosign takes and sigil
+            // resolves; policy-controller takes only ARNs.
+            if name.ends_with("invalid-keyref-awskms.yaml") {
+                assert!(ok(&out), "{name}: {}", text(&out));
+                continue;
+            }
             assert_eq!(ok(&out), want_ok && !cue, "{folder}/{name}: {}", text(&out));
             if cue {
                 assert!(

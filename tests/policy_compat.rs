@@ -32,6 +32,14 @@ fn refused_by_design(text: &str) -> bool {
     text.contains("type: cue")
 }
 
+/// policy-controller's invalid manifests sigil accepts on purpose: AWS KMS
+/// key IDs and `alias/NAME` references, which cosign takes and sigil
+/// resolves (issue 14); policy-controller only takes ARNs.
+pub const ACCEPTED_BY_DESIGN: &[&str] = &[
+    "invalid-keyref-awskms.yaml",
+    "v1beta1-invalid-keyref-awskms.yaml",
+];
+
 #[test]
 fn every_valid_manifest_parses_and_compiles() {
     let all = manifests("valid");
@@ -153,6 +161,10 @@ fn every_invalid_manifest_is_refused_by_validate_policy() {
     assert!(all.len() >= 30);
     for (name, text) in all {
         let resp = validate_policy_review(&text);
+        if ACCEPTED_BY_DESIGN.contains(&name.as_str()) {
+            assert_eq!(resp["response"]["allowed"], true, "{name}: {resp}");
+            continue;
+        }
         assert_eq!(resp["response"]["allowed"], false, "{name} accepted");
         let msg = resp["response"]["status"]["message"].as_str().unwrap();
         assert!(

@@ -123,6 +123,8 @@ enum Change {
     Secret(Result<Event<Secret>, watcher::Error>),
     ConfigMap(Result<Event<ConfigMap>, watcher::Error>),
     Leader,
+    /// Time to look whether a KMS key is due for refresh.
+    Tick,
 }
 
 /// Keeps the store's cluster policies current and writes their status.
@@ -169,6 +171,11 @@ pub async fn watch_policies(
         secret_events.boxed(),
         configmap_events.boxed(),
         leader_changes.boxed(),
+        futures::stream::unfold((), |()| async {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            Some((Change::Tick, ()))
+        })
+        .boxed(),
     ]);
 
     let remote = crate::policy::sources::RemotePrograms::default();
@@ -184,6 +191,7 @@ pub async fn watch_policies(
                 status.catch_up().await;
                 continue;
             }
+            Change::Tick => remote.refresh_due(),
             Change::Policy(Err(e)) | Change::Secret(Err(e)) | Change::ConfigMap(Err(e)) => {
                 // Retried by the watcher: resumed, or re-listed (`Init`).
                 tracing::warn!(error = %e, "policy, secret or ConfigMap watch failed; retrying");

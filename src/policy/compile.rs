@@ -570,7 +570,7 @@ mod tests {
 
     #[test]
     fn unimplemented_fields_fail_closed_by_name() {
-        let p = compile("p", &spec("images: [{glob: '**'}]\nauthorities: [{key: {kms: 'awskms:///arn:aws:kms:us-east-1:123456789012:key/abc'}}]\n")).unwrap();
+        let p = compile("p", &spec("images: [{glob: '**'}]\nauthorities: [{key: {kms: 'gcpkms://projects/p/locations/global/keyRings/r/cryptoKeys/k'}}]\n")).unwrap();
         match &p.authorities[0].check {
             AuthorityCheck::Unsupported { field } => {
                 assert_eq!(field, "spec.authorities[0].key.kms")

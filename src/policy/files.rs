@@ -257,14 +257,14 @@ pub async fn watch_dir(
     }
     // Remote programs are fetched here, not in the synchronous first load.
     let mut defs: Vec<PolicyDefinition> = last_good.values().flatten().cloned().collect();
-    if has_remote_programs(&defs) {
+    if has_remote_programs(&defs) || super::kms::has_aws_keys(&defs) {
         remote.resolve(&mut defs, None).await;
         store.replace_source(SOURCE, &defs);
     }
     loop {
         tokio::time::sleep(interval).await;
         let now = snapshot(&dir);
-        if now == last {
+        if now == last && !remote.refresh_due() {
             continue;
         }
         last = now;

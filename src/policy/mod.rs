@@ -5,6 +5,7 @@ pub mod compile;
 pub mod files;
 pub mod glob;
 pub mod index;
+pub mod kms;
 pub mod program;
 pub mod program_pool;
 pub mod sources;

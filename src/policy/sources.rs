@@ -4,7 +4,8 @@
 //! resolved into `data` before the policy is compiled, so a changed
 //! ConfigMap changes the policy's fingerprint and no old verdict is reused;
 //! a body that does not match its checksum, or a missing ConfigMap, makes
-//! the policy invalid, naming the field.
+//! the policy invalid, naming the field. `awskms://` keys are resolved here
+//! too, through [`super::kms`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -45,6 +46,13 @@ fn err(field: String, message: String) -> PolicyError {
 }
 
 impl RemotePrograms {
+    /// Whether a KMS key is due for refresh (or a failed one for retry):
+    /// the caller resolves and recompiles again even though nothing
+    /// changed.
+    pub fn refresh_due(&self) -> bool {
+        super::kms::global().refresh_due()
+    }
+
     /// The program at `url` whose sha256 must be `sha256`.
     async fn get(&self, url: &str, sha256: &str) -> Result<String, String> {
         let key = (url.to_string(), sha256.to_lowercase());
@@ -101,6 +109,7 @@ impl RemotePrograms {
     /// `data`. `configmaps` is `None` outside a cluster (then a
     /// `configMapRef` stays unresolved and the policy fails closed naming it).
     pub async fn resolve(&self, defs: &mut [PolicyDefinition], configmaps: Option<&ConfigMaps>) {
+        super::kms::global().resolve(defs).await;
         for def in defs.iter_mut() {
             let Ok(spec) = &mut def.spec else { continue };
             if let Err(e) = self.resolve_spec(spec, configmaps).await {

@@ -242,37 +242,9 @@ fn key(v: &mut Validation, path: &str, k: &KeyRef) {
     }
 }
 
-/// `awskms://[ENDPOINT]/ARN` where the ARN names a key or an alias.
+/// `awskms://[ENDPOINT]/KEY` in any of cosign's forms.
 fn aws_kms(kms: &str) -> Result<(), String> {
-    let parts: Vec<&str> = kms.split('/').collect();
-    if parts.len() < 4 {
-        return Err("malformed AWS KMS reference, expected awskms://$ENDPOINT/$KEYID".into());
-    }
-    let endpoint = parts[2];
-    if !endpoint.is_empty() {
-        let port_ok = endpoint
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-        if !port_ok {
-            return Err(format!(
-                "malformed endpoint {endpoint:?}, expected host:port"
-            ));
-        }
-    }
-    let arn: Vec<&str> = parts[3].splitn(6, ':').collect();
-    if arn.len() != 6 || arn[0] != "arn" {
-        return Err(format!(
-            "{:?} is not a key or alias ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)",
-            parts[3]
-        ));
-    }
-    if !matches!(arn[5], "key" | "alias") {
-        return Err(format!(
-            "ARN resource {:?} is neither key nor alias",
-            arn[5]
-        ));
-    }
-    Ok(())
+    super::kms::parse_aws(kms).map(|_| ())
 }
 
 fn keyless(v: &mut Validation, path: &str, k: &KeylessRef) {

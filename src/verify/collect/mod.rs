@@ -102,7 +102,7 @@ mod tests {
     fn each_authority_reads_exactly_one_layout() {
         assert_eq!(layout("static: {action: pass}"), None);
         assert_eq!(
-            layout("key: {kms: 'awskms:///arn:aws:kms:us-east-1:123456789012:key/abc'}"),
+            layout("key: {kms: 'gcpkms://projects/p/locations/global/keyRings/r/cryptoKeys/k'}"),
             None
         );
         assert_eq!(

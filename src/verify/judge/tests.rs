@@ -202,7 +202,7 @@ fn static_authorities_decide_by_their_action() {
 #[test]
 fn an_unsupported_authority_fails_naming_its_field_and_another_can_pass() {
     let p = policy(
-        "images: [{glob: '**'}]\nauthorities:\n  - key: {kms: 'awskms:///arn:aws:kms:us-east-1:123456789012:key/abc'}\n  - static: {action: pass}\n",
+        "images: [{glob: '**'}]\nauthorities:\n  - key: {kms: 'gcpkms://projects/p/locations/global/keyRings/r/cryptoKeys/k'}\n  - static: {action: pass}\n",
     );
     let o = judge(
         &p,
