@@ -630,7 +630,7 @@ async fn unimplemented_fields_fail_closed_naming_the_field() {
     let env = Env::start();
     let digest = env.push("team/app", "v1").await;
     let _ = digest;
-    let policy = "---\napiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: kms\nspec:\n  images:\n    - glob: \"**\"\n  authorities:\n    - key:\n        kms: awskms:///arn:aws:kms:us-east-1:123456789012:key/abc\n";
+    let policy = "---\napiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: kms\nspec:\n  images:\n    - glob: \"**\"\n  authorities:\n    - key:\n        kms: gcpkms://projects/p/locations/global/keyRings/r/cryptoKeys/k\n";
     let (ev, _) = pipeline(policy, &Opts::for_registry(env.addr()));
     let resp = review_pod(&ev, &format!("{}/team/app:v1", env.addr())).await;
     assert!(!allowed(&resp));
