@@ -74,6 +74,10 @@ pub struct Finding {
     pub reasons: Vec<String>,
     /// Every authority's result.
     pub authorities: Vec<AuthorityOutcome>,
+    /// The policy passed, and `reasons` are what a Notation verification
+    /// level logs instead of enforcing (a warning, never a deny).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub passed: bool,
 }
 
 impl Finding {
@@ -81,6 +85,14 @@ impl Finding {
     pub fn line(&self) -> String {
         let digest = self.digest.as_deref().unwrap_or("digest unresolved");
         match &self.policy {
+            Some(p) if self.passed => format!(
+                "{} {} ({}) passes policy {:?} with logged failures: {}",
+                self.field,
+                self.image,
+                digest,
+                p,
+                self.reasons.join("; ")
+            ),
             Some(p) => format!(
                 "{} {} ({}) fails policy {:?}: {}",
                 self.field,
@@ -126,6 +138,7 @@ pub fn decide(reports: &[ImageReport], settings: &DecisionSettings) -> Verdict {
             decision,
             reasons,
             authorities,
+            passed: false,
         };
         if let Some(reason) = &r.invalid_reference {
             findings.push(base(
@@ -151,6 +164,28 @@ pub fn decide(reports: &[ImageReport], settings: &DecisionSettings) -> Verdict {
                 Vec::new(),
             ));
             continue;
+        }
+        // A passing policy whose vouching Notation signature had checks its
+        // level only logs: admitted, with those as a warning.
+        for p in r.policies.iter().filter(|p| p.passed) {
+            let logged: Vec<String> = p
+                .authorities
+                .iter()
+                .filter_map(|a| Some((a, a.result.as_ref().ok()?)))
+                .flat_map(|(a, v)| v.warnings().iter().map(move |w| format!("{}: {w}", a.name)))
+                .collect();
+            if !logged.is_empty() {
+                findings.push(Finding {
+                    passed: true,
+                    ..base(
+                        Some(p.policy.clone()),
+                        p.mode.name(),
+                        FindingDecision::Warned,
+                        logged,
+                        p.authorities.clone(),
+                    )
+                });
+            }
         }
         for p in r.policies.iter().filter(|p| !p.passed) {
             let (mode, d) = match p.mode {
@@ -241,6 +276,7 @@ mod tests {
                         reason: "ok".into(),
                         signer: None,
                         matches: serde_json::json!({}),
+                        notation: None,
                     })
                 } else {
                     Err(crate::verify::Failure::Verdict(

@@ -87,7 +87,8 @@ pub struct PolicyLabels {
 /// Labels of a verification by signature layout.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LayoutLabels {
-    /// `legacy_signatures`, `legacy_attestations` or `referrer_bundles`.
+    /// `legacy_signatures`, `legacy_attestations`, `referrer_bundles` or
+    /// `notation_signatures`.
     pub layout: &'static str,
 }
 

@@ -431,6 +431,7 @@ mod tests {
                     },
                     reasons: vec!["no signatures found".into()],
                     authorities: Vec::new(),
+                    passed: false,
                 };
                 let time = format!("2026-11-2{}T10:00:00Z", i % 3);
                 let record = AuditRecord::new(&ctx, &finding, time);
@@ -488,6 +489,7 @@ mod tests {
                 decision: FindingDecision::Denied,
                 reasons: vec!["no policy".into()],
                 authorities: Vec::new(),
+                passed: false,
             },
             "2026-11-23T00:00:00Z".into(),
         );

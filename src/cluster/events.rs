@@ -323,6 +323,7 @@ mod tests {
             decision: FindingDecision::Denied,
             reasons: vec!["no signatures found".into()],
             authorities: Vec::new(),
+            passed: false,
         };
         let r = violation_record(&ctx, &finding);
         let e = event_json(&r, "sigil-0");

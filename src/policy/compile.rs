@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::glob::ImageGlob;
 use super::program::{Language, Program};
-use super::types::{Authority, ClusterImagePolicySpec};
+use super::types::{Authority, ClusterImagePolicySpec, NotationRef};
 use super::validate::validate;
 use crate::image::ImageRef;
 use crate::model::error::{err, PolicyError};
@@ -23,6 +23,7 @@ use crate::model::identity::{
     CertificateTrust, IdentityRule, KeylessPolicy, PrivateCa, TextMatcher,
 };
 use crate::model::keys::{HashAlgorithm, VerificationKey};
+use crate::model::notation::NotationPolicy;
 
 /// How a policy's failures are treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -44,6 +45,15 @@ impl PolicyMode {
             "warn" => Some(Self::Warn),
             "audit" => Some(Self::Audit),
             _ => None,
+        }
+    }
+
+    /// Its spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Enforce => "enforce",
+            Self::Warn => "warn",
+            Self::Audit => "audit",
         }
     }
 }
@@ -179,6 +189,8 @@ pub enum AuthorityCheck {
         /// Message for `fail`.
         message: Option<String>,
     },
+    /// A Notation signature under this trust policy (sigil's extension).
+    Notation(Arc<NotationPolicy>),
     /// A field this build does not verify yet: the authority never passes.
     Unsupported {
         /// The field path, e.g. `spec.authorities[0].keyless`.
@@ -486,6 +498,12 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
             policy,
         });
     }
+    if let Some(n) = &a.notation {
+        check = Some(AuthorityCheck::Notation(Arc::new(compile_notation(
+            &format!("{path}.notation"),
+            n,
+        )?)));
+    }
     let check = match unsupported {
         Some(field) => AuthorityCheck::Unsupported { field },
         None => check.ok_or_else(|| err(&path, "no verification method"))?,
@@ -502,6 +520,50 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
         attestations,
         signature_tag_prefix,
         bundle_format: a.signature_format.as_deref() == Some("bundle"),
+    })
+}
+
+/// A `notation` authority: certificates parsed into trust anchors once,
+/// identities and level parsed (validation has named any bad field).
+fn compile_notation(path: &str, n: &NotationRef) -> Result<NotationPolicy, PolicyError> {
+    use crate::model::notation::{anchors, pem_certificates, pem_crls, Level, TrustedIdentity};
+    let store = format!("{path}.trustStore");
+    let certificates = pem_certificates(&n.trust_store.certificates)
+        .map_err(|e| err(format!("{store}.certificates"), e))?;
+    let trust_anchors =
+        anchors(&certificates).map_err(|e| err(format!("{store}.certificates"), e))?;
+    let tsa_anchors = match &n.trust_store.tsa_certificates {
+        None => Vec::new(),
+        Some(pem) => pem_certificates(pem)
+            .and_then(|c| anchors(&c))
+            .map_err(|e| err(format!("{store}.tsaCertificates"), e))?,
+    };
+    let crls = match &n.trust_store.crls {
+        None => Vec::new(),
+        Some(pem) => pem_crls(pem).map_err(|e| err(format!("{store}.crls"), e))?,
+    };
+    let identities = n
+        .trusted_identities
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            TrustedIdentity::parse(id).map_err(|e| err(format!("{path}.trustedIdentities[{i}]"), e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if identities.is_empty() {
+        return Err(err(
+            format!("{path}.trustedIdentities"),
+            "at least one entry",
+        ));
+    }
+    Ok(NotationPolicy {
+        anchors: trust_anchors,
+        certificates,
+        tsa_anchors,
+        crls,
+        identities,
+        level: Level::parse(n.verification_level.as_deref())
+            .map_err(|e| err(format!("{path}.verificationLevel"), e))?,
     })
 }
 

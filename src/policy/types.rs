@@ -52,7 +52,8 @@ pub struct ImagePattern {
     pub glob: String,
 }
 
-/// A way to find and verify signatures (exactly one of key, keyless, static).
+/// A way to find and verify signatures (exactly one of key, keyless,
+/// static, notation).
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Authority {
@@ -68,6 +69,9 @@ pub struct Authority {
     /// A fixed pass or fail.
     #[serde(default, rename = "static", skip_serializing_if = "Option::is_none")]
     pub static_ref: Option<StaticRef>,
+    /// sigil's extension: Notation (Notary Project) signatures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notation: Option<NotationRef>,
     /// Where signatures are stored when not beside the image.
     #[serde(default, rename = "source", skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<Source>,
@@ -83,6 +87,36 @@ pub struct Authority {
     /// `legacy` (default) or `bundle`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature_format: Option<String>,
+}
+
+/// sigil's extension: Notation (Notary Project v2) signatures, OCI 1.1
+/// referrers of the image, verified against a trust store.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NotationRef {
+    /// The certificates trusted.
+    pub trust_store: NotationTrustStore,
+    /// `*` (any signer the trust store admits) or `x509.subject: DN` entries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_identities: Vec<String>,
+    /// strict (default), permissive, audit or skip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification_level: Option<String>,
+}
+
+/// A Notation trust store, inline.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NotationTrustStore {
+    /// PEM bundle: the CA or self-signed signing certificates trusted.
+    pub certificates: String,
+    /// PEM bundle: TSA roots for RFC 3161 countersignatures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tsa_certificates: Option<String>,
+    /// PEM bundle of `X509 CRL`s: revocation lists for the signing chain
+    /// (sigil is offline; without them revocation is skipped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crls: Option<String>,
 }
 
 /// A public key, inline, in a Secret or in a KMS (exactly one).

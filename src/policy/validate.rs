@@ -9,7 +9,7 @@
 use super::glob::ImageGlob;
 use super::types::{
     Attestation, Authority, ClusterImagePolicySpec, Identity, KeyRef, KeylessRef, MatchResource,
-    Policy,
+    NotationRef, Policy,
 };
 use crate::image::ImageRef;
 use crate::model::error::PolicyError;
@@ -112,6 +112,7 @@ fn authority(v: &mut Validation, path: &str, a: &Authority) {
         a.key.as_ref().map(|_| "key"),
         a.keyless.as_ref().map(|_| "keyless"),
         a.static_ref.as_ref().map(|_| "static"),
+        a.notation.as_ref().map(|_| "notation"),
     ]
     .into_iter()
     .flatten()
@@ -124,9 +125,23 @@ fn authority(v: &mut Validation, path: &str, a: &Authority) {
         };
         v.error(
             path,
-            format!("expected exactly one of key, keyless, static; found {found}"),
+            format!("expected exactly one of key, keyless, static, notation; found {found}"),
         );
         return;
+    }
+    if let Some(n) = &a.notation {
+        notation(v, &format!("{path}.notation"), n);
+        for (field, set) in [
+            ("attestations", !a.attestations.is_empty()),
+            ("source", !a.sources.is_empty()),
+            ("ctlog", a.ctlog.is_some()),
+            ("rfc3161timestamp", a.rfc3161timestamp.is_some()),
+            ("signatureFormat", a.signature_format.is_some()),
+        ] {
+            if set {
+                v.error(path, format!("notation cannot be combined with {field}"));
+            }
+        }
     }
     if let Some(k) = &a.key {
         key(v, &format!("{path}.key"), k);
@@ -245,6 +260,46 @@ fn key(v: &mut Validation, path: &str, k: &KeyRef) {
 /// `awskms://[ENDPOINT]/KEY` in any of cosign's forms.
 fn aws_kms(kms: &str) -> Result<(), String> {
     super::kms::parse_aws(kms).map(|_| ())
+}
+
+/// Notation's verification levels.
+pub use crate::model::notation::LEVELS as NOTATION_LEVELS;
+
+fn notation(v: &mut Validation, path: &str, n: &NotationRef) {
+    use crate::model::notation::{anchors, pem_certificates, pem_crls, Level, TrustedIdentity};
+    let store = format!("{path}.trustStore");
+    if let Err(e) = pem_certificates(&n.trust_store.certificates).and_then(|c| anchors(&c)) {
+        v.error(format!("{store}.certificates"), e);
+    }
+    if let Some(tsa) = &n.trust_store.tsa_certificates {
+        if let Err(e) = pem_certificates(tsa).and_then(|c| anchors(&c)) {
+            v.error(format!("{store}.tsaCertificates"), e);
+        }
+    }
+    if let Some(crls) = &n.trust_store.crls {
+        if let Err(e) = pem_crls(crls) {
+            v.error(format!("{store}.crls"), e);
+        }
+    }
+    if n.trusted_identities.is_empty() {
+        v.error(
+            format!("{path}.trustedIdentities"),
+            "at least one entry: \"*\" or \"x509.subject: C=…, ST=…, O=…\"",
+        );
+    }
+    for (i, identity) in n.trusted_identities.iter().enumerate() {
+        let ip = format!("{path}.trustedIdentities[{i}]");
+        match TrustedIdentity::parse(identity) {
+            Ok(TrustedIdentity::Any) if n.trusted_identities.len() > 1 => {
+                v.error(&ip, "\"*\" cannot be combined with other identities")
+            }
+            Ok(_) => {}
+            Err(e) => v.error(&ip, e),
+        }
+    }
+    if let Err(e) = Level::parse(n.verification_level.as_deref()) {
+        v.error(format!("{path}.verificationLevel"), e);
+    }
 }
 
 fn keyless(v: &mut Validation, path: &str, k: &KeylessRef) {
@@ -416,5 +471,141 @@ fn policy(v: &mut Validation, path: &str, p: &Policy, within_spec: bool) {
         v.warnings.push(format!(
             "{path}.{field}: not implemented by sigil; every image this policy matches fails closed naming it"
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn certificate_pem() -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "notation test CA");
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    /// The errors of a spec with one notation authority, as (field, message).
+    fn errors(notation: serde_json::Value, extra: serde_json::Value) -> Vec<(String, String)> {
+        let mut authority = serde_json::json!({"name": "notary", "notation": notation});
+        if let (Some(a), Some(e)) = (authority.as_object_mut(), extra.as_object()) {
+            a.extend(e.clone());
+        }
+        let spec: ClusterImagePolicySpec = serde_json::from_value(serde_json::json!({
+            "images": [{"glob": "**"}],
+            "authorities": [authority],
+        }))
+        .unwrap();
+        validate(&spec)
+            .errors
+            .into_iter()
+            .map(|e| (e.field, e.message))
+            .collect()
+    }
+
+    #[test]
+    fn the_notation_authority_of_the_documented_shape_is_valid() {
+        let certs = certificate_pem();
+        for identities in [
+            serde_json::json!(["*"]),
+            serde_json::json!(["x509.subject: C=US, ST=WA, L=Seattle, O=Notary, CN=e2e"]),
+        ] {
+            for level in NOTATION_LEVELS {
+                let found = errors(
+                    serde_json::json!({
+                        "trustStore": {"certificates": certs, "tsaCertificates": certs},
+                        "trustedIdentities": identities,
+                        "verificationLevel": level,
+                    }),
+                    serde_json::json!({}),
+                );
+                assert!(found.is_empty(), "{identities} {level}: {found:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_notation_fields_are_named() {
+        let certs = certificate_pem();
+        let ok_store = serde_json::json!({"certificates": certs});
+        for (notation, extra, field, says) in [
+            (
+                serde_json::json!({"trustStore": {"certificates": "not pem"}, "trustedIdentities": ["*"]}),
+                serde_json::json!({}),
+                "spec.authorities[0].notation.trustStore.certificates",
+                "no PEM certificate found",
+            ),
+            (
+                serde_json::json!({"trustStore": {"certificates": certs, "tsaCertificates": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}, "trustedIdentities": ["*"]}),
+                serde_json::json!({}),
+                "spec.authorities[0].notation.trustStore.tsaCertificates",
+                "certificate 0 does not parse",
+            ),
+            (
+                serde_json::json!({"trustStore": ok_store, "trustedIdentities": []}),
+                serde_json::json!({}),
+                "spec.authorities[0].notation.trustedIdentities",
+                "at least one entry",
+            ),
+            (
+                serde_json::json!({"trustStore": ok_store, "trustedIdentities": ["*", "x509.subject: C=US, ST=WA, O=N"]}),
+                serde_json::json!({}),
+                "spec.authorities[0].notation.trustedIdentities[0]",
+                "cannot be combined",
+            ),
+            (
+                serde_json::json!({"trustStore": ok_store, "trustedIdentities": ["x509.subject: CN=e2e"]}),
+                serde_json::json!({}),
+                "spec.authorities[0].notation.trustedIdentities[0]",
+                "x509.subject: C is required",
+            ),
+            (
+                serde_json::json!({"trustStore": ok_store, "trustedIdentities": ["x509.subject: C=US, ST=WA, O=N, XX=1"]}),
+                serde_json::json!({}),
+                "spec.authorities[0].notation.trustedIdentities[0]",
+                "unknown attribute \"XX\"",
+            ),
+            (
+                serde_json::json!({"trustStore": ok_store, "trustedIdentities": ["e2e"]}),
+                serde_json::json!({}),
+                "spec.authorities[0].notation.trustedIdentities[0]",
+                "is neither",
+            ),
+            (
+                serde_json::json!({"trustStore": ok_store, "trustedIdentities": ["*"], "verificationLevel": "lenient"}),
+                serde_json::json!({}),
+                "spec.authorities[0].notation.verificationLevel",
+                "\"lenient\" is not one of strict, permissive, audit, skip",
+            ),
+            (
+                serde_json::json!({"trustStore": ok_store, "trustedIdentities": ["*"]}),
+                serde_json::json!({"key": {"data": "x"}}),
+                "spec.authorities[0]",
+                "expected exactly one of key, keyless, static, notation; found key, notation",
+            ),
+            (
+                serde_json::json!({"trustStore": ok_store, "trustedIdentities": ["*"]}),
+                serde_json::json!({"ctlog": {"url": "https://rekor.example"}}),
+                "spec.authorities[0]",
+                "notation cannot be combined with ctlog",
+            ),
+        ] {
+            let found = errors(notation.clone(), extra);
+            assert!(
+                found.iter().any(|(f, m)| f == field && m.contains(says)),
+                "{notation}: wanted {field}: {says}; got {found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_notation_fields_are_refused() {
+        let spec: Result<ClusterImagePolicySpec, _> = serde_json::from_value(serde_json::json!({
+            "images": [{"glob": "**"}],
+            "authorities": [{"notation": {"trustStore": {"certificates": "x"}, "trustedIdentity": ["*"]}}],
+        }));
+        assert!(spec.unwrap_err().to_string().contains("trustedIdentity"));
     }
 }

@@ -290,6 +290,38 @@ impl RegistryClient {
         Ok(Some((manifest, digest)))
     }
 
+    /// The media type and size of the manifest `reference` names by digest
+    /// (what a Notation payload's `targetArtifact` must state); `Ok(None)`
+    /// when absent. The bytes are fetched and hashed, so both are the
+    /// digest's own: the media type is the manifest's `mediaType` (an OCI
+    /// manifest without one is an index when it lists `manifests`).
+    pub async fn manifest_descriptor(
+        &self,
+        reference: &Reference,
+    ) -> Result<Option<(String, u64)>, RegistryError> {
+        let Some((body, _)) = self.manifest_bytes(reference).await? else {
+            return Ok(None);
+        };
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Shape {
+            media_type: Option<String>,
+            manifests: Option<serde::de::IgnoredAny>,
+        }
+        let shape: Shape = serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
+            registry: reference.registry().to_string(),
+            reason: format!("manifest {} is not JSON: {e}", reference.whole()),
+        })?;
+        let media_type = shape.media_type.unwrap_or_else(|| {
+            if shape.manifests.is_some() {
+                oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE.to_string()
+            } else {
+                oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.to_string()
+            }
+        });
+        Ok(Some((media_type, body.len() as u64)))
+    }
+
     /// The bytes of a manifest and their digest; `Ok(None)` when absent.
     async fn manifest_bytes(
         &self,

@@ -9,6 +9,7 @@
 use serde_json::Value;
 
 use super::keyless::SignerIdentity;
+use super::notation::NotationSigner;
 
 /// A signature that verified over the admitted digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,12 +19,25 @@ pub struct VerifiedSignature {
     /// Who signed, for keyless signatures (subject, issuer, GitHub workflow
     /// extensions, Rekor integrated time); `None` for the authority's key.
     pub signer: Option<SignerIdentity>,
+    /// For a Notation signature: who signed, when, and how it was verified.
+    pub notation: Option<NotationSigner>,
 }
 
 impl VerifiedSignature {
-    /// Its entry in `authorityMatches.<name>.signatures`.
+    /// Its entry in `authorityMatches.<name>.signatures`. A Notation
+    /// signature's subject and issuer are its signing certificate's DNs.
     pub fn policy_input(&self) -> Value {
-        signature_match(self.signer.as_ref())
+        match &self.notation {
+            Some(n) => serde_json::json!({
+                "id": format!("notation|{}", n.subject),
+                "subject": n.subject,
+                "issuer": n.issuer,
+                "signingTime": n.timestamp.as_ref().or(n.signing_time.as_ref()),
+                "timestamped": n.timestamp.is_some(),
+                "verificationLevel": n.level,
+            }),
+            None => signature_match(self.signer.as_ref()),
+        }
     }
 }
 
@@ -60,6 +74,8 @@ pub enum Source {
     AttestationTag,
     /// The image's OCI referrers (Sigstore bundles, cosign OCI 1.1).
     Referrers,
+    /// The image's Notation signature referrers.
+    NotationSignatures,
 }
 
 /// What one collector found for one authority and one digest.

@@ -49,6 +49,7 @@ fn referrers_weight(found: &[Referrer]) -> usize {
         .map(|r| {
             r.blob.len()
                 + r.digest.len()
+                + r.media_type.len()
                 + r.annotations
                     .iter()
                     .map(|(k, v)| k.len() + v.len() + 48)
@@ -68,6 +69,7 @@ pub struct Fetcher {
     digests: Cache<String, String>,
     signatures: Cache<RepoKey, Arc<Vec<SignatureLayer>>>,
     referrers: Cache<RepoKey, Arc<Vec<Referrer>>>,
+    descriptors: Cache<String, (String, u64)>,
 }
 
 impl Fetcher {
@@ -93,6 +95,12 @@ impl Fetcher {
                 })
                 .time_to_live(ttl)
                 .eviction_listener(evictions(CacheName::signatures))
+                .build(),
+            descriptors: Cache::builder()
+                .max_capacity(cache_bytes / 20)
+                .weigher(|k: &String, v: &(String, u64)| weight(k.len() + v.0.len() + 72))
+                .time_to_live(ttl)
+                .eviction_listener(evictions(CacheName::digests))
                 .build(),
             referrers: Cache::builder()
                 .max_capacity(cache_bytes / 5 * 2)
@@ -216,13 +224,53 @@ impl Fetcher {
         result.map_err(|e| (*e).clone())
     }
 
+    /// The media type and size of `registry/repository@digest` as the
+    /// registry serves it (a Notation payload must state both).
+    pub async fn manifest_descriptor(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &str,
+        creds: &Credentials,
+    ) -> Result<(String, u64), RegistryError> {
+        let client = self.client_for(creds).await?;
+        let reference = Reference::with_digest(
+            registry.to_string(),
+            repository.to_string(),
+            digest.to_string(),
+        );
+        let fetched = AtomicBool::new(false);
+        let result = self
+            .descriptors
+            .try_get_with(
+                format!("{}|{}", creds.fingerprint(), reference.whole()),
+                async {
+                    fetched.store(true, Ordering::Relaxed);
+                    client
+                        .manifest_descriptor(&reference)
+                        .await?
+                        .ok_or_else(|| RegistryError::Protocol {
+                            registry: reference.registry().to_string(),
+                            reason: format!("{} is not in the registry", reference.whole()),
+                        })
+                },
+            )
+            .await;
+        looked_up(CacheName::digests, &fetched);
+        result.map_err(|e| (*e).clone())
+    }
+
     /// What each cache holds now, weighed in bytes.
     pub async fn cache_bytes(&self) -> Vec<(CacheName, u64)> {
         self.digests.run_pending_tasks().await;
         self.signatures.run_pending_tasks().await;
         self.referrers.run_pending_tasks().await;
+        self.descriptors.run_pending_tasks().await;
         vec![
-            (CacheName::digests, self.digests.weighted_size()),
+            (
+                CacheName::digests,
+                self.digests.weighted_size() + self.descriptors.weighted_size(),
+            ),
             (CacheName::signatures, self.signatures.weighted_size()),
             (CacheName::referrers, self.referrers.weighted_size()),
         ]

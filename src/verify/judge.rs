@@ -11,7 +11,8 @@
 //!   authorities' `authorityMatches`;
 //! - a static authority vouches or not by its `action`; an unsupported one
 //!   never does;
-//! - a signature authority vouches with its first verified signature;
+//! - a signature authority vouches with its first verified signature (a
+//!   Notation authority too; at level `skip` it vouches without one);
 //! - an attestation authority vouches when every required attestation has
 //!   a verified Statement of its predicate type and each such Statement
 //!   passes the attestation's policy.
@@ -24,6 +25,7 @@ use serde_json::{json, Map, Value};
 
 use super::evidence::{Evidence, Source, VerifiedAttestation};
 use super::outcome::{AuthorityOutcome, Failure, PolicyOutcome, Vouch};
+use crate::model::notation::Level;
 use crate::policy::program::{Language, Program, ProgramError};
 use crate::policy::{AuthorityCheck, CompiledAuthority, CompiledPolicy, KeyEvidence};
 
@@ -122,6 +124,7 @@ fn judge_authority(
                 reason: "static pass".into(),
                 signer: None,
                 matches: json!({ "static": true, "signatures": [], "attestations": {} }),
+                notation: None,
             }),
         },
         AuthorityCheck::Static {
@@ -135,14 +138,25 @@ fn judge_authority(
         AuthorityCheck::Unsupported { field } => verdict(format!(
             "{field} is not supported yet by sigil; failing closed"
         )),
-        AuthorityCheck::Key { .. } | AuthorityCheck::Keyless(_) => match collected {
-            None => verdict("no evidence was collected".into()),
-            Some(Err(failure)) => AuthorityOutcome::failed(&a.name, failure.clone()),
-            Some(Ok(evidence)) if a.attestations.is_empty() => {
-                judge_signatures(a, digest, evidence)
-            }
-            Some(Ok(evidence)) => judge_attestations(a, digest, evidence, limit),
+        AuthorityCheck::Notation(p) if p.level == Level::Skip => AuthorityOutcome {
+            name: a.name.clone(),
+            result: Ok(Vouch {
+                reason: "Notation verification skipped (verificationLevel skip)".into(),
+                signer: None,
+                matches: json!({ "signatures": [], "attestations": {} }),
+                notation: None,
+            }),
         },
+        AuthorityCheck::Key { .. } | AuthorityCheck::Keyless(_) | AuthorityCheck::Notation(_) => {
+            match collected {
+                None => verdict("no evidence was collected".into()),
+                Some(Err(failure)) => AuthorityOutcome::failed(&a.name, failure.clone()),
+                Some(Ok(evidence)) if a.attestations.is_empty() => {
+                    judge_signatures(a, digest, evidence)
+                }
+                Some(Ok(evidence)) => judge_attestations(a, digest, evidence, limit),
+            }
+        }
     }
 }
 
@@ -165,6 +179,11 @@ fn judge_signatures(a: &CompiledAuthority, digest: &str, evidence: &Evidence) ->
                     format!(" ({})", evidence.rejected.join("; "))
                 }
             ),
+            Source::NotationSignatures => format!(
+                "no Notation signature verified among {} ({})",
+                evidence.candidates,
+                evidence.rejected.join("; ")
+            ),
             _ => evidence
                 .rejected
                 .first()
@@ -174,6 +193,19 @@ fn judge_signatures(a: &CompiledAuthority, digest: &str, evidence: &Evidence) ->
         return AuthorityOutcome::failed(&a.name, Failure::Verdict(reason));
     };
     let reason = match (&a.check, evidence.source, &first.signer) {
+        (_, Source::NotationSignatures, _) => match &first.notation {
+            Some(n) => format!(
+                "Notation {} signature by \"{}\" verified ({}{})",
+                n.envelope.name(),
+                n.subject,
+                n.level.name(),
+                n.timestamp
+                    .as_ref()
+                    .map(|t| format!(", timestamped {t}"))
+                    .unwrap_or_default()
+            ),
+            None => format!("Notation signature verified for {}", a.name),
+        },
         (_, Source::Referrers, _) => format!("signature bundle verified for {}", a.name),
         (_, _, Some(s)) => format!(
             "keyless signature by {} issued by {} verified",
@@ -191,6 +223,7 @@ fn judge_signatures(a: &CompiledAuthority, digest: &str, evidence: &Evidence) ->
                 "signatures": signatures.iter().map(|s| s.policy_input()).collect::<Vec<_>>(),
                 "attestations": {},
             }),
+            notation: first.notation.clone(),
         }),
     }
 }
@@ -281,6 +314,7 @@ fn judge_attestations(
                     (w.name.clone(), Value::Array(found))
                 }).collect::<Map<_, _>>(),
             }),
+            notation: None,
         }),
     }
 }

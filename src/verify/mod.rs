@@ -11,7 +11,8 @@
 //! [`cosign`] (simple signing), [`attestation`] (DSSE in-toto),
 //! [`referrers`] (bundles and OCI 1.1 artifacts), [`keyless`] (Fulcio
 //! chains and identities), [`legacy_evidence`] (a legacy layer's Rekor and
-//! TSA evidence, as a bundle) and [`bundle`] (one standalone bundle, for
+//! TSA evidence, as a bundle), [`notation`] (Notation JWS and COSE
+//! envelopes, their chains and RFC 3161 countersignatures) and [`bundle`] (one standalone bundle, for
 //! `sigil verify-bundle`), all taking a [`signer::Signer`] or its parts.
 
 pub mod attestation;
@@ -27,6 +28,7 @@ pub mod keyless;
 /// the verifiers and their callers.
 pub use crate::model::keys;
 pub mod legacy_evidence;
+pub mod notation;
 pub mod outcome;
 pub mod referrers;
 pub mod signer;

@@ -9,6 +9,7 @@
 use serde::{Serialize, Serializer};
 
 use super::keyless::SignerIdentity;
+use super::notation::NotationSigner;
 use crate::policy::PolicyMode;
 use crate::registry::RegistryError;
 
@@ -65,6 +66,17 @@ pub struct Vouch {
     /// Its `authorityMatches.<name>` entry for `spec.policy`
     /// (`signatures`, `attestations`, `static`).
     pub matches: serde_json::Value,
+    /// For a Notation authority: the signature that vouched, how it was
+    /// verified, and the failures its level only logs.
+    pub notation: Option<NotationSigner>,
+}
+
+impl Vouch {
+    /// What passed but should be seen: the failures a Notation
+    /// verification level logs instead of enforcing.
+    pub fn warnings(&self) -> &[String] {
+        self.notation.as_ref().map_or(&[], |n| n.logged.as_slice())
+    }
 }
 
 /// What one authority concluded.
@@ -103,13 +115,19 @@ impl AuthorityOutcome {
         self.result.as_ref().ok().and_then(|v| v.signer.as_ref())
     }
 
+    /// The Notation signature that vouched, for a passing Notation authority.
+    pub fn notation(&self) -> Option<&NotationSigner> {
+        self.result.as_ref().ok().and_then(|v| v.notation.as_ref())
+    }
+
     /// Whether it failed for a reason that may not recur.
     pub fn is_transient(&self) -> bool {
         matches!(&self.result, Err(f) if f.is_transient())
     }
 }
 
-/// The audit log's documented shape: `{name, passed, reason, signer?}`.
+/// The audit log's documented shape: `{name, passed, reason, signer?,
+/// notation?}`.
 impl Serialize for AuthorityOutcome {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
@@ -119,12 +137,15 @@ impl Serialize for AuthorityOutcome {
             reason: &'a str,
             #[serde(skip_serializing_if = "Option::is_none")]
             signer: Option<&'a SignerIdentity>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            notation: Option<&'a NotationSigner>,
         }
         Shape {
             name: &self.name,
             passed: self.passed(),
             reason: self.reason(),
             signer: self.signer(),
+            notation: self.notation(),
         }
         .serialize(s)
     }

@@ -35,6 +35,9 @@ pub const BUNDLE_MEDIA_TYPE_PREFIX: &str = "application/vnd.dev.sigstore.bundle"
 pub const COSIGN_SIGNATURE_ARTIFACT: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
 /// The predicate of a cosign image signature made as a DSSE bundle.
 pub const COSIGN_SIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
+/// Notation's signature artifact type (older Notation writes it as the
+/// config media type instead).
+pub const NOTATION_SIGNATURE_ARTIFACT: &str = "application/vnd.cncf.notary.signature";
 /// Most referrers read for one image.
 pub const MAX_REFERRERS: usize = 64;
 
@@ -45,6 +48,8 @@ pub enum ReferrerKind {
     Bundle,
     /// A cosign simple-signing signature.
     CosignSignature,
+    /// A Notation signature envelope (read by `notation` authorities only).
+    Notation,
 }
 
 /// One referrer, fetched.
@@ -54,8 +59,10 @@ pub struct Referrer {
     pub digest: String,
     /// What it holds.
     pub kind: ReferrerKind,
-    /// The bundle JSON, or the simple-signing payload.
+    /// The bundle JSON, the simple-signing payload, or the Notation envelope.
     pub blob: Vec<u8>,
+    /// The layer's media type (a Notation envelope's format).
+    pub media_type: String,
     /// The layer's annotations (signature, certificate, Rekor bundle).
     pub annotations: BTreeMap<String, String>,
 }
@@ -90,6 +97,7 @@ pub async fn fetch_referrers(
             digest: e.digest,
             kind,
             blob,
+            media_type: layer.media_type.clone(),
             annotations: layer
                 .annotations
                 .clone()
@@ -127,6 +135,8 @@ pub fn referrer_kind(manifest: &oci_client::manifest::OciImageManifest) -> Optio
     } else if decisive == COSIGN_SIGNATURE_ARTIFACT || decisive == cosign::SIMPLE_SIGNING_MEDIA_TYPE
     {
         Some(ReferrerKind::CosignSignature)
+    } else if decisive == NOTATION_SIGNATURE_ARTIFACT {
+        Some(ReferrerKind::Notation)
     } else {
         None
     }
@@ -171,6 +181,9 @@ pub fn verify_referrer(
             }
         }
         ReferrerKind::Bundle => verify_bundle_referrer(r, admitted_digest, signer),
+        ReferrerKind::Notation => {
+            Err("a Notation signature, read only by notation authorities".into())
+        }
     }
 }
 
@@ -255,6 +268,7 @@ fn signature(admitted_digest: &str, signer: Option<SignerIdentity>) -> VerifiedR
     VerifiedReferrer::Signature(VerifiedSignature {
         digest: admitted_digest.to_string(),
         signer,
+        notation: None,
     })
 }
 
@@ -304,12 +318,29 @@ mod tests {
             )),
             Some(ReferrerKind::CosignSignature)
         );
-        // Something else (an SBOM, a Notation signature): not read.
+        // A Notation signature: artifactType set, or (older Notation) the config.
         assert_eq!(
             referrer_kind(&manifest(
                 Some("application/vnd.cncf.notary.signature"),
                 EMPTY_MEDIA_TYPE,
                 "application/jose+json"
+            )),
+            Some(ReferrerKind::Notation)
+        );
+        assert_eq!(
+            referrer_kind(&manifest(
+                None,
+                "application/vnd.cncf.notary.signature",
+                "application/cose"
+            )),
+            Some(ReferrerKind::Notation)
+        );
+        // Something else (an SBOM): not read.
+        assert_eq!(
+            referrer_kind(&manifest(
+                Some("application/spdx+json"),
+                EMPTY_MEDIA_TYPE,
+                "application/spdx+json"
             )),
             None
         );

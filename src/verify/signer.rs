@@ -49,7 +49,9 @@ impl<'a> Signer<'a> {
             AuthorityCheck::Keyless(policy) => store
                 .resolve(policy.trust_root_ref.as_deref())
                 .map(|trust| Signer::Keyless { policy, trust }),
-            AuthorityCheck::Static { .. } | AuthorityCheck::Unsupported { .. } => return None,
+            AuthorityCheck::Static { .. }
+            | AuthorityCheck::Unsupported { .. }
+            | AuthorityCheck::Notation(_) => return None,
         })
     }
 

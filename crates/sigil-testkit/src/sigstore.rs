@@ -199,7 +199,8 @@ fn oid_der(oid: &str) -> Vec<u8> {
 }
 
 impl TestTsa {
-    fn new() -> anyhow::Result<Self> {
+    /// A root and a timeStamping leaf, valid from 30 days ago for a year.
+    pub fn new() -> anyhow::Result<Self> {
         let now = SystemTime::now();
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -227,6 +228,11 @@ impl TestTsa {
             leaf_key,
             serial: std::sync::atomic::AtomicU64::new(1),
         })
+    }
+
+    /// The TSA's root certificate, PEM (a Notation `tsaCertificates`).
+    pub fn root_pem(&self) -> String {
+        self.root.pem()
     }
 
     /// A DER TimeStampToken (CMS ContentInfo) over `signature` at `at`.

@@ -53,6 +53,7 @@ pub(super) async fn collect(
                 signatures.push(VerifiedSignature {
                     digest: digest.to_string(),
                     signer,
+                    notation: None,
                 });
                 break;
             }

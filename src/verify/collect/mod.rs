@@ -7,10 +7,11 @@
 //! Collectors decide nothing about the policy (that is the judge's) and
 //! cache nothing (the [`Fetcher`] does). Which collector applies to an
 //! authority is [`Layout::of`], in one place. A new signature format
-//! (Notation, say) is one new file here and one new [`Layout`] variant.
+//! (as Notation was) is one new file here and one new [`Layout`] variant.
 
 mod legacy_attestations;
 mod legacy_signatures;
+mod notation_signatures;
 mod referrer_bundles;
 mod sources;
 
@@ -19,6 +20,7 @@ pub use sources::Sources;
 use super::evidence::Evidence;
 use super::outcome::Failure;
 use crate::image::ImageRef;
+use crate::model::notation::Level;
 use crate::policy::{AuthorityCheck, CompiledAuthority};
 
 /// Where an authority's evidence is stored.
@@ -30,16 +32,22 @@ pub enum Layout {
     LegacyAttestations,
     /// OCI referrers: Sigstore bundles and cosign OCI 1.1 signatures.
     ReferrerBundles,
+    /// OCI referrers: Notation signature envelopes (JWS, COSE).
+    NotationSignatures,
 }
 
 impl Layout {
     /// The layout an authority reads, or `None` when it needs no evidence
-    /// (static and unsupported authorities). `signatureFormat: bundle`
+    /// (static and unsupported authorities, and Notation's `skip` level).
+    /// A `notation` authority reads Notation referrers. `signatureFormat: bundle`
     /// reads referrers for signatures and attestations alike; otherwise an
     /// authority with `attestations` reads `.att`, one without reads `.sig`.
     pub fn of(a: &CompiledAuthority) -> Option<Layout> {
         match a.check {
             AuthorityCheck::Static { .. } | AuthorityCheck::Unsupported { .. } => None,
+            AuthorityCheck::Notation(ref p) => {
+                (p.level != Level::Skip).then_some(Layout::NotationSignatures)
+            }
             AuthorityCheck::Key { .. } | AuthorityCheck::Keyless(_) => Some(if a.bundle_format {
                 Layout::ReferrerBundles
             } else if a.attestations.is_empty() {
@@ -56,6 +64,7 @@ impl Layout {
             Layout::LegacySignatures => "legacy_signatures",
             Layout::LegacyAttestations => "legacy_attestations",
             Layout::ReferrerBundles => "referrer_bundles",
+            Layout::NotationSignatures => "notation_signatures",
         }
     }
 }
@@ -76,6 +85,12 @@ pub async fn collect(
         Layout::LegacySignatures => legacy_signatures::collect(sources, image, digest, a).await,
         Layout::LegacyAttestations => legacy_attestations::collect(sources, image, digest, a).await,
         Layout::ReferrerBundles => referrer_bundles::collect(sources, image, digest, a).await,
+        Layout::NotationSignatures => match &a.check {
+            AuthorityCheck::Notation(policy) => {
+                notation_signatures::collect(sources, image, digest, a, policy).await
+            }
+            _ => Ok(Evidence::default()),
+        },
     };
     crate::metrics::global().verification(layout.name(), started.elapsed());
     evidence

@@ -7,7 +7,7 @@ use crate::image::ImageRef;
 use crate::policy::CompiledAuthority;
 use crate::verify::evidence::{Evidence, Source};
 use crate::verify::outcome::Failure;
-use crate::verify::referrers::{self, VerifiedReferrer};
+use crate::verify::referrers::{self, Referrer, ReferrerKind, VerifiedReferrer};
 
 /// The verified referrers of `image@digest` for authority `a`.
 pub(super) async fn collect(
@@ -27,6 +27,11 @@ pub(super) async fn collect(
                 &e,
             )
         })?;
+    // Notation signatures are the notation collector's.
+    let found: Vec<&Referrer> = found
+        .iter()
+        .filter(|r| r.kind != ReferrerKind::Notation)
+        .collect();
     if found.is_empty() {
         return Err(Failure::Verdict(format!(
             "no signature or attestation referrers found for {registry}/{repository}@{digest}"
@@ -38,7 +43,7 @@ pub(super) async fn collect(
         candidates: found.len(),
         ..Evidence::default()
     };
-    for r in found.iter() {
+    for r in found {
         match referrers::verify_referrer(r, digest, &signer) {
             Ok(VerifiedReferrer::Signature(s)) => evidence.signatures.push(s),
             Ok(VerifiedReferrer::Attestation(v)) => evidence.attestations.push(v),

@@ -37,6 +37,7 @@ fn signed(source: Source, signer: Option<SignerIdentity>, digest: &str) -> Colle
         signatures: vec![VerifiedSignature {
             digest: digest.into(),
             signer,
+            notation: None,
         }],
         candidates: 1,
         ..Evidence::default()
@@ -215,6 +216,123 @@ fn an_unsupported_authority_fails_naming_its_field_and_another_can_pass() {
         "spec.authorities[0].key.kms is not supported yet by sigil; failing closed"
     );
     assert!(o.passed);
+}
+
+fn notation_policy(level: &str, extra: &str) -> CompiledPolicy {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "notation test CA");
+    let ca = params.self_signed(&key).unwrap().pem();
+    let ca = ca
+        .lines()
+        .map(|l| format!("          {l}\n"))
+        .collect::<String>();
+    policy(&format!(
+        "images: [{{glob: '**'}}]\nauthorities:\n  - name: notary\n    notation:\n      trustStore:\n        certificates: |\n{ca}      trustedIdentities: ['*']\n      verificationLevel: {level}\n{extra}"
+    ))
+}
+
+/// Evidence of one verified Notation signature over `digest`.
+fn notation_signed(digest: &str, logged: &[&str]) -> Collected {
+    use crate::model::notation::{Check, Level};
+    use crate::verify::notation::{envelope::EnvelopeFormat, CheckResult, NotationSigner};
+    Ok(Evidence {
+        source: Source::NotationSignatures,
+        signatures: vec![VerifiedSignature {
+            digest: digest.into(),
+            signer: None,
+            notation: Some(NotationSigner {
+                envelope: EnvelopeFormat::Cose,
+                subject: "C=US, ST=WA, O=Notary, CN=release".into(),
+                issuer: "C=US, ST=WA, O=Notary, CN=CA".into(),
+                signing_time: Some("2026-11-30T10:00:00Z".into()),
+                timestamp: None,
+                level: Level::Permissive,
+                checks: [(Check::Integrity, CheckResult::Passed)]
+                    .into_iter()
+                    .collect(),
+                logged: logged.iter().map(|l| l.to_string()).collect(),
+                signing_agent: None,
+            }),
+        }],
+        candidates: 1,
+        ..Evidence::default()
+    })
+}
+
+#[test]
+fn a_notation_authority_vouches_with_a_verified_signature_and_a_cosign_one_beside_it_can_pass() {
+    let alone = notation_policy("permissive", "");
+    let o = judge(
+        &alone,
+        DIGEST,
+        &[notation_signed(
+            DIGEST,
+            &["expiry: the signature expired at …"],
+        )],
+        LIMIT,
+    );
+    assert!(o.passed);
+    assert_eq!(
+        o.authorities[0].reason(),
+        "Notation COSE signature by \"C=US, ST=WA, O=Notary, CN=release\" verified (permissive)"
+    );
+    let vouch = o.authorities[0].result.as_ref().unwrap();
+    assert_eq!(vouch.warnings(), ["expiry: the signature expired at …"]);
+    assert_eq!(
+        vouch.matches["signatures"][0]["subject"],
+        "C=US, ST=WA, O=Notary, CN=release"
+    );
+    assert_eq!(
+        vouch.matches["signatures"][0]["signingTime"],
+        "2026-11-30T10:00:00Z"
+    );
+    // Another digest's signature, or none: no.
+    let o = judge(
+        &alone,
+        DIGEST,
+        &[notation_signed("sha256:other", &[])],
+        LIMIT,
+    );
+    assert!(!o.passed);
+    let o = judge(
+        &alone,
+        DIGEST,
+        &[Err(Failure::Verdict(
+            "no Notation signature found for r/app@sha256:…".into(),
+        ))],
+        LIMIT,
+    );
+    assert!(!o.passed);
+    assert_eq!(
+        o.reasons(),
+        vec!["notary: no Notation signature found for r/app@sha256:…"]
+    );
+    // notation OR cosign: the cosign signature alone is enough.
+    let either = notation_policy("strict", "  - name: cosign\n    key:\n      data: {key}");
+    let o = judge(
+        &either,
+        DIGEST,
+        &[
+            Err(Failure::Verdict("no Notation signature found".into())),
+            signed(Source::SignatureTag, None, DIGEST),
+        ],
+        LIMIT,
+    );
+    assert!(o.passed, "the cosign signature alone is enough");
+}
+
+#[test]
+fn a_skip_level_notation_authority_vouches_without_evidence() {
+    let p = notation_policy("skip", "");
+    let o = judge(&p, DIGEST, &[Ok(Evidence::default())], LIMIT);
+    assert!(o.passed);
+    assert_eq!(
+        o.authorities[0].reason(),
+        "Notation verification skipped (verificationLevel skip)"
+    );
 }
 
 #[test]

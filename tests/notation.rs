@@ -1,0 +1,501 @@
+//! Notation signatures end to end, through the real docker-registry: images
+//! signed in Notation's format (JWS and COSE envelopes, certificates from a
+//! CA made in the test, RFC 3161 countersignatures from the test TSA),
+//! attached as OCI referrers (found through the referrers tag index, as
+//! distribution 2.8 has no referrers API), and judged by `/validate`'s
+//! pipeline and `sigil check`, with the audit record and `check --output
+//! json` showing who signed, at which level, and which checks were skipped.
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use common::*;
+use sigil_testkit::notation::{attach, descriptor, NotationCa, NotationSigner, COSE, JWS};
+use sigil_testkit::sigstore::TestTsa;
+use sigil_testkit::{TestKey, TestKeyKind};
+
+fn indent(text: &str, by: usize) -> String {
+    text.lines()
+        .map(|l| format!("{}{l}\n", " ".repeat(by)))
+        .collect()
+}
+
+/// A `notation` authority (as YAML list item, indented for `authorities:`).
+fn notation_authority(ca_pem: &str, tsa_pem: Option<&str>, identity: &str, level: &str) -> String {
+    let tsa = tsa_pem
+        .map(|p| format!("          tsaCertificates: |\n{}", indent(p, 12)))
+        .unwrap_or_default();
+    format!(
+        "    - name: notary\n      notation:\n        trustStore:\n          certificates: |\n{}{tsa}        trustedIdentities: [\"{identity}\"]\n        verificationLevel: {level}\n",
+        indent(ca_pem, 12)
+    )
+}
+
+fn policy(glob: &str, authorities: &str) -> String {
+    format!(
+        "---\napiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: notation\nspec:\n  images:\n    - glob: \"{glob}\"\n  authorities:\n{authorities}"
+    )
+}
+
+struct Case {
+    env: Env,
+    ca: NotationCa,
+    tsa: TestTsa,
+    glob: String,
+}
+
+enum Sign<'a> {
+    Jws(&'a NotationSigner),
+    Cose(&'a NotationSigner),
+}
+
+impl Case {
+    fn new() -> Case {
+        let env = Env::start();
+        let glob = format!("{}/notary/**", env.addr());
+        Case {
+            env,
+            ca: NotationCa::new("sigil test notation CA").unwrap(),
+            tsa: TestTsa::new().unwrap(),
+            glob,
+        }
+    }
+
+    /// Pushes `repo:v1` and attaches the envelopes `envelopes(payload)`
+    /// returns, given the Notary payload naming it.
+    async fn image(
+        &self,
+        repo: &str,
+        envelopes: impl FnOnce(&[u8]) -> Vec<(&'static str, Vec<u8>)>,
+    ) -> (String, String) {
+        let digest = self.env.push(repo, "v1").await;
+        let d = descriptor(&self.env.client, self.env.addr(), repo, &digest)
+            .await
+            .unwrap();
+        for (media_type, envelope) in envelopes(&d.payload()) {
+            attach(
+                &self.env.client,
+                self.env.addr(),
+                repo,
+                &digest,
+                media_type,
+                &envelope,
+            )
+            .await
+            .unwrap();
+        }
+        (format!("{}/{repo}:v1", self.env.addr()), digest)
+    }
+
+    async fn verdict(&self, policy: &str, image: &str) -> (bool, String, Vec<String>) {
+        let (ev, _) = pipeline(policy, &Opts::for_registry(self.env.addr()));
+        let resp = review_pod(&ev, image).await;
+        (allowed(&resp), message(&resp), warnings(&resp))
+    }
+}
+
+fn sign(
+    how: Sign<'_>,
+    payload: &[u8],
+    at: SystemTime,
+    tsa: Option<&TestTsa>,
+) -> (&'static str, Vec<u8>) {
+    match how {
+        Sign::Jws(s) => (JWS, s.jws(payload, at, tsa).unwrap()),
+        Sign::Cose(s) => (COSE, s.cose(payload, at, tsa).unwrap()),
+    }
+}
+
+fn days(n: u64) -> Duration {
+    Duration::from_secs(n * 86400)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notation_signatures_are_admitted_only_when_they_verify() {
+    let c = Case::new();
+    let now = SystemTime::now();
+    let signer = c.ca.issue_valid("release").unwrap();
+    let expired =
+        c.ca.issue("old-release", now - days(10), now - days(5))
+            .unwrap();
+    let other_ca = NotationCa::new("another CA").unwrap();
+    let trusted = notation_authority(&c.ca.pem(), None, "*", "strict");
+    let strict = policy(&c.glob, &trusted);
+
+    // JWS and COSE, each alone, are admitted.
+    let (jws, _) = c
+        .image("notary/jws", |p| {
+            vec![sign(Sign::Jws(&signer), p, now, None)]
+        })
+        .await;
+    let (cose, _) = c
+        .image("notary/cose", |p| {
+            vec![sign(Sign::Cose(&signer), p, now, None)]
+        })
+        .await;
+    for image in [&jws, &cose] {
+        let (ok, msg, warned) = c.verdict(&strict, image).await;
+        assert!(ok, "{image}: {msg}");
+        assert!(warned.is_empty(), "{warned:?}");
+    }
+
+    // The identity: the right x509.subject admits, another denies.
+    let identity = |dn: &str| {
+        policy(
+            &c.glob,
+            &notation_authority(&c.ca.pem(), None, dn, "strict"),
+        )
+    };
+    let (ok, msg, _) = c
+        .verdict(
+            &identity("x509.subject: C=US, ST=WA, L=Seattle, O=Notary, CN=release"),
+            &jws,
+        )
+        .await;
+    assert!(ok, "{msg}");
+    let (ok, msg, _) = c
+        .verdict(
+            &identity("x509.subject: C=US, ST=WA, O=Notary, CN=someone-else"),
+            &jws,
+        )
+        .await;
+    assert!(!ok);
+    assert!(
+        msg.contains("authenticity check failed: signing certificate subject \"C=US, ST=WA, L=Seattle, O=Notary, CN=release\" matches none of the trusted identities: x509.subject: C=US, ST=WA, O=Notary, CN=someone-else"),
+        "{msg}"
+    );
+
+    // Another CA's trust store.
+    let (ok, msg, _) = c
+        .verdict(
+            &policy(
+                &c.glob,
+                &notation_authority(&other_ca.pem(), None, "*", "strict"),
+            ),
+            &cose,
+        )
+        .await;
+    assert!(!ok);
+    assert!(
+        msg.contains("fails policy \"notation\": notary: no Notation signature verified among 1 (Notation signature sha256:")
+            && msg.contains("authenticity check failed: the certificate chain does not lead to a certificate of the trust store"),
+        "{msg}"
+    );
+
+    // A CA of the very same name but another key signs for nobody here:
+    // a certificate it issued is refused, and trusting it admits nothing.
+    let impostor = NotationCa::new("sigil test notation CA").unwrap();
+    let forged = impostor.issue_valid("release").unwrap();
+    let (by_impostor, _) = c
+        .image("notary/impostor", |p| {
+            vec![sign(Sign::Jws(&forged), p, now, None)]
+        })
+        .await;
+    for (p, image) in [
+        (strict.clone(), &by_impostor),
+        (
+            policy(
+                &c.glob,
+                &notation_authority(&impostor.pem(), None, "*", "strict"),
+            ),
+            &jws,
+        ),
+    ] {
+        let (ok, msg, _) = c.verdict(&p, image).await;
+        assert!(!ok, "{image}");
+        assert!(
+            msg.contains("authenticity check failed: the certificate chain does not lead to a certificate of the trust store"),
+            "{msg}"
+        );
+    }
+
+    // A tampered payload: the signature no longer covers it.
+    let (tampered, _) = c
+        .image("notary/tampered", |p| {
+            let (mt, env) = sign(Sign::Jws(&signer), p, now, None);
+            let mut v: serde_json::Value = serde_json::from_slice(&env).unwrap();
+            let forged = String::from_utf8(p.to_vec())
+                .unwrap()
+                .replace("\"size\":", "\"size\":1");
+            v["payload"] = base64_url(forged.as_bytes()).into();
+            vec![(mt, serde_json::to_vec(&v).unwrap())]
+        })
+        .await;
+    let (ok, msg, _) = c.verdict(&strict, &tampered).await;
+    assert!(!ok);
+    assert!(
+        msg.contains("integrity check failed: the signature does not verify with the signing certificate's key"),
+        "{msg}"
+    );
+
+    // A good signature of another image, attached to this one.
+    let other_digest = c.env.push("notary/elsewhere", "v1").await;
+    let elsewhere = descriptor(
+        &c.env.client,
+        c.env.addr(),
+        "notary/elsewhere",
+        &other_digest,
+    )
+    .await
+    .unwrap();
+    let (moved, digest) = c
+        .image("notary/moved", |_| {
+            vec![sign(Sign::Cose(&signer), &elsewhere.payload(), now, None)]
+        })
+        .await;
+    let (ok, msg, _) = c.verdict(&strict, &moved).await;
+    assert!(!ok);
+    assert!(
+        msg.contains(&format!(
+            "signature is for {other_digest}, image is {digest}"
+        )),
+        "{msg}"
+    );
+
+    // An expired certificate without a timestamp: denied under strict.
+    let (old, _) = c
+        .image("notary/expired", |p| {
+            vec![sign(Sign::Jws(&expired), p, now - days(7), None)]
+        })
+        .await;
+    let (ok, msg, _) = c.verdict(&strict, &old).await;
+    assert!(!ok);
+    assert!(
+        msg.contains("authentic timestamp check failed: certificate \"C=US, ST=WA, L=Seattle, O=Notary, CN=old-release\" expired at"),
+        "{msg}"
+    );
+
+    // Unsigned: nothing to verify.
+    let (unsigned, _) = c.image("notary/unsigned", |_| Vec::new()).await;
+    let (ok, msg, _) = c.verdict(&strict, &unsigned).await;
+    assert!(!ok);
+    assert!(msg.contains("no Notation signature found for"), "{msg}");
+}
+
+fn base64_url(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timestamps_and_levels_decide_expired_certificates() {
+    let c = Case::new();
+    let now = SystemTime::now();
+    let expired =
+        c.ca.issue("old-release", now - days(10), now - days(5))
+            .unwrap();
+    let with_tsa = policy(
+        &c.glob,
+        &notation_authority(&c.ca.pem(), Some(&c.tsa.root_pem()), "*", "strict"),
+    );
+
+    // Timestamped by a trusted TSA while the certificate was valid: admitted.
+    let (stamped, _) = c
+        .image("notary/stamped", |p| {
+            vec![
+                sign(Sign::Jws(&expired), p, now - days(7), Some(&c.tsa)),
+                sign(Sign::Cose(&expired), p, now - days(7), Some(&c.tsa)),
+            ]
+        })
+        .await;
+    let (ok, msg, _) = c.verdict(&with_tsa, &stamped).await;
+    assert!(ok, "{msg}");
+
+    // Timestamped after it expired: denied, with the times.
+    let (late, _) = c
+        .image("notary/late", |p| {
+            vec![sign(Sign::Cose(&expired), p, now - days(1), Some(&c.tsa))]
+        })
+        .await;
+    let (ok, msg, _) = c.verdict(&with_tsa, &late).await;
+    assert!(!ok);
+    assert!(
+        msg.contains("authentic timestamp check failed: certificate \"C=US, ST=WA, L=Seattle, O=Notary, CN=old-release\" expired at")
+            && msg.contains("before the timestamp"),
+        "{msg}"
+    );
+
+    // With TSA certificates, a countersignature is required.
+    let (bare, _) = c
+        .image("notary/bare", |p| {
+            vec![sign(Sign::Jws(&expired), p, now - days(7), None)]
+        })
+        .await;
+    let (ok, msg, _) = c.verdict(&with_tsa, &bare).await;
+    assert!(!ok);
+    assert!(
+        msg.contains("no timestamp countersignature was found in the signature envelope"),
+        "{msg}"
+    );
+
+    // A timestamp from a TSA the policy does not trust.
+    let stranger = TestTsa::new().unwrap();
+    let (strange, _) = c
+        .image("notary/strange-tsa", |p| {
+            vec![sign(Sign::Jws(&expired), p, now - days(7), Some(&stranger))]
+        })
+        .await;
+    let (ok, msg, _) = c.verdict(&with_tsa, &strange).await;
+    assert!(!ok);
+    assert!(
+        msg.contains("the timestamp's TSA does not lead to a trusted TSA certificate"),
+        "{msg}"
+    );
+
+    // permissive logs the authentic timestamp: admitted with a warning,
+    // which the audit log records as a warn of a passing policy.
+    let permissive = policy(
+        &c.glob,
+        &notation_authority(&c.ca.pem(), None, "*", "permissive"),
+    );
+    let (ev, audit) = pipeline(&permissive, &Opts::for_registry(c.env.addr()));
+    let resp = review_pod(&ev, &bare).await;
+    assert!(allowed(&resp), "{}", message(&resp));
+    let warned = warnings(&resp);
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(
+        warned[0].contains("passes policy \"notation\" with logged failures: notary: authentic timestamp: certificate \"C=US, ST=WA, L=Seattle, O=Notary, CN=old-release\" expired at"),
+        "{warned:?}"
+    );
+    let records = audit.records();
+    assert_eq!(records.len(), 1);
+    let record = serde_json::to_value(&records[0]).unwrap();
+    assert_eq!(record["decision"], "warned");
+    assert_eq!(record["passed"], true);
+    let notation = &record["authorities"][0]["notation"];
+    assert_eq!(notation["level"], "permissive");
+    assert_eq!(notation["envelope"], "jws");
+    assert_eq!(
+        notation["subject"],
+        "C=US, ST=WA, L=Seattle, O=Notary, CN=old-release"
+    );
+    assert_eq!(notation["checks"]["authenticTimestamp"], "logged");
+    assert_eq!(notation["checks"]["integrity"], "passed");
+    assert_eq!(notation["checks"]["revocation"], "skipped");
+
+    // audit level: authenticity is logged too (another CA admits, warned).
+    let other_ca = NotationCa::new("another CA").unwrap();
+    let audit_level = policy(
+        &c.glob,
+        &notation_authority(&other_ca.pem(), None, "*", "audit"),
+    );
+    let (ok, msg, warned) = c.verdict(&audit_level, &bare).await;
+    assert!(ok, "{msg}");
+    assert!(
+        warned[0].contains("authenticity: the certificate chain does not lead"),
+        "{warned:?}"
+    );
+    // ... but never integrity: another image's signature is still denied.
+    let (moved, _) = c
+        .image("notary/moved", |_| {
+            vec![sign(Sign::Jws(&expired), b"{\"targetArtifact\":{\"mediaType\":\"x\",\"digest\":\"sha256:0000000000000000000000000000000000000000000000000000000000000000\",\"size\":1}}", now, None)]
+        })
+        .await;
+    let (ok, msg, _) = c.verdict(&audit_level, &moved).await;
+    assert!(!ok);
+    assert!(msg.contains("signature is for sha256:0000"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mixed_policy_admits_either_signer_alone() {
+    let c = Case::new();
+    let now = SystemTime::now();
+    let signer = c.ca.issue_valid("release").unwrap();
+    let key = TestKey::generate(TestKeyKind::P256).unwrap();
+    let cosign = format!(
+        "    - name: cosign\n      key:\n        data: |\n{}",
+        indent(&key.public_pem, 10)
+    );
+    let mixed = policy(
+        &c.glob,
+        &format!(
+            "{cosign}{}",
+            notation_authority(&c.ca.pem(), None, "*", "strict")
+        ),
+    );
+
+    let (notary_only, _) = c
+        .image("notary/notation-only", |p| {
+            vec![sign(Sign::Cose(&signer), p, now, None)]
+        })
+        .await;
+    let cosign_digest = c.env.push("notary/cosign-only", "v1").await;
+    c.env.sign("notary/cosign-only", &cosign_digest, &key).await;
+    let cosign_only = format!("{}/notary/cosign-only:v1", c.env.addr());
+    let (unsigned, _) = c.image("notary/neither", |_| Vec::new()).await;
+
+    let (ok, msg, _) = c.verdict(&mixed, &notary_only).await;
+    assert!(ok, "{msg}");
+    let (ok, msg, _) = c.verdict(&mixed, &cosign_only).await;
+    assert!(ok, "{msg}");
+    let (ok, msg, _) = c.verdict(&mixed, &unsigned).await;
+    assert!(!ok);
+    assert!(
+        msg.contains("cosign: no signatures found at")
+            && msg.contains("notary: no Notation signature found for"),
+        "{msg}"
+    );
+
+    // Through `sigil check --output json`: who signed, at which level,
+    // which checks were skipped; and the exit code of a deny.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.yaml"), &mixed).unwrap();
+    for (image, code) in [(notary_only.as_str(), 0), (unsigned.as_str(), 1)] {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sigil"))
+            .args([
+                "check",
+                "--insecure-registry",
+                c.env.addr(),
+                "--output",
+                "json",
+                "--image",
+                image,
+                "--policy-dir",
+            ])
+            .arg(dir.path())
+            .output()
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{image}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let authorities = &v["images"][0]["policies"][0]["authorities"];
+        let notary = authorities
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == "notary")
+            .unwrap();
+        if code == 0 {
+            assert_eq!(notary["passed"], true, "{notary}");
+            assert_eq!(
+                notary["notation"]["subject"],
+                "C=US, ST=WA, L=Seattle, O=Notary, CN=release"
+            );
+            assert_eq!(
+                notary["notation"]["issuer"],
+                "C=US, ST=WA, L=Seattle, O=Notary, CN=sigil test notation CA"
+            );
+            assert_eq!(notary["notation"]["level"], "strict");
+            assert_eq!(notary["notation"]["envelope"], "cose");
+            assert_eq!(notary["notation"]["checks"]["revocation"], "skipped");
+            assert_eq!(notary["notation"]["checks"]["authenticity"], "passed");
+            assert!(notary["reason"].as_str().unwrap().starts_with("Notation COSE signature by \"C=US, ST=WA, L=Seattle, O=Notary, CN=release\" verified (strict"), "{notary}");
+        } else {
+            assert_eq!(notary["passed"], false);
+            assert!(
+                v["denied"][0]
+                    .as_str()
+                    .unwrap()
+                    .contains("no Notation signature found"),
+                "{v}"
+            );
+        }
+    }
+}
