@@ -2,7 +2,7 @@
 # Coverage-guided fuzzing of what sigil reads from the outside (cargo-fuzz,
 # libFuzzer): AdmissionReviews and image extraction, image references and
 # globs, policy YAML, simple-signing payloads, DSSE envelopes, Sigstore
-# bundles. Builds the targets once, runs each for SECONDS (default 60) and
+# bundles, Notation envelopes. Builds the targets once, runs each for SECONDS (default 60) and
 # prints executions and crashes per target; exits 1 if any target crashed.
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 secs="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(admission_review image_reference policy_yaml simple_signing dsse_envelope sigstore_bundle)
+[ ${#targets[@]} -gt 0 ] || targets=(admission_review image_reference policy_yaml simple_signing dsse_envelope sigstore_bundle notation_envelope)
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 cd fuzz

@@ -257,6 +257,30 @@ pub fn render_text(r: &CheckResult) -> String {
                     a.name,
                     a.reason()
                 ));
+                if let Some(n) = a.notation() {
+                    let checks: Vec<String> = n
+                        .checks
+                        .iter()
+                        .map(|(check, result)| {
+                            format!(
+                                "{} {}",
+                                check.name(),
+                                serde_json::to_value(result)
+                                    .ok()
+                                    .and_then(|v| v.as_str().map(str::to_string))
+                                    .unwrap_or_default()
+                            )
+                        })
+                        .collect();
+                    s.push_str(&format!(
+                        "      notation level {}: {}\n",
+                        n.level.name(),
+                        checks.join(", ")
+                    ));
+                    for logged in &n.logged {
+                        s.push_str(&format!("      logged: {logged}\n"));
+                    }
+                }
             }
         }
     }

@@ -23,9 +23,22 @@ fn indent(text: &str, by: usize) -> String {
 
 /// A `notation` authority (as YAML list item, indented for `authorities:`).
 fn notation_authority(ca_pem: &str, tsa_pem: Option<&str>, identity: &str, level: &str) -> String {
-    let tsa = tsa_pem
+    notation_authority_with_crls(ca_pem, tsa_pem, None, identity, level)
+}
+
+fn notation_authority_with_crls(
+    ca_pem: &str,
+    tsa_pem: Option<&str>,
+    crls: Option<&str>,
+    identity: &str,
+    level: &str,
+) -> String {
+    let mut tsa = tsa_pem
         .map(|p| format!("          tsaCertificates: |\n{}", indent(p, 12)))
         .unwrap_or_default();
+    if let Some(crls) = crls {
+        tsa.push_str(&format!("          crls: |\n{}", indent(crls, 12)));
+    }
     format!(
         "    - name: notary\n      notation:\n        trustStore:\n          certificates: |\n{}{tsa}        trustedIdentities: [\"{identity}\"]\n        verificationLevel: {level}\n",
         indent(ca_pem, 12)
@@ -498,4 +511,91 @@ async fn a_mixed_policy_admits_either_signer_alone() {
             );
         }
     }
+    // The text form names the level and each check's result.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sigil"))
+        .args([
+            "check",
+            "--insecure-registry",
+            c.env.addr(),
+            "--image",
+            &notary_only,
+            "--policy-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("notation level strict: integrity passed, authenticity passed, authentic timestamp passed, expiry passed, revocation skipped"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_is_checked_against_inline_crls_only() {
+    let c = Case::new();
+    let now = SystemTime::now();
+    let revoked = c.ca.issue_valid("compromised").unwrap();
+    let fine = c.ca.issue_valid("release").unwrap();
+    let crl = c.ca.crl(&[&revoked]).unwrap();
+    let with_crl = |level: &str| {
+        policy(
+            &c.glob,
+            &notation_authority_with_crls(&c.ca.pem(), None, Some(&crl), "*", level),
+        )
+    };
+    let (bad, _) = c
+        .image("notary/revoked", |p| {
+            vec![sign(Sign::Jws(&revoked), p, now, None)]
+        })
+        .await;
+    let (good, _) = c
+        .image("notary/fine", |p| {
+            vec![sign(Sign::Cose(&fine), p, now, None)]
+        })
+        .await;
+
+    // strict: the revoked certificate is refused; the other one is not.
+    let (ok, msg, _) = c.verdict(&with_crl("strict"), &bad).await;
+    assert!(!ok);
+    assert!(
+        msg.contains("revocation check failed: a certificate of the chain is revoked"),
+        "{msg}"
+    );
+    let (ev, _) = pipeline(&with_crl("strict"), &Opts::for_registry(c.env.addr()));
+    let eval = ev
+        .evaluate_with(
+            &Default::default(),
+            vec![sigil::workload::ImageUse {
+                field: "spec.containers[0].image".into(),
+                reference: good.clone(),
+                pointer: String::new(),
+            }],
+            &ev.settings.decision,
+            false,
+        )
+        .await;
+    assert!(eval.verdict.allowed, "{:?}", eval.verdict.message);
+    let notary = eval.reports[0].policies[0].authorities[0]
+        .notation()
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&notary.checks).unwrap()["revocation"],
+        "passed"
+    );
+    // permissive logs it: admitted with the reason as a warning.
+    let (ok, msg, warned) = c.verdict(&with_crl("permissive"), &bad).await;
+    assert!(ok, "{msg}");
+    assert!(
+        warned[0].contains("notary: revocation: a certificate of the chain is revoked"),
+        "{warned:?}"
+    );
+    // Without CRLs, revocation is skipped: the same signature is admitted.
+    let strict = policy(
+        &c.glob,
+        &notation_authority(&c.ca.pem(), None, "*", "strict"),
+    );
+    let (ok, msg, _) = c.verdict(&strict, &bad).await;
+    assert!(ok, "{msg}");
 }

@@ -47,12 +47,14 @@ fn notary_dn(cn: &str) -> DistinguishedName {
 /// A root CA for Notation signing certificates.
 pub struct NotationCa {
     ca: CertifiedIssuer<'static, KeyPair>,
+    serial: std::sync::atomic::AtomicU64,
 }
 
 /// A code-signing certificate and its key.
 pub struct NotationSigner {
     key: EcdsaKeyPair,
     chain: Vec<Vec<u8>>,
+    serial: u64,
 }
 
 impl NotationCa {
@@ -67,6 +69,7 @@ impl NotationCa {
         params.not_after = time_of(now + Duration::from_secs(3650 * 86400));
         Ok(NotationCa {
             ca: CertifiedIssuer::self_signed(params, KeyPair::generate()?)?,
+            serial: std::sync::atomic::AtomicU64::new(1000),
         })
     }
 
@@ -90,6 +93,10 @@ impl NotationCa {
         params.not_before = time_of(not_before);
         params.not_after = time_of(not_after);
         params.use_authority_key_identifier_extension = true;
+        let serial = self
+            .serial
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        params.serial_number = Some(rcgen::SerialNumber::from(serial));
         let leaf = params.signed_by(&key, &self.ca)?;
         let signing =
             EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &key.serialize_der())
@@ -97,7 +104,30 @@ impl NotationCa {
         Ok(NotationSigner {
             key: signing,
             chain: vec![leaf.der().to_vec(), self.ca.der().to_vec()],
+            serial,
         })
+    }
+
+    /// A CRL of this CA revoking `revoked`, PEM (a `trustStore.crls`).
+    pub fn crl(&self, revoked: &[&NotationSigner]) -> anyhow::Result<String> {
+        let now = SystemTime::now();
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: time_of(now - Duration::from_secs(3600)),
+            next_update: time_of(now + Duration::from_secs(7 * 86400)),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|s| rcgen::RevokedCertParams {
+                    serial_number: rcgen::SerialNumber::from(s.serial),
+                    revocation_time: time_of(now - Duration::from_secs(1800)),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        Ok(params.signed_by(&self.ca)?.pem()?)
     }
 
     /// A code-signing certificate for `cn`, valid from a day ago for a year.

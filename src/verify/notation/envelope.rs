@@ -143,6 +143,18 @@ impl Algorithm {
         })
     }
 
+    /// Its JOSE name.
+    fn name(self) -> &'static str {
+        match self {
+            Algorithm::Ps256 => "PS256",
+            Algorithm::Ps384 => "PS384",
+            Algorithm::Ps512 => "PS512",
+            Algorithm::Es256 => "ES256",
+            Algorithm::Es384 => "ES384",
+            Algorithm::Es512 => "ES512",
+        }
+    }
+
     /// JWS and COSE both carry ECDSA signatures as fixed-size r‖s.
     fn verification(self) -> &'static dyn VerificationAlgorithm {
         match self {
@@ -175,7 +187,10 @@ fn verify_with_certificate(
     UnparsedPublicKey::new(alg.verification(), key)
         .verify(message, signature)
         .map_err(|_| {
-            format!("the signature does not verify with the signing certificate's key ({alg:?})")
+            format!(
+                "the signature does not verify with the signing certificate's key ({})",
+                alg.name()
+            )
         })
 }
 
