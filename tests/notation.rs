@@ -599,3 +599,69 @@ async fn revocation_is_checked_against_inline_crls_only() {
     let (ok, msg, _) = c.verdict(&strict, &bad).await;
     assert!(ok, "{msg}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_server_answers_validate_for_notation_signatures() {
+    let c = Case::new();
+    let now = SystemTime::now();
+    let signer = c.ca.issue_valid("release").unwrap();
+    let expired =
+        c.ca.issue("old-release", now - days(10), now - days(5))
+            .unwrap();
+    let (good, good_digest) = c
+        .image("notary/served-good", |p| {
+            vec![sign(Sign::Jws(&signer), p, now, None)]
+        })
+        .await;
+    let (old, old_digest) = c
+        .image("notary/served-old", |p| {
+            vec![sign(Sign::Cose(&expired), p, now - days(7), None)]
+        })
+        .await;
+    let pinned = |image: &str, digest: &str| format!("{}@{digest}", image.trim_end_matches(":v1"));
+    let dir = tempfile::tempdir().unwrap();
+    let policies = policy_dir(
+        dir.path(),
+        &policy(
+            &c.glob,
+            &notation_authority(&c.ca.pem(), None, "*", "permissive"),
+        ),
+    );
+    let served = served::Served::start(
+        dir.path(),
+        &policies,
+        &["--insecure-registry", c.env.addr()],
+    );
+
+    let resp = served.review(&pinned(&good, &good_digest)).await;
+    assert!(allowed(&resp), "{resp}");
+    assert!(warnings(&resp).is_empty(), "{resp}");
+    let resp = served.review(&pinned(&old, &old_digest)).await;
+    assert!(allowed(&resp), "{resp}");
+    assert!(
+        warnings(&resp)[0].contains("passes policy \"notation\" with logged failures: notary: authentic timestamp: certificate"),
+        "{resp}"
+    );
+    // Written by tag: the webhook admits only pinned digests.
+    let resp = served.review(&good).await;
+    assert!(!allowed(&resp));
+    assert!(message(&resp).contains("must be an image digest"), "{resp}");
+
+    let records = served.stop();
+    let warned: Vec<_> = records
+        .iter()
+        .filter(|r| r["decision"] == "warned")
+        .collect();
+    assert_eq!(warned.len(), 1, "{records:?}");
+    assert_eq!(warned[0]["passed"], true);
+    assert_eq!(warned[0]["digest"], old_digest);
+    assert_eq!(
+        warned[0]["authorities"][0]["notation"]["level"],
+        "permissive"
+    );
+    assert_eq!(warned[0]["authorities"][0]["notation"]["envelope"], "cose");
+    assert_eq!(
+        warned[0]["authorities"][0]["notation"]["checks"]["authenticTimestamp"],
+        "logged"
+    );
+}
