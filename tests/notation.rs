@@ -101,6 +101,13 @@ impl Case {
         (format!("{}/{repo}:v1", self.env.addr()), digest)
     }
 
+    /// Asserts `image` is denied under `policy` with a message saying `says`.
+    async fn denied(&self, policy: &str, image: &str, says: &str) {
+        let (ok, msg, _) = self.verdict(policy, image).await;
+        assert!(!ok, "{image} was admitted");
+        assert!(msg.contains(says), "wanted {says:?} in: {msg}");
+    }
+
     async fn verdict(&self, policy: &str, image: &str) -> (bool, String, Vec<String>) {
         let (ev, _) = pipeline(policy, &Opts::for_registry(self.env.addr()));
         let resp = review_pod(&ev, image).await;
@@ -167,17 +174,7 @@ async fn notation_signatures_are_admitted_only_when_they_verify() {
         )
         .await;
     assert!(ok, "{msg}");
-    let (ok, msg, _) = c
-        .verdict(
-            &identity("x509.subject: C=US, ST=WA, O=Notary, CN=someone-else"),
-            &jws,
-        )
-        .await;
-    assert!(!ok);
-    assert!(
-        msg.contains("authenticity check failed: signing certificate subject \"C=US, ST=WA, L=Seattle, O=Notary, CN=release\" matches none of the trusted identities: x509.subject: C=US, ST=WA, O=Notary, CN=someone-else"),
-        "{msg}"
-    );
+    c.denied(&identity("x509.subject: C=US, ST=WA, O=Notary, CN=someone-else"), &jws, "authenticity check failed: signing certificate subject \"C=US, ST=WA, L=Seattle, O=Notary, CN=release\" matches none of the trusted identities: x509.subject: C=US, ST=WA, O=Notary, CN=someone-else").await;
 
     // Another CA's trust store.
     let (ok, msg, _) = c
@@ -235,12 +232,12 @@ async fn notation_signatures_are_admitted_only_when_they_verify() {
             vec![(mt, serde_json::to_vec(&v).unwrap())]
         })
         .await;
-    let (ok, msg, _) = c.verdict(&strict, &tampered).await;
-    assert!(!ok);
-    assert!(
-        msg.contains("integrity check failed: the signature does not verify with the signing certificate's key"),
-        "{msg}"
-    );
+    c.denied(
+        &strict,
+        &tampered,
+        "integrity check failed: the signature does not verify with the signing certificate's key",
+    )
+    .await;
 
     // A good signature of another image, attached to this one.
     let other_digest = c.env.push("notary/elsewhere", "v1").await;
@@ -257,14 +254,12 @@ async fn notation_signatures_are_admitted_only_when_they_verify() {
             vec![sign(Sign::Cose(&signer), &elsewhere.payload(), now, None)]
         })
         .await;
-    let (ok, msg, _) = c.verdict(&strict, &moved).await;
-    assert!(!ok);
-    assert!(
-        msg.contains(&format!(
-            "signature is for {other_digest}, image is {digest}"
-        )),
-        "{msg}"
-    );
+    c.denied(
+        &strict,
+        &moved,
+        &format!("signature is for {other_digest}, image is {digest}"),
+    )
+    .await;
 
     // An expired certificate without a timestamp: denied under strict.
     let (old, _) = c
@@ -272,18 +267,12 @@ async fn notation_signatures_are_admitted_only_when_they_verify() {
             vec![sign(Sign::Jws(&expired), p, now - days(7), None)]
         })
         .await;
-    let (ok, msg, _) = c.verdict(&strict, &old).await;
-    assert!(!ok);
-    assert!(
-        msg.contains("authentic timestamp check failed: certificate \"C=US, ST=WA, L=Seattle, O=Notary, CN=old-release\" expired at"),
-        "{msg}"
-    );
+    c.denied(&strict, &old, "authentic timestamp check failed: certificate \"C=US, ST=WA, L=Seattle, O=Notary, CN=old-release\" expired at").await;
 
     // Unsigned: nothing to verify.
     let (unsigned, _) = c.image("notary/unsigned", |_| Vec::new()).await;
-    let (ok, msg, _) = c.verdict(&strict, &unsigned).await;
-    assert!(!ok);
-    assert!(msg.contains("no Notation signature found for"), "{msg}");
+    c.denied(&strict, &unsigned, "no Notation signature found for")
+        .await;
 }
 
 fn base64_url(b: &[u8]) -> String {
@@ -335,12 +324,12 @@ async fn timestamps_and_levels_decide_expired_certificates() {
             vec![sign(Sign::Jws(&expired), p, now - days(7), None)]
         })
         .await;
-    let (ok, msg, _) = c.verdict(&with_tsa, &bare).await;
-    assert!(!ok);
-    assert!(
-        msg.contains("no timestamp countersignature was found in the signature envelope"),
-        "{msg}"
-    );
+    c.denied(
+        &with_tsa,
+        &bare,
+        "no timestamp countersignature was found in the signature envelope",
+    )
+    .await;
 
     // A timestamp from a TSA the policy does not trust.
     let stranger = TestTsa::new().unwrap();
@@ -349,12 +338,12 @@ async fn timestamps_and_levels_decide_expired_certificates() {
             vec![sign(Sign::Jws(&expired), p, now - days(7), Some(&stranger))]
         })
         .await;
-    let (ok, msg, _) = c.verdict(&with_tsa, &strange).await;
-    assert!(!ok);
-    assert!(
-        msg.contains("the timestamp's TSA does not lead to a trusted TSA certificate"),
-        "{msg}"
-    );
+    c.denied(
+        &with_tsa,
+        &strange,
+        "the timestamp's TSA does not lead to a trusted TSA certificate",
+    )
+    .await;
 
     // permissive logs the authentic timestamp: admitted with a warning,
     // which the audit log records as a warn of a passing policy.
@@ -405,9 +394,8 @@ async fn timestamps_and_levels_decide_expired_certificates() {
             vec![sign(Sign::Jws(&expired), b"{\"targetArtifact\":{\"mediaType\":\"x\",\"digest\":\"sha256:0000000000000000000000000000000000000000000000000000000000000000\",\"size\":1}}", now, None)]
         })
         .await;
-    let (ok, msg, _) = c.verdict(&audit_level, &moved).await;
-    assert!(!ok);
-    assert!(msg.contains("signature is for sha256:0000"), "{msg}");
+    c.denied(&audit_level, &moved, "signature is for sha256:0000")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -557,12 +545,12 @@ async fn revocation_is_checked_against_inline_crls_only() {
         .await;
 
     // strict: the revoked certificate is refused; the other one is not.
-    let (ok, msg, _) = c.verdict(&with_crl("strict"), &bad).await;
-    assert!(!ok);
-    assert!(
-        msg.contains("revocation check failed: a certificate of the chain is revoked"),
-        "{msg}"
-    );
+    c.denied(
+        &with_crl("strict"),
+        &bad,
+        "revocation check failed: a certificate of the chain is revoked",
+    )
+    .await;
     let (ev, _) = pipeline(&with_crl("strict"), &Opts::for_registry(c.env.addr()));
     let eval = ev
         .evaluate_with(

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use super::sources::{signature_home, Sources};
+use super::sources::{referrers, Sources};
 use crate::image::ImageRef;
 use crate::model::notation::NotationPolicy;
 use crate::policy::CompiledAuthority;
@@ -24,17 +24,7 @@ pub(super) async fn collect(
     a: &CompiledAuthority,
     policy: &Arc<NotationPolicy>,
 ) -> Result<Evidence, Failure> {
-    let (registry, repository) = signature_home(image, a);
-    let found = sources
-        .fetch
-        .referrers(&registry, &repository, digest, sources.creds)
-        .await
-        .map_err(|e| {
-            Failure::registry(
-                format!("cannot fetch referrers of {registry}/{repository}@{digest}: {e}"),
-                &e,
-            )
-        })?;
+    let (registry, repository, found) = referrers(sources, image, digest, a).await?;
     let signatures: Vec<_> = found
         .iter()
         .filter(|r| r.kind == ReferrerKind::Notation)

@@ -2,12 +2,12 @@
 //! (Sigstore bundles and cosign OCI 1.1 signature artifacts), each verified
 //! for the admitted digest before it counts as a signature or attestation.
 
-use super::sources::{signature_home, signer, Sources};
+use super::sources::{referrers, signer, Sources};
 use crate::image::ImageRef;
 use crate::policy::CompiledAuthority;
 use crate::verify::evidence::{Evidence, Source};
 use crate::verify::outcome::Failure;
-use crate::verify::referrers::{self, Referrer, ReferrerKind, VerifiedReferrer};
+use crate::verify::referrers::{verify_referrer, Referrer, ReferrerKind, VerifiedReferrer};
 
 /// The verified referrers of `image@digest` for authority `a`.
 pub(super) async fn collect(
@@ -16,17 +16,7 @@ pub(super) async fn collect(
     digest: &str,
     a: &CompiledAuthority,
 ) -> Result<Evidence, Failure> {
-    let (registry, repository) = signature_home(image, a);
-    let found = sources
-        .fetch
-        .referrers(&registry, &repository, digest, sources.creds)
-        .await
-        .map_err(|e| {
-            Failure::registry(
-                format!("cannot fetch referrers of {registry}/{repository}@{digest}: {e}"),
-                &e,
-            )
-        })?;
+    let (registry, repository, found) = referrers(sources, image, digest, a).await?;
     // Notation signatures are the notation collector's.
     let found: Vec<&Referrer> = found
         .iter()
@@ -44,7 +34,7 @@ pub(super) async fn collect(
         ..Evidence::default()
     };
     for r in found {
-        match referrers::verify_referrer(r, digest, &signer) {
+        match verify_referrer(r, digest, &signer) {
             Ok(VerifiedReferrer::Signature(s)) => evidence.signatures.push(s),
             Ok(VerifiedReferrer::Attestation(v)) => evidence.attestations.push(v),
             Err(why) => evidence

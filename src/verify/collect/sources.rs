@@ -12,6 +12,7 @@ use crate::trust::TrustStore;
 use crate::verify::cosign::SignatureLayer;
 use crate::verify::fetch::Fetcher;
 use crate::verify::outcome::Failure;
+use crate::verify::referrers::Referrer;
 use crate::verify::signer::Signer;
 
 /// What collectors read with: the cached registry, the trust roots and the
@@ -47,6 +48,28 @@ pub(super) fn signature_home(image: &ImageRef, a: &CompiledAuthority) -> (String
         Some(r) => (r.registry.clone(), r.repository.clone()),
         None => (image.registry.clone(), image.repository.clone()),
     }
+}
+
+/// The OCI referrers of `image@digest` where authority `a`'s signatures
+/// live, as the fetcher caches them (every kind; each collector keeps its own).
+pub(super) async fn referrers(
+    sources: &Sources<'_>,
+    image: &ImageRef,
+    digest: &str,
+    a: &CompiledAuthority,
+) -> Result<(String, String, Arc<Vec<Referrer>>), Failure> {
+    let (registry, repository) = signature_home(image, a);
+    let found = sources
+        .fetch
+        .referrers(&registry, &repository, digest, sources.creds)
+        .await
+        .map_err(|e| {
+            Failure::registry(
+                format!("cannot fetch referrers of {registry}/{repository}@{digest}: {e}"),
+                &e,
+            )
+        })?;
+    Ok((registry, repository, found))
 }
 
 /// The layers of the cosign tag `sha256-<hex>.<suffix>` for an authority;

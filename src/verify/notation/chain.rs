@@ -133,22 +133,41 @@ fn check_signing_leaf(leaf: &Certificate) -> Result<(), String> {
 
 /// The authenticity of the chain's structure: the signing certificate
 /// meets the code-signing rules and chains through the envelope's other
-/// certificates to one of `anchors`. Validity periods are the authentic
-/// timestamp check's, so the path is checked at a time inside every
-/// certificate's period (the latest `notBefore`).
+/// certificates to one of `anchors` (see [`verify_path`] for the time).
 pub fn verify_code_signing_chain(
     chain: &[ChainCertificate],
     anchors: &[TrustAnchor<'static>],
 ) -> Result<(), String> {
     let leaf = chain.first().ok_or("empty certificate chain")?;
     check_signing_leaf(&leaf.cert)?;
+    verify_path(chain, anchors, None)
+        .map(|_| ())
+        .map_err(|e| match e {
+            // A certificate of the same name but another key is no issuer of it.
+            webpki::Error::UnknownIssuer | webpki::Error::InvalidSignatureForPublicKey => {
+                "the certificate chain does not lead to a certificate of the trust store"
+                    .to_string()
+            }
+            other => format!("the certificate chain is not valid for code signing: {other:?}"),
+        })
+}
+
+/// The path from the signing certificate through the envelope's other
+/// certificates to one of `anchors`, for code signing. Validity periods
+/// are the authentic timestamp check's, so the path is checked at a time
+/// inside every certificate's period (the latest `notBefore`).
+fn verify_path(
+    chain: &[ChainCertificate],
+    anchors: &[TrustAnchor<'static>],
+    revocation: Option<webpki::RevocationOptions<'_>>,
+) -> Result<(), webpki::Error> {
+    let leaf = chain.first().ok_or(webpki::Error::BadDer)?;
     let at = chain
         .iter()
         .map(|c| validity(&c.cert).0)
         .max()
         .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-    let ee = webpki::EndEntityCert::try_from(&leaf.der)
-        .map_err(|e| format!("the signing certificate is unusable: {e:?}"))?;
+    let ee = webpki::EndEntityCert::try_from(&leaf.der)?;
     let intermediates: Vec<CertificateDer<'static>> =
         chain[1..].iter().map(|c| c.der.clone()).collect();
     ee.verify_for_usage(
@@ -157,17 +176,10 @@ pub fn verify_code_signing_chain(
         &intermediates,
         unix(at),
         webpki::KeyUsage::required_if_present(EKU_CODE_SIGNING),
-        None,
+        revocation,
         None,
     )
     .map(|_| ())
-    .map_err(|e| match e {
-        // A certificate of the same name but another key is no issuer of it.
-        webpki::Error::UnknownIssuer | webpki::Error::InvalidSignatureForPublicKey => {
-            "the certificate chain does not lead to a certificate of the trust store".to_string()
-        }
-        other => format!("the certificate chain is not valid for code signing: {other:?}"),
-    })
 }
 
 /// Every certificate of the chain is valid over all of `[earliest, latest]`.
@@ -194,13 +206,13 @@ pub fn check_validity(
     Ok(())
 }
 
-/// No certificate of the chain is revoked by `crls` (at `at`; a certificate
-/// no given CRL covers is not revoked as far as sigil can tell).
+/// No certificate of the chain is revoked by `crls`. A certificate no given
+/// CRL covers is not revoked as far as sigil can tell; the CRLs are the
+/// admin's, used as given (their `nextUpdate` is not enforced).
 pub fn check_revocation(
     chain: &[ChainCertificate],
     anchors: &[TrustAnchor<'static>],
     crls: &[CertificateRevocationListDer<'static>],
-    at: jiff::Timestamp,
 ) -> Result<(), String> {
     let owned: Vec<webpki::CertRevocationList<'static>> = crls
         .iter()
@@ -214,28 +226,10 @@ pub fn check_revocation(
         .with_status_policy(webpki::UnknownStatusPolicy::Allow)
         .with_expiration_policy(webpki::ExpirationPolicy::Ignore)
         .build();
-    let leaf = chain.first().ok_or("empty certificate chain")?;
-    let ee = webpki::EndEntityCert::try_from(&leaf.der)
-        .map_err(|e| format!("the signing certificate is unusable: {e:?}"))?;
-    let intermediates: Vec<CertificateDer<'static>> =
-        chain[1..].iter().map(|c| c.der.clone()).collect();
-    let structural = chain
-        .iter()
-        .map(|c| validity(&c.cert).0)
-        .max()
-        .unwrap_or(at);
-    ee.verify_for_usage(
-        webpki::ALL_VERIFICATION_ALGS,
-        anchors,
-        &intermediates,
-        unix(structural),
-        webpki::KeyUsage::required_if_present(EKU_CODE_SIGNING),
-        Some(options),
-        None,
-    )
-    .map(|_| ())
-    .map_err(|e| match e {
-        webpki::Error::CertRevoked => "a certificate of the chain is revoked".to_string(),
-        other => format!("revocation could not be checked: {other:?}"),
-    })
+    verify_path(chain, anchors, Some(options))
+        .map(|_| ())
+        .map_err(|e| match e {
+            webpki::Error::CertRevoked => "a certificate of the chain is revoked".to_string(),
+            other => format!("revocation could not be checked: {other:?}"),
+        })
 }
