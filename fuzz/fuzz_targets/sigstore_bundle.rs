@@ -17,6 +17,7 @@ fuzz_target!(|data: &[u8]| {
         digest: DIGEST.into(),
         kind: ReferrerKind::Bundle,
         blob: data.to_vec(),
+        media_type: "application/vnd.dev.sigstore.bundle.v0.3+json".into(),
         annotations: BTreeMap::new(),
     };
     let signer = Signer::Key {
