@@ -21,7 +21,6 @@ fn policy(trusted: &str, tsa: Option<&str>) -> NotationPolicy {
     let certificates = pem_certificates(trusted).unwrap();
     NotationPolicy {
         anchors: anchors(&certificates).unwrap(),
-        certificates,
         tsa_anchors: tsa
             .map(|t| anchors(&pem_certificates(t).unwrap()).unwrap())
             .unwrap_or_default(),

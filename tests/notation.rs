@@ -101,6 +101,17 @@ impl Case {
         (format!("{}/{repo}:v1", self.env.addr()), digest)
     }
 
+    /// Pushes `repo:v1` with one Notation signature over its own payload.
+    async fn signed(
+        &self,
+        repo: &str,
+        how: Sign<'_>,
+        at: SystemTime,
+        tsa: Option<&TestTsa>,
+    ) -> (String, String) {
+        self.image(repo, |p| vec![sign(how, p, at, tsa)]).await
+    }
+
     /// Asserts `image` is denied under `policy` with a message saying `says`.
     async fn denied(&self, policy: &str, image: &str, says: &str) {
         let (ok, msg, _) = self.verdict(policy, image).await;
@@ -144,15 +155,9 @@ async fn notation_signatures_are_admitted_only_when_they_verify() {
     let strict = policy(&c.glob, &trusted);
 
     // JWS and COSE, each alone, are admitted.
-    let (jws, _) = c
-        .image("notary/jws", |p| {
-            vec![sign(Sign::Jws(&signer), p, now, None)]
-        })
-        .await;
+    let (jws, _) = c.signed("notary/jws", Sign::Jws(&signer), now, None).await;
     let (cose, _) = c
-        .image("notary/cose", |p| {
-            vec![sign(Sign::Cose(&signer), p, now, None)]
-        })
+        .signed("notary/cose", Sign::Cose(&signer), now, None)
         .await;
     for image in [&jws, &cose] {
         let (ok, msg, warned) = c.verdict(&strict, image).await;
@@ -198,9 +203,7 @@ async fn notation_signatures_are_admitted_only_when_they_verify() {
     let impostor = NotationCa::new("sigil test notation CA").unwrap();
     let forged = impostor.issue_valid("release").unwrap();
     let (by_impostor, _) = c
-        .image("notary/impostor", |p| {
-            vec![sign(Sign::Jws(&forged), p, now, None)]
-        })
+        .signed("notary/impostor", Sign::Jws(&forged), now, None)
         .await;
     for (p, image) in [
         (strict.clone(), &by_impostor),
@@ -263,9 +266,7 @@ async fn notation_signatures_are_admitted_only_when_they_verify() {
 
     // An expired certificate without a timestamp: denied under strict.
     let (old, _) = c
-        .image("notary/expired", |p| {
-            vec![sign(Sign::Jws(&expired), p, now - days(7), None)]
-        })
+        .signed("notary/expired", Sign::Jws(&expired), now - days(7), None)
         .await;
     c.denied(&strict, &old, "authentic timestamp check failed: certificate \"C=US, ST=WA, L=Seattle, O=Notary, CN=old-release\" expired at").await;
 
@@ -306,9 +307,12 @@ async fn timestamps_and_levels_decide_expired_certificates() {
 
     // Timestamped after it expired: denied, with the times.
     let (late, _) = c
-        .image("notary/late", |p| {
-            vec![sign(Sign::Cose(&expired), p, now - days(1), Some(&c.tsa))]
-        })
+        .signed(
+            "notary/late",
+            Sign::Cose(&expired),
+            now - days(1),
+            Some(&c.tsa),
+        )
         .await;
     let (ok, msg, _) = c.verdict(&with_tsa, &late).await;
     assert!(!ok);
@@ -320,9 +324,7 @@ async fn timestamps_and_levels_decide_expired_certificates() {
 
     // With TSA certificates, a countersignature is required.
     let (bare, _) = c
-        .image("notary/bare", |p| {
-            vec![sign(Sign::Jws(&expired), p, now - days(7), None)]
-        })
+        .signed("notary/bare", Sign::Jws(&expired), now - days(7), None)
         .await;
     c.denied(
         &with_tsa,
@@ -334,9 +336,12 @@ async fn timestamps_and_levels_decide_expired_certificates() {
     // A timestamp from a TSA the policy does not trust.
     let stranger = TestTsa::new().unwrap();
     let (strange, _) = c
-        .image("notary/strange-tsa", |p| {
-            vec![sign(Sign::Jws(&expired), p, now - days(7), Some(&stranger))]
-        })
+        .signed(
+            "notary/strange-tsa",
+            Sign::Jws(&expired),
+            now - days(7),
+            Some(&stranger),
+        )
         .await;
     c.denied(
         &with_tsa,
@@ -417,9 +422,7 @@ async fn a_mixed_policy_admits_either_signer_alone() {
     );
 
     let (notary_only, _) = c
-        .image("notary/notation-only", |p| {
-            vec![sign(Sign::Cose(&signer), p, now, None)]
-        })
+        .signed("notary/notation-only", Sign::Cose(&signer), now, None)
         .await;
     let cosign_digest = c.env.push("notary/cosign-only", "v1").await;
     c.env.sign("notary/cosign-only", &cosign_digest, &key).await;
@@ -534,15 +537,9 @@ async fn revocation_is_checked_against_inline_crls_only() {
         )
     };
     let (bad, _) = c
-        .image("notary/revoked", |p| {
-            vec![sign(Sign::Jws(&revoked), p, now, None)]
-        })
+        .signed("notary/revoked", Sign::Jws(&revoked), now, None)
         .await;
-    let (good, _) = c
-        .image("notary/fine", |p| {
-            vec![sign(Sign::Cose(&fine), p, now, None)]
-        })
-        .await;
+    let (good, _) = c.signed("notary/fine", Sign::Cose(&fine), now, None).await;
 
     // strict: the revoked certificate is refused; the other one is not.
     c.denied(
@@ -597,14 +594,15 @@ async fn the_real_server_answers_validate_for_notation_signatures() {
         c.ca.issue("old-release", now - days(10), now - days(5))
             .unwrap();
     let (good, good_digest) = c
-        .image("notary/served-good", |p| {
-            vec![sign(Sign::Jws(&signer), p, now, None)]
-        })
+        .signed("notary/served-good", Sign::Jws(&signer), now, None)
         .await;
     let (old, old_digest) = c
-        .image("notary/served-old", |p| {
-            vec![sign(Sign::Cose(&expired), p, now - days(7), None)]
-        })
+        .signed(
+            "notary/served-old",
+            Sign::Cose(&expired),
+            now - days(7),
+            None,
+        )
         .await;
     let pinned = |image: &str, digest: &str| format!("{}@{digest}", image.trim_end_matches(":v1"));
     let dir = tempfile::tempdir().unwrap();
@@ -651,5 +649,47 @@ async fn the_real_server_answers_validate_for_notation_signatures() {
     assert_eq!(
         warned[0]["authorities"][0]["notation"]["checks"]["authenticTimestamp"],
         "logged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_signatures_own_expiry_is_checked() {
+    let c = Case::new();
+    let now = SystemTime::now();
+    let signer = c.ca.issue_valid("release").unwrap();
+    let (lapsed, _) = c
+        .image("notary/lapsed", |p| {
+            vec![(
+                JWS,
+                signer
+                    .jws_expiring(p, now - days(2), Some(now - days(1)), None)
+                    .unwrap(),
+            )]
+        })
+        .await;
+    let (current, _) = c
+        .image("notary/current", |p| {
+            vec![(
+                JWS,
+                signer
+                    .jws_expiring(p, now, Some(now + days(30)), None)
+                    .unwrap(),
+            )]
+        })
+        .await;
+    let at = |level: &str| policy(&c.glob, &notation_authority(&c.ca.pem(), None, "*", level));
+    c.denied(
+        &at("strict"),
+        &lapsed,
+        "expiry check failed: the signature expired at",
+    )
+    .await;
+    let (ok, msg, _) = c.verdict(&at("strict"), &current).await;
+    assert!(ok, "{msg}");
+    let (ok, msg, warned) = c.verdict(&at("permissive"), &lapsed).await;
+    assert!(ok, "{msg}");
+    assert!(
+        warned[0].contains("notary: expiry: the signature expired at"),
+        "{warned:?}"
     );
 }

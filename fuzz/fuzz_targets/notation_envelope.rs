@@ -16,7 +16,6 @@ fuzz_target!(|data: &[u8]| {
     let certificates = pem_certificates(TRUSTED).unwrap_or_default();
     let policy = NotationPolicy {
         anchors: anchors(&certificates).unwrap_or_default(),
-        certificates,
         tsa_anchors: pem_certificates(TSA)
             .and_then(|c| anchors(&c))
             .unwrap_or_default(),

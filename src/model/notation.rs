@@ -12,7 +12,7 @@
 //! | audit      | enforce   | log          | log                 | log     | log        |
 //! | skip       | skip      | skip         | skip                | skip    | skip       |
 
-use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, TrustAnchor};
+use rustls_pki_types::{CertificateDer, TrustAnchor};
 use serde::Serialize;
 
 /// A Notation verification level.
@@ -205,13 +205,11 @@ impl std::fmt::Display for TrustedIdentity {
 pub struct NotationPolicy {
     /// `trustStore.certificates` as trust anchors.
     pub anchors: Vec<TrustAnchor<'static>>,
-    /// The same certificates, DER, for messages and fingerprints.
-    pub certificates: Vec<CertificateDer<'static>>,
     /// `trustStore.tsaCertificates` as trust anchors (empty: timestamps are
     /// not verified and the chain must be valid now).
     pub tsa_anchors: Vec<TrustAnchor<'static>>,
-    /// `trustStore.crls`: revocation lists (empty: revocation is skipped).
-    pub crls: Vec<CertificateRevocationListDer<'static>>,
+    /// `trustStore.crls`, parsed once (empty: revocation is skipped).
+    pub crls: Vec<webpki::CertRevocationList<'static>>,
     /// Any one matching is enough.
     pub identities: Vec<TrustedIdentity>,
     /// The verification level.
@@ -240,8 +238,9 @@ pub fn pem_certificates(pem_text: &str) -> Result<Vec<CertificateDer<'static>>, 
     Ok(out)
 }
 
-/// The revocation lists of a PEM bundle (`X509 CRL` blocks), or why not.
-pub fn pem_crls(pem_text: &str) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+/// The revocation lists of a PEM bundle (`X509 CRL` blocks), parsed, or
+/// why not.
+pub fn pem_crls(pem_text: &str) -> Result<Vec<webpki::CertRevocationList<'static>>, String> {
     let blocks = pem::parse_many(pem_text).map_err(|e| format!("not PEM: {e}"))?;
     if blocks.is_empty() {
         return Err("no PEM X509 CRL found".into());
@@ -251,10 +250,9 @@ pub fn pem_crls(pem_text: &str) -> Result<Vec<CertificateRevocationListDer<'stat
         if block.tag() != "X509 CRL" {
             return Err(format!("PEM block {i} is {:?}, not X509 CRL", block.tag()));
         }
-        let der = CertificateRevocationListDer::from(block.contents().to_vec());
-        webpki::OwnedCertRevocationList::from_der(der.as_ref())
+        let crl = webpki::OwnedCertRevocationList::from_der(block.contents())
             .map_err(|e| format!("CRL {i} does not parse: {e:?}"))?;
-        out.push(der);
+        out.push(crl.into());
     }
     Ok(out)
 }

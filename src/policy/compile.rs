@@ -558,7 +558,6 @@ fn compile_notation(path: &str, n: &NotationRef) -> Result<NotationPolicy, Polic
     }
     Ok(NotationPolicy {
         anchors: trust_anchors,
-        certificates,
         tsa_anchors,
         crls,
         identities,

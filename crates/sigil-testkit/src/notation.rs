@@ -182,16 +182,35 @@ impl NotationSigner {
         signed_at: SystemTime,
         tsa: Option<&TestTsa>,
     ) -> anyhow::Result<Vec<u8>> {
-        let signing_time = jiff::Timestamp::try_from(signed_at)?
-            .strftime("%Y-%m-%dT%H:%M:%SZ")
-            .to_string();
-        let protected = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&json!({
+        self.jws_expiring(payload, signed_at, None, tsa)
+    }
+
+    /// [`NotationSigner::jws`], with the signature's own expiry
+    /// (`io.cncf.notary.expiry`, marked critical) when given.
+    pub fn jws_expiring(
+        &self,
+        payload: &[u8],
+        signed_at: SystemTime,
+        expiry: Option<SystemTime>,
+        tsa: Option<&TestTsa>,
+    ) -> anyhow::Result<Vec<u8>> {
+        let rfc3339 = |t: SystemTime| -> anyhow::Result<String> {
+            Ok(jiff::Timestamp::try_from(t)?
+                .strftime("%Y-%m-%dT%H:%M:%SZ")
+                .to_string())
+        };
+        let mut protected = json!({
             "alg": "ES256",
             "crit": ["io.cncf.notary.signingScheme"],
             "cty": "application/vnd.cncf.notary.payload.v1+json",
             "io.cncf.notary.signingScheme": "notary.x509",
-            "io.cncf.notary.signingTime": signing_time,
-        }))?);
+            "io.cncf.notary.signingTime": rfc3339(signed_at)?,
+        });
+        if let Some(expiry) = expiry {
+            protected["io.cncf.notary.expiry"] = rfc3339(expiry)?.into();
+            protected["crit"] = json!(["io.cncf.notary.signingScheme", "io.cncf.notary.expiry"]);
+        }
+        let protected = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&protected)?);
         let payload_b64 = URL_SAFE_NO_PAD.encode(payload);
         let signature = self.sign(format!("{protected}.{payload_b64}").as_bytes());
         let mut header = json!({

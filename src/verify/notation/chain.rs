@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use der::Decode;
-use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, TrustAnchor, UnixTime};
+use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
 use x509_cert::Certificate;
 
 /// id-kp-codeSigning (1.3.6.1.5.5.7.3.3), DER value.
@@ -212,14 +212,9 @@ pub fn check_validity(
 pub fn check_revocation(
     chain: &[ChainCertificate],
     anchors: &[TrustAnchor<'static>],
-    crls: &[CertificateRevocationListDer<'static>],
+    crls: &[webpki::CertRevocationList<'static>],
 ) -> Result<(), String> {
-    let owned: Vec<webpki::CertRevocationList<'static>> = crls
-        .iter()
-        .filter_map(|c| webpki::OwnedCertRevocationList::from_der(c.as_ref()).ok())
-        .map(webpki::CertRevocationList::from)
-        .collect();
-    let refs: Vec<&webpki::CertRevocationList<'_>> = owned.iter().collect();
+    let refs: Vec<&webpki::CertRevocationList<'_>> = crls.iter().collect();
     let options = webpki::RevocationOptionsBuilder::new(&refs)
         .map_err(|_| "no usable CRL".to_string())?
         .with_depth(webpki::RevocationCheckDepth::Chain)

@@ -23,7 +23,6 @@ fn policy(
 ) -> NotationPolicy {
     NotationPolicy {
         anchors: anchors(&trusted).unwrap(),
-        certificates: trusted,
         tsa_anchors: tsa.map(|t| anchors(&pem(t)).unwrap()).unwrap_or_default(),
         crls: Vec::new(),
         identities: vec![TrustedIdentity::Any],
