@@ -111,6 +111,7 @@ fn programs(c: &mut Criterion) {
                     },
                     verify_timeout: Duration::from_secs(8),
                     require_digest: true,
+                    ..Default::default()
                 },
                 Arc::new(NullAuditSink),
             );

@@ -66,6 +66,7 @@ fn warm_path(c: &mut Criterion) {
             },
             verify_timeout: Duration::from_secs(8),
             require_digest: true,
+            ..Default::default()
         },
         Arc::new(NullAuditSink),
     );

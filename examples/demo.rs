@@ -182,6 +182,9 @@ async fn run(keep_running: bool) -> anyhow::Result<()> {
         require_digest: true,
         registry_concurrency: sigil::registry::DEFAULT_MAX_REQUESTS,
         registry_concurrency_per_host: sigil::registry::DEFAULT_MAX_REQUESTS_PER_REGISTRY,
+        registry_concurrency_per_namespace: sigil::registry::DEFAULT_MAX_REQUESTS_PER_TENANT,
+        max_registries_per_review: sigil::service::DEFAULT_MAX_REGISTRIES_PER_REVIEW,
+        resolve_with_workload_credentials: false,
         registry_max_retry_wait: sigil::registry::DEFAULT_MAX_RETRY_WAIT,
         registry_breaker_failures: sigil::registry::DEFAULT_BREAKER_FAILURES,
         registry_breaker_cooldown: sigil::registry::DEFAULT_BREAKER_COOLDOWN,
@@ -203,11 +206,7 @@ async fn run(keep_running: bool) -> anyhow::Result<()> {
     let running = server::start(
         "127.0.0.1:0".parse()?,
         tls_config,
-        AppState::new(
-            evaluator,
-            Arc::new(AtomicBool::new(true)),
-            server::DEFAULT_MAX_IN_FLIGHT,
-        ),
+        AppState::new(evaluator, Arc::new(AtomicBool::new(true))),
     )
     .await?;
     let url = format!("https://localhost:{}/validate", running.addr.port());

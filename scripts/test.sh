@@ -19,4 +19,20 @@ if cargo tree -e normal -p sigil --prefix none | grep -E '^(sigil-testkit|criter
   exit 1
 fi
 cargo test --benches --no-run --quiet
-exec cargo test "$@"
+# Every test binary runs, even after one fails (--no-fail-fast), and the
+# run ends on one summary line: a failure in the unit tests must not hide
+# the integration tests' results.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --no-fail-fast "$@" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+awk -v rc="$rc" '
+  /^test result:/ { passed += $4; failed += $6; ignored += $8; binaries++ }
+  /^test .* \.\.\. FAILED$/ { names = names " " $2 }
+  END {
+    printf "summary: %d passed, %d failed, %d ignored in %d test binaries (exit %d)%s\n",
+      passed, failed, ignored, binaries, rc, (names != "" ? "; failed:" names : "")
+  }' "$log"
+exit "$rc"

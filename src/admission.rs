@@ -1,12 +1,27 @@
-//! AdmissionReview (`admission.k8s.io/v1`) in and out: decoding, deciding
-//! what needs checking, and the allow / deny / warnings answer.
+//! AdmissionReview (`admission.k8s.io/v1`) in and out: decoding only what
+//! sigil reads, deciding what needs checking, and the allow / deny /
+//! warnings / patch answer.
+//!
+//! A review is decoded in two passes over the body, neither of which
+//! builds the object: the envelope (uid, kind, resource, operation, names,
+//! user, dry-run) with `object` and `oldObject` kept as borrowed slices of
+//! the body, then each object through [`crate::workload`]'s streaming
+//! reader at its kind's pod-spec path. The result owns everything it
+//! needs, so the body can be dropped before any verification starts.
 
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
-use kube::core::DynamicObject;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::audit::RequestContext;
 use crate::decision::Verdict;
-use crate::workload::{images_of, ImageUse, WorkloadError};
+use crate::workload::{
+    read_object, ImageUse, PodSpecAt, Workload, WorkloadError, EPHEMERAL_CONTAINERS_OBJECT,
+};
+
+/// Longest uid, name, namespace, kind or user name accepted (the
+/// apiserver's are far shorter); a review is kept decoded while it waits
+/// for its namespace's share, so what it holds is bounded.
+pub const MAX_ENVELOPE_STRING: usize = 4_096;
 
 /// The only AdmissionReview version sigil speaks.
 pub const API_VERSION: &str = "admission.k8s.io/v1";
@@ -25,53 +40,231 @@ pub enum ReviewError {
     Version(String),
 }
 
-/// A decoded admission request.
-pub type Request = AdmissionRequest<DynamicObject>;
+/// What the request does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Operation {
+    /// CREATE.
+    Create,
+    /// UPDATE.
+    Update,
+    /// DELETE.
+    Delete,
+    /// CONNECT.
+    Connect,
+}
+
+impl Operation {
+    /// As the apiserver spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+            Operation::Connect => "CONNECT",
+        }
+    }
+}
+
+/// `request.kind`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct GroupVersionKind {
+    /// API group (empty for core).
+    #[serde(default)]
+    pub group: String,
+    /// Version.
+    #[serde(default)]
+    pub version: String,
+    /// Kind.
+    #[serde(default)]
+    pub kind: String,
+}
+
+/// `request.resource`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct GroupVersionResource {
+    /// API group (empty for core).
+    #[serde(default)]
+    pub group: String,
+    /// Version.
+    #[serde(default)]
+    pub version: String,
+    /// Resource (plural).
+    #[serde(default)]
+    pub resource: String,
+}
+
+#[derive(Deserialize, Default)]
+struct UserInfo {
+    #[serde(default)]
+    username: Option<String>,
+}
+
+/// The envelope of a review, its objects left as slices of the body.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawRequest<'a> {
+    pub(crate) uid: String,
+    pub(crate) kind: GroupVersionKind,
+    #[serde(default)]
+    resource: GroupVersionResource,
+    #[serde(default)]
+    sub_resource: Option<String>,
+    #[serde(default)]
+    pub(crate) name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    pub(crate) operation: Operation,
+    #[serde(default)]
+    user_info: UserInfo,
+    #[serde(borrow, default)]
+    pub(crate) object: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    old_object: Option<&'a RawValue>,
+    #[serde(default)]
+    dry_run: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawReview<'a> {
+    #[serde(default)]
+    api_version: String,
+    #[serde(borrow, default)]
+    request: Option<RawRequest<'a>>,
+}
+
+/// The envelope of an AdmissionReview body, objects unread.
+pub(crate) fn decode_envelope(body: &[u8]) -> Result<RawRequest<'_>, ReviewError> {
+    let review: RawReview<'_> =
+        serde_json::from_slice(body).map_err(|e| ReviewError::Malformed(e.to_string()))?;
+    if review.api_version != API_VERSION {
+        return Err(ReviewError::Version(review.api_version));
+    }
+    review.request.ok_or(ReviewError::NoRequest)
+}
+
+/// A decoded admission request: what sigil reads of it, owned.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// `request.uid`, echoed in the answer.
+    pub uid: String,
+    /// `request.kind`.
+    pub kind: GroupVersionKind,
+    /// `request.resource`.
+    pub resource: GroupVersionResource,
+    /// `request.subResource` (empty when none).
+    pub sub_resource: String,
+    /// `request.name`.
+    pub name: String,
+    /// `request.namespace`.
+    pub namespace: String,
+    /// `request.operation`.
+    pub operation: Operation,
+    /// `request.userInfo.username`.
+    pub username: String,
+    /// `request.dryRun`.
+    pub dry_run: bool,
+    /// The object as sigil read it, for CREATE and UPDATE (`None`: no
+    /// object, or one sigil has no reason to read).
+    pub object: Option<Result<Workload, WorkloadError>>,
+    /// The image references of `oldObject` (UPDATE); `None` when there is
+    /// none or it cannot be read.
+    pub old_images: Option<Vec<String>>,
+}
+
+/// Where the images of this request's object are, if anywhere.
+fn spec_at(kind: &str, sub_resource: &str) -> Option<&'static PodSpecAt> {
+    match sub_resource {
+        "" => PodSpecAt::of_kind(kind),
+        // Kubernetes ≥ 1.22 sends the Pod; older servers send an
+        // `EphemeralContainers` object with a top-level list.
+        "ephemeralcontainers" if kind == "EphemeralContainers" => {
+            Some(&EPHEMERAL_CONTAINERS_OBJECT)
+        }
+        "ephemeralcontainers" => PodSpecAt::of_kind("Pod"),
+        // status, scale and other subresources run nothing new.
+        _ => None,
+    }
+}
 
 /// Decodes an AdmissionReview body.
 pub fn decode(body: &[u8]) -> Result<Request, ReviewError> {
-    let review: AdmissionReview<DynamicObject> =
-        serde_json::from_slice(body).map_err(|e| ReviewError::Malformed(e.to_string()))?;
-    if review.types.api_version != API_VERSION {
-        return Err(ReviewError::Version(review.types.api_version));
+    let raw = decode_envelope(body)?;
+    for (field, value) in [
+        ("request.uid", Some(raw.uid.as_str())),
+        ("request.name", raw.name.as_deref()),
+        ("request.namespace", raw.namespace.as_deref()),
+        (
+            "request.userInfo.username",
+            raw.user_info.username.as_deref(),
+        ),
+        ("request.kind.kind", Some(raw.kind.kind.as_str())),
+    ] {
+        if value.is_some_and(|v| v.len() > MAX_ENVELOPE_STRING) {
+            return Err(ReviewError::Malformed(format!(
+                "{field} is longer than {MAX_ENVELOPE_STRING} bytes"
+            )));
+        }
     }
-    review.try_into().map_err(|_| ReviewError::NoRequest)
+    let sub_resource = raw.sub_resource.unwrap_or_default();
+    let at = spec_at(&raw.kind.kind, &sub_resource);
+    let reads_objects = matches!(raw.operation, Operation::Create | Operation::Update);
+    let object = raw
+        .object
+        .filter(|_| reads_objects)
+        .map(|o| read_object(o.get(), &raw.kind.kind, at));
+    let old_images = raw
+        .old_object
+        .filter(|_| raw.operation == Operation::Update && at.is_some())
+        .and_then(|o| read_object(o.get(), &raw.kind.kind, at).ok())
+        .and_then(|w| w.checked().ok())
+        .and_then(|w| w.pod)
+        .map(|p| p.images.into_iter().map(|i| i.reference).collect());
+    Ok(Request {
+        uid: raw.uid,
+        kind: raw.kind,
+        resource: raw.resource,
+        sub_resource,
+        name: raw.name.unwrap_or_default(),
+        namespace: raw.namespace.unwrap_or_default(),
+        operation: raw.operation,
+        username: raw.user_info.username.unwrap_or_default(),
+        dry_run: raw.dry_run.unwrap_or(false),
+        object,
+        old_images,
+    })
 }
 
-/// Who asked for what.
-/// (Pull secrets are filled in by [`with_pull_secrets`] only when a
-/// credential source will use them, keeping the common path to one parse.)
+impl Request {
+    /// The object read, when it could be read whole.
+    fn workload(&self) -> Option<&Workload> {
+        self.object.as_ref().and_then(|o| o.as_ref().ok())
+    }
+}
+
+/// Who asked for what, with the workload's pull secrets and service
+/// account (empty when the object could not be read).
 pub fn context(req: &Request) -> RequestContext {
+    let workload = req.workload();
+    let pod = workload.and_then(|w| w.pod.as_ref());
     RequestContext {
-        pull_secrets: Vec::new(),
-        service_account: None,
+        pull_secrets: pod.map(|p| p.pull_secrets.clone()).unwrap_or_default(),
+        service_account: pod.map(|p| p.service_account_or_default()),
         uid: req.uid.clone(),
         dry_run: req.dry_run,
-        operation: format!("{:?}", req.operation).to_uppercase(),
+        operation: req.operation.as_str().to_string(),
         kind: req.kind.kind.clone(),
-        namespace: req.namespace.clone().unwrap_or_default(),
+        namespace: req.namespace.clone(),
         name: req.name.clone(),
-        user: req.user_info.username.clone().unwrap_or_default(),
+        user: req.username.clone(),
         resource: crate::policy::ResourceRef {
             group: req.resource.group.clone(),
             version: req.resource.version.clone(),
             resource: req.resource.resource.clone(),
-            labels: req
-                .object
-                .as_ref()
-                .and_then(|o| o.metadata.labels.clone())
-                .unwrap_or_default(),
+            labels: workload.map(|w| w.meta.labels.clone()).unwrap_or_default(),
         },
     }
-}
-
-/// Adds the workload's `imagePullSecrets` and service account to `ctx`.
-pub fn with_pull_secrets(mut ctx: RequestContext, req: &Request) -> RequestContext {
-    if let Some(o) = &req.object {
-        (ctx.pull_secrets, ctx.service_account) =
-            crate::workload::pull_secrets_of(&req.kind.kind, &o.data);
-    }
-    ctx
 }
 
 /// The images this request must have verified, or `Ok(None)` when it is
@@ -91,86 +284,141 @@ pub fn images_to_check(req: &Request) -> Result<Option<Vec<ImageUse>>, WorkloadE
     let Some(object) = &req.object else {
         return Ok(None);
     };
-    if req.operation == Operation::Update && object.metadata.deletion_timestamp.is_some() {
+    let workload = match object {
+        Ok(w) => w,
+        Err(e) => return Err(e.clone()),
+    };
+    if req.operation == Operation::Update && workload.meta.deleting {
         // Finalizers being removed from an object on its way out.
         return Ok(None);
     }
-    let images = images_in(req, object)?;
+    if let Some(e) = &workload.over_limit {
+        return Err(e.clone());
+    }
+    let Some(pod) = &workload.pod else {
+        return Ok(None);
+    };
     if req.operation != Operation::Update {
-        return Ok(images);
+        return Ok(Some(pod.images.clone()));
     }
-    let old: std::collections::HashSet<String> = req
-        .old_object
-        .as_ref()
-        .and_then(|o| images_in(req, o).ok().flatten())
-        .into_iter()
+    let old: std::collections::HashSet<&str> = req
+        .old_images
+        .iter()
         .flatten()
-        .map(|i| i.reference)
+        .map(String::as_str)
         .collect();
-    Ok(images.map(|images| {
-        images
-            .into_iter()
-            .filter(|i| !old.contains(&i.reference))
-            .collect()
-    }))
+    Ok(Some(
+        pod.images
+            .iter()
+            .filter(|i| !old.contains(i.reference.as_str()))
+            .cloned()
+            .collect(),
+    ))
 }
 
-/// Every image of one version of the request's object.
-fn images_in(
-    req: &Request,
-    object: &DynamicObject,
-) -> Result<Option<Vec<ImageUse>>, WorkloadError> {
-    match req.sub_resource.as_deref() {
-        None | Some("") => images_of(&req.kind.kind, &object.data),
-        Some("ephemeralcontainers") => {
-            // Kubernetes ≥ 1.22 sends the Pod; older servers send an
-            // `EphemeralContainers` object with a top-level list.
-            if req.kind.kind == "EphemeralContainers" {
-                let wrapped = serde_json::json!({"spec": {"containers": [], "ephemeralContainers": object.data.get("ephemeralContainers").cloned().unwrap_or_default()}});
-                images_of("Pod", &wrapped).map(|found| {
-                    found.map(|images| {
-                        images
-                            .into_iter()
-                            .map(|mut i| {
-                                i.pointer = i.pointer.replacen("/spec", "", 1);
-                                i
-                            })
-                            .collect()
-                    })
-                })
-            } else {
-                images_of("Pod", &object.data)
-            }
+/// The `status` of a deny.
+#[derive(Serialize)]
+struct DenyStatus<'a> {
+    status: &'static str,
+    code: u16,
+    message: &'a str,
+    reason: &'static str,
+}
+
+/// `response`, in the shape the apiserver reads.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Response<'a> {
+    uid: &'a str,
+    allowed: bool,
+    status: Status<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Status<'a> {
+    Allowed {},
+    Denied(DenyStatus<'a>),
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Review<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    response: Response<'a>,
+}
+
+/// An answer: allow or deny, warnings, a JSON patch.
+#[derive(Debug, Clone, Default)]
+pub struct Answer {
+    /// Denied with this message, or allowed.
+    pub denied: Option<String>,
+    /// Admission warnings.
+    pub warnings: Vec<String>,
+    /// A JSON patch (`/mutate`).
+    pub patch: Option<Vec<u8>>,
+}
+
+impl Answer {
+    /// Admit with nothing to say.
+    pub fn allow() -> Self {
+        Answer::default()
+    }
+
+    /// Deny with `reason`.
+    pub fn deny(reason: impl Into<String>) -> Self {
+        Answer {
+            denied: Some(reason.into()),
+            ..Answer::default()
         }
-        Some(_) => Ok(None),
     }
-}
 
-/// The response for `req` given a verdict.
-pub fn respond(req: &Request, verdict: &Verdict) -> AdmissionReview<DynamicObject> {
-    let mut resp = AdmissionResponse::from(req);
-    if let Some(msg) = &verdict.message {
-        resp = resp.deny(msg);
-        resp.result.code = 403;
-        resp.result.reason = "Forbidden".into();
+    /// The answer a verdict gives.
+    pub fn of(verdict: &Verdict) -> Self {
+        Answer {
+            denied: verdict.message.clone(),
+            warnings: verdict.warnings.clone(),
+            patch: None,
+        }
     }
-    if !verdict.warnings.is_empty() {
-        resp.warnings = Some(verdict.warnings.clone());
+
+    /// The AdmissionReview body answering request `uid`.
+    pub fn encode(&self, uid: &str) -> Vec<u8> {
+        use base64::Engine as _;
+        let review = Review {
+            api_version: API_VERSION,
+            kind: "AdmissionReview",
+            response: Response {
+                uid,
+                allowed: self.denied.is_none(),
+                status: match &self.denied {
+                    None => Status::Allowed {},
+                    Some(message) => Status::Denied(DenyStatus {
+                        status: "Failure",
+                        code: 403,
+                        message,
+                        reason: "Forbidden",
+                    }),
+                },
+                // The apiserver decodes `patch` as Go `[]byte`: base64.
+                patch: self
+                    .patch
+                    .as_ref()
+                    .map(|p| base64::engine::general_purpose::STANDARD.encode(p)),
+                patch_type: self.patch.as_ref().map(|_| "JSONPatch"),
+                warnings: &self.warnings,
+            },
+        };
+        // Only strings, numbers and booleans: serialising cannot fail.
+        serde_json::to_vec(&review).unwrap_or_default()
     }
-    resp.into_review()
-}
-
-/// An allow answer with nothing to say.
-pub fn allow(req: &Request) -> AdmissionReview<DynamicObject> {
-    AdmissionResponse::from(req).into_review()
-}
-
-/// A deny answer with a fixed reason (e.g. an unreadable workload).
-pub fn deny(req: &Request, reason: &str) -> AdmissionReview<DynamicObject> {
-    let mut resp = AdmissionResponse::from(req).deny(reason);
-    resp.result.code = 403;
-    resp.result.reason = "Forbidden".into();
-    resp.into_review()
 }
 
 #[cfg(test)]
@@ -211,6 +459,10 @@ mod tests {
         relabelled["metadata"]["labels"] = serde_json::json!({"x": "y"});
         let req = update(pod(&["a:1", "b:1"], Some("m:1")), relabelled);
         assert_eq!(images_to_check(&req).unwrap(), Some(vec![]));
+        assert_eq!(
+            context(&req).resource.labels.get("x").map(String::as_str),
+            Some("y")
+        );
         // One container and the image volume change: exactly those.
         let req = update(
             pod(&["a:1", "b:1"], Some("m:1")),
@@ -256,5 +508,59 @@ mod tests {
             decode(br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}"#),
             Err(ReviewError::Version(_))
         ));
+        assert!(matches!(
+            decode(br#"{"apiVersion":"admission.k8s.io/v1","request":{"uid":"u","kind":{},"operation":"EXPLODE"}}"#),
+            Err(ReviewError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn an_unreadable_object_is_an_error_to_the_caller_not_a_400() {
+        let body = serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "request": {"uid": "u", "kind": {"kind": "Pod"}, "operation": "CREATE",
+                "object": {"spec": {"containers": {"a": 1}}}}
+        });
+        let req = decode(&serde_json::to_vec(&body).unwrap()).unwrap();
+        let e = images_to_check(&req).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("cannot read the pod spec of this Pod at spec"),
+            "{e}"
+        );
+        // A DELETE's object is not read at all.
+        let body = serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "request": {"uid": "u", "kind": {"kind": "Pod"}, "operation": "DELETE",
+                "oldObject": {"spec": {"containers": {"a": 1}}}}
+        });
+        let req = decode(&serde_json::to_vec(&body).unwrap()).unwrap();
+        assert_eq!(images_to_check(&req).unwrap(), None);
+    }
+
+    #[test]
+    fn answers_have_the_apiservers_shape() {
+        let allow: serde_json::Value =
+            serde_json::from_slice(&Answer::allow().encode("u1")).unwrap();
+        assert_eq!(
+            allow,
+            serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                "response": {"uid": "u1", "allowed": true, "status": {}}})
+        );
+        let mut deny = Answer::deny("no");
+        deny.warnings = vec!["w".into()];
+        let deny: serde_json::Value = serde_json::from_slice(&deny.encode("u2")).unwrap();
+        assert_eq!(
+            deny["response"],
+            serde_json::json!({"uid": "u2", "allowed": false, "warnings": ["w"],
+                "status": {"status": "Failure", "code": 403, "message": "no", "reason": "Forbidden"}})
+        );
+        let patch = Answer {
+            patch: Some(b"[]".to_vec()),
+            ..Answer::allow()
+        };
+        let patch: serde_json::Value = serde_json::from_slice(&patch.encode("u3")).unwrap();
+        assert_eq!(patch["response"]["patch"], "W10=");
+        assert_eq!(patch["response"]["patchType"], "JSONPatch");
     }
 }

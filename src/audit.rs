@@ -6,6 +6,18 @@
 //! carries the process's `stream` id, its `seq` (1, 2, …) and `prev`, the
 //! SHA-256 of the previous line's bytes, so that a deleted, altered or
 //! reordered line is found by `sigil report --verify` (`report::verify`).
+//! Checkpoints (`"target": "audit-checkpoint"`: the stream, a seq and the
+//! hash of that seq's line) are written at the stream's start, every
+//! [`CHECKPOINT_EVERY`] records, every [`CHECKPOINT_INTERVAL`] when records
+//! were written, and at shutdown; with `--audit-key-file` each carries an
+//! HMAC-SHA256 that only a holder of the key can make.
+//!
+//! No tenant can crowd out the record of a request that changes the
+//! cluster: dry-run records (`dryRun: true`) are written only while the
+//! queue is less than half full, and a real request's record waits for room
+//! until its review's deadline. A record that still cannot be queued is
+//! linked anyway, so its loss shows as a gap in the chain, and is counted
+//! and logged.
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -39,8 +51,9 @@ pub struct RequestContext {
     /// The workload's service account, whose pull secrets apply too.
     #[serde(skip)]
     pub service_account: Option<String>,
-    /// A dry-run request: decided and audited, but no Events are sent.
-    #[serde(skip)]
+    /// A dry-run request: decided and audited (`dryRun: true`, the first
+    /// records shed when the queue is under pressure), but no Events are sent.
+    #[serde(rename = "dryRun", skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
 }
 
@@ -75,15 +88,117 @@ impl AuditRecord {
 }
 
 /// Where audit records go.
+#[async_trait::async_trait]
 pub trait AuditSink: Send + Sync {
-    /// Writes one record.
+    /// Writes one record now if there is room (a full queue loses it,
+    /// counted and logged).
     fn record(&self, record: &AuditRecord);
+
+    /// Writes one record of a review whose deadline is `deadline`: a
+    /// request that changes the cluster waits for room until then; a
+    /// dry-run one is written only while the queue has room to spare.
+    async fn record_by(&self, record: &AuditRecord, deadline: tokio::time::Instant) {
+        let _ = deadline;
+        self.record(record);
+    }
 }
 
-/// Every this many records, the chain head is logged on stderr, so that
-/// an auditor holds a recent head from outside the audit stream: lines cut
-/// from the end of the log are then missed against it.
-pub const CHAIN_HEAD_EVERY: u64 = 1_000;
+/// Every this many records a checkpoint is written (on stdout, and the
+/// chain head on stderr), so that an auditor holds a recent head: lines cut
+/// from the end of the log are then found against it.
+pub const CHECKPOINT_EVERY: u64 = 1_000;
+
+/// A checkpoint is also written this often when records were written since
+/// the last one, so the uncovered tail of a quiet log stays short.
+pub const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The audit key (`--audit-key-file`): checkpoints carry an HMAC-SHA256
+/// under it.
+#[derive(Clone)]
+pub struct AuditKey(aws_lc_rs::hmac::Key);
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey(…)")
+    }
+}
+
+/// Shortest key accepted.
+pub const MIN_KEY_BYTES: usize = 32;
+
+impl AuditKey {
+    /// A key from its bytes (a trailing newline is not part of it).
+    pub fn new(bytes: &[u8]) -> Result<Self, String> {
+        let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        if bytes.len() < MIN_KEY_BYTES {
+            return Err(format!(
+                "the audit key has {} bytes; at least {MIN_KEY_BYTES} are needed",
+                bytes.len()
+            ));
+        }
+        Ok(AuditKey(aws_lc_rs::hmac::Key::new(
+            aws_lc_rs::hmac::HMAC_SHA256,
+            bytes,
+        )))
+    }
+
+    /// Reads the key from `path`.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Self::new(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The checkpoint's MAC (hex).
+    pub fn mac(&self, checkpoint: &CheckpointClaim<'_>) -> String {
+        hex::encode(aws_lc_rs::hmac::sign(&self.0, &checkpoint.message()).as_ref())
+    }
+
+    /// Whether `mac` (hex) is the checkpoint's.
+    pub fn verify(&self, checkpoint: &CheckpointClaim<'_>, mac: &str) -> bool {
+        hex::decode(mac)
+            .is_ok_and(|tag| aws_lc_rs::hmac::verify(&self.0, &checkpoint.message(), &tag).is_ok())
+    }
+}
+
+/// What a checkpoint states: stream `stream` had reached `seq`, whose line
+/// hashes to `head` (empty at seq 0); `last` when the stream ended there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointClaim<'a> {
+    /// The stream.
+    pub stream: &'a str,
+    /// Its seq at the checkpoint (0: the stream's start).
+    pub seq: u64,
+    /// SHA-256 (hex) of that seq's line; empty at seq 0.
+    pub head: &'a str,
+    /// The stream ended here (the process shut down).
+    pub last: bool,
+}
+
+impl CheckpointClaim<'_> {
+    fn message(&self) -> Vec<u8> {
+        format!(
+            "sigil-audit-checkpoint/v1\n{}\n{}\n{}\n{}",
+            self.stream, self.seq, self.head, self.last
+        )
+        .into_bytes()
+    }
+}
+
+/// A checkpoint line as written.
+#[derive(Serialize)]
+struct Checkpoint<'a> {
+    target: &'static str,
+    schema: u32,
+    time: String,
+    stream: &'a str,
+    seq: u64,
+    head: &'a str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    last: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mac: Option<String>,
+}
 
 /// A record as the chained log writes it: the record, then its links.
 #[derive(Serialize)]
@@ -98,29 +213,46 @@ struct Chained<'a> {
     prev: Option<&'a str>,
 }
 
+/// A line for the writer.
+struct Queued {
+    bytes: Vec<u8>,
+    /// It holds one of the queue's slots (given back once written).
+    held_slot: bool,
+    /// An audit record (counted), not a checkpoint.
+    record: bool,
+}
+
 /// The chain's state: where it stands.
 #[derive(Debug)]
 pub(crate) struct Chain {
     stream: String,
     seq: u64,
     prev: Option<String>,
+    /// The seq of the last checkpoint, and when it was written.
+    checkpointed: (u64, std::time::Instant),
 }
 
-/// Lines that may wait for the writer; past that, records are dropped
-/// (counted, logged, and visible as a gap in the chain) rather than
-/// blocking reviews behind a stalled stdout.
+/// Lines that may wait for the writer. Past half of it, dry-run records
+/// are shed; past all of it, a real request's record waits (within its
+/// review's deadline) rather than blocking reviews behind a stalled stdout.
 pub const AUDIT_QUEUE: usize = 4_096;
 
 /// Writes records as hash-chained JSON lines to stdout (logs go to stderr),
 /// from one writer thread: a review links its records and queues them, and
-/// never waits for stdout. A stdout that stops draining (a stalled log
-/// pipe) would otherwise block every worker thread, and with them every
+/// never blocks a thread on stdout. A stdout that stops draining (a stalled
+/// log pipe) would otherwise block every worker thread, and with them every
 /// admission in the cluster.
 pub struct StdoutAuditSink {
     chain: Mutex<Chain>,
-    lines: std::sync::mpsc::SyncSender<Vec<u8>>,
+    /// Lines for the writer.
+    lines: std::sync::mpsc::Sender<Queued>,
+    /// One permit per line that may be queued; the writer gives each back
+    /// once its line is written.
+    slots: std::sync::Arc<tokio::sync::Semaphore>,
+    queue: usize,
     /// Lines queued and not yet written.
     pending: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    key: Option<AuditKey>,
 }
 
 impl std::fmt::Debug for StdoutAuditSink {
@@ -138,11 +270,16 @@ impl Default for StdoutAuditSink {
 impl StdoutAuditSink {
     /// A sink writing to stdout, starting a new stream: a random id, seq 1.
     pub fn new() -> Self {
-        Self::writing_to(Box::new(std::io::stdout()), AUDIT_QUEUE)
+        Self::writing_to(Box::new(std::io::stdout()), AUDIT_QUEUE, None)
+    }
+
+    /// A sink writing to stdout whose checkpoints carry an HMAC under `key`.
+    pub fn with_key(key: Option<AuditKey>) -> Self {
+        Self::writing_to(Box::new(std::io::stdout()), AUDIT_QUEUE, key)
     }
 
     /// A sink writing to `out` through a queue of `queue` lines.
-    pub fn writing_to(mut out: Box<dyn Write + Send>, queue: usize) -> Self {
+    pub fn writing_to(mut out: Box<dyn Write + Send>, queue: usize, key: Option<AuditKey>) -> Self {
         let mut id = [0u8; 8];
         // The id only tells streams apart; a clock-based fallback will do.
         if aws_lc_rs::rand::fill(&mut id).is_err() {
@@ -151,18 +288,28 @@ impl StdoutAuditSink {
                 .map_or(0, |d| d.as_nanos());
             id = (nanos as u64).to_be_bytes();
         }
-        let (lines, queued) = std::sync::mpsc::sync_channel::<Vec<u8>>(queue);
+        let queue = queue.max(2);
+        let (lines, queued) = std::sync::mpsc::channel::<Queued>();
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(queue));
         let pending = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let left = pending.clone();
+        let (left, freed) = (pending.clone(), slots.clone());
         let spawned = std::thread::Builder::new()
             .name("sigil-audit".into())
             .spawn(move || {
                 for line in queued {
-                    let written = out.write_all(&line).and_then(|()| out.flush()).is_ok();
+                    let written = out
+                        .write_all(&line.bytes)
+                        .and_then(|()| out.flush())
+                        .is_ok();
                     if !written {
-                        tracing::error!("cannot write an audit record to stdout");
+                        tracing::error!("cannot write an audit line to stdout");
                     }
-                    crate::metrics::global().audit_record(written);
+                    if line.record {
+                        crate::metrics::global().audit_record(written);
+                    }
+                    if line.held_slot {
+                        freed.add_permits(1);
+                    }
                     left.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
                 }
             });
@@ -170,20 +317,60 @@ impl StdoutAuditSink {
             // Without the writer every record fails, counted and logged.
             tracing::error!(error = %e, "cannot start the audit writer");
         }
-        StdoutAuditSink {
+        let sink = StdoutAuditSink {
             chain: Mutex::new(Chain {
                 stream: hex::encode(id),
                 seq: 0,
                 prev: None,
+                checkpointed: (0, std::time::Instant::now()),
             }),
             lines,
+            slots,
+            queue,
             pending,
+            key,
+        };
+        // The stream's start, so that a stream seen without one (and, with
+        // a key, without a keyed one) was not begun by sigil.
+        {
+            let mut chain = sink.chain.lock().unwrap_or_else(|e| e.into_inner());
+            sink.checkpoint(&mut chain, false);
+        }
+        sink
+    }
+
+    /// This stream's id.
+    pub fn stream(&self) -> String {
+        self.chain
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stream
+            .clone()
+    }
+
+    /// Writes a checkpoint if records were written since the last and
+    /// [`CHECKPOINT_INTERVAL`] has passed (called by a timer).
+    pub fn checkpoint_if_due(&self) {
+        let mut chain = self.chain.lock().unwrap_or_else(|e| e.into_inner());
+        if chain.seq > chain.checkpointed.0 && chain.checkpointed.1.elapsed() >= CHECKPOINT_INTERVAL
+        {
+            self.checkpoint(&mut chain, false);
         }
     }
 
-    /// Waits until every queued line is written, for at most `limit`
-    /// (at shutdown, so that the last records are not lost); true when
-    /// nothing is left.
+    /// Writes the stream's last checkpoint, then waits until every queued
+    /// line is written, for at most `limit` (at shutdown, so that the last
+    /// records are not lost); true when nothing is left.
+    pub fn finish(&self, limit: std::time::Duration) -> bool {
+        {
+            let mut chain = self.chain.lock().unwrap_or_else(|e| e.into_inner());
+            self.checkpoint(&mut chain, true);
+        }
+        self.flush(limit)
+    }
+
+    /// Waits until every queued line is written, for at most `limit`;
+    /// true when nothing is left.
     pub fn flush(&self, limit: std::time::Duration) -> bool {
         let start = std::time::Instant::now();
         while self.pending.load(std::sync::atomic::Ordering::Acquire) > 0 {
@@ -193,6 +380,109 @@ impl StdoutAuditSink {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         true
+    }
+
+    /// Queues a line.
+    fn send(&self, line: Queued) {
+        self.pending
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        if self.lines.send(line).is_err() {
+            // The writer is gone: its slot is never given back.
+            self.pending
+                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            crate::metrics::global().audit_record(false);
+        }
+    }
+
+    /// Writes a checkpoint of `chain` where it stands (a checkpoint takes
+    /// a slot when one is free and is written past the queue otherwise: it
+    /// is small and rare, and the writer never blocks a review).
+    fn checkpoint(&self, chain: &mut Chain, last: bool) {
+        let head = chain.prev.clone().unwrap_or_default();
+        let claim = CheckpointClaim {
+            stream: &chain.stream,
+            seq: chain.seq,
+            head: &head,
+            last,
+        };
+        let line = Checkpoint {
+            target: "audit-checkpoint",
+            schema: 1,
+            time: now_rfc3339(),
+            stream: &chain.stream,
+            seq: chain.seq,
+            head: &head,
+            last,
+            mac: self.key.as_ref().map(|k| k.mac(&claim)),
+        };
+        if let Ok(mut bytes) = serde_json::to_vec(&line) {
+            bytes.push(b'\n');
+            let held_slot = match self.slots.try_acquire() {
+                Ok(permit) => {
+                    permit.forget();
+                    true
+                }
+                Err(_) => false,
+            };
+            self.send(Queued {
+                bytes,
+                held_slot,
+                record: false,
+            });
+        }
+        tracing::info!(
+            stream = %chain.stream,
+            seq = chain.seq,
+            head = %head,
+            "audit chain head"
+        );
+        chain.checkpointed = (chain.seq, std::time::Instant::now());
+    }
+
+    /// Links `record` into the chain and queues it (`queued`: it holds a
+    /// slot) or, when it could not get one, leaves its link as a gap.
+    fn link(&self, record: &AuditRecord, queued: bool) {
+        // One lock over linking and queueing: the lines leave in chain order.
+        let mut chain = self.chain.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(mut line) = chain_line(&mut chain, record) else {
+            if queued {
+                self.slots.add_permits(1);
+            }
+            tracing::error!(stream = %chain.stream, "cannot serialise an audit record");
+            crate::metrics::global().audit_record(false);
+            return;
+        };
+        if !queued {
+            // Its link is made: `sigil report --verify` shows the gap.
+            tracing::error!(
+                stream = %chain.stream,
+                seq = chain.seq,
+                uid = %record.request.uid,
+                "audit record dropped: stdout did not drain in time ({} lines waiting)",
+                self.queue
+            );
+            crate::metrics::global().audit_record(false);
+            return;
+        }
+        line.push(b'\n');
+        self.send(Queued {
+            bytes: line,
+            held_slot: true,
+            record: true,
+        });
+        if chain.seq % CHECKPOINT_EVERY == 0 {
+            self.checkpoint(&mut chain, false);
+        }
+    }
+
+    /// A dry-run record takes a slot only while more than half are free.
+    fn shed(&self, record: &AuditRecord) -> bool {
+        if record.request.dry_run && self.slots.available_permits() <= self.queue / 2 {
+            crate::metrics::global().audit_record_shed();
+            tracing::warn!(uid = %record.request.uid, "dry-run audit record shed: the audit queue is half full");
+            return true;
+        }
+        false
     }
 }
 
@@ -218,6 +508,7 @@ pub(crate) fn test_chain(stream: &str) -> Chain {
         stream: stream.to_string(),
         seq: 0,
         prev: None,
+        checkpointed: (0, std::time::Instant::now()),
     }
 }
 
@@ -227,38 +518,57 @@ pub(crate) fn test_chain_line(chain: &mut Chain, record: &AuditRecord) -> String
     String::from_utf8(chain_line(chain, record).unwrap_or_default()).unwrap_or_default()
 }
 
+/// The checkpoint line of `chain` where it stands (tests of the reader).
+#[cfg(test)]
+pub(crate) fn test_checkpoint_line(chain: &Chain, key: Option<&AuditKey>, last: bool) -> String {
+    let head = chain.prev.clone().unwrap_or_default();
+    let claim = CheckpointClaim {
+        stream: &chain.stream,
+        seq: chain.seq,
+        head: &head,
+        last,
+    };
+    serde_json::to_string(&Checkpoint {
+        target: "audit-checkpoint",
+        schema: 1,
+        time: "2026-12-01T00:00:00Z".into(),
+        stream: &chain.stream,
+        seq: chain.seq,
+        head: &head,
+        last,
+        mac: key.map(|k| k.mac(&claim)),
+    })
+    .unwrap_or_default()
+}
+
+#[async_trait::async_trait]
 impl AuditSink for StdoutAuditSink {
     fn record(&self, record: &AuditRecord) {
-        // One lock over linking and queueing: the lines leave in chain order.
-        let mut chain = self.chain.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(mut line) = chain_line(&mut chain, record) else {
-            tracing::error!(stream = %chain.stream, "cannot serialise an audit record");
-            crate::metrics::global().audit_record(false);
+        if self.shed(record) {
             return;
+        }
+        let queued = match self.slots.try_acquire() {
+            Ok(permit) => {
+                permit.forget();
+                true
+            }
+            Err(_) => false,
         };
-        line.push(b'\n');
-        self.pending
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        if self.lines.try_send(line).is_err() {
-            self.pending
-                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-            // Its link is made: `sigil report --verify` shows the gap.
-            tracing::error!(
-                stream = %chain.stream,
-                seq = chain.seq,
-                "audit record dropped: stdout is not draining ({AUDIT_QUEUE} lines waiting)"
-            );
-            crate::metrics::global().audit_record(false);
+        self.link(record, queued);
+    }
+
+    async fn record_by(&self, record: &AuditRecord, deadline: tokio::time::Instant) {
+        if self.shed(record) {
             return;
         }
-        if chain.seq % CHAIN_HEAD_EVERY == 0 {
-            tracing::info!(
-                stream = %chain.stream,
-                seq = chain.seq,
-                head = chain.prev.as_deref().unwrap_or_default(),
-                "audit chain head"
-            );
-        }
+        let queued = match tokio::time::timeout_at(deadline, self.slots.acquire()).await {
+            Ok(Ok(permit)) => {
+                permit.forget();
+                true
+            }
+            _ => false,
+        };
+        self.link(record, queued);
     }
 }
 

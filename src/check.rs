@@ -8,7 +8,7 @@ use crate::audit::RequestContext;
 use crate::cli::{CheckArgs, OutputFormat};
 use crate::service::Evaluator;
 use crate::verify::PolicyOutcome;
-use crate::workload::{images_of, ImageUse};
+use crate::workload::{ImageUse, PodSpecAt};
 
 /// One workload to evaluate.
 #[derive(Debug, Clone)]
@@ -87,24 +87,100 @@ pub fn workload_of(doc: &Value, namespace: &str) -> Result<Option<Workload>, Str
     let text = |pointer: &str| doc.pointer(pointer).and_then(Value::as_str);
     let kind = text("/kind").unwrap_or("").to_string();
     let name = text("/metadata/name").unwrap_or("").to_string();
-    let ns = text("/metadata/namespace").unwrap_or(namespace).to_string();
-    let Some(images) = images_of(&kind, doc).map_err(|e| format!("{kind} {name}: {e}"))? else {
+    let api_version = text("/apiVersion").unwrap_or("v1").to_string();
+    let read = crate::workload::read_value(doc, &kind, PodSpecAt::of_kind(&kind))
+        .and_then(crate::workload::Workload::checked)
+        .map_err(|e| format!("{kind} {name}: {e}"))?;
+    Ok(check_workload(read, &kind, &api_version, namespace))
+}
+
+/// A workload as listed from a cluster: what sigil read of it, or why it
+/// could not read it (at admission it would be denied for that).
+#[derive(Debug, Clone)]
+pub enum Listed {
+    /// Read.
+    Read(Box<Workload>),
+    /// Not readable (malformed, or over a limit).
+    Unreadable {
+        /// Its namespace.
+        namespace: String,
+        /// `Kind name: reason`.
+        reason: String,
+    },
+}
+
+impl Listed {
+    /// What `sigil check` reads of an object the cluster listed (`kind`
+    /// and `api_version` are the list's); `None` for kinds that run no
+    /// pods.
+    pub fn of(
+        read: Result<crate::workload::Workload, crate::workload::WorkloadError>,
+        kind: &str,
+        api_version: &str,
+    ) -> Option<Listed> {
+        match read.and_then(crate::workload::Workload::checked) {
+            Ok(w) => {
+                check_workload(w, kind, api_version, "default").map(|w| Listed::Read(Box::new(w)))
+            }
+            Err(e) => Some(Listed::Unreadable {
+                namespace: "default".into(),
+                reason: format!("{kind}: {e}"),
+            }),
+        }
+    }
+
+    /// [`Listed::of`] for an object as JSON (carrying its own kind).
+    pub fn of_value(doc: &Value) -> Option<Listed> {
+        let ns = doc
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("default");
+        match workload_of(doc, "default") {
+            Ok(w) => w.map(|w| Listed::Read(Box::new(w))),
+            Err(reason) => Some(Listed::Unreadable {
+                namespace: ns.to_string(),
+                reason,
+            }),
+        }
+    }
+
+    /// Its namespace.
+    pub fn namespace(&self) -> &str {
+        match self {
+            Listed::Read(w) => &w.context.namespace,
+            Listed::Unreadable { namespace, .. } => namespace,
+        }
+    }
+}
+
+/// The workload an object read from the cluster or a file is (`None` for
+/// kinds that run no pods): its images, labels, pull secrets and service
+/// account, as the webhook would see it created. `kind` and `api_version`
+/// are the list's when the object does not carry them.
+pub fn check_workload(
+    read: crate::workload::Workload,
+    kind: &str,
+    api_version: &str,
+    namespace: &str,
+) -> Option<Workload> {
+    let name = read.meta.name.clone().unwrap_or_default();
+    let Some(pod) = read.pod else {
         tracing::info!(kind, name, "skipping: this kind runs no pods");
-        return Ok(None);
+        return None;
     };
-    let mut context = ctx(&kind, &ns, &name);
-    let api_version = text("/apiVersion").unwrap_or("v1");
+    let ns = read.meta.namespace.as_deref().unwrap_or(namespace);
+    let mut context = ctx(kind, ns, &name);
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
     context.resource.group = group.to_string();
     context.resource.version = version.to_string();
-    context.resource.labels =
-        serde_json::from_value(doc.pointer("/metadata/labels").cloned().unwrap_or_default())
-            .unwrap_or_default();
-    Ok(Some(Workload {
+    context.resource.labels = read.meta.labels;
+    context.service_account = Some(pod.service_account_or_default());
+    context.pull_secrets = pod.pull_secrets;
+    Some(Workload {
         context,
-        images,
+        images: pod.images,
         from_image_flag: false,
-    }))
+    })
 }
 
 fn ctx(kind: &str, namespace: &str, name: &str) -> RequestContext {

@@ -82,9 +82,24 @@ pub struct ReportArgs {
     #[arg(long, value_enum, default_value = "text")]
     pub output: OutputFormat,
     /// Check the hash chain instead of counting: exit 0 when every stream
-    /// is whole (its heads printed), 1 naming the first broken link.
+    /// is whole and every line was read (its heads printed), 1 naming every
+    /// break and every line that could not be read.
     #[arg(long)]
     pub verify: bool,
+    /// How the lines were captured: as sigil wrote them (`jsonl`), by
+    /// `kubectl logs --timestamps`, or in the container runtime's CRI log
+    /// files (`/var/log/pods/…`).
+    #[arg(long, value_enum, default_value_t = crate::report::InputFormat::Jsonl)]
+    pub format: crate::report::InputFormat,
+    /// With --verify: the audit key (`--audit-key-file` of `sigil serve`):
+    /// only checkpoints whose HMAC verifies count, and every stream must
+    /// have one.
+    #[arg(long, requires = "verify")]
+    pub key_file: Option<PathBuf>,
+    /// With --verify: more files to take checkpoints from (sigil's stderr
+    /// log kept apart from the audit log); repeatable.
+    #[arg(long, requires = "verify")]
+    pub checkpoints: Vec<PathBuf>,
 }
 
 /// An RFC 3339 time, or a span before now (`7d`).
@@ -163,6 +178,21 @@ pub struct VerifyArgs {
     /// Registry requests in flight at once to one registry.
     #[arg(long, default_value_t = crate::registry::DEFAULT_MAX_REQUESTS_PER_REGISTRY)]
     pub registry_concurrency_per_host: usize,
+    /// Registry requests in flight at once for the reviews of one
+    /// namespace: its share of --registry-concurrency, so that one
+    /// namespace's slow or hanging registries cannot hold every request slot.
+    #[arg(long, default_value_t = crate::registry::DEFAULT_MAX_REQUESTS_PER_TENANT)]
+    pub registry_concurrency_per_namespace: usize,
+    /// Distinct registry hosts one review may reach; images on further
+    /// hosts are denied without a request, naming the field.
+    #[arg(long, default_value_t = crate::service::DEFAULT_MAX_REGISTRIES_PER_REVIEW)]
+    pub max_registries_per_review: usize,
+    /// Resolve tags (`/mutate`, and `/validate` with --require-digest=false)
+    /// with the workload's own pull secrets only, never with
+    /// --registry-config: a tenant then learns nothing of a registry that
+    /// only sigil may read.
+    #[arg(long)]
+    pub resolve_with_workload_credentials: bool,
     /// A registry's `429`/`503` whose `Retry-After` is at most this long is
     /// retried once after waiting, within the review's deadline (`0s`: never).
     #[arg(long, value_parser = duration, default_value = "2s")]
@@ -282,8 +312,29 @@ pub struct ServeArgs {
     /// Reviews answered at once; one more is refused at once with HTTP 503
     /// and the reason (the apiserver then applies the webhook's
     /// failurePolicy), never queued.
-    #[arg(long, default_value_t = crate::server::DEFAULT_MAX_IN_FLIGHT)]
+    #[arg(long, default_value_t = crate::gate::DEFAULT_MAX_IN_FLIGHT)]
     pub max_inflight_reviews: usize,
+    /// Reviews of one namespace answered at once (its share of
+    /// --max-inflight-reviews); its further reviews wait their turn within
+    /// their deadline, a bounded number of them, instead of taking other
+    /// namespaces' places.
+    #[arg(long, default_value_t = crate::gate::DEFAULT_MAX_IN_FLIGHT_PER_NAMESPACE)]
+    pub max_inflight_reviews_per_namespace: usize,
+    /// Bytes of request bodies held at once, being read or decoded; a
+    /// body arriving when they are taken is refused with HTTP 503.
+    #[arg(long, value_parser = byte_size, default_value = "64MiB")]
+    pub max_body_memory: u64,
+    /// With a cluster: memory the pull-secret cache may hold (parsed
+    /// credentials of every `kubernetes.io/dockerconfigjson` and
+    /// `kubernetes.io/dockercfg` Secret); one namespace may hold a 32nd of it.
+    #[arg(long, value_parser = byte_size, default_value = "32MiB")]
+    pub pull_secret_cache_memory: u64,
+    /// A file holding the audit key (at least 32 bytes): every checkpoint
+    /// of the audit log then carries an HMAC-SHA256 under it, and
+    /// `sigil report --verify --key-file` proves the log was written by a
+    /// holder of the key.
+    #[arg(long)]
+    pub audit_key_file: Option<PathBuf>,
     /// With a cluster: time between background audits of the workloads
     /// running in enforced and audited namespaces (a PolicyReport each,
     /// counts on each policy's status); a change of policies starts one at
@@ -400,6 +451,7 @@ impl VerifyArgs {
             read_timeout: Some(self.registry_read_timeout),
             max_requests: self.registry_concurrency,
             max_requests_per_registry: self.registry_concurrency_per_host,
+            max_requests_per_tenant: self.registry_concurrency_per_namespace,
             max_retry_wait: self.registry_max_retry_wait,
             breaker_failures: self.registry_breaker_failures,
             breaker_cooldown: self.registry_breaker_cooldown,
@@ -451,6 +503,8 @@ impl VerifyArgs {
                 },
                 verify_timeout: self.verify_timeout,
                 require_digest: self.require_digest,
+                max_registries_per_review: self.max_registries_per_review.max(1),
+                resolve_with_workload_credentials: self.resolve_with_workload_credentials,
             },
             audit,
         ))

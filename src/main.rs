@@ -22,13 +22,38 @@ fn init_logging(format: LogFormat, level: &str) {
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Text => builder
+            .with_ansi(sigil::logs::colour_stderr())
+            .fmt_fields(sigil::logs::escaped_fields())
+            .init(),
     }
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let audit = Arc::new(StdoutAuditSink::new());
+    let audit_key = match &args.audit_key_file {
+        Some(path) => Some(
+            sigil::audit::AuditKey::from_file(path)
+                .map_err(|e| anyhow::anyhow!("--audit-key-file {e}"))?,
+        ),
+        None => None,
+    };
+    let audit = Arc::new(StdoutAuditSink::with_key(audit_key));
+    {
+        // Checkpoints of a quiet log: at most a minute behind its records.
+        let audit = audit.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                audit.checkpoint_if_due();
+            }
+        });
+    }
     let mut evaluator = args.verify.build(audit.clone())?;
+    evaluator.gate = Arc::new(sigil::gate::ReviewGate::new(
+        args.max_inflight_reviews,
+        args.max_inflight_reviews_per_namespace,
+    ));
     let ready = Arc::new(AtomicBool::new(false));
     let cluster_mode =
         args.kubeconfig.is_some() || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
@@ -37,7 +62,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let client = cluster::client(args.kubeconfig.as_deref()).await?;
         let state = Arc::new(cluster::ClusterState::new(ready.clone()));
         evaluator.cluster = Some(state.clone());
-        evaluator.credentials = Some(Arc::new(cluster::KubeCredentials::new(client.clone())));
+        let credentials = Arc::new(cluster::KubeCredentials::new(args.pull_secret_cache_memory));
+        credentials.start(client.clone(), state.clone());
+        evaluator.credentials = Some(credentials);
         // This replica's name in the Events it sends and in the Lease.
         let instance = std::env::var("POD_NAME")
             .or_else(|_| std::env::var("HOSTNAME"))
@@ -190,7 +217,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let running = server::start(
         args.listen,
         tls_config,
-        AppState::new(evaluator, ready.clone(), args.max_inflight_reviews)
+        AppState::new(evaluator, ready.clone())
+            .with_body_memory(args.max_body_memory)
             .requiring_client_certificates(args.client_ca.is_some())
             .with_certificate_gate(certificate_loaded),
     )
@@ -208,7 +236,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         leadership.release().await;
     }
     // The last records are still queued for stdout.
-    if !audit.flush(Duration::from_secs(5)) {
+    if !audit.finish(Duration::from_secs(5)) {
         tracing::error!("audit records still queued at exit were lost");
     }
     Ok(())

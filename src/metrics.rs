@@ -48,6 +48,9 @@ pub enum Decision {
     denied,
     /// The body was not an AdmissionReview (HTTP 400).
     invalid,
+    /// Refused unanswered by the fair shares of the reviews in flight
+    /// (HTTP 503; the apiserver applies the webhook's failurePolicy).
+    refused,
 }
 
 /// One admission review's labels.
@@ -128,6 +131,15 @@ pub enum CacheName {
     references,
     /// Registry bearer tokens.
     tokens,
+    /// Pull-secret credentials of every namespace (cluster mode).
+    pull_secrets,
+}
+
+/// Labels naming one registry host.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RegistryLabels {
+    /// As in [`RegistryRequestLabels`].
+    pub registry: String,
 }
 
 /// A lookup's result.
@@ -219,6 +231,9 @@ pub struct Metrics {
     trust_roots: Family<ReadyLabels, Gauge>,
     audit_records: Counter,
     audit_failures: Counter,
+    audit_shed: Counter,
+    registry_hangs: Family<RegistryLabels, Counter>,
+    pull_secrets_refused: Counter,
     program_overloads: Counter,
     events: Family<EventLabels, Counter>,
     audit_last_run: Gauge<f64, std::sync::atomic::AtomicU64>,
@@ -259,6 +274,9 @@ impl Metrics {
             trust_roots: Family::default(),
             audit_records: Counter::default(),
             audit_failures: Counter::default(),
+            audit_shed: Counter::default(),
+            registry_hangs: Family::default(),
+            pull_secrets_refused: Counter::default(),
             program_overloads: Counter::default(),
             events: Family::default(),
             audit_last_run: Gauge::default(),
@@ -331,6 +349,21 @@ impl Metrics {
             "audit_write_failures",
             "Audit records that could not be written",
             m.audit_failures.clone(),
+        );
+        registry.register(
+            "audit_dry_run_records_shed",
+            "Audit records of dry-run requests not written because the audit queue was half full",
+            m.audit_shed.clone(),
+        );
+        registry.register(
+            "registry_hangs",
+            "Registry requests still unanswered at the hang threshold (the connect timeout), counted as a failure of the registry's breaker then",
+            m.registry_hangs.clone(),
+        );
+        registry.register(
+            "pull_secrets_refused",
+            "Pull secrets not cached because their namespace's share or the cache's budget was used up, or they were too large",
+            m.pull_secrets_refused.clone(),
         );
         registry.register(
             "policy_program_overloads",
@@ -485,6 +518,24 @@ impl Metrics {
         } else {
             self.audit_failures.inc();
         }
+    }
+
+    /// A dry-run request's audit record was shed (the queue was half full).
+    pub fn audit_record_shed(&self) {
+        self.audit_shed.inc();
+    }
+
+    /// A request to `registry` reached the hang threshold unanswered.
+    pub fn registry_hang(&self, registry: &str) {
+        let registry = self.host_label(registry);
+        self.registry_hangs
+            .get_or_create(&RegistryLabels { registry })
+            .inc();
+    }
+
+    /// A pull secret was not cached (over a budget, or too large).
+    pub fn pull_secret_refused(&self) {
+        self.pull_secrets_refused.inc();
     }
 
     /// A background audit finished, taking `took`, with the failing

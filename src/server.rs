@@ -1,12 +1,14 @@
-//! The HTTPS server: routes, body limit, the in-flight review limit,
-//! readiness, graceful shutdown. It must not know what a policy is.
+//! The HTTPS server: routes, request bodies (a size limit, a read deadline
+//! and a budget of bytes held at once), client certificates, readiness,
+//! graceful shutdown. It must not know what a policy is; the fair shares of
+//! the reviews in flight are the pipeline's (`gate`), since they need the
+//! namespace a review is for.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -19,8 +21,11 @@ use crate::service::Evaluator;
 
 /// Largest AdmissionReview accepted.
 pub const BODY_LIMIT: usize = 4 << 20;
-/// Default of `--max-inflight-reviews`.
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
+/// A request body must have arrived whole within this long (the
+/// apiserver's webhook timeout is at most 30 s and usually 10 s).
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of `--max-body-memory`.
+pub const DEFAULT_BODY_MEMORY: u64 = 64 << 20;
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -29,10 +34,10 @@ pub struct AppState {
     pub evaluator: Arc<Evaluator>,
     /// Set once policies are loaded.
     pub ready: Arc<AtomicBool>,
-    /// One permit per review being answered.
-    pub in_flight: Arc<tokio::sync::Semaphore>,
-    /// The number of permits, for the refusal message.
-    pub max_in_flight: usize,
+    /// One permit per byte of request body held (being read or decoded).
+    pub body_budget: Arc<tokio::sync::Semaphore>,
+    /// Its size, for the refusal message.
+    pub body_budget_bytes: u64,
     /// `--client-ca`: reviews are answered only on connections whose client
     /// certificate verified against it (probes need none).
     pub require_client_cert: bool,
@@ -82,17 +87,25 @@ where
 }
 
 impl AppState {
-    /// State answering at most `max_in_flight` reviews at once.
-    pub fn new(evaluator: Arc<Evaluator>, ready: Arc<AtomicBool>, max_in_flight: usize) -> Self {
-        let max_in_flight = max_in_flight.max(1);
+    /// State serving `evaluator`, ready when `ready` is set.
+    pub fn new(evaluator: Arc<Evaluator>, ready: Arc<AtomicBool>) -> Self {
         AppState {
             evaluator,
             ready,
-            in_flight: Arc::new(tokio::sync::Semaphore::new(max_in_flight)),
-            max_in_flight,
+            body_budget: Arc::new(tokio::sync::Semaphore::new(DEFAULT_BODY_MEMORY as usize)),
+            body_budget_bytes: DEFAULT_BODY_MEMORY,
             require_client_cert: false,
             certificate_loaded: Arc::new(AtomicBool::new(true)),
         }
+    }
+
+    /// At most `bytes` of request bodies held at once (at least one
+    /// whole review's worth).
+    pub fn with_body_memory(mut self, bytes: u64) -> Self {
+        let bytes = bytes.clamp(BODY_LIMIT as u64, (usize::MAX >> 4) as u64);
+        self.body_budget = Arc::new(tokio::sync::Semaphore::new(bytes as usize));
+        self.body_budget_bytes = bytes;
+        self
     }
 
     /// Not ready until `loaded` is set.
@@ -108,11 +121,9 @@ impl AppState {
     }
 }
 
-/// Refuses a request at once when `max_in_flight` reviews are being
-/// answered: HTTP 503 with the reason, which the apiserver reports (and
-/// treats by the webhook's failurePolicy, `Fail` by default). Queueing would
-/// hold memory without bound and answer after the apiserver gave up.
-async fn limit_in_flight(
+/// Answers reviews only for clients with a verified certificate (with
+/// `--client-ca`).
+async fn require_client_certificate(
     State(state): State<AppState>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
@@ -130,21 +141,115 @@ async fn limit_in_flight(
         )
             .into_response();
     }
-    let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
-        tracing::warn!(
-            limit = state.max_in_flight,
-            "refusing a review: too many in flight"
-        );
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "sigil is answering its limit of {} reviews at once (--max-inflight-reviews); refused rather than queued, retry",
-                state.max_in_flight
-            ),
-        )
-            .into_response();
-    };
     next.run(request).await
+}
+
+/// A request body held, with its share of the body budget.
+pub struct HeldBody {
+    bytes: Vec<u8>,
+    _budget: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl AsRef<[u8]> for HeldBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// Reads a request body: at most [`BODY_LIMIT`] bytes, whole within
+/// [`BODY_READ_TIMEOUT`], each chunk charged to the body budget as it
+/// arrives (a slow sender holds only what it sent). The buffer is sized
+/// from `Content-Length` once, so a body is never copied while it grows.
+async fn read_body(
+    state: &AppState,
+    request: axum::extract::Request,
+) -> Result<HeldBody, Response> {
+    use futures::StreamExt as _;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let too_large = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("an AdmissionReview may be at most {BODY_LIMIT} bytes"),
+        )
+            .into_response()
+    };
+    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(declared.map_or(16 << 10, |n| n as usize));
+    let mut budget: Option<tokio::sync::OwnedSemaphorePermit> = None;
+    let mut chunks = request.into_body().into_data_stream();
+    let deadline = tokio::time::Instant::now() + BODY_READ_TIMEOUT;
+    loop {
+        let chunk = match tokio::time::timeout_at(deadline, chunks.next()).await {
+            Ok(Some(Ok(chunk))) => chunk,
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the body: {e}"),
+                )
+                    .into_response())
+            }
+            Err(_) => {
+                return Err((
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the body did not arrive within {}",
+                        crate::duration::human(BODY_READ_TIMEOUT)
+                    ),
+                )
+                    .into_response())
+            }
+        };
+        if bytes.len() + chunk.len() > BODY_LIMIT {
+            return Err(too_large());
+        }
+        let n = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
+        let Ok(more) = state.body_budget.clone().try_acquire_many_owned(n) else {
+            tracing::warn!(
+                budget = state.body_budget_bytes,
+                "refusing a review: request bodies over their memory budget"
+            );
+            return Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "sigil is holding its limit of {} bytes of request bodies (--max-body-memory); refused rather than queued, retry",
+                    state.body_budget_bytes
+                ),
+            )
+                .into_response());
+        };
+        match &mut budget {
+            Some(held) => held.merge(more),
+            None => budget = Some(more),
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(HeldBody {
+        bytes,
+        _budget: budget,
+    })
+}
+
+/// The HTTP answer to a review the pipeline answered, or did not.
+fn answered(result: Result<Vec<u8>, crate::service::Unanswered>) -> Response {
+    use crate::service::Unanswered;
+    match result {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(Unanswered::Invalid(e)) => {
+            tracing::warn!(error = %e, "rejecting malformed AdmissionReview");
+            (StatusCode::BAD_REQUEST, e.to_string()).into_response()
+        }
+        Err(Unanswered::Refused(e)) => {
+            tracing::warn!(reason = %e, "refusing a review");
+            (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response()
+        }
+    }
 }
 
 /// The router: `POST /validate`, `POST /mutate`, `POST /validate-policy`,
@@ -156,7 +261,7 @@ pub fn router(state: AppState) -> Router {
         .route("/validate-policy", post(validate_policy))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            limit_in_flight,
+            require_client_certificate,
         ));
     Router::new()
         .merge(reviews)
@@ -166,28 +271,29 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn validate(State(state): State<AppState>, body: Bytes) -> Response {
-    match state.evaluator.review(&body).await {
-        Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "rejecting malformed AdmissionReview");
-            (StatusCode::BAD_REQUEST, e.to_string()).into_response()
-        }
+async fn validate(State(state): State<AppState>, request: axum::extract::Request) -> Response {
+    match read_body(&state, request).await {
+        Ok(body) => answered(state.evaluator.review(body).await),
+        Err(refused) => refused,
     }
 }
 
-async fn mutate(State(state): State<AppState>, body: Bytes) -> Response {
-    match state.evaluator.mutate(&body).await {
-        Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "rejecting malformed AdmissionReview");
-            (StatusCode::BAD_REQUEST, e.to_string()).into_response()
-        }
+async fn mutate(State(state): State<AppState>, request: axum::extract::Request) -> Response {
+    match read_body(&state, request).await {
+        Ok(body) => answered(state.evaluator.mutate(body).await),
+        Err(refused) => refused,
     }
 }
 
-async fn validate_policy(body: Bytes) -> Response {
-    match crate::service::validate_policy(&body) {
+async fn validate_policy(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+) -> Response {
+    let body = match read_body(&state, request).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
+    match crate::service::validate_policy(body.as_ref()) {
         Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
         Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     }

@@ -10,21 +10,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
 use futures::StreamExt as _;
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{PatchOperation, ReplaceOperation};
-use kube::core::admission::AdmissionResponse;
 use tracing::Instrument;
 
-use crate::admission::{self, ReviewError};
+use crate::admission::{self, Answer, ReviewError};
 use crate::audit::{now_rfc3339, AuditRecord, AuditSink, RequestContext};
 use crate::decision::{decide, DecisionSettings, Finding, ServerMode, Verdict};
+use crate::gate::ReviewGate;
 use crate::image::ImageRef;
 use crate::metrics::{self, Decision};
 use crate::policy::{LoadedPolicy, PolicyMode, PolicyStore};
 use crate::registry::Credentials;
-use crate::verify::{Failure, ImageReport, PolicyOutcome, Verifier};
+use crate::verify::{Failure, ImageReport, PolicyOutcome, RequestCredentials, Verifier};
 use crate::workload::ImageUse;
 
 /// Request-independent settings of the pipeline.
@@ -38,6 +37,31 @@ pub struct EvaluatorSettings {
     /// workload itself (`--require-digest`, default on): a tag can move
     /// between verification and the kubelet's pull.
     pub require_digest: bool,
+    /// Distinct registry hosts one review may reach
+    /// (`--max-registries-per-review`); images on further hosts fail
+    /// without a request.
+    pub max_registries_per_review: usize,
+    /// Tags are resolved with the workload's own pull secrets only, never
+    /// with sigil's `--registry-config` (`--resolve-with-workload-credentials`).
+    pub resolve_with_workload_credentials: bool,
+}
+
+/// Default of `--max-registries-per-review`.
+pub const DEFAULT_MAX_REGISTRIES_PER_REVIEW: usize = 8;
+
+impl Default for EvaluatorSettings {
+    fn default() -> Self {
+        EvaluatorSettings {
+            decision: DecisionSettings {
+                server_mode: ServerMode::Enforce,
+                no_match: crate::decision::NoMatchAction::Deny,
+            },
+            verify_timeout: Duration::from_secs(8),
+            require_digest: true,
+            max_registries_per_review: DEFAULT_MAX_REGISTRIES_PER_REVIEW,
+            resolve_with_workload_credentials: false,
+        }
+    }
 }
 
 /// Images of one request verified at once; the rest wait their turn (under
@@ -67,13 +91,15 @@ type Matched = Result<(ImageRef, Vec<LoadedPolicy>), String>;
 /// secrets). Only Secrets of the request's own namespace are ever read.
 #[async_trait::async_trait]
 pub trait CredentialSource: Send + Sync {
-    /// Credentials from `secret_names` and `service_account`'s pull secrets in `namespace`.
+    /// Credentials from `secret_names` and `service_account`'s pull
+    /// secrets in `namespace`. A name that does not exist is skipped (the
+    /// kubelet skips it too); `Err` names a list longer than sigil reads.
     async fn credentials(
         &self,
         namespace: &str,
         secret_names: &[String],
         service_account: Option<&str>,
-    ) -> Credentials;
+    ) -> Result<Credentials, String>;
 }
 
 /// What a namespace's label asks for.
@@ -110,6 +136,8 @@ pub struct Evaluator {
     pub credentials: Option<Arc<dyn CredentialSource>>,
     /// Told of every finding (Kubernetes Events); `None` tells no one.
     pub violations: Option<Arc<dyn ViolationSink>>,
+    /// Fair shares of the reviews in flight.
+    pub gate: Arc<ReviewGate>,
 }
 
 /// Told of every denied, warned and would-be denied image of a review
@@ -136,6 +164,7 @@ impl Evaluator {
             cluster: None,
             credentials: None,
             violations: None,
+            gate: Arc::new(ReviewGate::default()),
         }
     }
 
@@ -159,15 +188,34 @@ impl Evaluator {
         decision: &DecisionSettings,
         require_digest: bool,
     ) -> Evaluation {
+        let deadline = tokio::time::Instant::now() + self.settings.verify_timeout;
+        self.evaluate_until(ctx, images, decision, require_digest, deadline)
+            .await
+    }
+
+    /// [`Evaluator::evaluate_with`] under a deadline set by the caller
+    /// (a review's starts when its body is decoded). Audit records of
+    /// requests that change something wait for room in the audit queue
+    /// until the deadline; dry-run records are the first to go.
+    pub async fn evaluate_until(
+        &self,
+        ctx: &RequestContext,
+        images: Vec<ImageUse>,
+        decision: &DecisionSettings,
+        require_digest: bool,
+        deadline: tokio::time::Instant,
+    ) -> Evaluation {
         let eval = self
-            .evaluate_quietly(ctx, images, decision, require_digest)
+            .evaluate_quietly_until(ctx, images, decision, require_digest, deadline)
             .await;
         record_policy_results(&eval.reports);
         let verdict = &eval.verdict;
         if !verdict.findings.is_empty() {
             let time = now_rfc3339();
             for f in &verdict.findings {
-                self.audit.record(&AuditRecord::new(ctx, f, time.clone()));
+                self.audit
+                    .record_by(&AuditRecord::new(ctx, f, time.clone()), deadline)
+                    .await;
             }
             if let Some(sink) = self.violations.as_ref().filter(|_| !ctx.dry_run) {
                 for f in &verdict.findings {
@@ -188,9 +236,21 @@ impl Evaluator {
         decision: &DecisionSettings,
         require_digest: bool,
     ) -> Evaluation {
+        let deadline = tokio::time::Instant::now() + self.settings.verify_timeout;
+        self.evaluate_quietly_until(ctx, images, decision, require_digest, deadline)
+            .await
+    }
+
+    async fn evaluate_quietly_until(
+        &self,
+        ctx: &RequestContext,
+        images: Vec<ImageUse>,
+        decision: &DecisionSettings,
+        require_digest: bool,
+        deadline: tokio::time::Instant,
+    ) -> Evaluation {
         let policies = self.store.current();
         let budget = self.settings.verify_timeout;
-        let deadline = tokio::time::Instant::now() + budget;
         let matched: Vec<(ImageUse, Matched)> = images
             .into_iter()
             .map(|image| {
@@ -216,49 +276,116 @@ impl Evaluator {
                     .flat_map(|(_, ms)| ms.iter()),
                 deadline,
             )
-            .await;
-        let reports: Vec<ImageReport> =
-            futures::stream::iter(matched.into_iter().map(|(image, m)| {
-                let creds = &creds;
-                async move {
-                    match m {
-                        Err(e) => ImageReport {
-                            image,
-                            digest: None,
-                            policies: Vec::new(),
-                            invalid_reference: Some(e),
-                        },
-                        Ok((parsed, matches))
-                            if require_digest && parsed.digest.is_none() && !matches.is_empty() =>
-                        {
-                            unpinned_report(image, &matches)
-                        }
-                        Ok((parsed, matches)) => {
-                            self.verifier
-                                .verify_image(image, parsed, matches, deadline, budget, creds)
-                                .await
-                        }
+            .await
+            .map(|read| RequestCredentials {
+                resolve: self.resolution_credentials(&read),
+                read,
+            });
+        // Registries this review may reach: the first hosts, in the
+        // workload's order, up to the limit.
+        let mut hosts: Vec<&str> = Vec::new();
+        let over_fan_out: Vec<bool> = matched
+            .iter()
+            .map(|(_, m)| match m {
+                Ok((parsed, matches)) if !matches.is_empty() => {
+                    if hosts.contains(&parsed.registry.as_str()) {
+                        false
+                    } else if hosts.len() < self.settings.max_registries_per_review {
+                        hosts.push(parsed.registry.as_str());
+                        false
+                    } else {
+                        true
                     }
                 }
-            }))
+                _ => false,
+            })
+            .collect();
+        let distinct_hosts = {
+            let mut all: Vec<&str> = matched
+                .iter()
+                .filter_map(|(_, m)| m.as_ref().ok())
+                .filter(|(_, ms)| !ms.is_empty())
+                .map(|(p, _)| p.registry.as_str())
+                .collect();
+            all.sort_unstable();
+            all.dedup();
+            all.len()
+        };
+        let limit = self.settings.max_registries_per_review;
+        let reports: Vec<ImageReport> = crate::registry::as_tenant(
+            &ctx.namespace,
+            futures::stream::iter(matched.into_iter().zip(over_fan_out).map(
+                |((image, m), over)| {
+                    let creds = &creds;
+                    async move {
+                        match m {
+                            Err(e) => ImageReport {
+                                image,
+                                digest: None,
+                                policies: Vec::new(),
+                                invalid_reference: Some(e),
+                            },
+                            Ok((parsed, matches))
+                                if require_digest
+                                    && parsed.digest.is_none()
+                                    && !matches.is_empty() =>
+                            {
+                                let reason = unpinned_reason(&image.reference);
+                                failing_report(image, &matches, &reason)
+                            }
+                            Ok((_, matches)) if over => {
+                                let reason = format!(
+                                    "{}: this workload names {distinct_hosts} registries, over sigil's limit of {limit} per review (--max-registries-per-review); not contacted",
+                                    image.field
+                                );
+                                failing_report(image, &matches, &reason)
+                            }
+                            Ok((_, matches)) if !matches.is_empty() && creds.is_err() => {
+                                let reason = creds.as_ref().err().cloned().unwrap_or_default();
+                                failing_report(image, &matches, &reason)
+                            }
+                            Ok((parsed, matches)) => {
+                                let none = RequestCredentials::default();
+                                let creds = creds.as_ref().unwrap_or(&none);
+                                self.verifier
+                                    .verify_image(image, parsed, matches, deadline, budget, creds)
+                                    .await
+                            }
+                        }
+                    }
+                },
+            ))
             .buffered(IMAGES_IN_PARALLEL)
-            .collect()
-            .await;
+            .collect(),
+        )
+        .await;
         let verdict = decide(&reports, decision);
         Evaluation { reports, verdict }
     }
 
+    /// The credentials a tag is resolved with: the request's, and, unless
+    /// `--resolve-with-workload-credentials`, sigil's own too.
+    fn resolution_credentials(&self, creds: &Credentials) -> Credentials {
+        if self.settings.resolve_with_workload_credentials {
+            creds.exclusive()
+        } else {
+            creds.clone()
+        }
+    }
+
     /// The registry credentials of a request: the workload's and its service
     /// account's pull secrets plus the matched authorities'
-    /// `signaturePullSecrets`, all from the request's namespace.
+    /// `signaturePullSecrets`, all from the request's namespace. `Err` when
+    /// they name more pull secrets than sigil reads (the reason names the
+    /// field).
     async fn request_credentials<'a>(
         &self,
         ctx: &RequestContext,
         matches: impl Iterator<Item = &'a LoadedPolicy>,
         deadline: tokio::time::Instant,
-    ) -> Credentials {
+    ) -> Result<Credentials, String> {
         let Some(source) = &self.credentials else {
-            return Credentials::none();
+            return Ok(Credentials::none());
         };
         let mut names = ctx.pull_secrets.clone();
         for m in matches {
@@ -277,7 +404,7 @@ impl Evaluator {
             source.credentials(&ctx.namespace, &names, ctx.service_account.as_deref()),
         )
         .await
-        .unwrap_or_else(|_| Credentials::none())
+        .unwrap_or_else(|_| Ok(Credentials::none()))
     }
 
     /// Sets the metrics sampled rather than counted: what each cache
@@ -306,83 +433,152 @@ impl Evaluator {
         metrics.set_trust_roots(ready, not_ready);
     }
 
-    /// Answers one AdmissionReview body. `Err` means the body was unusable
-    /// (HTTP 400); every decision, allow or deny, is `Ok`.
-    pub async fn review(&self, body: &[u8]) -> Result<Vec<u8>, ReviewError> {
+    /// Answers one AdmissionReview body. `Err` is a review not answered:
+    /// a body that is not an AdmissionReview (HTTP 400), or one refused by
+    /// the fair shares of the reviews in flight (HTTP 503); every decision,
+    /// allow or deny, is `Ok`. The body is dropped once decoded, before
+    /// anything is verified.
+    pub async fn review(&self, body: impl AsRef<[u8]>) -> Result<Vec<u8>, Unanswered> {
         let started = std::time::Instant::now();
+        let deadline = tokio::time::Instant::now() + self.settings.verify_timeout;
         let metrics = metrics::global();
-        let req = match admission::decode(body) {
+        let decoded = admission::decode(body.as_ref());
+        drop(body);
+        let req = match decoded {
             Ok(req) => req,
             Err(e) => {
                 metrics.review("", "", Decision::invalid, started.elapsed());
-                return Err(e);
+                return Err(e.into());
             }
         };
-        let mut ctx = admission::context(&req);
-        if self.credentials.is_some() {
-            ctx = admission::with_pull_secrets(ctx, &req);
-        }
+        let ctx = admission::context(&req);
         let span = tracing::info_span!("review", uid = %ctx.uid, kind = %ctx.kind, namespace = %ctx.namespace, name = %ctx.name);
-        let (ctx_kind, ctx_operation) = (ctx.kind.clone(), ctx.operation.clone());
-        let answered = async {
-            let mut decision = self.settings.decision;
-            if let Some(cluster) = &self.cluster {
-                match cluster.mode(&ctx.namespace) {
-                    Ok(NamespaceMode::Enforce) => {}
-                    Ok(NamespaceMode::Audit) => decision.server_mode = ServerMode::Audit,
-                    Ok(NamespaceMode::Skip) => {
-                        tracing::debug!("namespace not labelled for enforcement; admitted");
-                        return (encode(&admission::allow(&req)), Decision::allowed);
+        let answered = self
+            .answer_review(&req, &ctx, deadline)
+            .instrument(span)
+            .await;
+        let decision = match &answered {
+            Ok((_, d)) => *d,
+            Err(_) => Decision::refused,
+        };
+        metrics.review(&ctx.kind, &ctx.operation, decision, started.elapsed());
+        answered.map(|(answer, _)| answer.encode(&req.uid))
+    }
+
+    async fn answer_review(
+        &self,
+        req: &admission::Request,
+        ctx: &RequestContext,
+        deadline: tokio::time::Instant,
+    ) -> Result<(Answer, Decision), Unanswered> {
+        let mut decision = self.settings.decision;
+        let images = admission::images_to_check(req);
+        if let Some(cluster) = &self.cluster {
+            match cluster.mode(&ctx.namespace) {
+                Ok(NamespaceMode::Enforce) => {}
+                Ok(NamespaceMode::Audit) => decision.server_mode = ServerMode::Audit,
+                Ok(NamespaceMode::Skip) => {
+                    tracing::debug!("namespace not labelled for enforcement; admitted");
+                    return Ok((Answer::allow(), Decision::allowed));
+                }
+                Err(reason) => {
+                    let unchecked = match &images {
+                        Ok(Some(i)) if !i.is_empty() => i.clone(),
+                        _ => return Ok((Answer::allow(), Decision::allowed)),
+                    };
+                    if decision.server_mode == ServerMode::Audit {
+                        tracing::warn!(%reason, "admitted unchecked (audit mode)");
+                        self.record_unchecked(ctx, &unchecked, &reason, deadline)
+                            .await;
+                        return Ok((Answer::allow(), Decision::warned));
                     }
-                    Err(reason) if decision.server_mode == ServerMode::Audit => {
-                        tracing::warn!(%reason, "admitted (audit mode)");
-                    }
-                    Err(reason) => {
-                        if matches!(admission::images_to_check(&req), Ok(Some(ref i)) if !i.is_empty()) {
-                            tracing::warn!(%reason, "denying");
-                            return (encode(&admission::deny(&req, &reason)), Decision::denied);
-                        }
-                    }
+                    tracing::warn!(%reason, "denying");
+                    return Ok((Answer::deny(reason), Decision::denied));
                 }
             }
-            let (review, decision) = match admission::images_to_check(&req) {
-                Ok(None) => (admission::allow(&req), Decision::allowed),
-                Ok(Some(images)) if images.is_empty() => (admission::allow(&req), Decision::allowed),
-                Ok(Some(images)) => {
-                    let eval = self
-                        .evaluate_with(&ctx, images, &decision, self.settings.require_digest)
-                        .await;
-                    tracing::info!(
-                        allowed = eval.verdict.allowed,
-                        warnings = eval.verdict.warnings.len(),
-                        "decided"
-                    );
-                    let answered = if !eval.verdict.allowed {
-                        Decision::denied
-                    } else if eval.verdict.warnings.is_empty() {
-                        Decision::allowed
-                    } else {
-                        Decision::warned
-                    };
-                    (admission::respond(&req, &eval.verdict), answered)
-                }
-                Err(e) if decision.server_mode == ServerMode::Audit => {
-                    tracing::warn!(error = %e, "unreadable workload; admitted (audit mode)");
-                    (admission::allow(&req), Decision::warned)
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "unreadable workload; denying");
-                    (admission::deny(&req, &e.to_string()), Decision::denied)
-                }
-            };
-            (encode(&review), decision)
         }
-        .instrument(span)
-        .await;
-        let (answer, decision) = answered;
-        metrics.review(&ctx_kind, &ctx_operation, decision, started.elapsed());
-        answer
+        let images = match images {
+            Ok(Some(images)) if !images.is_empty() => images,
+            Ok(_) => return Ok((Answer::allow(), Decision::allowed)),
+            Err(e) if decision.server_mode == ServerMode::Audit => {
+                tracing::warn!(error = %e, "unreadable workload; admitted (audit mode)");
+                let whole = [ImageUse {
+                    field: e.field(),
+                    reference: String::new(),
+                    pointer: String::new(),
+                }];
+                self.record_unchecked(ctx, &whole, &e.to_string(), deadline)
+                    .await;
+                return Ok((Answer::allow(), Decision::warned));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable workload; denying");
+                return Ok((Answer::deny(e.to_string()), Decision::denied));
+            }
+        };
+        let _ticket = self.gate.enter(&ctx.namespace, deadline).await?;
+        let eval = self
+            .evaluate_until(
+                ctx,
+                images,
+                &decision,
+                self.settings.require_digest,
+                deadline,
+            )
+            .await;
+        tracing::info!(
+            allowed = eval.verdict.allowed,
+            warnings = eval.verdict.warnings.len(),
+            "decided"
+        );
+        let answered = if !eval.verdict.allowed {
+            Decision::denied
+        } else if eval.verdict.warnings.is_empty() {
+            Decision::allowed
+        } else {
+            Decision::warned
+        };
+        Ok((Answer::of(&eval.verdict), answered))
     }
+
+    /// Audit records for images admitted without a check (audit mode: the
+    /// workload could not be read, or the cluster view is not synced).
+    async fn record_unchecked(
+        &self,
+        ctx: &RequestContext,
+        images: &[ImageUse],
+        reason: &str,
+        deadline: tokio::time::Instant,
+    ) {
+        let time = now_rfc3339();
+        for image in images {
+            let finding = Finding {
+                image: image.reference.clone(),
+                field: image.field.clone(),
+                digest: None,
+                policy: None,
+                mode: "unchecked".into(),
+                decision: crate::decision::FindingDecision::Audited,
+                reasons: vec![format!("not checked: {reason}")],
+                authorities: Vec::new(),
+                passed: false,
+            };
+            self.audit
+                .record_by(&AuditRecord::new(ctx, &finding, time.clone()), deadline)
+                .await;
+        }
+    }
+}
+
+/// A review sigil did not answer with a decision.
+#[derive(Debug, thiserror::Error)]
+pub enum Unanswered {
+    /// The body is not a usable AdmissionReview (HTTP 400).
+    #[error(transparent)]
+    Invalid(#[from] ReviewError),
+    /// Refused by the fair shares of the reviews in flight (HTTP 503).
+    #[error(transparent)]
+    Refused(#[from] crate::gate::Refused),
 }
 
 impl Evaluator {
@@ -392,120 +588,136 @@ impl Evaluator {
     /// what `/validate` verifies. Resolution shares the verifier's cache, so
     /// the validating call that follows is warm. This never denies: an image
     /// that cannot be resolved is left alone and `/validate` denies it.
-    pub async fn mutate(&self, body: &[u8]) -> Result<Vec<u8>, ReviewError> {
-        let req = admission::decode(body)?;
-        let mut ctx = admission::context(&req);
-        if self.credentials.is_some() {
-            ctx = admission::with_pull_secrets(ctx, &req);
-        }
+    pub async fn mutate(&self, body: impl AsRef<[u8]>) -> Result<Vec<u8>, Unanswered> {
+        let deadline = tokio::time::Instant::now() + self.settings.verify_timeout;
+        let decoded = admission::decode(body.as_ref());
+        drop(body);
+        let req = decoded?;
+        let ctx = admission::context(&req);
         let span = tracing::info_span!("mutate", uid = %ctx.uid, kind = %ctx.kind, namespace = %ctx.namespace, name = %ctx.name);
-        async {
-            if let Some(cluster) = &self.cluster {
-                if !matches!(
-                    cluster.mode(&ctx.namespace),
-                    Ok(NamespaceMode::Enforce | NamespaceMode::Audit)
-                ) {
-                    return encode(&admission::allow(&req));
-                }
+        let answer = self
+            .pin_images(&req, &ctx, deadline)
+            .instrument(span)
+            .await?;
+        Ok(answer.encode(&req.uid))
+    }
+
+    async fn pin_images(
+        &self,
+        req: &admission::Request,
+        ctx: &RequestContext,
+        deadline: tokio::time::Instant,
+    ) -> Result<Answer, Unanswered> {
+        if let Some(cluster) = &self.cluster {
+            if !matches!(
+                cluster.mode(&ctx.namespace),
+                Ok(NamespaceMode::Enforce | NamespaceMode::Audit)
+            ) {
+                return Ok(Answer::allow());
             }
-            let Ok(Some(images)) = admission::images_to_check(&req) else {
-                return encode(&admission::allow(&req));
-            };
-            let policies = self.store.current();
-            let deadline = tokio::time::Instant::now() + self.settings.verify_timeout;
-            let resource = &ctx.resource;
-            let creds = self
-                .request_credentials(&ctx, std::iter::empty(), deadline)
-                .await;
-            let creds = &creds;
-            // Each image: a pinning patch, a warning (it could not be
-            // pinned; /validate will deny it), or nothing to do.
-            let results: Vec<Result<Option<PatchOperation>, String>> =
-                futures::stream::iter(images.into_iter().map(|image| {
-                    let policies = policies.clone();
-                    async move {
-                        let Ok(parsed) = ImageRef::parse(&image.reference) else {
-                            return Ok(None);
-                        };
-                        if parsed.digest.is_some()
-                            || !policies
-                                .matching(&parsed)
-                                .iter()
-                                .any(|p| p.applies_to(resource))
-                        {
-                            return Ok(None);
-                        }
-                        let resolved = match tokio::time::timeout_at(
-                            deadline,
-                            self.verifier.resolve(&parsed, creds),
-                        )
-                        .await
-                        {
-                            Ok(Ok(d)) => d,
-                            Ok(Err(e)) => {
-                                return Err(format!(
-                                    "{} {}: not pinned to a digest ({e}); the validating webhook will deny it",
-                                    image.field, image.reference
-                                ))
-                            }
-                            Err(_) => {
-                                return Err(format!(
-                                    "{} {}: not pinned to a digest (timed out); the validating webhook will deny it",
-                                    image.field, image.reference
-                                ))
-                            }
-                        };
-                        let Ok(path) = PointerBuf::parse(image.pointer.as_str()) else {
-                            return Ok(None);
-                        };
-                        Ok(Some(PatchOperation::Replace(ReplaceOperation {
-                            path,
-                            value: serde_json::Value::String(format!(
-                                "{}@{}",
-                                image.reference, resolved
-                            )),
-                        })))
-                    }
-                }))
-                .buffered(IMAGES_IN_PARALLEL)
-                .collect()
-                .await;
-            let mut ops = Vec::new();
-            let mut warnings = Vec::new();
-            for r in results {
-                match r {
-                    Ok(Some(op)) => ops.push(op),
-                    Ok(None) => {}
-                    Err(w) => warnings.push(w),
-                }
-            }
-            for w in &warnings {
-                tracing::warn!(warning = %w, "cannot pin image");
-            }
-            if ops.is_empty() {
-                let mut resp = AdmissionResponse::from(&req);
-                if !warnings.is_empty() {
-                    resp.warnings = Some(warnings);
-                }
-                return encode(&resp.into_review());
-            }
-            tracing::info!(pinned = ops.len(), "pinning images to digests");
-            let mut resp = AdmissionResponse::from(&req)
-                .with_patch(json_patch::Patch(ops))
-                .map_err(|e| ReviewError::Malformed(e.to_string()))?;
-            if !warnings.is_empty() {
-                resp.warnings = Some(warnings);
-            }
-            encode(&resp.into_review())
         }
-        .instrument(span)
-        .await
+        let Ok(Some(images)) = admission::images_to_check(req) else {
+            return Ok(Answer::allow());
+        };
+        let policies = self.store.current();
+        let resource = &ctx.resource;
+        // Only images some policy matches, written by tag, are pinned.
+        let to_pin: Vec<(ImageUse, ImageRef)> = images
+            .into_iter()
+            .filter_map(|image| {
+                let parsed = ImageRef::parse(&image.reference).ok()?;
+                (parsed.digest.is_none()
+                    && policies
+                        .matching(&parsed)
+                        .iter()
+                        .any(|p| p.applies_to(resource)))
+                .then_some((image, parsed))
+            })
+            .collect();
+        if to_pin.is_empty() {
+            return Ok(Answer::allow());
+        }
+        let _ticket = self.gate.enter(&ctx.namespace, deadline).await?;
+        let creds = self
+            .request_credentials(ctx, std::iter::empty(), deadline)
+            .await;
+        let creds = match &creds {
+            Ok(c) => self.resolution_credentials(c),
+            Err(e) => {
+                // /validate will deny them with this reason.
+                return Ok(Answer {
+                    warnings: vec![format!("images not pinned to digests: {e}")],
+                    ..Answer::allow()
+                });
+            }
+        };
+        let creds = &creds;
+        // Each image: a pinning patch, or a warning (it could not be
+        // pinned; /validate will deny it).
+        let results: Vec<Result<PatchOperation, String>> =
+            futures::stream::iter(to_pin.into_iter().map(|(image, parsed)| async move {
+                let resolved = match tokio::time::timeout_at(
+                    deadline,
+                    self.verifier.resolve(&parsed, creds),
+                )
+                .await
+                {
+                    Ok(Ok(d)) => d,
+                    Ok(Err(e)) => {
+                        return Err(format!(
+                            "{} {}: not pinned to a digest ({e}); the validating webhook will deny it",
+                            image.field, image.reference
+                        ))
+                    }
+                    Err(_) => {
+                        return Err(format!(
+                            "{} {}: not pinned to a digest (timed out); the validating webhook will deny it",
+                            image.field, image.reference
+                        ))
+                    }
+                };
+                let path = PointerBuf::parse(image.pointer.as_str()).map_err(|e| {
+                    format!("{}: not pinned to a digest ({e})", image.field)
+                })?;
+                Ok(PatchOperation::Replace(ReplaceOperation {
+                    path,
+                    value: serde_json::Value::String(format!(
+                        "{}@{}",
+                        image.reference, resolved
+                    )),
+                }))
+            }))
+            .buffered(IMAGES_IN_PARALLEL)
+            .collect()
+            .await;
+        let mut ops = Vec::new();
+        let mut warnings = Vec::new();
+        for r in results {
+            match r {
+                Ok(op) => ops.push(op),
+                Err(w) => warnings.push(w),
+            }
+        }
+        for w in &warnings {
+            tracing::warn!(warning = %w, "cannot pin image");
+        }
+        let patch = if ops.is_empty() {
+            None
+        } else {
+            tracing::info!(pinned = ops.len(), "pinning images to digests");
+            Some(
+                serde_json::to_vec(&json_patch::Patch(ops))
+                    .map_err(|e| ReviewError::Malformed(e.to_string()))?,
+            )
+        };
+        Ok(Answer {
+            denied: None,
+            warnings,
+            patch,
+        })
     }
 }
 
-/// The report of an image written by tag that policies match: every one of
-/// them fails for that reason, without any registry traffic (an invalid
-/// policy still reports its own error).
 /// Counts each policy's result for each image.
 fn record_policy_results(reports: &[ImageReport]) {
     let metrics = metrics::global();
@@ -526,13 +738,15 @@ fn record_policy_results(reports: &[ImageReport]) {
     }
 }
 
-fn unpinned_report(image: ImageUse, matches: &[LoadedPolicy]) -> ImageReport {
-    let reason = unpinned_reason(&image.reference);
+/// The report of an image that fails every policy matching it for
+/// `reason`, without any registry traffic (an invalid policy still reports
+/// its own error).
+fn failing_report(image: ImageUse, matches: &[LoadedPolicy], reason: &str) -> ImageReport {
     let policies = matches
         .iter()
         .map(|m| match m {
             LoadedPolicy::Valid(p) => {
-                PolicyOutcome::failed(&p.name, p.mode, Failure::Verdict(reason.clone()))
+                PolicyOutcome::failed(&p.name, p.mode, Failure::Verdict(reason.to_string()))
             }
             LoadedPolicy::Invalid(p) => PolicyOutcome::failed(
                 &p.name,
@@ -549,78 +763,59 @@ fn unpinned_report(image: ImageUse, matches: &[LoadedPolicy]) -> ImageReport {
     }
 }
 
-/// Answers an AdmissionReview of a ClusterImagePolicy (`/validate-policy`):
-/// refuses one that breaks policy-controller's rules, naming every wrong
-/// field, and passes on warnings (e.g. CUE policies).
+/// Answers an AdmissionReview of a ClusterImagePolicy or TrustRoot
+/// (`/validate-policy`): refuses one that breaks policy-controller's rules,
+/// naming every wrong field, and passes on warnings (e.g. CUE policies).
+/// The spec is decoded straight into its typed form, never into a JSON tree.
 pub fn validate_policy(body: &[u8]) -> Result<Vec<u8>, ReviewError> {
-    let req = admission::decode(body)?;
-    let span = tracing::info_span!("validate-policy", uid = %req.uid, name = %req.name);
+    let req = admission::decode_envelope(body)?;
+    let name = req.name.clone().unwrap_or_default();
+    let span = tracing::info_span!("validate-policy", uid = %req.uid, name = %name);
     let _guard = span.enter();
-    let spec = match (&req.operation, &req.object) {
-        (
-            kube::core::admission::Operation::Create | kube::core::admission::Operation::Update,
-            Some(obj),
-        ) if req.kind.kind == "ClusterImagePolicy" => {
-            obj.data.get("spec").cloned().unwrap_or_default()
+    let writes = matches!(
+        req.operation,
+        admission::Operation::Create | admission::Operation::Update
+    );
+    let spec = match (writes, req.object) {
+        (true, Some(object)) => Some(crate::policy::files::spec_json(object.get())),
+        _ => None,
+    };
+    let answer = match (req.kind.kind.as_str(), spec) {
+        ("ClusterImagePolicy", Some(spec)) => {
+            let validation = match crate::policy::files::spec_from_json(spec) {
+                Ok(spec) => crate::policy::validate::validate(&spec),
+                Err((error, _)) => crate::policy::validate::Validation {
+                    errors: vec![error],
+                    warnings: Vec::new(),
+                },
+            };
+            if validation.errors.is_empty() {
+                Answer {
+                    warnings: validation.warnings,
+                    ..Answer::allow()
+                }
+            } else {
+                tracing::info!(
+                    errors = validation.errors.len(),
+                    "refusing invalid ClusterImagePolicy"
+                );
+                Answer::deny(format!(
+                    "invalid ClusterImagePolicy {name:?}: {}",
+                    validation.message().replace('\n', "; ")
+                ))
+            }
         }
-        (
-            kube::core::admission::Operation::Create | kube::core::admission::Operation::Update,
-            Some(obj),
-        ) if req.kind.kind == "TrustRoot" => {
-            let spec = obj.data.get("spec").cloned().unwrap_or_default();
-            let review = match crate::trust::material_from_spec_value(&req.name, spec) {
+        ("TrustRoot", Some(spec)) => {
+            match crate::trust::material_from_spec_json(&name, spec) {
                 // A remote mirror is read by the watcher, not at admission.
-                Ok(_) | Err(crate::trust::TrustError::Pending(_)) => admission::allow(&req),
+                Ok(_) | Err(crate::trust::TrustError::Pending(_)) => Answer::allow(),
                 Err(e) => {
                     tracing::info!(error = %e, "refusing invalid TrustRoot");
-                    admission::deny(&req, &format!("invalid TrustRoot {:?}: {e}", req.name))
+                    Answer::deny(format!("invalid TrustRoot {name:?}: {e}"))
                 }
-            };
-            return encode(&review);
+            }
         }
-        _ => return encode(&admission::allow(&req)),
+        _ => Answer::allow(),
     };
-    let validation = match crate::policy::files::spec_from_value(spec) {
-        Ok(spec) => crate::policy::validate::validate(&spec),
-        Err((error, _)) => crate::policy::validate::Validation {
-            errors: vec![error],
-            warnings: Vec::new(),
-        },
-    };
-    let review = if validation.errors.is_empty() {
-        let mut resp = AdmissionResponse::from(&req);
-        if !validation.warnings.is_empty() {
-            resp.warnings = Some(validation.warnings);
-        }
-        resp.into_review()
-    } else {
-        tracing::info!(
-            errors = validation.errors.len(),
-            "refusing invalid ClusterImagePolicy"
-        );
-        admission::deny(
-            &req,
-            &format!(
-                "invalid ClusterImagePolicy {:?}: {}",
-                req.name,
-                validation.message().replace('\n', "; ")
-            ),
-        )
-    };
-    encode(&review)
-}
-
-fn encode(
-    review: &kube::core::admission::AdmissionReview<kube::core::DynamicObject>,
-) -> Result<Vec<u8>, ReviewError> {
-    let bad = |e: serde_json::Error| ReviewError::Malformed(e.to_string());
-    let Some(patch) = review.response.as_ref().and_then(|r| r.patch.as_ref()) else {
-        return serde_json::to_vec(review).map_err(bad);
-    };
-    // kube-core serialises the patch bytes as a JSON array of numbers; the
-    // API server decodes `patch` as Go `[]byte`, which is a base64 string.
-    let mut value = serde_json::to_value(review).map_err(bad)?;
-    value["response"]["patch"] =
-        serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(patch));
-    serde_json::to_vec(&value).map_err(bad)
+    Ok(answer.encode(&req.uid))
 }

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::check::{offline_evaluator, workload_of};
+use crate::check::{offline_evaluator, Listed};
 use crate::cli::{CheckArgs, OutputFormat};
 use crate::decision::{DecisionSettings, FindingDecision, ServerMode};
 use crate::policy::{LoadedPolicy, PolicyMode};
@@ -106,7 +106,7 @@ pub fn rows_of(namespace: &str, workload: &str, eval: &Evaluation) -> Vec<Row> {
 /// in `namespaces` (all, when `None`) treated as enforced.
 pub async fn what_if(
     evaluator: &Evaluator,
-    objects: &[serde_json::Value],
+    objects: &[Listed],
     namespaces: Option<&BTreeSet<String>>,
 ) -> WhatIf {
     let decision = DecisionSettings {
@@ -117,17 +117,13 @@ pub async fn what_if(
     let (mut workloads, mut denied) = (0, 0);
     let mut denied_namespaces = BTreeSet::new();
     for obj in objects {
-        let ns = obj
-            .pointer("/metadata/namespace")
-            .and_then(|v| v.as_str())
-            .unwrap_or("default");
+        let ns = obj.namespace();
         if namespaces.is_some_and(|n| !n.contains(ns)) {
             continue;
         }
-        let w = match workload_of(obj, "default") {
-            Ok(Some(w)) => w,
-            Ok(None) => continue,
-            Err(e) => {
+        let w = match obj {
+            Listed::Read(w) => (**w).clone(),
+            Listed::Unreadable { reason: e, .. } => {
                 // An object sigil cannot read would be denied at admission.
                 workloads += 1;
                 denied += 1;
@@ -138,7 +134,7 @@ pub async fn what_if(
                     image: String::new(),
                     policy: "-".into(),
                     verdict: "deny".into(),
-                    reason: e,
+                    reason: e.clone(),
                 });
                 continue;
             }
@@ -308,6 +304,7 @@ mod tests {
                 },
                 verify_timeout: std::time::Duration::from_secs(1),
                 require_digest: true,
+                ..Default::default()
             },
             Arc::new(NullAuditSink),
         )
@@ -319,12 +316,13 @@ mod tests {
     #[tokio::test]
     async fn an_unreadable_workload_would_be_denied_and_other_namespaces_are_skipped() {
         let ev = evaluator();
-        let objects = vec![
+        let objects = [
             json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bad", "namespace": "shop"},
                    "spec": {"containers": "nope"}}),
             json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "elsewhere", "namespace": "lab"},
                    "spec": {"containers": [{"name": "a", "image": "r.example/app:v1"}]}}),
         ];
+        let objects: Vec<Listed> = objects.iter().filter_map(Listed::of_value).collect();
         let w = what_if(&ev, &objects, None).await;
         assert_eq!(w.denied, 2, "{:?}", w.rows);
         let bad = w.rows.iter().find(|r| r.namespace == "shop").unwrap();

@@ -486,7 +486,7 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
     assert!(ok(&apply(&c, broken)));
     let mut status = String::new();
     assert!(
-        within(Duration::from_secs(5), || {
+        within(Duration::from_secs(30), || {
             let out = c.kubectl(&["get", "cip", "broken", "-o", "jsonpath={.status.conditions[0].status}|{.status.conditions[0].message}|{.status.observedGeneration}"]);
             status = text(&out);
             status.starts_with("False|spec.authorities[0].key.data: not a PEM public key") && status.ends_with("|1")
@@ -520,7 +520,7 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
     let broken2 = broken.replace("name: broken", "name: broken-two");
     let mut last = String::new();
     assert!(
-        within(Duration::from_secs(5), || {
+        within(Duration::from_secs(30), || {
             let out = apply(&c, &broken2);
             last = text(&out);
             !ok(&out) && last.contains("spec.authorities[0].key.data: not a PEM public key")
@@ -647,7 +647,7 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
     let with_secret = r#"{"spec":{"imagePullSecrets":[{"name":"regcred"}]}}"#;
     let mut last = String::new();
     assert!(
-        within(Duration::from_secs(5), || {
+        within(Duration::from_secs(30), || {
             let out = run_pod(&c, "private-ns", "no-secret", &private_image);
             last = text(&out);
             !ok(&out)
@@ -804,7 +804,7 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
     assert!(ok(&apply(&c, &missing)));
     let mut status = String::new();
     assert!(
-        within(Duration::from_secs(5), || {
+        within(Duration::from_secs(30), || {
             status = text(&c.kubectl(&[
                 "get",
                 "cip",

@@ -354,7 +354,8 @@ async fn a_failing_registry_opens_its_breaker_and_is_probed() {
         "{}",
         message(&resp)
     );
-    assert!(started.elapsed() < Duration::from_secs(1));
+    // Far less than a request to the registry would have waited.
+    assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(
         proxy.faulted.load(Relaxed) + proxy.forwarded.load(Relaxed),
         asked,

@@ -494,7 +494,15 @@ fn the_chart_runs_under_its_service_account_with_self_managed_certificates() {
             vec!["-n", NS, "delete", &format!("secrets/{SECRET}")],
         ),
         (false, vec!["-n", "shop", "update", "secrets/anything"]),
-        (false, vec!["list", "secrets", "--all-namespaces"]),
+        (false, vec!["-n", "shop", "create", "secrets"]),
+        // The pull-secret cache: list and watch, read-only (the field
+        // selector on `type` is sigil's; RBAC cannot say it).
+        (true, vec!["list", "secrets", "--all-namespaces"]),
+        (true, vec!["watch", "serviceaccounts", "--all-namespaces"]),
+        (
+            false,
+            vec!["-n", "shop", "patch", "serviceaccounts/default"],
+        ),
         (false, vec!["-n", NS, "delete", "leases/sigil-leader"]),
         (false, vec!["-n", "shop", "create", "pods"]),
         (false, vec!["-n", "shop", "delete", "pods"]),

@@ -299,6 +299,20 @@ async fn a_rotated_alias_is_picked_up_at_the_next_refresh() {
     let keys = KmsKeys::new(Duration::from_secs(2));
     let reference = "awskms:///alias/rotating";
     assert_eq!(keys.public_key(reference).await.unwrap(), first_pem);
+    // What the policy sources do: the key inlined as key.data.
+    let definitions = || {
+        let spec = sigil::policy::files::spec_from_value(serde_json::json!({
+            "images": [{"glob": "**"}],
+            "authorities": [{"key": {"kms": reference}}],
+        }))
+        .unwrap();
+        vec![sigil::policy::store::PolicyDefinition {
+            name: "p".into(),
+            spec: Ok(spec),
+        }]
+    };
+    let mut before = definitions();
+    keys.resolve(&mut before).await;
     kms.update_alias()
         .alias_name("alias/rotating")
         .target_key_id(&second)
@@ -310,16 +324,7 @@ async fn a_rotated_alias_is_picked_up_at_the_next_refresh() {
     assert_eq!(keys.public_key(reference).await.unwrap(), first_pem);
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert!(keys.refresh_due(), "the policy sources resolve again");
-    // What the policy sources do: the key inlined as key.data.
-    let spec = sigil::policy::files::spec_from_value(serde_json::json!({
-        "images": [{"glob": "**"}],
-        "authorities": [{"key": {"kms": reference}}],
-    }))
-    .unwrap();
-    let mut defs = vec![sigil::policy::store::PolicyDefinition {
-        name: "p".into(),
-        spec: Ok(spec),
-    }];
+    let mut defs = definitions();
     keys.resolve(&mut defs).await;
     let key = defs[0].spec.as_ref().unwrap().authorities[0]
         .key
@@ -332,4 +337,49 @@ async fn a_rotated_alias_is_picked_up_at_the_next_refresh() {
     );
     assert_eq!(key.kms, None);
     assert!(!keys.refresh_due());
+
+    // A pass cached under the old key is not reused under the new one
+    // (tests/verdict_keys.rs does the same for the other inputs): signed
+    // by the first key in KMS, admitted and cached; with every signature
+    // read failing, still admitted from the cache; under the rotated key,
+    // evaluated afresh and denied.
+    use common::faults::{Fault, FaultProxy};
+    let env = Env::start();
+    let proxy = FaultProxy::start(env.addr()).await;
+    let digest = env.push("team/app", "v1").await;
+    let payload =
+        sigil_testkit::simple_signing_payload(&format!("{}/team/app", env.addr()), &digest);
+    let signature = kms_sign(&kms, &first, &payload).await;
+    sigil_testkit::attach_signatures(
+        &env.client,
+        env.addr(),
+        "team/app",
+        &digest,
+        &[SignatureToAttach {
+            payload,
+            signature_b64: base64::engine::general_purpose::STANDARD.encode(signature),
+            annotations: Default::default(),
+        }],
+    )
+    .await
+    .unwrap();
+    let image = format!("{}/team/app@{digest}", proxy.addr);
+    let (ev, _) = common::pipeline("", &common::Opts::for_registry(&proxy.addr));
+    ev.store.replace_source("kms", &before);
+    let resp = common::review_pod(&ev, &image).await;
+    assert!(common::allowed(&resp), "{}", common::message(&resp));
+    proxy.set(".sig", Fault::Status(503));
+    let resp = common::review_pod(&ev, &image).await;
+    assert!(common::allowed(&resp), "cached: {}", common::message(&resp));
+    ev.store.replace_source("kms", &defs);
+    let resp = common::review_pod(&ev, &image).await;
+    assert!(
+        !common::allowed(&resp),
+        "a pass under the old KMS key was reused"
+    );
+    assert!(
+        common::message(&resp).contains("signature does not verify with key authority-0"),
+        "{}",
+        common::message(&resp)
+    );
 }

@@ -37,6 +37,7 @@ fn evaluator(policy: &str, opts: RegistryOptions) -> Evaluator {
             },
             verify_timeout: Duration::from_secs(8),
             require_digest: false,
+            ..Default::default()
         },
         Arc::new(MemoryAuditSink::default()),
     )

@@ -38,7 +38,7 @@ async fn malformed_reviews_get_400_with_a_reason_and_limits_hold() {
     let running = server::start(
         "127.0.0.1:0".parse().unwrap(),
         cfg,
-        AppState::new(ev, ready.clone(), sigil::server::DEFAULT_MAX_IN_FLIGHT),
+        AppState::new(ev, ready.clone()),
     )
     .await
     .unwrap();
@@ -261,8 +261,17 @@ async fn serve_reloads_policies_and_certificates_and_stops_on_sigterm() {
     assert!(status.success(), "{status}");
     let mut out = String::new();
     std::io::Read::read_to_string(proc.0.stdout.as_mut().unwrap(), &mut out).unwrap();
-    let first_line: serde_json::Value =
-        serde_json::from_str(out.lines().next().expect("audit lines on stdout")).unwrap();
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // The stream's first checkpoint, its records, its last checkpoint.
+    assert_eq!(lines[0]["target"], "audit-checkpoint");
+    assert_eq!(lines[0]["seq"], 0);
+    let last = lines.last().unwrap();
+    assert_eq!(last["target"], "audit-checkpoint");
+    assert_eq!(last["last"], true);
+    let first_line = &lines[1];
     assert_eq!(first_line["target"], "audit");
     assert_eq!(first_line["decision"], "denied");
     assert_eq!(first_line["image"], unsigned);

@@ -29,7 +29,8 @@ use serde_json::{json, Value};
 
 use super::inventory::{controlled_by_a_workload, WORKLOAD_KINDS};
 use super::namespaces::label_mode;
-use crate::check::workload_of;
+use super::pages::{PageError, WorkloadPages};
+use crate::check::Listed;
 use crate::decision::{DecisionSettings, ServerMode};
 use crate::metrics;
 use crate::policy::ClusterImagePolicy;
@@ -130,30 +131,42 @@ pub async fn audit_once(
     let mut counts = Counts::new();
     for (group, version, kind) in WORKLOAD_KINDS {
         let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-        let mut params = ListParams::default().limit(PAGE);
+        // One page in memory at a time (its bytes bounded), `concurrency`
+        // evaluations at once.
+        let mut pages = WorkloadPages::new(client.clone(), &resource, kind, None, PAGE);
         loop {
-            let page = match api.list(&params).await {
-                Ok(p) => p,
-                Err(kube::Error::Api(e)) if e.code == 404 => break,
-                Err(e) => return Err(e),
+            let page = match pages.next_page().await {
+                Ok(Some(page)) => page,
+                Ok(None) => break,
+                Err(e) if e.not_served() => break,
+                Err(PageError::Kube(e)) => return Err(e),
+                Err(e) => return Err(kube::Error::Service(e.to_string().into())),
             };
-            let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
-            // One page in memory at a time, `concurrency` evaluations at once.
-            let results: Vec<Option<(Value, Evaluation)>> =
-                futures::stream::iter(page.items.into_iter().filter(|o| {
+            let results: Vec<Option<(ReportTarget, Evaluation)>> =
+                futures::stream::iter(page.into_iter().filter(|o| {
                     !controlled_by_a_workload(o)
-                        && o.namespace().is_some_and(|n| included.contains(&n))
+                        && o.meta
+                            .namespace
+                            .as_ref()
+                            .is_some_and(|n| included.contains(n))
                 }))
-                .map(|mut obj| {
-                    let resource = resource.clone();
+                .map(|read| {
+                    let api_version = resource.api_version.clone();
                     async move {
-                        obj.types = Some(kube::core::TypeMeta {
-                            api_version: resource.api_version.clone(),
+                        let target = ReportTarget {
+                            api_version: api_version.clone(),
                             kind: kind.to_string(),
-                        });
-                        let doc = serde_json::to_value(&obj).ok()?;
-                        let w = workload_of(&doc, "default").ok()??;
+                            namespace: read.meta.namespace.clone()?,
+                            name: read.meta.name.clone()?,
+                            uid: read.meta.uid.clone()?,
+                        };
+                        let w = match Listed::of(Ok(read), kind, &api_version)? {
+                            Listed::Read(w) => w,
+                            Listed::Unreadable { reason, .. } => {
+                                tracing::warn!(namespace = %target.namespace, name = %target.name, %reason, "background audit cannot read a workload; skipped");
+                                return None;
+                            }
+                        };
                         let decision = DecisionSettings {
                             server_mode: ServerMode::Enforce,
                             no_match: evaluator.settings.decision.no_match,
@@ -166,21 +179,17 @@ pub async fn audit_once(
                                 evaluator.settings.require_digest,
                             )
                             .await;
-                        Some((doc, eval))
+                        Some((target, eval))
                     }
                 })
                 .buffer_unordered(concurrency.max(1))
                 .collect()
                 .await;
-            for (doc, eval) in results.into_iter().flatten() {
+            for (target, eval) in results.into_iter().flatten() {
                 count(&mut counts, &eval);
-                if let Err(e) = write_report(client, &doc, &eval).await {
+                if let Err(e) = write_report(client, &target, &eval).await {
                     tracing::warn!(error = %e, "cannot write a PolicyReport");
                 }
-            }
-            match next {
-                Some(token) => params = params.continue_token(&token),
-                None => break,
             }
         }
     }
@@ -210,16 +219,30 @@ fn count(counts: &mut Counts, eval: &Evaluation) {
     }
 }
 
+/// The workload a PolicyReport is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportTarget {
+    /// Its apiVersion.
+    pub api_version: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Its UID (the report's name, and its owner).
+    pub uid: String,
+}
+
 /// The PolicyReport of one workload.
-pub fn report_json(workload: &Value, eval: &Evaluation, now: &jiff::Timestamp) -> Option<Value> {
-    let text = |p: &str| workload.pointer(p).and_then(Value::as_str);
-    let uid = text("/metadata/uid")?;
-    let (namespace, name, kind, api_version) = (
-        text("/metadata/namespace")?,
-        text("/metadata/name")?,
-        text("/kind")?,
-        text("/apiVersion")?,
-    );
+pub fn report_json(target: &ReportTarget, eval: &Evaluation, now: &jiff::Timestamp) -> Value {
+    let ReportTarget {
+        api_version,
+        kind,
+        namespace,
+        name,
+        uid,
+    } = target;
     let mut results = Vec::new();
     let mut summary = BTreeMap::from([
         ("pass", 0u64),
@@ -257,7 +280,7 @@ pub fn report_json(workload: &Value, eval: &Evaluation, now: &jiff::Timestamp) -
             }));
         }
     }
-    Some(json!({
+    json!({
         "apiVersion": "wgpolicyk8s.io/v1alpha2",
         "kind": "PolicyReport",
         "metadata": {
@@ -271,32 +294,23 @@ pub fn report_json(workload: &Value, eval: &Evaluation, now: &jiff::Timestamp) -
         "scope": {"apiVersion": api_version, "kind": kind, "namespace": namespace, "name": name, "uid": uid},
         "summary": summary,
         "results": results,
-    }))
+    })
 }
 
 async fn write_report(
     client: &Client,
-    workload: &Value,
+    target: &ReportTarget,
     eval: &Evaluation,
 ) -> Result<(), kube::Error> {
-    let Some(report) = report_json(workload, eval, &jiff::Timestamp::now()) else {
-        return Ok(());
-    };
-    let (Some(name), Some(namespace)) = (
-        report.pointer("/metadata/name").and_then(Value::as_str),
-        report
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str),
-    ) else {
-        return Ok(());
-    };
+    let report = report_json(target, eval, &jiff::Timestamp::now());
     let resource = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("wgpolicyk8s.io", "v1alpha2", "PolicyReport"),
         "policyreports",
     );
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &target.namespace, &resource);
     api.patch(
-        name,
+        &target.uid,
         &PatchParams::apply(MANAGER).force(),
         &Patch::Apply(&report),
     )

@@ -1,81 +1,407 @@
-//! Registry credentials from pull secrets (the pod's `imagePullSecrets`, its
-//! service account's, the authorities' `signaturePullSecrets`), read from the
-//! API server for the request's own namespace only and cached briefly.
+//! Registry credentials from pull secrets (the pod's `imagePullSecrets`,
+//! its service account's, the authorities' `signaturePullSecrets`), served
+//! from a watched cache: never a request to the apiserver per review.
+//!
+//! Three watches feed it: Secrets of type `kubernetes.io/dockerconfigjson`
+//! and of type `kubernetes.io/dockercfg` (the only types the kubelet pulls
+//! with; a field selector on `type`, so other Secrets are never sent to
+//! sigil), and ServiceAccounts (their `imagePullSecrets` names). What is
+//! kept is the parsed credentials, not the objects, weighed in bytes under
+//! a budget in total and a share per namespace, so that no namespace can
+//! push another's secrets out. A lookup reads the request's own namespace
+//! only. A name that does not exist is skipped, as the kubelet skips it.
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::Api;
-use kube::Client;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Client, ResourceExt};
+use oci_client::secrets::RegistryAuth;
 
+use super::sync::ClusterState;
 use crate::registry::{parse_docker_config, Credentials};
 use crate::service::CredentialSource;
+use crate::workload::MAX_PULL_SECRETS;
 
-/// Registry credentials from pull secrets, read from the API server and
-/// cached for a few seconds. Only Secrets and the ServiceAccount of the
-/// request's own namespace are read.
-pub struct KubeCredentials {
-    client: Client,
-    cache: moka::future::Cache<(String, Vec<String>, Option<String>), Credentials>,
+/// Default of `--pull-secret-cache-memory`.
+pub const DEFAULT_CACHE_BYTES: u64 = 32 << 20;
+/// The share of the cache one namespace's secrets may hold: a
+/// thirty-second of it (1 MiB by default, thousands of ordinary secrets).
+const NAMESPACE_SHARE_DIVISOR: u64 = 32;
+/// A pull secret's docker config larger than this is not used.
+pub const MAX_SECRET_BYTES: usize = 64 << 10;
+/// Registries read from one pull secret.
+pub const MAX_REGISTRIES_PER_SECRET: usize = 64;
+/// Objects per list page: a page of Secrets holds their data (at most
+/// about 1 MiB each), so pages are small.
+const PAGE: u32 = 25;
+
+/// One pull secret as cached.
+#[derive(Debug, Clone)]
+enum Cached {
+    Usable {
+        auths: Arc<HashMap<String, RegistryAuth>>,
+        weight: u64,
+        generation: u64,
+    },
+    /// Present but not used (too large, unreadable, or over a budget):
+    /// skipped like a missing one, and logged once.
+    Unusable { generation: u64 },
 }
 
-impl KubeCredentials {
-    /// A source reading through `client`.
-    pub fn new(client: Client) -> Self {
-        KubeCredentials {
-            client,
-            cache: moka::future::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(std::time::Duration::from_secs(10))
-                .build(),
+impl Cached {
+    fn weight(&self) -> u64 {
+        match self {
+            Cached::Usable { weight, .. } => *weight,
+            Cached::Unusable { .. } => 64,
+        }
+    }
+    fn generation(&self) -> u64 {
+        match self {
+            Cached::Usable { generation, .. } | Cached::Unusable { generation } => *generation,
+        }
+    }
+}
+
+/// The secrets and service accounts, with their weights.
+#[derive(Default)]
+struct Store {
+    /// (namespace, name) → secret.
+    secrets: HashMap<(String, String), Cached>,
+    /// (namespace, name) → its `imagePullSecrets` names.
+    accounts: HashMap<(String, String), Vec<String>>,
+    /// Bytes held, in total and per namespace.
+    bytes: u64,
+    per_namespace: HashMap<String, u64>,
+}
+
+impl Store {
+    fn remove_secret(&mut self, key: &(String, String)) {
+        if let Some(old) = self.secrets.remove(key) {
+            self.release(&key.0, old.weight());
         }
     }
 
-    async fn load(
+    fn release(&mut self, namespace: &str, weight: u64) {
+        self.bytes = self.bytes.saturating_sub(weight);
+        if let Some(n) = self.per_namespace.get_mut(namespace) {
+            *n = n.saturating_sub(weight);
+            if *n == 0 {
+                self.per_namespace.remove(namespace);
+            }
+        }
+    }
+
+    fn charge(&mut self, namespace: &str, weight: u64) {
+        self.bytes += weight;
+        *self.per_namespace.entry(namespace.to_string()).or_default() += weight;
+    }
+}
+
+/// Registry credentials from pull secrets, served from watched caches.
+pub struct KubeCredentials {
+    store: RwLock<Store>,
+    budget: u64,
+}
+
+impl KubeCredentials {
+    /// An empty cache of at most `budget` bytes; [`KubeCredentials::start`]
+    /// fills it.
+    pub fn new(budget: u64) -> Self {
+        KubeCredentials {
+            store: RwLock::new(Store::default()),
+            budget: budget.max(1 << 20),
+        }
+    }
+
+    /// Starts the three watches; `state` is told when all have listed
+    /// (readiness waits for it: until then enforced reviews are denied).
+    pub fn start(self: &Arc<Self>, client: Client, state: Arc<ClusterState>) {
+        let synced = Arc::new(SyncedWatches::default());
+        for secret_type in ["kubernetes.io/dockerconfigjson", "kubernetes.io/dockercfg"] {
+            let api: Api<Secret> = Api::all(client.clone());
+            let config = watcher::Config::default()
+                .fields(&format!("type={secret_type}"))
+                .page_size(PAGE);
+            let events = watcher::watcher(api, config).default_backoff();
+            let (this, state, synced) = (self.clone(), state.clone(), synced.clone());
+            let index = usize::from(secret_type.ends_with("dockercfg"));
+            tokio::spawn(async move {
+                let mut events = std::pin::pin!(events);
+                let mut generation = 0;
+                while let Some(event) = events.next().await {
+                    match event {
+                        Ok(event) => {
+                            if let Some(done) = this.apply_secret(event, &mut generation) {
+                                synced.set(index, done, &state);
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "pull secret watch failed; retrying"),
+                    }
+                }
+            });
+        }
+        let api: Api<ServiceAccount> = Api::all(client);
+        let events = watcher::watcher(api, watcher::Config::default()).default_backoff();
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut events = std::pin::pin!(events);
+            let mut pending: Option<HashMap<(String, String), Vec<String>>> = None;
+            while let Some(event) = events.next().await {
+                match event {
+                    Ok(event) => {
+                        if let Some(done) = this.apply_account(event, &mut pending) {
+                            synced.set(2, done, &state);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "service account watch failed; retrying"),
+                }
+            }
+        });
+    }
+
+    /// Applies one Secret event; `Some(listed)` when the sync state changes.
+    fn apply_secret(&self, event: Event<Secret>, generation: &mut u64) -> Option<bool> {
+        match event {
+            Event::Init => {
+                // A re-list: what it does not deliver again is gone at its end.
+                *generation += 1;
+                Some(false)
+            }
+            Event::InitApply(secret) | Event::Apply(secret) => {
+                self.put_secret(&secret, *generation);
+                None
+            }
+            Event::InitDone => {
+                let mut store = self.store.write().unwrap_or_else(|e| e.into_inner());
+                let stale: Vec<(String, String)> = store
+                    .secrets
+                    .iter()
+                    .filter(|(_, c)| c.generation() < *generation)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for key in stale {
+                    store.remove_secret(&key);
+                }
+                Some(true)
+            }
+            Event::Delete(secret) => {
+                let key = (secret.namespace().unwrap_or_default(), secret.name_any());
+                self.store
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove_secret(&key);
+                None
+            }
+        }
+    }
+
+    /// Parses and stores one Secret, within the budgets.
+    fn put_secret(&self, secret: &Secret, generation: u64) {
+        let namespace = secret.namespace().unwrap_or_default();
+        let name = secret.name_any();
+        let key = (namespace.clone(), name.clone());
+        let data = secret.data.as_ref().and_then(|d| {
+            d.get(".dockerconfigjson")
+                .or_else(|| d.get(".dockercfg"))
+                .map(|b| b.0.as_slice())
+        });
+        let parsed: Result<HashMap<String, RegistryAuth>, String> = match data {
+            None => Err("it has no .dockerconfigjson or .dockercfg entry".into()),
+            Some(d) if d.len() > MAX_SECRET_BYTES => Err(format!(
+                "its docker config is {} bytes, over sigil's limit of {MAX_SECRET_BYTES}",
+                d.len()
+            )),
+            Some(d) => parse_docker_config(d).and_then(|auths| {
+                if auths.len() > MAX_REGISTRIES_PER_SECRET {
+                    Err(format!(
+                        "it names {} registries, over sigil's limit of {MAX_REGISTRIES_PER_SECRET}",
+                        auths.len()
+                    ))
+                } else {
+                    Ok(auths)
+                }
+            }),
+        };
+        let mut store = self.store.write().unwrap_or_else(|e| e.into_inner());
+        store.remove_secret(&key);
+        let entry = match parsed {
+            Ok(auths) => {
+                let weight = (namespace.len() + name.len() + 128) as u64
+                    + auths
+                        .iter()
+                        .map(|(h, a)| (h.len() + auth_len(a) + 96) as u64)
+                        .sum::<u64>();
+                let share = self.budget / NAMESPACE_SHARE_DIVISOR;
+                let held = store.per_namespace.get(&namespace).copied().unwrap_or(0);
+                if held + weight > share.max(MAX_SECRET_BYTES as u64) {
+                    crate::metrics::global().pull_secret_refused();
+                    tracing::warn!(namespace = %namespace, secret = %name, share, "pull secret not cached: its namespace's share of the pull-secret cache is used up");
+                    Cached::Unusable { generation }
+                } else if store.bytes + weight > self.budget {
+                    crate::metrics::global().pull_secret_refused();
+                    tracing::warn!(namespace = %namespace, secret = %name, budget = self.budget, "pull secret not cached: the pull-secret cache is full (--pull-secret-cache-memory)");
+                    Cached::Unusable { generation }
+                } else {
+                    Cached::Usable {
+                        auths: Arc::new(auths),
+                        weight,
+                        generation,
+                    }
+                }
+            }
+            Err(reason) => {
+                crate::metrics::global().pull_secret_refused();
+                tracing::warn!(namespace = %namespace, secret = %name, %reason, "pull secret not used");
+                Cached::Unusable { generation }
+            }
+        };
+        store.charge(&namespace, entry.weight());
+        store.secrets.insert(key, entry);
+    }
+
+    /// Applies one ServiceAccount event; `Some(listed)` when the sync
+    /// state changes. A re-list is gathered apart and swapped in whole.
+    fn apply_account(
+        &self,
+        event: Event<ServiceAccount>,
+        pending: &mut Option<HashMap<(String, String), Vec<String>>>,
+    ) -> Option<bool> {
+        let names = |sa: &ServiceAccount| -> Vec<String> {
+            let mut names: Vec<String> = Vec::new();
+            for r in sa.image_pull_secrets.iter().flatten() {
+                if !r.name.is_empty() && !names.contains(&r.name) {
+                    names.push(r.name.clone());
+                }
+                // One more than the cap is enough to tell it was over.
+                if names.len() > MAX_PULL_SECRETS {
+                    break;
+                }
+            }
+            names
+        };
+        let key = |sa: &ServiceAccount| (sa.namespace().unwrap_or_default(), sa.name_any());
+        match event {
+            Event::Init => {
+                *pending = Some(HashMap::new());
+                Some(false)
+            }
+            Event::InitApply(sa) => {
+                pending
+                    .get_or_insert_with(HashMap::new)
+                    .insert(key(&sa), names(&sa));
+                None
+            }
+            Event::InitDone => {
+                let listed = pending.take().unwrap_or_default();
+                self.store
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .accounts = listed;
+                Some(true)
+            }
+            Event::Apply(sa) => {
+                self.store
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .accounts
+                    .insert(key(&sa), names(&sa));
+                None
+            }
+            Event::Delete(sa) => {
+                self.store
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .accounts
+                    .remove(&key(&sa));
+                None
+            }
+        }
+    }
+
+    /// What the cache holds, weighed in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.store.read().unwrap_or_else(|e| e.into_inner()).bytes
+    }
+
+    /// Pull secrets cached (usable or not).
+    pub fn secrets(&self) -> usize {
+        self.store
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .secrets
+            .len()
+    }
+
+    /// The credentials of `names` and `service_account`'s pull secrets in
+    /// `namespace`, from the cache.
+    fn lookup(
         &self,
         namespace: &str,
         names: &[String],
         service_account: Option<&str>,
-    ) -> Credentials {
-        let mut all: Vec<String> = names.to_vec();
+    ) -> Result<Credentials, String> {
+        let store = self.store.read().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<&str> = names.iter().map(String::as_str).collect();
         if let Some(sa) = service_account {
-            let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
-            match api.get_opt(sa).await {
-                Ok(Some(sa)) => all.extend(
-                    sa.image_pull_secrets
-                        .iter()
-                        .flatten()
-                        .map(|r| r.name.clone()),
-                ),
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(namespace, service_account = sa, error = %e, "cannot read service account")
+            if let Some(listed) = store.accounts.get(&(namespace.to_string(), sa.to_string())) {
+                if listed.len() > MAX_PULL_SECRETS {
+                    return Err(format!(
+                        "serviceAccount {sa:?} lists more than {MAX_PULL_SECRETS} imagePullSecrets, over sigil's limit of {MAX_PULL_SECRETS} per workload"
+                    ));
                 }
-            }
-        }
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-        let mut auths = HashMap::new();
-        for name in all {
-            match secrets.get_opt(&name).await {
-                Ok(Some(secret)) => {
-                    for key in [".dockerconfigjson", ".dockercfg"] {
-                        if let Some(bytes) = secret.data.as_ref().and_then(|d| d.get(key)) {
-                            match parse_docker_config(&bytes.0) {
-                                Ok(found) => auths.extend(found),
-                                Err(e) => {
-                                    tracing::warn!(namespace, secret = %name, error = %e, "unreadable pull secret")
-                                }
-                            }
-                        }
+                for n in listed {
+                    if !all.contains(&n.as_str()) {
+                        all.push(n);
                     }
                 }
-                Ok(None) => tracing::warn!(namespace, secret = %name, "pull secret not found"),
-                Err(e) => {
-                    tracing::warn!(namespace, secret = %name, error = %e, "cannot read pull secret")
-                }
             }
         }
-        Credentials::from_auths(auths)
+        if all.len() > 2 * MAX_PULL_SECRETS {
+            return Err(format!(
+                "the workload, its serviceAccount and the policies' signaturePullSecrets name {} pull secrets, over sigil's limit of {}",
+                all.len(),
+                2 * MAX_PULL_SECRETS
+            ));
+        }
+        let mut auths = HashMap::new();
+        for name in all {
+            if let Some(Cached::Usable { auths: found, .. }) = store
+                .secrets
+                .get(&(namespace.to_string(), name.to_string()))
+            {
+                auths.extend(found.iter().map(|(h, a)| (h.clone(), a.clone())));
+            }
+        }
+        Ok(Credentials::from_auths(auths))
+    }
+}
+
+fn auth_len(a: &RegistryAuth) -> usize {
+    match a {
+        RegistryAuth::Anonymous => 0,
+        RegistryAuth::Basic(u, p) => u.len() + p.len(),
+        RegistryAuth::Bearer(t) => t.len(),
+    }
+}
+
+/// Which of the three watches have listed.
+#[derive(Default)]
+struct SyncedWatches(std::sync::Mutex<[bool; 3]>);
+
+impl SyncedWatches {
+    fn set(&self, index: usize, listed: bool, state: &ClusterState) {
+        let mut flags = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        flags[index] = listed;
+        let all = flags.iter().all(|f| *f);
+        state.set(&state.pull_secrets_synced, all);
+        if all {
+            tracing::info!("pull secrets and service accounts synced");
+        }
     }
 }
 
@@ -86,14 +412,148 @@ impl CredentialSource for KubeCredentials {
         namespace: &str,
         secret_names: &[String],
         service_account: Option<&str>,
-    ) -> Credentials {
-        let key = (
-            namespace.to_string(),
-            secret_names.to_vec(),
-            service_account.map(str::to_string),
+    ) -> Result<Credentials, String> {
+        self.lookup(namespace, secret_names, service_account)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::ByteString;
+
+    fn secret(ns: &str, name: &str, config: &str) -> Secret {
+        let mut s = Secret::default();
+        s.metadata.namespace = Some(ns.into());
+        s.metadata.name = Some(name.into());
+        s.type_ = Some("kubernetes.io/dockerconfigjson".into());
+        s.data = Some(
+            [(
+                ".dockerconfigjson".to_string(),
+                ByteString(config.as_bytes().to_vec()),
+            )]
+            .into(),
         );
-        self.cache
-            .get_with(key, self.load(namespace, secret_names, service_account))
-            .await
+        s
+    }
+
+    fn account(ns: &str, name: &str, secrets: &[&str]) -> ServiceAccount {
+        let mut sa = ServiceAccount::default();
+        sa.metadata.namespace = Some(ns.into());
+        sa.metadata.name = Some(name.into());
+        sa.image_pull_secrets = Some(
+            secrets
+                .iter()
+                .map(|n| k8s_openapi::api::core::v1::LocalObjectReference {
+                    name: n.to_string(),
+                })
+                .collect(),
+        );
+        sa
+    }
+
+    const CONFIG: &str = r#"{"auths":{"reg.example":{"username":"u","password":"p"}}}"#;
+
+    #[test]
+    fn lookups_read_the_requests_namespace_only_and_skip_missing_names() {
+        let c = KubeCredentials::new(DEFAULT_CACHE_BYTES);
+        let mut g = 0;
+        c.apply_secret(Event::InitApply(secret("team-a", "pull", CONFIG)), &mut g);
+        c.apply_secret(Event::InitDone, &mut g);
+        let mut pending = None;
+        c.apply_account(
+            Event::InitApply(account("team-a", "default", &["pull"])),
+            &mut pending,
+        );
+        c.apply_account(Event::InitDone, &mut pending);
+        let with = c
+            .lookup("team-a", &["pull".into(), "missing".into()], None)
+            .unwrap();
+        assert!(!with.is_empty());
+        // Through the service account only.
+        let via_sa = c.lookup("team-a", &[], Some("default")).unwrap();
+        assert_eq!(via_sa.fingerprint(), with.fingerprint());
+        // Another namespace naming the same secret gets nothing.
+        assert!(c
+            .lookup("team-b", &["pull".into()], Some("default"))
+            .unwrap()
+            .is_empty());
+        // Deleted: gone.
+        c.apply_secret(Event::Delete(secret("team-a", "pull", CONFIG)), &mut g);
+        assert!(c
+            .lookup("team-a", &["pull".into()], None)
+            .unwrap()
+            .is_empty());
+        assert_eq!(c.bytes(), 0);
+    }
+
+    #[test]
+    fn a_relist_drops_what_it_does_not_deliver_again() {
+        let c = KubeCredentials::new(DEFAULT_CACHE_BYTES);
+        let mut g = 0;
+        c.apply_secret(Event::Init, &mut g);
+        c.apply_secret(Event::InitApply(secret("a", "one", CONFIG)), &mut g);
+        c.apply_secret(Event::InitApply(secret("a", "two", CONFIG)), &mut g);
+        c.apply_secret(Event::InitDone, &mut g);
+        assert_eq!(c.secrets(), 2);
+        c.apply_secret(Event::Init, &mut g);
+        c.apply_secret(Event::InitApply(secret("a", "two", CONFIG)), &mut g);
+        // Until the re-list is done, what was there still serves.
+        assert!(!c.lookup("a", &["one".into()], None).unwrap().is_empty());
+        c.apply_secret(Event::InitDone, &mut g);
+        assert_eq!(c.secrets(), 1);
+        assert!(c.lookup("a", &["one".into()], None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn budgets_keep_one_namespace_from_pushing_out_the_others() {
+        // 1 MiB in all (the minimum), 64 KiB per namespace.
+        let c = KubeCredentials::new(0);
+        let mut g = 0;
+        let big = format!(
+            r#"{{"auths":{{"reg.example":{{"username":"u","password":"{}"}}}}}}"#,
+            "p".repeat(20_000)
+        );
+        for i in 0..10 {
+            c.apply_secret(
+                Event::Apply(secret("greedy", &format!("s{i}"), &big)),
+                &mut g,
+            );
+        }
+        let usable = (0..10)
+            .filter(|i| {
+                !c.lookup("greedy", &[format!("s{i}")], None)
+                    .unwrap()
+                    .is_empty()
+            })
+            .count();
+        assert_eq!(usable, 3, "64 KiB hold three 20 KiB secrets");
+        c.apply_secret(Event::Apply(secret("other", "pull", CONFIG)), &mut g);
+        assert!(!c
+            .lookup("other", &["pull".into()], None)
+            .unwrap()
+            .is_empty());
+        // Too large, unreadable: present but not used.
+        let huge = "x".repeat(MAX_SECRET_BYTES + 1);
+        c.apply_secret(Event::Apply(secret("other", "huge", &huge)), &mut g);
+        c.apply_secret(Event::Apply(secret("other", "junk", "not json")), &mut g);
+        assert!(c
+            .lookup("other", &["huge".into(), "junk".into()], None)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn too_many_names_fail_closed_naming_where() {
+        let c = KubeCredentials::new(DEFAULT_CACHE_BYTES);
+        let many: Vec<String> = (0..=MAX_PULL_SECRETS).map(|i| format!("s{i}")).collect();
+        let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+        let mut pending = None;
+        c.apply_account(Event::Apply(account("a", "builder", &refs)), &mut pending);
+        let e = c.lookup("a", &[], Some("builder")).unwrap_err();
+        assert!(
+            e.contains("serviceAccount \"builder\" lists more than 32 imagePullSecrets"),
+            "{e}"
+        );
     }
 }

@@ -286,7 +286,8 @@ mod tests {
         for _ in 0..QUEUE + 5 {
             recorder.record(record.clone());
         }
-        assert!(started.elapsed() < Duration::from_secs(1));
+        // Never waits: far below the time one blocked send would take.
+        assert!(started.elapsed() < Duration::from_secs(10));
         // Other tests may drop too (the metrics are process-wide): at least 5.
         assert!(dropped() >= before + 5, "{} {}", before, dropped());
     }

@@ -1,7 +1,9 @@
 //! What a cluster runs, read once for `sigil check --cluster` (the what-if):
-//! its workloads, in pages; its namespaces' `include` labels; its
-//! ClusterImagePolicies with the key Secrets they name. It only lists and
-//! never writes; it does not evaluate anything.
+//! its workloads, in pages of bounded bytes, each kept as only what sigil
+//! reads of it (images, labels, pull secrets; never the whole object); its
+//! namespaces' `include` labels; its ClusterImagePolicies with the key
+//! Secrets they name. It only lists and never writes; it does not evaluate
+//! anything.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,13 +12,15 @@ use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, ResourceExt};
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 
 use super::namespaces::label_mode;
+use super::pages::{PageError, WorkloadPages};
 use super::policies::definition;
+use crate::check::Listed;
 use crate::policy::store::PolicyDefinition;
 use crate::policy::ClusterImagePolicy;
 use crate::service::NamespaceMode;
+use crate::workload::Workload;
 
 /// Objects listed per request.
 const PAGE: u32 = 500;
@@ -36,10 +40,10 @@ pub(super) const WORKLOAD_KINDS: [(&str, &str, &str); 8] = [
 /// What the cluster runs.
 #[derive(Debug, Default)]
 pub struct Inventory {
-    /// Every workload object (as JSON, `kind` and `apiVersion` set) that
-    /// no listed workload controls: a Deployment, not its ReplicaSets and
-    /// Pods, which come from its template.
-    pub workloads: Vec<Value>,
+    /// Every workload that no listed workload controls (a Deployment, not
+    /// its ReplicaSets and Pods, which come from its template), as sigil
+    /// read it.
+    pub workloads: Vec<Listed>,
     /// The namespaces enforced now (`include=true`).
     pub enforced: BTreeSet<String>,
     /// The cluster's ClusterImagePolicies, `key.secretRef`s inlined.
@@ -56,30 +60,31 @@ pub async fn read_inventory(
     let mut inventory = Inventory::default();
     for (group, version, kind) in WORKLOAD_KINDS {
         let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
-        let api: Api<DynamicObject> = match namespace {
-            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-            None => Api::all_with(client.clone(), &resource),
-        };
-        let objects = match list_all(&api).await {
-            // An API this cluster does not serve (batch/v1 CronJob before
-            // Kubernetes 1.21) holds no workloads.
-            Err(kube::Error::Api(e)) if e.code == 404 => {
-                tracing::warn!(kind, api_version = %resource.api_version, "not served by this cluster; skipped");
-                continue;
-            }
-            other => other?,
-        };
-        for mut obj in objects {
-            if controlled_by_a_workload(&obj) {
-                continue;
-            }
-            // Lists leave out each item's kind and apiVersion.
-            obj.types = Some(kube::core::TypeMeta {
-                api_version: resource.api_version.clone(),
-                kind: kind.to_string(),
-            });
-            if let Ok(v) = serde_json::to_value(&obj) {
-                inventory.workloads.push(v);
+        let mut pages = WorkloadPages::new(client.clone(), &resource, kind, namespace, PAGE);
+        loop {
+            let page = match pages.next_page().await {
+                Ok(Some(page)) => page,
+                Ok(None) => break,
+                // An API this cluster does not serve (batch/v1 CronJob
+                // before Kubernetes 1.21) holds no workloads.
+                Err(e) if e.not_served() => {
+                    tracing::warn!(kind, api_version = %resource.api_version, "not served by this cluster; skipped");
+                    break;
+                }
+                Err(PageError::Kube(e)) => return Err(e),
+                Err(e) => return Err(kube::Error::Service(e.to_string().into())),
+            };
+            for read in page {
+                if controlled_by_a_workload(&read) {
+                    continue;
+                }
+                let ns = read.meta.namespace.clone().unwrap_or_default();
+                if let Some(mut listed) = Listed::of(Ok(read), kind, &resource.api_version) {
+                    if let Listed::Unreadable { namespace, .. } = &mut listed {
+                        *namespace = ns;
+                    }
+                    inventory.workloads.push(listed);
+                }
             }
         }
     }
@@ -135,8 +140,9 @@ where
 
 /// True when a listed workload kind controls `obj` (its template says
 /// what `obj` runs, and the owner is checked instead).
-pub(super) fn controlled_by_a_workload(obj: &DynamicObject) -> bool {
-    obj.owner_references().iter().any(|o| {
-        o.controller == Some(true) && WORKLOAD_KINDS.iter().any(|(_, _, kind)| *kind == o.kind)
-    })
+pub(super) fn controlled_by_a_workload(obj: &Workload) -> bool {
+    obj.meta
+        .controller_kind
+        .as_deref()
+        .is_some_and(|kind| WORKLOAD_KINDS.iter().any(|(_, _, k)| *k == kind))
 }

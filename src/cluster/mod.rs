@@ -25,6 +25,7 @@ mod events;
 mod inventory;
 mod lease;
 mod namespaces;
+mod pages;
 mod policies;
 mod status;
 mod sync;
@@ -37,7 +38,7 @@ pub use certificates::{
     keep_certificates, look as look_after_certificates, serve_from_secret, stored_of,
     CertificatesError, SelfManagedCertificates,
 };
-pub use credentials::KubeCredentials;
+pub use credentials::{KubeCredentials, DEFAULT_CACHE_BYTES as DEFAULT_PULL_SECRET_CACHE_BYTES};
 pub use events::{not_ready_record, violation_record, EventRecord, EventRecorder};
 pub use inventory::{read_inventory, Inventory};
 pub use lease::{lead, Leadership, LEASE_NAME};

@@ -91,6 +91,7 @@ pub(super) mod tests {
     async fn readiness_follows_relists_not_watch_errors() {
         let state = ClusterState::new(Arc::new(AtomicBool::new(false)));
         state.set(&state.policies_synced, true);
+        state.set(&state.pull_secrets_synced, true);
         let events = futures::stream::iter(vec![
             Ok(Event::Init),
             Ok(Event::InitApply(ns("a", Some("true")))),
@@ -104,6 +105,7 @@ pub(super) mod tests {
 
         let state = ClusterState::new(Arc::new(AtomicBool::new(false)));
         state.set(&state.policies_synced, true);
+        state.set(&state.pull_secrets_synced, true);
         let events = futures::stream::iter(vec![
             Ok(Event::Init),
             Ok(Event::InitDone),

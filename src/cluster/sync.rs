@@ -17,6 +17,7 @@ pub struct ClusterState {
     pub(super) namespaces: RwLock<BTreeMap<String, NamespaceMode>>,
     pub(super) namespaces_synced: AtomicBool,
     pub(super) policies_synced: AtomicBool,
+    pub(super) pull_secrets_synced: AtomicBool,
     pub(super) ready: Arc<AtomicBool>,
 }
 
@@ -29,10 +30,11 @@ impl ClusterState {
         }
     }
 
-    /// Both watches have a complete, current view.
+    /// Every watch has a complete, current view.
     pub fn synced(&self) -> bool {
         self.namespaces_synced.load(Ordering::Acquire)
             && self.policies_synced.load(Ordering::Acquire)
+            && self.pull_secrets_synced.load(Ordering::Acquire)
     }
 
     pub(super) fn set(&self, flag: &AtomicBool, value: bool) {
@@ -44,7 +46,7 @@ impl ClusterState {
 impl NamespaceLookup for ClusterState {
     fn mode(&self, namespace: &str) -> Result<NamespaceMode, String> {
         if !self.synced() {
-            return Err("sigil has not finished syncing ClusterImagePolicies and namespaces from the API server; retry shortly".into());
+            return Err("sigil has not finished syncing ClusterImagePolicies, namespaces and pull secrets from the API server; retry shortly".into());
         }
         let map = self.namespaces.read().unwrap_or_else(|e| e.into_inner());
         // A namespace the watch has not delivered yet was sent to us because
@@ -156,6 +158,11 @@ mod tests {
             .contains("not finished syncing"));
         state.set(&state.policies_synced, true);
         state.set(&state.namespaces_synced, true);
+        assert!(
+            !state.ready.load(Ordering::Acquire),
+            "pull secrets not synced yet"
+        );
+        state.set(&state.pull_secrets_synced, true);
         assert!(state.ready.load(Ordering::Acquire));
         assert_eq!(state.mode("unknown"), Ok(NamespaceMode::Enforce));
     }

@@ -19,3 +19,13 @@ pub fn err(field: impl Into<String>, message: impl Into<String>) -> PolicyError 
         message: message.into(),
     }
 }
+
+/// A JSON error's message without serde_json's ` at line L column C`
+/// (a field path says where).
+pub fn json_message(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(at) if e.line() > 0 => text[..at].to_string(),
+        _ => text,
+    }
+}

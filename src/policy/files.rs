@@ -113,6 +113,57 @@ pub fn spec_from_value(spec: Value) -> Result<ClusterImagePolicySpec, (PolicyErr
     })
 }
 
+/// The `spec` of an object's JSON text, unparsed (`null` when it has none).
+pub fn spec_json(object: &str) -> &str {
+    #[derive(serde::Deserialize)]
+    struct Object<'a> {
+        #[serde(borrow, default)]
+        spec: Option<&'a serde_json::value::RawValue>,
+    }
+    serde_json::from_str::<Object<'_>>(object)
+        .ok()
+        .and_then(|o| o.spec)
+        .map_or("null", |s| s.get())
+}
+
+/// [`spec_from_value`] straight from JSON text, without building a JSON
+/// tree (what `/validate-policy` receives from anyone who can reach it).
+pub fn spec_from_json(spec: &str) -> Result<ClusterImagePolicySpec, (PolicyError, Vec<String>)> {
+    #[derive(serde::Deserialize)]
+    struct Glob {
+        #[serde(default)]
+        glob: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Globs {
+        #[serde(default)]
+        images: Option<Vec<Glob>>,
+    }
+    let mut de = serde_json::Deserializer::from_str(spec);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let globs = serde_json::from_str::<Globs>(spec)
+            .ok()
+            .and_then(|g| g.images)
+            .into_iter()
+            .flatten()
+            .filter_map(|g| g.glob)
+            .collect();
+        let path = e.path().to_string();
+        let field = if path == "." {
+            "spec".to_string()
+        } else {
+            format!("spec.{path}")
+        };
+        (
+            PolicyError {
+                field,
+                message: crate::model::error::json_message(&e.into_inner()),
+            },
+            globs,
+        )
+    })
+}
+
 /// The raw `TrustRoot` documents (name, spec) of one YAML text.
 fn trust_root_documents(text: &str) -> Result<Vec<(String, Value)>, String> {
     let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| e.to_string())?;

@@ -33,34 +33,80 @@ use super::options::{
 };
 use crate::image::DOCKER_HUB;
 
+tokio::task_local! {
+    /// Whose share a registry request counts against (the namespace of the
+    /// review it serves).
+    static TENANT: Arc<str>;
+}
+
+/// Runs `work` with every registry request it makes counted against
+/// `tenant`'s share of the request limit (`--registry-concurrency-per-namespace`),
+/// so that one namespace's images, however slow their registries, cannot
+/// hold every registry permit.
+pub async fn as_tenant<F: std::future::Future>(tenant: &str, work: F) -> F::Output {
+    TENANT.scope(Arc::from(tenant), work).await
+}
+
 /// Which registries share one limit of concurrent requests.
 struct Limits {
     total: Arc<Semaphore>,
     per_registry: moka::sync::Cache<String, Arc<Semaphore>>,
     per_registry_max: usize,
+    per_tenant: moka::sync::Cache<Arc<str>, Arc<Semaphore>>,
+    per_tenant_max: usize,
+}
+
+/// The permits one request holds: its tenant's, its registry's, and one of
+/// the total.
+struct Permits {
+    _tenant: Option<OwnedSemaphorePermit>,
+    _registry: OwnedSemaphorePermit,
+    _total: OwnedSemaphorePermit,
 }
 
 impl Limits {
     fn new(opts: &RegistryOptions) -> Self {
+        let bounded = || {
+            // Bounded: a broad glob can name any number of registries, and
+            // any number of namespaces can send reviews.
+            moka::sync::Cache::builder()
+                .max_capacity(4_096)
+                .time_to_idle(Duration::from_secs(600))
+                .build()
+        };
         Limits {
             total: Arc::new(Semaphore::new(opts.max_requests.max(1))),
-            // Bounded: a broad glob can name any number of registries.
-            per_registry: moka::sync::Cache::builder()
+            per_registry: bounded(),
+            per_registry_max: opts.max_requests_per_registry.max(1),
+            per_tenant: moka::sync::Cache::builder()
                 .max_capacity(4_096)
                 .time_to_idle(Duration::from_secs(600))
                 .build(),
-            per_registry_max: opts.max_requests_per_registry.max(1),
+            per_tenant_max: opts
+                .max_requests_per_tenant
+                .clamp(1, opts.max_requests.max(1)),
         }
     }
 
-    /// Waits for a slot (callers run under the request's deadline, so the
-    /// wait is bounded in time; the waiters are bounded by the in-flight
-    /// reviews and the images each verifies at once).
-    async fn acquire(&self, registry: &str) -> (OwnedSemaphorePermit, OwnedSemaphorePermit) {
+    /// Waits for a slot: the tenant's share first (a tenant waiting for
+    /// its own share holds nothing anyone else needs), then the registry's,
+    /// then one of the total. Callers run under the request's deadline, so
+    /// the wait is bounded in time; the waiters are bounded by the
+    /// in-flight reviews and the images each verifies at once.
+    async fn acquire(&self, registry: &str) -> Permits {
+        let tenant = match TENANT.try_with(Arc::clone) {
+            Ok(tenant) => {
+                let share = self
+                    .per_tenant
+                    .get_with(tenant, || Arc::new(Semaphore::new(self.per_tenant_max)));
+                // The semaphores are never closed, so acquiring cannot fail.
+                Some(share.acquire_owned().await.expect("semaphore never closed"))
+            }
+            Err(_) => None,
+        };
         let host = self.per_registry.get_with(registry.to_string(), || {
             Arc::new(Semaphore::new(self.per_registry_max))
         });
-        // The semaphores are never closed, so acquiring cannot fail.
         let host = host.acquire_owned().await.expect("semaphore never closed");
         let total = self
             .total
@@ -68,7 +114,11 @@ impl Limits {
             .acquire_owned()
             .await
             .expect("semaphore never closed");
-        (host, total)
+        Permits {
+            _tenant: tenant,
+            _registry: host,
+            _total: total,
+        }
     }
 }
 
@@ -91,6 +141,9 @@ struct Shared {
     max_retry_wait: Duration,
     /// One circuit breaker per registry host.
     breakers: Breakers,
+    /// How long a request may go without an answer before it counts as a
+    /// failure of its registry.
+    hang_after: Duration,
 }
 
 /// Reads from registries for verification. One per credential set
@@ -194,6 +247,7 @@ impl RegistryClient {
                     .build(),
                 max_retry_wait: opts.max_retry_wait,
                 breakers: Breakers::new(opts.breaker_failures, opts.breaker_cooldown),
+                hang_after: opts.connect_timeout.unwrap_or(DEFAULT_HANG_AFTER),
             }),
             auths,
             fingerprint: String::new(),
@@ -209,7 +263,11 @@ impl RegistryClient {
     /// A client sharing this one's connections and limits whose credentials
     /// are this client's overlaid with `creds`.
     pub fn with_credentials(&self, creds: &Credentials) -> Result<Self, RegistryConfigError> {
-        let mut auths = self.auths.clone();
+        let mut auths = if creds.exclusive {
+            HashMap::new()
+        } else {
+            self.auths.clone()
+        };
         auths.extend(creds.auths.iter().map(|(h, a)| (h.clone(), a.clone())));
         Ok(RegistryClient {
             shared: self.shared.clone(),
@@ -544,11 +602,29 @@ impl RegistryClient {
                 req = req.header(AUTHORIZATION, a);
             }
             let sent = Instant::now();
-            let resp = match req.send().await {
+            // A request with no answer by the hang threshold (the connect
+            // timeout) counts as a failure of its registry then, not only
+            // when it finally times out: hanging registries open their
+            // breaker after a few concurrent hangs.
+            let sending = req.send();
+            tokio::pin!(sending);
+            let mut hung = false;
+            let result = tokio::select! {
+                r = &mut sending => r,
+                () = tokio::time::sleep(self.shared.hang_after) => {
+                    hung = true;
+                    breakers.failure(registry, Instant::now());
+                    metrics.registry_hang(registry);
+                    sending.await
+                }
+            };
+            let resp = match result {
                 Ok(resp) => resp,
                 Err(e) => {
                     metrics.registry_request(registry, operation, "error", Some(sent.elapsed()));
-                    breakers.failure(registry, Instant::now());
+                    if !hung {
+                        breakers.failure(registry, Instant::now());
+                    }
                     return Err(transport_error(registry, &e));
                 }
             };
@@ -640,6 +716,9 @@ impl RegistryClient {
     }
 }
 
+/// The hang threshold without a connect timeout.
+const DEFAULT_HANG_AFTER: Duration = Duration::from_secs(3);
+
 /// Bytes the token cache, and separately the challenge cache, may hold.
 const AUTH_CACHE_BYTES: u64 = 4 << 20;
 
@@ -671,7 +750,7 @@ fn retry_wait(resp: &reqwest::Response) -> Option<Duration> {
 /// A response whose request-limit permits are released when it is dropped.
 struct LimitedResponse {
     inner: reqwest::Response,
-    _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    _permits: Permits,
 }
 
 impl LimitedResponse {

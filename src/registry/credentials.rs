@@ -105,6 +105,8 @@ pub fn parse_docker_config(bytes: &[u8]) -> Result<HashMap<String, RegistryAuth>
 pub struct Credentials {
     pub(super) auths: BTreeMap<String, RegistryAuth>,
     fingerprint: String,
+    /// Only these: sigil's own `--registry-config` is not added.
+    pub(super) exclusive: bool,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -150,7 +152,22 @@ impl Credentials {
         } else {
             hex::encode(h.finalize())
         };
-        Credentials { auths, fingerprint }
+        Credentials {
+            auths,
+            fingerprint,
+            exclusive: false,
+        }
+    }
+
+    /// These credentials alone, without sigil's own `--registry-config`
+    /// under them (a separate cache key: nothing read with sigil's own
+    /// credentials is served to a request limited to its own).
+    pub fn exclusive(&self) -> Self {
+        Credentials {
+            auths: self.auths.clone(),
+            fingerprint: format!("only:{}", self.fingerprint),
+            exclusive: true,
+        }
     }
 
     /// Empty for no credentials; otherwise a hash of them.
@@ -158,9 +175,9 @@ impl Credentials {
         &self.fingerprint
     }
 
-    /// Whether there are none.
+    /// Whether there are none, and sigil's own apply.
     pub fn is_empty(&self) -> bool {
-        self.auths.is_empty()
+        self.auths.is_empty() && !self.exclusive
     }
 }
 

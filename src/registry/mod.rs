@@ -29,10 +29,11 @@ pub mod credentials;
 pub mod error;
 pub mod options;
 
-pub use client::RegistryClient;
+pub use client::{as_tenant, RegistryClient};
 pub use credentials::{parse_docker_config, read_docker_config, Credentials, RegistryConfigError};
 pub use error::RegistryError;
 pub use options::{
     RegistryOptions, DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_FAILURES, DEFAULT_MAX_REQUESTS,
-    DEFAULT_MAX_REQUESTS_PER_REGISTRY, DEFAULT_MAX_RETRY_WAIT, MAX_DESCRIPTORS, MAX_MANIFEST_BYTES,
+    DEFAULT_MAX_REQUESTS_PER_REGISTRY, DEFAULT_MAX_REQUESTS_PER_TENANT, DEFAULT_MAX_RETRY_WAIT,
+    MAX_DESCRIPTORS, MAX_MANIFEST_BYTES,
 };

@@ -39,6 +39,9 @@ pub struct RegistryOptions {
     pub max_requests: usize,
     /// Registry requests in flight at once to one registry host.
     pub max_requests_per_registry: usize,
+    /// Registry requests in flight at once for the reviews of one
+    /// namespace (its share of `max_requests`).
+    pub max_requests_per_tenant: usize,
     /// A `429` or `503` whose `Retry-After` asks for at most this long is
     /// retried once after waiting (still within the review's deadline);
     /// longer, or a second refusal, fails with the registry's answer.
@@ -61,6 +64,7 @@ impl Default for RegistryOptions {
             read_timeout: None,
             max_requests: DEFAULT_MAX_REQUESTS,
             max_requests_per_registry: DEFAULT_MAX_REQUESTS_PER_REGISTRY,
+            max_requests_per_tenant: DEFAULT_MAX_REQUESTS_PER_TENANT,
             max_retry_wait: DEFAULT_MAX_RETRY_WAIT,
             breaker_failures: DEFAULT_BREAKER_FAILURES,
             breaker_cooldown: DEFAULT_BREAKER_COOLDOWN,
@@ -77,5 +81,7 @@ pub const DEFAULT_BREAKER_FAILURES: u32 = 5;
 pub const DEFAULT_BREAKER_COOLDOWN: Duration = Duration::from_secs(10);
 /// Default of `--registry-concurrency`.
 pub const DEFAULT_MAX_REQUESTS: usize = 32;
+/// Default of `--registry-concurrency-per-namespace`: a quarter of the total.
+pub const DEFAULT_MAX_REQUESTS_PER_TENANT: usize = 8;
 /// Default of `--registry-concurrency-per-host`.
 pub const DEFAULT_MAX_REQUESTS_PER_REGISTRY: usize = 8;

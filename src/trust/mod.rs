@@ -199,6 +199,27 @@ pub fn material_from_spec_value(name: &str, spec: Value) -> Result<TrustMaterial
     TrustMaterial::from_spec(name, &spec_of(name, spec)?)
 }
 
+/// [`material_from_spec_value`] straight from JSON text, without building
+/// a JSON tree (`/validate-policy`).
+pub fn material_from_spec_json(name: &str, spec: &str) -> Result<TrustMaterial, TrustError> {
+    let mut de = serde_json::Deserializer::from_str(spec);
+    let spec: TrustRootSpec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        TrustError::NotReady {
+            name: name.to_string(),
+            error: field_err(
+                if path == "." {
+                    "spec".to_string()
+                } else {
+                    format!("spec.{path}")
+                },
+                crate::model::error::json_message(&e.into_inner()),
+            ),
+        }
+    })?;
+    TrustMaterial::from_spec(name, &spec)
+}
+
 /// [`material_from_spec_value`], reading `remote` mirrors over the network.
 pub async fn material_from_spec_value_fetching(
     name: &str,

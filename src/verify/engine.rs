@@ -114,6 +114,26 @@ impl Expiry<VerdictKey, Arc<PolicyOutcome>> for VerdictExpiry {
     }
 }
 
+/// The registry credentials of one request.
+#[derive(Debug, Clone, Default)]
+pub struct RequestCredentials {
+    /// For reading signatures, attestations and referrers.
+    pub read: Credentials,
+    /// For resolving a tag to its digest (the read ones, or only the
+    /// workload's own with `--resolve-with-workload-credentials`).
+    pub resolve: Credentials,
+}
+
+impl RequestCredentials {
+    /// The same credentials for both.
+    pub fn both(creds: Credentials) -> Self {
+        RequestCredentials {
+            resolve: creds.clone(),
+            read: creds,
+        }
+    }
+}
+
 /// Resolves and verifies images against compiled policies.
 pub struct Verifier {
     fetch: Fetcher,
@@ -181,7 +201,7 @@ impl Verifier {
         matches: Vec<LoadedPolicy>,
         deadline: tokio::time::Instant,
         budget: Duration,
-        creds: &Credentials,
+        creds: &RequestCredentials,
     ) -> ImageReport {
         let span = tracing::info_span!("image", image = %image.reference);
         let names: Vec<(String, PolicyMode)> = matches.iter().map(policy_name_mode).collect();
@@ -220,7 +240,7 @@ impl Verifier {
         &self,
         image: &ImageRef,
         matches: Vec<LoadedPolicy>,
-        creds: &Credentials,
+        creds: &RequestCredentials,
     ) -> (Option<String>, Vec<PolicyOutcome>) {
         // Invalid policies fail closed without any registry traffic.
         let mut outcomes = Vec::with_capacity(matches.len());
@@ -238,7 +258,7 @@ impl Verifier {
         if valid.is_empty() {
             return (image.digest.clone(), outcomes);
         }
-        let digest = match self.resolve(image, creds).await {
+        let digest = match self.resolve(image, &creds.resolve).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot resolve image");
@@ -255,7 +275,7 @@ impl Verifier {
         let verified = join_all(
             valid
                 .iter()
-                .map(|p| self.evaluate_policy(image, &digest, p, creds)),
+                .map(|p| self.evaluate_policy(image, &digest, p, &creds.read)),
         )
         .await;
         outcomes.extend(verified.into_iter().map(|o| (*o).clone()));

@@ -33,5 +33,5 @@ pub mod outcome;
 pub mod referrers;
 pub mod signer;
 
-pub use engine::{ImageReport, Verifier, VerifierSettings};
+pub use engine::{ImageReport, RequestCredentials, Verifier, VerifierSettings};
 pub use outcome::{AuthorityOutcome, Failure, PolicyOutcome, Vouch};

@@ -150,6 +150,7 @@ pub fn pipeline(policies_yaml: &str, opts: &Opts) -> (Arc<Evaluator>, Arc<Memory
             },
             verify_timeout: opts.verify_timeout,
             require_digest: opts.require_digest,
+            ..Default::default()
         },
         audit.clone(),
     ));

@@ -98,11 +98,12 @@ impl Served {
             .unwrap()
     }
 
-    /// Stops the server; returns its audit records.
+    /// Stops the server; returns its audit records (not its checkpoints).
     pub fn stop(self) -> Vec<Value> {
         self.stop_raw()
             .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|r| r["target"] == "audit")
             .collect()
     }
 

@@ -57,41 +57,90 @@ pub fn validity(c: &Certificate) -> (jiff::Timestamp, jiff::Timestamp) {
     )
 }
 
+/// Notation's short name of an attribute type; others keep their OID.
+fn attribute_name(oid: &der::asn1::ObjectIdentifier) -> String {
+    match oid.to_string().as_str() {
+        "2.5.4.6" => "C".to_string(),
+        "2.5.4.8" => "ST".into(),
+        "2.5.4.7" => "L".into(),
+        "2.5.4.10" => "O".into(),
+        "2.5.4.11" => "OU".into(),
+        "2.5.4.3" => "CN".into(),
+        "2.5.4.4" => "SN".into(),
+        "2.5.4.42" => "GIVENNAME".into(),
+        "2.5.4.9" => "STREET".into(),
+        "2.5.4.17" => "POSTALCODE".into(),
+        "1.2.840.113549.1.9.1" => "EMAILADDRESS".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The value of an attribute when it is one of the directory string
+/// types (UTF8String, PrintableString, IA5String, TeletexString,
+/// BMPString); `None` for any other type.
+fn string_value(value: &der::Any) -> Option<String> {
+    der::asn1::Utf8StringRef::try_from(value)
+        .map(|s| s.as_str().to_string())
+        .or_else(|_| der::asn1::PrintableStringRef::try_from(value).map(|s| s.as_str().to_string()))
+        .or_else(|_| der::asn1::Ia5StringRef::try_from(value).map(|s| s.as_str().to_string()))
+        .or_else(|_| der::asn1::TeletexStringRef::try_from(value).map(|s| s.as_str().to_string()))
+        .or_else(|_| {
+            value
+                .decode_as::<der::asn1::BmpString>()
+                .map(|s| s.to_string())
+        })
+        .ok()
+}
+
 /// The subject of a certificate as (attribute, value) pairs with
-/// Notation's short names (C, ST, L, O, OU, CN, …); attributes with other
-/// names are kept under their OID.
+/// Notation's short names (C, ST, L, O, OU, CN, …), for people to read:
+/// attributes with other names keep their OID, values of other than string
+/// types are shown as `#` and their DER in hex (as Go prints them).
 pub fn subject_attributes(name: &x509_cert::name::Name) -> Vec<(String, String)> {
-    let mut out = Vec::new();
+    name.0
+        .iter()
+        .flat_map(|rdn| rdn.0.iter())
+        .map(|atv| {
+            let value = string_value(&atv.value).unwrap_or_else(|| {
+                use der::Encode;
+                format!("#{}", hex::encode(atv.value.to_der().unwrap_or_default()))
+            });
+            (attribute_name(&atv.oid), value)
+        })
+        .collect()
+}
+
+/// The subject's attributes as a trusted identity is matched against, as
+/// notation-go reads a signing certificate: a subject with a multi-valued
+/// RDN (`CN=dev+OU=Release`) or an attribute given twice (`OU=Dev,
+/// OU=Release`) is refused, since which of its values "is" the attribute
+/// is a matter of reading; values of other than string types are left out,
+/// so they match nothing.
+pub fn identity_attributes(name: &x509_cert::name::Name) -> Result<Vec<(String, String)>, String> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
     for rdn in name.0.iter() {
+        if rdn.0.len() > 1 {
+            let parts: Vec<String> = rdn.0.iter().map(|atv| attribute_name(&atv.oid)).collect();
+            return Err(format!(
+                "has a multi-valued RDN ({}); Notation refuses subjects with multi-valued RDNs",
+                parts.join("+")
+            ));
+        }
         for atv in rdn.0.iter() {
-            let attribute = match atv.oid.to_string().as_str() {
-                "2.5.4.6" => "C".to_string(),
-                "2.5.4.8" => "ST".into(),
-                "2.5.4.7" => "L".into(),
-                "2.5.4.10" => "O".into(),
-                "2.5.4.11" => "OU".into(),
-                "2.5.4.3" => "CN".into(),
-                "2.5.4.4" => "SN".into(),
-                "2.5.4.42" => "GIVENNAME".into(),
-                "2.5.4.9" => "STREET".into(),
-                "2.5.4.17" => "POSTALCODE".into(),
-                "1.2.840.113549.1.9.1" => "EMAILADDRESS".into(),
-                other => other.to_string(),
-            };
-            let value = der::asn1::Utf8StringRef::try_from(&atv.value)
-                .map(|s| s.as_str().to_string())
-                .or_else(|_| {
-                    der::asn1::PrintableStringRef::try_from(&atv.value)
-                        .map(|s| s.as_str().to_string())
-                })
-                .or_else(|_| {
-                    der::asn1::Ia5StringRef::try_from(&atv.value).map(|s| s.as_str().to_string())
-                })
-                .unwrap_or_else(|_| hex::encode(atv.value.value()));
-            out.push((attribute, value));
+            let attribute = attribute_name(&atv.oid);
+            if seen.contains(&attribute) {
+                return Err(format!(
+                    "has {attribute} more than once; Notation refuses subjects with repeated attributes"
+                ));
+            }
+            seen.push(attribute.clone());
+            if let Some(value) = string_value(&atv.value) {
+                out.push((attribute, value));
+            }
         }
     }
-    out
+    Ok(out)
 }
 
 /// A DN as people read it, in the certificate's order: `C=US, ST=WA, …`.

@@ -157,15 +157,14 @@ pub fn verify(
     let chain =
         chain::parse_chain(&info.chain).map_err(|e| format!("integrity check failed: {e}"))?;
     let leaf = &chain[0].cert;
-    let subject_attributes = chain::subject_attributes(&leaf.tbs_certificate.subject);
-    let subject = chain::dn_string(&subject_attributes);
+    let subject = chain::dn_string(&chain::subject_attributes(&leaf.tbs_certificate.subject));
     let issuer = chain::dn_string(&chain::subject_attributes(&leaf.tbs_certificate.issuer));
+    let identity = chain::identity_attributes(&leaf.tbs_certificate.subject);
     let authenticity = chain::verify_code_signing_chain(&chain, &policy.anchors).and_then(|()| {
-        if policy
-            .identities
-            .iter()
-            .any(|id| id.matches(&subject_attributes))
-        {
+        let attributes = identity
+            .as_ref()
+            .map_err(|why| format!("signing certificate subject \"{subject}\" {why}"))?;
+        if policy.identities.iter().any(|id| id.matches(attributes)) {
             Ok(())
         } else {
             Err(format!(
