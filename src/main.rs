@@ -242,7 +242,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Buffers of 256 KiB and more (request bodies of up to 4 MiB, list pages)
+/// are mapped and unmapped on their own. glibc otherwise raises its mmap
+/// threshold after the first large free and serves later bodies from its
+/// heaps, where freed memory stays resident: a burst of large reviews
+/// would then hold its peak for good.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn return_large_buffers() {
+    // SAFETY: mallopt only sets an allocator parameter; it is called once,
+    // before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn return_large_buffers() {}
+
 fn main() -> ExitCode {
+    return_large_buffers();
     sigil::install_crypto_provider();
     let cli = Cli::parse();
     init_logging(cli.log_format, &cli.log_level);

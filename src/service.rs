@@ -100,6 +100,12 @@ pub trait CredentialSource: Send + Sync {
         secret_names: &[String],
         service_account: Option<&str>,
     ) -> Result<Credentials, String>;
+
+    /// What the source keeps in memory, weighed in bytes, if it keeps
+    /// anything (the pull-secret cache).
+    fn cache_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// What a namespace's label asks for.
@@ -422,6 +428,9 @@ impl Evaluator {
             metrics::CacheName::tokens,
             self.verifier.registry().token_cache_bytes(),
         );
+        if let Some(bytes) = self.credentials.as_ref().and_then(|c| c.cache_bytes()) {
+            metrics.set_cache_bytes(metrics::CacheName::pull_secrets, bytes);
+        }
         let policies = self.store.current();
         let ready = policies
             .policies()

@@ -168,6 +168,15 @@ assert one(docs, "ClusterImagePolicy", "signed")["spec"]["images"] == [{"glob": 
 args = one(docs, "Deployment", "sigil")["spec"]["template"]["spec"]["containers"][0]["args"]
 assert "--mode=audit" in args and "--registry-concurrency=4" in args, args
 
+# The audit key: a Secret mounted and named by --audit-key-file.
+values = {"sigil": {"auditKeySecret": "sigil-audit-key"}}
+docs = objects(values)
+lint_clean(values)
+pod = one(docs, "Deployment", "sigil")["spec"]["template"]["spec"]
+assert "--audit-key-file=/etc/sigil/audit-key/key" in pod["containers"][0]["args"], pod["containers"][0]["args"]
+assert {"name": "audit-key", "mountPath": "/etc/sigil/audit-key", "readOnly": True} in pod["containers"][0]["volumeMounts"]
+assert {"name": "audit-key", "secret": {"secretName": "sigil-audit-key", "items": [{"key": "key", "path": "key"}]}} in pod["volumes"]
+
 # AWS KMS through IRSA: the ServiceAccount's annotation and the region.
 values = {"serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/sigil"}},
           "sigil": {"extraEnv": [{"name": "AWS_REGION", "value": "eu-west-1"}]}}

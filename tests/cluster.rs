@@ -1800,3 +1800,263 @@ async fn background_audit_at_scale() {
     );
     assert_eq!(reports, pods);
 }
+
+/// sigil's peak resident set (`VmHWM`), KiB.
+fn peak_rss_kib(sigil: &Sigil) -> u64 {
+    std::fs::read_to_string(format!("/proc/{}/status", sigil.child.id()))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A dry-run Pod of `image` naming `pull_secrets` pull secrets.
+fn pod_naming_secrets(
+    name: &str,
+    image: &str,
+    pull_secrets: usize,
+) -> k8s_openapi::api::core::v1::Pod {
+    let secrets: Vec<serde_json::Value> = (0..pull_secrets)
+        .map(|i| serde_json::json!({"name": format!("pull-{i}")}))
+        .collect();
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {"containers": [{"name": "app", "image": image}], "imagePullSecrets": secrets},
+    }))
+    .unwrap()
+}
+
+/// A tenant floods dry-run Pods naming 10,000 pull secrets, 80 at a time,
+/// through the real apiserver, beside another namespace's Pods of a signed,
+/// cached image at 3/s. Pull secrets come from sigil's watched cache and
+/// the list is capped: every flood review is denied at once naming
+/// `spec.imagePullSecrets` (no Secret read, no slot held), the other
+/// namespace is never refused, and sigil's memory stays low.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pull_secret_flood_is_denied_at_once_and_starves_no_one() {
+    use ::kube::api::{Api, PostParams};
+    use k8s_openapi::api::core::v1::Pod;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let env = Env::start();
+    let k = TestKey::generate(TestKeyKind::P256).unwrap();
+    let digest = env.push("team/app", "v1").await;
+    env.sign("team/app", &digest, &k).await;
+    let image = format!("{}/team/app@{digest}", env.addr());
+    let c = KubeCluster::start();
+    install_crds(&c, &["clusterimagepolicies.policy.sigstore.dev"]);
+    let sigil = start_sigil(&c, &[env.addr()]);
+    assert!(ok(&apply(&c, &webhook_config(&sigil))));
+    namespace(&c, "flood", Some("true"));
+    namespace(&c, "shop", Some("true"));
+    assert!(ok(&apply(
+        &c,
+        &key_policy("signed", &format!("{}/team/**", env.addr()), &[&k], "")
+    )));
+    let client = sigil::cluster::client(Some(&c.kubeconfig)).await.unwrap();
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let shop: Api<Pod> = Api::namespaced(client.clone(), "shop");
+    // Once in force, the shop's Pod is admitted (and its verdict cached).
+    let started = Instant::now();
+    loop {
+        match shop
+            .create(&dry, &pod_naming_secrets("warm", &image, 1))
+            .await
+        {
+            Ok(_) => break,
+            Err(e) => assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the shop's Pod was never admitted: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (denied, other) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let flood = pod_naming_secrets("flood", &image, 10_000);
+    let flooders: Vec<_> = (0..80)
+        .map(|_| {
+            let api: Api<Pod> = Api::namespaced(client.clone(), "flood");
+            let (stop, denied, other, pod, dry) = (
+                stop.clone(),
+                denied.clone(),
+                other.clone(),
+                flood.clone(),
+                dry.clone(),
+            );
+            tokio::spawn(async move {
+                let mut last = String::new();
+                while !stop.load(Ordering::Relaxed) {
+                    match api.create(&dry, &pod).await {
+                        Err(e) if e.to_string().contains("spec.imagePullSecrets: this Pod names more than 32 distinct pull secrets (10000 entries), over sigil's limit of 32 per workload") => {
+                            denied.fetch_add(1, Ordering::Relaxed);
+                        }
+                        r => {
+                            other.fetch_add(1, Ordering::Relaxed);
+                            last = format!("{r:?}");
+                        }
+                    }
+                }
+                last
+            })
+        })
+        .collect();
+    // The shop: 40 Pods at 3/s, each sent on time whatever the others wait.
+    let mut tick = tokio::time::interval(Duration::from_millis(333));
+    let mut sent = Vec::new();
+    for i in 0..40 {
+        tick.tick().await;
+        let (shop, dry, pod) = (
+            shop.clone(),
+            dry.clone(),
+            pod_naming_secrets(&format!("shop-{i}"), &image, 1),
+        );
+        sent.push(tokio::spawn(async move {
+            let at = Instant::now();
+            let result = shop
+                .create(&dry, &pod)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            (result, at.elapsed())
+        }));
+    }
+    let mut shop_failures = Vec::new();
+    let mut latencies = Vec::new();
+    for s in sent {
+        let (result, took) = s.await.unwrap();
+        if let Err(e) = result {
+            shop_failures.push(e);
+        }
+        latencies.push(took);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut last_other = String::new();
+    for f in flooders {
+        let last = f.await.unwrap();
+        if !last.is_empty() {
+            last_other = last;
+        }
+    }
+    latencies.sort();
+    let peak = peak_rss_kib(&sigil);
+    // What sigil itself took for the shop's reviews (the rest of a
+    // create's time is the apiserver's, busy decoding the flood).
+    let metrics = reqwest::get(&sigil.metrics_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let within_10ms = |decision: &str| {
+        let bucket = |le: &str| -> f64 {
+            metrics
+                .lines()
+                .find(|l| {
+                    l.starts_with("sigil_admission_review_duration_seconds_bucket{")
+                        && l.contains("kind=\"Pod\"")
+                        && l.contains(&format!("decision=\"{decision}\""))
+                        && l.contains(&format!("le=\"{le}\""))
+                })
+                .and_then(|l| l.split_whitespace().last())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0)
+        };
+        (bucket("0.01"), bucket("+Inf"))
+    };
+    let (fast, all) = within_10ms("allowed");
+    println!(
+        "flood: {} denied naming the field, {} otherwise; shop: {} of 40 failed, median {:?}, slowest {:?} through the apiserver; sigil answered {fast} of {all} allowed reviews within 10 ms; sigil peak RSS {} MiB",
+        denied.load(Ordering::Relaxed),
+        other.load(Ordering::Relaxed),
+        shop_failures.len(),
+        latencies[latencies.len() / 2],
+        latencies.last().unwrap(),
+        peak >> 10
+    );
+    assert!(shop_failures.is_empty(), "{shop_failures:?}");
+    assert!(denied.load(Ordering::Relaxed) > 80, "the flood ran");
+    assert_eq!(other.load(Ordering::Relaxed), 0, "{last_other}");
+    assert!(peak < 128 << 10, "sigil's peak RSS {peak} KiB");
+    // Not one Secret read on the way: only the cache's list and watch.
+    assert!(!sigil.log().contains("pull secret not found"));
+}
+
+/// The pull-secret cache at scale (not part of the suite: `cargo test
+/// --release --test cluster -- --ignored --nocapture pull_secret_cache_at_scale`,
+/// `SIGIL_SCALE_SECRETS` Secrets, default 10,000): that many
+/// `kubernetes.io/dockerconfigjson` Secrets in 10 namespaces, listed by a
+/// fresh sigil. Prints what the cache weighs and sigil's resident set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn pull_secret_cache_at_scale() {
+    let secrets: usize = std::env::var("SIGIL_SCALE_SECRETS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000);
+    let c = KubeCluster::start();
+    install_crds(&c, &["clusterimagepolicies.policy.sigstore.dev"]);
+    for ns in 0..10 {
+        namespace(&c, &format!("team-{ns}"), Some("true"));
+    }
+    let created = Instant::now();
+    for chunk in (0..secrets).collect::<Vec<_>>().chunks(500) {
+        let items: Vec<serde_json::Value> = chunk
+            .iter()
+            .map(|i| {
+                let config = serde_json::json!({"auths": {format!("registry-{}.example.com", i % 7): {
+                    "username": format!("robot-{i}"), "password": format!("{:040x}", i), "auth": base64::engine::general_purpose::STANDARD.encode(format!("robot-{i}:{:040x}", i))}}});
+                serde_json::json!({
+                    "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+                    "metadata": {"name": format!("pull-{i}"), "namespace": format!("team-{}", i % 10)},
+                    "data": {".dockerconfigjson": base64::engine::general_purpose::STANDARD.encode(config.to_string())},
+                })
+            })
+            .collect();
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+        let out = c.kubectl_stdin(&["create", "-f", "-"], &list.to_string());
+        assert!(ok(&out), "{}", text(&out));
+    }
+    println!(
+        "created {secrets} Secrets in {:.1}s",
+        created.elapsed().as_secs_f64()
+    );
+    let sigil = start_sigil(&c, &[]);
+    let synced = within(Duration::from_secs(300), || {
+        sigil
+            .log()
+            .contains("pull secrets and service accounts synced")
+    });
+    assert!(synced.is_some(), "{}", sigil.log());
+    let metrics = reqwest::get(&sigil.metrics_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let bytes: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("sigil_cache_bytes{cache=\"pull_secrets\"}"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    let rss = std::fs::read_to_string(format!("/proc/{}/status", sigil.child.id()))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().to_string()))
+        .unwrap();
+    println!(
+        "{secrets} pull secrets listed in {:.1}s: the cache weighs {:.1} MiB ({:.0} bytes each); sigil's resident set {rss}, peak {} MiB",
+        synced.unwrap().as_secs_f64(),
+        bytes / (1 << 20) as f64,
+        bytes / secrets as f64,
+        peak_rss_kib(&sigil) >> 10
+    );
+    assert!(bytes > 0.0);
+}

@@ -693,3 +693,73 @@ async fn the_signatures_own_expiry_is_checked() {
         "{warned:?}"
     );
 }
+
+/// A trusted identity names attributes a leaf must have; a leaf whose
+/// subject repeats an attribute or puts several in one RDN is refused, as
+/// notation-go refuses it, whatever its attributes would match: any team
+/// that can get a certificate with an extra `OU` from the same CA must not
+/// sign as `OU=Release`. Values of other than string types match nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subjects_are_read_as_notation_go_reads_them() {
+    let c = Case::new();
+    let now = SystemTime::now();
+    let release = policy(
+        &c.glob,
+        &notation_authority(
+            &c.ca.pem(),
+            None,
+            "x509.subject: C=US, ST=WA, O=Acme, OU=Release",
+            "strict",
+        ),
+    );
+    // RFC 4514 strings: the last RDN first.
+    let cases = [
+        (
+            "honest",
+            "CN=release,OU=Release,O=Acme,ST=WA,C=US",
+            None,
+        ),
+        (
+            "two-ous",
+            "CN=dev,OU=Release,OU=Dev,O=Acme,ST=WA,C=US",
+            Some("authenticity check failed: signing certificate subject \"C=US, ST=WA, O=Acme, OU=Dev, OU=Release, CN=dev\" has OU more than once; Notation refuses subjects with repeated attributes"),
+        ),
+        (
+            "multi-valued",
+            "CN=dev+OU=Release,O=Acme,ST=WA,C=US",
+            Some("authenticity check failed: signing certificate subject \"C=US, ST=WA, O=Acme, CN=dev, OU=Release\" has a multi-valued RDN (CN+OU); Notation refuses subjects with multi-valued RDNs"),
+        ),
+        (
+            // OU as an OCTET STRING holding the bytes of "Release".
+            "not-a-string",
+            "CN=dev,OU=#040752656c65617365,O=Acme,ST=WA,C=US",
+            Some("authenticity check failed: signing certificate subject \"C=US, ST=WA, O=Acme, OU=#040752656c65617365, CN=dev\" matches none of the trusted identities: x509.subject: C=US, ST=WA, O=Acme, OU=Release"),
+        ),
+    ];
+    for (name, subject, refused) in cases {
+        let signer = c.ca.issue_with_subject(subject).unwrap();
+        let (image, _) = c
+            .signed(&format!("notary/{name}"), Sign::Jws(&signer), now, None)
+            .await;
+        match refused {
+            None => {
+                let (ok, msg, _) = c.verdict(&release, &image).await;
+                assert!(ok, "{name}: {msg}");
+            }
+            Some(says) => c.denied(&release, &image, says).await,
+        }
+    }
+    // Under the `*` identity the same leaves are refused too: the subject
+    // itself is unreadable as Notation reads it.
+    let any = policy(
+        &c.glob,
+        &notation_authority(&c.ca.pem(), None, "*", "strict"),
+    );
+    let signer =
+        c.ca.issue_with_subject("CN=dev,OU=Release,OU=Dev,O=Acme,ST=WA,C=US")
+            .unwrap();
+    let (image, _) = c
+        .signed("notary/any-two-ous", Sign::Jws(&signer), now, None)
+        .await;
+    c.denied(&any, &image, "has OU more than once").await;
+}

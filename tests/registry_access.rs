@@ -236,3 +236,66 @@ async fn a_cold_review_makes_only_the_requests_it_needs() {
     // Tag lookup, signature manifest, signature layer: 3 in all.
     assert_eq!(made, vec![1, 1, 1, 3], "{}", reg.log());
 }
+
+/// `/mutate` resolves a matched tag with sigil's own `--registry-config`
+/// under the workload's pull secrets, so by default a tenant learns the
+/// digest of a tag only sigil may read; with
+/// `--resolve-with-workload-credentials` it is resolved with the
+/// workload's own credentials only, and left unpinned (a warning) when they
+/// cannot read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_resolve_with_the_workloads_own_credentials_when_told() {
+    let private = private_registry();
+    let reg = &private.registry;
+    let dir = tempfile::tempdir().unwrap();
+    let client = sigil_testkit::plain_http_client(std::slice::from_ref(&reg.addr));
+    let digest = push_image_as(
+        &client,
+        &Reference::with_tag(reg.addr.clone(), "private/app".into(), "v1".into()),
+        &private.auth,
+    )
+    .await
+    .unwrap();
+    let k = TestKey::generate(TestKeyKind::P256).unwrap();
+    let policy = key_policy("p", "**", &[&k], "");
+    let opts = RegistryOptions {
+        insecure: vec![reg.addr.clone()],
+        docker_config: Some(docker_config(dir.path(), &reg.addr)),
+        ..Default::default()
+    };
+    let body = serde_json::to_vec(&pod_review(
+        "u",
+        "shop",
+        "p",
+        &format!("{}/private/app:v1", reg.addr),
+    ))
+    .unwrap();
+    let mutate = |ev: Evaluator| {
+        let body = body.clone();
+        async move {
+            let out = ev.mutate(body).await.unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            v["response"].clone()
+        }
+    };
+    // By default: pinned, with sigil's own credentials.
+    let resp = mutate(evaluator(&policy, opts.clone())).await;
+    assert_eq!(resp["patchType"], "JSONPatch", "{resp}");
+    let patch = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        resp["patch"].as_str().unwrap(),
+    )
+    .unwrap();
+    assert!(String::from_utf8(patch).unwrap().contains(&digest));
+    // Told: the workload has no pull secret for it, so it is not pinned.
+    let mut ev = evaluator(&policy, opts);
+    ev.settings.resolve_with_workload_credentials = true;
+    let resp = mutate(ev).await;
+    assert!(resp.get("patch").is_none(), "{resp}");
+    let warning = resp["warnings"][0].as_str().unwrap();
+    assert!(
+        warning.contains("not pinned to a digest")
+            && warning.contains(&format!("registry {} denied access", reg.addr)),
+        "{warning}"
+    );
+}

@@ -295,6 +295,52 @@ async fn warn_mode_admits_with_warnings() {
     assert_eq!(audit.records()[0].finding.decision, FindingDecision::Warned);
 }
 
+/// In audit mode a workload sigil cannot read, or will not read whole, is
+/// admitted unchecked, and the audit log says so, with the reason; in
+/// enforce mode the same is a deny naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_workloads_are_audited_unchecked_or_denied() {
+    let k = key(TestKeyKind::P256);
+    let mut o = Opts::for_registry("127.0.0.1:1");
+    o.server_mode = ServerMode::Audit;
+    let (audit_ev, audit) = pipeline(&key_policy("p", "**", &[&k], ""), &o);
+    let (enforce_ev, _) = pipeline(
+        &key_policy("p", "**", &[&k], ""),
+        &Opts::for_registry("127.0.0.1:1"),
+    );
+    let mut malformed = pod_review("bad-uid", "shop", "bad", "x:1");
+    malformed["request"]["object"]["spec"]["containers"] = json!("not a list");
+    let mut too_many = pod_review("many-uid", "shop", "many", "x:1");
+    too_many["request"]["object"]["spec"]["containers"] = json!((0..300)
+        .map(|i| json!({"name": format!("c{i}"), "image": format!("r.example/c{i}:v1")}))
+        .collect::<Vec<_>>());
+    for (body, field, says) in [
+        (&malformed, "spec", "cannot read the pod spec of this Pod at spec"),
+        (
+            &too_many,
+            "spec.containers",
+            "spec.containers: this Pod has 300 images (containers of every kind and image volumes), over sigil's limit of 256 per workload",
+        ),
+    ] {
+        let resp = review(&enforce_ev, body).await;
+        assert!(!allowed(&resp));
+        assert!(message(&resp).contains(says), "{}", message(&resp));
+        let resp = review(&audit_ev, body).await;
+        assert!(allowed(&resp), "{resp}");
+        let records = audit.records();
+        let r = serde_json::to_value(records.last().unwrap()).unwrap();
+        assert_eq!(r["uid"], body["request"]["uid"]);
+        assert_eq!(r["decision"], "audited");
+        assert_eq!(r["mode"], "unchecked");
+        assert_eq!(r["field"], field);
+        assert!(
+            r["reasons"][0].as_str().unwrap().starts_with("not checked: ")
+                && r["reasons"][0].as_str().unwrap().contains(says),
+            "{r}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_mode_admits_and_writes_the_audit_record() {
     let env = Env::start();

@@ -415,6 +415,10 @@ impl CredentialSource for KubeCredentials {
     ) -> Result<Credentials, String> {
         self.lookup(namespace, secret_names, service_account)
     }
+
+    fn cache_bytes(&self) -> Option<u64> {
+        Some(self.bytes())
+    }
 }
 
 #[cfg(test)]

@@ -108,6 +108,28 @@ impl NotationCa {
         })
     }
 
+    /// A valid code-signing certificate whose subject is exactly
+    /// `subject` (RFC 4514, last RDN first, as `x509-cert` reads it), for
+    /// subjects rcgen cannot make: an attribute twice (`OU=Release,OU=Dev`),
+    /// a multi-valued RDN (`CN=dev+OU=Release`), a value of another type
+    /// than a string (`OU=#0403…`, an OCTET STRING). rcgen issues the
+    /// certificate; its subject is then replaced and it is signed again by
+    /// this CA.
+    pub fn issue_with_subject(&self, subject: &str) -> anyhow::Result<NotationSigner> {
+        use der::{Decode as _, Encode as _};
+        use rcgen::SigningKey as _;
+        let mut signer = self.issue_valid("placeholder")?;
+        let mut cert = x509_cert::Certificate::from_der(&signer.chain[0])?;
+        cert.tbs_certificate.subject = subject
+            .parse::<x509_cert::name::Name>()
+            .map_err(|e| anyhow::anyhow!("subject {subject:?}: {e}"))?;
+        let tbs = cert.tbs_certificate.to_der()?;
+        let signature = self.ca.key().sign(&tbs)?;
+        cert.signature = der::asn1::BitString::from_bytes(&signature)?;
+        signer.chain[0] = cert.to_der()?;
+        Ok(signer)
+    }
+
     /// A CRL of this CA revoking `revoked`, PEM (a `trustStore.crls`).
     pub fn crl(&self, revoked: &[&NotationSigner]) -> anyhow::Result<String> {
         let now = SystemTime::now();
