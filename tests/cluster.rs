@@ -1981,7 +1981,9 @@ async fn a_pull_secret_flood_is_denied_at_once_and_starves_no_one() {
         peak >> 10
     );
     assert!(shop_failures.is_empty(), "{shop_failures:?}");
-    assert!(denied.load(Ordering::Relaxed) > 80, "the flood ran");
+    // Every flooder was answered at least once (how many more depends on
+    // how fast this machine's apiserver decodes 10,000-entry Pods).
+    assert!(denied.load(Ordering::Relaxed) >= 80, "the flood ran");
     assert_eq!(other.load(Ordering::Relaxed), 0, "{last_other}");
     assert!(peak < 128 << 10, "sigil's peak RSS {peak} KiB");
     // Not one Secret read on the way: only the cache's list and watch.

@@ -380,6 +380,15 @@ impl RegistryClient {
         Ok(Some((media_type, body.len() as u64)))
     }
 
+    /// The bytes of a manifest and their digest (checked when `reference`
+    /// names one); `Ok(None)` when absent. At most 1 MiB.
+    pub async fn manifest(
+        &self,
+        reference: &Reference,
+    ) -> Result<Option<(Vec<u8>, String)>, RegistryError> {
+        self.manifest_bytes(reference).await
+    }
+
     /// The bytes of a manifest and their digest; `Ok(None)` when absent.
     async fn manifest_bytes(
         &self,

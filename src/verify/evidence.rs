@@ -91,6 +91,23 @@ pub struct Evidence {
     pub rejected: Vec<String>,
     /// How many candidates were read (verified or not).
     pub candidates: usize,
+    /// BuildKit's attestations inside the admitted image index, read once
+    /// a signature of this authority over the index verified.
+    pub index: Option<IndexEvidence>,
+}
+
+/// The Statements a signed image index holds in its attestation manifests
+/// (`verify::index_attestations` says why they may count).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IndexEvidence {
+    /// The index's platform manifests: a required attestation must hold
+    /// for each.
+    pub platforms: Vec<String>,
+    /// Statements bound to one of those platforms (`digest` is the
+    /// platform manifest's), of the predicate types the authority wants.
+    pub statements: Vec<VerifiedAttestation>,
+    /// What did not count, and why.
+    pub rejected: Vec<String>,
 }
 
 /// policy-controller's `{id, subject, issuer}` for one signer; `id` is

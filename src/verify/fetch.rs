@@ -70,7 +70,12 @@ pub struct Fetcher {
     signatures: Cache<RepoKey, Arc<Vec<SignatureLayer>>>,
     referrers: Cache<RepoKey, Arc<Vec<Referrer>>>,
     descriptors: Cache<String, (String, u64)>,
+    /// Permits for reading blobs over 1 MiB.
+    large_blobs: tokio::sync::Semaphore,
 }
+
+/// Blobs over 1 MiB read at once, all reviews together.
+pub const LARGE_BLOBS_AT_ONCE: usize = 4;
 
 impl Fetcher {
     /// Reads through `registry`. Digests get `cache_bytes / 20`, signature
@@ -110,6 +115,7 @@ impl Fetcher {
                 .time_to_live(ttl)
                 .eviction_listener(evictions(CacheName::referrers))
                 .build(),
+            large_blobs: tokio::sync::Semaphore::new(LARGE_BLOBS_AT_ONCE),
         }
     }
 
@@ -258,6 +264,52 @@ impl Fetcher {
             .await;
         looked_up(CacheName::digests, &fetched);
         result.map_err(|e| (*e).clone())
+    }
+
+    /// The bytes of `registry/repository@digest`, read and checked against
+    /// the digest (at most 1 MiB); `Ok(None)` when absent. Not cached: the
+    /// verdict cache keeps what is concluded from it.
+    pub async fn manifest(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &str,
+        creds: &Credentials,
+    ) -> Result<Option<Vec<u8>>, RegistryError> {
+        let client = self.client_for(creds).await?;
+        let reference = Reference::with_digest(
+            registry.to_string(),
+            repository.to_string(),
+            digest.to_string(),
+        );
+        Ok(client.manifest(&reference).await?.map(|(bytes, _)| bytes))
+    }
+
+    /// A blob of `registry/repository` of at most `limit` bytes, checked
+    /// against its digest. Not cached. Blobs over 1 MiB (BuildKit's SBOMs)
+    /// are read at most [`LARGE_BLOBS_AT_ONCE`] at a time, so that their
+    /// bytes held at once stay bounded whatever the reviews ask for.
+    pub async fn blob(
+        &self,
+        registry: &str,
+        repository: &str,
+        descriptor: &oci_client::manifest::OciDescriptor,
+        limit: usize,
+        creds: &Credentials,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let client = self.client_for(creds).await?;
+        let reference = Reference::with_digest(
+            registry.to_string(),
+            repository.to_string(),
+            descriptor.digest.clone(),
+        );
+        let _large = if descriptor.size > MAX_PAYLOAD_BYTES as i64 {
+            // Never closed, so acquiring cannot fail.
+            Some(self.large_blobs.acquire().await.ok())
+        } else {
+            None
+        };
+        client.blob(&reference, descriptor, limit).await
     }
 
     /// What each cache holds now, weighed in bytes.

@@ -246,7 +246,12 @@ fn key_reason(name: &str, evidence: Option<&KeyEvidence>) -> String {
 }
 
 /// Every required attestation must have a verified Statement of its
-/// predicate type, and every such Statement must pass its policy.
+/// predicate type, and every such Statement must pass its policy. The
+/// Statements are the ones bound to the admitted digest (`.att`, referrer
+/// attestations) or, when there are none of that type and the authority's
+/// signature over the admitted image index verified, the ones BuildKit
+/// filed in the index's attestation manifests: one at least for every
+/// platform manifest of the index.
 fn judge_attestations(
     a: &CompiledAuthority,
     digest: &str,
@@ -268,21 +273,56 @@ fn judge_attestations(
             plural(unverified.len())
         ),
     };
+    let mut found: Vec<(&str, Vec<&VerifiedAttestation>)> = Vec::new();
+    let mut from_index: Vec<&str> = Vec::new();
     for want in &a.attestations {
-        let matching: Vec<&&VerifiedAttestation> = verified
+        let direct: Vec<&VerifiedAttestation> = verified
             .iter()
+            .copied()
             .filter(|v| v.predicate_type == want.predicate_type)
             .collect();
-        if matching.is_empty() {
+        let matching = if !direct.is_empty() {
+            direct
+        } else if let Some(index) = &evidence.index {
+            let index_why = || match index.rejected.first() {
+                None => String::new(),
+                Some(r) => format!(" ({} did not count: {r})", index.rejected.len()),
+            };
+            if index.platforms.is_empty() {
+                return fail(format!(
+                    "attestation {}: the image index lists no platform manifest",
+                    want.name
+                ));
+            }
+            let mut all = Vec::new();
+            for platform in &index.platforms {
+                let here: Vec<&VerifiedAttestation> = index
+                    .statements
+                    .iter()
+                    .filter(|s| s.digest == *platform && s.predicate_type == want.predicate_type)
+                    .collect();
+                if here.is_empty() {
+                    return fail(format!(
+                        "attestation {}: no matching attestations for predicate type {}: the signed image index holds none for its platform manifest {platform}{}",
+                        want.name,
+                        want.predicate_type,
+                        index_why()
+                    ));
+                }
+                all.extend(here);
+            }
+            from_index.push(want.name.as_str());
+            all
+        } else {
             return fail(format!(
                 "attestation {}: no matching attestations for predicate type {}{}",
                 want.name,
                 want.predicate_type,
                 why_not()
             ));
-        }
+        };
         if let Some(program) = &want.policy {
-            for m in matching {
+            for m in &matching {
                 let input = match program.language() {
                     Language::Rego => m.statement.clone(),
                     Language::Cel => json!({
@@ -291,27 +331,43 @@ fn judge_attestations(
                     }),
                 };
                 if let Err(e) = program.evaluate(&input, limit) {
-                    let message = format!("attestation {}: policy failed: {e}", want.name);
+                    let message = if m.digest == digest {
+                        format!("attestation {}: policy failed: {e}", want.name)
+                    } else {
+                        format!(
+                            "attestation {}: policy failed for platform manifest {}: {e}",
+                            want.name, m.digest
+                        )
+                    };
                     return AuthorityOutcome::failed(&a.name, program_failure(message, &e));
                 }
             }
         }
+        found.push((want.name.as_str(), matching));
     }
     let names: Vec<&str> = a.attestations.iter().map(|w| w.name.as_str()).collect();
+    let in_index = match (from_index.is_empty(), &evidence.index) {
+        (false, Some(index)) => format!(
+            " ({} from the signed image index, for each of its {} platform manifest{})",
+            from_index.join(", "),
+            index.platforms.len(),
+            plural(index.platforms.len())
+        ),
+        _ => String::new(),
+    };
     AuthorityOutcome {
         name: a.name.clone(),
         result: Ok(Vouch {
-            reason: format!("attestations {} verified", names.join(", ")),
-            signer: verified.iter().find_map(|v| v.signer.clone()),
+            reason: format!("attestations {} verified{in_index}", names.join(", ")),
+            signer: found
+                .iter()
+                .flat_map(|(_, m)| m.iter())
+                .find_map(|v| v.signer.clone()),
             matches: json!({
                 "signatures": [],
-                "attestations": a.attestations.iter().map(|w| {
-                    let found: Vec<Value> = verified
-                        .iter()
-                        .filter(|v| v.predicate_type == w.predicate_type)
-                        .map(|v| v.policy_input())
-                        .collect();
-                    (w.name.clone(), Value::Array(found))
+                "attestations": found.iter().map(|(name, matching)| {
+                    let inputs: Vec<Value> = matching.iter().map(|v| v.policy_input()).collect();
+                    (name.to_string(), Value::Array(inputs))
                 }).collect::<Map<_, _>>(),
             }),
             notation: None,

@@ -22,6 +22,7 @@ pub mod cosign;
 pub mod engine;
 pub mod evidence;
 pub mod fetch;
+pub mod index_attestations;
 pub mod judge;
 pub mod keyless;
 /// Verification keys live in the model (a leaf); re-exported here for

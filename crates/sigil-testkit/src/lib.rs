@@ -32,6 +32,7 @@ use p384::ecdsa::signature::hazmat::PrehashSigner;
 use p384::pkcs8::EncodePublicKey;
 use sha2::{Digest, Sha256};
 
+pub mod buildkit;
 pub mod notation;
 pub mod sigstore;
 pub mod tuf;

@@ -28,5 +28,6 @@ pub(super) async fn collect(
         attestations,
         rejected: rejected.iter().map(ToString::to_string).collect(),
         candidates: layers.len(),
+        index: None,
     })
 }

@@ -68,5 +68,6 @@ pub(super) async fn collect(
         attestations: Vec::new(),
         rejected: rejected.iter().map(ToString::to_string).collect(),
         candidates: layers.len(),
+        index: None,
     })
 }

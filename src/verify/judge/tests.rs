@@ -627,3 +627,118 @@ fn spec_policy_input_is_policy_controllers_shape() {
     );
     assert!(o.passed, "{:?}", o.reasons());
 }
+
+mod in_index {
+    use super::*;
+    use crate::verify::evidence::IndexEvidence;
+
+    const AMD: &str = "sha256:aaaa111111111111111111111111111111111111111111111111111111111111";
+    const ARM: &str = "sha256:bbbb111111111111111111111111111111111111111111111111111111111111";
+    const SLSA: &str = "https://slsa.dev/provenance/v0.2";
+    const SPDX: &str = "https://spdx.dev/Document";
+
+    fn provenance_policy(extra: &str) -> CompiledPolicy {
+        policy(&format!(
+            "images: [{{glob: '**'}}]\nauthorities:\n  - name: ci\n    key:\n      data: {{key}}    attestations:\n      - name: provenance\n        predicateType: slsaprovenance\n{extra}      - name: sbom\n        predicateType: spdx\n"
+        ))
+    }
+
+    fn builder(id: &str) -> Value {
+        json!({"builder": {"id": id}})
+    }
+
+    /// What the collector returns once the index's signature verified.
+    fn index(statements: Vec<VerifiedAttestation>, direct: Vec<VerifiedAttestation>) -> Collected {
+        Ok(Evidence {
+            source: Source::AttestationTag,
+            attestations: direct,
+            index: Some(IndexEvidence {
+                platforms: vec![AMD.into(), ARM.into()],
+                statements,
+                rejected: vec![],
+            }),
+            ..Evidence::default()
+        })
+    }
+
+    #[test]
+    fn every_platform_needs_its_statement() {
+        let p = provenance_policy("");
+        let both = vec![
+            attested(SLSA, builder("ci"), AMD),
+            attested(SPDX, json!({}), AMD),
+            attested(SLSA, builder("ci"), ARM),
+            attested(SPDX, json!({}), ARM),
+        ];
+        let o = judge(&p, DIGEST, &[index(both.clone(), vec![])], LIMIT);
+        assert!(o.passed, "{:?}", o.reasons());
+        assert_eq!(
+            o.authorities[0].reason(),
+            "attestations provenance, sbom verified (provenance, sbom from the signed image index, for each of its 2 platform manifests)"
+        );
+        // arm64 has no SBOM: the requirement fails, naming the platform.
+        let missing: Vec<_> = both.iter().take(3).cloned().collect();
+        let o = judge(&p, DIGEST, &[index(missing, vec![])], LIMIT);
+        assert!(!o.passed);
+        assert_eq!(
+            o.reasons(),
+            vec![format!("ci: attestation sbom: no matching attestations for predicate type {SPDX}: the signed image index holds none for its platform manifest {ARM}")]
+        );
+    }
+
+    #[test]
+    fn the_policy_runs_on_every_platforms_statement_and_direct_ones_come_first() {
+        let p = policy(
+            "images: [{glob: '**'}]\nauthorities:\n  - name: ci\n    key:\n      data: {key}    attestations:\n      - name: provenance\n        predicateType: slsaprovenance\n        policy:\n          type: cel\n          data: predicate.builder.id == 'ci'\n",
+        );
+        let good = vec![
+            attested(SLSA, builder("ci"), AMD),
+            attested(SLSA, builder("ci"), ARM),
+        ];
+        assert!(judge(&p, DIGEST, &[index(good, vec![])], LIMIT).passed);
+        let one_bad = vec![
+            attested(SLSA, builder("ci"), AMD),
+            attested(SLSA, builder("laptop"), ARM),
+        ];
+        let o = judge(&p, DIGEST, &[index(one_bad.clone(), vec![])], LIMIT);
+        assert!(!o.passed);
+        assert!(
+            o.reasons()[0].starts_with(&format!(
+                "ci: attestation provenance: policy failed for platform manifest {ARM}"
+            )),
+            "{:?}",
+            o.reasons()
+        );
+        // A Statement about the index itself (`.att`) decides when there is one.
+        let direct = vec![attested(SLSA, builder("ci"), DIGEST)];
+        let o = judge(&p, DIGEST, &[index(one_bad, direct)], LIMIT);
+        assert!(o.passed, "{:?}", o.reasons());
+        assert_eq!(
+            o.authorities[0].reason(),
+            "attestations provenance verified"
+        );
+    }
+
+    #[test]
+    fn without_the_index_signature_nothing_inside_counts() {
+        // The collector sets `index` only once the index's signature
+        // verified; without it, its reason is all there is.
+        let p = provenance_policy("");
+        let o = judge(
+            &p,
+            DIGEST,
+            &[Ok(Evidence {
+                source: Source::AttestationTag,
+                rejected: vec!["the image index holds BuildKit attestations (2 attestation manifests), but no signature of ci over the index verified: no signatures found at r/app:sha256-1.sig".into()],
+                ..Evidence::default()
+            })],
+            LIMIT,
+        );
+        assert!(!o.passed);
+        assert!(
+            o.reasons()[0].contains("no signature of ci over the index verified"),
+            "{:?}",
+            o.reasons()
+        );
+    }
+}
