@@ -40,10 +40,10 @@ fn keyless(c: &mut Criterion) {
     };
     let trust = TrustMaterial::from_json("bench", &sigstore.trusted_root_json(None)).unwrap();
     let policy = KeylessPolicy {
-        identities: vec![IdentityRule {
-            issuer: TextMatcher::new(Some(issuer), None).unwrap(),
-            subject: TextMatcher::new(None, Some("https://github\\.com/acme/.*")).unwrap(),
-        }],
+        identities: vec![IdentityRule::new(
+            TextMatcher::new(Some(issuer), None).unwrap(),
+            TextMatcher::new(None, Some("https://github\\.com/acme/.*")).unwrap(),
+        )],
         trust: CertificateTrust::TrustRoot,
         trust_root_ref: None,
         verify_sct: true,

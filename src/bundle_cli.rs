@@ -83,6 +83,11 @@ fn run(args: &VerifyBundleArgs) -> Result<Result<String, String>, String> {
         (None, Some(identity), Some(issuer)) => BundleSigner::Identity(vec![IdentityRule {
             issuer: TextMatcher::Exact(issuer.clone()),
             subject: TextMatcher::Exact(identity.clone()),
+            claims: args
+                .claims()
+                .into_iter()
+                .map(|(c, v)| (c, TextMatcher::Exact(v)))
+                .collect(),
         }]),
         _ => {
             return Err(
@@ -99,7 +104,15 @@ fn run(args: &VerifyBundleArgs) -> Result<Result<String, String>, String> {
     };
     Ok(verify_bundle(&bundle, &artifact, &signer, &trust)
         .map(|v| match (v.subject, v.issuer) {
-            (Some(s), Some(i)) => format!("signed by {s} ({i})"),
+            (Some(s), Some(i)) if v.claims.is_empty() => format!("signed by {s} ({i})"),
+            (Some(s), Some(i)) => format!(
+                "signed by {s} ({i}); claims checked: {}",
+                v.claims
+                    .iter()
+                    .map(|(c, v)| format!("{c} {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             _ => format!(
                 "signed by the given key over sha256:{}",
                 match &artifact {

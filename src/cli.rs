@@ -49,7 +49,7 @@ pub enum Command {
     Check(Box<CheckArgs>),
     /// Verify a Sigstore bundle over a file or digest (the sigstore-conformance
     /// client protocol), on the webhook's verification core.
-    VerifyBundle(VerifyBundleArgs),
+    VerifyBundle(Box<VerifyBundleArgs>),
     /// Print the CustomResourceDefinitions sigil serves (YAML).
     Crd,
     /// Write a CA and a serving certificate for the webhook Service.
@@ -420,6 +420,49 @@ pub struct VerifyBundleArgs {
     /// Trusted root replacing the embedded public-good one.
     #[arg(long, alias = "trust-root")]
     pub trusted_root: Option<PathBuf>,
+    /// Required `sourceRepositoryURI` claim (Fulcio 1.3.6.1.4.1.57264.1.12).
+    #[arg(long, requires = "certificate_identity")]
+    pub certificate_source_repository_uri: Option<String>,
+    /// Required `sourceRepositoryRef` claim (.1.14), e.g. `refs/heads/main`.
+    #[arg(long, requires = "certificate_identity")]
+    pub certificate_source_repository_ref: Option<String>,
+    /// Required `sourceRepositoryDigest` claim (.1.13), the commit.
+    #[arg(long, requires = "certificate_identity")]
+    pub certificate_source_repository_digest: Option<String>,
+    /// Required `sourceRepositoryOwnerURI` claim (.1.16).
+    #[arg(long, requires = "certificate_identity")]
+    pub certificate_source_repository_owner_uri: Option<String>,
+    /// Required `buildSignerURI` claim (.1.9).
+    #[arg(long, requires = "certificate_identity")]
+    pub certificate_build_signer_uri: Option<String>,
+    /// Required `buildSignerDigest` claim (.1.10).
+    #[arg(long, requires = "certificate_identity")]
+    pub certificate_build_signer_digest: Option<String>,
+    /// Required `buildTrigger` claim (.1.20), e.g. `push`.
+    #[arg(long, requires = "certificate_identity")]
+    pub certificate_build_trigger: Option<String>,
+    /// Required `runnerEnvironment` claim (.1.11): `github-hosted` refuses
+    /// self-hosted runners.
+    #[arg(long, requires = "certificate_identity")]
+    pub certificate_runner_environment: Option<String>,
+    /// Required `buildConfigURI` claim (.1.18).
+    #[arg(long, requires = "certificate_identity")]
+    pub certificate_build_config_uri: Option<String>,
+    /// Required GitHub workflow trigger (.1.2), as cosign's flag.
+    #[arg(long, requires = "certificate_identity")]
+    pub certificate_github_workflow_trigger: Option<String>,
+    /// Required GitHub workflow commit (.1.3), as cosign's flag.
+    #[arg(long, requires = "certificate_identity")]
+    pub certificate_github_workflow_sha: Option<String>,
+    /// Required GitHub workflow name (.1.4), as cosign's flag.
+    #[arg(long, requires = "certificate_identity")]
+    pub certificate_github_workflow_name: Option<String>,
+    /// Required GitHub `owner/repository` (.1.5), as cosign's flag.
+    #[arg(long, requires = "certificate_identity")]
+    pub certificate_github_workflow_repository: Option<String>,
+    /// Required GitHub ref (.1.6), as cosign's flag.
+    #[arg(long, requires = "certificate_identity")]
+    pub certificate_github_workflow_ref: Option<String>,
     /// The artifact file, or `sha256:<hex>` of it.
     pub file_or_digest: String,
 }
@@ -439,6 +482,65 @@ pub struct CertsArgs {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ConfigError(pub String);
+
+impl VerifyBundleArgs {
+    /// The claims the flags require.
+    pub fn claims(&self) -> Vec<(crate::model::identity::Claim, String)> {
+        use crate::model::identity::Claim;
+        [
+            (
+                Claim::SourceRepositoryUri,
+                &self.certificate_source_repository_uri,
+            ),
+            (
+                Claim::SourceRepositoryRef,
+                &self.certificate_source_repository_ref,
+            ),
+            (
+                Claim::SourceRepositoryDigest,
+                &self.certificate_source_repository_digest,
+            ),
+            (
+                Claim::SourceRepositoryOwnerUri,
+                &self.certificate_source_repository_owner_uri,
+            ),
+            (Claim::BuildSignerUri, &self.certificate_build_signer_uri),
+            (
+                Claim::BuildSignerDigest,
+                &self.certificate_build_signer_digest,
+            ),
+            (Claim::BuildTrigger, &self.certificate_build_trigger),
+            (
+                Claim::RunnerEnvironment,
+                &self.certificate_runner_environment,
+            ),
+            (Claim::BuildConfigUri, &self.certificate_build_config_uri),
+            (
+                Claim::GithubWorkflowTrigger,
+                &self.certificate_github_workflow_trigger,
+            ),
+            (
+                Claim::GithubWorkflowSha,
+                &self.certificate_github_workflow_sha,
+            ),
+            (
+                Claim::GithubWorkflowName,
+                &self.certificate_github_workflow_name,
+            ),
+            (
+                Claim::GithubWorkflowRepository,
+                &self.certificate_github_workflow_repository,
+            ),
+            (
+                Claim::GithubWorkflowRef,
+                &self.certificate_github_workflow_ref,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(c, v)| v.clone().map(|v| (c, v)))
+        .collect()
+    }
+}
 
 impl VerifyArgs {
     /// Registry options from the flags.

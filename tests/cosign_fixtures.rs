@@ -152,10 +152,10 @@ fn valid_signature_is_rejected_with_another_key() {
 }
 
 fn identity(issuer: &str, subject: &str) -> IdentityRule {
-    IdentityRule {
-        issuer: TextMatcher::new(Some(issuer), None).unwrap(),
-        subject: TextMatcher::new(Some(subject), None).unwrap(),
-    }
+    IdentityRule::new(
+        TextMatcher::new(Some(issuer), None).unwrap(),
+        TextMatcher::new(Some(subject), None).unwrap(),
+    )
 }
 
 fn public_good_keyless(identities: Vec<IdentityRule>) -> KeylessPolicy {
@@ -248,10 +248,10 @@ fn private_pki_signature_verifies_against_its_ca() {
         + &std::fs::read_to_string(dir().join("pki_intermediate_crts.pem")).unwrap();
     let ca = PrivateCa::from_pem(&pem).unwrap();
     let policy = KeylessPolicy {
-        identities: vec![IdentityRule {
-            issuer: TextMatcher::new(None, Some(".*")).unwrap(),
-            subject: TextMatcher::new(Some("qiwan@redhat.com"), None).unwrap(),
-        }],
+        identities: vec![IdentityRule::new(
+            TextMatcher::new(None, Some(".*")).unwrap(),
+            TextMatcher::new(Some("qiwan@redhat.com"), None).unwrap(),
+        )],
         trust: CertificateTrust::PrivateCa(std::sync::Arc::new(ca)),
         trust_root_ref: None,
         verify_sct: true,

@@ -255,3 +255,39 @@ fn validate_policy_checks_trust_roots() {
     );
     assert_eq!(resp["allowed"], true, "{resp}");
 }
+
+/// Fulcio's workflow claims in `keyless.identities[]` are accepted by the
+/// CRD's types and by `/validate-policy`; a bad pattern, or a claim given
+/// both exactly and as a pattern, is refused naming the field.
+#[test]
+fn workflow_claims_in_identities_are_validated() {
+    let policy = |claims: &str| {
+        format!(
+            "apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: gha\nspec:\n  images:\n    - glob: \"ghcr.io/acme/**\"\n  authorities:\n    - keyless:\n        identities:\n          - issuer: https://token.actions.githubusercontent.com\n            subjectRegExp: \"https://github.com/acme/.*\"\n{claims}"
+        )
+    };
+    let ok = policy(
+        "            sourceRepositoryURI: https://github.com/acme/app\n            sourceRepositoryRefRegExp: \"refs/heads/main\"\n            sourceRepositoryDigest: 0f1e2d\n            sourceRepositoryOwnerURI: https://github.com/acme\n            buildSignerURIRegExp: \"https://github.com/acme/workflows/.*\"\n            buildSignerDigest: 0f1e2d\n            buildTrigger: push\n            runnerEnvironment: github-hosted\n            buildConfigURI: https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main\n            githubWorkflowTrigger: push\n            githubWorkflowSha: 0f1e2d\n            githubWorkflowName: Release\n            githubWorkflowRepository: acme/app\n            githubWorkflowRef: refs/heads/main\n",
+    );
+    let resp = validate_policy_review(&ok);
+    assert_eq!(resp["response"]["allowed"], true, "{resp}");
+    for (claims, says) in [
+        (
+            "            sourceRepositoryRefRegExp: \"refs/(heads\"\n",
+            "spec.authorities[0].keyless.identities[0].sourceRepositoryRefRegExp: regex is invalid",
+        ),
+        (
+            "            buildTrigger: push\n            buildTriggerRegExp: \"push|release\"\n",
+            "buildTrigger and buildTriggerRegExp cannot both be set",
+        ),
+        (
+            "            runnerEnvironmentRegExp: \".*\"\n",
+            "spec.authorities[0].keyless.identities[0].runnerEnvironmentRegExp",
+        ),
+    ] {
+        let resp = validate_policy_review(&policy(claims));
+        assert_eq!(resp["response"]["allowed"], false, "{claims}: {resp}");
+        let msg = resp["response"]["status"]["message"].as_str().unwrap();
+        assert!(msg.contains(says), "{claims}: {msg}");
+    }
+}

@@ -807,3 +807,225 @@ async fn rfc3161_timestamps_are_required_and_verified() {
         "{msg}"
     );
 }
+
+/// Fulcio's workflow claims in `keyless.identities[]`: every claim an
+/// identity names must hold, exactly or by a whole-string pattern; one that
+/// differs (or is absent) is denied naming the claim, the wanted and the
+/// found value; the claims checked are in the audit record and in
+/// `sigil check --output json`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflow_claims_must_all_hold() {
+    let env = Env::start();
+    let sigstore = OfflineSigstore::new().unwrap();
+    let opts = trusting(&env, &sigstore);
+    let glob = format!("{}/acme/**", env.addr());
+    let signed_by = |repo: &'static str, req: CertRequest| {
+        let cert = sigstore.issue(&req).unwrap();
+        let sigstore = &sigstore;
+        let env = &env;
+        async move {
+            signed_image(env, repo, |r, d| {
+                vec![sigstore
+                    .sign_keyless(&cert, r, d, ago(5), SetMode::Valid)
+                    .unwrap()]
+            })
+            .await
+        }
+    };
+    let main = signed_by(
+        "acme/main",
+        CertRequest::github_actions("acme/app", "refs/heads/main", "github-hosted", "push"),
+    )
+    .await;
+    let dev = signed_by(
+        "acme/dev",
+        CertRequest::github_actions("acme/app", "refs/heads/dev", "github-hosted", "push"),
+    )
+    .await;
+    let self_hosted = signed_by(
+        "acme/self-hosted",
+        CertRequest::github_actions("acme/app", "refs/heads/main", "self-hosted", "push"),
+    )
+    .await;
+    let fork = signed_by(
+        "acme/fork",
+        CertRequest::github_actions("evil/app", "refs/heads/main", "github-hosted", "push"),
+    )
+    .await;
+    // The workflow identity by pattern (any repository's release.yml), the
+    // repository, ref and runner by claim.
+    let identity = format!(
+        "          - issuer: {GITHUB}\n            subjectRegExp: \"https://github.com/.*/.github/workflows/release.yml@.*\"\n            sourceRepositoryURI: https://github.com/acme/app\n            sourceRepositoryRefRegExp: \"refs/(heads/main|tags/v.*)\"\n            runnerEnvironment: github-hosted\n            githubWorkflowRepository: acme/app\n"
+    );
+    let policy = keyless_policy("p", &glob, "", &identity, "");
+    let (ok, msg) = verdict(&env, &opts, &policy, &main).await;
+    assert!(ok, "{msg}");
+    for (image, says) in [
+        (&dev, "sourceRepositoryRef is refs/heads/dev, wanted one matching refs/(heads/main|tags/v.*)".to_string()),
+        (&self_hosted, "runnerEnvironment is self-hosted, wanted github-hosted".to_string()),
+        (&fork, "sourceRepositoryURI is https://github.com/evil/app, wanted https://github.com/acme/app, githubWorkflowRepository is evil/app, wanted acme/app".to_string()),
+    ] {
+        let (ok, msg) = verdict(&env, &opts, &policy, image).await;
+        assert!(!ok, "{image} admitted");
+        assert!(
+            msg.contains("keyless: certificate of https://github.com/")
+                && msg.contains(&format!("issued by {GITHUB}: {says}")),
+            "{msg}"
+        );
+    }
+    // A claim the certificate does not carry is a difference too.
+    let (ok, msg) = verdict(
+        &env,
+        &opts,
+        &keyless_policy(
+            "p",
+            &glob,
+            "",
+            &format!(
+                "{}            buildTrigger: release\n",
+                exact(GITHUB, WORKFLOW)
+            ),
+            "",
+        ),
+        &signed_by(
+            "acme/no-claims",
+            CertRequest::new(San::Uri(WORKFLOW.into()), GITHUB),
+        )
+        .await,
+    )
+    .await;
+    assert!(!ok);
+    assert!(
+        msg.contains(
+            "buildTrigger is absent from the certificate (1.3.6.1.4.1.57264.1.20), wanted release"
+        ),
+        "{msg}"
+    );
+    // The claims checked travel with the verdict: the audit record of a
+    // warn-mode denial names them, and so does a pass's signer.
+    let (ev, audit) = pipeline(
+        &keyless_policy("p", &glob, "", &identity, "  mode: warn\n"),
+        &opts,
+    );
+    let resp = review_pod(&ev, &dev).await;
+    assert!(allowed(&resp));
+    let records = audit.records();
+    let record = serde_json::to_value(records.last().unwrap()).unwrap();
+    assert_eq!(record["decision"], "warned");
+    assert!(
+        record["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("sourceRepositoryRef is refs/heads/dev"),
+        "{record}"
+    );
+    let eval = ev
+        .evaluate(
+            &sigil::audit::RequestContext::default(),
+            vec![sigil::workload::ImageUse {
+                field: "spec.containers[0].image".into(),
+                reference: main.clone(),
+                pointer: String::new(),
+            }],
+        )
+        .await;
+    let signer =
+        serde_json::to_value(eval.reports[0].policies[0].authorities[0].signer().unwrap()).unwrap();
+    assert_eq!(
+        signer["claims"],
+        serde_json::json!({
+            "sourceRepositoryURI": "https://github.com/acme/app",
+            "sourceRepositoryRef": "refs/heads/main",
+            "runnerEnvironment": "github-hosted",
+            "githubWorkflowRepository": "acme/app",
+        })
+    );
+}
+
+/// `sigil verify-bundle` takes cosign's `--certificate-github-workflow-*`
+/// flags and the same claims by their Fulcio names; a claim that differs
+/// is a rejection naming it, the wanted and the found value.
+#[test]
+fn verify_bundle_checks_workflow_claims() {
+    use sigil_testkit::sigstore::{BundleSigner, ProofMode};
+    let sigstore = OfflineSigstore::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("trusted_root.json");
+    std::fs::write(&root, sigstore.trusted_root_json(None)).unwrap();
+    let artifact = dir.path().join("a.txt");
+    std::fs::write(&artifact, b"release artifact\n").unwrap();
+    let req = CertRequest::github_actions("acme/app", "refs/heads/main", "self-hosted", "push");
+    let workflow = match &req.subject {
+        San::Uri(u) => u.clone(),
+        San::Email(e) => e.clone(),
+    };
+    let cert = sigstore.issue(&req).unwrap();
+    let bundle = dir.path().join("a.sigstore.json");
+    std::fs::write(
+        &bundle,
+        sigstore
+            .message_bundle(
+                BundleSigner::Certificate(&cert),
+                b"release artifact\n",
+                ProofMode::Valid,
+            )
+            .unwrap(),
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sigil"))
+            .arg("verify-bundle")
+            .arg("--bundle")
+            .arg(&bundle)
+            .args([
+                "--certificate-identity",
+                &workflow,
+                "--certificate-oidc-issuer",
+                GITHUB,
+            ])
+            .arg("--trusted-root")
+            .arg(&root)
+            .args(extra)
+            .arg(&artifact)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (code, out) = run(&[
+        "--certificate-github-workflow-repository",
+        "acme/app",
+        "--certificate-github-workflow-ref",
+        "refs/heads/main",
+        "--certificate-github-workflow-trigger",
+        "push",
+        "--certificate-source-repository-ref",
+        "refs/heads/main",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("claims checked: githubWorkflowRef refs/heads/main, githubWorkflowRepository acme/app, githubWorkflowTrigger push, sourceRepositoryRef refs/heads/main"),
+        "{out}"
+    );
+    // `gh attestation verify --deny-self-hosted-runners`, in Fulcio's name.
+    let (code, out) = run(&["--certificate-runner-environment", "github-hosted"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!("rejected: certificate of {workflow} issued by {GITHUB}: runnerEnvironment is self-hosted, wanted github-hosted")),
+        "{out}"
+    );
+    let (code, out) = run(&["--certificate-github-workflow-sha", "deadbeef"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(
+            "githubWorkflowSha is 0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c, wanted deadbeef"
+        ),
+        "{out}"
+    );
+}

@@ -436,11 +436,23 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
             .enumerate()
             .map(|(i, id)| {
                 let ip = format!("{kp}.identities[{i}]");
+                let claims = id
+                    .claims()
+                    .into_iter()
+                    .map(|(claim, exact, pattern)| {
+                        TextMatcher::new(exact, pattern)
+                            .map(|m| (claim, m))
+                            .map_err(|e| {
+                                err(format!("{ip}.{}RegExp", claim.field()), e.to_string())
+                            })
+                    })
+                    .collect::<Result<Vec<_>, PolicyError>>()?;
                 Ok(IdentityRule {
                     issuer: TextMatcher::new(id.issuer.as_deref(), id.issuer_reg_exp.as_deref())
                         .map_err(|e| err(format!("{ip}.issuerRegExp"), e.to_string()))?,
                     subject: TextMatcher::new(id.subject.as_deref(), id.subject_reg_exp.as_deref())
                         .map_err(|e| err(format!("{ip}.subjectRegExp"), e.to_string()))?,
+                    claims,
                 })
             })
             .collect::<Result<Vec<_>, PolicyError>>()?;

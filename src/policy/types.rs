@@ -8,6 +8,8 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::model::identity::Claim;
+
 use crate::model::status::PolicyStatus;
 
 /// The API group of policy-controller's resources, which sigil shares.
@@ -186,6 +188,232 @@ pub struct Identity {
         skip_serializing_if = "Option::is_none"
     )]
     pub subject_reg_exp: Option<String>,
+    // Fulcio's claims about the workload that asked for the certificate:
+    // each one set must hold too (sigil's extension of policy-controller's
+    // identity, in the names Fulcio gives its extensions).
+    /// The repository the artifact was built from (`https://github.com/acme/app`), Fulcio's 1.3.6.1.4.1.57264.1.12.
+    #[serde(
+        default,
+        rename = "sourceRepositoryURI",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub source_repository_uri: Option<String>,
+    /// `sourceRepositoryURI` as a regular expression (the whole value must match).
+    #[serde(
+        default,
+        rename = "sourceRepositoryURIRegExp",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub source_repository_uri_reg_exp: Option<String>,
+    /// The ref it was built from (`refs/heads/main`), .1.14.
+    #[serde(
+        default,
+        rename = "sourceRepositoryRef",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub source_repository_ref: Option<String>,
+    /// `sourceRepositoryRef` as a regular expression (the whole value must match).
+    #[serde(
+        default,
+        rename = "sourceRepositoryRefRegExp",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub source_repository_ref_reg_exp: Option<String>,
+    /// The commit it was built from, .1.13.
+    #[serde(
+        default,
+        rename = "sourceRepositoryDigest",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub source_repository_digest: Option<String>,
+    /// The repository's owner (`https://github.com/acme`), .1.16.
+    #[serde(
+        default,
+        rename = "sourceRepositoryOwnerURI",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub source_repository_owner_uri: Option<String>,
+    /// `sourceRepositoryOwnerURI` as a regular expression (the whole value must match).
+    #[serde(
+        default,
+        rename = "sourceRepositoryOwnerURIRegExp",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub source_repository_owner_uri_reg_exp: Option<String>,
+    /// The build configuration that asked for the certificate, with its ref (a reusable workflow), .1.9.
+    #[serde(
+        default,
+        rename = "buildSignerURI",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub build_signer_uri: Option<String>,
+    /// `buildSignerURI` as a regular expression (the whole value must match).
+    #[serde(
+        default,
+        rename = "buildSignerURIRegExp",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub build_signer_uri_reg_exp: Option<String>,
+    /// The commit of that configuration, .1.10.
+    #[serde(
+        default,
+        rename = "buildSignerDigest",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub build_signer_digest: Option<String>,
+    /// The event that started the build (`push`, `release`), .1.20.
+    #[serde(
+        default,
+        rename = "buildTrigger",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub build_trigger: Option<String>,
+    /// `buildTrigger` as a regular expression (the whole value must match).
+    #[serde(
+        default,
+        rename = "buildTriggerRegExp",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub build_trigger_reg_exp: Option<String>,
+    /// `github-hosted` or `self-hosted`, .1.11.
+    #[serde(
+        default,
+        rename = "runnerEnvironment",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub runner_environment: Option<String>,
+    /// The build configuration that ran (a workflow file with its ref), .1.18.
+    #[serde(
+        default,
+        rename = "buildConfigURI",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub build_config_uri: Option<String>,
+    /// `buildConfigURI` as a regular expression (the whole value must match).
+    #[serde(
+        default,
+        rename = "buildConfigURIRegExp",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub build_config_uri_reg_exp: Option<String>,
+    /// GitHub's workflow trigger, .1.2 (cosign's `--certificate-github-workflow-trigger`).
+    #[serde(
+        default,
+        rename = "githubWorkflowTrigger",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub github_workflow_trigger: Option<String>,
+    /// GitHub's workflow commit, .1.3.
+    #[serde(
+        default,
+        rename = "githubWorkflowSha",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub github_workflow_sha: Option<String>,
+    /// GitHub's workflow name, .1.4.
+    #[serde(
+        default,
+        rename = "githubWorkflowName",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub github_workflow_name: Option<String>,
+    /// GitHub's `owner/repository`, .1.5.
+    #[serde(
+        default,
+        rename = "githubWorkflowRepository",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub github_workflow_repository: Option<String>,
+    /// GitHub's ref, .1.6.
+    #[serde(
+        default,
+        rename = "githubWorkflowRef",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub github_workflow_ref: Option<String>,
+}
+
+impl Identity {
+    /// The claims this identity names: (claim, exact, pattern).
+    pub fn claims(&self) -> Vec<(Claim, Option<&str>, Option<&str>)> {
+        fn both<'a>(
+            e: &'a Option<String>,
+            p: &'a Option<String>,
+        ) -> (Option<&'a str>, Option<&'a str>) {
+            (e.as_deref(), p.as_deref())
+        }
+        [
+            (
+                Claim::SourceRepositoryUri,
+                both(
+                    &self.source_repository_uri,
+                    &self.source_repository_uri_reg_exp,
+                ),
+            ),
+            (
+                Claim::SourceRepositoryRef,
+                both(
+                    &self.source_repository_ref,
+                    &self.source_repository_ref_reg_exp,
+                ),
+            ),
+            (
+                Claim::SourceRepositoryDigest,
+                both(&self.source_repository_digest, &None),
+            ),
+            (
+                Claim::SourceRepositoryOwnerUri,
+                both(
+                    &self.source_repository_owner_uri,
+                    &self.source_repository_owner_uri_reg_exp,
+                ),
+            ),
+            (
+                Claim::BuildSignerUri,
+                both(&self.build_signer_uri, &self.build_signer_uri_reg_exp),
+            ),
+            (
+                Claim::BuildSignerDigest,
+                both(&self.build_signer_digest, &None),
+            ),
+            (
+                Claim::BuildTrigger,
+                both(&self.build_trigger, &self.build_trigger_reg_exp),
+            ),
+            (
+                Claim::RunnerEnvironment,
+                both(&self.runner_environment, &None),
+            ),
+            (
+                Claim::BuildConfigUri,
+                both(&self.build_config_uri, &self.build_config_uri_reg_exp),
+            ),
+            (
+                Claim::GithubWorkflowTrigger,
+                both(&self.github_workflow_trigger, &None),
+            ),
+            (
+                Claim::GithubWorkflowSha,
+                both(&self.github_workflow_sha, &None),
+            ),
+            (
+                Claim::GithubWorkflowName,
+                both(&self.github_workflow_name, &None),
+            ),
+            (
+                Claim::GithubWorkflowRepository,
+                both(&self.github_workflow_repository, &None),
+            ),
+            (
+                Claim::GithubWorkflowRef,
+                both(&self.github_workflow_ref, &None),
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, (e, p))| e.is_some_and(|e| !e.is_empty()) || p.is_some())
+        .map(|(c, (e, p))| (c, e.filter(|e| !e.is_empty()), p))
+        .collect()
+    }
 }
 
 /// A fixed verdict.

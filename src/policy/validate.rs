@@ -330,6 +330,25 @@ fn keyless(v: &mut Validation, path: &str, k: &KeylessRef) {
 }
 
 fn identity(v: &mut Validation, path: &str, id: &Identity) {
+    for (claim, exact, pattern) in id.claims() {
+        let name = claim.field();
+        if exact.is_some() && pattern.is_some() {
+            v.error(path, format!("{name} and {name}RegExp cannot both be set"));
+        }
+        if let Some(p) = pattern {
+            if p.is_empty() {
+                v.error(
+                    format!("{path}.{name}RegExp"),
+                    "an empty pattern matches nothing useful",
+                );
+            } else if let Err(e) = regex::Regex::new(p) {
+                v.error(
+                    format!("{path}.{name}RegExp"),
+                    format!("regex is invalid: {e}"),
+                );
+            }
+        }
+    }
     for (exact, exact_name, re, re_name) in [
         (&id.issuer, "issuer", &id.issuer_reg_exp, "issuerRegExp"),
         (&id.subject, "subject", &id.subject_reg_exp, "subjectRegExp"),

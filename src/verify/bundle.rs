@@ -9,7 +9,7 @@ use sigstore_types::{Bundle, DerPublicKey, Sha256Hash};
 use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy};
 
 use super::legacy_evidence::describe_verify_error;
-use crate::model::identity::{check_identity, IdentityRule};
+use crate::model::identity::{check_identity, IdentityMismatch, IdentityRule};
 use crate::trust::TrustMaterial;
 
 /// What a bundle must have been signed by.
@@ -37,6 +37,9 @@ pub struct BundleVerified {
     pub subject: Option<String>,
     /// The certificate's OIDC issuer, for keyless bundles.
     pub issuer: Option<String>,
+    /// The claims the accepting identity required, as the certificate has
+    /// them (claim → value).
+    pub claims: std::collections::BTreeMap<String, String>,
 }
 
 /// Why a bundle was not accepted.
@@ -57,6 +60,16 @@ pub enum BundleError {
         issuer: String,
         /// The accepted identities.
         expected: String,
+    },
+    /// Verified, by an accepted identity, but claims it requires differ.
+    #[error("certificate of {subject} issued by {issuer}: {differ}")]
+    Claims {
+        /// SAN of the certificate.
+        subject: String,
+        /// OIDC issuer.
+        issuer: String,
+        /// Each claim that differs: `<claim> is <found>, wanted <wanted>`.
+        differ: String,
     },
 }
 
@@ -95,16 +108,40 @@ pub fn verify_bundle(
     .map_err(|e| BundleError::Rejected(describe_verify_error(&e)))?;
     let subject = result.identity().map(|i| i.as_str().to_string());
     let issuer = result.issuer().map(str::to_string);
+    let mut checked = std::collections::BTreeMap::new();
     if let BundleSigner::Identity(rules) = signer {
         let s = subject.clone().unwrap_or_default();
         let i = issuer.clone().unwrap_or_default();
-        if let Err(expected) = check_identity(rules, &i, &s) {
-            return Err(BundleError::Identity {
-                subject: s,
-                issuer: i,
-                expected,
-            });
+        let claims = result
+            .certificate()
+            .map(super::keyless::claims_of)
+            .unwrap_or_default();
+        match check_identity(rules, &i, &s, &claims) {
+            Ok(found) => {
+                checked = found
+                    .into_iter()
+                    .map(|(c, v)| (c.field().to_string(), v))
+                    .collect()
+            }
+            Err(IdentityMismatch::Identity(expected)) => {
+                return Err(BundleError::Identity {
+                    subject: s,
+                    issuer: i,
+                    expected,
+                })
+            }
+            Err(IdentityMismatch::Claims(differ)) => {
+                return Err(BundleError::Claims {
+                    subject: s,
+                    issuer: i,
+                    differ,
+                })
+            }
         }
     }
-    Ok(BundleVerified { subject, issuer })
+    Ok(BundleVerified {
+        subject,
+        issuer,
+        claims: checked,
+    })
 }

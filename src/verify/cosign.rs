@@ -95,6 +95,16 @@ pub enum Rejection {
         /// The accepted identities.
         expected: String,
     },
+    /// Verified, by an accepted identity, but claims it requires differ.
+    #[error("certificate of {subject} issued by {issuer}: {differ}")]
+    ClaimMismatch {
+        /// SAN of the certificate.
+        subject: String,
+        /// OIDC issuer of the certificate.
+        issuer: String,
+        /// Each claim that differs: `<claim> is <found>, wanted <wanted>`.
+        differ: String,
+    },
     /// Signed, but for another image.
     #[error("signature payload names {signed}, image is {admitted}")]
     DigestMismatch {
@@ -110,6 +120,7 @@ impl Rejection {
     /// signature over the wrong digest says more than a bad signature.
     pub fn rank(&self) -> u8 {
         match self {
+            Rejection::ClaimMismatch { .. } => 6,
             Rejection::IdentityMismatch { .. } => 5,
             Rejection::DigestMismatch { .. } => 4,
             Rejection::Evidence(_) | Rejection::MalformedPayload(_) => 3,

@@ -207,9 +207,19 @@ fn judge_signatures(a: &CompiledAuthority, digest: &str, evidence: &Evidence) ->
             None => format!("Notation signature verified for {}", a.name),
         },
         (_, Source::Referrers, _) => format!("signature bundle verified for {}", a.name),
-        (_, _, Some(s)) => format!(
+        (_, _, Some(s)) if s.claims.is_empty() => format!(
             "keyless signature by {} issued by {} verified",
             s.subject, s.issuer
+        ),
+        (_, _, Some(s)) => format!(
+            "keyless signature by {} issued by {} verified, with {}",
+            s.subject,
+            s.issuer,
+            s.claims
+                .iter()
+                .map(|(c, v)| format!("{c} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         (AuthorityCheck::Key { evidence, .. }, _, None) => key_reason(&a.name, evidence.as_ref()),
         (_, _, None) => format!("signature verified for {}", a.name),

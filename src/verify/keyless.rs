@@ -28,7 +28,7 @@ use super::legacy_evidence::{
     describe_verify_error, keyless_err, legacy_bundle, missing_timestamp, missing_tlog, read_layer,
     BundleSigner, Content, LegacyMaterial,
 };
-use crate::model::identity::check_identity;
+use crate::model::identity::{check_identity, Claim, Claims, IdentityMismatch};
 use crate::model::keys::{HashAlgorithm, VerificationKey};
 use crate::trust::TrustMaterial;
 
@@ -73,6 +73,41 @@ pub struct SignerIdentity {
     /// The Rekor integrated time, when the signature was logged.
     #[serde(rename = "integratedTime", skip_serializing_if = "Option::is_none")]
     pub integrated_time: Option<String>,
+    /// Every Fulcio claim the certificate carries.
+    #[serde(skip)]
+    pub all_claims: Claims,
+    /// The claims the accepting identity required, as the certificate has
+    /// them (`sourceRepositoryRef` → `refs/heads/main`, …).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub claims: std::collections::BTreeMap<String, String>,
+}
+
+/// The Fulcio claims a parsed certificate carries.
+pub fn claims_of(info: &sigstore_crypto::CertificateInfo) -> Claims {
+    let ci = &info.ci_claims;
+    let gh = &ci.deprecated_github;
+    [
+        (Claim::SourceRepositoryUri, &ci.source_repository_uri),
+        (Claim::SourceRepositoryRef, &ci.source_repository_ref),
+        (Claim::SourceRepositoryDigest, &ci.source_repository_digest),
+        (
+            Claim::SourceRepositoryOwnerUri,
+            &ci.source_repository_owner_uri,
+        ),
+        (Claim::BuildSignerUri, &ci.build_signer_uri),
+        (Claim::BuildSignerDigest, &ci.build_signer_digest),
+        (Claim::BuildTrigger, &ci.build_trigger),
+        (Claim::RunnerEnvironment, &ci.runner_environment),
+        (Claim::BuildConfigUri, &ci.build_config_uri),
+        (Claim::GithubWorkflowTrigger, &gh.workflow_trigger),
+        (Claim::GithubWorkflowSha, &gh.workflow_sha),
+        (Claim::GithubWorkflowName, &gh.workflow_name),
+        (Claim::GithubWorkflowRepository, &gh.workflow_repository),
+        (Claim::GithubWorkflowRef, &gh.workflow_ref),
+    ]
+    .into_iter()
+    .filter_map(|(claim, value)| value.clone().map(|v| (claim, v)))
+    .collect()
 }
 
 fn identity_from_certificate(
@@ -97,6 +132,8 @@ fn identity_from_certificate(
             git_ref: gh.workflow_ref.clone(),
         },
         integrated_time: integrated_time.map(|t| t.to_string()),
+        all_claims: claims_of(&info),
+        claims: Default::default(),
     })
 }
 
@@ -141,16 +178,32 @@ pub fn verify_keyless_attestation(
 
 pub(crate) fn match_identity(
     policy: &KeylessPolicy,
-    signer: SignerIdentity,
+    mut signer: SignerIdentity,
 ) -> Result<SignerIdentity, Rejection> {
-    if let Err(expected) = check_identity(&policy.identities, &signer.issuer, &signer.subject) {
-        return Err(Rejection::IdentityMismatch {
+    match check_identity(
+        &policy.identities,
+        &signer.issuer,
+        &signer.subject,
+        &signer.all_claims,
+    ) {
+        Ok(checked) => {
+            signer.claims = checked
+                .into_iter()
+                .map(|(c, v)| (c.field().to_string(), v))
+                .collect();
+            Ok(signer)
+        }
+        Err(IdentityMismatch::Identity(expected)) => Err(Rejection::IdentityMismatch {
             subject: signer.subject,
             issuer: signer.issuer,
             expected,
-        });
+        }),
+        Err(IdentityMismatch::Claims(differ)) => Err(Rejection::ClaimMismatch {
+            subject: signer.subject,
+            issuer: signer.issuer,
+            differ,
+        }),
     }
-    Ok(signer)
 }
 
 /// The certificate, chain, SET, SCT and timestamp checks of a keyless layer,

@@ -233,6 +233,10 @@ fn verify_bundle_referrer(
                     .unwrap_or_default(),
                 issuer: result.issuer().unwrap_or_default().to_string(),
                 integrated_time: result.integrated_time().map(|t| t.to_string()),
+                all_claims: result
+                    .certificate()
+                    .map(keyless::claims_of)
+                    .unwrap_or_default(),
                 ..Default::default()
             };
             Some(keyless::match_identity(policy, signer).map_err(|e| e.to_string())?)

@@ -135,6 +135,9 @@ pub struct CertRequest {
     pub with_sct: bool,
     /// GitHub workflow extensions (.1.2 trigger, .3 sha, .4 name, .5 repository, .6 ref).
     pub github: Option<[String; 5]>,
+    /// Fulcio's provider-neutral claims (.1.9 – .1.22) as (arc, value),
+    /// written as DER UTF8Strings as Fulcio writes them.
+    pub claims: Vec<(u64, String)>,
 }
 
 impl CertRequest {
@@ -148,7 +151,49 @@ impl CertRequest {
             not_after: now + Duration::from_secs(540),
             with_sct: true,
             github: None,
+            claims: Vec::new(),
         }
+    }
+
+    /// A certificate as Fulcio issues it to a GitHub Actions workflow
+    /// (`release.yml`) of `repo` (`owner/name`) running at `git_ref` on a
+    /// `runner` (`github-hosted` or `self-hosted`), started by `trigger`:
+    /// the workflow as SAN, GitHub's issuer, every claim of the run.
+    pub fn github_actions(repo: &str, git_ref: &str, runner: &str, trigger: &str) -> Self {
+        let workflow = format!("https://github.com/{repo}/.github/workflows/release.yml@{git_ref}");
+        let sha = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c".to_string();
+        let owner = repo.split('/').next().unwrap_or_default();
+        let mut req = CertRequest::new(
+            San::Uri(workflow.clone()),
+            "https://token.actions.githubusercontent.com",
+        );
+        req.github = Some([
+            trigger.to_string(),
+            sha.clone(),
+            "Release".to_string(),
+            repo.to_string(),
+            git_ref.to_string(),
+        ]);
+        req.claims = vec![
+            (9, workflow.clone()),
+            (10, sha.clone()),
+            (11, runner.to_string()),
+            (12, format!("https://github.com/{repo}")),
+            (13, sha.clone()),
+            (14, git_ref.to_string()),
+            (15, "123456".to_string()),
+            (16, format!("https://github.com/{owner}")),
+            (17, "654321".to_string()),
+            (18, workflow),
+            (19, sha),
+            (20, trigger.to_string()),
+            (
+                21,
+                format!("https://github.com/{repo}/actions/runs/1/attempts/1"),
+            ),
+            (22, "public".to_string()),
+        ];
+        req
     }
 }
 
@@ -468,6 +513,14 @@ impl OfflineSigstore {
                 &fulcio_oid(8),
                 der_wrap(0x0c, req.issuer.as_bytes()),
             ));
+        for (arc, value) in &req.claims {
+            params
+                .custom_extensions
+                .push(CustomExtension::from_oid_content(
+                    &fulcio_oid(*arc),
+                    der_wrap(0x0c, value.as_bytes()),
+                ));
+        }
         if req.with_sct {
             // RFC 6962 §3.2: the SCT signs the certificate's TBS as it is
             // without the SCT extension, so issue once, sign, and reissue
