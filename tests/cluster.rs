@@ -567,6 +567,16 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
         }
     }
 
+    // The ClusterImagePolicy of GitHub's trust-policies chart, as rendered,
+    // passes the CRD and the policy webhook unchanged (its TrustRoot is
+    // applied in the keyless test below, which installs that CRD).
+    let github_policy = include_str!("fixtures/github/trust-policies.yaml")
+        .split("\n---\n")
+        .find(|d| d.contains("kind: ClusterImagePolicy"))
+        .unwrap();
+    let out = c.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], github_policy);
+    assert!(ok(&out), "github chart: {}", text(&out));
+
     // Delete: the no-match rule (deny) applies within 5 s.
     assert!(ok(&c.kubectl(&["delete", "cip", "signed-by-ci", "broken"])));
     let (held, last) = until_pod(
@@ -1157,6 +1167,110 @@ async fn keyless_policies_with_trust_root_resources_through_the_apiserver() {
         .is_some(),
         "{}",
         cip_status()
+    );
+
+    // GitHub's trust-policies chart, as rendered (tests/fixtures/github),
+    // with this test's TUF repository as the mirror: the TrustRoot and the
+    // ClusterImagePolicy are accepted by the CRDs, both become Ready once the mirror is read, and a timestamped bundle
+    // with no log entry (a private repository's provenance) is admitted.
+    let github_repo = sigil_testkit::tuf::TestTufRepo::new(
+        &sigstore.trusted_root_json_without_logs(),
+        jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24),
+    )
+    .unwrap();
+    let mirror = serve_files(github_repo.files.clone()).await;
+    let mut chart = String::new();
+    let mut lines = include_str!("fixtures/github/trust-policies.yaml").lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == "mirror: https://tuf-repo.github.com/" {
+            chart.push_str(&format!("    mirror: {mirror}\n"));
+        } else if line.trim() == "root: |-" {
+            chart.push_str(&format!("{line}\n      {}\n", github_repo.root_b64()));
+            lines.next();
+        } else {
+            chart.push_str(line);
+            chart.push('\n');
+        }
+    }
+    let out = apply(&c, &chart);
+    assert!(ok(&out), "the chart's objects apply: {}", text(&out));
+    assert!(
+        within(Duration::from_secs(15), || status("github")
+            .starts_with("True|"))
+        .is_some(),
+        "{}",
+        status("github")
+    );
+    let github_ready = || {
+        text(&c.kubectl(&[
+            "get",
+            "cip",
+            "github-policy",
+            "-o",
+            "jsonpath={.status.conditions[0].status}",
+        ]))
+    };
+    assert!(
+        within(Duration::from_secs(15), || github_ready() == "True").is_some(),
+        "{}",
+        github_ready()
+    );
+    let digest = env.push("gh/app", "v1").await;
+    let mut req =
+        CertRequest::github_actions("acme/app", "refs/heads/main", "github-hosted", "push");
+    req.with_sct = false;
+    let cert = sigstore.issue(&req).unwrap();
+    let statement = sigil_testkit::in_toto_statement(
+        "ghcr.io/acme/app",
+        &digest,
+        "https://slsa.dev/provenance/v1",
+        serde_json::json!({}),
+    );
+    let bundle = sigstore
+        .dsse_bundle(
+            sigil_testkit::sigstore::BundleSigner::Certificate(&cert),
+            &statement,
+            sigil_testkit::sigstore::ProofMode::Timestamped,
+        )
+        .unwrap();
+    sigil_testkit::sigstore::push_referrer(
+        &env.client,
+        env.addr(),
+        "gh/app",
+        &digest,
+        "application/vnd.dev.sigstore.bundle.v0.3+json",
+        "application/vnd.dev.sigstore.bundle.v0.3+json",
+        &bundle,
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let (held, last) = until_pod(
+        &c,
+        "enforced",
+        "github",
+        &format!("{}/gh/app:v1", env.addr()),
+        Duration::from_secs(15),
+        |admitted, _| admitted,
+    );
+    assert!(held, "GitHub's private provenance admitted: {last}");
+    let out = run_pod(
+        &c,
+        "enforced",
+        "github-unattested",
+        &format!(
+            "{}/gh/unattested@{}",
+            env.addr(),
+            env.push("gh/unattested", "v1").await
+        ),
+    );
+    assert!(!ok(&out), "{}", text(&out));
+    assert!(
+        text(&out).contains(
+            "fails policy \"github-policy\": github: no signature or attestation referrers found"
+        ),
+        "{}",
+        text(&out)
     );
     drop(sigil);
 }

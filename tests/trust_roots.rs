@@ -138,24 +138,6 @@ async fn air_gapped_tuf_repository_is_verified_and_used() {
     );
 }
 
-/// Serves `files` over HTTP on loopback; returns the base URL.
-async fn serve_files(files: BTreeMap<String, Vec<u8>>) -> String {
-    let files = Arc::new(files);
-    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
-        let files = files.clone();
-        async move {
-            match files.get(uri.path().trim_start_matches('/')) {
-                Some(b) => (axum::http::StatusCode::OK, b.clone()),
-                None => (axum::http::StatusCode::NOT_FOUND, Vec::new()),
-            }
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_tuf_mirror_is_read_by_sigil_check() {
     let env = Env::start();

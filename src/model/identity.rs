@@ -363,8 +363,9 @@ pub struct KeylessPolicy {
     pub trust_root_ref: Option<String>,
     /// Check the embedded SCT (false with `insecureIgnoreSCT`).
     pub verify_sct: bool,
-    /// A Rekor SET is required (always for Fulcio; for a private CA when
-    /// the authority sets `ctlog`).
+    /// A Rekor entry is required: for Fulcio unless the authority sets
+    /// `rfc3161timestamp` without `ctlog` (then the timestamp is the
+    /// signing-time evidence); for a private CA when it sets `ctlog`.
     pub require_tlog: bool,
     /// An RFC 3161 timestamp from a TSA of the trust root is required
     /// (`rfc3161timestamp`); the certificate must be valid at its time.

@@ -485,7 +485,11 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
                     .filter(|r| !r.is_empty())
                     .or_else(|| evidence_ref.clone()),
                 verify_sct: !k.insecure_ignore_sct.unwrap_or(false),
-                require_tlog: !private || tlog_ref.is_some(),
+                // Fulcio certificates need a Rekor entry unless the authority
+                // names a TSA and no ctlog (GitHub's instance for private
+                // repositories: RFC 3161 timestamps, no Rekor); a private CA
+                // needs one only when `ctlog` asks.
+                require_tlog: tlog_ref.is_some() || (!private && tsa_ref.is_none()),
                 require_timestamp: tsa_ref.is_some(),
             })));
         }

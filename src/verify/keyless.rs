@@ -225,7 +225,7 @@ fn verify_certificate(
     }
     match &policy.trust {
         CertificateTrust::TrustRoot => {
-            if m.rekor.is_none() {
+            if m.rekor.is_none() && policy.require_tlog {
                 return Err(keyless_err(format!(
                     "signature has no Rekor entry ({BUNDLE_ANNOTATION}); a keyless signature needs a signed entry timestamp"
                 )));
@@ -234,6 +234,11 @@ fn verify_certificate(
             let mut vp = VerificationPolicy::any_identity();
             if !policy.verify_sct {
                 vp = vp.skip_sct();
+            }
+            if m.rekor.is_none() {
+                // Allowed only with rfc3161timestamp and no ctlog; the
+                // timestamp (required above) dates the signature.
+                vp = vp.skip_tlog_unsafe();
             }
             let result = trust
                 .verifier

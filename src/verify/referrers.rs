@@ -222,10 +222,34 @@ fn verify_bundle_referrer(
             if !policy.verify_sct {
                 vp = vp.skip_sct();
             }
+            let timestamps = bundle
+                .verification_material
+                .timestamp_verification_data
+                .rfc3161_timestamps
+                .len();
+            if policy.require_timestamp && timestamps == 0 {
+                return Err(
+                    "bundle has no RFC 3161 timestamp, which rfc3161timestamp requires".into(),
+                );
+            }
+            if !has_tlog {
+                if policy.require_tlog {
+                    return Err("bundle has no transparency log entry; this authority needs one (only an authority with rfc3161timestamp and no ctlog accepts a timestamp instead)".into());
+                }
+                // The TSA's timestamp (required above) is then the
+                // signing-time evidence the chain is checked at.
+                vp = vp.skip_tlog_unsafe();
+            }
             let result = trust
                 .verifier
                 .verify(Artifact::from(digest), &bundle, &vp)
-                .map_err(|e| describe_verify_error(&e))?;
+                .map_err(|e| match e {
+                    // A DSSE Statement whose subjects do not name the digest.
+                    sigstore_verify::Error::ArtifactMismatch(m) if !has_tlog => {
+                        format!("the bundle is not about this image: {m}")
+                    }
+                    e => describe_verify_error(&e),
+                })?;
             let signer = SignerIdentity {
                 subject: result
                     .identity()

@@ -242,3 +242,21 @@ pub fn policy_dir(dir: &std::path::Path, yaml: &str) -> std::path::PathBuf {
     std::fs::write(policies.join("p.yaml"), yaml).unwrap();
     policies
 }
+
+/// Serves `files` over HTTP on loopback; returns the base URL.
+pub async fn serve_files(files: std::collections::BTreeMap<String, Vec<u8>>) -> String {
+    let files = std::sync::Arc::new(files);
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let files = files.clone();
+        async move {
+            match files.get(uri.path().trim_start_matches('/')) {
+                Some(b) => (axum::http::StatusCode::OK, b.clone()),
+                None => (axum::http::StatusCode::NOT_FOUND, Vec::new()),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}

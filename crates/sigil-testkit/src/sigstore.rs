@@ -455,6 +455,16 @@ impl OfflineSigstore {
         .to_string()
     }
 
+    /// Trusted-root JSON as GitHub's instance publishes it: the CA and the
+    /// TSA, no transparency log and no CT log.
+    pub fn trusted_root_json_without_logs(&self) -> String {
+        let mut root: serde_json::Value =
+            serde_json::from_str(&self.trusted_root_json(None)).unwrap_or_default();
+        root["tlogs"] = json!([]);
+        root["ctlogs"] = json!([]);
+        root.to_string()
+    }
+
     /// A `TrustRoot` spec (`sigstoreKeys`) trusting this instance.
     pub fn trust_root_spec(&self) -> serde_json::Value {
         let b64pem = |p: String| B64.encode(p);
@@ -755,6 +765,9 @@ pub enum ProofMode {
     ForgedProof,
     /// No transparency-log entry.
     Missing,
+    /// No transparency-log entry; an RFC 3161 timestamp from the TSA over
+    /// the signature instead (GitHub's instance for private repositories).
+    Timestamped,
 }
 
 /// Who signs a bundle.
@@ -795,9 +808,12 @@ impl OfflineSigstore {
         let body = dsse_rekor_body(&envelope, statement, &sig, &verifier_pem);
         let mut material = material;
         material["tlogEntries"] = match mode {
-            ProofMode::Missing => json!([]),
+            ProofMode::Missing | ProofMode::Timestamped => json!([]),
             _ => json!([self.tlog_entry(&body, ("dsse", "0.0.1"), mode)?]),
         };
+        if mode == ProofMode::Timestamped {
+            material["timestampVerificationData"] = self.timestamp_data(&B64.decode(&sig)?)?;
+        }
         Ok(serde_json::to_vec(&json!({
             "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
             "verificationMaterial": material,
@@ -837,9 +853,12 @@ impl OfflineSigstore {
         });
         let mut material = material;
         material["tlogEntries"] = match mode {
-            ProofMode::Missing => json!([]),
+            ProofMode::Missing | ProofMode::Timestamped => json!([]),
             _ => json!([self.tlog_entry(&body, ("hashedrekord", "0.0.1"), mode)?]),
         };
+        if mode == ProofMode::Timestamped {
+            material["timestampVerificationData"] = self.timestamp_data(&sig)?;
+        }
         Ok(serde_json::to_vec(&json!({
             "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
             "verificationMaterial": material,
@@ -848,6 +867,15 @@ impl OfflineSigstore {
                 "signature": B64.encode(&sig),
             },
         }))?)
+    }
+
+    /// A bundle's `timestampVerificationData`: one TSA timestamp over
+    /// `signature`, made five seconds ago.
+    fn timestamp_data(&self, signature: &[u8]) -> anyhow::Result<serde_json::Value> {
+        let token = self
+            .tsa
+            .timestamp(signature, SystemTime::now() - Duration::from_secs(5))?;
+        Ok(json!({ "rfc3161Timestamps": [{ "signedTimestamp": B64.encode(token) }] }))
     }
 
     /// A bundle tlog entry for `body`: SET plus a one-leaf inclusion proof.
