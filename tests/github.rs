@@ -26,6 +26,9 @@ use sigil_testkit::sigstore::{
 use sigil_testkit::tuf::TestTufRepo;
 
 const CHART_OBJECTS: &str = include_str!("fixtures/github/trust-policies.yaml");
+/// Makes a bundle for an image digest.
+type MakeBundle<'a> = Box<dyn Fn(&str) -> Vec<u8> + 'a>;
+
 const BUNDLE_V03: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 
 /// The test kit as GitHub's Sigstore instance, its TUF repository served.
@@ -160,7 +163,7 @@ async fn githubs_private_repository_attestations_verify_under_the_chart_policy()
     assert_eq!(code, Some(0), "{out}");
 
     // Each of these is denied, and says why.
-    let cases: [(&str, Box<dyn Fn(&str) -> Vec<u8>>, &str); 5] = [
+    let cases: [(&str, MakeBundle<'_>, &str); 5] = [
         (
             "acme/untimestamped",
             Box::new(|d: &str| github.provenance("acme/app", d, SLSA_V1, ProofMode::Missing)),
@@ -249,4 +252,344 @@ async fn githubs_private_repository_attestations_verify_under_the_chart_policy()
     .await;
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("TrustRoot github"), "{out}");
+}
+
+/// A GitHub attestation API over HTTPS, speaking the documented shape
+/// (`GET /orgs/{org}/attestations/{digest}` and the repository form,
+/// answering `{"attestations": [{"bundle": {…}, "repository_id": …}]}`,
+/// pages linked by `Link: <…>; rel="next"`), refusing any request without
+/// its token as GitHub does (403 with a `message`).
+mod api {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use axum::http::{HeaderMap, StatusCode, Uri};
+    use axum::response::IntoResponse;
+
+    pub const TOKEN: &str = "ghs_t0ken";
+
+    /// What the API answers for one digest.
+    #[derive(Clone)]
+    pub enum Answer {
+        /// These bundles, in one page.
+        Bundles(Vec<serde_json::Value>),
+        /// An empty first page linking to a second holding these.
+        Paged(Vec<serde_json::Value>),
+        /// A first page linking to a page on another origin.
+        LinkElsewhere,
+        /// A 6 MiB answer.
+        Oversized,
+        /// 403, whatever the token.
+        Forbidden,
+    }
+
+    #[derive(Clone, Default)]
+    pub struct Api {
+        pub answers: Arc<Mutex<BTreeMap<String, Answer>>>,
+        /// Every path asked, in order.
+        pub asked: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Api {
+        /// Serves over HTTPS on loopback; returns the base URL and the CA
+        /// file that trusts it.
+        pub async fn serve(&self, dir: &std::path::Path) -> (String, std::path::PathBuf) {
+            let tls = sigil::tls::self_signed(&["127.0.0.1".to_string()]).unwrap();
+            let ca = dir.join("github-ca.pem");
+            std::fs::write(&ca, &tls.ca_pem).unwrap();
+            let config =
+                sigil::tls::server_config(tls.cert_pem.as_bytes(), tls.key_pem.as_bytes(), None)
+                    .unwrap();
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let base = format!("https://{addr}");
+            let api = self.clone();
+            let base2 = base.clone();
+            let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap| {
+                let api = api.clone();
+                let base = base2.clone();
+                async move { api.answer(&base, &uri, &headers) }
+            });
+            let server = axum_server::from_tcp_rustls(
+                listener,
+                axum_server::tls_rustls::RustlsConfig::from_config(config),
+            )
+            .unwrap();
+            tokio::spawn(async move { server.serve(app.into_make_service()).await });
+            (base, ca)
+        }
+
+        fn answer(&self, base: &str, uri: &Uri, headers: &HeaderMap) -> axum::response::Response {
+            self.asked.lock().unwrap().push(uri.to_string());
+            let authorized = headers.get("authorization").and_then(|v| v.to_str().ok())
+                == Some(&format!("Bearer {TOKEN}"));
+            let forbidden = (
+                StatusCode::FORBIDDEN,
+                r#"{"message":"Resource not accessible by integration","documentation_url":"https://docs.github.com/rest"}"#,
+            );
+            if !authorized
+                || headers.get("accept").and_then(|v| v.to_str().ok())
+                    != Some("application/vnd.github+json")
+            {
+                return forbidden.into_response();
+            }
+            let path = uri.path();
+            let Some(digest) = path
+                .strip_prefix("/orgs/acme/attestations/")
+                .or_else(|| path.strip_prefix("/repos/acme/app/attestations/"))
+            else {
+                return (StatusCode::NOT_FOUND, r#"{"message":"Not Found"}"#).into_response();
+            };
+            let second_page = uri.query().unwrap_or_default().contains("after=");
+            let list = |bundles: &[serde_json::Value]| {
+                serde_json::json!({"attestations": bundles.iter().map(|b| serde_json::json!({"bundle": b, "repository_id": 4242})).collect::<Vec<_>>()}).to_string()
+            };
+            let answer = self.answers.lock().unwrap().get(digest).cloned();
+            match answer {
+                None => (StatusCode::NOT_FOUND, r#"{"message":"Not Found"}"#).into_response(),
+                Some(Answer::Bundles(b)) => list(&b).into_response(),
+                Some(Answer::Paged(b)) if second_page => list(&b).into_response(),
+                Some(Answer::Paged(_)) => (
+                    [(
+                        "link",
+                        format!("<{base}{path}?per_page=30&after=Y3Vyc29y>; rel=\"next\""),
+                    )],
+                    list(&[]),
+                )
+                    .into_response(),
+                Some(Answer::LinkElsewhere) => (
+                    [(
+                        "link",
+                        format!("<https://attacker.test{path}?after=x>; rel=\"next\""),
+                    )],
+                    list(&[]),
+                )
+                    .into_response(),
+                Some(Answer::Oversized) => {
+                    let filler = "x".repeat(6 << 20);
+                    format!("{{\"attestations\":[],\"filler\":\"{filler}\"}}").into_response()
+                }
+                Some(Answer::Forbidden) => forbidden.into_response(),
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn githubs_attestation_api_is_a_source_for_attestations_never_pushed() {
+    use api::{Answer, Api};
+    use sigil::trust::{TrustMaterial, TrustStore};
+
+    let env = Env::start();
+    let github = OfflineSigstore::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::default();
+    let (base, ca) = api.serve(dir.path()).await;
+
+    let mut opts = Opts::for_registry(env.addr());
+    let root = TrustMaterial::from_json("default", &github.trusted_root_json(None)).unwrap();
+    opts.trust = Some(std::sync::Arc::new(TrustStore::new(root)));
+    opts.ca_files = vec![ca];
+
+    // The policy as an admin writes it; the token is what the cluster
+    // watch reads from the Secret `tokenSecretRef` names.
+    let policy = |name: &str, source: &str| {
+        format!(
+            "apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: {name}\nspec:\n  images:\n    - glob: \"{}/**\"\n  authorities:\n    - name: github\n      keyless:\n        identities:\n          - issuer: https://token.actions.githubusercontent.com\n            subjectRegExp: ^https://github\\.com/acme/.*/\\.github/workflows/.*$\n      source:\n        - githubAttestations:\n{source}            url: {base}\n            tokenSecretRef:\n              name: github-token\n      attestations:\n        - name: provenance\n          predicateType: https://slsa.dev/provenance/v1\n",
+            env.addr()
+        )
+    };
+    let defs_with_token = |yaml: &str, token: &str| {
+        let mut defs = sigil::policy::files::parse_documents(yaml).unwrap();
+        for d in &mut defs {
+            let spec = d.spec.as_mut().unwrap();
+            spec.authorities[0].sources[0]
+                .github_attestations
+                .as_mut()
+                .unwrap()
+                .token = Some(token.to_string());
+        }
+        defs
+    };
+    let org = policy("org", "            owner: acme\n");
+    // Without the cluster to read the Secret, the source is unusable and
+    // the policy says so.
+    let loaded =
+        sigil::policy::store::load(&sigil::policy::files::parse_documents(&org).unwrap()[0]);
+    match loaded {
+        sigil::policy::store::LoadedPolicy::Valid(p) => assert!(
+            format!("{:?}", p.authorities[0].check).contains(
+                "githubAttestations.tokenSecretRef (only resolved when sigil watches a cluster)"
+            ),
+            "{:?}",
+            p.authorities[0].check
+        ),
+        sigil::policy::store::LoadedPolicy::Invalid(p) => panic!("{}", p.error.message),
+    }
+    let (evaluator, _) = pipeline_of(&defs_with_token(&org, api::TOKEN), &opts);
+
+    let bundle = |subject: &str, workflow_repo: &str| -> serde_json::Value {
+        let cert = github
+            .issue(&CertRequest::github_actions(
+                workflow_repo,
+                "refs/heads/main",
+                "github-hosted",
+                "push",
+            ))
+            .unwrap();
+        let statement = in_toto_statement("ghcr.io/acme/app", subject, SLSA_V1, json!({}));
+        serde_json::from_slice(
+            &github
+                .dsse_bundle(
+                    BundleSigner::Certificate(&cert),
+                    &statement,
+                    ProofMode::Valid,
+                )
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let image = |repo: &str| format!("{}/{repo}:v1", env.addr());
+
+    // Listed (never pushed: the registry holds no referrer) and verified.
+    let good = env.push("acme/app", "v1").await;
+    api.answers.lock().unwrap().insert(
+        good.clone(),
+        Answer::Bundles(vec![bundle(&good, "acme/app")]),
+    );
+    let resp = review_pod(&evaluator, &image("acme/app")).await;
+    assert!(allowed(&resp), "{}", message(&resp));
+    // Cached like referrers: a second review asks GitHub nothing.
+    let asked = api.asked.lock().unwrap().len();
+    let resp = review_pod(&evaluator, &image("acme/app")).await;
+    assert!(allowed(&resp), "{}", message(&resp));
+    assert_eq!(api.asked.lock().unwrap().len(), asked);
+
+    // A second page, linked on the same origin, is read.
+    let paged = env.push("acme/paged", "v1").await;
+    api.answers.lock().unwrap().insert(
+        paged.clone(),
+        Answer::Paged(vec![bundle(&paged, "acme/app")]),
+    );
+    let resp = review_pod(&evaluator, &image("acme/paged")).await;
+    assert!(allowed(&resp), "{}", message(&resp));
+    assert!(api
+        .asked
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|p| p.contains(&paged) && p.contains("after=Y3Vyc29y")));
+
+    let other = env.push("acme/other", "v1").await;
+    let denied: Vec<(&str, Answer, String)> = vec![
+        (
+            "acme/another-digest",
+            Answer::Bundles(vec![bundle(&other, "acme/app")]),
+            "the bundle is not about this image".into(),
+        ),
+        (
+            "acme/tampered",
+            // Signed for another image; its Statement swapped (below).
+            Answer::Bundles(vec![bundle(&good, "acme/app")]),
+            "signature does not verify".into(),
+        ),
+        (
+            "acme/fork",
+            Answer::Bundles(vec![]),
+            "GitHub lists no attestations of".into(),
+        ),
+        (
+            "acme/oversized",
+            Answer::Oversized,
+            "sent more than 4194304 bytes".into(),
+        ),
+        (
+            "acme/forbidden",
+            Answer::Forbidden,
+            "denied access to attestations: HTTP 403 Forbidden: Resource not accessible by integration".into(),
+        ),
+        (
+            "acme/elsewhere",
+            Answer::LinkElsewhere,
+            "is not on https://127.0.0.1".into(),
+        ),
+    ];
+    for (repo, answer, reason) in denied {
+        let digest = env.push(repo, "v1").await;
+        let answer = match answer {
+            // Signed for the right digest, by a workflow of another owner.
+            Answer::Bundles(b) if b.is_empty() && repo == "acme/fork" => {
+                api.answers.lock().unwrap().insert(
+                    digest.clone(),
+                    Answer::Bundles(vec![bundle(&digest, "evil/app")]),
+                );
+                continue_with_fork(&evaluator, &image(repo)).await;
+                continue;
+            }
+            Answer::Bundles(mut b) if repo == "acme/tampered" => {
+                // The tampered bundle names this image.
+                let fresh = bundle(&digest, "acme/app");
+                b[0]["dsseEnvelope"]["payload"] = fresh["dsseEnvelope"]["payload"].clone();
+                Answer::Bundles(b)
+            }
+            a => a,
+        };
+        api.answers.lock().unwrap().insert(digest.clone(), answer);
+        let resp = review_pod(&evaluator, &image(repo)).await;
+        assert!(!allowed(&resp), "{repo} admitted");
+        assert!(
+            message(&resp).contains(&reason),
+            "{repo}: wanted {reason:?} in {}",
+            message(&resp)
+        );
+    }
+
+    // No attestations at all (GitHub's 404) is a deny naming the source.
+    let _ = env.push("acme/unattested", "v1").await;
+    let resp = review_pod(&evaluator, &image("acme/unattested")).await;
+    assert!(!allowed(&resp));
+    assert!(
+        message(&resp).contains("GitHub lists no attestations of sha256:")
+            && message(&resp).contains("for acme on 127.0.0.1:"),
+        "{}",
+        message(&resp)
+    );
+
+    // A wrong token: GitHub's 403, a deny with the reason.
+    let (wrong, _) = pipeline_of(&defs_with_token(&org, "ghs_wrong"), &opts);
+    let resp = review_pod(&wrong, &image("acme/app")).await;
+    assert!(!allowed(&resp));
+    assert!(
+        message(&resp).contains("HTTP 403 Forbidden"),
+        "{}",
+        message(&resp)
+    );
+
+    // The repository form asks the repository endpoint.
+    let repo_policy = policy(
+        "repo",
+        "            owner: acme\n            repository: app\n",
+    );
+    let (by_repo, _) = pipeline_of(&defs_with_token(&repo_policy, api::TOKEN), &opts);
+    let resp = review_pod(&by_repo, &image("acme/app")).await;
+    assert!(allowed(&resp), "{}", message(&resp));
+    assert!(api
+        .asked
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|p| p.starts_with(&format!("/repos/acme/app/attestations/{good}"))));
+}
+
+/// A bundle for the right digest from a workflow of another owner is
+/// denied naming the identity.
+async fn continue_with_fork(evaluator: &sigil::service::Evaluator, image: &str) {
+    let resp = review_pod(evaluator, image).await;
+    assert!(!allowed(&resp), "fork admitted");
+    assert!(
+        message(&resp).contains("certificate identity https://github.com/evil/app/.github/workflows/release.yml@refs/heads/main"),
+        "{}",
+        message(&resp)
+    );
 }

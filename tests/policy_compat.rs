@@ -291,3 +291,47 @@ fn workflow_claims_in_identities_are_validated() {
         assert!(msg.contains(says), "{claims}: {msg}");
     }
 }
+
+#[test]
+fn github_attestation_sources_are_validated() {
+    let policy = |source: &str| {
+        format!(
+            "apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: gh\nspec:\n  images:\n    - glob: \"ghcr.io/acme/**\"\n  authorities:\n    - keyless:\n        identities:\n          - issuer: https://token.actions.githubusercontent.com\n            subjectRegExp: \"https://github.com/acme/.*\"\n      source:\n        - githubAttestations:\n{source}      attestations:\n        - name: provenance\n          predicateType: https://slsa.dev/provenance/v1\n"
+        )
+    };
+    let resp = validate_policy_review(&policy(
+        "            owner: acme\n            repository: app\n            url: https://ghe.acme.test/api/v3\n            tokenSecretRef:\n              name: github-token\n",
+    ));
+    assert_eq!(resp["response"]["allowed"], true, "{resp}");
+    for (source, says) in [
+        (
+            "            owner: acme/app\n",
+            "spec.authorities[0].source[0].githubAttestations.owner: \"acme/app\" is not a GitHub owner name",
+        ),
+        (
+            "            owner: acme\n            repository: ../x\n",
+            "spec.authorities[0].source[0].githubAttestations.repository",
+        ),
+        (
+            "            owner: acme\n            url: http://api.github.com\n",
+            "spec.authorities[0].source[0].githubAttestations.url: \"http://api.github.com\" is not an https URL",
+        ),
+        (
+            "            owner: acme\n          oci: ghcr.io/acme/sigs\n",
+            "spec.authorities[0].source[0].oci: githubAttestations reads GitHub's API",
+        ),
+        (
+            "            owner: acme\n            tokenSecretRef: {}\n",
+            "spec.authorities[0].source[0].githubAttestations.tokenSecretRef.name: missing field",
+        ),
+        (
+            "            owner: acme\n            token: ghp_inline\n",
+            "token",
+        ),
+    ] {
+        let resp = validate_policy_review(&policy(source));
+        assert_eq!(resp["response"]["allowed"], false, "{source}: {resp}");
+        let msg = resp["response"]["status"]["message"].as_str().unwrap();
+        assert!(msg.contains(says), "{source}: {msg}");
+    }
+}

@@ -1,5 +1,5 @@
 //! The ClusterImagePolicy watch, with the Secrets (`key.secretRef`,
-//! `ca-cert.secretRef`) and ConfigMaps (`configMapRef` programs) of sigil's
+//! `ca-cert.secretRef`, `githubAttestations.tokenSecretRef`) and ConfigMaps (`configMapRef` programs) of sigil's
 //! namespace that policies name: every change recompiles the cluster's
 //! policies into the store and writes their `Ready` condition.
 
@@ -67,6 +67,16 @@ fn inline_secret_keys(
             };
             let field = format!("{path}.secretRef");
             key.data = Some(secret_entry(secret_ref, secrets, namespace, &field)?);
+        }
+        for (j, source) in authority.sources.iter_mut().enumerate() {
+            let Some(github) = source.github_attestations.as_mut() else {
+                continue;
+            };
+            if let Some(secret_ref) = github.token_secret_ref.clone() {
+                let field =
+                    format!("spec.authorities[{i}].source[{j}].githubAttestations.tokenSecretRef");
+                github.token = Some(secret_entry(secret_ref, secrets, namespace, &field)?);
+            }
         }
     }
     Ok(())
@@ -272,6 +282,47 @@ mod tests {
         let def = definition(&obj("gone"), &secrets, "sigil-system");
         let (e, _) = def.spec.unwrap_err();
         assert_eq!(e.field, "spec.authorities[0].keyless.ca-cert.secretRef");
+        assert_eq!(e.message, "Secret sigil-system/gone not found");
+    }
+
+    #[test]
+    fn github_token_secret_refs_are_read_and_kept_out_of_the_spec() {
+        let resource = ApiResource::erase::<ClusterImagePolicy>(&());
+        let obj = |secret: &str| {
+            let mut o = DynamicObject::new("p", &resource);
+            o.data = json!({"spec": {
+                "images": [{"glob": "**"}],
+                "authorities": [{
+                    "keyless": {"identities": [{"issuer": "i", "subject": "s"}]},
+                    "source": [{"githubAttestations": {"owner": "acme", "tokenSecretRef": {"name": secret}}}],
+                }],
+            }});
+            o
+        };
+        let mut secret = Secret::default();
+        secret.metadata.name = Some("gh".into());
+        secret.string_data = Some(BTreeMap::from([(
+            "token".to_string(),
+            "t0ken\n".to_string(),
+        )]));
+        let secrets = BTreeMap::from([("gh".to_string(), secret)]);
+        let spec = definition(&obj("gh"), &secrets, "sigil-system")
+            .spec
+            .unwrap();
+        let github = spec.authorities[0].sources[0]
+            .github_attestations
+            .as_ref()
+            .unwrap();
+        assert_eq!(github.token.as_deref(), Some("t0ken\n"));
+        // The token never travels back out with the spec.
+        assert!(!serde_json::to_string(&spec).unwrap().contains("t0ken"));
+        let (e, _) = definition(&obj("gone"), &secrets, "sigil-system")
+            .spec
+            .unwrap_err();
+        assert_eq!(
+            e.field,
+            "spec.authorities[0].source[0].githubAttestations.tokenSecretRef"
+        );
         assert_eq!(e.message, "Secret sigil-system/gone not found");
     }
 }

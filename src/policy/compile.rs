@@ -142,7 +142,26 @@ pub struct CompiledAuthority {
     /// `signatureFormat: bundle`: signatures and attestations are Sigstore
     /// bundles (or cosign OCI 1.1 signatures) behind OCI referrers.
     pub bundle_format: bool,
+    /// `source[].githubAttestations`: the bundles are listed by GitHub's
+    /// attestation API instead of read from the registry.
+    pub github: Option<Arc<GithubSource>>,
 }
+
+/// `source[].githubAttestations`, compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GithubSource {
+    /// The API's base URL, without a trailing `/`.
+    pub api: String,
+    /// The organisation or user.
+    pub owner: String,
+    /// A repository of the owner, when the policy names one.
+    pub repository: Option<String>,
+    /// The token from `tokenSecretRef`, when it names one.
+    pub token: Option<String>,
+}
+
+/// GitHub's public API, where `githubAttestations.url` is not set.
+pub const GITHUB_API: &str = "https://api.github.com";
 
 /// One required attestation.
 #[derive(Debug)]
@@ -365,12 +384,14 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
             attestations: Vec::new(),
             signature_tag_prefix: String::new(),
             bundle_format: false,
+            github: None,
         });
     }
 
     let mut unsupported: Option<String> = None;
     let mut signature_repository = None;
     let mut signature_tag_prefix = String::new();
+    let mut github = None;
     if let Some(src) = a.sources.first() {
         let sp = format!("{path}.source[0]");
         if let Some(oci) = src.oci.as_deref() {
@@ -382,6 +403,24 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
         }
         if let Some(prefix) = src.tag_prefix.as_deref().filter(|p| !p.is_empty()) {
             signature_tag_prefix = prefix.to_string();
+        }
+        if let Some(g) = &src.github_attestations {
+            if g.token_secret_ref.is_some() && g.token.is_none() {
+                unsupported.get_or_insert(format!(
+                    "{sp}.githubAttestations.tokenSecretRef (only resolved when sigil watches a cluster)"
+                ));
+            }
+            github = Some(Arc::new(GithubSource {
+                api: g
+                    .url
+                    .as_deref()
+                    .unwrap_or(GITHUB_API)
+                    .trim_end_matches('/')
+                    .to_string(),
+                owner: g.owner.clone(),
+                repository: g.repository.clone().filter(|r| !r.is_empty()),
+                token: g.token.clone(),
+            }));
         }
     }
 
@@ -535,7 +574,9 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
             .collect(),
         attestations,
         signature_tag_prefix,
-        bundle_format: a.signature_format.as_deref() == Some("bundle"),
+        // GitHub's API lists Sigstore bundles only.
+        bundle_format: a.signature_format.as_deref() == Some("bundle") || github.is_some(),
+        github,
     })
 }
 

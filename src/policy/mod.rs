@@ -15,8 +15,8 @@ pub mod validate;
 
 pub use crate::model::error::PolicyError;
 pub use compile::{
-    AuthorityCheck, CompiledAttestation, CompiledAuthority, CompiledPolicy, KeyEvidence,
-    PolicyMode, ResourceRef,
+    AuthorityCheck, CompiledAttestation, CompiledAuthority, CompiledPolicy, GithubSource,
+    KeyEvidence, PolicyMode, ResourceRef,
 };
 pub use store::{InvalidPolicy, LoadedPolicy, PolicySet, PolicyStore};
 pub use types::{ClusterImagePolicy, ClusterImagePolicySpec};

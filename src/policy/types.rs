@@ -440,6 +440,34 @@ pub struct Source {
     /// Prefix of the signature tags.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag_prefix: Option<String>,
+    /// sigil extension: the authority's Sigstore bundles are listed by
+    /// GitHub's attestation API (for attestations never pushed to the
+    /// registry) instead of read from the registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github_attestations: Option<GithubAttestations>,
+}
+
+/// GitHub's attestation API as a source of Sigstore bundles.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GithubAttestations {
+    /// The organisation or user whose attestations are listed
+    /// (`/orgs/{owner}/attestations/{digest}`).
+    pub owner: String,
+    /// A repository of the owner, to list `/repos/{owner}/{repository}/attestations/{digest}` instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// The API's base URL (default `https://api.github.com`; GitHub
+    /// Enterprise Server: `https://HOST/api/v3`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// A Secret in sigil's namespace holding one entry, the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_secret_ref: Option<SecretReference>,
+    /// The token, read from `tokenSecretRef` by the cluster watch; never
+    /// part of the resource.
+    #[serde(skip)]
+    pub token: Option<String>,
 }
 
 /// Transparency log settings.

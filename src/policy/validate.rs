@@ -207,6 +207,21 @@ fn authority(v: &mut Validation, path: &str, a: &Authority) {
                 );
             }
         }
+        if let Some(g) = &s.github_attestations {
+            github_attestations(v, &format!("{sp}.githubAttestations"), g);
+            for (field, set) in [
+                ("oci", s.oci.is_some()),
+                ("tagPrefix", s.tag_prefix.is_some()),
+                ("signaturePullSecrets", !s.signature_pull_secrets.is_empty()),
+            ] {
+                if set {
+                    v.error(
+                        format!("{sp}.{field}"),
+                        "githubAttestations reads GitHub's API, not a registry; it cannot be combined with oci, tagPrefix or signaturePullSecrets",
+                    );
+                }
+            }
+        }
     }
     for (i, att) in a.attestations.iter().enumerate() {
         attestation(v, &format!("{path}.attestations[{i}]"), att);
@@ -490,6 +505,57 @@ fn policy(v: &mut Validation, path: &str, p: &Policy, within_spec: bool) {
         v.warnings.push(format!(
             "{path}.{field}: not implemented by sigil; every image this policy matches fails closed naming it"
         ));
+    }
+}
+
+/// `source[].githubAttestations`: names GitHub accepts, an https API URL.
+fn github_attestations(
+    v: &mut Validation,
+    path: &str,
+    g: &crate::policy::types::GithubAttestations,
+) {
+    // GitHub's owner and repository names: letters, digits, `-`, `_`, `.`.
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.len() <= 100
+            && n != "."
+            && n != ".."
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    if !name_ok(&g.owner) {
+        v.error(
+            format!("{path}.owner"),
+            format!("{:?} is not a GitHub owner name", g.owner),
+        );
+    }
+    if let Some(r) = &g.repository {
+        if !name_ok(r) {
+            v.error(
+                format!("{path}.repository"),
+                format!("{r:?} is not a GitHub repository name"),
+            );
+        }
+    }
+    if let Some(url) = &g.url {
+        let ok = reqwest::Url::parse(url).is_ok_and(|u| {
+            u.scheme() == "https"
+                && u.host_str().is_some()
+                && u.username().is_empty()
+                && u.query().is_none()
+                && u.fragment().is_none()
+        });
+        if !ok {
+            v.error(
+                format!("{path}.url"),
+                format!("{url:?} is not an https URL without credentials, query or fragment"),
+            );
+        }
+    }
+    if let Some(secret) = &g.token_secret_ref {
+        if secret.name.as_deref().unwrap_or_default().is_empty() {
+            v.error(format!("{path}.tokenSecretRef.name"), "missing field");
+        }
     }
 }
 

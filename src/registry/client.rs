@@ -516,9 +516,80 @@ impl RegistryClient {
         accept: &str,
         limit: usize,
     ) -> Result<Vec<u8>, RegistryError> {
-        let what = || format!("{}{}", reference.registry(), path);
-        let mut resp = self.send(reference, Method::GET, path, accept).await?;
-        let registry = reference.registry().to_string();
+        let resp = self.send(reference, Method::GET, path, accept).await?;
+        read_capped(
+            resp,
+            reference.registry(),
+            &format!("{}{}", reference.registry(), path),
+            limit,
+        )
+        .await
+    }
+
+    /// GETs `url` on `host`, an HTTPS API that is not a registry (GitHub's
+    /// attestation API), within the same request limits and circuit
+    /// breaker as registries; a non-2xx answer comes back as it is, for
+    /// the caller to word. No credentials of this client are sent: only
+    /// `headers`.
+    pub(super) async fn send_api(
+        &self,
+        host: &str,
+        url: &str,
+        headers: HeaderMap,
+    ) -> Result<(StatusCode, LimitedResponse), RegistryError> {
+        let breakers = &self.shared.breakers;
+        let metrics = crate::metrics::global();
+        if let Err(open) = breakers.admit(host, Instant::now()) {
+            metrics.registry_request(host, "api", "circuit_open", None);
+            return Err(RegistryError::CircuitOpen {
+                registry: host.to_string(),
+                failures: open.failures,
+                retry_in_secs: open.retry_in.as_secs()
+                    + u64::from(open.retry_in.subsec_nanos() > 0),
+            });
+        }
+        let permits = self.shared.limits.acquire(host).await;
+        let sent = Instant::now();
+        let resp = match self.shared.http.get(url).headers(headers).send().await {
+            Ok(r) => r,
+            Err(e) => {
+                metrics.registry_request(host, "api", "error", Some(sent.elapsed()));
+                breakers.failure(host, Instant::now());
+                return Err(transport_error(host, &e));
+            }
+        };
+        let status = resp.status();
+        metrics.registry_request(
+            host,
+            "api",
+            crate::metrics::status_class(status.as_u16()),
+            Some(sent.elapsed()),
+        );
+        if status.is_server_error() {
+            breakers.failure(host, Instant::now());
+        } else {
+            breakers.success(host);
+        }
+        Ok((
+            status,
+            LimitedResponse {
+                inner: resp,
+                _permits: permits,
+            },
+        ))
+    }
+}
+
+/// Reads at most `limit` bytes of `resp` (`what` names it in the error).
+pub(super) async fn read_capped(
+    mut resp: LimitedResponse,
+    registry: &str,
+    what: &str,
+    limit: usize,
+) -> Result<Vec<u8>, RegistryError> {
+    let what = || what.to_string();
+    let registry = registry.to_string();
+    {
         if resp.content_length().is_some_and(|n| n > limit as u64) {
             return Err(RegistryError::TooLarge {
                 registry,
@@ -548,7 +619,9 @@ impl RegistryClient {
             }
         }
     }
+}
 
+impl RegistryClient {
     /// Sends one request with the registry's credentials (answering a
     /// `401` challenge once: basic credentials, or a bearer token from the
     /// token server, reused until it expires) within the request limits,
@@ -757,13 +830,13 @@ fn retry_wait(resp: &reqwest::Response) -> Option<Duration> {
 }
 
 /// A response whose request-limit permits are released when it is dropped.
-struct LimitedResponse {
+pub(super) struct LimitedResponse {
     inner: reqwest::Response,
     _permits: Permits,
 }
 
 impl LimitedResponse {
-    fn headers(&self) -> &HeaderMap<HeaderValue> {
+    pub(super) fn headers(&self) -> &HeaderMap<HeaderValue> {
         self.inner.headers()
     }
     fn content_length(&self) -> Option<u64> {

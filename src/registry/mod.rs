@@ -27,6 +27,7 @@ pub mod breaker;
 pub mod client;
 pub mod credentials;
 pub mod error;
+pub mod github;
 pub mod options;
 
 pub use client::{as_tenant, RegistryClient};

@@ -22,6 +22,8 @@ use super::cosign::{
 use super::referrers::{self, Referrer};
 use crate::image::ImageRef;
 use crate::metrics::{self, CacheName};
+use crate::policy::GithubSource;
+use crate::registry::github::AttestationQuery;
 use crate::registry::{Credentials, RegistryClient, RegistryError};
 
 /// The weight of a cache entry, in bytes, as moka wants it.
@@ -224,6 +226,65 @@ impl Fetcher {
             .try_get_with(key, async {
                 fetched.store(true, Ordering::Relaxed);
                 referrers::fetch_referrers(&client, &registry, &repository, &digest).await
+            })
+            .await;
+        looked_up(CacheName::referrers, &fetched);
+        result.map_err(|e| (*e).clone())
+    }
+
+    /// The Sigstore bundles GitHub's attestation API lists for `digest`,
+    /// as referrers (unverified), cached like the registry's referrers.
+    /// The cache key holds a hash of the token, never the token.
+    pub async fn github_attestations(
+        &self,
+        source: &GithubSource,
+        digest: &str,
+    ) -> Result<Arc<Vec<Referrer>>, RegistryError> {
+        use sha2::Digest as _;
+        let token_id = source
+            .token
+            .as_deref()
+            .map(|t| hex::encode(&sha2::Sha256::digest(t.as_bytes())[..8]))
+            .unwrap_or_default();
+        let key = (
+            format!(
+                "github|{}|{}/{}|{token_id}",
+                source.api,
+                source.owner,
+                source.repository.as_deref().unwrap_or_default()
+            ),
+            format!("{digest}|github"),
+        );
+        let fetched = AtomicBool::new(false);
+        let result = self
+            .referrers
+            .try_get_with(key, async {
+                fetched.store(true, Ordering::Relaxed);
+                let query = AttestationQuery {
+                    api: &source.api,
+                    owner: &source.owner,
+                    repository: source.repository.as_deref(),
+                    token: source.token.as_deref(),
+                };
+                let listed = self.registry.github_attestations(&query, digest).await?;
+                Ok::<_, RegistryError>(Arc::new(
+                    listed
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, a)| Referrer {
+                            digest: match a.repository_id {
+                                Some(id) => {
+                                    format!("GitHub attestation {} (repository_id {id})", i + 1)
+                                }
+                                None => format!("GitHub attestation {}", i + 1),
+                            },
+                            kind: referrers::ReferrerKind::Bundle,
+                            blob: a.bundle,
+                            media_type: "application/vnd.dev.sigstore.bundle+json".into(),
+                            annotations: Default::default(),
+                        })
+                        .collect(),
+                ))
             })
             .await;
         looked_up(CacheName::referrers, &fetched);

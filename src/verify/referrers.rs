@@ -245,7 +245,9 @@ fn verify_bundle_referrer(
                 .verify(Artifact::from(digest), &bundle, &vp)
                 .map_err(|e| match e {
                     // A DSSE Statement whose subjects do not name the digest.
-                    sigstore_verify::Error::ArtifactMismatch(m) if !has_tlog => {
+                    sigstore_verify::Error::ArtifactMismatch(m)
+                        if matches!(bundle.content, SignatureContent::DsseEnvelope(_)) =>
+                    {
                         format!("the bundle is not about this image: {m}")
                     }
                     e => describe_verify_error(&e),

@@ -105,6 +105,8 @@ pub struct Opts {
     pub require_digest: bool,
     /// A docker `config.json` with registry credentials.
     pub docker_config: Option<std::path::PathBuf>,
+    /// Extra CA files trusted for registries (and GitHub's API).
+    pub ca_files: Vec<std::path::PathBuf>,
 }
 
 impl Opts {
@@ -117,18 +119,29 @@ impl Opts {
             trust: None,
             require_digest: false,
             docker_config: None,
+            ca_files: Vec::new(),
         }
     }
 }
 
 /// Builds the pipeline with `policies_yaml` loaded; returns it and its audit log.
 pub fn pipeline(policies_yaml: &str, opts: &Opts) -> (Arc<Evaluator>, Arc<MemoryAuditSink>) {
-    let store = Arc::new(PolicyStore::new());
     let defs = files::parse_documents(policies_yaml).expect("policies parse");
-    store.replace_source("test", &defs);
+    pipeline_of(&defs, opts)
+}
+
+/// [`pipeline`] with policy definitions made elsewhere (e.g. by the
+/// cluster watch's reading of an object and its Secrets).
+pub fn pipeline_of(
+    defs: &[sigil::policy::store::PolicyDefinition],
+    opts: &Opts,
+) -> (Arc<Evaluator>, Arc<MemoryAuditSink>) {
+    let store = Arc::new(PolicyStore::new());
+    store.replace_source("test", defs);
     let registry = RegistryClient::new(&RegistryOptions {
         insecure: opts.insecure.clone(),
         docker_config: opts.docker_config.clone(),
+        ca_files: opts.ca_files.clone(),
         connect_timeout: Some(Duration::from_secs(2)),
         read_timeout: Some(Duration::from_secs(5)),
         ..Default::default()
