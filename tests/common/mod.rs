@@ -18,6 +18,7 @@ use sigil_testkit::{plain_http_client, push_image, LocalRegistry, TestKey};
 pub use sigil_testkit::pod_review;
 
 pub mod faults;
+pub mod github_api;
 pub mod kube;
 pub mod served;
 pub mod token_server;
