@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The warm path against the machine's TLS + HTTP limit, in one run: sigil
-# (the demo example's server, verdict cached) and nginx (1 worker answering
+# The warm path against the machine's TLS + HTTP limit, in one run: the
+# real `sigil serve` (release build, default log level, /metrics on, audit
+# log to a file, the demo's registry, signed image and policy; verdict
+# cached) and nginx (1 worker answering
 # `return 200` with sigil's own answer as the literal body: the cheapest
 # TLS + HTTP answer this machine gives) serve the same certificate, each
 # pinned to CPU 0; wrk runs on CPU 1 with 8 connections. Alternates nginx,
@@ -15,7 +17,20 @@ export SIGIL_DEMO_CERT_DIR="$certdir"
 . scripts/demo-server.sh
 . scripts/review-load.sh
 trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null || true; [ -f "$certdir/nginx.pid" ] && kill "$(cat "$certdir/nginx.pid")" 2>/dev/null; rm -rf "$work" "$certdir"' EXIT
-taskset -a -p -c 0 "$pid" >/dev/null
+# The demo holds the registry, the signed image and the policy; sigil
+# serve is started on CPU 0 from the start, as a pod limited to one CPU
+# would run it.
+cargo build --release --quiet --bin sigil
+policy_dir=$(sed -n 's/^== policy written to \(.*\)\/demo.yaml$/\1/p' "$work/demo.log")
+registry=${image%%/*}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+sigil_port=$(free_port); metrics_port=$(free_port)
+( taskset -c 0 "${CARGO_TARGET_DIR:-target}/release/sigil" serve --policy-dir "$policy_dir" \
+    --insecure-registry "$registry" --tls-cert "$certdir/tls.crt" --tls-key "$certdir/tls.key" \
+    --listen "127.0.0.1:$sigil_port" --metrics-listen "127.0.0.1:$metrics_port" \
+    > "$work/audit.log" 2> "$work/serve.log" & echo $! > "$work/serve.pid" )
+url="https://localhost:$sigil_port/validate"
+for _ in $(seq 1 100); do curl -sk "https://localhost:$sigil_port/readyz" | grep -qx ready && break; sleep 0.1; done
 pod_review "$image" > "$work/review.json"
 answer=$(curl -sk -X POST -H 'Content-Type: application/json' --data @"$work/review.json" "$url")
 echo "$answer" | grep -q '"allowed":true' || { echo "review was not admitted: $answer"; exit 1; }
@@ -49,6 +64,15 @@ sleep 0.5
 curl -sk -X POST --data @"$work/review.json" "https://127.0.0.1:$port/validate" | grep -q '"allowed":true' || { echo "nginx does not answer"; cat "$certdir/error.log"; exit 1; }
 wrk_post_lua "$work/review.json" > "$work/post.lua"
 run() { taskset -c 1 wrk -t1 -c8 -d"${DURATION:-10s}" --latency -s "$work/post.lua" "$1" | sed -n 's/^RESULT //p'; }
+if [ -n "${PROFILE:-}" ]; then
+  # One profiled round of sigil instead of the comparison: the top frames
+  # by self time (perf), to $PROFILE.
+  command -v perf >/dev/null 2>&1 || { SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo; $SUDO apt-get install -y -qq linux-perf >/dev/null; }
+  perf record -F 499 --call-graph dwarf,16384 -o "$work/perf.data" -p "$(cat "$work/serve.pid")" -- sleep "${DURATION%s}" >/dev/null 2>&1 &
+  sleep 0.2; run "$url"; wait
+  perf report -i "$work/perf.data" --no-children --sort symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | cut -c1-120 | sed 's/ *$//' | head -40 > "$PROFILE" || true
+  cp "$work/perf.data" "$PROFILE.data"; cat "$PROFILE"; exit 0
+fi
 rounds=${ROUNDS:-3}; [ "$rounds" -ge 2 ] || rounds=2
 declare -a results
 for round in $(seq "$rounds"); do
@@ -65,3 +89,4 @@ med = lambda xs, i: statistics.median(x[i] for x in xs)
 print(f"median rounds: nginx {med(n,0):.0f} req/s p50 {med(n,1):.2f} ms | sigil {med(s,0):.0f} req/s p50 {med(s,1):.2f} ms")
 print(f"sigil/nginx throughput {med(s,0)/med(n,0):.2f}, p50 {med(s,1)/med(n,1):.1f}x nginx's (errors: nginx {sum(x[2] for x in n):.0f}, sigil {sum(x[2] for x in s):.0f})")
 PY
+curl -s "http://127.0.0.1:$metrics_port/metrics" | grep -q '^sigil_admission_reviews' || { echo "/metrics did not answer"; exit 1; }

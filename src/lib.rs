@@ -28,6 +28,7 @@ pub mod model;
 pub mod policy;
 pub mod registry;
 pub mod report;
+pub mod report_cli;
 pub mod server;
 pub mod service;
 pub mod tls;

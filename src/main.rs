@@ -253,6 +253,11 @@ fn return_large_buffers() {
     // before any other thread exists.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
+        // Fixing the mmap threshold also fixes the trim threshold at its
+        // 128 KiB default, and a warm review's frees then shrink and regrow
+        // the worker's heap (an mprotect every other review, measured):
+        // keep up to 8 MiB of free heap top instead.
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
     }
 }
 
@@ -298,7 +303,7 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             },
-            Command::Report(args) => ExitCode::from(sigil::report::main(&args)),
+            Command::Report(args) => ExitCode::from(sigil::report_cli::main(&args)),
             Command::Certs(args) => match tls::self_signed(&args.names)
                 .and_then(|c| tls::write_self_signed(&args.out, &c))
             {

@@ -535,7 +535,10 @@ impl Evaluator {
                 deadline,
             )
             .await;
-        tracing::info!(
+        // Debug, not info: a line per review at the default level is a
+        // write per request on the warm path (a third of its system calls),
+        // and the audit log and metrics already carry every decision.
+        tracing::debug!(
             allowed = eval.verdict.allowed,
             warnings = eval.verdict.warnings.len(),
             "decided"

@@ -9,7 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::kube::{apply, install_crds, namespace, ok, text, within, KubeCluster};
+use common::kube::{
+    apiserver_writes, apply, install_crds, namespace, ok, text, within, KubeCluster,
+};
 use common::*;
 use sigil_testkit::{free_port, TestKey, TestKeyKind};
 
@@ -1707,6 +1709,30 @@ async fn the_background_audit_reports_running_workloads_and_follows_signatures()
         .unwrap_or(0.0);
     assert!(last_run > 1.7e9, "{metrics}");
 
+    // Nothing changed: further audits (one a second) write nothing, as
+    // the apiserver counts writes.
+    let audits = || log().matches("background audit finished").count();
+    let before = (
+        audits(),
+        apiserver_writes(&c, &["policyreports", "clusterimagepolicies"]),
+    );
+    assert!(within(Duration::from_secs(20), || audits() >= before.0 + 3).is_some());
+    assert_eq!(
+        apiserver_writes(&c, &["policyreports", "clusterimagepolicies"]),
+        before.1,
+        "writes by unchanged audits"
+    );
+    let report = policy_reports(&c, "lab")
+        .into_iter()
+        .find(|r| r["metadata"]["name"] == uid.as_str())
+        .unwrap();
+    assert!(
+        report["metadata"]["annotations"]["sigil.dev/report-hash"]
+            .as_str()
+            .is_some_and(|h| h.len() == 32),
+        "{report}"
+    );
+
     // Signed: the next audit passes it.
     env.sign("team/app", &digest, &k).await;
     let passing = within(Duration::from_secs(30), || {
@@ -1878,22 +1904,34 @@ async fn background_audit_at_scale() {
     );
 
     let started = Instant::now();
-    let sigil = start_sigil_with(&c, &[env.addr()], &["--audit-interval", "1h"]);
-    let finished = within(Duration::from_secs(1800), || {
-        sigil.log().contains("background audit finished")
-    });
+    // A second run follows the first 5 s after it ends: the cluster is
+    // unchanged, so it must write nothing.
+    let sigil = start_sigil_with(&c, &[env.addr()], &["--audit-interval", "5s"]);
+    let runs = || sigil.log().matches("background audit finished").count();
+    let writes = || apiserver_writes(&c, &["policyreports", "clusterimagepolicies"]);
+    let finished = within(Duration::from_secs(1800), || runs() >= 1);
     assert!(finished.is_some(), "{}", sigil.log());
-    let plain = regex::Regex::new("\x1b\\[[0-9;]*m")
-        .unwrap()
-        .replace_all(&sigil.log(), "")
-        .to_string();
-    let took = plain
-        .lines()
-        .find(|l| l.contains("background audit finished"))
-        .and_then(|l| l.split("took_ms=").nth(1))
-        .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or_default();
+    let after_first = writes();
+    let second = within(Duration::from_secs(600), || runs() >= 2);
+    assert!(second.is_some(), "{}", sigil.log());
+    let second_writes = writes() - after_first;
+    let took_ms = |n: usize| {
+        sigil
+            .log()
+            .lines()
+            .filter(|l| l.contains("background audit finished"))
+            .nth(n)
+            .and_then(|l| l.split("took_ms=").nth(1))
+            .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or_default()
+    };
+    let took = took_ms(0);
+    println!(
+        "second, unchanged run: {:.1}s by its own clock, {second_writes} writes counted by the apiserver (first run: {after_first})",
+        took_ms(1) as f64 / 1000.0
+    );
+    assert_eq!(second_writes, 0);
     let status = std::fs::read_to_string(format!("/proc/{}/status", sigil.child.id())).unwrap();
     let field = |name: &str| {
         status

@@ -11,6 +11,15 @@
 //!   and `status.lastAuditTime`;
 //! - metrics: the last run's time and duration, and violations by policy.
 //!
+//! It writes only what changed: each report carries a hash of its content
+//! (timestamps left out) in the annotation `sigil.dev/report-hash`; the
+//! run lists the hashes of the reports it wrote before (metadata only,
+//! page by page) and skips a report whose hash is unchanged. A policy's
+//! status is written only when its counts differ from those it holds, so
+//! `lastAuditTime` is the time of the audit that last changed them (the
+//! metrics say when the audit last ran). An unchanged cluster costs the
+//! apiserver reads only.
+//!
 //! With several replicas, only the holder of the `sigil-leader`
 //! Lease audits (`lease`).
 //!
@@ -54,6 +63,46 @@ pub struct BackgroundAuditSettings {
 
 /// Per policy: workloads by result, from the reports written.
 type Counts = BTreeMap<String, [u64; 3]>;
+
+/// The annotation holding a report's content hash.
+pub const REPORT_HASH: &str = "sigil.dev/report-hash";
+
+/// (namespace, name) → content hash of the PolicyReports sigil wrote.
+type WrittenReports = std::collections::HashMap<(String, String), String>;
+
+fn policy_report_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("wgpolicyk8s.io", "v1alpha2", "PolicyReport"),
+        "policyreports",
+    )
+}
+
+/// The hashes of the PolicyReports sigil wrote, listed as metadata only,
+/// page by page. Without the PolicyReport CRD, none.
+async fn written_reports(client: &Client) -> Result<WrittenReports, kube::Error> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &policy_report_resource());
+    let mut out = WrittenReports::new();
+    let mut params = ListParams::default()
+        .labels("app.kubernetes.io/managed-by=sigil")
+        .limit(500);
+    loop {
+        let page = match api.list_metadata(&params).await {
+            Ok(page) => page,
+            Err(kube::Error::Api(e)) if e.code == 404 => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        for item in page.items {
+            let hash = item.annotations().get(REPORT_HASH).cloned();
+            if let (Some(ns), Some(hash)) = (item.metadata.namespace.clone(), hash) {
+                out.insert((ns, item.name_any()), hash);
+            }
+        }
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(out),
+        }
+    }
+}
 
 /// Runs the background audit until the process stops.
 pub async fn background_audit(
@@ -129,6 +178,8 @@ pub async fn audit_once(
         .map(|ns| ns.name_any())
         .collect();
     let mut counts = Counts::new();
+    let written = written_reports(client).await?;
+    let mut unchanged = 0usize;
     for (group, version, kind) in WORKLOAD_KINDS {
         let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
         // One page in memory at a time (its bytes bounded), `concurrency`
@@ -185,15 +236,43 @@ pub async fn audit_once(
                 .buffer_unordered(concurrency.max(1))
                 .collect()
                 .await;
+            let mut changed = Vec::new();
             for (target, eval) in results.into_iter().flatten() {
                 count(&mut counts, &eval);
-                if let Err(e) = write_report(client, &target, &eval).await {
-                    tracing::warn!(error = %e, "cannot write a PolicyReport");
+                let report = report_json(&target, &eval, &jiff::Timestamp::now());
+                let hash = report_hash(&target, &eval);
+                let key = (target.namespace.clone(), target.uid.clone());
+                if written.get(&key) == Some(&hash) {
+                    unchanged += 1;
+                } else {
+                    changed.push((target, with_hash(report, &hash)));
                 }
             }
+            futures::stream::iter(changed)
+                .for_each_concurrent(concurrency.max(1), |(target, report)| async move {
+                    if let Err(e) = write_report(client, &target, &report).await {
+                        tracing::warn!(error = %e, "cannot write a PolicyReport");
+                    }
+                })
+                .await;
         }
     }
+    tracing::debug!(unchanged, "PolicyReports left as they were");
     Ok(counts)
+}
+
+/// The hash of a report's content, timestamps left out: equal for the
+/// same results about the same workload.
+pub fn report_hash(target: &ReportTarget, eval: &Evaluation) -> String {
+    use sha2::Digest as _;
+    let timeless = report_json(target, eval, &jiff::Timestamp::UNIX_EPOCH);
+    let bytes = serde_json::to_vec(&timeless).unwrap_or_default();
+    hex::encode(&sha2::Sha256::digest(&bytes)[..16])
+}
+
+fn with_hash(mut report: Value, hash: &str) -> Value {
+    report["metadata"]["annotations"] = json!({ REPORT_HASH: hash });
+    report
 }
 
 /// Adds one workload to each of its policies' counts, by its worst image.
@@ -300,26 +379,22 @@ pub fn report_json(target: &ReportTarget, eval: &Evaluation, now: &jiff::Timesta
 async fn write_report(
     client: &Client,
     target: &ReportTarget,
-    eval: &Evaluation,
+    report: &Value,
 ) -> Result<(), kube::Error> {
-    let report = report_json(target, eval, &jiff::Timestamp::now());
-    let resource = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("wgpolicyk8s.io", "v1alpha2", "PolicyReport"),
-        "policyreports",
-    );
     let api: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), &target.namespace, &resource);
+        Api::namespaced_with(client.clone(), &target.namespace, &policy_report_resource());
     api.patch(
         &target.uid,
         &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&report),
+        &Patch::Apply(report),
     )
     .await
     .map(|_| ())
 }
 
 /// Writes `status.workloads` and `status.lastAuditTime` on every policy in
-/// the cluster (zeros for one that matched nothing).
+/// the cluster whose counts differ from those it holds (zeros for one that
+/// matched nothing).
 async fn write_policy_status(client: &Client, counts: &Counts) {
     // Untyped: a policy sigil cannot read still gets its counts (zeros).
     let api: Api<DynamicObject> = Api::all_with(
@@ -333,6 +408,16 @@ async fn write_policy_status(client: &Client, counts: &Counts) {
     for cip in list.items {
         let name = cip.name_any();
         let [pass, fail, error] = counts.get(&name).copied().unwrap_or_default();
+        let workloads = json!({"pass": pass, "fail": fail, "error": error});
+        let held = cip.data.get("status").and_then(|s| s.get("workloads"));
+        let audited = cip
+            .data
+            .get("status")
+            .and_then(|s| s.get("lastAuditTime"))
+            .is_some();
+        if held == Some(&workloads) && audited {
+            continue;
+        }
         let status = json!({"status": {
             "workloads": {"pass": pass, "fail": fail, "error": error},
             "lastAuditTime": now,

@@ -6,6 +6,7 @@ pub mod files;
 pub mod glob;
 pub mod index;
 pub mod kms;
+pub mod kms_ref;
 pub mod program;
 pub mod program_pool;
 pub mod sources;

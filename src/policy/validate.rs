@@ -274,7 +274,7 @@ fn key(v: &mut Validation, path: &str, k: &KeyRef) {
 
 /// `awskms://[ENDPOINT]/KEY` in any of cosign's forms.
 fn aws_kms(kms: &str) -> Result<(), String> {
-    super::kms::parse_aws(kms).map(|_| ())
+    super::kms_ref::parse_aws(kms).map(|_| ())
 }
 
 /// Notation's verification levels.

@@ -344,3 +344,22 @@ pub fn install_crds(c: &KubeCluster, names: &[&str]) {
 pub fn apply(c: &KubeCluster, yaml: &str) -> std::process::Output {
     c.kubectl_stdin(&["apply", "-f", "-"], yaml)
 }
+
+/// Writes the apiserver has served for `resources` (create, update, patch,
+/// apply, delete), from its own `apiserver_request_total`.
+pub fn apiserver_writes(c: &KubeCluster, resources: &[&str]) -> u64 {
+    let metrics = text(&c.kubectl(&["get", "--raw", "/metrics"]));
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+        .filter(|l| {
+            ["POST", "PUT", "PATCH", "APPLY", "DELETE"]
+                .iter()
+                .any(|v| l.contains(&format!("verb=\"{v}\"")))
+                && resources
+                    .iter()
+                    .any(|r| l.contains(&format!("resource=\"{r}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
