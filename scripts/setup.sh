@@ -11,6 +11,8 @@ command -v python3 >/dev/null 2>&1 || need+=(python3)
 [ -x /bin/kill ] || [ -x /usr/bin/kill ] || need+=(procps)
 # tests/install.rs writes Endpoints with this host's address (`ip -4 addr`).
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# promtool (Debian's prometheus package): the chart's alert rules and dashboard are checked with it.
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" = 0 ] || SUDO=sudo

@@ -16,9 +16,17 @@ use crate::service::{Evaluator, EvaluatorSettings};
 use crate::trust::{TrustMaterial, TrustStore};
 use crate::verify::{Verifier, VerifierSettings};
 
+/// The version and the commit the binary was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SIGIL_COMMIT"),
+    ")"
+);
+
 /// sigil: admit only images whose cosign signatures satisfy ClusterImagePolicies.
 #[derive(Debug, Parser)]
-#[command(name = "sigil", version, about)]
+#[command(name = "sigil", version = VERSION, about)]
 pub struct Cli {
     /// Log format (logs go to stderr; the audit log goes to stdout).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -57,6 +65,13 @@ pub enum Command {
     /// Count what an audit log holds (by decision, policy, namespace,
     /// image; the most frequent reasons), or check its hash chain.
     Report(ReportArgs),
+    /// Print shell completions (e.g. `sigil completions bash >
+    /// /etc/bash_completion.d/sigil`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// `sigil report`.

@@ -304,6 +304,16 @@ fn main() -> ExitCode {
                 }
             },
             Command::Report(args) => ExitCode::from(sigil::report_cli::main(&args)),
+            Command::Completions { shell } => {
+                use clap::CommandFactory as _;
+                clap_complete::generate(
+                    shell,
+                    &mut sigil::cli::Cli::command(),
+                    "sigil",
+                    &mut std::io::stdout(),
+                );
+                ExitCode::SUCCESS
+            }
             Command::Certs(args) => match tls::self_signed(&args.names)
                 .and_then(|c| tls::write_self_signed(&args.out, &c))
             {

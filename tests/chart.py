@@ -186,6 +186,25 @@ assert one(docs, "ServiceAccount", "sigil")["metadata"]["annotations"] == values
 env = one(docs, "Deployment", "sigil")["spec"]["template"]["spec"]["containers"][0]["env"]
 assert env[-1] == {"name": "AWS_REGION", "value": "eu-west-1"}, env
 
+# The dashboard and the alerts, when asked for: the ConfigMap the Grafana
+# sidecar picks up (valid JSON, the dashboard file as it is) and the
+# PrometheusRule holding alerts/rules.yaml's groups unchanged.
+import json, os
+values = {"metrics": {"dashboard": {"enabled": True, "namespace": "monitoring"},
+                      "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus"}}}}
+docs = objects(values)
+lint_clean(values)
+dash = one(docs, "ConfigMap", "sigil-dashboard")
+assert dash["metadata"]["labels"]["grafana_dashboard"] == "1", dash["metadata"]
+assert dash["metadata"]["namespace"] == "monitoring"
+with open(os.path.join(CHART, "dashboards", "sigil.json")) as f:
+    assert json.loads(dash["data"]["sigil.json"]) == json.load(f)
+rule = one(docs, "PrometheusRule", "sigil")
+assert rule["metadata"]["labels"]["release"] == "kube-prometheus"
+with open(os.path.join(CHART, "alerts", "rules.yaml")) as f:
+    assert rule["spec"] == yaml.safe_load(f), rule["spec"]
+assert not any(d["kind"] in ("PrometheusRule",) or d["metadata"]["name"] == "sigil-dashboard" for d in objects({}))
+
 # A typo is refused by values.schema.json, naming the key.
 for typo in ({"replica": 3}, {"webhook": {"failurePolicy": "fail"}}, {"sigil": {"noMatch": "allow"}},
              {"certificates": {"mode": "selfSigned"}}, {"certificates": {"self": {"renewBefore": "soon"}}}):
