@@ -572,7 +572,7 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
     // The ClusterImagePolicy of GitHub's trust-policies chart, as rendered,
     // passes the CRD and the policy webhook unchanged (its TrustRoot is
     // applied in the keyless test below, which installs that CRD).
-    let github_policy = include_str!("fixtures/github/trust-policies.yaml")
+    let github_policy = GITHUB_CHART_OBJECTS
         .split("\n---\n")
         .find(|d| d.contains("kind: ClusterImagePolicy"))
         .unwrap();
@@ -1181,19 +1181,7 @@ async fn keyless_policies_with_trust_root_resources_through_the_apiserver() {
     )
     .unwrap();
     let mirror = serve_files(github_repo.files.clone()).await;
-    let mut chart = String::new();
-    let mut lines = include_str!("fixtures/github/trust-policies.yaml").lines();
-    while let Some(line) = lines.next() {
-        if line.trim() == "mirror: https://tuf-repo.github.com/" {
-            chart.push_str(&format!("    mirror: {mirror}\n"));
-        } else if line.trim() == "root: |-" {
-            chart.push_str(&format!("{line}\n      {}\n", github_repo.root_b64()));
-            lines.next();
-        } else {
-            chart.push_str(line);
-            chart.push('\n');
-        }
-    }
+    let chart = github_chart_objects(&mirror, &github_repo.root_b64());
     let out = apply(&c, &chart);
     assert!(ok(&out), "the chart's objects apply: {}", text(&out));
     assert!(

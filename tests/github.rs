@@ -14,7 +14,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use common::*;
 use serde_json::json;
@@ -25,9 +24,10 @@ use sigil_testkit::sigstore::{
 };
 use sigil_testkit::tuf::TestTufRepo;
 
-const CHART_OBJECTS: &str = include_str!("fixtures/github/trust-policies.yaml");
 /// Makes a bundle for an image digest.
 type MakeBundle<'a> = Box<dyn Fn(&str) -> Vec<u8> + 'a>;
+/// Makes the API's answer for an image digest.
+type AnswerFor<'a> = Box<dyn Fn(&str) -> common::github_api::Answer + 'a>;
 
 const BUNDLE_V03: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 
@@ -57,20 +57,7 @@ impl GitHubInstance {
     /// The chart's objects with this instance's mirror and root in the
     /// TrustRoot; the ClusterImagePolicy is byte for byte as rendered.
     fn chart_objects(&self) -> String {
-        let mut out = String::new();
-        let mut lines = CHART_OBJECTS.lines();
-        while let Some(line) = lines.next() {
-            if line.trim() == "mirror: https://tuf-repo.github.com/" {
-                out.push_str(&format!("    mirror: {}\n", self.mirror));
-            } else if line.trim() == "root: |-" {
-                out.push_str(&format!("{line}\n      {}\n", self.repo.root_b64()));
-                lines.next();
-            } else {
-                out.push_str(line);
-                out.push('\n');
-            }
-        }
-        out
+        github_chart_objects(&self.mirror, &self.repo.root_b64())
     }
 
     /// A provenance bundle as `attest-build-provenance` makes it for a
@@ -114,12 +101,15 @@ async fn push_bundle(env: &Env, repo: &str, digest: &str, bundle: &[u8]) {
     .unwrap();
 }
 
-/// `sigil check` over `dir` for one image: (exit code, stdout + stderr).
-async fn check(env: &Env, dir: &Path, image: &str) -> (Option<i32>, String) {
+/// `sigil check` of one image under `policies` (written to a fresh
+/// directory): (exit code, stdout + stderr).
+async fn check(env: &Env, policies: &str, image: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policies.yaml"), policies).unwrap();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sigil"))
         .args(["check", "--insecure-registry", env.addr(), "--image", image])
         .arg("--policy-dir")
-        .arg(dir)
+        .arg(dir.path())
         .output()
         .await
         .unwrap();
@@ -135,7 +125,7 @@ async fn check(env: &Env, dir: &Path, image: &str) -> (Option<i32>, String) {
 
 #[test]
 fn the_rendered_chart_loads_unchanged() {
-    let defs = sigil::policy::files::parse_documents(CHART_OBJECTS).unwrap();
+    let defs = sigil::policy::files::parse_documents(GITHUB_CHART_OBJECTS).unwrap();
     assert_eq!(defs.len(), 1, "one ClusterImagePolicy beside the TrustRoot");
     match sigil::policy::store::load(&defs[0]) {
         sigil::policy::store::LoadedPolicy::Valid(p) => {
@@ -152,14 +142,13 @@ fn the_rendered_chart_loads_unchanged() {
 async fn githubs_private_repository_attestations_verify_under_the_chart_policy() {
     let env = Env::start();
     let github = GitHubInstance::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("github.yaml"), github.chart_objects()).unwrap();
+    let chart = github.chart_objects();
 
     // Provenance from a workflow of the organisation, timestamped, no log entry.
     let digest = env.push("acme/app", "v1").await;
     let bundle = github.provenance("acme/app", &digest, SLSA_V1, ProofMode::Timestamped);
     push_bundle(&env, "acme/app", &digest, &bundle).await;
-    let (code, out) = check(&env, dir.path(), &format!("{}/acme/app:v1", env.addr())).await;
+    let (code, out) = check(&env, &chart, &format!("{}/acme/app:v1", env.addr())).await;
     assert_eq!(code, Some(0), "{out}");
 
     // Each of these is denied, and says why.
@@ -216,40 +205,22 @@ async fn githubs_private_repository_attestations_verify_under_the_chart_policy()
     for (repo, bundle, reason) in cases {
         let digest = env.push(repo, "v1").await;
         push_bundle(&env, repo, &digest, &bundle(&digest)).await;
-        let (code, out) = check(&env, dir.path(), &format!("{}/{repo}:v1", env.addr())).await;
+        let (code, out) = check(&env, &chart, &format!("{}/{repo}:v1", env.addr())).await;
         assert_eq!(code, Some(1), "{repo}: {out}");
         assert!(out.contains(reason), "{repo}: wanted {reason:?} in {out}");
     }
 
     // The same bundle with the SCT check on (the chart sets
     // insecureIgnoreSCT because GitHub's CA logs nothing) is denied.
-    let strict = github
-        .chart_objects()
-        .replace("      insecureIgnoreSCT: true\n", "");
-    let strict_dir = tempfile::tempdir().unwrap();
-    std::fs::write(strict_dir.path().join("github.yaml"), strict).unwrap();
-    let (code, out) = check(
-        &env,
-        strict_dir.path(),
-        &format!("{}/acme/app:v1", env.addr()),
-    )
-    .await;
+    let strict = chart.replace("      insecureIgnoreSCT: true\n", "");
+    let (code, out) = check(&env, &strict, &format!("{}/acme/app:v1", env.addr())).await;
     assert_eq!(code, Some(1), "{out}");
     assert!(out.to_lowercase().contains("sct"), "{out}");
 
     // A TrustRoot whose mirror is unreachable leaves the policy failing
     // closed, naming the TrustRoot.
-    let unreachable = github
-        .chart_objects()
-        .replace(&github.mirror, "http://127.0.0.1:9/");
-    let dead_dir = tempfile::tempdir().unwrap();
-    std::fs::write(dead_dir.path().join("github.yaml"), unreachable).unwrap();
-    let (code, out) = check(
-        &env,
-        dead_dir.path(),
-        &format!("{}/acme/app:v1", env.addr()),
-    )
-    .await;
+    let unreachable = chart.replace(&github.mirror, "http://127.0.0.1:9/");
+    let (code, out) = check(&env, &unreachable, &format!("{}/acme/app:v1", env.addr())).await;
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("TrustRoot github"), "{out}");
 }
@@ -360,64 +331,48 @@ async fn githubs_attestation_api_is_a_source_for_attestations_never_pushed() {
         .any(|p| p.contains(&paged) && p.contains("after=Y3Vyc29y")));
 
     let other = env.push("acme/other", "v1").await;
-    let denied: Vec<(&str, Answer, String)> = vec![
+    // Each answer is made for the digest of the image it is about.
+    let denied: Vec<(&str, AnswerFor<'_>, &str)> = vec![
         (
             "acme/another-digest",
-            Answer::Bundles(vec![bundle(&other, "acme/app")]),
-            "the bundle is not about this image".into(),
+            Box::new(|_| Answer::Bundles(vec![bundle(&other, "acme/app")])),
+            "the bundle is not about this image",
         ),
         (
             "acme/tampered",
-            // Signed for another image; its Statement swapped (below).
-            Answer::Bundles(vec![bundle(&good, "acme/app")]),
-            "signature does not verify".into(),
+            // Signed for another image, its Statement swapped for one
+            // naming this image.
+            Box::new(|d| {
+                let mut b = bundle(&good, "acme/app");
+                b["dsseEnvelope"]["payload"] = bundle(d, "acme/app")["dsseEnvelope"]["payload"].clone();
+                Answer::Bundles(vec![b])
+            }),
+            "signature does not verify",
         ),
         (
             "acme/fork",
-            Answer::Bundles(vec![]),
-            "GitHub lists no attestations of".into(),
+            // Signed for this digest, by a workflow of another owner.
+            Box::new(|d| Answer::Bundles(vec![bundle(d, "evil/app")])),
+            "certificate identity https://github.com/evil/app/.github/workflows/release.yml@refs/heads/main",
         ),
-        (
-            "acme/oversized",
-            Answer::Oversized,
-            "sent more than 4194304 bytes".into(),
-        ),
+        ("acme/oversized", Box::new(|_| Answer::Oversized), "sent more than 4194304 bytes"),
         (
             "acme/forbidden",
-            Answer::Forbidden,
-            "denied access to attestations: HTTP 403 Forbidden: Resource not accessible by integration".into(),
+            Box::new(|_| Answer::Forbidden),
+            "denied access to attestations: HTTP 403 Forbidden: Resource not accessible by integration",
         ),
-        (
-            "acme/elsewhere",
-            Answer::LinkElsewhere,
-            "is not on https://127.0.0.1".into(),
-        ),
+        ("acme/elsewhere", Box::new(|_| Answer::LinkElsewhere), "is not on https://127.0.0.1"),
     ];
     for (repo, answer, reason) in denied {
         let digest = env.push(repo, "v1").await;
-        let answer = match answer {
-            // Signed for the right digest, by a workflow of another owner.
-            Answer::Bundles(b) if b.is_empty() && repo == "acme/fork" => {
-                api.answers.lock().unwrap().insert(
-                    digest.clone(),
-                    Answer::Bundles(vec![bundle(&digest, "evil/app")]),
-                );
-                continue_with_fork(&evaluator, &image(repo)).await;
-                continue;
-            }
-            Answer::Bundles(mut b) if repo == "acme/tampered" => {
-                // The tampered bundle names this image.
-                let fresh = bundle(&digest, "acme/app");
-                b[0]["dsseEnvelope"]["payload"] = fresh["dsseEnvelope"]["payload"].clone();
-                Answer::Bundles(b)
-            }
-            a => a,
-        };
-        api.answers.lock().unwrap().insert(digest.clone(), answer);
+        api.answers
+            .lock()
+            .unwrap()
+            .insert(digest.clone(), answer(&digest));
         let resp = review_pod(&evaluator, &image(repo)).await;
         assert!(!allowed(&resp), "{repo} admitted");
         assert!(
-            message(&resp).contains(&reason),
+            message(&resp).contains(reason),
             "{repo}: wanted {reason:?} in {}",
             message(&resp)
         );
@@ -458,16 +413,4 @@ async fn githubs_attestation_api_is_a_source_for_attestations_never_pushed() {
         .unwrap()
         .iter()
         .any(|p| p.starts_with(&format!("/repos/acme/app/attestations/{good}"))));
-}
-
-/// A bundle for the right digest from a workflow of another owner is
-/// denied naming the identity.
-async fn continue_with_fork(evaluator: &sigil::service::Evaluator, image: &str) {
-    let resp = review_pod(evaluator, image).await;
-    assert!(!allowed(&resp), "fork admitted");
-    assert!(
-        message(&resp).contains("certificate identity https://github.com/evil/app/.github/workflows/release.yml@refs/heads/main"),
-        "{}",
-        message(&resp)
-    );
 }

@@ -239,12 +239,14 @@ pub async fn audit_once(
             let mut changed = Vec::new();
             for (target, eval) in results.into_iter().flatten() {
                 count(&mut counts, &eval);
-                let report = report_json(&target, &eval, &jiff::Timestamp::now());
                 let hash = report_hash(&target, &eval);
                 let key = (target.namespace.clone(), target.uid.clone());
                 if written.get(&key) == Some(&hash) {
                     unchanged += 1;
                 } else {
+                    // Built only for what is written: the unchanged path
+                    // (every report, in a quiet cluster) makes only the hash.
+                    let report = report_json(&target, &eval, &jiff::Timestamp::now());
                     changed.push((target, with_hash(report, &hash)));
                 }
             }

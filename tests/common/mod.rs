@@ -274,3 +274,27 @@ pub async fn serve_files(files: std::collections::BTreeMap<String, Vec<u8>>) -> 
     tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://{addr}")
 }
+
+/// The objects GitHub's trust-policies chart renders (see the fixtures
+/// README).
+pub const GITHUB_CHART_OBJECTS: &str = include_str!("../fixtures/github/trust-policies.yaml");
+
+/// [`GITHUB_CHART_OBJECTS`] with the TrustRoot's mirror and root replaced
+/// (the test kit's own instance); the ClusterImagePolicy byte for byte as
+/// rendered.
+pub fn github_chart_objects(mirror: &str, root_b64: &str) -> String {
+    let mut out = String::new();
+    let mut lines = GITHUB_CHART_OBJECTS.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == "mirror: https://tuf-repo.github.com/" {
+            out.push_str(&format!("    mirror: {mirror}\n"));
+        } else if line.trim() == "root: |-" {
+            out.push_str(&format!("{line}\n      {root_b64}\n"));
+            lines.next();
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
