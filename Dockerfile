@@ -2,9 +2,10 @@
 # benches or examples), on a minimal non-root runtime with CA certificates.
 #
 #   docker build -t sigil .
+#   scripts/image.sh     # without a daemon (buildah), then checks the image
 #
-# Not built in CI: these machines have no container engine. Kept simple
-# enough to review by eye.
+# Not built in CI (a build takes about as long as the test run; see
+# docs/install.md). Kept simple enough to review by eye.
 
 # The bases, replaceable where the public images cannot be pulled (a
 # mirror, or bases made locally): --build-arg BUILD_BASE=… RUNTIME_BASE=….

@@ -3,7 +3,8 @@
 #                           IMAGE in one init and two app containers
 #   wrk_post_lua JSON_FILE  prints a wrk script posting that file; at the end
 #                           it prints reviews/s, p50/p99/max and errors, and
-#                           one machine-readable line `RESULT <rps> <p50 ms> <errors>`
+#                           machine-readable lines `RESULT <rps> <p50 ms> <errors>`
+#                           and `REQUESTS <completed requests>`
 pod_review() {
   python3 - "$1" <<'PY'
 import json, sys
@@ -32,6 +33,7 @@ done = function(summary, latency, requests)
   io.write(string.format("p50: %.2f ms  p99: %.2f ms  max: %.2f ms\n", latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency.max / 1000))
   io.write(string.format("non-2xx or socket errors: %d\n", errors))
   io.write(string.format("RESULT %.0f %.3f %d\n", rps, latency:percentile(50) / 1000, errors))
+  io.write(string.format("REQUESTS %d\n", summary.requests))
 end
 LUA
 }

@@ -9,6 +9,11 @@
 # sigil for ROUNDS rounds (default 3, at least 2) of DURATION each (default
 # 10s) and prints each round, then sigil's share of nginx's throughput and
 # its p50 against nginx's, from the median rounds.
+#   PROFILE=FILE    one perf-profiled round of sigil instead (top frames to FILE)
+#   SIGIL_BIN=PATH  serve this sigil binary (e.g. a copy of an earlier build)
+#   CALLGRIND=FILE  instructions per request of nginx and sigil under
+#                   callgrind instead (steady on a busy machine; top
+#                   functions to FILE, the raw profile to FILE.out)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v nginx >/dev/null 2>&1 || { SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo; $SUDO apt-get install -y -qq nginx-light >/dev/null; }
@@ -21,11 +26,12 @@ trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null || true; [ -f "$certdir/
 # serve is started on CPU 0 from the start, as a pod limited to one CPU
 # would run it.
 cargo build --release --quiet --bin sigil
+sigil_bin=${SIGIL_BIN:-${CARGO_TARGET_DIR:-target}/release/sigil}
 policy_dir=$(sed -n 's/^== policy written to \(.*\)\/demo.yaml$/\1/p' "$work/demo.log")
 registry=${image%%/*}
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 sigil_port=$(free_port); metrics_port=$(free_port)
-( taskset -c 0 "${CARGO_TARGET_DIR:-target}/release/sigil" serve --policy-dir "$policy_dir" \
+( taskset -c 0 "$sigil_bin" serve --policy-dir "$policy_dir" \
     --insecure-registry "$registry" --tls-cert "$certdir/tls.crt" --tls-key "$certdir/tls.key" \
     --listen "127.0.0.1:$sigil_port" --metrics-listen "127.0.0.1:$metrics_port" \
     > "$work/audit.log" 2> "$work/serve.log" & echo $! > "$work/serve.pid" )
@@ -72,6 +78,45 @@ if [ -n "${PROFILE:-}" ]; then
   sleep 0.2; run "$url"; wait
   perf report -i "$work/perf.data" --no-children --sort symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | cut -c1-120 | sed 's/ *$//' | head -40 > "$PROFILE" || true
   cp "$work/perf.data" "$PROFILE.data"; cat "$PROFILE"; exit 0
+fi
+if [ -n "${CALLGRIND:-}" ]; then
+  # Instruction counts instead of the comparison (steady on a busy
+  # machine): nginx and a second sigil, each under callgrind, warmed with
+  # one request, then counted over wrk's requests on one connection; prints
+  # instructions per request for both and their ratio, and sigil's top
+  # functions (inclusive) to $CALLGRIND.
+  command -v valgrind >/dev/null 2>&1 || { SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo; $SUDO apt-get install -y -qq valgrind >/dev/null; }
+  cg_port=$(free_port)
+  sed -e "s/^worker_processes 1;/worker_processes 1; daemon off; master_process off;/" -e "s/127.0.0.1:$port/127.0.0.1:$cg_port/" \
+    "$certdir/nginx.conf" > "$certdir/nginx-cg.conf"
+  cg_sigil_port=$(free_port)
+  counted() { # counted NAME URL PID OUT: instructions per request from PID while wrk posts to URL
+    for _ in $(seq 1 300); do curl -sk -X POST --data @"$work/review.json" "$2" | grep -q '"allowed":true' && break; sleep 0.2; done
+    callgrind_control -z "$3" >/dev/null
+    requests=$(taskset -c 1 wrk -t1 -c1 -d"${DURATION:-10s}" -s "$work/post.lua" "$2" | sed -n 's/^REQUESTS //p')
+    callgrind_control -d "$3" >/dev/null; sleep 1
+    ir=$(cat "$4".* 2>/dev/null | sed -n 's/^summary: //p' | awk '{s+=$1} END {print s}')
+    echo "$1 $requests $ir"
+  }
+  ( valgrind --tool=callgrind --callgrind-out-file="$work/cg.nginx" nginx -c "$certdir/nginx-cg.conf" -p "$certdir" \
+      >/dev/null 2>&1 & echo $! > "$work/cgnginx.pid" )
+  n=$(counted nginx "https://127.0.0.1:$cg_port/validate" "$(cat "$work/cgnginx.pid")" "$work/cg.nginx")
+  kill "$(cat "$work/cgnginx.pid")"
+  ( valgrind --tool=callgrind --callgrind-out-file="$work/cg.sigil" "$sigil_bin" serve \
+      --policy-dir "$policy_dir" --insecure-registry "$registry" --tls-cert "$certdir/tls.crt" --tls-key "$certdir/tls.key" \
+      --listen "127.0.0.1:$cg_sigil_port" --metrics-listen "127.0.0.1:$(free_port)" \
+      > "$work/audit-cg.log" 2> "$work/serve-cg.log" & echo $! > "$work/cgsigil.pid" )
+  s=$(counted sigil "https://localhost:$cg_sigil_port/validate" "$(cat "$work/cgsigil.pid")" "$work/cg.sigil")
+  kill "$(cat "$work/cgsigil.pid")"; sleep 1
+  python3 - "$n" "$s" <<'PY'
+import sys
+(_, nr, ni), (_, sr, si) = (a.split() for a in sys.argv[1:])
+n, s = int(ni) / int(nr), int(si) / int(sr)
+print(f"instructions per request: nginx {n:,.0f} ({nr} requests) | sigil {s:,.0f} ({sr} requests) | sigil/nginx {s/n:.1f}x")
+PY
+  callgrind_annotate --inclusive=yes "$(ls "$work"/cg.sigil.* | tail -1)" 2>/dev/null | grep -E '^ *[0-9,]+ ' | head -60 | cut -c1-160 > "$CALLGRIND" || true
+  cp "$(ls "$work"/cg.sigil.* | tail -1)" "$CALLGRIND.out"
+  exit 0
 fi
 rounds=${ROUNDS:-3}; [ "$rounds" -ge 2 ] || rounds=2
 declare -a results

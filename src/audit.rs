@@ -237,6 +237,11 @@ pub(crate) struct Chain {
 /// review's deadline) rather than blocking reviews behind a stalled stdout.
 pub const AUDIT_QUEUE: usize = 4_096;
 
+/// At most this many queued lines go out in one write.
+const WRITE_BATCH_LINES: usize = 256;
+/// The writer's buffer is given back past this size.
+const WRITE_BATCH_KEEP: usize = 256 << 10;
+
 /// Writes records as hash-chained JSON lines to stdout (logs go to stderr),
 /// from one writer thread: a review links its records and queues them, and
 /// never blocks a thread on stdout. A stdout that stops draining (a stalled
@@ -296,21 +301,41 @@ impl StdoutAuditSink {
         let spawned = std::thread::Builder::new()
             .name("sigil-audit".into())
             .spawn(move || {
-                for line in queued {
-                    let written = out
-                        .write_all(&line.bytes)
-                        .and_then(|()| out.flush())
-                        .is_ok();
+                // Lines that queued up while the writer waited go out in one
+                // write: under load that is one system call (and one wakeup
+                // of this thread) for many reviews, not one per record.
+                let mut batch: Vec<Queued> = Vec::new();
+                let mut bytes: Vec<u8> = Vec::new();
+                while let Ok(first) = queued.recv() {
+                    batch.push(first);
+                    while batch.len() < WRITE_BATCH_LINES {
+                        match queued.try_recv() {
+                            Ok(line) => batch.push(line),
+                            Err(_) => break,
+                        }
+                    }
+                    bytes.clear();
+                    for line in &batch {
+                        bytes.extend_from_slice(&line.bytes);
+                    }
+                    let written = out.write_all(&bytes).and_then(|()| out.flush()).is_ok();
                     if !written {
-                        tracing::error!("cannot write an audit line to stdout");
+                        tracing::error!(lines = batch.len(), "cannot write audit lines to stdout");
                     }
-                    if line.record {
-                        crate::metrics::global().audit_record(written);
+                    let records = batch.iter().filter(|l| l.record).count();
+                    if records > 0 {
+                        crate::metrics::global().audit_records(written, records as u64);
                     }
-                    if line.held_slot {
-                        freed.add_permits(1);
+                    let slots = batch.iter().filter(|l| l.held_slot).count();
+                    if slots > 0 {
+                        freed.add_permits(slots);
                     }
-                    left.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                    left.fetch_sub(batch.len(), std::sync::atomic::Ordering::AcqRel);
+                    batch.clear();
+                    // A burst's buffer is not kept for the quiet that follows.
+                    if bytes.capacity() > WRITE_BATCH_KEEP {
+                        bytes = Vec::new();
+                    }
                 }
             });
         if let Err(e) = spawned {

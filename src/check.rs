@@ -275,7 +275,11 @@ pub async fn run_check(evaluator: &Evaluator, workloads: Vec<Workload>) -> Check
                 field: r.image.field,
                 image: r.image.reference,
                 digest: r.digest,
-                policies: r.policies,
+                policies: r
+                    .policies
+                    .into_iter()
+                    .map(std::sync::Arc::unwrap_or_clone)
+                    .collect(),
             });
         }
     }

@@ -258,7 +258,7 @@ mod tests {
                 pointer: "/spec/containers/0/image".into(),
             },
             digest: Some("sha256:aa".into()),
-            policies,
+            policies: policies.into_iter().map(std::sync::Arc::new).collect(),
             invalid_reference: None,
         }
     }

@@ -152,16 +152,19 @@ impl ImageRef {
 
     /// `registry/repository`, e.g. `index.docker.io/library/nginx`.
     pub fn repository_name(&self) -> String {
-        format!("{}/{}", self.registry, self.repository)
+        // Joined by hand (as below): these run for every image of every
+        // review, and `format!` costs several times as much.
+        [self.registry.as_str(), "/", &self.repository].concat()
     }
 
     /// The fully qualified name that policy globs are matched against:
     /// `registry/repository@digest` when pinned, else `registry/repository:tag`
     /// (go-containerregistry's `Name()`).
     pub fn glob_name(&self) -> String {
+        let (registry, repository) = (self.registry.as_str(), self.repository.as_str());
         match (&self.digest, &self.tag) {
-            (Some(d), _) => format!("{}@{}", self.repository_name(), d),
-            (None, Some(t)) => format!("{}:{}", self.repository_name(), t),
+            (Some(d), _) => [registry, "/", repository, "@", d].concat(),
+            (None, Some(t)) => [registry, "/", repository, ":", t].concat(),
             (None, None) => self.repository_name(),
         }
     }

@@ -513,10 +513,15 @@ impl Metrics {
 
     /// An audit record written, or not.
     pub fn audit_record(&self, written: bool) {
+        self.audit_records(written, 1);
+    }
+
+    /// `n` audit records were written (or failed to be), in one write.
+    pub fn audit_records(&self, written: bool, n: u64) {
         if written {
-            self.audit_records.inc();
+            self.audit_records.inc_by(n);
         } else {
-            self.audit_failures.inc();
+            self.audit_failures.inc_by(n);
         }
     }
 

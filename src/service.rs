@@ -257,6 +257,10 @@ impl Evaluator {
     ) -> Evaluation {
         let policies = self.store.current();
         let budget = self.settings.verify_timeout;
+        // The same reference written more than once (an init container
+        // and an app container running one image) is parsed, matched and
+        // verified once; each use gets its own report below.
+        let (images, slots) = distinct_references(images);
         let matched: Vec<(ImageUse, Matched)> = images
             .into_iter()
             .map(|image| {
@@ -365,6 +369,7 @@ impl Evaluator {
             .collect(),
         )
         .await;
+        let reports = reports_per_use(reports, slots);
         let verdict = decide(&reports, decision);
         Evaluation { reports, verdict }
     }
@@ -753,6 +758,64 @@ fn record_policy_results(reports: &[ImageReport]) {
 /// The report of an image that fails every policy matching it for
 /// `reason`, without any registry traffic (an invalid policy still reports
 /// its own error).
+/// One use of an image in a workload, in the workload's order: the first
+/// use of its reference, or a repeat of the `n`th distinct reference.
+enum ImageSlot {
+    First,
+    Repeat(ImageUse, usize),
+}
+
+/// The first use of each distinct reference, in the workload's order, and
+/// where every use stands.
+fn distinct_references(images: Vec<ImageUse>) -> (Vec<ImageUse>, Vec<ImageSlot>) {
+    let mut firsts: Vec<ImageUse> = Vec::with_capacity(images.len());
+    let mut slots = Vec::with_capacity(images.len());
+    for image in images {
+        // At most a few hundred images (the workload reader's cap): a scan
+        // costs less than hashing them.
+        match firsts.iter().position(|f| f.reference == image.reference) {
+            Some(n) => slots.push(ImageSlot::Repeat(image, n)),
+            None => {
+                firsts.push(image);
+                slots.push(ImageSlot::First);
+            }
+        }
+    }
+    (firsts, slots)
+}
+
+/// One report per image use, in the workload's order: each distinct
+/// reference's report where it was first used, and a copy of its results
+/// for every repeat.
+fn reports_per_use(reports: Vec<ImageReport>, slots: Vec<ImageSlot>) -> Vec<ImageReport> {
+    let mut out: Vec<ImageReport> = Vec::with_capacity(slots.len());
+    // Where the nth distinct reference's report landed in `out`.
+    let mut placed = Vec::with_capacity(reports.len());
+    let mut reports = reports.into_iter();
+    for slot in slots {
+        match slot {
+            ImageSlot::First => {
+                if let Some(r) = reports.next() {
+                    placed.push(out.len());
+                    out.push(r);
+                }
+            }
+            ImageSlot::Repeat(image, n) => {
+                if let Some(r) = placed.get(n).and_then(|&at| out.get(at)) {
+                    let repeated = ImageReport {
+                        image,
+                        digest: r.digest.clone(),
+                        policies: r.policies.clone(),
+                        invalid_reference: r.invalid_reference.clone(),
+                    };
+                    out.push(repeated);
+                }
+            }
+        }
+    }
+    out
+}
+
 fn failing_report(image: ImageUse, matches: &[LoadedPolicy], reason: &str) -> ImageReport {
     let policies = matches
         .iter()
@@ -766,6 +829,7 @@ fn failing_report(image: ImageUse, matches: &[LoadedPolicy], reason: &str) -> Im
                 Failure::Verdict(format!("policy is invalid: {}", p.error)),
             ),
         })
+        .map(Arc::new)
         .collect();
     ImageReport {
         image,
@@ -830,4 +894,85 @@ pub fn validate_policy(body: &[u8]) -> Result<Vec<u8>, ReviewError> {
         _ => Answer::allow(),
     };
     Ok(answer.encode(&req.uid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn use_of(field: &str, reference: &str) -> ImageUse {
+        ImageUse {
+            field: field.into(),
+            reference: reference.into(),
+            pointer: String::new(),
+        }
+    }
+
+    fn report_of(image: ImageUse, digest: &str) -> ImageReport {
+        ImageReport {
+            image,
+            digest: Some(digest.into()),
+            policies: vec![Arc::new(PolicyOutcome::failed(
+                "p",
+                crate::policy::PolicyMode::Enforce,
+                Failure::Verdict(format!("about {digest}")),
+            ))],
+            invalid_reference: None,
+        }
+    }
+
+    /// A reference used three times is checked once and reported three
+    /// times, each use under its own field, in the workload's order.
+    #[test]
+    fn repeated_references_are_checked_once_and_reported_per_use() {
+        let images = vec![
+            use_of("spec.initContainers[0].image", "r/a@sha256:1"),
+            use_of("spec.containers[0].image", "r/b@sha256:2"),
+            use_of("spec.containers[1].image", "r/a@sha256:1"),
+            use_of("spec.containers[2].image", "r/a@sha256:1"),
+        ];
+        let (distinct, slots) = distinct_references(images);
+        let refs: Vec<&str> = distinct.iter().map(|i| i.reference.as_str()).collect();
+        assert_eq!(refs, ["r/a@sha256:1", "r/b@sha256:2"]);
+        let reports: Vec<ImageReport> = distinct
+            .into_iter()
+            .zip(["a", "b"])
+            .map(|(i, d)| report_of(i, d))
+            .collect();
+        let out = reports_per_use(reports, slots);
+        let seen: Vec<(&str, &str, &str)> = out
+            .iter()
+            .map(|r| {
+                (
+                    r.image.field.as_str(),
+                    r.digest.as_deref().unwrap_or_default(),
+                    r.policies[0].reason().unwrap_or_default(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("spec.initContainers[0].image", "a", "about a"),
+                ("spec.containers[0].image", "b", "about b"),
+                ("spec.containers[1].image", "a", "about a"),
+                ("spec.containers[2].image", "a", "about a"),
+            ]
+        );
+    }
+
+    /// Distinct references are never merged, even when they name the same
+    /// image in two spellings: each is matched as written.
+    #[test]
+    fn spellings_of_one_image_stay_apart() {
+        let (distinct, slots) = distinct_references(vec![
+            use_of("spec.containers[0].image", "nginx@sha256:1"),
+            use_of(
+                "spec.containers[1].image",
+                "docker.io/library/nginx@sha256:1",
+            ),
+        ]);
+        assert_eq!(distinct.len(), 2);
+        assert!(slots.iter().all(|s| matches!(s, ImageSlot::First)));
+    }
 }

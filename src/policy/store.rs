@@ -107,7 +107,7 @@ impl PolicySet {
     pub fn matching(&self, image: &ImageRef) -> Vec<LoadedPolicy> {
         let name = image.glob_name();
         let tagged = match (&image.tag, &image.digest) {
-            (Some(t), Some(_)) => Some(format!("{}:{t}", image.repository_name())),
+            (Some(t), Some(_)) => Some([&image.registry, "/", &image.repository, ":", t].concat()),
             _ => None,
         };
         // Only globs whose literal prefix starts one of the names can
@@ -147,7 +147,7 @@ impl PolicySet {
     fn matching_by_scan(&self, image: &ImageRef) -> Vec<LoadedPolicy> {
         let name = image.glob_name();
         let tagged = match (&image.tag, &image.digest) {
-            (Some(t), Some(_)) => Some(format!("{}:{t}", image.repository_name())),
+            (Some(t), Some(_)) => Some([&image.registry, "/", &image.repository, ":", t].concat()),
             _ => None,
         };
         self.policies

@@ -84,8 +84,9 @@ pub struct ImageReport {
     pub image: ImageUse,
     /// The digest that was verified, once known.
     pub digest: Option<String>,
-    /// One outcome per matching policy (empty: no policy matched).
-    pub policies: Vec<PolicyOutcome>,
+    /// One outcome per matching policy (empty: no policy matched), shared
+    /// with the verdict cache.
+    pub policies: Vec<Arc<PolicyOutcome>>,
     /// The image reference could not be parsed.
     pub invalid_reference: Option<String>,
 }
@@ -203,11 +204,7 @@ impl Verifier {
         budget: Duration,
         creds: &RequestCredentials,
     ) -> ImageReport {
-        let span = tracing::info_span!("image", image = %image.reference);
-        let names: Vec<(String, PolicyMode)> = matches.iter().map(policy_name_mode).collect();
-        let work = self
-            .verify_matches(&parsed, matches, creds)
-            .instrument(span);
+        let work = self.verify_matches(&parsed, &matches, creds);
         match tokio::time::timeout_at(deadline, work).await {
             Ok((digest, policies)) => ImageReport {
                 image,
@@ -218,17 +215,18 @@ impl Verifier {
             Err(_) => ImageReport {
                 image,
                 digest: parsed.digest.clone(),
-                policies: names
-                    .into_iter()
-                    .map(|(n, m)| {
-                        PolicyOutcome::failed(
-                            &n,
-                            m,
+                policies: matches
+                    .iter()
+                    .map(|m| {
+                        let (name, mode) = policy_name_mode(m);
+                        Arc::new(PolicyOutcome::failed(
+                            name,
+                            mode,
                             Failure::Transient(format!(
                                 "timed out after {}",
                                 crate::duration::human(budget)
                             )),
-                        )
+                        ))
                     })
                     .collect(),
                 invalid_reference: None,
@@ -239,35 +237,43 @@ impl Verifier {
     async fn verify_matches(
         &self,
         image: &ImageRef,
-        matches: Vec<LoadedPolicy>,
+        matches: &[LoadedPolicy],
         creds: &RequestCredentials,
-    ) -> (Option<String>, Vec<PolicyOutcome>) {
+    ) -> (Option<String>, Vec<Arc<PolicyOutcome>>) {
         // Invalid policies fail closed without any registry traffic.
         let mut outcomes = Vec::with_capacity(matches.len());
         let mut valid = Vec::new();
         for m in matches {
             match m {
-                LoadedPolicy::Invalid(p) => outcomes.push(PolicyOutcome::failed(
+                LoadedPolicy::Invalid(p) => outcomes.push(Arc::new(PolicyOutcome::failed(
                     &p.name,
                     PolicyMode::Enforce,
                     Failure::Verdict(format!("policy is invalid: {}", p.error)),
-                )),
+                ))),
                 LoadedPolicy::Valid(p) => valid.push(p),
             }
         }
         if valid.is_empty() {
             return (image.digest.clone(), outcomes);
         }
-        let digest = match self.resolve(image, &creds.resolve).await {
+        let resolved = match &image.digest {
+            Some(d) => Ok(d.clone()),
+            None => {
+                self.resolve(image, &creds.resolve)
+                    .instrument(image_span(image))
+                    .await
+            }
+        };
+        let digest = match resolved {
             Ok(d) => d,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot resolve image");
+                tracing::warn!(image = %image.original, error = %e, "cannot resolve image");
                 outcomes.extend(valid.iter().map(|p| {
-                    PolicyOutcome::failed(
+                    Arc::new(PolicyOutcome::failed(
                         &p.name,
                         p.mode,
                         Failure::registry(format!("cannot resolve digest: {e}"), &e),
-                    )
+                    ))
                 }));
                 return (None, outcomes);
             }
@@ -278,7 +284,7 @@ impl Verifier {
                 .map(|p| self.evaluate_policy(image, &digest, p, &creds.read)),
         )
         .await;
-        outcomes.extend(verified.into_iter().map(|o| (*o).clone()));
+        outcomes.extend(verified);
         (Some(digest), outcomes)
     }
 
@@ -298,20 +304,30 @@ impl Verifier {
             policy.fingerprint.clone(),
             self.trust.generation(),
         );
+        // The warm path: a cached verdict, without the span and the
+        // coalescing the computation needs.
+        if let Some(cached) = self.verdicts.get(&key).await {
+            metrics::global().cache_lookup(CacheName::verdicts, true);
+            return cached;
+        }
         let computed = AtomicBool::new(false);
         let result = self
             .verdicts
-            .try_get_with(key, async {
-                computed.store(true, Ordering::Relaxed);
-                let outcome = Arc::new(self.compute_policy(image, digest, policy, creds).await);
-                // By type: a transient failure is shared with the waiters
-                // of this evaluation, never stored.
-                if outcome.is_transient() {
-                    Err(outcome)
-                } else {
-                    Ok(outcome)
+            .try_get_with(
+                key,
+                async {
+                    computed.store(true, Ordering::Relaxed);
+                    let outcome = Arc::new(self.compute_policy(image, digest, policy, creds).await);
+                    // By type: a transient failure is shared with the waiters
+                    // of this evaluation, never stored.
+                    if outcome.is_transient() {
+                        Err(outcome)
+                    } else {
+                        Ok(outcome)
+                    }
                 }
-            })
+                .instrument(image_span(image)),
+            )
             .await;
         metrics::global().cache_lookup(CacheName::verdicts, !computed.load(Ordering::Relaxed));
         match result {
@@ -373,9 +389,16 @@ impl Verifier {
     }
 }
 
-fn policy_name_mode(m: &LoadedPolicy) -> (String, PolicyMode) {
+fn policy_name_mode(m: &LoadedPolicy) -> (&str, PolicyMode) {
     match m {
-        LoadedPolicy::Valid(p) => (p.name.clone(), p.mode),
-        LoadedPolicy::Invalid(p) => (p.name.clone(), PolicyMode::Enforce),
+        LoadedPolicy::Valid(p) => (&p.name, p.mode),
+        LoadedPolicy::Invalid(p) => (&p.name, PolicyMode::Enforce),
     }
+}
+
+/// The span of an image's registry work and verification. Made only where
+/// that work begins: a cached verdict logs nothing, and a span with a
+/// formatted field costs an allocation and the formatting on every review.
+fn image_span(image: &ImageRef) -> tracing::Span {
+    tracing::info_span!("image", image = %image.original)
 }

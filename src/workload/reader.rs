@@ -149,10 +149,14 @@ impl<'k> Found<'k> {
             List::Volumes => ("volumes", ".image.reference", "/image/reference"),
             other => (other.key(), ".image", "/image"),
         };
+        // Joined by hand: `format!` costs several times as much, for every
+        // image of every review.
+        let mut digits = itoa::Buffer::new();
+        let index = digits.format(index);
         let image = ImageUse {
-            field: format!("{}.{key}[{index}]{suffix_field}", at.field),
+            field: [at.field, ".", key, "[", index, "]", suffix_field].concat(),
             reference: reference.into_owned(),
-            pointer: format!("{}/{key}/{index}{suffix_pointer}", at.pointer),
+            pointer: [at.pointer, "/", key, "/", index, suffix_pointer].concat(),
         };
         match list {
             List::Init => self.init.push(image),
