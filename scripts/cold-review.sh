@@ -8,6 +8,7 @@
 # requests one image needs (the `.sig` manifest, its layer) through the same
 # proxy. Prints each round and the medians: the 1-image review against
 # curl's two requests, and the 10-image review against the 1-image one.
+# SIGIL_SERVE_ARGS adds flags to `sigil serve` (e.g. request limits).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 certdir=$(mktemp -d)
@@ -64,7 +65,7 @@ review() { # fresh sigil serve, one review of $1, seconds
   local port; port=$(free_port)
   "${CARGO_TARGET_DIR:-target}/release/sigil" --log-level warn serve --policy-dir "$policy_dir" \
     --insecure-registry "$proxied" --tls-cert "$certdir/tls.crt" --tls-key "$certdir/tls.key" \
-    --listen "127.0.0.1:$port" --metrics-listen 127.0.0.1:0 > /dev/null 2>> "$work/serve.log" &
+    --listen "127.0.0.1:$port" --metrics-listen 127.0.0.1:0 ${SIGIL_SERVE_ARGS:-} > /dev/null 2>> "$work/serve.log" &
   local pid=$!
   for _ in $(seq 1 100); do curl -sk "https://localhost:$port/readyz" | grep -qx ready && break; sleep 0.05; done
   local out; out=$(curl -sk -o "$work/answer.json" -w '%{time_total}' -X POST -H 'Content-Type: application/json' --data @"$2" "https://localhost:$port/validate")

@@ -59,6 +59,14 @@ static PARSED: std::sync::LazyLock<moka::sync::Cache<String, ImageRef>> =
             .build()
     });
 
+/// Builds what parsing a reference needs, once: oci-client compiles its
+/// reference regex on first use, about 100 ms (release build) that the
+/// first review after a start would otherwise wait on, before its first
+/// registry request. `serve` calls this before it listens.
+pub fn warm_up() {
+    let _ = Reference::try_from("warm-up.invalid/sigil:warm-up");
+}
+
 /// What the parsed-reference cache holds now, weighed in bytes.
 pub fn parse_cache_bytes() -> u64 {
     PARSED.run_pending_tasks();

@@ -49,6 +49,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         });
     }
+    // Before listening: the first review must not wait on one-time set-up.
+    sigil::image::warm_up();
     let mut evaluator = args.verify.build(audit.clone())?;
     evaluator.gate = Arc::new(sigil::gate::ReviewGate::new(
         args.max_inflight_reviews,
