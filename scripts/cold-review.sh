@@ -9,10 +9,16 @@
 # proxy. Prints each round and the medians: the 1-image review against
 # curl's two requests, and the 10-image review against the 1-image one.
 # SIGIL_SERVE_ARGS adds flags to `sigil serve` (e.g. request limits).
+# ROLLOUT=1 measures a rollout instead: ROLLOUT_PODS (200) Pods over
+# ROLLOUT_IMAGES (50) cold signed images, reviewed by two fresh replicas
+# (each replica sees every image, as a Service spreading Pods at random
+# nearly does; 20 at once), through
+# the same proxy; prints the time and the registry requests, counted from
+# the registry's own log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 certdir=$(mktemp -d)
-export SIGIL_DEMO_CERT_DIR="$certdir" SIGIL_DEMO_SIGNED_DIGESTS=10
+export SIGIL_DEMO_CERT_DIR="$certdir" SIGIL_DEMO_SIGNED_DIGESTS=${ROLLOUT_IMAGES:-50}
 . scripts/demo-server.sh
 . scripts/review-load.sh
 cargo build --release --quiet --bin sigil
@@ -83,6 +89,33 @@ curl_two() { # the .sig manifest and its layer, through the proxy
   t2=$(curl -s -o /dev/null -w '%{time_total}' "http://$proxied/v2/demo/signed/blobs/$layer")
   python3 -c "print($t1 + $t2)"
 }
+if [ -n "${ROLLOUT:-}" ]; then
+  start_replica() { # start_replica NAME: a fresh sigil serve; prints its port
+    local port; port=$(free_port)
+    "${CARGO_TARGET_DIR:-target}/release/sigil" --log-level warn serve --policy-dir "$policy_dir" \
+      --insecure-registry "$proxied" --tls-cert "$certdir/tls.crt" --tls-key "$certdir/tls.key" \
+      --listen "127.0.0.1:$port" --metrics-listen 127.0.0.1:0 ${SIGIL_SERVE_ARGS:-} > /dev/null 2>> "$work/serve.log" &
+    echo $! > "$work/$1.pid"
+    for _ in $(seq 1 100); do curl -sk "https://localhost:$port/readyz" | grep -qx ready && break; sleep 0.05; done
+    echo "$port"
+  }
+  ports=("$(start_replica replica-a)" "$(start_replica replica-b)")
+  pods=${ROLLOUT_PODS:-200}; n=${#extra[@]}
+  for i in $(seq 0 $((pods - 1))); do pod "$proxied/demo/signed@${extra[$((i % n))]}" > "$work/pod$i.json"; done
+  before=$(wc -l < "$registry_log")
+  t0=$(date +%s.%N)
+  # Each replica gets every image (Pods in blocks of one per image, the
+  # blocks alternating), as a Service spreading Pods at random nearly does:
+  # neither replica's cache helps the other.
+  seq 0 $((pods - 1)) | xargs -P 20 -I{} sh -c 'p=$3; [ $(($2 / $5 % 2)) = 1 ] && p=$4
+    curl -sk -X POST -H "Content-Type: application/json" --data @"$1/pod$2.json" "https://localhost:$p/validate" > "$1/answer$2.json"' \
+    _ "$work" {} "${ports[0]}" "${ports[1]}" "$n"
+  t1=$(date +%s.%N)
+  admitted=$(grep -l '"allowed":true' "$work"/answer*.json | wc -l)
+  requests=$(( $(wc -l < "$registry_log") - before ))
+  python3 -c "print(f'rollout: $pods Pods over $n cold images, 2 replicas: {($t1 - $t0):.2f} s, $admitted admitted, $requests registry requests (registry log)')"
+  exit 0
+fi
 declare -a rows
 for round in $(seq "${ROUNDS:-3}"); do
   c=$(curl_two); o=$(review one "$work/one.json"); t=$(review ten "$work/ten.json")
