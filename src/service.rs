@@ -768,12 +768,30 @@ enum ImageSlot {
 /// The first use of each distinct reference, in the workload's order, and
 /// where every use stands.
 fn distinct_references(images: Vec<ImageUse>) -> (Vec<ImageUse>, Vec<ImageSlot>) {
+    // Which distinct reference each use repeats, by hash: a scan would be
+    // quadratic in a hostile review (256 references of 4 KiB sharing a
+    // prefix).
+    let repeats: Vec<Option<usize>> = {
+        let mut nth: std::collections::HashMap<&str, usize> =
+            std::collections::HashMap::with_capacity(images.len());
+        images
+            .iter()
+            .map(|image| {
+                let next = nth.len();
+                match nth.entry(image.reference.as_str()) {
+                    std::collections::hash_map::Entry::Occupied(e) => Some(*e.get()),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(next);
+                        None
+                    }
+                }
+            })
+            .collect()
+    };
     let mut firsts: Vec<ImageUse> = Vec::with_capacity(images.len());
     let mut slots = Vec::with_capacity(images.len());
-    for image in images {
-        // At most a few hundred images (the workload reader's cap): a scan
-        // costs less than hashing them.
-        match firsts.iter().position(|f| f.reference == image.reference) {
+    for (image, repeat) in images.into_iter().zip(repeats) {
+        match repeat {
             Some(n) => slots.push(ImageSlot::Repeat(image, n)),
             None => {
                 firsts.push(image);
