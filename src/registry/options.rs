@@ -80,8 +80,11 @@ pub const DEFAULT_BREAKER_FAILURES: u32 = 5;
 /// Default of `--registry-breaker-cooldown`.
 pub const DEFAULT_BREAKER_COOLDOWN: Duration = Duration::from_secs(10);
 /// Default of `--registry-concurrency`.
-pub const DEFAULT_MAX_REQUESTS: usize = 32;
-/// Default of `--registry-concurrency-per-namespace`: a quarter of the total.
-pub const DEFAULT_MAX_REQUESTS_PER_TENANT: usize = 8;
-/// Default of `--registry-concurrency-per-host`.
-pub const DEFAULT_MAX_REQUESTS_PER_REGISTRY: usize = 8;
+pub const DEFAULT_MAX_REQUESTS: usize = 64;
+/// Default of `--registry-concurrency-per-namespace`: a quarter of the
+/// total, and as many as the images one review verifies at once
+/// ([`crate::service::IMAGES_IN_PARALLEL`]), so that a Pod of up to that
+/// many images fetches them all in one round trip, not in two waves.
+pub const DEFAULT_MAX_REQUESTS_PER_TENANT: usize = 16;
+/// Default of `--registry-concurrency-per-host`: as the namespace's share.
+pub const DEFAULT_MAX_REQUESTS_PER_REGISTRY: usize = 16;
