@@ -74,7 +74,8 @@ if [ -n "${PROFILE:-}" ]; then
   # One profiled round of sigil instead of the comparison: the top frames
   # by self time (perf), to $PROFILE.
   command -v perf >/dev/null 2>&1 || { SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo; $SUDO apt-get install -y -qq linux-perf >/dev/null; }
-  perf record -F 499 --call-graph dwarf,16384 -o "$work/perf.data" -p "$(cat "$work/serve.pid")" -- sleep "${DURATION%s}" >/dev/null 2>&1 &
+  seconds=${DURATION:-10s}; seconds=${seconds%s}
+  perf record -F 499 --call-graph dwarf,16384 -o "$work/perf.data" -p "$(cat "$work/serve.pid")" -- sleep "$seconds" >/dev/null 2>&1 &
   sleep 0.2; run "$url"; wait
   perf report -i "$work/perf.data" --no-children --sort symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | cut -c1-120 | sed 's/ *$//' | head -40 > "$PROFILE" || true
   cp "$work/perf.data" "$PROFILE.data"; cat "$PROFILE"; exit 0

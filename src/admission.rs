@@ -2,12 +2,14 @@
 //! sigil reads, deciding what needs checking, and the allow / deny /
 //! warnings / patch answer.
 //!
-//! A review is decoded in two passes over the body, neither of which
-//! builds the object: the envelope (uid, kind, resource, operation, names,
-//! user, dry-run) with `object` and `oldObject` kept as borrowed slices of
-//! the body, then each object through [`crate::workload`]'s streaming
-//! reader at its kind's pod-spec path. The result owns everything it
-//! needs, so the body can be dropped before any verification starts.
+//! A review is decoded without building the object: the envelope (uid,
+//! kind, resource, operation, names, user, dry-run) and each object through
+//! [`crate::workload`]'s streaming reader at its kind's pod-spec path. As
+//! the apiserver writes reviews (kind and operation before the object) that
+//! is one pass over the body ([`one_pass`]); otherwise two: the envelope
+//! with `object` and `oldObject` kept as borrowed slices of the body, then
+//! each object. The result owns everything it needs, so the body can be
+//! dropped before any verification starts.
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -17,6 +19,8 @@ use crate::decision::Verdict;
 use crate::workload::{
     read_object, ImageUse, PodSpecAt, Workload, WorkloadError, EPHEMERAL_CONTAINERS_OBJECT,
 };
+
+mod one_pass;
 
 /// Longest uid, name, namespace, kind or user name accepted (the
 /// apiserver's are far shorter); a review is kept decoded while it waits
@@ -188,25 +192,33 @@ fn spec_at(kind: &str, sub_resource: &str) -> Option<&'static PodSpecAt> {
     }
 }
 
-/// Decodes an AdmissionReview body.
+/// Decodes an AdmissionReview body: in one pass when it is written as the
+/// apiserver writes it, else in two (see [`one_pass`]).
 pub fn decode(body: &[u8]) -> Result<Request, ReviewError> {
-    let raw = decode_envelope(body)?;
+    let request = match one_pass::decode(body) {
+        Some(request) => request,
+        None => decode_in_two_passes(body)?,
+    };
     for (field, value) in [
-        ("request.uid", Some(raw.uid.as_str())),
-        ("request.name", raw.name.as_deref()),
-        ("request.namespace", raw.namespace.as_deref()),
-        (
-            "request.userInfo.username",
-            raw.user_info.username.as_deref(),
-        ),
-        ("request.kind.kind", Some(raw.kind.kind.as_str())),
+        ("request.uid", &request.uid),
+        ("request.name", &request.name),
+        ("request.namespace", &request.namespace),
+        ("request.userInfo.username", &request.username),
+        ("request.kind.kind", &request.kind.kind),
     ] {
-        if value.is_some_and(|v| v.len() > MAX_ENVELOPE_STRING) {
+        if value.len() > MAX_ENVELOPE_STRING {
             return Err(ReviewError::Malformed(format!(
                 "{field} is longer than {MAX_ENVELOPE_STRING} bytes"
             )));
         }
     }
+    Ok(request)
+}
+
+/// The envelope first, its objects kept as slices of the body, then each
+/// object at its kind's pod-spec path: whatever order the fields come in.
+fn decode_in_two_passes(body: &[u8]) -> Result<Request, ReviewError> {
+    let raw = decode_envelope(body)?;
     let sub_resource = raw.sub_resource.unwrap_or_default();
     let at = spec_at(&raw.kind.kind, &sub_resource);
     let reads_objects = matches!(raw.operation, Operation::Create | Operation::Update);
@@ -236,40 +248,12 @@ pub fn decode(body: &[u8]) -> Result<Request, ReviewError> {
     })
 }
 
-impl Request {
-    /// The object read, when it could be read whole.
-    fn workload(&self) -> Option<&Workload> {
-        self.object.as_ref().and_then(|o| o.as_ref().ok())
-    }
-}
-
 /// Who asked for what, with the workload's pull secrets and service
-/// account (empty when the object could not be read).
-pub fn context(req: &Request) -> RequestContext {
-    let workload = req.workload();
-    let pod = workload.and_then(|w| w.pod.as_ref());
-    RequestContext {
-        pull_secrets: pod.map(|p| p.pull_secrets.clone()).unwrap_or_default(),
-        service_account: pod.map(|p| p.service_account_or_default()),
-        uid: req.uid.clone(),
-        dry_run: req.dry_run,
-        operation: req.operation.as_str().to_string(),
-        kind: req.kind.kind.clone(),
-        namespace: req.namespace.clone(),
-        name: req.name.clone(),
-        user: req.username.clone(),
-        resource: crate::policy::ResourceRef {
-            group: req.resource.group.clone(),
-            version: req.resource.version.clone(),
-            resource: req.resource.resource.clone(),
-            labels: workload.map(|w| w.meta.labels.clone()).unwrap_or_default(),
-        },
-    }
-}
-
-/// The images this request must have verified, or `Ok(None)` when it is
-/// admitted without checks (DELETE/CONNECT, status/scale subresources, kinds
-/// that run no pods, objects being deleted).
+/// account (empty when the object could not be read), and the images this
+/// request must have verified, or `Ok(None)` when it is admitted without
+/// checks (DELETE/CONNECT, status/scale subresources, kinds that run no
+/// pods, objects being deleted). The request is taken apart, not copied:
+/// this runs once per review on the warm path.
 ///
 /// On UPDATE only the images that are new — not in `oldObject` — are
 /// returned: an update that changes no image (labels, finalizers, scale,
@@ -277,43 +261,73 @@ pub fn context(req: &Request) -> RequestContext {
 /// outage, and running workloads are not re-judged on every edit. A new
 /// image is always checked. An `oldObject` sigil cannot read counts as
 /// having no images (everything is checked).
-pub fn images_to_check(req: &Request) -> Result<Option<Vec<ImageUse>>, WorkloadError> {
-    if !matches!(req.operation, Operation::Create | Operation::Update) {
-        return Ok(None);
-    }
-    let Some(object) = &req.object else {
-        return Ok(None);
+pub fn split(req: Request) -> (RequestContext, Result<Option<Vec<ImageUse>>, WorkloadError>) {
+    let Request {
+        uid,
+        kind,
+        resource,
+        name,
+        namespace,
+        operation,
+        username,
+        dry_run,
+        object,
+        old_images,
+        ..
+    } = req;
+    let (workload, unreadable) = match object {
+        Some(Ok(w)) => (Some(w), None),
+        Some(Err(e)) => (None, Some(e)),
+        None => (None, None),
     };
-    let workload = match object {
-        Ok(w) => w,
-        Err(e) => return Err(e.clone()),
+    let (labels, deleting, over_limit, pod) = match workload {
+        Some(w) => (w.meta.labels, w.meta.deleting, w.over_limit, w.pod),
+        None => Default::default(),
     };
-    if req.operation == Operation::Update && workload.meta.deleting {
+    let service_account = pod.as_ref().map(|p| p.service_account_or_default());
+    let (pull_secrets, images) = match pod {
+        Some(p) => (p.pull_secrets, Some(p.images)),
+        None => Default::default(),
+    };
+    let images = if !matches!(operation, Operation::Create | Operation::Update) {
+        Ok(None)
+    } else if let Some(e) = unreadable {
+        Err(e)
+    } else if operation == Operation::Update && deleting {
         // Finalizers being removed from an object on its way out.
-        return Ok(None);
-    }
-    if let Some(e) = &workload.over_limit {
-        return Err(e.clone());
-    }
-    let Some(pod) = &workload.pod else {
-        return Ok(None);
+        Ok(None)
+    } else if let Some(e) = over_limit {
+        Err(e)
+    } else if operation == Operation::Update {
+        let old: std::collections::HashSet<&str> =
+            old_images.iter().flatten().map(String::as_str).collect();
+        Ok(images.map(|images| {
+            images
+                .into_iter()
+                .filter(|i| !old.contains(i.reference.as_str()))
+                .collect()
+        }))
+    } else {
+        Ok(images)
     };
-    if req.operation != Operation::Update {
-        return Ok(Some(pod.images.clone()));
-    }
-    let old: std::collections::HashSet<&str> = req
-        .old_images
-        .iter()
-        .flatten()
-        .map(String::as_str)
-        .collect();
-    Ok(Some(
-        pod.images
-            .iter()
-            .filter(|i| !old.contains(i.reference.as_str()))
-            .cloned()
-            .collect(),
-    ))
+    let context = RequestContext {
+        pull_secrets,
+        service_account,
+        uid,
+        dry_run,
+        operation: operation.as_str().to_string(),
+        kind: kind.kind,
+        namespace,
+        name,
+        user: username,
+        resource: crate::policy::ResourceRef {
+            group: resource.group,
+            version: resource.version,
+            resource: resource.resource,
+            labels,
+        },
+    };
+    (context, images)
 }
 
 /// The `status` of a deny.
@@ -458,9 +472,14 @@ mod tests {
         let mut relabelled = pod(&["a:1", "b:1"], Some("m:1"));
         relabelled["metadata"]["labels"] = serde_json::json!({"x": "y"});
         let req = update(pod(&["a:1", "b:1"], Some("m:1")), relabelled);
-        assert_eq!(images_to_check(&req).unwrap(), Some(vec![]));
+        assert_eq!(split(req.clone()).1.unwrap(), Some(vec![]));
         assert_eq!(
-            context(&req).resource.labels.get("x").map(String::as_str),
+            split(req.clone())
+                .0
+                .resource
+                .labels
+                .get("x")
+                .map(String::as_str),
             Some("y")
         );
         // One container and the image volume change: exactly those.
@@ -468,7 +487,8 @@ mod tests {
             pod(&["a:1", "b:1"], Some("m:1")),
             pod(&["a:1", "b:2"], Some("m:2")),
         );
-        let got: Vec<String> = images_to_check(&req)
+        let got: Vec<String> = split(req.clone())
+            .1
             .unwrap()
             .unwrap()
             .into_iter()
@@ -485,13 +505,13 @@ mod tests {
         let mut deleting = pod(&["c:9"], None);
         deleting["metadata"]["deletionTimestamp"] = "2026-11-23T10:00:00Z".into();
         let req = update(pod(&["a:1"], None), deleting);
-        assert_eq!(images_to_check(&req).unwrap(), None);
+        assert_eq!(split(req.clone()).1.unwrap(), None);
         // An unreadable oldObject hides nothing: everything is checked.
         let req = update(
             serde_json::json!({"spec": {"containers": "x"}}),
             pod(&["a:1"], None),
         );
-        assert_eq!(images_to_check(&req).unwrap().unwrap().len(), 1);
+        assert_eq!(split(req.clone()).1.unwrap().unwrap().len(), 1);
     }
 
     #[test]
@@ -522,7 +542,7 @@ mod tests {
                 "object": {"spec": {"containers": {"a": 1}}}}
         });
         let req = decode(&serde_json::to_vec(&body).unwrap()).unwrap();
-        let e = images_to_check(&req).unwrap_err();
+        let e = split(req.clone()).1.unwrap_err();
         assert!(
             e.to_string()
                 .starts_with("cannot read the pod spec of this Pod at spec"),
@@ -535,7 +555,7 @@ mod tests {
                 "oldObject": {"spec": {"containers": {"a": 1}}}}
         });
         let req = decode(&serde_json::to_vec(&body).unwrap()).unwrap();
-        assert_eq!(images_to_check(&req).unwrap(), None);
+        assert_eq!(split(req.clone()).1.unwrap(), None);
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! `index.docker.io` and `registry-1.docker.io`. Every glob sees only the
 //! canonical name, so no spelling slips past a policy.
 
+use std::sync::Arc;
+
 use oci_client::Reference;
 
 /// The Docker Hub host as policy-controller writes it in globs.
@@ -45,11 +47,11 @@ pub struct ImageRefError {
 /// quarter of a cached review's time; workloads repeat their references.
 /// Bounded by bytes; only references up to [`MAX_CACHED_REFERENCE`] bytes
 /// are kept, and only ones that parsed.
-static PARSED: std::sync::LazyLock<moka::sync::Cache<String, ImageRef>> =
+static PARSED: std::sync::LazyLock<moka::sync::Cache<String, Arc<ImageRef>>> =
     std::sync::LazyLock::new(|| {
         moka::sync::Cache::builder()
             .max_capacity(PARSED_CACHE_BYTES)
-            .weigher(|k: &String, v: &ImageRef| {
+            .weigher(|k: &String, v: &Arc<ImageRef>| {
                 u32::try_from(k.len() * 4 + v.original.len() + 256).unwrap_or(u32::MAX)
             })
             .time_to_idle(std::time::Duration::from_secs(600))
@@ -82,8 +84,14 @@ impl ImageRef {
     /// Parses and normalises an image reference (through a small cache of
     /// recent ones: the result is the same either way).
     pub fn parse(original: &str) -> Result<Self, ImageRefError> {
+        Self::parse_shared(original).map(Arc::unwrap_or_clone)
+    }
+
+    /// [`ImageRef::parse`], shared with the cache instead of copied out of
+    /// it (the warm path: five strings fewer to copy and free per image).
+    pub fn parse_shared(original: &str) -> Result<Arc<Self>, ImageRefError> {
         if original.len() > MAX_CACHED_REFERENCE {
-            return Self::parse_uncached(original);
+            return Self::parse_uncached(original).map(Arc::new);
         }
         let metrics = crate::metrics::global();
         if let Some(hit) = PARSED.get(original) {
@@ -91,7 +99,7 @@ impl ImageRef {
             return Ok(hit);
         }
         metrics.cache_lookup(crate::metrics::CacheName::references, false);
-        let parsed = Self::parse_uncached(original)?;
+        let parsed = Arc::new(Self::parse_uncached(original)?);
         PARSED.insert(original.into(), parsed.clone());
         Ok(parsed)
     }

@@ -427,15 +427,22 @@ impl Metrics {
         self.reviews.get_or_create(&labels).inc();
     }
 
-    /// One policy's result for one image.
-    pub fn policy_result(&self, policy: &str, mode: &'static str, result: PolicyResult) {
+    /// One policy's result for `images` images (uses of images: a
+    /// workload's containers running one image count once each).
+    pub fn policy_results(
+        &self,
+        policy: &str,
+        mode: &'static str,
+        result: PolicyResult,
+        images: u64,
+    ) {
         self.policy_results
             .get_or_create(&PolicyLabels {
                 policy: policy.to_string(),
                 mode,
                 result,
             })
-            .inc();
+            .inc_by(images);
     }
 
     /// One layout's evidence collected for one image.

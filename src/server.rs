@@ -122,12 +122,13 @@ impl AppState {
 }
 
 /// Answers reviews only for clients with a verified certificate (with
-/// `--client-ca`).
-async fn require_client_certificate(
-    State(state): State<AppState>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
+/// `--client-ca`): the refusal, if this request gets one. Called first by
+/// [`read_body`], which every review handler starts with (a function, not
+/// a middleware layer: a layer boxes one more future per request).
+fn refuse_without_client_certificate(
+    state: &AppState,
+    request: &axum::extract::Request,
+) -> Option<Response> {
     if state.require_client_cert
         && !request
             .extensions()
@@ -135,13 +136,15 @@ async fn require_client_certificate(
             .is_some_and(|c| c.0)
     {
         tracing::warn!("refusing a review from a client without a certificate from --client-ca");
-        return (
-            StatusCode::UNAUTHORIZED,
-            "a client certificate issued by sigil's --client-ca is required",
-        )
-            .into_response();
+        return Some(
+            (
+                StatusCode::UNAUTHORIZED,
+                "a client certificate issued by sigil's --client-ca is required",
+            )
+                .into_response(),
+        );
     }
-    next.run(request).await
+    None
 }
 
 /// A request body held, with its share of the body budget.
@@ -156,7 +159,7 @@ impl AsRef<[u8]> for HeldBody {
     }
 }
 
-/// Reads a request body: at most [`BODY_LIMIT`] bytes, whole within
+/// Reads a review's body, once its client is let in: at most [`BODY_LIMIT`] bytes, whole within
 /// [`BODY_READ_TIMEOUT`], each chunk charged to the body budget as it
 /// arrives (a slow sender holds only what it sent). The buffer is sized
 /// from `Content-Length` once, so a body is never copied while it grows.
@@ -165,6 +168,9 @@ async fn read_body(
     request: axum::extract::Request,
 ) -> Result<HeldBody, Response> {
     use futures::StreamExt as _;
+    if let Some(refused) = refuse_without_client_certificate(state, &request) {
+        return Err(refused);
+    }
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -255,16 +261,11 @@ fn answered(result: Result<Vec<u8>, crate::service::Unanswered>) -> Response {
 /// The router: `POST /validate`, `POST /mutate`, `POST /validate-policy`,
 /// `GET /healthz`, `GET /readyz`.
 pub fn router(state: AppState) -> Router {
-    let reviews = Router::new()
+    // The review routes check the client certificate in `read_body`.
+    Router::new()
         .route("/validate", post(validate))
         .route("/mutate", post(mutate))
         .route("/validate-policy", post(validate_policy))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            require_client_certificate,
-        ));
-    Router::new()
-        .merge(reviews)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -24,7 +24,7 @@ use crate::metrics::{self, Decision};
 use crate::policy::{LoadedPolicy, PolicyMode, PolicyStore};
 use crate::registry::Credentials;
 use crate::verify::{Failure, ImageReport, PolicyOutcome, RequestCredentials, Verifier};
-use crate::workload::ImageUse;
+use crate::workload::{ImageUse, WorkloadError};
 
 /// Request-independent settings of the pipeline.
 #[derive(Debug, Clone, Copy)]
@@ -85,7 +85,7 @@ pub struct Evaluation {
 }
 
 /// An image parsed and matched to its policies, or why it could not be parsed.
-type Matched = Result<(ImageRef, Vec<LoadedPolicy>), String>;
+type Matched = Result<(Arc<ImageRef>, Vec<LoadedPolicy>), String>;
 
 /// Where a request's registry credentials come from (the cluster's pull
 /// secrets). Only Secrets of the request's own namespace are ever read.
@@ -264,7 +264,7 @@ impl Evaluator {
         let matched: Vec<(ImageUse, Matched)> = images
             .into_iter()
             .map(|image| {
-                let m = ImageRef::parse(&image.reference)
+                let m = ImageRef::parse_shared(&image.reference)
                     .map(|parsed| {
                         let matches = policies
                             .matching(&parsed)
@@ -322,9 +322,8 @@ impl Evaluator {
             all.len()
         };
         let limit = self.settings.max_registries_per_review;
-        let reports: Vec<ImageReport> = crate::registry::as_tenant(
-            &ctx.namespace,
-            futures::stream::iter(matched.into_iter().zip(over_fan_out).map(
+        let one_image = matched.len() == 1;
+        let mut checks = matched.into_iter().zip(over_fan_out).map(
                 |((image, m), over)| {
                     let creds = &creds;
                     async move {
@@ -364,11 +363,24 @@ impl Evaluator {
                         }
                     }
                 },
-            ))
-            .buffered(IMAGES_IN_PARALLEL)
-            .collect(),
-        )
-        .await;
+        );
+        // One distinct image (most Pods) is awaited as it is: a buffered
+        // stream would allocate its task queue and move the check's future
+        // into a task of its own.
+        let reports: Vec<ImageReport> = if one_image {
+            match checks.next() {
+                Some(check) => vec![crate::registry::as_tenant(&ctx.namespace, check).await],
+                None => Vec::new(),
+            }
+        } else {
+            crate::registry::as_tenant(
+                &ctx.namespace,
+                futures::stream::iter(checks)
+                    .buffered(IMAGES_IN_PARALLEL)
+                    .collect(),
+            )
+            .await
+        };
         let reports = reports_per_use(reports, slots);
         let verdict = decide(&reports, decision);
         Evaluation { reports, verdict }
@@ -465,10 +477,10 @@ impl Evaluator {
                 return Err(e.into());
             }
         };
-        let ctx = admission::context(&req);
+        let (ctx, images) = admission::split(req);
         let span = tracing::info_span!("review", uid = %ctx.uid, kind = %ctx.kind, namespace = %ctx.namespace, name = %ctx.name);
         let answered = self
-            .answer_review(&req, &ctx, deadline)
+            .answer_review(images, &ctx, deadline)
             .instrument(span)
             .await;
         let decision = match &answered {
@@ -476,17 +488,16 @@ impl Evaluator {
             Err(_) => Decision::refused,
         };
         metrics.review(&ctx.kind, &ctx.operation, decision, started.elapsed());
-        answered.map(|(answer, _)| answer.encode(&req.uid))
+        answered.map(|(answer, _)| answer.encode(&ctx.uid))
     }
 
     async fn answer_review(
         &self,
-        req: &admission::Request,
+        images: Result<Option<Vec<ImageUse>>, WorkloadError>,
         ctx: &RequestContext,
         deadline: tokio::time::Instant,
     ) -> Result<(Answer, Decision), Unanswered> {
         let mut decision = self.settings.decision;
-        let images = admission::images_to_check(req);
         if let Some(cluster) = &self.cluster {
             match cluster.mode(&ctx.namespace) {
                 Ok(NamespaceMode::Enforce) => {}
@@ -609,19 +620,18 @@ impl Evaluator {
         let deadline = tokio::time::Instant::now() + self.settings.verify_timeout;
         let decoded = admission::decode(body.as_ref());
         drop(body);
-        let req = decoded?;
-        let ctx = admission::context(&req);
+        let (ctx, images) = admission::split(decoded?);
         let span = tracing::info_span!("mutate", uid = %ctx.uid, kind = %ctx.kind, namespace = %ctx.namespace, name = %ctx.name);
         let answer = self
-            .pin_images(&req, &ctx, deadline)
+            .pin_images(images, &ctx, deadline)
             .instrument(span)
             .await?;
-        Ok(answer.encode(&req.uid))
+        Ok(answer.encode(&ctx.uid))
     }
 
     async fn pin_images(
         &self,
-        req: &admission::Request,
+        images: Result<Option<Vec<ImageUse>>, WorkloadError>,
         ctx: &RequestContext,
         deadline: tokio::time::Instant,
     ) -> Result<Answer, Unanswered> {
@@ -633,7 +643,7 @@ impl Evaluator {
                 return Ok(Answer::allow());
             }
         }
-        let Ok(Some(images)) = admission::images_to_check(req) else {
+        let Ok(Some(images)) = images else {
             return Ok(Answer::allow());
         };
         let policies = self.store.current();
@@ -738,6 +748,10 @@ impl Evaluator {
 /// Counts each policy's result for each image.
 fn record_policy_results(reports: &[ImageReport]) {
     let metrics = metrics::global();
+    // A run of one result (the uses of one image share their outcomes) is
+    // counted in one step: a label set built and looked up per run, not
+    // per use.
+    let mut run: Option<(&str, &'static str, metrics::PolicyResult, u64)> = None;
     for outcome in reports.iter().flat_map(|r| r.policies.iter()) {
         let result = if outcome.passed {
             metrics::PolicyResult::pass
@@ -751,7 +765,20 @@ fn record_policy_results(reports: &[ImageReport]) {
             PolicyMode::Warn => "warn",
             PolicyMode::Audit => "audit",
         };
-        metrics.policy_result(&outcome.policy, mode, result);
+        match &mut run {
+            Some((policy, m, r, n)) if *policy == outcome.policy && *m == mode && *r == result => {
+                *n += 1
+            }
+            _ => {
+                if let Some((policy, mode, result, n)) = run.take() {
+                    metrics.policy_results(policy, mode, result, n);
+                }
+                run = Some((&outcome.policy, mode, result, 1));
+            }
+        }
+    }
+    if let Some((policy, mode, result, n)) = run {
+        metrics.policy_results(policy, mode, result, n);
     }
 }
 

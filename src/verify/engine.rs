@@ -198,7 +198,7 @@ impl Verifier {
     pub async fn verify_image(
         &self,
         image: ImageUse,
-        parsed: ImageRef,
+        parsed: Arc<ImageRef>,
         matches: Vec<LoadedPolicy>,
         deadline: tokio::time::Instant,
         budget: Duration,
@@ -258,8 +258,9 @@ impl Verifier {
         }
         let resolved = match &image.digest {
             Some(d) => Ok(d.clone()),
+            // Boxed, as the computation below: only tags get here.
             None => {
-                self.resolve(image, &creds.resolve)
+                Box::pin(self.resolve(image, &creds.resolve))
                     .instrument(image_span(image))
                     .await
             }
@@ -317,7 +318,12 @@ impl Verifier {
                 key,
                 async {
                     computed.store(true, Ordering::Relaxed);
-                    let outcome = Arc::new(self.compute_policy(image, digest, policy, creds).await);
+                    // Boxed: the computation's future is large (every
+                    // collector's state), and inline it would make every
+                    // future that awaits a verdict as large, to be copied
+                    // on each move even when the verdict is cached.
+                    let outcome =
+                        Arc::new(Box::pin(self.compute_policy(image, digest, policy, creds)).await);
                     // By type: a transient failure is shared with the waiters
                     // of this evaluation, never stored.
                     if outcome.is_transient() {
