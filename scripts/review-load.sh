@@ -1,21 +1,24 @@
 # Sourced by the load scripts: what they post and how wrk reports it.
-#   pod_review IMAGE        prints a CREATE AdmissionReview of a Pod with
-#                           IMAGE in one init and two app containers
+#   pod_review IMAGE [A [B]]  prints a CREATE AdmissionReview of a Pod with
+#                           IMAGE in one init container and A and B (IMAGE
+#                           unless given) in two app containers
 #   wrk_post_lua JSON_FILE  prints a wrk script posting that file; at the end
 #                           it prints reviews/s, p50/p99/max and errors, and
 #                           machine-readable lines `RESULT <rps> <p50 ms> <errors>`
 #                           and `REQUESTS <completed requests>`
 pod_review() {
-  python3 - "$1" <<'PY'
+  python3 - "$@" <<'PY'
 import json, sys
-img = sys.argv[1]
+init = sys.argv[1]
+a = sys.argv[2] if len(sys.argv) > 2 else init
+b = sys.argv[3] if len(sys.argv) > 3 else init
 print(json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
   "uid": "load", "kind": {"group": "", "version": "v1", "kind": "Pod"},
   "resource": {"group": "", "version": "v1", "resource": "pods"}, "name": "p", "namespace": "default",
   "operation": "CREATE", "userInfo": {"username": "load"},
   "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {
-    "initContainers": [{"name": "i", "image": img}],
-    "containers": [{"name": "a", "image": img}, {"name": "b", "image": img}]}}}}))
+    "initContainers": [{"name": "i", "image": init}],
+    "containers": [{"name": "a", "image": a}, {"name": "b", "image": b}]}}}}))
 PY
 }
 

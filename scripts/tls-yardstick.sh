@@ -14,11 +14,15 @@
 #   CALLGRIND=FILE  instructions per request of nginx and sigil under
 #                   callgrind instead (steady on a busy machine; top
 #                   functions to FILE, the raw profile to FILE.out)
+#   DISTINCT=1      the review's three containers run three different
+#                   signed images (by default one image, written three
+#                   times, as one Pod with an init container often does)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v nginx >/dev/null 2>&1 || { SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo; $SUDO apt-get install -y -qq nginx-light >/dev/null; }
 certdir=$(mktemp -d)
 export SIGIL_DEMO_CERT_DIR="$certdir"
+[ -n "${DISTINCT:-}" ] && export SIGIL_DEMO_SIGNED_DIGESTS=2
 . scripts/demo-server.sh
 . scripts/review-load.sh
 trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null || true; [ -f "$certdir/nginx.pid" ] && kill "$(cat "$certdir/nginx.pid")" 2>/dev/null; rm -rf "$work" "$certdir"' EXIT
@@ -37,7 +41,12 @@ sigil_port=$(free_port); metrics_port=$(free_port)
     > "$work/audit.log" 2> "$work/serve.log" & echo $! > "$work/serve.pid" )
 url="https://localhost:$sigil_port/validate"
 for _ in $(seq 1 100); do curl -sk "https://localhost:$sigil_port/readyz" | grep -qx ready && break; sleep 0.1; done
-pod_review "$image" > "$work/review.json"
+if [ -n "${DISTINCT:-}" ]; then
+  mapfile -t others < "$work/digests"
+  pod_review "$image" "${image%@*}@${others[0]}" "${image%@*}@${others[1]}" > "$work/review.json"
+else
+  pod_review "$image" > "$work/review.json"
+fi
 answer=$(curl -sk -X POST -H 'Content-Type: application/json' --data @"$work/review.json" "$url")
 echo "$answer" | grep -q '"allowed":true' || { echo "review was not admitted: $answer"; exit 1; }
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

@@ -748,10 +748,18 @@ impl Evaluator {
 /// Counts each policy's result for each image.
 fn record_policy_results(reports: &[ImageReport]) {
     let metrics = metrics::global();
-    // A run of one result (the uses of one image share their outcomes) is
-    // counted in one step: a label set built and looked up per run, not
-    // per use.
-    let mut run: Option<(&str, &'static str, metrics::PolicyResult, u64)> = None;
+    for (policy, mode, result, images) in policy_result_runs(reports) {
+        metrics.policy_results(policy, mode, result, images);
+    }
+}
+
+/// Each policy's results in the reports' order, a run of one result (the
+/// uses of one image share their outcomes) as one entry with its length:
+/// the metric's label set is then built and looked up per run, not per use.
+fn policy_result_runs(
+    reports: &[ImageReport],
+) -> Vec<(&str, &'static str, metrics::PolicyResult, u64)> {
+    let mut runs: Vec<(&str, &'static str, metrics::PolicyResult, u64)> = Vec::new();
     for outcome in reports.iter().flat_map(|r| r.policies.iter()) {
         let result = if outcome.passed {
             metrics::PolicyResult::pass
@@ -765,26 +773,16 @@ fn record_policy_results(reports: &[ImageReport]) {
             PolicyMode::Warn => "warn",
             PolicyMode::Audit => "audit",
         };
-        match &mut run {
+        match runs.last_mut() {
             Some((policy, m, r, n)) if *policy == outcome.policy && *m == mode && *r == result => {
                 *n += 1
             }
-            _ => {
-                if let Some((policy, mode, result, n)) = run.take() {
-                    metrics.policy_results(policy, mode, result, n);
-                }
-                run = Some((&outcome.policy, mode, result, 1));
-            }
+            _ => runs.push((&outcome.policy, mode, result, 1)),
         }
     }
-    if let Some((policy, mode, result, n)) = run {
-        metrics.policy_results(policy, mode, result, n);
-    }
+    runs
 }
 
-/// The report of an image that fails every policy matching it for
-/// `reason`, without any registry traffic (an invalid policy still reports
-/// its own error).
 /// One use of an image in a workload, in the workload's order: the first
 /// use of its reference, or a repeat of the `n`th distinct reference.
 enum ImageSlot {
@@ -861,6 +859,9 @@ fn reports_per_use(reports: Vec<ImageReport>, slots: Vec<ImageSlot>) -> Vec<Imag
     out
 }
 
+/// The report of an image that fails every policy matching it for
+/// `reason`, without any registry traffic (an invalid policy still reports
+/// its own error).
 fn failing_report(image: ImageUse, matches: &[LoadedPolicy], reason: &str) -> ImageReport {
     let policies = matches
         .iter()
@@ -964,6 +965,53 @@ mod tests {
             ))],
             invalid_reference: None,
         }
+    }
+
+    /// Uses of one image sharing their outcomes count as one run of their
+    /// length; another result or policy starts a new run, and nothing is
+    /// lost or merged across it.
+    #[test]
+    fn policy_results_are_counted_per_run() {
+        let a = report_of(use_of("spec.initContainers[0].image", "a"), "sha256:a");
+        let shared = a.policies.clone();
+        let again = |field: &str| ImageReport {
+            image: use_of(field, "a"),
+            digest: Some("sha256:a".into()),
+            policies: shared.clone(),
+            invalid_reference: None,
+        };
+        let passed = ImageReport {
+            image: use_of("spec.containers[2].image", "b"),
+            digest: Some("sha256:b".into()),
+            policies: vec![Arc::new(PolicyOutcome {
+                policy: "p".into(),
+                mode: crate::policy::PolicyMode::Enforce,
+                passed: true,
+                failure: None,
+                authorities: Vec::new(),
+            })],
+            invalid_reference: None,
+        };
+        let reports = vec![
+            a.clone(),
+            again("spec.containers[0].image"),
+            again("spec.containers[1].image"),
+            passed,
+            again("spec.containers[3].image"),
+        ];
+        let runs: Vec<_> = policy_result_runs(&reports)
+            .into_iter()
+            .map(|(p, m, r, n)| (p.to_string(), m, format!("{r:?}"), n))
+            .collect();
+        assert_eq!(
+            runs,
+            vec![
+                ("p".to_string(), "enforce", "fail".to_string(), 3),
+                ("p".to_string(), "enforce", "pass".to_string(), 1),
+                ("p".to_string(), "enforce", "fail".to_string(), 1),
+            ]
+        );
+        assert!(policy_result_runs(&[]).is_empty());
     }
 
     /// A reference used three times is checked once and reported three

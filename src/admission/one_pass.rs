@@ -113,7 +113,7 @@ impl<'de> Visitor<'de> for ReviewVisitor {
                     let version: &str = map.next_value()?;
                     once(&mut version_ok, version == super::API_VERSION)?;
                 }
-                Key::Request => once(&mut request, map.next_value_seed(RequestSeed)?)?,
+                Key::Request => once(&mut request, map.next_value_seed(OrNull(RequestSeed))?)?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -128,34 +128,14 @@ impl<'de> Visitor<'de> for ReviewVisitor {
     }
 }
 
-/// `request`, possibly `null`.
+/// `request`.
 struct RequestSeed;
 
 impl<'de> DeserializeSeed<'de> for RequestSeed {
-    type Value = Option<Request>;
+    type Value = Request;
 
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<Request>, D::Error> {
-        d.deserialize_option(self)
-    }
-}
-
-impl<'de> Visitor<'de> for RequestSeed {
-    type Value = Option<Request>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an admission request")
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<Option<Request>, E> {
-        Ok(None)
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Option<Request>, E> {
-        Ok(None)
-    }
-
-    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<Request>, D::Error> {
-        d.deserialize_map(RequestVisitor).map(Some)
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Request, D::Error> {
+        d.deserialize_map(RequestVisitor)
     }
 }
 
@@ -225,7 +205,7 @@ impl<'de> Visitor<'de> for RequestVisitor {
                                     at,
                                 };
                                 Object::Read {
-                                    workload: map.next_value_seed(OptionalObject(seed))?,
+                                    workload: map.next_value_seed(OrNull(seed))?,
                                     sub_resource: sub,
                                 }
                             } else {
@@ -295,33 +275,33 @@ impl<'de> Visitor<'de> for RequestVisitor {
     }
 }
 
-/// An object that may be `null`.
-struct OptionalObject<'k>(ObjectSeed<'k>);
+/// What `S` reads, or `null`.
+struct OrNull<S>(S);
 
-impl<'de> DeserializeSeed<'de> for OptionalObject<'_> {
-    type Value = Option<Workload>;
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for OrNull<S> {
+    type Value = Option<S::Value>;
 
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<Workload>, D::Error> {
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_option(self)
     }
 }
 
-impl<'de> Visitor<'de> for OptionalObject<'_> {
-    type Value = Option<Workload>;
+impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for OrNull<S> {
+    type Value = Option<S::Value>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an object or null")
     }
 
-    fn visit_none<E: de::Error>(self) -> Result<Option<Workload>, E> {
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
         Ok(None)
     }
 
-    fn visit_unit<E: de::Error>(self) -> Result<Option<Workload>, E> {
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
         Ok(None)
     }
 
-    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<Workload>, D::Error> {
+    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         self.0.deserialize(d).map(Some)
     }
 }
