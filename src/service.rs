@@ -324,45 +324,45 @@ impl Evaluator {
         let limit = self.settings.max_registries_per_review;
         let one_image = matched.len() == 1;
         let mut checks = matched.into_iter().zip(over_fan_out).map(
-                |((image, m), over)| {
-                    let creds = &creds;
-                    async move {
-                        match m {
-                            Err(e) => ImageReport {
-                                image,
-                                digest: None,
-                                policies: Vec::new(),
-                                invalid_reference: Some(e),
-                            },
-                            Ok((parsed, matches))
-                                if require_digest
-                                    && parsed.digest.is_none()
-                                    && !matches.is_empty() =>
-                            {
-                                let reason = unpinned_reason(&image.reference);
-                                failing_report(image, &matches, &reason)
-                            }
-                            Ok((_, matches)) if over => {
-                                let reason = format!(
-                                    "{}: this workload names {distinct_hosts} registries, over sigil's limit of {limit} per review (--max-registries-per-review); not contacted",
-                                    image.field
-                                );
-                                failing_report(image, &matches, &reason)
-                            }
-                            Ok((_, matches)) if !matches.is_empty() && creds.is_err() => {
-                                let reason = creds.as_ref().err().cloned().unwrap_or_default();
-                                failing_report(image, &matches, &reason)
-                            }
-                            Ok((parsed, matches)) => {
-                                let none = RequestCredentials::default();
-                                let creds = creds.as_ref().unwrap_or(&none);
-                                self.verifier
-                                    .verify_image(image, parsed, matches, deadline, budget, creds)
-                                    .await
-                            }
+            |((image, m), over)| {
+                let creds = &creds;
+                async move {
+                    match m {
+                        Err(e) => ImageReport {
+                            image,
+                            digest: None,
+                            policies: Vec::new(),
+                            invalid_reference: Some(e),
+                        },
+                        Ok((parsed, matches))
+                            if require_digest
+                                && parsed.digest.is_none()
+                                && !matches.is_empty() =>
+                        {
+                            let reason = unpinned_reason(&image.reference);
+                            failing_report(image, &matches, &reason)
+                        }
+                        Ok((_, matches)) if over => {
+                            let reason = format!(
+                                "{}: this workload names {distinct_hosts} registries, over sigil's limit of {limit} per review (--max-registries-per-review); not contacted",
+                                image.field
+                            );
+                            failing_report(image, &matches, &reason)
+                        }
+                        Ok((_, matches)) if !matches.is_empty() && creds.is_err() => {
+                            let reason = creds.as_ref().err().cloned().unwrap_or_default();
+                            failing_report(image, &matches, &reason)
+                        }
+                        Ok((parsed, matches)) => {
+                            let none = RequestCredentials::default();
+                            let creds = creds.as_ref().unwrap_or(&none);
+                            self.verifier
+                                .verify_image(image, parsed, matches, deadline, budget, creds)
+                                .await
                         }
                     }
-                },
+                }
+            },
         );
         // One distinct image (most Pods) is awaited as it is: a buffered
         // stream would allocate its task queue and move the check's future

@@ -300,6 +300,18 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
     let body = r.text().await.unwrap();
     assert!(body.contains("client certificate"), "{body}");
     assert!(!body.contains("sha256:"), "no verdict leaks: {body}");
+    // The same for the other review routes, which share the check.
+    for path in ["/mutate", "/validate-policy"] {
+        let r = http
+            .post(format!("{}{path}", sigil.url))
+            .json(&probe)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+        let body = r.text().await.unwrap();
+        assert!(body.contains("client certificate"), "{path}: {body}");
+    }
     let stranger = sigil::tls::self_signed(&["stranger".to_string()]).unwrap();
     let stranger_http = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(sigil.ca_pem.as_bytes()).unwrap())
