@@ -209,7 +209,10 @@ fn piped_output_carries_no_ansi_codes() {
 fn the_binary_answers_as_a_kubectl_plugin() {
     let dir = tempfile::tempdir().unwrap();
     let plugin = dir.path().join("kubectl-sigil");
-    std::fs::copy(env!("CARGO_BIN_EXE_sigil"), &plugin).unwrap();
+    // A symlink, not a copy: a copy is a file this process writes, and a
+    // child forked by another test meanwhile can hold it open for writing,
+    // so executing it fails with "Text file busy" (ETXTBSY).
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_sigil"), &plugin).unwrap();
     let out = std::process::Command::new(&plugin)
         .arg("--version")
         .output()
