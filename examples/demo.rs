@@ -189,6 +189,7 @@ async fn run(keep_running: bool) -> anyhow::Result<()> {
         registry_breaker_failures: sigil::registry::DEFAULT_BREAKER_FAILURES,
         registry_breaker_cooldown: sigil::registry::DEFAULT_BREAKER_COOLDOWN,
         cache_memory: sigil::verify::engine::DEFAULT_CACHE_BYTES,
+        registry_read_memory: sigil::limits::DEFAULT_REGISTRY_READ_MEMORY,
     };
     let evaluator = Arc::new(verify.build(Arc::new(StdoutAuditSink::new()))?);
     let certs = tls::self_signed(&tls::default_names())?;

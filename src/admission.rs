@@ -25,7 +25,7 @@ mod one_pass;
 /// Longest uid, name, namespace, kind or user name accepted (the
 /// apiserver's are far shorter); a review is kept decoded while it waits
 /// for its namespace's share, so what it holds is bounded.
-pub const MAX_ENVELOPE_STRING: usize = 4_096;
+pub use crate::limits::MAX_ENVELOPE_STRING;
 
 /// The only AdmissionReview version sigil speaks.
 pub const API_VERSION: &str = "admission.k8s.io/v1";
@@ -403,16 +403,36 @@ impl Answer {
         }
     }
 
-    /// The AdmissionReview body answering request `uid`.
+    /// The AdmissionReview body answering request `uid`, within
+    /// [`crate::limits::MAX_ANSWER_BYTES`] whatever it was given: the
+    /// message, each warning and their number are capped here too (the
+    /// pipeline builds them within these caps; this is the backstop).
     pub fn encode(&self, uid: &str) -> Vec<u8> {
+        use crate::limits::{MAX_DENY_MESSAGE_BYTES, MAX_WARNINGS, MAX_WARNING_BYTES};
         use base64::Engine as _;
+        let capped_message = self
+            .denied
+            .as_ref()
+            .filter(|m| m.len() > MAX_DENY_MESSAGE_BYTES)
+            .map(|m| crate::text::cap(m.clone(), MAX_DENY_MESSAGE_BYTES));
+        let capped_warnings: Option<Vec<String>> = (self.warnings.len() > MAX_WARNINGS
+            || self.warnings.iter().any(|w| w.len() > MAX_WARNING_BYTES))
+        .then(|| {
+            self.warnings
+                .iter()
+                .take(MAX_WARNINGS)
+                .map(|w| crate::text::cap(w.clone(), MAX_WARNING_BYTES))
+                .collect()
+        });
+        let warnings = capped_warnings.as_ref().unwrap_or(&self.warnings);
+        let denied = capped_message.as_ref().or(self.denied.as_ref());
         let review = Review {
             api_version: API_VERSION,
             kind: "AdmissionReview",
             response: Response {
                 uid,
-                allowed: self.denied.is_none(),
-                status: match &self.denied {
+                allowed: denied.is_none(),
+                status: match denied {
                     None => Status::Allowed {},
                     Some(message) => Status::Denied(DenyStatus {
                         status: "Failure",
@@ -427,7 +447,7 @@ impl Answer {
                     .as_ref()
                     .map(|p| base64::engine::general_purpose::STANDARD.encode(p)),
                 patch_type: self.patch.as_ref().map(|_| "JSONPatch"),
-                warnings: &self.warnings,
+                warnings,
             },
         };
         // Only strings, numbers and booleans: serialising cannot fail.

@@ -12,12 +12,20 @@
 //! were written, and at shutdown; with `--audit-key-file` each carries an
 //! HMAC-SHA256 that only a holder of the key can make.
 //!
+//! Lines are bounded and safe to read: each is at most
+//! [`MAX_AUDIT_LINE_BYTES`] (a record past it is written with its tenant
+//! text excerpted and `truncated` set, never dropped), and the characters
+//! a terminal would obey (DEL, C1 controls, line separators, bidirectional
+//! controls) are written as JSON `\uXXXX` escapes ([`crate::text::json_safe`]).
+//!
+//! The queue to the writer is counted in bytes (`--audit-queue-memory`).
 //! No tenant can crowd out the record of a request that changes the
-//! cluster: dry-run records (`dryRun: true`) are written only while the
-//! queue is less than half full, and a real request's record waits for room
-//! until its review's deadline. A record that still cannot be queued is
-//! linked anyway, so its loss shows as a gap in the chain, and is counted
-//! and logged.
+//! cluster: dry-run records (`dryRun: true`) are written only while less
+//! than half of the queue is taken (the rest are shed and counted), and a
+//! real request's records are queued together or not at all: they wait for
+//! room until the review's deadline, and a review whose records still find
+//! none is not answered ([`AuditRefused`], HTTP 503) rather than answered
+//! without them.
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -60,6 +68,10 @@ pub struct RequestContext {
 /// One audit log line: who asked for what, and one failing finding.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct AuditRecord {
+    /// Set when the record was over [`MAX_AUDIT_LINE_BYTES`] and its
+    /// tenant text was excerpted to fit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<Truncated>,
     /// Always `audit`, so the stream can be told apart from other logs.
     pub target: &'static str,
     /// Schema version.
@@ -78,6 +90,7 @@ impl AuditRecord {
     /// Builds the record of one finding.
     pub fn new(ctx: &RequestContext, f: &Finding, time: String) -> Self {
         AuditRecord {
+            truncated: None,
             target: "audit",
             schema: 1,
             time,
@@ -85,21 +98,100 @@ impl AuditRecord {
             finding: f.clone(),
         }
     }
+
+    /// The record cut to fit a line: every string a tenant or a registry
+    /// wrote excerpted to [`MAX_IMAGE_IN_TEXT`] bytes, at most four
+    /// reasons of at most 512 bytes, authorities left out (their reasons
+    /// are the reasons), and what was cut said in `truncated`.
+    pub fn shrunk(&self) -> AuditRecord {
+        use sha2::Digest as _;
+        let short = |s: &str| crate::text::excerpt(s, MAX_IMAGE_IN_TEXT).into_owned();
+        let mut r = self.clone();
+        r.truncated = Some(Truncated {
+            image_bytes: self.finding.image.len(),
+            image_sha256: hex::encode(sha2::Sha256::digest(self.finding.image.as_bytes())),
+            reasons: self.finding.reasons.len(),
+            authorities: self.finding.authorities.len(),
+        });
+        for s in [
+            &mut r.request.uid,
+            &mut r.request.operation,
+            &mut r.request.kind,
+            &mut r.request.namespace,
+            &mut r.request.name,
+            &mut r.request.user,
+            &mut r.finding.image,
+            &mut r.finding.field,
+            &mut r.finding.mode,
+        ] {
+            *s = short(s);
+        }
+        for s in [&mut r.finding.digest, &mut r.finding.policy]
+            .into_iter()
+            .flatten()
+        {
+            *s = short(s);
+        }
+        r.finding.reasons = self
+            .finding
+            .reasons
+            .iter()
+            .take(4)
+            .map(|reason| crate::text::cap(crate::text::escape(reason).into_owned(), 512))
+            .collect();
+        r.finding.authorities = Vec::new();
+        r
+    }
+}
+
+/// What was cut from a record to fit [`MAX_AUDIT_LINE_BYTES`].
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Truncated {
+    /// The image reference's length as written.
+    #[serde(rename = "imageBytes")]
+    pub image_bytes: usize,
+    /// SHA-256 (hex) of the image reference as written, to find it again.
+    #[serde(rename = "imageSha256")]
+    pub image_sha256: String,
+    /// How many reasons the finding had.
+    pub reasons: usize,
+    /// How many authority results it had.
+    pub authorities: usize,
+}
+
+/// A review whose audit records could not be queued by its deadline: it
+/// is not answered (HTTP 503; the apiserver applies the webhook's
+/// failurePolicy) rather than answered without its record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("sigil's audit log is not draining ({waiting} bytes of records wait for stdout, --audit-queue-memory {queue}); refused rather than answered without its audit record, retry")]
+pub struct AuditRefused {
+    /// Bytes waiting.
+    pub waiting: usize,
+    /// The queue's size in bytes.
+    pub queue: usize,
 }
 
 /// Where audit records go.
 #[async_trait::async_trait]
 pub trait AuditSink: Send + Sync {
     /// Writes one record now if there is room (a full queue loses it,
-    /// counted and logged).
+    /// counted and logged, and the chain shows the gap).
     fn record(&self, record: &AuditRecord);
 
-    /// Writes one record of a review whose deadline is `deadline`: a
-    /// request that changes the cluster waits for room until then; a
-    /// dry-run one is written only while the queue has room to spare.
-    async fn record_by(&self, record: &AuditRecord, deadline: tokio::time::Instant) {
+    /// Writes the records of one review whose deadline is `deadline`, all
+    /// or none: a request that changes the cluster waits for room until
+    /// then and is refused past it; a dry-run one is written only while
+    /// the queue has room to spare (else shed, counted).
+    async fn record_review(
+        &self,
+        records: &[AuditRecord],
+        deadline: tokio::time::Instant,
+    ) -> Result<(), AuditRefused> {
         let _ = deadline;
-        self.record(record);
+        for r in records {
+            self.record(r);
+        }
+        Ok(())
     }
 }
 
@@ -200,7 +292,10 @@ struct Checkpoint<'a> {
     mac: Option<String>,
 }
 
-/// A record as the chained log writes it: the record, then its links.
+/// A record as the chained log writes it: the record, then its links
+/// (what [`chain_line_of`] writes without serialising the record again;
+/// a test holds the two equal).
+#[cfg(test)]
 #[derive(Serialize)]
 struct Chained<'a> {
     #[serde(flatten)]
@@ -216,8 +311,8 @@ struct Chained<'a> {
 /// A line for the writer.
 struct Queued {
     bytes: Vec<u8>,
-    /// It holds one of the queue's slots (given back once written).
-    held_slot: bool,
+    /// Bytes of the queue it holds (given back once written).
+    held: usize,
     /// An audit record (counted), not a checkpoint.
     record: bool,
 }
@@ -232,15 +327,22 @@ pub(crate) struct Chain {
     checkpointed: (u64, std::time::Instant),
 }
 
-/// Lines that may wait for the writer. Past half of it, dry-run records
-/// are shed; past all of it, a real request's record waits (within its
-/// review's deadline) rather than blocking reviews behind a stalled stdout.
-pub const AUDIT_QUEUE: usize = 4_096;
+/// Bytes of lines that may wait for the writer (`--audit-queue-memory`).
+/// Past half of it, dry-run records are shed; past all of it, a real
+/// request's records wait (within its review's deadline) rather than
+/// blocking reviews behind a stalled stdout.
+pub const AUDIT_QUEUE_BYTES: usize = crate::limits::DEFAULT_AUDIT_QUEUE_BYTES as usize;
 
-/// At most this many queued lines go out in one write.
-const WRITE_BATCH_LINES: usize = 256;
+/// What linking adds to a record's line (stream, seq, prev and the
+/// newline), counted when its room in the queue is taken.
+const CHAIN_BYTES: usize = 160;
+
+use crate::limits::{MAX_AUDIT_LINE_BYTES, MAX_IMAGE_IN_TEXT};
+
 /// The writer's buffer is given back past this size.
-const WRITE_BATCH_KEEP: usize = 256 << 10;
+use crate::limits::AUDIT_WRITE_BATCH_KEEP as WRITE_BATCH_KEEP;
+/// At most this many queued lines go out in one write.
+use crate::limits::AUDIT_WRITE_BATCH_LINES as WRITE_BATCH_LINES;
 
 /// Writes records as hash-chained JSON lines to stdout (logs go to stderr),
 /// from one writer thread: a review links its records and queues them, and
@@ -251,9 +353,10 @@ pub struct StdoutAuditSink {
     chain: Mutex<Chain>,
     /// Lines for the writer.
     lines: std::sync::mpsc::Sender<Queued>,
-    /// One permit per line that may be queued; the writer gives each back
-    /// once its line is written.
+    /// One permit per byte that may be queued; the writer gives a line's
+    /// back once it is written.
     slots: std::sync::Arc<tokio::sync::Semaphore>,
+    /// The queue's size in bytes.
     queue: usize,
     /// Lines queued and not yet written.
     pending: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -275,15 +378,17 @@ impl Default for StdoutAuditSink {
 impl StdoutAuditSink {
     /// A sink writing to stdout, starting a new stream: a random id, seq 1.
     pub fn new() -> Self {
-        Self::writing_to(Box::new(std::io::stdout()), AUDIT_QUEUE, None)
+        Self::writing_to(Box::new(std::io::stdout()), AUDIT_QUEUE_BYTES, None)
     }
 
-    /// A sink writing to stdout whose checkpoints carry an HMAC under `key`.
-    pub fn with_key(key: Option<AuditKey>) -> Self {
-        Self::writing_to(Box::new(std::io::stdout()), AUDIT_QUEUE, key)
+    /// A sink writing to stdout through a queue of `queue` bytes, whose
+    /// checkpoints carry an HMAC under `key`.
+    pub fn with_key(key: Option<AuditKey>, queue: usize) -> Self {
+        Self::writing_to(Box::new(std::io::stdout()), queue, key)
     }
 
-    /// A sink writing to `out` through a queue of `queue` lines.
+    /// A sink writing to `out` through a queue of `queue` bytes (at least
+    /// two of the longest lines).
     pub fn writing_to(mut out: Box<dyn Write + Send>, queue: usize, key: Option<AuditKey>) -> Self {
         let mut id = [0u8; 8];
         // The id only tells streams apart; a clock-based fallback will do.
@@ -293,7 +398,8 @@ impl StdoutAuditSink {
                 .map_or(0, |d| d.as_nanos());
             id = (nanos as u64).to_be_bytes();
         }
-        let queue = queue.max(2);
+        // Permits are counted in u32 by `acquire_many`.
+        let queue = queue.clamp(2 * (MAX_AUDIT_LINE_BYTES + CHAIN_BYTES), u32::MAX as usize);
         let (lines, queued) = std::sync::mpsc::channel::<Queued>();
         let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(queue));
         let pending = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -326,9 +432,9 @@ impl StdoutAuditSink {
                     if records > 0 {
                         crate::metrics::global().audit_records(written, records as u64);
                     }
-                    let slots = batch.iter().filter(|l| l.held_slot).count();
-                    if slots > 0 {
-                        freed.add_permits(slots);
+                    let held: usize = batch.iter().map(|l| l.held).sum();
+                    if held > 0 {
+                        freed.add_permits(held);
                     }
                     left.fetch_sub(batch.len(), std::sync::atomic::Ordering::AcqRel);
                     batch.clear();
@@ -362,6 +468,11 @@ impl StdoutAuditSink {
             sink.checkpoint(&mut chain, false);
         }
         sink
+    }
+
+    /// Bytes of the queue free now.
+    pub fn free_bytes(&self) -> usize {
+        self.slots.available_permits()
     }
 
     /// This stream's id.
@@ -442,16 +553,16 @@ impl StdoutAuditSink {
         };
         if let Ok(mut bytes) = serde_json::to_vec(&line) {
             bytes.push(b'\n');
-            let held_slot = match self.slots.try_acquire() {
+            let held = match self.slots.try_acquire_many(bytes.len() as u32) {
                 Ok(permit) => {
                     permit.forget();
-                    true
+                    bytes.len()
                 }
-                Err(_) => false,
+                Err(_) => 0,
             };
             self.send(Queued {
                 bytes,
-                held_slot,
+                held,
                 record: false,
             });
         }
@@ -464,35 +575,36 @@ impl StdoutAuditSink {
         chain.checkpointed = (chain.seq, std::time::Instant::now());
     }
 
-    /// Links `record` into the chain and queues it (`queued`: it holds a
-    /// slot) or, when it could not get one, leaves its link as a gap.
-    fn link(&self, record: &AuditRecord, queued: bool) {
+    /// Links `record` into the chain and queues it holding `held` bytes
+    /// of the queue, or, when it got no room (`None`), leaves its link as
+    /// a gap.
+    fn link(&self, record: &AuditRecord, json: Option<&[u8]>, held: Option<usize>) {
         // One lock over linking and queueing: the lines leave in chain order.
         let mut chain = self.chain.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(mut line) = chain_line(&mut chain, record) else {
-            if queued {
-                self.slots.add_permits(1);
+        let Some(mut line) = json.map(|j| chain_line_of(&mut chain, j)) else {
+            if let Some(held) = held {
+                self.slots.add_permits(held);
             }
             tracing::error!(stream = %chain.stream, "cannot serialise an audit record");
             crate::metrics::global().audit_record(false);
             return;
         };
-        if !queued {
+        let Some(held) = held else {
             // Its link is made: `sigil report --verify` shows the gap.
             tracing::error!(
                 stream = %chain.stream,
                 seq = chain.seq,
-                uid = %record.request.uid,
-                "audit record dropped: stdout did not drain in time ({} lines waiting)",
+                uid = %crate::text::excerpt(&record.request.uid, 64),
+                "audit record dropped: stdout did not drain in time ({} bytes of queue)",
                 self.queue
             );
             crate::metrics::global().audit_record(false);
             return;
-        }
+        };
         line.push(b'\n');
         self.send(Queued {
             bytes: line,
-            held_slot: true,
+            held,
             record: true,
         });
         if chain.seq % CHECKPOINT_EVERY == 0 {
@@ -500,30 +612,93 @@ impl StdoutAuditSink {
         }
     }
 
-    /// A dry-run record takes a slot only while more than half are free.
-    fn shed(&self, record: &AuditRecord) -> bool {
-        if record.request.dry_run && self.slots.available_permits() <= self.queue / 2 {
-            crate::metrics::global().audit_record_shed();
-            tracing::warn!(uid = %record.request.uid, "dry-run audit record shed: the audit queue is half full");
+    /// Whether a dry-run review's records are shed: they take room only
+    /// while more than half of the queue is free.
+    fn shed(&self, dry_run: bool, records: usize) -> bool {
+        if dry_run && self.slots.available_permits() <= self.queue / 2 {
+            let metrics = crate::metrics::global();
+            for _ in 0..records {
+                metrics.audit_record_shed();
+            }
+            tracing::warn!(
+                records,
+                "dry-run audit records shed: the audit queue is half full"
+            );
             return true;
         }
         false
     }
 }
 
-/// The line for `record` as the next link of `chain` (advancing it), or
-/// `None` when it cannot be serialised (the chain does not advance).
-fn chain_line(chain: &mut Chain, record: &AuditRecord) -> Option<Vec<u8>> {
-    let line = serde_json::to_vec(&Chained {
-        record,
-        stream: &chain.stream,
-        seq: chain.seq + 1,
-        prev: chain.prev.as_deref(),
-    })
-    .ok()?;
+/// The record as its line will hold it, serialised once: itself, or
+/// [`AuditRecord::shrunk`] when it would be longer than
+/// [`MAX_AUDIT_LINE_BYTES`] as written ([`crate::text::json_safe`] counted:
+/// a DEL is one byte in a reference and six in the line). A record plainly
+/// over the cap (its tenant text alone is) is shrunk without being written
+/// whole first.
+fn record_json(record: &AuditRecord) -> Option<Vec<u8>> {
+    let room = MAX_AUDIT_LINE_BYTES - CHAIN_BYTES;
+    // At least as long as `s` written (ASCII controls grow to six bytes;
+    // any other byte is counted thrice, more than any escape of the
+    // multi-byte characters it belongs to adds), counted byte by byte.
+    let written = |s: &str| {
+        s.len()
+            + s.bytes()
+                .map(|b| match b {
+                    0..0x20 | 0x7f => 5,
+                    0x80.. => 2,
+                    _ => 0,
+                })
+                .sum::<usize>()
+    };
+    let plainly_over = written(&record.finding.image)
+        + record
+            .finding
+            .reasons
+            .iter()
+            .map(|r| written(r))
+            .sum::<usize>()
+        > room;
+    if !plainly_over {
+        let whole = crate::text::json_safe(serde_json::to_vec(record).ok()?);
+        if whole.len() <= room {
+            return Some(whole);
+        }
+    }
+    Some(crate::text::json_safe(
+        serde_json::to_vec(&record.shrunk()).ok()?,
+    ))
+}
+
+/// The line of a record serialised by [`record_json`] as the next link of
+/// `chain` (advancing it): its fields, then `stream`, `seq` and `prev`, as
+/// [`Chained`] would write them.
+fn chain_line_of(chain: &mut Chain, json: &[u8]) -> Vec<u8> {
+    let body = json.strip_suffix(b"}").unwrap_or(json);
+    let mut line = Vec::with_capacity(json.len() + CHAIN_BYTES);
+    line.extend_from_slice(body);
+    let prev = match &chain.prev {
+        Some(p) => format!("\"{p}\""),
+        None => "null".to_string(),
+    };
+    line.extend_from_slice(
+        format!(
+            ",\"stream\":\"{}\",\"seq\":{},\"prev\":{prev}}}",
+            chain.stream,
+            chain.seq + 1
+        )
+        .as_bytes(),
+    );
     chain.seq += 1;
     chain.prev = Some(hex::encode(sha2::Sha256::digest(&line)));
-    Some(line)
+    line
+}
+
+/// The line for `record` as the next link of `chain` (advancing it), or
+/// `None` when it cannot be serialised (the chain does not advance).
+#[cfg(test)]
+fn chain_line(chain: &mut Chain, record: &AuditRecord) -> Option<Vec<u8>> {
+    Some(chain_line_of(chain, &record_json(record)?))
 }
 
 /// A chain for `stream` at its start (tests of the reader).
@@ -569,31 +744,71 @@ pub(crate) fn test_checkpoint_line(chain: &Chain, key: Option<&AuditKey>, last: 
 #[async_trait::async_trait]
 impl AuditSink for StdoutAuditSink {
     fn record(&self, record: &AuditRecord) {
-        if self.shed(record) {
+        if self.shed(record.request.dry_run, 1) {
             return;
         }
-        let queued = match self.slots.try_acquire() {
+        let json = record_json(record);
+        let room = json
+            .as_ref()
+            .map_or(MAX_AUDIT_LINE_BYTES, |j| j.len() + CHAIN_BYTES)
+            .min(self.queue);
+        let held = match self.slots.try_acquire_many(room as u32) {
             Ok(permit) => {
                 permit.forget();
-                true
+                Some(room)
             }
-            Err(_) => false,
+            Err(_) => None,
         };
-        self.link(record, queued);
+        self.link(record, json.as_deref(), held);
     }
 
-    async fn record_by(&self, record: &AuditRecord, deadline: tokio::time::Instant) {
-        if self.shed(record) {
-            return;
-        }
-        let queued = match tokio::time::timeout_at(deadline, self.slots.acquire()).await {
-            Ok(Ok(permit)) => {
-                permit.forget();
-                true
-            }
-            _ => false,
+    async fn record_review(
+        &self,
+        records: &[AuditRecord],
+        deadline: tokio::time::Instant,
+    ) -> Result<(), AuditRefused> {
+        let Some(first) = records.first() else {
+            return Ok(());
         };
-        self.link(record, queued);
+        if self.shed(first.request.dry_run, records.len()) {
+            return Ok(());
+        }
+        // Each record serialised once, as its line will hold it.
+        let lines: Vec<Option<Vec<u8>>> = records.iter().map(record_json).collect();
+        let rooms: Vec<usize> = lines
+            .iter()
+            .map(|j| {
+                j.as_ref()
+                    .map_or(MAX_AUDIT_LINE_BYTES, |j| j.len() + CHAIN_BYTES)
+            })
+            .collect();
+        // One review's records never need more than the whole queue.
+        let total = rooms.iter().sum::<usize>().min(self.queue);
+        match tokio::time::timeout_at(deadline, self.slots.acquire_many(total as u32)).await {
+            Ok(Ok(permit)) => permit.forget(),
+            _ => {
+                let refused = AuditRefused {
+                    waiting: self.queue - self.slots.available_permits().min(self.queue),
+                    queue: self.queue,
+                };
+                tracing::error!(
+                    records = records.len(),
+                    uid = %crate::text::excerpt(&first.request.uid, 64),
+                    "{refused}"
+                );
+                crate::metrics::global().audit_records(false, records.len() as u64);
+                return Err(refused);
+            }
+        }
+        // The room taken is handed out line by line; past the queue's
+        // size (one review's records never wait for more), lines hold none.
+        let mut left = total;
+        for ((record, json), room) in records.iter().zip(&lines).zip(rooms) {
+            let held = room.min(left);
+            left -= held;
+            self.link(record, json.as_deref(), Some(held));
+        }
+        Ok(())
     }
 }
 
@@ -635,4 +850,52 @@ pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The links appended to a record serialised once are what serde
+    /// writes for the record and its links together.
+    #[test]
+    fn a_line_is_the_record_then_its_links() {
+        let record = AuditRecord::new(
+            &RequestContext {
+                uid: "u\u{202e}".into(),
+                ..Default::default()
+            },
+            &Finding {
+                image: "r/app:1".into(),
+                field: "spec.containers[0].image".into(),
+                digest: None,
+                policy: Some("p".into()),
+                mode: "enforce".into(),
+                decision: crate::decision::FindingDecision::Denied,
+                reasons: vec!["no".into()],
+                authorities: Vec::new(),
+                passed: false,
+            },
+            "2026-12-04T00:00:00Z".into(),
+        );
+        let mut chain = test_chain("s1");
+        for _ in 0..2 {
+            let prev = chain.prev.clone();
+            let seq = chain.seq;
+            let line = chain_line(&mut chain, &record).unwrap();
+            let by_serde = crate::text::json_safe(
+                serde_json::to_vec(&Chained {
+                    record: &record,
+                    stream: "s1",
+                    seq: seq + 1,
+                    prev: prev.as_deref(),
+                })
+                .unwrap(),
+            );
+            assert_eq!(
+                String::from_utf8(line).unwrap(),
+                String::from_utf8(by_serde).unwrap()
+            );
+        }
+    }
 }

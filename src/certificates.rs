@@ -51,7 +51,7 @@ pub const INJECTED_AT: &str = "sigil.dev/injected-at";
 
 /// At most this many CAs in a bundle: an old CA leaves when it expires,
 /// or when it is older than the newest four.
-pub const MAX_CAS: usize = 4;
+pub use crate::limits::MAX_CAS;
 /// Certificates start this long before they are made, for clock skew
 /// between sigil and the apiservers.
 pub const BACKDATE: Duration = Duration::from_secs(60);

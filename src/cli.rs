@@ -224,6 +224,11 @@ pub struct VerifyArgs {
     /// `512KiB`, `1GiB`); entries are weighed by their size.
     #[arg(long, value_parser = byte_size, default_value = "64MiB")]
     pub cache_memory: u64,
+    /// Bytes of registry answers (manifests, signature layers, referrers)
+    /// being read at once, all namespaces; each read is charged to the
+    /// namespace whose review asked, which may use a quarter of it.
+    #[arg(long, value_parser = byte_size, default_value = "32MiB")]
+    pub registry_read_memory: u64,
 }
 
 /// `64MiB`, `512KiB`, `1GiB`, `1000` (bytes); `Mi`/`Ki`/`Gi` too.
@@ -344,6 +349,13 @@ pub struct ServeArgs {
     /// `kubernetes.io/dockercfg` Secret); one namespace may hold a 32nd of it.
     #[arg(long, value_parser = byte_size, default_value = "32MiB")]
     pub pull_secret_cache_memory: u64,
+    /// Bytes of audit lines waiting for stdout. Past half of it, dry-run
+    /// requests' records are shed (counted); past all of it, a request's
+    /// records wait within its review's deadline, and a review whose
+    /// records still find no room is refused with HTTP 503 rather than
+    /// answered without them.
+    #[arg(long, value_parser = byte_size, default_value = "16MiB")]
+    pub audit_queue_memory: u64,
     /// A file holding the audit key (at least 32 bytes): every checkpoint
     /// of the audit log then carries an HMAC-SHA256 under it, and
     /// `sigil report --verify --key-file` proves the log was written by a
@@ -569,6 +581,7 @@ impl VerifyArgs {
             max_requests: self.registry_concurrency,
             max_requests_per_registry: self.registry_concurrency_per_host,
             max_requests_per_tenant: self.registry_concurrency_per_namespace,
+            read_memory: self.registry_read_memory,
             max_retry_wait: self.registry_max_retry_wait,
             breaker_failures: self.registry_breaker_failures,
             breaker_cooldown: self.registry_breaker_cooldown,

@@ -9,7 +9,11 @@
 
 use serde::Serialize;
 
+use crate::limits::{
+    MAX_DENY_MESSAGE_BYTES, MAX_IMAGE_IN_TEXT, MAX_REASON_BYTES, MAX_WARNINGS, MAX_WARNING_BYTES,
+};
 use crate::policy::PolicyMode;
+use crate::text;
 use crate::verify::{AuthorityOutcome, ImageReport};
 
 /// Whether the server may deny at all.
@@ -81,34 +85,44 @@ pub struct Finding {
 }
 
 impl Finding {
-    /// The one-line text used in deny messages, warnings and `sigil check`.
+    /// The one-line text used in deny messages, warnings and `sigil check`:
+    /// the image excerpted (at most [`MAX_IMAGE_IN_TEXT`] bytes), each
+    /// reason cut at [`MAX_REASON_BYTES`], everything escaped by the rules
+    /// of [`crate::text`].
     pub fn line(&self) -> String {
+        let (head, tail) = self.line_parts();
+        format!("{head}{tail}")
+    }
+
+    /// The line in two parts: where the image is (field, image, digest)
+    /// and what fails, so that images failing identically can be said once.
+    fn line_parts(&self) -> (String, String) {
         let digest = self.digest.as_deref().unwrap_or("digest unresolved");
-        match &self.policy {
+        let head = format!(
+            "{} {} ({})",
+            text::escape(&self.field),
+            text::excerpt(&self.image, MAX_IMAGE_IN_TEXT),
+            text::escape(digest)
+        );
+        let reasons = self.reasons_text();
+        let tail = match &self.policy {
             Some(p) if self.passed => format!(
-                "{} {} ({}) passes policy {:?} with logged failures: {}",
-                self.field,
-                self.image,
-                digest,
-                p,
-                self.reasons.join("; ")
+                " passes policy {:?} with logged failures: {reasons}",
+                text::escape(p)
             ),
-            Some(p) => format!(
-                "{} {} ({}) fails policy {:?}: {}",
-                self.field,
-                self.image,
-                digest,
-                p,
-                self.reasons.join("; ")
-            ),
-            None => format!(
-                "{} {} ({}): {}",
-                self.field,
-                self.image,
-                digest,
-                self.reasons.join("; ")
-            ),
-        }
+            Some(p) => format!(" fails policy {:?}: {reasons}", text::escape(p)),
+            None => format!(": {reasons}"),
+        };
+        (head, tail)
+    }
+
+    /// The reasons, each escaped and cut at [`MAX_REASON_BYTES`].
+    fn reasons_text(&self) -> String {
+        self.reasons
+            .iter()
+            .map(|r| text::cap(text::escape(r).into_owned(), MAX_REASON_BYTES))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 }
 
@@ -203,8 +217,71 @@ pub fn decide(reports: &[ImageReport], settings: &DecisionSettings) -> Verdict {
         }
     }
 
-    // One deny line per failing image, listing each denying policy.
-    let mut lines: Vec<String> = Vec::new();
+    let lines = deny_lines(&findings);
+    let warnings = warning_lines(&findings);
+    Verdict {
+        allowed: lines.is_empty(),
+        message: (!lines.is_empty()).then(|| deny_message(&lines)),
+        warnings,
+        findings,
+    }
+}
+
+/// Lines that say the same failure of several images once: the first
+/// image's line, then how many more fail the same way and where.
+#[derive(Debug)]
+struct Grouped {
+    head: String,
+    tail: String,
+    /// The fields of the other images that fail the same way.
+    more: Vec<String>,
+}
+
+impl Grouped {
+    fn text(&self) -> String {
+        let mut line = format!("{}{}", self.head, self.tail);
+        if !self.more.is_empty() {
+            let shown: Vec<&str> = self.more.iter().take(3).map(String::as_str).collect();
+            line.push_str(&format!(
+                " (the same for {} more image{}: {}{})",
+                self.more.len(),
+                if self.more.len() == 1 { "" } else { "s" },
+                shown.join(", "),
+                if self.more.len() > shown.len() {
+                    ", …"
+                } else {
+                    ""
+                }
+            ));
+        }
+        text::cap(line, MAX_DENY_MESSAGE_BYTES / 4)
+    }
+}
+
+/// `(head, tail, field)` grouped by identical tails, in first-seen order.
+fn group(parts: impl Iterator<Item = (String, String, String)>) -> Vec<Grouped> {
+    let mut groups: Vec<Grouped> = Vec::new();
+    let mut by_tail: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (head, tail, field) in parts {
+        match by_tail.get(&tail) {
+            Some(&at) => groups[at].more.push(field),
+            None => {
+                by_tail.insert(tail.clone(), groups.len());
+                groups.push(Grouped {
+                    head,
+                    tail,
+                    more: Vec::new(),
+                });
+            }
+        }
+    }
+    groups
+}
+
+/// One deny line per failing image, listing each denying policy; images
+/// that fail identically share one line.
+fn deny_lines(findings: &[Finding]) -> Vec<Grouped> {
+    let mut per_image: Vec<(String, String, String)> = Vec::new();
     let mut last_image: Option<(&str, &str)> = None;
     for f in findings
         .iter()
@@ -212,29 +289,75 @@ pub fn decide(reports: &[ImageReport], settings: &DecisionSettings) -> Verdict {
     {
         let key = (f.field.as_str(), f.image.as_str());
         if last_image == Some(key) {
-            if let (Some(line), Some(p)) = (lines.last_mut(), &f.policy) {
-                line.push_str(&format!(
+            if let (Some((_, tail, _)), Some(p)) = (per_image.last_mut(), &f.policy) {
+                tail.push_str(&format!(
                     "; and fails policy {:?}: {}",
-                    p,
-                    f.reasons.join("; ")
+                    text::escape(p),
+                    f.reasons_text()
                 ));
                 continue;
             }
         }
         last_image = Some(key);
-        lines.push(f.line());
+        let (head, tail) = f.line_parts();
+        per_image.push((head, tail, text::escape(&f.field).into_owned()));
     }
-    let warnings = findings
-        .iter()
-        .filter(|f| f.decision == FindingDecision::Warned)
-        .map(|f| format!("{} [mode {}]", f.line(), f.mode))
-        .collect();
-    Verdict {
-        allowed: lines.is_empty(),
-        message: (!lines.is_empty()).then(|| lines.join("\n")),
-        warnings,
-        findings,
+    group(per_image.into_iter())
+}
+
+/// The deny message: the lines, at most [`MAX_DENY_MESSAGE_BYTES`] in
+/// all; past it, how many failing images it leaves out.
+fn deny_message(lines: &[Grouped]) -> String {
+    let mut message = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        let text = line.text();
+        // Room for this line and the count of what would follow.
+        if message.len() + text.len() + 96 > MAX_DENY_MESSAGE_BYTES {
+            let left: usize = lines[i..].iter().map(|l| 1 + l.more.len()).sum();
+            message.push_str(&format!(
+                "\n… and {left} more failing image{} (each is in the audit log)",
+                if left == 1 { "" } else { "s" }
+            ));
+            break;
+        }
+        if i > 0 {
+            message.push('\n');
+        }
+        message.push_str(&text);
     }
+    message
+}
+
+/// The warnings: identical ones once with a count, each at most
+/// [`MAX_WARNING_BYTES`], at most [`MAX_WARNINGS`] (the last one says how
+/// many it leaves out).
+fn warning_lines(findings: &[Finding]) -> Vec<String> {
+    let groups = group(
+        findings
+            .iter()
+            .filter(|f| f.decision == FindingDecision::Warned)
+            .map(|f| {
+                let (head, tail) = f.line_parts();
+                (
+                    head,
+                    format!("{tail} [mode {}]", text::escape(&f.mode)),
+                    text::escape(&f.field).into_owned(),
+                )
+            }),
+    );
+    let mut out: Vec<String> = Vec::new();
+    for (i, g) in groups.iter().enumerate() {
+        if out.len() + 1 == MAX_WARNINGS && groups.len() > MAX_WARNINGS {
+            let left: usize = groups[i..].iter().map(|g| 1 + g.more.len()).sum();
+            out.push(format!(
+                "… and {left} more warned image{} (each is in the audit log)",
+                if left == 1 { "" } else { "s" }
+            ));
+            break;
+        }
+        out.push(text::cap(g.text(), MAX_WARNING_BYTES));
+    }
+    out
 }
 
 fn apply(settings: &DecisionSettings, d: FindingDecision) -> FindingDecision {
@@ -385,6 +508,103 @@ mod tests {
         assert!(
             msg.contains("\"a\"") && msg.contains("and fails policy \"b\""),
             "{msg}"
+        );
+    }
+
+    /// 256 images that fail alike (a tenant's references of 4,000 bytes of
+    /// DEL each) make one line with a count, a message well under its cap,
+    /// and nothing a terminal would obey.
+    #[test]
+    fn identical_failures_are_said_once_and_the_message_is_bounded() {
+        let reference = "\u{7f}".repeat(4_000);
+        let reason = crate::image::ImageRef::parse(&reference)
+            .unwrap_err()
+            .to_string();
+        let reports: Vec<ImageReport> = (0..256)
+            .map(|i| ImageReport {
+                image: crate::workload::ImageUse {
+                    field: format!("spec.containers[{i}].image"),
+                    reference: reference.clone(),
+                    pointer: String::new(),
+                },
+                digest: None,
+                policies: Vec::new(),
+                invalid_reference: Some(reason.clone()),
+            })
+            .collect();
+        let v = decide(&reports, &ENFORCE);
+        assert!(!v.allowed);
+        assert_eq!(v.findings.len(), 256, "every image is still a finding");
+        let msg = v.message.unwrap();
+        assert_eq!(msg.lines().count(), 1, "{msg}");
+        assert!(msg.len() < 2_048, "{}", msg.len());
+        assert!(
+            msg.contains("(the same for 255 more images: spec.containers[1].image, spec.containers[2].image, spec.containers[3].image, …)"),
+            "{msg}"
+        );
+        assert!(msg.contains("…(4,000 bytes)"), "{msg}");
+        assert!(!msg.chars().any(crate::text::needs_escape), "{msg}");
+    }
+
+    /// Distinct failures past the cap: the message stops and says how many
+    /// it leaves out; warnings are at most their number and size.
+    #[test]
+    fn distinct_failures_are_capped_with_a_count() {
+        let reports: Vec<ImageReport> = (0..256)
+            .map(|i| ImageReport {
+                image: crate::workload::ImageUse {
+                    field: format!("spec.containers[{i}].image"),
+                    reference: format!("r/{i}{}", "x".repeat(3_000)),
+                    pointer: String::new(),
+                },
+                digest: None,
+                policies: Vec::new(),
+                invalid_reference: Some(format!("reason {i} {}", "y".repeat(3_000))),
+            })
+            .collect();
+        let v = decide(&reports, &ENFORCE);
+        let msg = v.message.unwrap();
+        assert!(
+            msg.len() <= crate::limits::MAX_DENY_MESSAGE_BYTES,
+            "{}",
+            msg.len()
+        );
+        let last = msg.lines().last().unwrap();
+        assert!(
+            last.starts_with("… and ")
+                && last.ends_with("more failing images (each is in the audit log)"),
+            "{last}"
+        );
+        let shown = msg.lines().count() - 1;
+        assert_eq!(
+            last,
+            format!(
+                "… and {} more failing images (each is in the audit log)",
+                256 - shown
+            )
+        );
+        // Warnings: 256 images each failing another warn-mode policy.
+        let reports: Vec<ImageReport> = (0..256)
+            .map(|i| {
+                let mut r = report(vec![outcome(&format!("w{i}"), PolicyMode::Warn, false)]);
+                r.image.field = format!("spec.containers[{i}].image");
+                r.image.reference = format!("r/{i}{}", "x".repeat(3_000));
+                r
+            })
+            .collect();
+        let v = decide(&reports, &ENFORCE);
+        assert!(v.allowed);
+        assert_eq!(v.warnings.len(), crate::limits::MAX_WARNINGS);
+        assert!(v
+            .warnings
+            .iter()
+            .all(|w| w.len() <= crate::limits::MAX_WARNING_BYTES));
+        assert_eq!(
+            v.warnings.last().unwrap(),
+            &format!(
+                "… and {} more warned images (each is in the audit log)",
+                256 - (crate::limits::MAX_WARNINGS - 1)
+            )
         );
     }
 }

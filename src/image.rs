@@ -31,9 +31,11 @@ pub struct ImageRef {
     pub digest: Option<String>,
 }
 
-/// An image reference that cannot be parsed.
+/// An image reference that cannot be parsed. Its text quotes the
+/// reference as an escaped excerpt with its length, never whole: a review
+/// of 256 such references must not answer with 256 copies of each.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-#[error("invalid image reference {reference:?}: {reason}")]
+#[error("invalid image reference \"{}\": {reason}", crate::text::excerpt(.reference, crate::limits::MAX_QUOTED_VALUE))]
 pub struct ImageRefError {
     /// The reference as written.
     pub reference: String,
@@ -75,10 +77,10 @@ pub fn parse_cache_bytes() -> u64 {
     PARSED.weighted_size()
 }
 
-/// Bytes the parsed-reference cache may hold (about 10,000 typical references).
-const PARSED_CACHE_BYTES: u64 = 4 << 20;
 /// Longest reference kept in the parsed-reference cache.
-const MAX_CACHED_REFERENCE: usize = 512;
+use crate::limits::MAX_CACHED_REFERENCE;
+/// Bytes the parsed-reference cache may hold (about 10,000 typical references).
+use crate::limits::PARSED_REFERENCE_CACHE_BYTES as PARSED_CACHE_BYTES;
 
 impl ImageRef {
     /// Parses and normalises an image reference (through a small cache of
@@ -245,6 +247,23 @@ pub fn canonical_registry(host: &str) -> String {
 /// (`.att`) for `digest`: `sha256-<hex>.<suffix>`.
 pub fn cosign_tag(digest: &str, suffix: &str) -> String {
     format!("{}.{}", digest.replacen(':', "-", 1), suffix)
+}
+
+#[cfg(test)]
+mod bounded_error_tests {
+    use super::*;
+
+    /// The error quotes an escaped excerpt and the length, never the
+    /// reference whole: 4,000 bytes of DEL make a short line.
+    #[test]
+    fn an_invalid_reference_is_quoted_short_and_escaped() {
+        let reference = "\u{7f}".repeat(4_000);
+        let e = ImageRef::parse(&reference).unwrap_err().to_string();
+        assert!(e.len() < 200, "{} bytes: {e}", e.len());
+        assert!(e.starts_with("invalid image reference \"\\u{7f}"), "{e}");
+        assert!(e.contains("…(4,000 bytes)\""), "{e}");
+        assert!(!e.chars().any(crate::text::needs_escape), "{e}");
+    }
 }
 
 #[cfg(test)]

@@ -2,9 +2,9 @@
 //! `NO_COLOR`), and every field value with its control characters escaped,
 //! so that nothing a tenant wrote (a pull-secret name, an image reference,
 //! a registry's error text) can start a new line or move the cursor in
-//! `kubectl logs`. JSON logs are escaped by their encoder.
+//! `kubectl logs` or reorder what it shows (the rules are
+//! [`crate::text`]'s). JSON logs are escaped by their encoder.
 
-use std::fmt::Write as _;
 use std::io::IsTerminal as _;
 
 /// Whether stderr gets ANSI colours: a terminal, and `NO_COLOR` unset or
@@ -28,25 +28,10 @@ fn colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
     terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
-/// `text` with every control character written as an escape (`\n`, `\r`,
-/// `\t`, `\u{1b}`…); everything else unchanged.
+/// `text` as a text log writes a value: escaped by the rules of
+/// [`crate::text`] (controls, line separators, bidirectional controls).
 pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{{{:x}}}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    std::borrow::Cow::Owned(out)
+    crate::text::escape(text)
 }
 
 /// The text format's field formatter: `message` as is, the rest as
@@ -76,6 +61,12 @@ mod tests {
         assert_eq!(
             escape_controls("a\nFAKE 2026 ERROR x\r\t\u{1b}[31m"),
             "a\\nFAKE 2026 ERROR x\\r\\t\\u{1b}[31m"
+        );
+        // Bidirectional controls and line separators too: a terminal
+        // would reorder or break what follows them.
+        assert_eq!(
+            escape_controls("image=\u{202e}lanigiro\u{2028}x"),
+            "image=\\u{202e}lanigiro\\u{2028}x"
         );
     }
 

@@ -37,7 +37,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let audit = Arc::new(StdoutAuditSink::with_key(audit_key));
+    let audit = Arc::new(StdoutAuditSink::with_key(
+        audit_key,
+        usize::try_from(args.audit_queue_memory).unwrap_or(usize::MAX),
+    ));
     {
         // Checkpoints of a quiet log: at most a minute behind its records.
         let audit = audit.clone();

@@ -24,7 +24,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 /// Registry hosts with a label value of their own; the rest are `other`.
-pub const MAX_REGISTRY_HOSTS: usize = 32;
+pub use crate::limits::MAX_METRIC_REGISTRY_HOSTS as MAX_REGISTRY_HOSTS;
 
 /// Histogram buckets from 100 µs to 10 s.
 const SECONDS_BUCKETS: [f64; 16] = [
@@ -206,6 +206,8 @@ pub enum EventOutcome {
     dropped,
     /// The apiserver refused it.
     failed,
+    /// Not sent: over its object's or its namespace's rate.
+    rate_limited,
 }
 
 /// Labels of an Event's fate.

@@ -20,12 +20,12 @@ use axum_server::Handle;
 use crate::service::Evaluator;
 
 /// Largest AdmissionReview accepted.
-pub const BODY_LIMIT: usize = 4 << 20;
+pub use crate::limits::BODY_LIMIT;
 /// A request body must have arrived whole within this long (the
 /// apiserver's webhook timeout is at most 30 s and usually 10 s).
-pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::limits::BODY_READ_TIMEOUT;
 /// Default of `--max-body-memory`.
-pub const DEFAULT_BODY_MEMORY: u64 = 64 << 20;
+pub use crate::limits::DEFAULT_BODY_MEMORY;
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -243,18 +243,59 @@ async fn read_body(
 }
 
 /// The HTTP answer to a review the pipeline answered, or did not.
-fn answered(result: Result<Vec<u8>, crate::service::Unanswered>) -> Response {
+fn answered(result: Result<crate::service::Answered, crate::service::Unanswered>) -> Response {
     use crate::service::Unanswered;
     match result {
-        Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Ok(answer) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            axum::body::Body::new(HeldAnswer::from(answer)),
+        )
+            .into_response(),
         Err(Unanswered::Invalid(e)) => {
             tracing::warn!(error = %e, "rejecting malformed AdmissionReview");
             (StatusCode::BAD_REQUEST, e.to_string()).into_response()
         }
-        Err(Unanswered::Refused(e)) => {
+        Err(e @ (Unanswered::Refused(_) | Unanswered::Unrecorded(_))) => {
             tracing::warn!(reason = %e, "refusing a review");
             (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response()
         }
+    }
+}
+
+/// An answer's body, holding its review's slot in the gate until the
+/// connection has taken the bytes (hyper drops the body then): a review
+/// counts against its namespace's share until its answer is written.
+struct HeldAnswer {
+    bytes: Option<bytes::Bytes>,
+    _ticket: Option<crate::gate::Ticket>,
+}
+
+impl From<crate::service::Answered> for HeldAnswer {
+    fn from(a: crate::service::Answered) -> Self {
+        HeldAnswer {
+            bytes: Some(a.bytes.into()),
+            _ticket: a.ticket,
+        }
+    }
+}
+
+impl http_body::Body for HeldAnswer {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Ready(self.bytes.take().map(|b| Ok(http_body::Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.bytes.is_none()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.bytes.as_ref().map_or(0, |b| b.len() as u64))
     }
 }
 
@@ -274,14 +315,14 @@ pub fn router(state: AppState) -> Router {
 
 async fn validate(State(state): State<AppState>, request: axum::extract::Request) -> Response {
     match read_body(&state, request).await {
-        Ok(body) => answered(state.evaluator.review(body).await),
+        Ok(body) => answered(state.evaluator.review_held(body).await),
         Err(refused) => refused,
     }
 }
 
 async fn mutate(State(state): State<AppState>, request: axum::extract::Request) -> Response {
     match read_body(&state, request).await {
-        Ok(body) => answered(state.evaluator.mutate(body).await),
+        Ok(body) => answered(state.evaluator.mutate_held(body).await),
         Err(refused) => refused,
     }
 }

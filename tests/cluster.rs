@@ -268,23 +268,8 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
     let private_image = format!("{}/private/app:v1", private.registry.addr);
 
     let sigil = start_sigil(&c, &[env.addr(), &private.registry.addr]);
-    let http = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(sigil.ca_pem.as_bytes()).unwrap())
-        .build()
-        .unwrap();
-    let mut ready = false;
-    for _ in 0..100 {
-        if let Ok(r) = http.get(format!("{}/readyz", sigil.url)).send().await {
-            if r.status() == 200 {
-                ready = true;
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ready, "sigil ready after the first sync");
-    let out = apply(&c, &webhook_config(&sigil));
-    assert!(ok(&out), "{}", text(&out));
+    // Ready after the first sync, and called by the apiserver.
+    let http = ready_behind_the_apiserver(&c, &sigil).await;
 
     // Only the apiserver is answered: a pod calling /validate directly (no
     // client certificate) gets 401 and no verdict; one with a certificate
@@ -1419,6 +1404,109 @@ async fn check_cluster_is_a_read_only_what_if() {
     assert_eq!(versions(), before, "the what-if wrote to the cluster");
 }
 
+/// Waits until `sigil` is ready, then has the apiserver call it (its
+/// webhook configurations); returns a client trusting its certificate.
+async fn ready_behind_the_apiserver(c: &KubeCluster, sigil: &Sigil) -> reqwest::Client {
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(sigil.ca_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let mut ready = false;
+    for _ in 0..200 {
+        if let Ok(r) = http.get(format!("{}/readyz", sigil.url)).send().await {
+            if r.status() == 200 {
+                ready = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "sigil ready");
+    assert!(ok(&apply(c, &webhook_config(sigil))));
+    http
+}
+
+/// A tenant flooding Events through sigil: 150 denied Pods of new names
+/// in one namespace make at most the namespace's burst of Events (50, and
+/// one per 6 s after it), and the rest are counted `rate_limited`, as
+/// client-go's spam filter would; another namespace's denial still makes
+/// its Event at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_rate_limited_like_client_go() {
+    let env = Env::start();
+    let k = TestKey::generate(TestKeyKind::P256).unwrap();
+    let unsigned_digest = env.push("team/unsigned", "v1").await;
+    let unsigned = format!("{}/team/unsigned@{unsigned_digest}", env.addr());
+    let c = KubeCluster::start();
+    install_crds(&c, &["clusterimagepolicies.policy.sigstore.dev"]);
+    let out = apply(
+        &c,
+        &key_policy("signed", &format!("{}/team/**", env.addr()), &[&k], ""),
+    );
+    assert!(ok(&out), "{}", text(&out));
+    namespace(&c, "flood", Some("true"));
+    namespace(&c, "shop", Some("true"));
+    let sigil = start_sigil(&c, &[env.addr()]);
+    let http = ready_behind_the_apiserver(&c, &sigil).await;
+
+    // One kubectl call, 150 Pods of new names: each denied by sigil.
+    let pods: Vec<serde_json::Value> = (0..150)
+        .map(|i| {
+            serde_json::json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": format!("flood-{i}"), "namespace": "flood"},
+                "spec": {"containers": [{"name": "app", "image": unsigned}]}
+            })
+        })
+        .collect();
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": pods});
+    let out = c.kubectl_stdin(&["create", "-f", "-"], &list.to_string());
+    assert!(!ok(&out));
+    assert_eq!(
+        text(&out).matches("no signatures found").count(),
+        150,
+        "{}",
+        text(&out)
+    );
+    // Another namespace, after the flood: its Event is made.
+    let out = run_pod(&c, "shop", "web", &unsigned);
+    assert!(!ok(&out));
+    let shop = within(Duration::from_secs(20), || {
+        events(&c, "shop")
+            .iter()
+            .any(|e| e["regarding"]["name"] == "web")
+    });
+    assert!(shop.is_some(), "{}", sigil.log());
+    let flood: Vec<_> = events(&c, "flood")
+        .into_iter()
+        .filter(|e| e["reason"] == "PolicyViolation")
+        .collect();
+    assert!(
+        !flood.is_empty() && flood.len() <= 60,
+        "{} Events in the flooded namespace",
+        flood.len()
+    );
+    let metrics = http
+        .get(&sigil.metrics_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let limited: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sigil_events_total{result=\"rate_limited\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(limited >= 100, "rate_limited {limited}\n{metrics}");
+    println!(
+        "150 denied Pods in one namespace: {} Events, {limited} rate-limited",
+        flood.len()
+    );
+    sigil.stop();
+}
+
 /// The Events of `ns` (events.k8s.io/v1), as JSON.
 fn events(c: &KubeCluster, ns: &str) -> Vec<serde_json::Value> {
     let out = c.kubectl(&["get", "events.v1.events.k8s.io", "-n", ns, "-o", "json"]);
@@ -1454,22 +1542,7 @@ async fn violations_and_not_ready_policies_are_events() {
     namespace(&c, "shop", Some("true"));
     namespace(&c, "lab", Some("audit"));
     let sigil = start_sigil(&c, &[env.addr()]);
-    let http = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(sigil.ca_pem.as_bytes()).unwrap())
-        .build()
-        .unwrap();
-    let mut ready = false;
-    for _ in 0..200 {
-        if let Ok(r) = http.get(format!("{}/readyz", sigil.url)).send().await {
-            if r.status() == 200 {
-                ready = true;
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ready, "sigil ready");
-    assert!(ok(&apply(&c, &webhook_config(&sigil))));
+    ready_behind_the_apiserver(&c, &sigil).await;
 
     // Denied three times under one name: one Event, its series counting 3.
     for _ in 0..3 {

@@ -45,6 +45,29 @@ fn the_cli_reference_is_what_the_code_says() {
     }
 }
 
+/// The limits table of `docs/operations.md`, between its markers, is
+/// `sigil::limits::TABLE` (regenerate with `SIGIL_BLESS=1`).
+#[test]
+fn the_limits_table_is_what_the_code_says() {
+    const START: &str = "<!-- limits: generated from src/limits.rs by `SIGIL_BLESS=1 cargo test --test docs`; do not edit. -->\n";
+    const END: &str = "<!-- end of limits -->";
+    let path = Path::new(ROOT).join("docs/operations.md");
+    let held = std::fs::read_to_string(&path).unwrap();
+    let (Some(start), Some(end)) = (held.find(START), held.find(END)) else {
+        panic!("docs/operations.md has no generated limits table");
+    };
+    let wanted = format!("{START}\n{}\n", sigil::limits::markdown());
+    if std::env::var_os("SIGIL_BLESS").is_some() {
+        let text = format!("{}{wanted}{}", &held[..start], &held[end..]);
+        std::fs::write(&path, text).unwrap();
+        return;
+    }
+    assert!(
+        held[start..end] == wanted,
+        "docs/operations.md's limits are not src/limits.rs's; regenerate them with `SIGIL_BLESS=1 cargo test --test docs`"
+    );
+}
+
 /// Every Markdown file a user or developer reads.
 fn markdown_files() -> Vec<PathBuf> {
     let mut out = vec![

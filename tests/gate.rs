@@ -345,3 +345,52 @@ async fn updates_that_change_no_image_need_no_registry() {
     assert!(out["response"]["patch"].is_null(), "{out}");
     assert_eq!(out["response"]["allowed"], true);
 }
+
+/// `/mutate` reaches no more registries than `/validate` may: a Pod naming
+/// tags on ten registries has the first eight resolved (here they refuse
+/// the connection) and the last two not contacted, each said in a warning
+/// (the validating webhook then denies them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutate_reaches_no_more_registries_than_validate() {
+    // Ten ports nothing listens on: ten registries that refuse.
+    let hosts: Vec<String> = (0..10)
+        .map(|_| format!("127.0.0.1:{}", sigil_testkit::free_port().unwrap()))
+        .collect();
+    let k = key();
+    let mut opts = Opts::for_registry(&hosts[0]);
+    opts.insecure = hosts.clone();
+    let (ev, _) = pipeline(&key_policy("signed", "**", &[&k], ""), &opts);
+    let tags: Vec<String> = hosts.iter().map(|h| format!("{h}/team/app:v1")).collect();
+    let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+    let body = review_body("CREATE", pod(&refs, &[]), None);
+    let out: Value = serde_json::from_slice(
+        &ev.mutate(&serde_json::to_vec(&body).unwrap())
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(out["response"]["allowed"], true);
+    assert!(out["response"]["patch"].is_null(), "{out}");
+    let warnings: Vec<String> = out["response"]["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap().to_string())
+        .collect();
+    let over: Vec<&String> = warnings
+        .iter()
+        .filter(|w| w.contains("this workload names 10 registries, over sigil's limit of 8 per review (--max-registries-per-review); not contacted"))
+        .collect();
+    assert_eq!(over.len(), 2, "{warnings:#?}");
+    assert!(
+        over[0].starts_with("spec.containers[8].image"),
+        "{}",
+        over[0]
+    );
+    assert!(
+        over[1].starts_with("spec.containers[9].image"),
+        "{}",
+        over[1]
+    );
+    assert_eq!(warnings.len(), 10, "{warnings:#?}");
+}

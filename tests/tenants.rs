@@ -229,25 +229,6 @@ async fn hostile_shapes_cost_their_bytes_and_no_more() {
     served.stop();
 }
 
-/// Listeners on 127.0.0.2 … that accept connections and never answer (a
-/// registry behind wildcard DNS pointing at a black hole).
-async fn black_holes(n: u8) -> Vec<String> {
-    let mut addrs = Vec::new();
-    for i in 0..n {
-        let listener = tokio::net::TcpListener::bind((format!("127.0.0.{}", 2 + i), 0))
-            .await
-            .unwrap();
-        addrs.push(listener.local_addr().unwrap().to_string());
-        tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((conn, _)) = listener.accept().await {
-                held.push(conn);
-            }
-        });
-    }
-    addrs
-}
-
 /// The p-th percentile of `samples` (nearest rank).
 fn percentile(samples: &[Duration], p: f64) -> Duration {
     let mut s = samples.to_vec();
@@ -315,7 +296,7 @@ async fn one_namespace_cannot_starve_another() {
         env.sign(&repo, &digest, &k).await;
         images.push(format!("{}/{repo}@{digest}", env.addr()));
     }
-    let holes = black_holes(16).await;
+    let holes = black_holes(2, 16).await;
     let dir = tempfile::tempdir().unwrap();
     let policies = policy_dir(dir.path(), &key_policy("signed", "**", &[&k], ""));
     let served = Served::start(dir.path(), &policies, &["--insecure-registry", env.addr()]);

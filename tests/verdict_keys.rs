@@ -5,10 +5,10 @@
 //! which shows the cache answers it; then one input changes — a policy's
 //! key data, a `secretRef` Secret's content, a TrustRoot's content, the
 //! pull credentials (and, in tests/kms.rs, a KMS key) — and the review must
-//! be evaluated afresh, and denied: with the new input's own reason when
-//! the signatures read before are still cached (they are what the registry
-//! served, not a verdict), or with the registry's 503 when the input is
-//! part of the read cache's key too (credentials). A verdict key that
+//! be evaluated afresh, and denied: with the new input's own reason once
+//! the registry is mended (signature layers are not cached as fetched;
+//! only verdicts are, so a fresh evaluation reads them again), or with the
+//! registry's 503 while it stays broken (credentials). A verdict key that
 //! stopped covering the input would admit it from the cache.
 
 mod common;
@@ -79,6 +79,7 @@ async fn a_policys_key_data() {
         "test",
         &files::parse_documents(&key_policy("p", "**", &[&b], "")).unwrap(),
     );
+    proxy.clear();
     evaluated_afresh(
         &ev,
         &image,
@@ -126,6 +127,7 @@ async fn a_secret_refs_secret_content() {
     ev.store.replace_source(sigil::cluster::SOURCE, &define(&a));
     cached_pass(&ev, &proxy, &image).await;
     ev.store.replace_source(sigil::cluster::SOURCE, &define(&b));
+    proxy.clear();
     evaluated_afresh(
         &ev,
         &image,
@@ -178,6 +180,7 @@ async fn a_trust_roots_content() {
         "corp",
         TrustMaterial::from_json("corp", &second.trusted_root_json(None)),
     );
+    proxy.clear();
     evaluated_afresh(&ev, &image, "Rekor SET does not verify").await;
 }
 

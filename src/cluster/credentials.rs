@@ -28,52 +28,45 @@ use crate::service::CredentialSource;
 use crate::workload::MAX_PULL_SECRETS;
 
 /// Default of `--pull-secret-cache-memory`.
-pub const DEFAULT_CACHE_BYTES: u64 = 32 << 20;
+pub use crate::limits::DEFAULT_PULL_SECRET_CACHE_BYTES as DEFAULT_CACHE_BYTES;
+/// Registries read from one pull secret.
+pub use crate::limits::MAX_REGISTRIES_PER_SECRET;
+/// A pull secret's docker config larger than this is not used.
+pub use crate::limits::MAX_SECRET_BYTES;
 /// The share of the cache one namespace's secrets may hold: a
 /// thirty-second of it (1 MiB by default, thousands of ordinary secrets).
-const NAMESPACE_SHARE_DIVISOR: u64 = 32;
-/// A pull secret's docker config larger than this is not used.
-pub const MAX_SECRET_BYTES: usize = 64 << 10;
-/// Registries read from one pull secret.
-pub const MAX_REGISTRIES_PER_SECRET: usize = 64;
+use crate::limits::PULL_SECRET_SHARE_DIVISOR as NAMESPACE_SHARE_DIVISOR;
 /// Objects per list page: a page of Secrets holds their data (at most
 /// about 1 MiB each), so pages are small.
 const PAGE: u32 = 25;
 
-/// One pull secret as cached.
+/// One usable pull secret as cached. A secret that cannot be used (too
+/// large, unreadable, or over a budget) is not kept at all: it is skipped
+/// like a missing one (and logged), and holds nothing, so that no number
+/// of them can fill the cache.
 #[derive(Debug, Clone)]
-enum Cached {
-    Usable {
-        auths: Arc<HashMap<String, RegistryAuth>>,
-        weight: u64,
-        generation: u64,
-    },
-    /// Present but not used (too large, unreadable, or over a budget):
-    /// skipped like a missing one, and logged once.
-    Unusable { generation: u64 },
+struct Cached {
+    auths: Arc<HashMap<String, RegistryAuth>>,
+    weight: u64,
+    generation: u64,
 }
 
-impl Cached {
-    fn weight(&self) -> u64 {
-        match self {
-            Cached::Usable { weight, .. } => *weight,
-            Cached::Unusable { .. } => 64,
-        }
-    }
-    fn generation(&self) -> u64 {
-        match self {
-            Cached::Usable { generation, .. } | Cached::Unusable { generation } => *generation,
-        }
-    }
+/// One service account's `imagePullSecrets` names as cached.
+#[derive(Debug, Clone)]
+struct Account {
+    names: Vec<String>,
+    weight: u64,
+    generation: u64,
 }
 
-/// The secrets and service accounts, with their weights.
+/// The secrets and service accounts, with their weights: both charged to
+/// their namespace's share and to the total.
 #[derive(Default)]
 struct Store {
     /// (namespace, name) → secret.
     secrets: HashMap<(String, String), Cached>,
     /// (namespace, name) → its `imagePullSecrets` names.
-    accounts: HashMap<(String, String), Vec<String>>,
+    accounts: HashMap<(String, String), Account>,
     /// Bytes held, in total and per namespace.
     bytes: u64,
     per_namespace: HashMap<String, u64>,
@@ -82,8 +75,31 @@ struct Store {
 impl Store {
     fn remove_secret(&mut self, key: &(String, String)) {
         if let Some(old) = self.secrets.remove(key) {
-            self.release(&key.0, old.weight());
+            self.release(&key.0, old.weight);
         }
+    }
+
+    fn remove_account(&mut self, key: &(String, String)) {
+        if let Some(old) = self.accounts.remove(key) {
+            self.release(&key.0, old.weight);
+        }
+    }
+
+    /// Whether `weight` more bytes of `namespace` fit its share (`share`)
+    /// and the total (`budget`); the reason when not.
+    fn room(&self, namespace: &str, weight: u64, share: u64, budget: u64) -> Result<(), String> {
+        let held = self.per_namespace.get(namespace).copied().unwrap_or(0);
+        if held + weight > share {
+            return Err(format!(
+                "its namespace's share of the pull-secret cache ({share} bytes) is used up"
+            ));
+        }
+        if self.bytes + weight > budget {
+            return Err(format!(
+                "the pull-secret cache is full (--pull-secret-cache-memory {budget})"
+            ));
+        }
+        Ok(())
     }
 
     fn release(&mut self, namespace: &str, weight: u64) {
@@ -150,11 +166,11 @@ impl KubeCredentials {
         let this = self.clone();
         tokio::spawn(async move {
             let mut events = std::pin::pin!(events);
-            let mut pending: Option<HashMap<(String, String), Vec<String>>> = None;
+            let mut generation = 0;
             while let Some(event) = events.next().await {
                 match event {
                     Ok(event) => {
-                        if let Some(done) = this.apply_account(event, &mut pending) {
+                        if let Some(done) = this.apply_account(event, &mut generation) {
                             synced.set(2, done, &state);
                         }
                     }
@@ -181,7 +197,7 @@ impl KubeCredentials {
                 let stale: Vec<(String, String)> = store
                     .secrets
                     .iter()
-                    .filter(|(_, c)| c.generation() < *generation)
+                    .filter(|(_, c)| c.generation < *generation)
                     .map(|(k, _)| k.clone())
                     .collect();
                 for key in stale {
@@ -229,95 +245,119 @@ impl KubeCredentials {
         };
         let mut store = self.store.write().unwrap_or_else(|e| e.into_inner());
         store.remove_secret(&key);
-        let entry = match parsed {
-            Ok(auths) => {
-                let weight = (namespace.len() + name.len() + 128) as u64
-                    + auths
-                        .iter()
-                        .map(|(h, a)| (h.len() + auth_len(a) + 96) as u64)
-                        .sum::<u64>();
-                let share = self.budget / NAMESPACE_SHARE_DIVISOR;
-                let held = store.per_namespace.get(&namespace).copied().unwrap_or(0);
-                if held + weight > share.max(MAX_SECRET_BYTES as u64) {
-                    crate::metrics::global().pull_secret_refused();
-                    tracing::warn!(namespace = %namespace, secret = %name, share, "pull secret not cached: its namespace's share of the pull-secret cache is used up");
-                    Cached::Unusable { generation }
-                } else if store.bytes + weight > self.budget {
-                    crate::metrics::global().pull_secret_refused();
-                    tracing::warn!(namespace = %namespace, secret = %name, budget = self.budget, "pull secret not cached: the pull-secret cache is full (--pull-secret-cache-memory)");
-                    Cached::Unusable { generation }
-                } else {
-                    Cached::Usable {
+        let share = self.share().max(MAX_SECRET_BYTES as u64);
+        let admitted = parsed.and_then(|auths| {
+            let weight = (namespace.len() + name.len() + 128) as u64
+                + auths
+                    .iter()
+                    .map(|(h, a)| (h.len() + auth_len(a) + 96) as u64)
+                    .sum::<u64>();
+            store
+                .room(&namespace, weight, share, self.budget)
+                .map(|()| (auths, weight))
+        });
+        match admitted {
+            Ok((auths, weight)) => {
+                store.charge(&namespace, weight);
+                store.secrets.insert(
+                    key,
+                    Cached {
                         auths: Arc::new(auths),
                         weight,
                         generation,
-                    }
-                }
+                    },
+                );
             }
             Err(reason) => {
                 crate::metrics::global().pull_secret_refused();
                 tracing::warn!(namespace = %namespace, secret = %name, %reason, "pull secret not used");
-                Cached::Unusable { generation }
             }
-        };
-        store.charge(&namespace, entry.weight());
-        store.secrets.insert(key, entry);
+        }
+    }
+
+    /// One namespace's share of the cache.
+    fn share(&self) -> u64 {
+        self.budget / NAMESPACE_SHARE_DIVISOR
+    }
+
+    /// Stores one service account's pull-secret names within its
+    /// namespace's share (over it: not kept, so its pull secrets are not
+    /// used and its images fail closed, logged and counted).
+    fn put_account(&self, sa: &ServiceAccount, generation: u64) {
+        let mut names: Vec<String> = Vec::new();
+        for r in sa.image_pull_secrets.iter().flatten() {
+            if !r.name.is_empty() && !names.contains(&r.name) {
+                names.push(r.name.clone());
+            }
+            // One more than the cap is enough to tell it was over.
+            if names.len() > MAX_PULL_SECRETS {
+                break;
+            }
+        }
+        let key = (sa.namespace().unwrap_or_default(), sa.name_any());
+        let mut store = self.store.write().unwrap_or_else(|e| e.into_inner());
+        store.remove_account(&key);
+        if names.is_empty() {
+            return;
+        }
+        let weight = (key.0.len() + key.1.len() + 128) as u64
+            + names.iter().map(|n| (n.len() + 32) as u64).sum::<u64>();
+        match store.room(
+            &key.0,
+            weight,
+            self.share().max(MAX_SECRET_BYTES as u64),
+            self.budget,
+        ) {
+            Ok(()) => {
+                store.charge(&key.0, weight);
+                store.accounts.insert(
+                    key,
+                    Account {
+                        names,
+                        weight,
+                        generation,
+                    },
+                );
+            }
+            Err(reason) => {
+                crate::metrics::global().pull_secret_refused();
+                tracing::warn!(namespace = %key.0, service_account = %key.1, %reason, "service account's pull secrets not used");
+            }
+        }
     }
 
     /// Applies one ServiceAccount event; `Some(listed)` when the sync
-    /// state changes. A re-list is gathered apart and swapped in whole.
-    fn apply_account(
-        &self,
-        event: Event<ServiceAccount>,
-        pending: &mut Option<HashMap<(String, String), Vec<String>>>,
-    ) -> Option<bool> {
-        let names = |sa: &ServiceAccount| -> Vec<String> {
-            let mut names: Vec<String> = Vec::new();
-            for r in sa.image_pull_secrets.iter().flatten() {
-                if !r.name.is_empty() && !names.contains(&r.name) {
-                    names.push(r.name.clone());
-                }
-                // One more than the cap is enough to tell it was over.
-                if names.len() > MAX_PULL_SECRETS {
-                    break;
-                }
-            }
-            names
-        };
-        let key = |sa: &ServiceAccount| (sa.namespace().unwrap_or_default(), sa.name_any());
+    /// state changes. A re-list replaces what it does not deliver again
+    /// at its end, as for Secrets.
+    fn apply_account(&self, event: Event<ServiceAccount>, generation: &mut u64) -> Option<bool> {
         match event {
             Event::Init => {
-                *pending = Some(HashMap::new());
+                *generation += 1;
                 Some(false)
             }
-            Event::InitApply(sa) => {
-                pending
-                    .get_or_insert_with(HashMap::new)
-                    .insert(key(&sa), names(&sa));
+            Event::InitApply(sa) | Event::Apply(sa) => {
+                self.put_account(&sa, *generation);
                 None
             }
             Event::InitDone => {
-                let listed = pending.take().unwrap_or_default();
-                self.store
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .accounts = listed;
+                let mut store = self.store.write().unwrap_or_else(|e| e.into_inner());
+                let stale: Vec<(String, String)> = store
+                    .accounts
+                    .iter()
+                    .filter(|(_, a)| a.generation < *generation)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for key in stale {
+                    store.remove_account(&key);
+                }
                 Some(true)
             }
-            Event::Apply(sa) => {
-                self.store
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .accounts
-                    .insert(key(&sa), names(&sa));
-                None
-            }
             Event::Delete(sa) => {
+                let key = (sa.namespace().unwrap_or_default(), sa.name_any());
                 self.store
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
-                    .accounts
-                    .remove(&key(&sa));
+                    .remove_account(&key);
                 None
             }
         }
@@ -348,7 +388,8 @@ impl KubeCredentials {
         let store = self.store.read().unwrap_or_else(|e| e.into_inner());
         let mut all: Vec<&str> = names.iter().map(String::as_str).collect();
         if let Some(sa) = service_account {
-            if let Some(listed) = store.accounts.get(&(namespace.to_string(), sa.to_string())) {
+            if let Some(account) = store.accounts.get(&(namespace.to_string(), sa.to_string())) {
+                let listed = &account.names;
                 if listed.len() > MAX_PULL_SECRETS {
                     return Err(format!(
                         "serviceAccount {sa:?} lists more than {MAX_PULL_SECRETS} imagePullSecrets, over sigil's limit of {MAX_PULL_SECRETS} per workload"
@@ -370,11 +411,11 @@ impl KubeCredentials {
         }
         let mut auths = HashMap::new();
         for name in all {
-            if let Some(Cached::Usable { auths: found, .. }) = store
+            if let Some(found) = store
                 .secrets
                 .get(&(namespace.to_string(), name.to_string()))
             {
-                auths.extend(found.iter().map(|(h, a)| (h.clone(), a.clone())));
+                auths.extend(found.auths.iter().map(|(h, a)| (h.clone(), a.clone())));
             }
         }
         Ok(Credentials::from_auths(auths))
@@ -464,12 +505,12 @@ mod tests {
         let mut g = 0;
         c.apply_secret(Event::InitApply(secret("team-a", "pull", CONFIG)), &mut g);
         c.apply_secret(Event::InitDone, &mut g);
-        let mut pending = None;
+        let mut ga = 0;
         c.apply_account(
             Event::InitApply(account("team-a", "default", &["pull"])),
-            &mut pending,
+            &mut ga,
         );
-        c.apply_account(Event::InitDone, &mut pending);
+        c.apply_account(Event::InitDone, &mut ga);
         let with = c
             .lookup("team-a", &["pull".into(), "missing".into()], None)
             .unwrap();
@@ -488,6 +529,10 @@ mod tests {
             .lookup("team-a", &["pull".into()], None)
             .unwrap()
             .is_empty());
+        c.apply_account(
+            Event::Delete(account("team-a", "default", &["pull"])),
+            &mut ga,
+        );
         assert_eq!(c.bytes(), 0);
     }
 
@@ -547,13 +592,50 @@ mod tests {
             .is_empty());
     }
 
+    /// Secrets that cannot be used hold nothing, and service accounts are
+    /// charged to their namespace's share: no number of either from one
+    /// namespace pushes out another's credentials.
+    #[test]
+    fn unusable_secrets_and_service_accounts_cannot_fill_the_cache() {
+        let c = KubeCredentials::new(0);
+        let mut g = 0;
+        for i in 0..100_000 {
+            c.apply_secret(
+                Event::Apply(secret("greedy", &format!("junk{i}"), "not json")),
+                &mut g,
+            );
+        }
+        assert_eq!(c.bytes(), 0, "unusable secrets are not kept");
+        assert_eq!(c.secrets(), 0);
+        let names: Vec<String> = (0..MAX_PULL_SECRETS)
+            .map(|i| format!("{i:0>200}"))
+            .collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut ga = 0;
+        for i in 0..10_000 {
+            c.apply_account(
+                Event::Apply(account("greedy", &format!("sa{i}"), &refs)),
+                &mut ga,
+            );
+        }
+        // The namespace holds at most its share (64 KiB of the minimum
+        // 1 MiB), and another namespace's secret and account still fit.
+        assert!(c.bytes() <= 64 << 10, "{}", c.bytes());
+        c.apply_secret(Event::Apply(secret("other", "pull", CONFIG)), &mut g);
+        c.apply_account(
+            Event::Apply(account("other", "default", &["pull"])),
+            &mut ga,
+        );
+        assert!(!c.lookup("other", &[], Some("default")).unwrap().is_empty());
+    }
+
     #[test]
     fn too_many_names_fail_closed_naming_where() {
         let c = KubeCredentials::new(DEFAULT_CACHE_BYTES);
         let many: Vec<String> = (0..=MAX_PULL_SECRETS).map(|i| format!("s{i}")).collect();
         let refs: Vec<&str> = many.iter().map(String::as_str).collect();
-        let mut pending = None;
-        c.apply_account(Event::Apply(account("a", "builder", &refs)), &mut pending);
+        let mut g = 0;
+        c.apply_account(Event::Apply(account("a", "builder", &refs)), &mut g);
         let e = c.lookup("a", &[], Some("builder")).unwrap_err();
         assert!(
             e.contains("serviceAccount \"builder\" lists more than 32 imagePullSecrets"),

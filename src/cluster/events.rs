@@ -5,9 +5,20 @@
 //!
 //! Sending never delays or changes an admission answer: records go through
 //! a bounded queue (`try_send`; a full queue drops the record and counts
-//! it), and one task sends them. A repeat of an event sent in the last
-//! [`SERIES_WINDOW`] updates that Event's `series` (count, last seen)
-//! instead of creating another. It decides nothing.
+//! it), and one task sends them. No tenant can flood etcd through sigil,
+//! as client-go's EventCorrelator does it:
+//! - a rate per object and reason (a burst of 25, then one per 5 minutes)
+//!   and per namespace (a tenant naming a new object each time: a burst of
+//!   50, then one per 6 s), applied before the queue (over it: counted
+//!   `rate_limited`, never queued);
+//! - a repeat of an event sent in the last [`SERIES_WINDOW`] updates that
+//!   Event's `series` (count, last seen) instead of creating another, and
+//!   once [`EVENT_SIMILAR`] events differing only in their note were sent
+//!   in the window, the rest are counted into one combined Event;
+//! - the note is escaped by [`crate::text`]'s rules and cut at the
+//!   apiserver's 1 KiB, with every tenant value in it excerpted.
+//!
+//! It decides nothing.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,16 +32,21 @@ use tokio::sync::mpsc;
 
 use crate::audit::RequestContext;
 use crate::decision::{Finding, FindingDecision};
+use crate::limits::{
+    EVENT_BURST_PER_NAMESPACE, EVENT_BURST_PER_OBJECT, EVENT_REFILL_PER_NAMESPACE,
+    EVENT_REFILL_PER_OBJECT, EVENT_SIMILAR, MAX_IMAGE_IN_TEXT, MAX_REASON_BYTES,
+};
 use crate::metrics::{self, EventOutcome};
+use crate::text;
 
-/// Records waiting to be sent; more are dropped (and counted).
-pub const QUEUE: usize = 1_024;
-/// A repeat within this long is counted into the first Event's series.
-pub const SERIES_WINDOW: Duration = Duration::from_secs(600);
-/// Distinct events remembered for aggregation.
-const REMEMBERED: usize = 4_096;
 /// The apiserver's limit on `note`.
-const NOTE_LIMIT: usize = 1_024;
+use crate::limits::EVENT_NOTE_BYTES as NOTE_LIMIT;
+/// Records waiting to be sent; more are dropped (and counted).
+pub use crate::limits::EVENT_QUEUE as QUEUE;
+/// Distinct events remembered for aggregation.
+use crate::limits::EVENT_REMEMBERED as REMEMBERED;
+/// A repeat within this long is counted into the first Event's series.
+pub use crate::limits::EVENT_SERIES_WINDOW as SERIES_WINDOW;
 /// `reportingController`.
 pub const CONTROLLER: &str = "policy.sigstore.dev/sigil";
 
@@ -52,10 +68,11 @@ pub struct EventRecord {
     pub note: String,
 }
 
-/// The queue's sending end.
-#[derive(Debug, Clone)]
+/// The queue's sending end, behind the rate limits.
+#[derive(Debug)]
 pub struct EventRecorder {
     queue: mpsc::Sender<EventRecord>,
+    rates: std::sync::Mutex<Rates>,
 }
 
 impl EventRecorder {
@@ -64,14 +81,132 @@ impl EventRecorder {
     pub fn start(client: Client, instance: String) -> Arc<EventRecorder> {
         let (queue, rx) = mpsc::channel(QUEUE);
         tokio::spawn(send_events(client, instance, rx));
-        Arc::new(EventRecorder { queue })
+        Arc::new(EventRecorder::over(queue))
     }
 
-    /// Queues `record`, or drops it (counted) when the queue is full.
+    fn over(queue: mpsc::Sender<EventRecord>) -> Self {
+        EventRecorder {
+            queue,
+            rates: std::sync::Mutex::new(Rates::default()),
+        }
+    }
+
+    /// Queues `record` if its object's and its namespace's rates allow
+    /// (else counted `rate_limited`), or drops it (counted) when the queue
+    /// is full.
     pub fn record(&self, record: EventRecord) {
+        let allowed = self
+            .rates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .allow(&record, Instant::now());
+        if !allowed {
+            metrics::global().event(EventOutcome::rate_limited);
+            return;
+        }
         if self.queue.try_send(record).is_err() {
             metrics::global().event(EventOutcome::dropped);
         }
+    }
+}
+
+/// A token bucket: `burst` at once, then one per `refill`.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn take(&mut self, burst: u32, refill: Duration, now: Instant) -> bool {
+        let gained = now.saturating_duration_since(self.at).as_secs_f64() / refill.as_secs_f64();
+        self.tokens = (self.tokens + gained).min(f64::from(burst));
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn full(&self, burst: u32, refill: Duration, now: Instant) -> bool {
+        let gained = now.saturating_duration_since(self.at).as_secs_f64() / refill.as_secs_f64();
+        self.tokens + gained >= f64::from(burst)
+    }
+}
+
+/// The rate limits' buckets: per (namespace, object, reason), and per
+/// namespace, each map bounded by [`REMEMBERED`] (full buckets are
+/// forgotten first: forgetting one gives nothing away).
+#[derive(Debug, Default)]
+struct Rates {
+    objects: HashMap<(String, String, String, &'static str), Bucket>,
+    namespaces: HashMap<String, Bucket>,
+}
+
+impl Rates {
+    fn allow(&mut self, record: &EventRecord, now: Instant) -> bool {
+        let (_, kind, _, name) = &record.regarding;
+        let object = (
+            record.namespace.clone(),
+            kind.clone(),
+            name.clone(),
+            record.reason,
+        );
+        let fresh = |burst: u32| Bucket {
+            tokens: f64::from(burst),
+            at: now,
+        };
+        forget_full(
+            &mut self.objects,
+            EVENT_BURST_PER_OBJECT,
+            EVENT_REFILL_PER_OBJECT,
+            now,
+        );
+        forget_full(
+            &mut self.namespaces,
+            EVENT_BURST_PER_NAMESPACE,
+            EVENT_REFILL_PER_NAMESPACE,
+            now,
+        );
+        // The namespace's rate is checked first: an object's token is not
+        // spent on an Event its namespace may not send.
+        let namespace = self
+            .namespaces
+            .entry(record.namespace.clone())
+            .or_insert_with(|| fresh(EVENT_BURST_PER_NAMESPACE));
+        let mut probe = *namespace;
+        if !probe.take(EVENT_BURST_PER_NAMESPACE, EVENT_REFILL_PER_NAMESPACE, now) {
+            return false;
+        }
+        let bucket = self
+            .objects
+            .entry(object)
+            .or_insert_with(|| fresh(EVENT_BURST_PER_OBJECT));
+        if !bucket.take(EVENT_BURST_PER_OBJECT, EVENT_REFILL_PER_OBJECT, now) {
+            return false;
+        }
+        *namespace = probe;
+        true
+    }
+}
+
+/// Keeps `map` under [`REMEMBERED`] entries: past it, buckets that have
+/// refilled go; if none has, the map starts over (then every key gets its
+/// burst again once: bounded memory over exactness, as client-go's LRU).
+fn forget_full<K: std::hash::Hash + Eq>(
+    map: &mut HashMap<K, Bucket>,
+    burst: u32,
+    refill: Duration,
+    now: Instant,
+) {
+    if map.len() < REMEMBERED {
+        return;
+    }
+    map.retain(|_, b| !b.full(burst, refill, now));
+    if map.len() >= REMEMBERED {
+        map.clear();
     }
 }
 
@@ -93,20 +228,21 @@ pub fn violation_record(ctx: &RequestContext, finding: &Finding) -> EventRecord 
         FindingDecision::Warned => "Warned",
         FindingDecision::Audited => "Audited",
     };
-    let digest = finding.digest.as_deref().unwrap_or("digest unresolved");
+    let digest = text::escape(finding.digest.as_deref().unwrap_or("digest unresolved"));
+    let image = text::excerpt(&finding.image, MAX_IMAGE_IN_TEXT);
+    let field = text::escape(&finding.field);
+    let reasons = finding
+        .reasons
+        .iter()
+        .map(|r| text::cap(text::escape(r).into_owned(), MAX_REASON_BYTES))
+        .collect::<Vec<_>>()
+        .join("; ");
     let note = match &finding.policy {
         Some(p) => format!(
-            "{action}: image {} ({digest}) at {} fails ClusterImagePolicy {p}: {}",
-            finding.image,
-            finding.field,
-            finding.reasons.join("; ")
+            "{action}: image {image} ({digest}) at {field} fails ClusterImagePolicy {}: {reasons}",
+            text::escape(p)
         ),
-        None => format!(
-            "{action}: image {} ({digest}) at {}: {}",
-            finding.image,
-            finding.field,
-            finding.reasons.join("; ")
-        ),
+        None => format!("{action}: image {image} ({digest}) at {field}: {reasons}"),
     };
     EventRecord {
         namespace: ctx.namespace.clone(),
@@ -138,20 +274,15 @@ pub fn not_ready_record(api_version: &str, kind: &str, name: &str, error: &str) 
         related: None,
         reason: "NotReady",
         action: "Validated",
-        note: truncated(format!("{kind} {name} is not Ready: {error}")),
+        note: truncated(format!(
+            "{kind} {name} is not Ready: {}",
+            text::escape(error)
+        )),
     }
 }
 
-fn truncated(mut note: String) -> String {
-    if note.len() > NOTE_LIMIT {
-        let mut end = NOTE_LIMIT - 3;
-        while !note.is_char_boundary(end) {
-            end -= 1;
-        }
-        note.truncate(end);
-        note.push_str("...");
-    }
-    note
+fn truncated(note: String) -> String {
+    text::cap(note, NOTE_LIMIT)
 }
 
 /// MicroTime: RFC 3339 with microseconds.
@@ -201,8 +332,10 @@ fn event_json(record: &EventRecord, instance: &str) -> Value {
 async fn send_events(client: Client, instance: String, mut queue: mpsc::Receiver<EventRecord>) {
     // record → (Event name, count, first sent).
     let mut sent: HashMap<EventRecord, (String, i32, Instant)> = HashMap::new();
+    let mut similar = Similar::default();
     let metrics = metrics::global();
     while let Some(record) = queue.recv().await {
+        let record = similar.combine(record, Instant::now());
         let api: Api<Event> = Api::namespaced(client.clone(), &record.namespace);
         if let Some((name, count, first)) = sent.get_mut(&record) {
             if first.elapsed() < SERIES_WINDOW {
@@ -256,6 +389,67 @@ async fn send_events(client: Client, instance: String, mut queue: mpsc::Receiver
     }
 }
 
+/// client-go's aggregator: events that differ only in their note. Once
+/// [`EVENT_SIMILAR`] distinct notes were sent for one object, reason and
+/// policy within [`SERIES_WINDOW`], the others become one combined Event
+/// (whose series counts them).
+#[derive(Debug, Default)]
+struct Similar {
+    /// (namespace, regarding, related, reason, action) → the notes seen,
+    /// when the first was, and the combined note once there is one.
+    seen: HashMap<SimilarKey, (Vec<u64>, Instant, Option<String>)>,
+}
+
+type SimilarKey = (
+    String,
+    (String, String, String, String),
+    Option<(String, String, String)>,
+    &'static str,
+    &'static str,
+);
+
+impl Similar {
+    fn combine(&mut self, mut record: EventRecord, now: Instant) -> EventRecord {
+        use std::hash::{Hash as _, Hasher as _};
+        let key = (
+            record.namespace.clone(),
+            record.regarding.clone(),
+            record.related.clone(),
+            record.reason,
+            record.action,
+        );
+        if self.seen.len() >= REMEMBERED && !self.seen.contains_key(&key) {
+            self.seen
+                .retain(|_, (_, first, _)| now.saturating_duration_since(*first) < SERIES_WINDOW);
+            if self.seen.len() >= REMEMBERED {
+                self.seen.clear();
+            }
+        }
+        let entry = self
+            .seen
+            .entry(key)
+            .or_insert_with(|| (Vec::new(), now, None));
+        if now.saturating_duration_since(entry.1) >= SERIES_WINDOW {
+            *entry = (Vec::new(), now, None);
+        }
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        record.note.hash(&mut hasher);
+        let note = hasher.finish();
+        if entry.0.contains(&note) {
+            return record;
+        }
+        if entry.0.len() < EVENT_SIMILAR {
+            entry.0.push(note);
+            return record;
+        }
+        let combined = entry.2.get_or_insert_with(|| {
+            truncated(format!("(combined from similar events): {}", record.note))
+        });
+        record.note = combined.clone();
+        record
+    }
+}
+
 /// Creates the Event `json` describes.
 async fn create(api: &Api<Event>, json: &Value) -> Result<Event, kube::Error> {
     let event: Event = serde_json::from_value(json.clone()).map_err(kube::Error::SerdeError)?;
@@ -279,12 +473,14 @@ mod tests {
     fn a_full_queue_drops_at_once_and_counts_it() {
         // No task drains this queue: it fills at QUEUE records.
         let (queue, _rx) = mpsc::channel(QUEUE);
-        let recorder = EventRecorder { queue };
-        let record = not_ready_record("v1", "Thing", "t", "broken");
+        let recorder = EventRecorder::over(queue);
         let before = dropped();
         let started = Instant::now();
-        for _ in 0..QUEUE + 5 {
-            recorder.record(record.clone());
+        // Each from another namespace, so that no rate applies.
+        for i in 0..QUEUE + 5 {
+            let mut record = not_ready_record("v1", "Thing", "t", "broken");
+            record.namespace = format!("n{i}");
+            recorder.record(record);
         }
         // Never waits: far below the time one blocked send would take.
         assert!(started.elapsed() < Duration::from_secs(10));
@@ -297,8 +493,126 @@ mod tests {
         let long = "é".repeat(1_000);
         let cut = truncated(long);
         assert!(cut.len() <= NOTE_LIMIT);
-        assert!(cut.ends_with("..."));
+        assert!(cut.ends_with("…(2,000 bytes)"), "{cut}");
         assert_eq!(truncated("short".into()), "short");
+    }
+
+    fn pod_event(namespace: &str, name: &str, note: &str) -> EventRecord {
+        EventRecord {
+            namespace: namespace.into(),
+            regarding: ("v1".into(), "Pod".into(), namespace.into(), name.into()),
+            related: Some((
+                "policy.sigstore.dev/v1beta1".into(),
+                "ClusterImagePolicy".into(),
+                "signed".into(),
+            )),
+            reason: "PolicyViolation",
+            action: "Denied",
+            note: note.into(),
+        }
+    }
+
+    /// client-go's spam filter: 25 about one object, then one per five
+    /// minutes; a tenant naming a new object each time meets its
+    /// namespace's rate (50, then one per 6 s); other namespaces are not
+    /// touched.
+    #[test]
+    fn events_are_rate_limited_per_object_and_per_namespace() {
+        let mut rates = Rates::default();
+        let t0 = Instant::now();
+        let same = pod_event("evil", "p", "x");
+        let sent = (0..100).filter(|_| rates.allow(&same, t0)).count();
+        assert_eq!(sent, EVENT_BURST_PER_OBJECT as usize);
+        assert!(!rates.allow(&same, t0 + Duration::from_secs(299)));
+        assert!(rates.allow(&same, t0 + Duration::from_secs(301)));
+        // New names each time: the namespace's burst is what is left.
+        let mut rates = Rates::default();
+        let sent = (0..1_000)
+            .filter(|i| rates.allow(&pod_event("evil", &format!("p{i}"), "x"), t0))
+            .count();
+        assert_eq!(sent, EVENT_BURST_PER_NAMESPACE as usize);
+        assert!(!rates.allow(
+            &pod_event("evil", "fresh", "x"),
+            t0 + Duration::from_secs(5)
+        ));
+        assert!(rates.allow(
+            &pod_event("evil", "fresh", "x"),
+            t0 + Duration::from_secs(7)
+        ));
+        // Another namespace is untouched by the flood.
+        assert!(rates.allow(&pod_event("shop", "web", "x"), t0));
+        // The buckets stay bounded however many objects are named.
+        let mut rates = Rates::default();
+        for i in 0..3 * REMEMBERED {
+            rates.allow(&pod_event(&format!("n{i}"), "p", "x"), t0);
+        }
+        assert!(rates.objects.len() <= REMEMBERED && rates.namespaces.len() <= REMEMBERED);
+    }
+
+    /// client-go's aggregator: past ten distinct notes about one object and
+    /// policy, the others are one combined Event (one record, counted in
+    /// its series).
+    #[test]
+    fn similar_events_are_combined() {
+        let mut similar = Similar::default();
+        let t0 = Instant::now();
+        let notes: Vec<String> = (0..30)
+            .map(|i| {
+                similar
+                    .combine(pod_event("evil", "p", &format!("image {i}")), t0)
+                    .note
+            })
+            .collect();
+        assert_eq!(
+            notes[..EVENT_SIMILAR],
+            (0..EVENT_SIMILAR)
+                .map(|i| format!("image {i}"))
+                .collect::<Vec<_>>()[..]
+        );
+        let combined = "(combined from similar events): image 10";
+        assert!(
+            notes[EVENT_SIMILAR..].iter().all(|n| n == combined),
+            "{notes:?}"
+        );
+        // A note seen before stays itself; after the window, all start over.
+        assert_eq!(
+            similar.combine(pod_event("evil", "p", "image 3"), t0).note,
+            "image 3"
+        );
+        assert_eq!(
+            similar
+                .combine(pod_event("evil", "p", "image 29"), t0 + SERIES_WINDOW)
+                .note,
+            "image 29"
+        );
+    }
+
+    /// A note quotes what a tenant wrote escaped and excerpted.
+    #[test]
+    fn notes_escape_and_excerpt_tenant_text() {
+        let ctx = RequestContext {
+            kind: "Pod".into(),
+            namespace: "evil".into(),
+            name: "p".into(),
+            ..Default::default()
+        };
+        let finding = Finding {
+            image: format!("{}{}", '\u{202e}', "\u{7f}".repeat(4_000)),
+            field: "spec.containers[0].image".into(),
+            digest: None,
+            policy: None,
+            mode: "enforce".into(),
+            decision: FindingDecision::Denied,
+            reasons: vec!["bad\nFAKE line".into()],
+            authorities: Vec::new(),
+            passed: false,
+        };
+        let note = violation_record(&ctx, &finding).note;
+        assert!(note.len() <= NOTE_LIMIT, "{}", note.len());
+        assert!(note.starts_with("Denied: image \\u{202e}\\u{7f}"), "{note}");
+        assert!(note.contains("…(4,003 bytes)"), "{note}");
+        assert!(note.contains("bad\\nFAKE line"), "{note}");
+        assert!(!note.contains('\n') && !note.contains('\u{202e}'));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use crate::workload::{ObjectSeed, PodSpecAt, Workload};
 
 /// Most bytes of one list page held at once.
-pub const PAGE_BYTES: usize = 32 << 20;
+pub use crate::limits::LIST_PAGE_BYTES as PAGE_BYTES;
 
 /// The pages of one kind's list.
 pub struct WorkloadPages {

@@ -21,7 +21,7 @@ use regex_automata::{nfa::thompson, util::syntax, Anchored, Input};
 
 /// Largest DFA one glob may compile to; a glob beyond it is refused as
 /// invalid (real globs are far below).
-const MAX_GLOB_DFA_BYTES: usize = 1 << 20;
+use crate::limits::MAX_GLOB_DFA_BYTES;
 
 use crate::image::ImageRef;
 

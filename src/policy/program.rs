@@ -24,7 +24,7 @@ use serde_json::Value;
 use super::program_pool::{PoolError, ProgramPool};
 
 /// Default evaluation time limit.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+pub use crate::limits::DEFAULT_PROGRAM_TIMEOUT as DEFAULT_TIMEOUT;
 
 /// Why a program did not pass.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

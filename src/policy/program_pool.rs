@@ -14,10 +14,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// Evaluations that may wait for a worker.
-pub const QUEUE: usize = 256;
+pub use crate::limits::PROGRAM_QUEUE as QUEUE;
 
 /// At most this many workers (fewer on a smaller machine).
-pub const MAX_WORKERS: usize = 4;
+pub use crate::limits::PROGRAM_WORKERS as MAX_WORKERS;
 
 type Job = Box<dyn FnOnce() + Send>;
 

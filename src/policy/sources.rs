@@ -18,7 +18,7 @@ use super::types::{ClusterImagePolicySpec, Policy};
 use crate::model::error::PolicyError;
 
 /// Largest remote program accepted.
-pub const MAX_REMOTE_BYTES: usize = 1 << 20;
+pub use crate::limits::MAX_REMOTE_BYTES;
 
 /// ConfigMaps by name (sigil's namespace), each a map of key → text.
 pub type ConfigMaps = BTreeMap<String, BTreeMap<String, String>>;

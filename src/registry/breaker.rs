@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Most registry hosts remembered; beyond it, closed entries are dropped.
-const MAX_HOSTS: usize = 4_096;
+use crate::limits::MAX_BREAKER_HOSTS as MAX_HOSTS;
 
 #[derive(Debug, Default, Clone)]
 struct Host {

@@ -20,7 +20,6 @@ use oci_client::Reference;
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
 use sha2::{Digest, Sha256};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::auth::{basic, fetch_token, parse_challenge, Challenge, Token};
 use super::breaker::Breakers;
@@ -31,96 +30,8 @@ use super::options::{
     RegistryOptions, INDEX_ACCEPT, MANIFEST_ACCEPT, MAX_DESCRIPTORS, MAX_MANIFEST_BYTES,
     MAX_REDIRECTS,
 };
+use super::shares::{Limits, Permits};
 use crate::image::DOCKER_HUB;
-
-tokio::task_local! {
-    /// Whose share a registry request counts against (the namespace of the
-    /// review it serves).
-    static TENANT: Arc<str>;
-}
-
-/// Runs `work` with every registry request it makes counted against
-/// `tenant`'s share of the request limit (`--registry-concurrency-per-namespace`),
-/// so that one namespace's images, however slow their registries, cannot
-/// hold every registry permit.
-pub async fn as_tenant<F: std::future::Future>(tenant: &str, work: F) -> F::Output {
-    TENANT.scope(Arc::from(tenant), work).await
-}
-
-/// Which registries share one limit of concurrent requests.
-struct Limits {
-    total: Arc<Semaphore>,
-    per_registry: moka::sync::Cache<String, Arc<Semaphore>>,
-    per_registry_max: usize,
-    per_tenant: moka::sync::Cache<Arc<str>, Arc<Semaphore>>,
-    per_tenant_max: usize,
-}
-
-/// The permits one request holds: its tenant's, its registry's, and one of
-/// the total.
-struct Permits {
-    _tenant: Option<OwnedSemaphorePermit>,
-    _registry: OwnedSemaphorePermit,
-    _total: OwnedSemaphorePermit,
-}
-
-impl Limits {
-    fn new(opts: &RegistryOptions) -> Self {
-        let bounded = || {
-            // Bounded: a broad glob can name any number of registries, and
-            // any number of namespaces can send reviews.
-            moka::sync::Cache::builder()
-                .max_capacity(4_096)
-                .time_to_idle(Duration::from_secs(600))
-                .build()
-        };
-        Limits {
-            total: Arc::new(Semaphore::new(opts.max_requests.max(1))),
-            per_registry: bounded(),
-            per_registry_max: opts.max_requests_per_registry.max(1),
-            per_tenant: moka::sync::Cache::builder()
-                .max_capacity(4_096)
-                .time_to_idle(Duration::from_secs(600))
-                .build(),
-            per_tenant_max: opts
-                .max_requests_per_tenant
-                .clamp(1, opts.max_requests.max(1)),
-        }
-    }
-
-    /// Waits for a slot: the tenant's share first (a tenant waiting for
-    /// its own share holds nothing anyone else needs), then the registry's,
-    /// then one of the total. Callers run under the request's deadline, so
-    /// the wait is bounded in time; the waiters are bounded by the
-    /// in-flight reviews and the images each verifies at once.
-    async fn acquire(&self, registry: &str) -> Permits {
-        let tenant = match TENANT.try_with(Arc::clone) {
-            Ok(tenant) => {
-                let share = self
-                    .per_tenant
-                    .get_with(tenant, || Arc::new(Semaphore::new(self.per_tenant_max)));
-                // The semaphores are never closed, so acquiring cannot fail.
-                Some(share.acquire_owned().await.expect("semaphore never closed"))
-            }
-            Err(_) => None,
-        };
-        let host = self.per_registry.get_with(registry.to_string(), || {
-            Arc::new(Semaphore::new(self.per_registry_max))
-        });
-        let host = host.acquire_owned().await.expect("semaphore never closed");
-        let total = self
-            .total
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphore never closed");
-        Permits {
-            _tenant: tenant,
-            _registry: host,
-            _total: total,
-        }
-    }
-}
 
 /// Shared by a client and every per-credential client derived from it: the
 /// connection pool, the request limits and the TLS roots.
@@ -575,6 +486,7 @@ impl RegistryClient {
             LimitedResponse {
                 inner: resp,
                 _permits: permits,
+                limits: self.shared.clone(),
             },
         ))
     }
@@ -597,6 +509,17 @@ pub(super) async fn read_capped(
                 limit,
             });
         }
+        // What it may hold is charged before it is read: its declared
+        // length, or the cap when it declares none.
+        let room = resp
+            .content_length()
+            .map_or(limit, |n| n as usize)
+            .min(limit);
+        let _room = resp
+            .limits
+            .limits
+            .read_room(resp._permits.charged.as_ref(), room)
+            .await;
         let mut out = Vec::with_capacity(
             resp.content_length()
                 .map_or(8 << 10, |n| n as usize)
@@ -726,6 +649,7 @@ impl RegistryClient {
                 return Ok(LimitedResponse {
                     inner: resp,
                     _permits: permits,
+                    limits: self.shared.clone(),
                 });
             }
             if let Some(wait) = retry_wait(&resp)
@@ -799,10 +723,10 @@ impl RegistryClient {
 }
 
 /// The hang threshold without a connect timeout.
-const DEFAULT_HANG_AFTER: Duration = Duration::from_secs(3);
+use crate::limits::DEFAULT_HANG_AFTER;
 
 /// Bytes the token cache, and separately the challenge cache, may hold.
-const AUTH_CACHE_BYTES: u64 = 4 << 20;
+use crate::limits::AUTH_CACHE_BYTES;
 
 /// A cache entry's weight in bytes, as moka wants it.
 fn weight(bytes: usize) -> u32 {
@@ -833,6 +757,8 @@ fn retry_wait(resp: &reqwest::Response) -> Option<Duration> {
 pub(super) struct LimitedResponse {
     inner: reqwest::Response,
     _permits: Permits,
+    /// The limits, for the room its body takes while it is read.
+    limits: Arc<Shared>,
 }
 
 impl LimitedResponse {

@@ -18,14 +18,14 @@ use serde_json::value::RawValue;
 use super::client::read_capped;
 use super::{RegistryClient, RegistryError};
 
-/// Bytes read of one page of the answer.
-pub const MAX_PAGE_BYTES: usize = 4 << 20;
 /// Pages followed for one digest.
-pub const MAX_PAGES: usize = 4;
+pub use crate::limits::GITHUB_MAX_PAGES as MAX_PAGES;
+/// Bytes read of one page of the answer.
+pub use crate::limits::GITHUB_MAX_PAGE_BYTES as MAX_PAGE_BYTES;
 /// Attestations asked for per page.
-pub const PER_PAGE: usize = 30;
+pub use crate::limits::GITHUB_PER_PAGE as PER_PAGE;
 /// Bundles kept for one digest, all pages together (as for referrers).
-pub const MAX_BUNDLES: usize = crate::verify::referrers::MAX_REFERRERS;
+pub use crate::limits::MAX_REFERRERS as MAX_BUNDLES;
 
 /// What to ask GitHub.
 #[derive(Debug, Clone, Copy)]

@@ -20,6 +20,8 @@
 //! - [`credentials`]: docker `config.json` and per-request credential sets;
 //! - [`error`]: failures worded for a deny message;
 //! - [`breaker`]: the circuit breaker per registry host;
+//! - `shares`: who a request is charged to, and the shares of requests
+//!   and bytes it takes;
 //! - [`options`]: how to reach registries, and every read limit.
 
 mod auth;
@@ -29,12 +31,16 @@ pub mod credentials;
 pub mod error;
 pub mod github;
 pub mod options;
+mod shares;
 
-pub use client::{as_tenant, RegistryClient};
+pub use client::RegistryClient;
 pub use credentials::{parse_docker_config, read_docker_config, Credentials, RegistryConfigError};
 pub use error::RegistryError;
 pub use options::{
     RegistryOptions, DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_FAILURES, DEFAULT_MAX_REQUESTS,
     DEFAULT_MAX_REQUESTS_PER_REGISTRY, DEFAULT_MAX_REQUESTS_PER_TENANT, DEFAULT_MAX_RETRY_WAIT,
     MAX_DESCRIPTORS, MAX_MANIFEST_BYTES,
+};
+pub use shares::{
+    as_tenant, as_tenants, charged_to, current_tenants, Coalesced, Membership, Tenants,
 };

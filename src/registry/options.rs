@@ -5,17 +5,17 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Most descriptors accepted in one manifest or index.
+pub use crate::limits::MAX_DESCRIPTORS;
+/// Largest error body read to explain a failure.
+pub(crate) use crate::limits::MAX_ERROR_BODY_BYTES;
 /// Largest manifest, image index or referrers list read (1 MiB). Signature
 /// manifests with dozens of keyless signatures stay well under 500 KiB.
-pub const MAX_MANIFEST_BYTES: usize = 1 << 20;
-/// Most descriptors accepted in one manifest or index.
-pub const MAX_DESCRIPTORS: usize = 1_000;
-/// Largest error body read to explain a failure.
-pub(crate) const MAX_ERROR_BODY_BYTES: usize = 16 << 10;
+pub use crate::limits::MAX_MANIFEST_BYTES;
 /// Most redirects followed for one request.
-pub(crate) const MAX_REDIRECTS: usize = 5;
+pub(crate) use crate::limits::MAX_REDIRECTS;
 /// Largest token-server answer read.
-pub(crate) const MAX_TOKEN_BYTES: usize = 64 << 10;
+pub(crate) use crate::limits::MAX_TOKEN_BYTES;
 
 /// The manifest media types sigil asks for.
 pub(crate) const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
@@ -42,6 +42,9 @@ pub struct RegistryOptions {
     /// Registry requests in flight at once for the reviews of one
     /// namespace (its share of `max_requests`).
     pub max_requests_per_tenant: usize,
+    /// Bytes of registry answers being read at once, all namespaces
+    /// (`--registry-read-memory`); one namespace may read a quarter of it.
+    pub read_memory: u64,
     /// A `429` or `503` whose `Retry-After` asks for at most this long is
     /// retried once after waiting (still within the review's deadline);
     /// longer, or a second refusal, fails with the registry's answer.
@@ -65,6 +68,7 @@ impl Default for RegistryOptions {
             max_requests: DEFAULT_MAX_REQUESTS,
             max_requests_per_registry: DEFAULT_MAX_REQUESTS_PER_REGISTRY,
             max_requests_per_tenant: DEFAULT_MAX_REQUESTS_PER_TENANT,
+            read_memory: crate::limits::DEFAULT_REGISTRY_READ_MEMORY,
             max_retry_wait: DEFAULT_MAX_RETRY_WAIT,
             breaker_failures: DEFAULT_BREAKER_FAILURES,
             breaker_cooldown: DEFAULT_BREAKER_COOLDOWN,
@@ -72,19 +76,19 @@ impl Default for RegistryOptions {
     }
 }
 
-/// Default of `--registry-max-retry-wait`: a quarter of the default
-/// verification deadline.
-pub const DEFAULT_MAX_RETRY_WAIT: Duration = Duration::from_secs(2);
-/// Default of `--registry-breaker-failures`.
-pub const DEFAULT_BREAKER_FAILURES: u32 = 5;
 /// Default of `--registry-breaker-cooldown`.
-pub const DEFAULT_BREAKER_COOLDOWN: Duration = Duration::from_secs(10);
+pub use crate::limits::DEFAULT_BREAKER_COOLDOWN;
+/// Default of `--registry-breaker-failures`.
+pub use crate::limits::DEFAULT_BREAKER_FAILURES;
 /// Default of `--registry-concurrency`.
-pub const DEFAULT_MAX_REQUESTS: usize = 64;
+pub use crate::limits::DEFAULT_MAX_REQUESTS;
+/// Default of `--registry-concurrency-per-host`: as the namespace's share.
+pub use crate::limits::DEFAULT_MAX_REQUESTS_PER_REGISTRY;
 /// Default of `--registry-concurrency-per-namespace`: a quarter of the
 /// total, and as many as the images one review verifies at once
 /// ([`crate::service::IMAGES_IN_PARALLEL`]), so that a Pod of up to that
 /// many images fetches them all in one round trip, not in two waves.
-pub const DEFAULT_MAX_REQUESTS_PER_TENANT: usize = 16;
-/// Default of `--registry-concurrency-per-host`: as the namespace's share.
-pub const DEFAULT_MAX_REQUESTS_PER_REGISTRY: usize = 16;
+pub use crate::limits::DEFAULT_MAX_REQUESTS_PER_TENANT;
+/// Default of `--registry-max-retry-wait`: a quarter of the default
+/// verification deadline.
+pub use crate::limits::DEFAULT_MAX_RETRY_WAIT;

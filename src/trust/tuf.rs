@@ -18,7 +18,7 @@ use sigstore_tuf::{Repository, Updater};
 pub const TRUSTED_ROOT_TARGET: &str = "trusted_root.json";
 
 /// Largest unpacked repository accepted.
-const MAX_REPOSITORY_BYTES: u64 = 64 << 20;
+use crate::limits::MAX_TUF_REPOSITORY_BYTES as MAX_REPOSITORY_BYTES;
 
 /// A TUF repository held in memory: metadata by file name, targets under
 /// `targets_dir`.

@@ -104,21 +104,3 @@ pub fn verify_attestation_layer(
         signer: identity,
     })
 }
-
-/// Verifies every layer: the verified Statements, and the most informative
-/// reason one did not count (if any did not).
-pub fn verify_attestation_layers(
-    layers: &[SignatureLayer],
-    admitted_digest: &str,
-    signer: &Signer<'_>,
-) -> (Vec<VerifiedAttestation>, Vec<Rejection>) {
-    let mut verified = Vec::new();
-    let mut rejected = Vec::new();
-    for layer in layers {
-        match verify_attestation_layer(layer, admitted_digest, signer) {
-            Ok(v) => verified.push(v),
-            Err(r) => rejected.push(r),
-        }
-    }
-    (verified, rejected)
-}

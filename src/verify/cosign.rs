@@ -22,9 +22,9 @@ pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 /// The simple-signing `critical.type` cosign writes.
 pub const COSIGN_SIGNATURE_TYPE: &str = "cosign container image signature";
 /// Largest payload layer fetched.
-pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
+pub use crate::limits::MAX_PAYLOAD_BYTES;
 /// Most layers read from one signature manifest.
-pub const MAX_SIGNATURE_LAYERS: usize = 64;
+pub use crate::limits::MAX_SIGNATURE_LAYERS;
 
 /// One signature layer: its payload and annotations, as fetched.
 #[derive(Debug, Clone, PartialEq, Eq)]

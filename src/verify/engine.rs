@@ -26,7 +26,7 @@ use super::outcome::{Failure, PolicyOutcome};
 use crate::image::ImageRef;
 use crate::metrics::{self, CacheName};
 use crate::policy::{CompiledPolicy, LoadedPolicy, PolicyMode};
-use crate::registry::{Credentials, RegistryClient, RegistryError};
+use crate::registry::{Coalesced, Credentials, RegistryClient, RegistryError};
 use crate::trust::TrustStore;
 use crate::workload::ImageUse;
 
@@ -62,7 +62,7 @@ impl Default for VerifierSettings {
 
 /// Default of `--cache-memory`: 64 MiB, a quarter of the deployment's
 /// 256 MiB limit.
-pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
+pub use crate::limits::DEFAULT_CACHE_BYTES;
 
 fn outcome_weight(o: &PolicyOutcome) -> usize {
     256 + o.policy.len()
@@ -139,6 +139,9 @@ impl RequestCredentials {
 pub struct Verifier {
     fetch: Fetcher,
     verdicts: Cache<VerdictKey, Arc<PolicyOutcome>>,
+    /// Who waits on each verdict being computed: its registry requests are
+    /// charged to any of them, never to the first requester's share alone.
+    computing: Coalesced<VerdictKey>,
     trust: Arc<TrustStore>,
     policy_timeout: Duration,
 }
@@ -168,6 +171,7 @@ impl Verifier {
                     metrics::global().cache_removal(CacheName::verdicts, cause)
                 })
                 .build(),
+            computing: Coalesced::default(),
             trust: settings.trust.clone(),
             policy_timeout: settings.policy_timeout,
         }
@@ -312,11 +316,18 @@ impl Verifier {
             return cached;
         }
         let computed = AtomicBool::new(false);
+        // Namespaces that join this computation while it runs lend it their
+        // registry shares (and take them back when they stop waiting).
+        let waiting = self.computing.waiting(&key);
+        let (tenants, _joined) = match waiting {
+            Some((tenants, joined)) => (Some(tenants), joined),
+            None => (None, None),
+        };
         let result = self
             .verdicts
             .try_get_with(
                 key,
-                async {
+                crate::registry::charged_to(tenants, async {
                     computed.store(true, Ordering::Relaxed);
                     // Boxed: the computation's future is large (every
                     // collector's state), and inline it would make every
@@ -331,7 +342,7 @@ impl Verifier {
                     } else {
                         Ok(outcome)
                     }
-                }
+                })
                 .instrument(image_span(image)),
             )
             .await;

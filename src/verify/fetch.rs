@@ -1,46 +1,57 @@
 //! Registry reads for verification, through coalescing caches weighed in
-//! bytes: tag → digest, cosign tag → layers, image → referrers, and one
-//! registry client per pull-secret set.
+//! bytes: tag → digest, image → its referrers' descriptors, a manifest's
+//! media type and size, and one registry client per pull-secret set.
 //!
 //! Each cache uses `try_get_with`, so concurrent misses for one key make one
-//! set of registry calls and errors are shared with the waiters but never
-//! stored. This module reads bytes; it verifies nothing and decides nothing
-//! (digests are checked by the registry client, signatures by collectors).
+//! set of registry calls, charged to every namespace waiting on them
+//! ([`crate::registry::Coalesced`]); errors are shared with the waiters but
+//! never stored.
+//!
+//! Signature layers and referrers are not cached as fetched: a hostile
+//! repository can list 64 of up to 1 MiB each. They are read a few at a
+//! time ([`SIGNATURES_CHECKED_AT_ONCE`]) and each is handed to the
+//! collector's check as it arrives; only what passes is kept (the verdict
+//! cache keeps what is concluded). This module reads bytes; it verifies
+//! nothing and decides nothing (digests are checked by the registry
+//! client, signatures by the checks the collectors pass in).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::join_all;
+use futures::StreamExt as _;
 use moka::future::Cache;
+use oci_client::manifest::ImageIndexEntry;
 use oci_client::Reference;
 
 use super::attestation::DSSE_MEDIA_TYPE;
 use super::cosign::{
     SignatureLayer, MAX_PAYLOAD_BYTES, MAX_SIGNATURE_LAYERS, SIMPLE_SIGNING_MEDIA_TYPE,
 };
-use super::referrers::{self, Referrer};
+use super::referrers::{self, Referrer, MAX_REFERRERS};
 use crate::image::ImageRef;
+use crate::limits::{MAX_REFERRER_BYTES, SIGNATURES_CHECKED_AT_ONCE};
 use crate::metrics::{self, CacheName};
 use crate::policy::GithubSource;
 use crate::registry::github::AttestationQuery;
-use crate::registry::{Credentials, RegistryClient, RegistryError};
+use crate::registry::{as_tenants, Coalesced, Credentials, RegistryClient, RegistryError};
 
 /// The weight of a cache entry, in bytes, as moka wants it.
 pub(super) fn weight(bytes: usize) -> u32 {
     u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
-fn layers_weight(layers: &[SignatureLayer]) -> usize {
-    layers
+fn entries_weight(entries: &[ImageIndexEntry]) -> usize {
+    entries
         .iter()
-        .map(|l| {
-            l.payload.len()
-                + l.annotations
-                    .iter()
-                    .map(|(k, v)| k.len() + v.len() + 48)
-                    .sum::<usize>()
-                + 64
+        .map(|e| {
+            e.digest.len()
+                + e.media_type.len()
+                + e.artifact_type.as_ref().map_or(0, String::len)
+                + e.annotations
+                    .as_ref()
+                    .map_or(0, |a| a.iter().map(|(k, v)| k.len() + v.len() + 48).sum())
+                + 96
         })
         .sum()
 }
@@ -69,19 +80,52 @@ pub struct Fetcher {
     registry: Arc<RegistryClient>,
     clients: Cache<String, Arc<RegistryClient>>,
     digests: Cache<String, String>,
-    signatures: Cache<RepoKey, Arc<Vec<SignatureLayer>>>,
-    referrers: Cache<RepoKey, Arc<Vec<Referrer>>>,
+    /// Who waits on each digest being resolved.
+    resolving: Coalesced<String>,
+    /// The referrers' descriptors (not their contents) of an image.
+    referrer_lists: Cache<RepoKey, Arc<Vec<ImageIndexEntry>>>,
+    listing: Coalesced<RepoKey>,
+    /// GitHub's attestation API's answers (bundles, unverified: GitHub
+    /// holds them for the policy's owner, not a tenant's registry).
+    github: Cache<RepoKey, Arc<Vec<Referrer>>>,
     descriptors: Cache<String, (String, u64)>,
     /// Permits for reading blobs over 1 MiB.
     large_blobs: tokio::sync::Semaphore,
 }
 
+/// What a cosign tag or an image's referrers held for one check: the
+/// candidates that passed it, why the others did not, and how many were
+/// looked at.
+#[derive(Debug)]
+pub struct Checked<T, R> {
+    /// What passed the check, in the registry's order.
+    pub passed: Vec<T>,
+    /// Why the others did not.
+    pub rejected: Vec<R>,
+    /// Candidates looked at (all of them, unless the check had enough).
+    pub candidates: usize,
+    /// Why some were not read at all (a byte cap), if any were not.
+    pub unread: Option<String>,
+}
+
+impl<T, R> Default for Checked<T, R> {
+    fn default() -> Self {
+        Checked {
+            passed: Vec::new(),
+            rejected: Vec::new(),
+            candidates: 0,
+            unread: None,
+        }
+    }
+}
+
 /// Blobs over 1 MiB read at once, all reviews together.
-pub const LARGE_BLOBS_AT_ONCE: usize = 4;
+pub use crate::limits::LARGE_BLOBS_AT_ONCE;
 
 impl Fetcher {
-    /// Reads through `registry`. Digests get `cache_bytes / 20`, signature
-    /// layers and referrers `cache_bytes / 5 * 2` each; all live `ttl`.
+    /// Reads through `registry`. Digests and descriptors get
+    /// `cache_bytes / 20` each, referrer lists and GitHub's answers
+    /// `cache_bytes / 5` each; all live `ttl`.
     pub fn new(registry: Arc<RegistryClient>, cache_bytes: u64, ttl: Duration) -> Self {
         Fetcher {
             registry,
@@ -95,22 +139,24 @@ impl Fetcher {
                 .time_to_live(ttl)
                 .eviction_listener(evictions(CacheName::digests))
                 .build(),
-            signatures: Cache::builder()
-                .max_capacity(cache_bytes / 5 * 2)
-                .weigher(|k: &RepoKey, v: &Arc<Vec<SignatureLayer>>| {
-                    weight(k.0.len() + k.1.len() + layers_weight(v))
+            resolving: Coalesced::default(),
+            referrer_lists: Cache::builder()
+                .max_capacity(cache_bytes / 5)
+                .weigher(|k: &RepoKey, v: &Arc<Vec<ImageIndexEntry>>| {
+                    weight(k.0.len() + k.1.len() + entries_weight(v))
                 })
                 .time_to_live(ttl)
-                .eviction_listener(evictions(CacheName::signatures))
+                .eviction_listener(evictions(CacheName::referrers))
                 .build(),
+            listing: Coalesced::default(),
             descriptors: Cache::builder()
                 .max_capacity(cache_bytes / 20)
                 .weigher(|k: &String, v: &(String, u64)| weight(k.len() + v.0.len() + 72))
                 .time_to_live(ttl)
                 .eviction_listener(evictions(CacheName::digests))
                 .build(),
-            referrers: Cache::builder()
-                .max_capacity(cache_bytes / 5 * 2)
+            github: Cache::builder()
+                .max_capacity(cache_bytes / 5)
                 .weigher(|k: &RepoKey, v: &Arc<Vec<Referrer>>| {
                     weight(k.0.len() + k.1.len() + referrers_weight(v))
                 })
@@ -159,77 +205,170 @@ impl Fetcher {
         let reference = image.to_reference();
         let registry = self.client_for(creds).await?;
         let fetched = AtomicBool::new(false);
-        let result = self
-            .digests
-            .try_get_with(
-                format!("{}|{}", creds.fingerprint(), reference.whole()),
-                async {
-                    fetched.store(true, Ordering::Relaxed);
-                    registry.resolve(&reference).await
-                },
-            )
-            .await;
+        let key = format!("{}|{}", creds.fingerprint(), reference.whole());
+        let waiting = self.resolving.waiting(&key);
+        let work = async {
+            fetched.store(true, Ordering::Relaxed);
+            registry.resolve(&reference).await
+        };
+        let result = match waiting {
+            Some((tenants, _joined)) => {
+                self.digests
+                    .try_get_with(key, as_tenants(tenants, work))
+                    .await
+            }
+            None => self.digests.try_get_with(key, work).await,
+        };
         looked_up(CacheName::digests, &fetched);
         result.map_err(|e| (*e).clone())
     }
 
-    /// The signature layers stored under the tag `sig_ref` (empty when
-    /// there is no such tag).
-    pub async fn cosign_layers(
+    /// The simple-signing and DSSE layers of the cosign tag `sig_ref`,
+    /// each handed to `check` as it arrives (a few fetched at once, in
+    /// the manifest's order) and kept only if it passes; reading stops
+    /// once `enough` says so. At most `budget` bytes of layers (as the
+    /// manifest declares them) are read; the rest are left unread and
+    /// [`Checked::unread`] says so. `Ok(None)` when there is no such tag.
+    /// A layer that cannot be read fails the whole read (transient).
+    pub async fn cosign_layers<T, R>(
         &self,
         sig_ref: &Reference,
         creds: &Credentials,
-    ) -> Result<Arc<Vec<SignatureLayer>>, RegistryError> {
+        budget: usize,
+        check: impl Fn(SignatureLayer) -> Result<T, R>,
+        enough: impl Fn(&[T]) -> bool,
+    ) -> Result<Option<Checked<T, R>>, RegistryError> {
         let client = self.client_for(creds).await?;
-        let key = (
-            format!(
-                "{}|{}/{}",
-                creds.fingerprint(),
-                sig_ref.registry(),
-                sig_ref.repository()
-            ),
-            sig_ref.tag().unwrap_or_default().to_string(),
-        );
-        let fetched = AtomicBool::new(false);
-        let result = self
-            .signatures
-            .try_get_with(key, async {
-                fetched.store(true, Ordering::Relaxed);
-                fetch_signature_layers(&client, sig_ref).await
+        metrics::global().cache_lookup(CacheName::signatures, false);
+        let Some((manifest, _)) = client.image_manifest(sig_ref).await? else {
+            return Ok(None);
+        };
+        let mut wanted: Vec<oci_client::manifest::OciDescriptor> = manifest
+            .layers
+            .into_iter()
+            .filter(|l| {
+                l.media_type == SIMPLE_SIGNING_MEDIA_TYPE || l.media_type == DSSE_MEDIA_TYPE
             })
-            .await;
-        looked_up(CacheName::signatures, &fetched);
-        result.map_err(|e| (*e).clone())
+            .take(MAX_SIGNATURE_LAYERS)
+            .collect();
+        let mut checked = Checked::default();
+        // The layers that fit the budget, by their declared sizes (a
+        // layer read is checked against its size, so none can say less).
+        let mut declared = 0usize;
+        let fit = wanted
+            .iter()
+            .take_while(|l| {
+                declared =
+                    declared.saturating_add(usize::try_from(l.size.max(0)).unwrap_or(usize::MAX));
+                declared <= budget
+            })
+            .count();
+        if fit < wanted.len() {
+            let left = wanted.split_off(fit);
+            let bytes: i64 = left.iter().map(|l| l.size.max(0)).sum();
+            checked.unread = Some(format!(
+                "{} more layer{} ({} bytes) not read: over sigil's limit of {} bytes of layers per tag",
+                left.len(),
+                if left.len() == 1 { "" } else { "s" },
+                crate::text::thousands(usize::try_from(bytes).unwrap_or(usize::MAX)),
+                crate::text::thousands(budget)
+            ));
+        }
+        // Each read owns what it uses (a client, the reference, its
+        // descriptor): a future borrowing from this one would have to be
+        // `Send` for every lifetime, which the compiler cannot show.
+        let mut arriving = futures::stream::iter(wanted.into_iter().map(|l| {
+            let (client, sig_ref) = (client.clone(), sig_ref.clone());
+            async move {
+                let payload = client.blob(&sig_ref, &l, MAX_PAYLOAD_BYTES).await?;
+                Ok::<_, RegistryError>(SignatureLayer {
+                    payload,
+                    annotations: l.annotations.unwrap_or_default().into_iter().collect(),
+                })
+            }
+        }))
+        .buffered(SIGNATURES_CHECKED_AT_ONCE);
+        while let Some(layer) = arriving.next().await {
+            checked.candidates += 1;
+            match check(layer?) {
+                Ok(t) => checked.passed.push(t),
+                Err(r) => checked.rejected.push(r),
+            }
+            if enough(&checked.passed) {
+                break;
+            }
+        }
+        Ok(Some(checked))
     }
 
-    /// The referrers of `registry/repository@digest` that sigil reads.
-    pub async fn referrers(
+    /// The referrers of `registry/repository@digest` that sigil reads and
+    /// `wanted` accepts by kind, each handed to `check` as it arrives (a
+    /// few fetched at once) and kept only if it passes. The list of
+    /// descriptors is cached; the referrers' contents are not.
+    pub async fn referrers<T, R>(
         &self,
         registry: &str,
         repository: &str,
         digest: &str,
         creds: &Credentials,
-    ) -> Result<Arc<Vec<Referrer>>, RegistryError> {
+        wanted: impl Fn(referrers::ReferrerKind) -> bool,
+        check: impl Fn(Referrer) -> Result<T, R>,
+    ) -> Result<Checked<T, R>, RegistryError> {
         let client = self.client_for(creds).await?;
         let key = (
             format!("{}|{registry}/{repository}", creds.fingerprint()),
             format!("{digest}|referrers"),
         );
-        let (registry, repository, digest) = (
-            registry.to_string(),
-            repository.to_string(),
-            digest.to_string(),
-        );
+        let subject = Reference::with_digest(registry.into(), repository.into(), digest.into());
         let fetched = AtomicBool::new(false);
-        let result = self
-            .referrers
-            .try_get_with(key, async {
-                fetched.store(true, Ordering::Relaxed);
-                referrers::fetch_referrers(&client, &registry, &repository, &digest).await
-            })
-            .await;
+        let waiting = self.listing.waiting(&key);
+        let work = async {
+            fetched.store(true, Ordering::Relaxed);
+            client.referrers(&subject).await.map(Arc::new)
+        };
+        let listed = match waiting {
+            Some((tenants, _joined)) => {
+                self.referrer_lists
+                    .try_get_with(key, as_tenants(tenants, work))
+                    .await
+            }
+            None => self.referrer_lists.try_get_with(key, work).await,
+        };
         looked_up(CacheName::referrers, &fetched);
-        result.map_err(|e| (*e).clone())
+        let listed = listed.map_err(|e| (*e).clone())?;
+        // Each read owns what it uses (see `cosign_layers`); what it is
+        // is told by its own manifest, so `wanted` is asked here.
+        let mut arriving =
+            futures::stream::iter(listed.iter().take(MAX_REFERRERS).cloned().map(|e| {
+                let client = client.clone();
+                let (registry, repository) = (registry.to_string(), repository.to_string());
+                async move { referrers::fetch_referrer(&client, &registry, &repository, &e).await }
+            }))
+            .buffered(SIGNATURES_CHECKED_AT_ONCE);
+        let mut checked = Checked::default();
+        let mut read = 0usize;
+        let mut left = listed.len().min(MAX_REFERRERS);
+        while let Some(found) = arriving.next().await {
+            left -= 1;
+            let Some(found) = found?.filter(|r| wanted(r.kind)) else {
+                continue;
+            };
+            checked.candidates += 1;
+            read += found.blob.len();
+            match check(found) {
+                Ok(t) => checked.passed.push(t),
+                Err(r) => checked.rejected.push(r),
+            }
+            if read >= MAX_REFERRER_BYTES && left > 0 {
+                checked.unread = Some(format!(
+                    "{left} more referrer{} not read: over sigil's limit of {} bytes of referrers per image",
+                    if left == 1 { "" } else { "s" },
+                    crate::text::thousands(MAX_REFERRER_BYTES)
+                ));
+                break;
+            }
+        }
+        Ok(checked)
     }
 
     /// The Sigstore bundles GitHub's attestation API lists for `digest`,
@@ -257,7 +396,7 @@ impl Fetcher {
         );
         let fetched = AtomicBool::new(false);
         let result = self
-            .referrers
+            .github
             .try_get_with(key, async {
                 fetched.store(true, Ordering::Relaxed);
                 let query = AttestationQuery {
@@ -376,16 +515,20 @@ impl Fetcher {
     /// What each cache holds now, weighed in bytes.
     pub async fn cache_bytes(&self) -> Vec<(CacheName, u64)> {
         self.digests.run_pending_tasks().await;
-        self.signatures.run_pending_tasks().await;
-        self.referrers.run_pending_tasks().await;
+        self.referrer_lists.run_pending_tasks().await;
+        self.github.run_pending_tasks().await;
         self.descriptors.run_pending_tasks().await;
         vec![
             (
                 CacheName::digests,
                 self.digests.weighted_size() + self.descriptors.weighted_size(),
             ),
-            (CacheName::signatures, self.signatures.weighted_size()),
-            (CacheName::referrers, self.referrers.weighted_size()),
+            // Signature layers are no longer kept as fetched.
+            (CacheName::signatures, 0),
+            (
+                CacheName::referrers,
+                self.referrer_lists.weighted_size() + self.github.weighted_size(),
+            ),
         ]
     }
 }
@@ -401,39 +544,4 @@ fn evictions<K, V>(
     cache: CacheName,
 ) -> impl Fn(Arc<K>, V, moka::notification::RemovalCause) + Send + Sync + 'static {
     move |_, _, cause| metrics::global().cache_removal(cache, cause)
-}
-
-/// Fetches the simple-signing and DSSE layers of a cosign tag's manifest.
-pub async fn fetch_signature_layers(
-    registry: &RegistryClient,
-    sig_ref: &Reference,
-) -> Result<Arc<Vec<SignatureLayer>>, RegistryError> {
-    let Some((manifest, _)) = registry.image_manifest(sig_ref).await? else {
-        return Ok(Arc::new(Vec::new()));
-    };
-    let wanted: Vec<_> = manifest
-        .layers
-        .iter()
-        .filter(|l| l.media_type == SIMPLE_SIGNING_MEDIA_TYPE || l.media_type == DSSE_MEDIA_TYPE)
-        .take(MAX_SIGNATURE_LAYERS)
-        .collect();
-    let blobs = join_all(
-        wanted
-            .iter()
-            .map(|l| registry.blob(sig_ref, l, MAX_PAYLOAD_BYTES)),
-    )
-    .await;
-    let mut layers = Vec::with_capacity(wanted.len());
-    for (desc, blob) in wanted.into_iter().zip(blobs) {
-        layers.push(SignatureLayer {
-            payload: blob?,
-            annotations: desc
-                .annotations
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
-        });
-    }
-    Ok(Arc::new(layers))
 }

@@ -33,11 +33,11 @@ pub const IN_TOTO_LAYER: &str = "application/vnd.in-toto+json";
 /// The annotation naming a layer's predicate type.
 pub const PREDICATE_TYPE: &str = "in-toto.io/predicate-type";
 /// Attestation manifests read from one index.
-pub const MAX_ATTESTATION_MANIFESTS: usize = 64;
+pub use crate::limits::MAX_ATTESTATION_MANIFESTS;
 /// Statement layers read from one attestation manifest.
-pub const MAX_STATEMENTS_PER_MANIFEST: usize = 16;
+pub use crate::limits::MAX_STATEMENTS_PER_MANIFEST;
 /// Largest Statement read (BuildKit's SPDX documents can be megabytes).
-pub const MAX_STATEMENT_BYTES: usize = 8 << 20;
+pub use crate::limits::MAX_STATEMENT_BYTES;
 
 /// What an index holds, sorted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -13,9 +13,8 @@
 //! is ignored and the reason kept for the message.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use futures::future::join_all;
+use oci_client::manifest::ImageIndexEntry;
 use oci_client::Reference;
 use sigstore_types::{Artifact, Bundle, DerPublicKey, SignatureContent};
 use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy};
@@ -39,7 +38,7 @@ pub const COSIGN_SIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
 /// config media type instead).
 pub const NOTATION_SIGNATURE_ARTIFACT: &str = "application/vnd.cncf.notary.signature";
 /// Most referrers read for one image.
-pub const MAX_REFERRERS: usize = 64;
+pub use crate::limits::MAX_REFERRERS;
 
 /// What a referrer holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,53 +66,41 @@ pub struct Referrer {
     pub annotations: BTreeMap<String, String>,
 }
 
-/// Fetches the referrers of `registry/repository@digest` that sigil reads.
-pub async fn fetch_referrers(
+/// Fetches one referrer listed for an image, if it is of a kind sigil
+/// reads: its manifest (which says what it is; the index entry's artifact
+/// type is the registry's word, and go-containerregistry's fallback tag
+/// index records the config media type there), then its first layer.
+/// `Ok(None)` for anything else.
+pub async fn fetch_referrer(
     client: &RegistryClient,
     registry: &str,
     repository: &str,
-    digest: &str,
-) -> Result<Arc<Vec<Referrer>>, RegistryError> {
-    let subject = Reference::with_digest(registry.into(), repository.into(), digest.into());
-    let entries = client.referrers(&subject).await?;
-    // What a referrer is comes from its own manifest, not from the index
-    // entry: go-containerregistry's fallback tag index records the config
-    // media type (`application/vnd.oci.empty.v1+json`) as the entry's
-    // artifactType, and a registry may say anything there.
-    let fetched = join_all(entries.into_iter().take(MAX_REFERRERS).map(|e| async move {
-        let reference =
-            Reference::with_digest(registry.into(), repository.into(), e.digest.clone());
-        let Some((manifest, _)) = client.image_manifest(&reference).await? else {
-            return Ok(None);
-        };
-        let Some(kind) = referrer_kind(&manifest) else {
-            return Ok(None);
-        };
-        let Some(layer) = manifest.layers.first() else {
-            return Ok(None);
-        };
-        let blob = client.blob(&reference, layer, MAX_PAYLOAD_BYTES).await?;
-        Ok::<_, RegistryError>(Some(Referrer {
-            digest: e.digest,
-            kind,
-            blob,
-            media_type: layer.media_type.clone(),
-            annotations: layer
-                .annotations
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
-        }))
+    entry: &ImageIndexEntry,
+) -> Result<Option<Referrer>, RegistryError> {
+    let reference =
+        Reference::with_digest(registry.into(), repository.into(), entry.digest.clone());
+    let Some((manifest, _)) = client.image_manifest(&reference).await? else {
+        return Ok(None);
+    };
+    let Some(kind) = referrer_kind(&manifest) else {
+        return Ok(None);
+    };
+    let Some(layer) = manifest.layers.first() else {
+        return Ok(None);
+    };
+    let blob = client.blob(&reference, layer, MAX_PAYLOAD_BYTES).await?;
+    Ok(Some(Referrer {
+        digest: entry.digest.clone(),
+        kind,
+        blob,
+        media_type: layer.media_type.clone(),
+        annotations: layer
+            .annotations
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
     }))
-    .await;
-    let mut out = Vec::new();
-    for r in fetched {
-        if let Some(r) = r? {
-            out.push(r);
-        }
-    }
-    Ok(Arc::new(out))
 }
 
 /// The OCI empty descriptor's media type: says nothing about what an artifact is.

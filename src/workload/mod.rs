@@ -20,20 +20,20 @@ use serde::de::DeserializeSeed;
 /// Most images (containers of every kind and image volumes) sigil reads in
 /// one workload. Pods in practice have a handful; each image may cost
 /// registry requests, so the cap bounds a request's fan-out.
-pub const MAX_IMAGES: usize = 256;
-/// Most distinct pull-secret names considered for one workload (its
-/// `imagePullSecrets` and its service account's together).
-pub const MAX_PULL_SECRETS: usize = 32;
+pub use crate::limits::MAX_IMAGES;
 /// Most labels read from a workload (for `spec.match` selectors).
-pub const MAX_LABELS: usize = 1_024;
+pub use crate::limits::MAX_LABELS;
 /// Most bytes of labels (keys and values) read from a workload; what
 /// Kubernetes accepts is far less per label (317 and 63 bytes).
-pub const MAX_LABEL_BYTES: usize = 256 << 10;
-/// Longest image reference read; a valid one is a few hundred bytes.
-pub const MAX_REFERENCE_BYTES: usize = 4_096;
+pub use crate::limits::MAX_LABEL_BYTES;
 /// Longest object name (a pull secret's, a service account's): a DNS
 /// subdomain name.
-pub const MAX_NAME_BYTES: usize = 253;
+pub use crate::limits::MAX_NAME_BYTES;
+/// Most distinct pull-secret names considered for one workload (its
+/// `imagePullSecrets` and its service account's together).
+pub use crate::limits::MAX_PULL_SECRETS;
+/// Longest image reference read; a valid one is a few hundred bytes.
+pub use crate::limits::MAX_REFERENCE_BYTES;
 
 /// One image reference and where it was found.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

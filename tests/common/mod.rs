@@ -298,3 +298,22 @@ pub fn github_chart_objects(mirror: &str, root_b64: &str) -> String {
     }
     out
 }
+
+/// `n` listeners on 127.0.0.`first`, … that accept connections and never
+/// answer (a registry behind wildcard DNS pointing at a black hole).
+pub async fn black_holes(first: u8, n: u8) -> Vec<String> {
+    let mut addrs = Vec::new();
+    for i in 0..n {
+        let listener = tokio::net::TcpListener::bind((format!("127.0.0.{}", first + i), 0))
+            .await
+            .unwrap();
+        addrs.push(listener.local_addr().unwrap().to_string());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                held.push(conn);
+            }
+        });
+    }
+    addrs
+}

@@ -59,7 +59,15 @@ impl Served {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        std::thread::sleep(Duration::from_millis(200));
+        // The CA is written before the listener is bound: wait for it (a
+        // busy machine can take longer than any fixed pause).
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "sigil did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let ca = std::fs::read(certs.join("ca.pem")).unwrap();
         Served {
             child,
@@ -102,6 +110,16 @@ impl Served {
     /// (Linux's `clear_refs` 5), so that the next peak is what comes after.
     pub fn reset_peak(&self) {
         std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5").unwrap();
+    }
+
+    /// CPU time sigil has used so far (user + system), seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        // Fields after the command name, which is in parentheses.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = rest.split(' ').collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        ticks as f64 / 100.0
     }
 
     fn status_kib(&self, field: &str) -> u64 {

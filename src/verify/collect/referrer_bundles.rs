@@ -8,17 +8,28 @@ use super::sources::{referrers, signer, Sources};
 use crate::image::ImageRef;
 use crate::policy::{CompiledAuthority, GithubSource};
 use crate::verify::evidence::{Evidence, Source};
+use crate::verify::fetch::Checked;
 use crate::verify::outcome::Failure;
 use crate::verify::referrers::{verify_referrer, Referrer, ReferrerKind, VerifiedReferrer};
 
-/// The verified referrers of `image@digest` for authority `a`.
+/// The verified referrers of `image@digest` for authority `a`, each
+/// checked as it arrives (only what verified is kept).
 pub(super) async fn collect(
     sources: &Sources<'_>,
     image: &ImageRef,
     digest: &str,
     a: &CompiledAuthority,
 ) -> Result<Evidence, Failure> {
-    let (nothing_found, found) = match &a.github {
+    let signer = signer(sources, a);
+    let check = |r: Referrer| match &signer {
+        Ok(signer) => verify_referrer(&r, digest, signer)
+            .map_err(|why| format!("referrer {}: {why}", r.digest)),
+        // Reported below, once there is something to verify.
+        Err(_) => Err(String::new()),
+    };
+    // Notation signatures are the notation collector's.
+    let wanted = |kind: ReferrerKind| kind != ReferrerKind::Notation;
+    let (nothing_found, checked) = match &a.github {
         Some(github) => {
             let found = sources
                 .fetch
@@ -33,43 +44,46 @@ pub(super) async fn collect(
                         &e,
                     )
                 })?;
+            let mut checked = Checked::default();
+            for r in found.iter().filter(|r| wanted(r.kind)) {
+                checked.candidates += 1;
+                match check(r.clone()) {
+                    Ok(v) => checked.passed.push(v),
+                    Err(why) => checked.rejected.push(why),
+                }
+            }
             (
                 format!(
                     "GitHub lists no attestations of {digest} for {}",
                     github_scope(github)
                 ),
-                found,
+                checked,
             )
         }
         None => {
-            let (registry, repository, found) = referrers(sources, image, digest, a).await?;
+            let (registry, repository, checked) =
+                referrers(sources, image, digest, a, wanted, check).await?;
             (
                 format!("no signature or attestation referrers found for {registry}/{repository}@{digest}"),
-                found,
+                checked,
             )
         }
     };
-    // Notation signatures are the notation collector's.
-    let found: Vec<&Referrer> = found
-        .iter()
-        .filter(|r| r.kind != ReferrerKind::Notation)
-        .collect();
-    if found.is_empty() {
+    if checked.candidates == 0 {
         return Err(Failure::Verdict(nothing_found));
     }
-    let signer = signer(sources, a)?;
+    signer?;
     let mut evidence = Evidence {
         source: Source::Referrers,
-        candidates: found.len(),
+        candidates: checked.candidates,
+        // Nothing silently cut: what was not read leads the reasons.
+        rejected: checked.unread.into_iter().chain(checked.rejected).collect(),
         ..Evidence::default()
     };
-    for r in found {
-        match verify_referrer(r, digest, &signer) {
-            Ok(VerifiedReferrer::Signature(s)) => evidence.signatures.push(s),
-            Ok(VerifiedReferrer::Attestation(v)) => evidence.attestations.push(v),
-            Err(why) => evidence
-                .rejected
-                .push(format!("referrer {}: {why}", r.digest)),
+    for verified in checked.passed {
+        match verified {
+            VerifiedReferrer::Signature(s) => evidence.signatures.push(s),
+            VerifiedReferrer::Attestation(v) => evidence.attestations.push(v),
         }
     }
     Ok(evidence)

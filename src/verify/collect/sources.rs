@@ -1,8 +1,6 @@
 //! What every collector reads with, and the reads they share: the
 //! authority's signer, where its signatures live, a cosign tag's layers.
 
-use std::sync::Arc;
-
 use oci_client::Reference;
 
 use crate::image::{cosign_tag, ImageRef};
@@ -10,9 +8,9 @@ use crate::policy::CompiledAuthority;
 use crate::registry::Credentials;
 use crate::trust::TrustStore;
 use crate::verify::cosign::SignatureLayer;
-use crate::verify::fetch::Fetcher;
+use crate::verify::fetch::{Checked, Fetcher};
 use crate::verify::outcome::Failure;
-use crate::verify::referrers::Referrer;
+use crate::verify::referrers::{Referrer, ReferrerKind};
 use crate::verify::signer::Signer;
 
 /// What collectors read with: the cached registry, the trust roots and the
@@ -26,8 +24,9 @@ pub struct Sources<'a> {
     pub creds: &'a Credentials,
 }
 
-/// The authority's signer with its trust root resolved. Called after the
-/// fetch, so that "nothing there" is reported before a trust-root problem.
+/// The authority's signer with its trust root resolved. Its error is
+/// reported after the fetch, so that "nothing there" comes before a
+/// trust-root problem.
 pub(super) fn signer<'a>(
     sources: &Sources<'_>,
     a: &'a CompiledAuthority,
@@ -51,17 +50,20 @@ pub(super) fn signature_home(image: &ImageRef, a: &CompiledAuthority) -> (String
 }
 
 /// The OCI referrers of `image@digest` where authority `a`'s signatures
-/// live, as the fetcher caches them (every kind; each collector keeps its own).
-pub(super) async fn referrers(
+/// live, of the kinds `wanted` takes, each checked by `check` as it
+/// arrives (only what passes is kept).
+pub(super) async fn referrers<T, R>(
     sources: &Sources<'_>,
     image: &ImageRef,
     digest: &str,
     a: &CompiledAuthority,
-) -> Result<(String, String, Arc<Vec<Referrer>>), Failure> {
+    wanted: impl Fn(ReferrerKind) -> bool,
+    check: impl Fn(Referrer) -> Result<T, R>,
+) -> Result<(String, String, Checked<T, R>), Failure> {
     let (registry, repository) = signature_home(image, a);
     let found = sources
         .fetch
-        .referrers(&registry, &repository, digest, sources.creds)
+        .referrers(&registry, &repository, digest, sources.creds, wanted, check)
         .await
         .map_err(|e| {
             Failure::registry(
@@ -72,27 +74,40 @@ pub(super) async fn referrers(
     Ok((registry, repository, found))
 }
 
-/// The layers of the cosign tag `sha256-<hex>.<suffix>` for an authority;
-/// none at all is a failure naming what was looked for.
-pub(super) async fn cosign_tag_layers(
+/// The layers of the cosign tag `sha256-<hex>.<suffix>` for an authority,
+/// each checked by `check` as it arrives until `enough`; none at all is a
+/// failure naming what was looked for.
+pub(super) async fn cosign_tag_layers<T, R>(
     sources: &Sources<'_>,
     image: &ImageRef,
     digest: &str,
     a: &CompiledAuthority,
     suffix: &str,
-) -> Result<Arc<Vec<SignatureLayer>>, Failure> {
+    check: impl Fn(SignatureLayer) -> Result<T, R>,
+    enough: impl Fn(&[T]) -> bool,
+) -> Result<Checked<T, R>, Failure> {
     let (registry, repository) = signature_home(image, a);
     let sig_ref = Reference::with_tag(
         registry,
         repository,
         format!("{}{}", a.signature_tag_prefix, cosign_tag(digest, suffix)),
     );
-    match sources.fetch.cosign_layers(&sig_ref, sources.creds).await {
+    let budget = if suffix == "att" {
+        crate::limits::MAX_ATTESTATION_TAG_BYTES
+    } else {
+        crate::limits::MAX_SIGNATURE_TAG_BYTES
+    };
+    match sources
+        .fetch
+        .cosign_layers(&sig_ref, sources.creds, budget, check, enough)
+        .await
+    {
         Err(e) => Err(Failure::registry(
             format!("cannot fetch signatures from {}: {e}", sig_ref.whole()),
             &e,
         )),
-        Ok(layers) if layers.is_empty() => Err(Failure::Verdict(format!(
+        Ok(Some(checked)) if checked.candidates > 0 => Ok(checked),
+        Ok(_) => Err(Failure::Verdict(format!(
             "no {} found at {}",
             if suffix == "att" {
                 "attestations"
@@ -101,6 +116,5 @@ pub(super) async fn cosign_tag_layers(
             },
             sig_ref.whole()
         ))),
-        Ok(layers) => Ok(layers),
     }
 }

@@ -32,7 +32,7 @@ pub const SCHEME_X509: &str = "notary.x509";
 /// The signing scheme of signing authorities (AWS Signer, say).
 pub const SCHEME_SIGNING_AUTHORITY: &str = "notary.x509.signingAuthority";
 /// Most certificates read from one envelope.
-pub const MAX_CHAIN: usize = 10;
+pub use crate::limits::MAX_NOTATION_CHAIN as MAX_CHAIN;
 
 const SIGNING_SCHEME: &str = "io.cncf.notary.signingScheme";
 const SIGNING_TIME: &str = "io.cncf.notary.signingTime";

@@ -31,7 +31,7 @@ const OID_SHA256: &str = "2.16.840.1.101.3.4.2.1";
 const OID_SHA384: &str = "2.16.840.1.101.3.4.2.2";
 const OID_SHA512: &str = "2.16.840.1.101.3.4.2.3";
 /// Most certificates read from one token.
-const MAX_TOKEN_CERTIFICATES: usize = 10;
+use crate::limits::MAX_TOKEN_CERTIFICATES;
 
 /// A verified timestamp: the TSA's time and its accuracy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

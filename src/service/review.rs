@@ -1,0 +1,184 @@
+//! The `/validate` answer, and the budget of one review: it holds a slot
+//! of the gate from before its first registry request until its answer is
+//! written ([`Answered`]), one deadline from its decoded body to its
+//! records, and an answer and records capped by [`crate::limits`]
+//! whatever the request says.
+
+use tracing::Instrument;
+
+use super::{Evaluator, NamespaceMode, Unanswered};
+use crate::admission::{self, Answer};
+use crate::audit::{now_rfc3339, AuditRecord, RequestContext};
+use crate::decision::{Finding, ServerMode};
+use crate::gate::Ticket;
+use crate::metrics::{self, Decision};
+use crate::workload::{ImageUse, WorkloadError};
+
+/// An answer's bytes and the review's slot in the gate, held until the
+/// answer is written (the server drops it once the body is sent).
+#[derive(Debug)]
+pub struct Answered {
+    /// The AdmissionReview answer.
+    pub bytes: Vec<u8>,
+    /// The slot, when the review took one.
+    pub ticket: Option<Ticket>,
+}
+
+impl Evaluator {
+    /// Answers one AdmissionReview body. `Err` is a review not answered:
+    /// a body that is not an AdmissionReview (HTTP 400), one refused by
+    /// the fair shares of the reviews in flight, or one whose audit
+    /// records could not be queued (HTTP 503); every decision, allow or
+    /// deny, is `Ok`. The body is dropped once decoded, before anything is
+    /// verified.
+    pub async fn review(&self, body: impl AsRef<[u8]>) -> Result<Vec<u8>, Unanswered> {
+        self.review_held(body).await.map(|a| a.bytes)
+    }
+
+    /// [`Evaluator::review`] with the review's slot in the gate handed
+    /// back with its answer, to be held until the answer is written.
+    pub async fn review_held(&self, body: impl AsRef<[u8]>) -> Result<Answered, Unanswered> {
+        let started = std::time::Instant::now();
+        let deadline = tokio::time::Instant::now() + self.settings.verify_timeout;
+        let metrics = metrics::global();
+        let decoded = admission::decode(body.as_ref());
+        drop(body);
+        let req = match decoded {
+            Ok(req) => req,
+            Err(e) => {
+                metrics.review("", "", Decision::invalid, started.elapsed());
+                return Err(e.into());
+            }
+        };
+        let (ctx, images) = admission::split(req);
+        let span = tracing::info_span!("review", uid = %ctx.uid, kind = %ctx.kind, namespace = %ctx.namespace, name = %ctx.name);
+        let answered = self
+            .answer_review(images, &ctx, deadline)
+            .instrument(span)
+            .await;
+        let decision = match &answered {
+            Ok((_, d, _)) => *d,
+            Err(_) => Decision::refused,
+        };
+        metrics.review(&ctx.kind, &ctx.operation, decision, started.elapsed());
+        answered.map(|(answer, _, ticket)| Answered {
+            bytes: answer.encode(&ctx.uid),
+            ticket,
+        })
+    }
+
+    async fn answer_review(
+        &self,
+        images: Result<Option<Vec<ImageUse>>, WorkloadError>,
+        ctx: &RequestContext,
+        deadline: tokio::time::Instant,
+    ) -> Result<(Answer, Decision, Option<Ticket>), Unanswered> {
+        let mut decision = self.settings.decision;
+        if let Some(cluster) = &self.cluster {
+            match cluster.mode(&ctx.namespace) {
+                Ok(NamespaceMode::Enforce) => {}
+                Ok(NamespaceMode::Audit) => decision.server_mode = ServerMode::Audit,
+                Ok(NamespaceMode::Skip) => {
+                    tracing::debug!("namespace not labelled for enforcement; admitted");
+                    return Ok((Answer::allow(), Decision::allowed, None));
+                }
+                Err(reason) => {
+                    let unchecked = match &images {
+                        Ok(Some(i)) if !i.is_empty() => i.clone(),
+                        _ => return Ok((Answer::allow(), Decision::allowed, None)),
+                    };
+                    if decision.server_mode == ServerMode::Audit {
+                        tracing::warn!(%reason, "admitted unchecked (audit mode)");
+                        self.record_unchecked(ctx, &unchecked, &reason, deadline)
+                            .await?;
+                        return Ok((Answer::allow(), Decision::warned, None));
+                    }
+                    tracing::warn!(%reason, "denying");
+                    return Ok((Answer::deny(reason), Decision::denied, None));
+                }
+            }
+        }
+        let images = match images {
+            Ok(Some(images)) if !images.is_empty() => images,
+            Ok(_) => return Ok((Answer::allow(), Decision::allowed, None)),
+            Err(e) if decision.server_mode == ServerMode::Audit => {
+                tracing::warn!(error = %e, "unreadable workload; admitted (audit mode)");
+                let whole = [ImageUse {
+                    field: e.field(),
+                    reference: String::new(),
+                    pointer: String::new(),
+                }];
+                self.record_unchecked(ctx, &whole, &e.to_string(), deadline)
+                    .await?;
+                return Ok((Answer::allow(), Decision::warned, None));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable workload; denying");
+                let reason = crate::text::escape(&e.to_string()).into_owned();
+                return Ok((Answer::deny(reason), Decision::denied, None));
+            }
+        };
+        // Held from before the first registry request until the answer is
+        // written (the caller drops it with the answer's body).
+        let ticket = self.gate.enter(&ctx.namespace, deadline).await?;
+        let eval = self
+            .evaluate_until(
+                ctx,
+                images,
+                &decision,
+                self.settings.require_digest,
+                deadline,
+            )
+            .await;
+        if let Some(refused) = eval.unrecorded {
+            return Err(refused.into());
+        }
+        // Debug, not info: a line per review at the default level is a
+        // write per request on the warm path (a third of its system calls),
+        // and the audit log and metrics already carry every decision.
+        tracing::debug!(
+            allowed = eval.verdict.allowed,
+            warnings = eval.verdict.warnings.len(),
+            "decided"
+        );
+        let answered = if !eval.verdict.allowed {
+            Decision::denied
+        } else if eval.verdict.warnings.is_empty() {
+            Decision::allowed
+        } else {
+            Decision::warned
+        };
+        Ok((Answer::of(&eval.verdict), answered, Some(ticket)))
+    }
+
+    /// Audit records for images admitted without a check (audit mode: the
+    /// workload could not be read, or the cluster view is not synced).
+    async fn record_unchecked(
+        &self,
+        ctx: &RequestContext,
+        images: &[ImageUse],
+        reason: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), Unanswered> {
+        let time = now_rfc3339();
+        let records: Vec<AuditRecord> = images
+            .iter()
+            .map(|image| {
+                let finding = Finding {
+                    image: image.reference.clone(),
+                    field: image.field.clone(),
+                    digest: None,
+                    policy: None,
+                    mode: "unchecked".into(),
+                    decision: crate::decision::FindingDecision::Audited,
+                    reasons: vec![format!("not checked: {reason}")],
+                    authorities: Vec::new(),
+                    passed: false,
+                };
+                AuditRecord::new(ctx, &finding, time.clone())
+            })
+            .collect();
+        self.audit.record_review(&records, deadline).await?;
+        Ok(())
+    }
+}
