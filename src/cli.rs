@@ -376,6 +376,16 @@ pub struct ServeArgs {
     /// renewed every third of that, and after it another replica takes over.
     #[arg(long, alias = "audit-lease-duration", default_value = "15s", value_parser = duration)]
     pub lease_duration: Duration,
+    /// On SIGTERM: how long `/readyz` says not ready while reviews are
+    /// still accepted and answered, so that every apiserver stops sending
+    /// to this replica before it stops listening (the chart sets 5s; a
+    /// second SIGTERM cuts it short).
+    #[arg(long, default_value = "0s", value_parser = duration)]
+    pub shutdown_delay: Duration,
+    /// After the shutdown delay: how long the reviews in flight have to
+    /// finish once no new connection is accepted.
+    #[arg(long, default_value = "15s", value_parser = duration)]
+    pub shutdown_drain: Duration,
 }
 
 /// Output format of `sigil check`.

@@ -155,6 +155,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let generated = tls::self_signed(&names)?;
             let (ca, _, _) = tls::write_self_signed(&args.self_signed_dir, &generated)?;
             tracing::info!(ca = %ca.display(), "self-signed CA written; put it (base64) in the webhook caBundle");
+            tls::record_serving_expiry(generated.cert_pem.as_bytes());
             (
                 RustlsConfig::from_config(tls::server_config(
                     generated.cert_pem.as_bytes(),
@@ -219,13 +220,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Duration::from_secs(2),
         ));
     }
+    let terminating = Arc::new(AtomicBool::new(false));
     let running = server::start(
         args.listen,
         tls_config,
         AppState::new(evaluator, ready.clone())
             .with_body_memory(args.max_body_memory)
             .requiring_client_certificates(args.client_ca.is_some())
-            .with_certificate_gate(certificate_loaded),
+            .with_certificate_gate(certificate_loaded)
+            .with_termination_flag(terminating.clone()),
     )
     .await?;
     // File policies were loaded before listening; with a cluster, readiness
@@ -234,9 +237,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ready.store(true, Ordering::Release);
     }
     tracing::info!(addr = %running.addr, "sigil listening (HTTPS)");
-    server::shutdown_signal().await;
-    tracing::info!("shutting down");
-    running.shutdown(Duration::from_secs(10)).await;
+    running
+        .run_until_terminated(
+            server::Termination {
+                delay: args.shutdown_delay,
+                drain: args.shutdown_drain,
+            },
+            &terminating,
+        )
+        .await;
     if let Some((_, leadership)) = &cluster_parts {
         leadership.release().await;
     }

@@ -1,6 +1,7 @@
 //! The HTTPS server: routes, request bodies (a size limit, a read deadline
 //! and a budget of bytes held at once), client certificates, readiness,
-//! graceful shutdown. It must not know what a policy is; the fair shares of
+//! termination (not ready at SIGTERM, still answering through the
+//! shutdown delay, then a drain). It must not know what a policy is; the fair shares of
 //! the reviews in flight are the pipeline's (`gate`), since they need the
 //! namespace a review is for.
 
@@ -44,6 +45,9 @@ pub struct AppState {
     /// Whether the serving certificate is one clients trust yet (false
     /// while `--tls-secret` has not delivered one).
     pub certificate_loaded: Arc<AtomicBool>,
+    /// Set on SIGTERM: `/readyz` says not ready (so the endpoint is taken
+    /// out of the Service) while reviews are still answered.
+    pub terminating: Arc<AtomicBool>,
 }
 
 /// Set on every request: whether its connection presented a client
@@ -96,7 +100,14 @@ impl AppState {
             body_budget_bytes: DEFAULT_BODY_MEMORY,
             require_client_cert: false,
             certificate_loaded: Arc::new(AtomicBool::new(true)),
+            terminating: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Not ready once `terminating` is set; reviews are still answered.
+    pub fn with_termination_flag(mut self, terminating: Arc<AtomicBool>) -> Self {
+        self.terminating = terminating;
+        self
     }
 
     /// At most `bytes` of request bodies held at once (at least one
@@ -314,34 +325,68 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn validate(State(state): State<AppState>, request: axum::extract::Request) -> Response {
-    match read_body(&state, request).await {
+    let version = request.version();
+    let response = match read_body(&state, request).await {
         Ok(body) => answered(state.evaluator.review_held(body).await),
         Err(refused) => refused,
-    }
+    };
+    closing_when_terminating(&state, version, response)
 }
 
 async fn mutate(State(state): State<AppState>, request: axum::extract::Request) -> Response {
-    match read_body(&state, request).await {
+    let version = request.version();
+    let response = match read_body(&state, request).await {
         Ok(body) => answered(state.evaluator.mutate_held(body).await),
         Err(refused) => refused,
-    }
+    };
+    closing_when_terminating(&state, version, response)
 }
 
 async fn validate_policy(
     State(state): State<AppState>,
     request: axum::extract::Request,
 ) -> Response {
+    let version = request.version();
     let body = match read_body(&state, request).await {
         Ok(body) => body,
-        Err(refused) => return refused,
+        Err(refused) => return closing_when_terminating(&state, version, refused),
     };
-    match crate::service::validate_policy(body.as_ref()) {
+    let response = match crate::service::validate_policy(body.as_ref()) {
         Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
         Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    closing_when_terminating(&state, version, response)
+}
+
+/// Once terminating, an HTTP/1.1 answer closes its connection
+/// (`Connection: close`). A client such as the apiserver reuses kept-alive
+/// connections whatever the Service's endpoints now say; closed after an
+/// answer, a connection is never closed under a request the client is
+/// sending, and the next one is dialled to a replica that stays. (HTTP/2
+/// connections get a GOAWAY when the delay ends, which clients retry
+/// under.)
+fn closing_when_terminating(
+    state: &AppState,
+    version: axum::http::Version,
+    mut response: Response,
+) -> Response {
+    if version < axum::http::Version::HTTP_2 && state.terminating.load(Ordering::Acquire) {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
     }
+    response
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
+    if state.terminating.load(Ordering::Acquire) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting down: still answering reviews until endpoints are updated",
+        )
+            .into_response();
+    }
     if !state.certificate_loaded.load(Ordering::Acquire) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -432,6 +477,43 @@ pub async fn start_metrics(
         }
     });
     Ok(addr)
+}
+
+/// How `sigil serve` ends on SIGTERM (a rollout, a drain): not ready at
+/// once, still accepting and answering for `delay` (the time the endpoint
+/// takes to leave every apiserver's view of the Service), then no new
+/// connections and `drain` for the reviews in flight. A second SIGTERM or
+/// Ctrl-C cuts the delay short.
+#[derive(Debug, Clone, Copy)]
+pub struct Termination {
+    /// Answering while not ready.
+    pub delay: Duration,
+    /// For in-flight reviews once no more are accepted.
+    pub drain: Duration,
+}
+
+impl RunningServer {
+    /// Waits for SIGTERM (or Ctrl-C), then stops as `termination` says;
+    /// `terminating` is set at the signal.
+    pub async fn run_until_terminated(self, termination: Termination, terminating: &AtomicBool) {
+        shutdown_signal().await;
+        terminating.store(true, Ordering::Release);
+        tracing::info!(
+            delay_seconds = termination.delay.as_secs_f64(),
+            "terminating: not ready, still answering while endpoints are updated"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(termination.delay) => {}
+            _ = shutdown_signal() => {
+                tracing::info!("second signal: not waiting out the delay");
+            }
+        }
+        tracing::info!(
+            drain_seconds = termination.drain.as_secs_f64(),
+            "no longer accepting; finishing the reviews in flight"
+        );
+        self.shutdown(termination.drain).await;
+    }
 }
 
 /// Resolves when SIGTERM or Ctrl-C arrives.

@@ -181,7 +181,23 @@ pub fn server_config_from_files(
     client_ca: Option<&Path>,
 ) -> Result<std::sync::Arc<rustls::ServerConfig>, TlsError> {
     let ca = client_ca.map(read).transpose()?;
-    server_config(&read(cert)?, &read(key)?, ca.as_deref())
+    let cert_pem = read(cert)?;
+    let config = server_config(&cert_pem, &read(key)?, ca.as_deref())?;
+    record_serving_expiry(&cert_pem);
+    Ok(config)
+}
+
+/// Sets `sigil_serving_certificate_expiry_timestamp_seconds` to the end of
+/// `cert_pem`'s first certificate: called wherever a certificate starts
+/// being served (`--tls-cert` at start and on reload, `--self-signed`,
+/// `--tls-secret` when the Secret's is loaded), never for a placeholder.
+pub fn record_serving_expiry(cert_pem: &[u8]) {
+    let Ok(pem) = std::str::from_utf8(cert_pem) else {
+        return;
+    };
+    if let Some(not_after) = crate::certificates::not_after_of(pem) {
+        crate::metrics::global().serving_certificate(not_after);
+    }
 }
 
 fn mtimes(paths: &[&Path]) -> Vec<Option<SystemTime>> {

@@ -18,6 +18,21 @@ if len(sys.argv) > 2 and sys.argv[2] == "--render":
     sys.exit(0)
 
 
+if len(sys.argv) > 2 and sys.argv[2] == "--rules":
+    # The alert rule groups the chart renders for the values given as JSON
+    # (argv[3], default {}) in namespace argv[4] (default sigil-system): a
+    # plain Prometheus rule file (deploy/sigil-alerts.yaml, tests/alerts.rs).
+    import json
+    values = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
+    values.setdefault("metrics", {}).setdefault("prometheusRule", {})["enabled"] = True
+    ns = sys.argv[4] if len(sys.argv) > 4 else "sigil-system"
+    rendered = helm.Chart.load(CHART).render(values, name="sigil", namespace=ns)
+    for path, text in rendered.items():
+        if path.endswith("prometheusrule.yaml"):
+            print(yaml.safe_dump(yaml.safe_load(text)["spec"], sort_keys=False, width=1000), end="")
+    sys.exit(0)
+
+
 def merged(*parts):
     out = {}
     for p in parts:
@@ -26,10 +41,10 @@ def merged(*parts):
     return out
 
 
-def objects(values):
+def objects(values, namespace="sigil-system"):
     chart = helm.Chart.load(CHART)
     chart.validate_schema(values)
-    rendered = chart.render(values, name="sigil", namespace="sigil-system")
+    rendered = chart.render(values, name="sigil", namespace=namespace)
     docs = []
     for path, text in rendered.items():
         if not path.endswith(".yaml"):
@@ -79,6 +94,42 @@ for flag in ["--tls-secret=sigil-webhook-tls", "--inject-ca-bundle=validating/si
              "--ca-lifetime=8760h", "--cert-lifetime=3600h", "--renew-before=360h"]:
     assert flag in container["args"], (flag, container["args"])
 assert not any(a.startswith("--tls-cert") for a in container["args"]), container["args"]
+# The image is the chart's appVersion, never a moving tag; a digest wins.
+app_version = yaml.safe_load(open(f"{CHART}/Chart.yaml"))["appVersion"]
+assert container["image"] == f"sigil:{app_version}", container["image"]
+digest = "sha256:" + "ab" * 32
+assert one(objects({"image": {"digest": digest}}), "Deployment", "sigil")["spec"]["template"]["spec"]["containers"][0]["image"] == f"sigil@{digest}"
+# Termination: not ready at SIGTERM, answering for the delay, then the
+# in-flight reviews get the webhook's timeout; the grace period covers it
+# all plus the audit log's flush.
+assert "--shutdown-delay=5s" in container["args"] and "--shutdown-drain=10s" in container["args"], container["args"]
+assert pod["terminationGracePeriodSeconds"] == 5 + 10 + 5, pod["terminationGracePeriodSeconds"]
+# The memory limit holds every budget sigil is given, with room for the
+# process itself (about 35 MiB idle; 64 MiB is the least room allowed).
+def mib(value):
+    return int(value[:-2]) * (1024 if value.endswith("Gi") else 1) if value[-2:] in ("Mi", "Gi") else int(value[:-3])
+budgets = {f: mib(a.split("=", 1)[1]) for a in container["args"] for f in
+           ["--cache-memory", "--registry-read-memory", "--max-body-memory",
+            "--pull-secret-cache-memory", "--audit-queue-memory"] if a.startswith(f + "=")}
+assert len(budgets) == 5, container["args"]
+limit = mib(container["resources"]["limits"]["memory"])
+assert sum(budgets.values()) + 64 <= limit, (budgets, limit)
+assert limit == 256, limit
+# A limit given below the budgets fails the render, naming both; a larger one stands.
+try:
+    objects({"resources": {"limits": {"memory": "128Mi"}}})
+    raise AssertionError("rendered a memory limit below the budgets")
+except helm.HelmError as e:
+    assert "resources.limits.memory 128Mi" in str(e) and "256Mi" in str(e), e
+big = one(objects({"resources": {"limits": {"memory": "1Gi"}}, "memory": {"cachesMiB": 512}}), "Deployment", "sigil")
+assert big["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] == "1Gi"
+assert "--cache-memory=512MiB" in big["spec"]["template"]["spec"]["containers"][0]["args"]
+assert mib(one(objects({"memory": {"cachesMiB": 200}}), "Deployment", "sigil")["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]) == 392
+# A tag added by a later mutating webhook (a sidecar injector) is pinned
+# on the second pass.
+assert one(docs, "MutatingWebhookConfiguration", "sigil")["webhooks"][0]["reinvocationPolicy"] == "IfNeeded"
+# noMatchPolicy warn through the chart.
+assert "--no-match-policy=warn" in one(objects({"sigil": {"noMatchPolicy": "warn"}}), "Deployment", "sigil")["spec"]["template"]["spec"]["containers"][0]["args"]
 assert "volumes" not in pod or not pod["volumes"], pod.get("volumes")
 validate = one(docs, "ValidatingWebhookConfiguration", "sigil")["webhooks"][0]
 assert validate["failurePolicy"] == "Fail" and validate["sideEffects"] == "NoneOnDryRun"
@@ -201,12 +252,24 @@ with open(os.path.join(CHART, "dashboards", "sigil.json")) as f:
     assert json.loads(dash["data"]["sigil.json"]) == json.load(f)
 rule = one(docs, "PrometheusRule", "sigil")
 assert rule["metadata"]["labels"]["release"] == "kube-prometheus"
-with open(os.path.join(CHART, "alerts", "rules.yaml")) as f:
-    assert rule["spec"] == yaml.safe_load(f), rule["spec"]
+alerts = {r["alert"]: r["expr"] for r in rule["spec"]["groups"][0]["rules"]}
+assert "> 7200" in alerts["SigilBackgroundAuditStale"], alerts
+assert 'namespace="sigil-system"' in alerts["SigilReplicaNotReady"], alerts
+# Derived from the values: the audit interval, the namespace; no
+# staleness alert when the background audit is off.
+def alerts_of(values, namespace="sigil-system"):
+    values = merged({"metrics": {"prometheusRule": {"enabled": True}}}, values)
+    return {r["alert"]: r["expr"] for r in one(objects(values, namespace), "PrometheusRule", "sigil")["spec"]["groups"][0]["rules"]}
+assert "> 5400" in alerts_of({"sigil": {"auditInterval": "45m"}})["SigilBackgroundAuditStale"]
+assert "> 7800" in alerts_of({"sigil": {"auditInterval": "1h5m"}})["SigilBackgroundAuditStale"]
+assert "SigilBackgroundAuditStale" not in alerts_of({"sigil": {"auditInterval": "0s"}})
+other = alerts_of({}, "security")
+assert all('namespace="security"' in e and "sigil-system" not in e for e in other.values()), other
 assert not any(d["kind"] in ("PrometheusRule",) or d["metadata"]["name"] == "sigil-dashboard" for d in objects({}))
 
 # A typo is refused by values.schema.json, naming the key.
 for typo in ({"replica": 3}, {"webhook": {"failurePolicy": "fail"}}, {"sigil": {"noMatch": "allow"}},
+             {"sigil": {"auditInterval": "an hour"}}, {"memory": {"caches": 64}},
              {"certificates": {"mode": "selfSigned"}}, {"certificates": {"self": {"renewBefore": "soon"}}}):
     try:
         helm.Chart.load(CHART).validate_schema(merged(CA, typo))

@@ -50,16 +50,18 @@ fn the_charts_crds_are_the_projects() {
     }
 }
 
-/// deploy/sigil.yaml is the chart's defaults as rendered now
-/// (scripts/gen-deploy.sh), never hand-kept.
+/// deploy/sigil.yaml and deploy/sigil-alerts.yaml are the chart's defaults
+/// as rendered now (scripts/gen-deploy.sh), never hand-kept.
 #[test]
 fn the_manual_install_is_the_charts_rendered_defaults() {
     let root = env!("CARGO_MANIFEST_DIR");
     let dir = tempfile::tempdir().unwrap();
     let fresh = dir.path().join("sigil.yaml");
+    let fresh_alerts = dir.path().join("sigil-alerts.yaml");
     let out = Command::new("bash")
         .arg(format!("{root}/scripts/gen-deploy.sh"))
         .arg(&fresh)
+        .arg(&fresh_alerts)
         .env("SIGIL_HELM_PYTHON", common::helm_python())
         .output()
         .unwrap();
@@ -74,4 +76,9 @@ fn the_manual_install_is_the_charts_rendered_defaults() {
         "deploy/sigil.yaml differs from the chart's rendered defaults: run scripts/gen-deploy.sh"
     );
     assert!(kept.contains("--tls-secret=sigil-webhook-tls"), "{kept}");
+    assert!(
+        std::fs::read_to_string(&fresh_alerts).unwrap()
+            == std::fs::read_to_string(format!("{root}/deploy/sigil-alerts.yaml")).unwrap(),
+        "deploy/sigil-alerts.yaml differs from the chart's alerts: run scripts/gen-deploy.sh"
+    );
 }

@@ -32,6 +32,7 @@ const SECRET: &str = "sigil-webhook-tls";
 struct Replica {
     child: Child,
     port: u16,
+    metrics: u16,
     name: String,
     log: PathBuf,
 }
@@ -203,8 +204,44 @@ fn start_replica(
     Replica {
         child,
         port,
+        metrics,
         name: name.to_string(),
         log,
+    }
+}
+
+impl Replica {
+    /// Sends SIGTERM, as the kubelet does at a rollout or a drain.
+    fn terminate(&self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+    }
+
+    /// Waits for the process to end; whether it exited 0.
+    fn exited(&mut self, limit: Duration) -> Option<bool> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status.success());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// `sigil_serving_certificate_expiry_timestamp_seconds` from its /metrics.
+    fn certificate_expiry(&self) -> Option<f64> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.metrics)).ok()?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .ok()?;
+        let mut out = String::new();
+        stream.read_to_string(&mut out).ok()?;
+        out.lines()
+            .find_map(|l| l.strip_prefix("sigil_serving_certificate_expiry_timestamp_seconds "))
+            .and_then(|v| v.trim().parse().ok())
     }
 }
 
@@ -399,6 +436,21 @@ fn the_chart_runs_under_its_service_account_with_self_managed_certificates() {
     let bundles = injected_bundles(&c);
     assert_eq!(bundles.len(), 3);
     assert!(!bundles[0].is_empty());
+    // The expiry gauge is the end of the certificate loaded from the Secret.
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(secret_entry(&c, "tls.crt"))
+        .unwrap();
+    let not_after = sigil::certificates::not_after_of(std::str::from_utf8(&pem).unwrap())
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as f64;
+    assert_eq!(
+        first.certificate_expiry(),
+        Some(not_after),
+        "{}",
+        first.log()
+    );
 
     // The apiserver calls sigil through the chart's policy webhook...
     let policies = format!(
@@ -513,6 +565,28 @@ fn the_chart_runs_under_its_service_account_with_self_managed_certificates() {
         // not change.
         (true, vec!["list", "policyreports", "--all-namespaces"]),
         (false, vec!["create", "clusterrolebindings"]),
+        // Verbs the code never uses are not granted either.
+        (false, vec!["get", "clusterimagepolicies/shop-ok"]),
+        (
+            false,
+            vec![
+                "update",
+                "clusterimagepolicies/shop-ok",
+                "--subresource=status",
+            ],
+        ),
+        (
+            true,
+            vec![
+                "patch",
+                "clusterimagepolicies/shop-ok",
+                "--subresource=status",
+            ],
+        ),
+        (false, vec!["get", "namespaces/shop"]),
+        (false, vec!["-n", "shop", "get", "policyreports"]),
+        (false, vec!["-n", NS, "get", "configmaps/anything"]),
+        (true, vec!["-n", NS, "watch", "configmaps"]),
     ] {
         assert_eq!(can_i(&c, &args), allowed, "can-i {args:?}");
     }
@@ -653,4 +727,117 @@ fn the_chart_runs_under_its_service_account_with_self_managed_certificates() {
         ok(&out)
     });
     assert!(admitted.is_some(), "{last}");
+}
+
+/// A rolling update of two replicas, as the Deployment controller does it
+/// (one surge replica Ready, then one old replica terminated, twice), while
+/// reviews go through the real apiserver without a pause. The endpoint of
+/// a terminated replica leaves the Service a second after its SIGTERM (the
+/// endpoints controller's and the apiservers' lag, here written by this
+/// test). Done twice: with `--shutdown-delay=0s`, sigil's old behaviour,
+/// and with the chart's args. The chart's loses no review.
+#[test]
+fn a_rolling_update_of_two_replicas_loses_no_review() {
+    const LAG: Duration = Duration::from_secs(1);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c = KubeCluster::start();
+    install(&c);
+    namespace(&c, "shop", Some("true"));
+    let kubeconfig = service_account_kubeconfig(&c);
+    let args = deployment_args(&c);
+    assert!(
+        args.contains(&"--shutdown-delay=5s".to_string()),
+        "{args:?}"
+    );
+    let policy = static_policy("shop-ok", "registry.example/ok/**", "pass", None);
+    let mut outcomes = Vec::new();
+    for (run, delay) in [("before", Some("0s")), ("after", None)] {
+        let mut set = vec![("--lease-duration", "3s")];
+        set.extend(delay.map(|d| ("--shutdown-delay", d)));
+        let name = |n: &str| format!("{run}-{n}");
+        let ready = |r: &Replica| {
+            within(Duration::from_secs(60), || trusted_and_ready(&rt, &c, r)).is_some()
+        };
+        let mut old_a = start_replica(&c, &args, &kubeconfig, &name("a"), &set);
+        let mut old_b = start_replica(&c, &args, &kubeconfig, &name("b"), &set);
+        assert!(
+            ready(&old_a) && ready(&old_b),
+            "{}\n---\n{}",
+            old_a.log(),
+            old_b.log()
+        );
+        route(&c, &[&old_a, &old_b]);
+        // The policy (its webhook needs a replica) is loaded and the
+        // apiserver reaches both.
+        let applied = within(Duration::from_secs(30), || {
+            ok(&c.kubectl_stdin(&["apply", "-f", "-"], &policy))
+        });
+        assert!(applied.is_some(), "{}", old_a.log());
+        let admitted = within(Duration::from_secs(30), || {
+            ok(&c.kubectl_stdin(
+                &["create", "--dry-run=server", "-f", "-"],
+                &pod("warm", PASS_IMAGE),
+            ))
+        });
+        assert!(admitted.is_some(), "{}", old_a.log());
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let generator = rt.spawn(load(c.kubeconfig.clone(), 4, stop.clone()));
+        std::thread::sleep(Duration::from_secs(2));
+        let new_c = start_replica(&c, &args, &kubeconfig, &name("c"), &set);
+        assert!(ready(&new_c), "{}", new_c.log());
+        route(&c, &[&old_a, &old_b, &new_c]);
+        std::thread::sleep(LAG);
+        old_a.terminate();
+        std::thread::sleep(LAG);
+        route(&c, &[&old_b, &new_c]);
+        assert_eq!(
+            old_a.exited(Duration::from_secs(40)),
+            Some(true),
+            "{}",
+            old_a.log()
+        );
+        let new_d = start_replica(&c, &args, &kubeconfig, &name("d"), &set);
+        assert!(ready(&new_d), "{}", new_d.log());
+        route(&c, &[&old_b, &new_c, &new_d]);
+        std::thread::sleep(LAG);
+        old_b.terminate();
+        std::thread::sleep(LAG);
+        route(&c, &[&new_c, &new_d]);
+        assert_eq!(
+            old_b.exited(Duration::from_secs(40)),
+            Some(true),
+            "{}",
+            old_b.log()
+        );
+        std::thread::sleep(Duration::from_secs(2));
+        stop.store(true, Ordering::Release);
+        let (succeeded, failures) = rt.block_on(generator).unwrap();
+        println!(
+            "rolling update {run}: {succeeded} reviews answered, {} lost; first: {:?}",
+            failures.len(),
+            failures.first()
+        );
+        outcomes.push((run, succeeded, failures));
+        drop((new_c, new_d));
+    }
+    let (_, before_ok, before_lost) = &outcomes[0];
+    let (_, after_ok, after_lost) = &outcomes[1];
+    assert!(
+        *before_ok >= 20 && *after_ok >= 20,
+        "too few reviews: {before_ok}, {after_ok}"
+    );
+    assert!(
+        after_lost.is_empty(),
+        "{} of {} reviews lost with the chart's shutdown delay, first: {:?}",
+        after_lost.len(),
+        after_ok + after_lost.len(),
+        after_lost.first()
+    );
+    // The same rollout without the delay loses reviews to refused
+    // connections: what makes the difference is the delay.
+    assert!(
+        before_lost.iter().any(|f| f.contains("failed calling webhook")),
+        "without the delay nothing was lost ({before_ok} answered): the test no longer shows what the delay is for"
+    );
 }

@@ -845,6 +845,78 @@ async fn mutate_pins_policy_matched_tags_to_digests() {
     assert!(resp["response"]["patch"].is_null());
 }
 
+/// The chart's mutating webhook has `reinvocationPolicy: IfNeeded`: when a
+/// later mutating webhook (a sidecar injector) adds an image by tag, the
+/// apiserver calls sigil again with the object as it now is. That second
+/// pass pins the added tag, leaves what the first pass pinned alone, and a
+/// third pass has nothing left to change; the validating review of the
+/// result admits it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_mutating_pass_pins_a_tag_added_after_the_first() {
+    use base64::Engine as _;
+    let env = Env::start();
+    let k = key(TestKeyKind::P256);
+    let app = env.push("team/app", "v1").await;
+    env.sign("team/app", &app, &k).await;
+    let sidecar = env.push("team/sidecar", "v2").await;
+    env.sign("team/sidecar", &sidecar, &k).await;
+    let a = env.addr();
+    let (ev, _) = pipeline(
+        &key_policy("p", &format!("{a}/team/**"), &[&k], ""),
+        &Opts::for_registry(a),
+    );
+    let mutate = |object: serde_json::Value| {
+        let mut body = pod_review("r-1", "default", "p", "unused");
+        body["request"]["object"] = object;
+        let ev = &ev;
+        async move {
+            let bytes = ev
+                .mutate(&serde_json::to_vec(&body).unwrap())
+                .await
+                .unwrap();
+            let resp: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(resp["response"]["allowed"], true, "{resp}");
+            resp["response"]["patch"].as_str().map(|p| {
+                serde_json::from_slice::<json_patch::Patch>(
+                    &base64::engine::general_purpose::STANDARD.decode(p).unwrap(),
+                )
+                .unwrap()
+            })
+        }
+    };
+    let mut object =
+        pod_review("r-0", "default", "p", &format!("{a}/team/app:v1"))["request"]["object"].clone();
+    // First pass: the app's tag is pinned.
+    let first = mutate(object.clone()).await.expect("a patch");
+    json_patch::patch(&mut object, &first).unwrap();
+    assert_eq!(
+        object["spec"]["containers"][0]["image"],
+        format!("{a}/team/app:v1@{app}")
+    );
+    // A later webhook injects a sidecar by tag.
+    object["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "proxy", "image": format!("{a}/team/sidecar:v2")}));
+    // The reinvocation pins it, and only it.
+    let second = mutate(object.clone())
+        .await
+        .expect("a patch for the sidecar");
+    assert_eq!(
+        serde_json::to_value(&second).unwrap(),
+        json!([{"op": "replace", "path": "/spec/containers/1/image", "value": format!("{a}/team/sidecar:v2@{sidecar}")}])
+    );
+    json_patch::patch(&mut object, &second).unwrap();
+    assert!(
+        mutate(object.clone()).await.is_none(),
+        "nothing left to pin"
+    );
+    let mut body = pod_review("r-2", "default", "p", "unused");
+    body["request"]["object"] = object;
+    let resp = review(&ev, &body).await;
+    assert!(allowed(&resp), "{}", message(&resp));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spec_match_selects_resources_and_labels() {
     let env = Env::start();

@@ -177,9 +177,7 @@ pub async fn serve_from_secret(
             Ok(c) => {
                 config.reload_from_config(c);
                 loaded.store(true, Ordering::Release);
-                if let Some(t) = certificates::not_after_of(&pair.0) {
-                    crate::metrics::global().serving_certificate(t);
-                }
+                crate::tls::record_serving_expiry(pair.0.as_bytes());
                 tracing::info!(secret = %name, "serving certificate loaded from the Secret");
                 serving = Some(pair);
             }

@@ -53,3 +53,46 @@ rules:
     operations: ["CREATE", "UPDATE"]
     resources: ["jobs", "cronjobs"]
 {{- end }}
+
+{{/* The image: by digest when one is given, else the tag (the chart's appVersion by default). */}}
+{{- define "sigil.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+{{- end }}
+
+{{/* MiB sigil's memory budgets and headroom add up to. */}}
+{{- define "sigil.memoryFloorMiB" -}}
+{{- $m := .Values.memory -}}
+{{- add $m.cachesMiB $m.registryReadsMiB $m.requestBodiesMiB $m.pullSecretCacheMiB $m.auditQueueMiB $m.headroomMiB -}}
+{{- end }}
+
+{{/*
+The container's resources: the memory limit is the budgets' sum plus
+headroom unless given, and a given one below that sum fails the render.
+*/}}
+{{- define "sigil.resources" -}}
+{{- $floor := include "sigil.memoryFloorMiB" . | int -}}
+{{- $resources := deepCopy .Values.resources -}}
+{{- $limits := $resources.limits | default dict -}}
+{{- if $limits.memory -}}
+{{- $given := toString $limits.memory -}}
+{{- $mib := 0 -}}
+{{- if hasSuffix "Gi" $given -}}
+{{- $mib = mul (trimSuffix "Gi" $given | int) 1024 -}}
+{{- else if hasSuffix "Mi" $given -}}
+{{- $mib = trimSuffix "Mi" $given | int -}}
+{{- else -}}
+{{- fail (printf "resources.limits.memory %q: give it in Mi or Gi" $given) -}}
+{{- end -}}
+{{- if lt $mib $floor -}}
+{{- fail (printf "resources.limits.memory %s is below what sigil's memory budgets and headroom add up to (%dMi: memory.*MiB); raise the limit or lower the budgets" $given $floor) -}}
+{{- end -}}
+{{- else -}}
+{{- $_ := set $limits "memory" (printf "%dMi" $floor) -}}
+{{- end -}}
+{{- $_ := set $resources "limits" $limits -}}
+{{- toYaml $resources -}}
+{{- end }}
