@@ -48,6 +48,7 @@ fn keyless(c: &mut Criterion) {
         trust_root_ref: None,
         verify_sct: true,
         require_tlog: true,
+        timestamp_without_log: false,
         require_timestamp: false,
     };
     verify_keyless_layer(&layer, &digest, &policy, &trust).expect("verifies");

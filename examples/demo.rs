@@ -167,6 +167,7 @@ async fn run(keep_running: bool) -> anyhow::Result<()> {
     let verify = VerifyArgs {
         kms_refresh: sigil::policy::kms::DEFAULT_REFRESH,
         policy_dir: Some(policy_dir),
+        github_api_hosts: vec!["api.github.com".into()],
         trust_root: None,
         registry_config: None,
         insecure_registries: vec![registry.addr.clone()],

@@ -187,6 +187,29 @@ impl ImageRef {
         }
     }
 
+    /// The names a pinned image is matched by besides its own, so that
+    /// pinning (what `/mutate` writes: the reference as written, then
+    /// `@digest`) never changes which policies claim it: its tagged name,
+    /// `registry/repository:tag` with `latest` when no tag is written (as
+    /// for the reference before pinning), and the reference as written
+    /// without its digest (`busybox:latest`, `reg.example/app`). None for
+    /// an image without a digest. More names can only make more policies
+    /// apply, never fewer: every one that matches must pass.
+    pub fn unpinned_names(&self) -> [Option<String>; 2] {
+        let Some(digest) = self.digest.as_deref() else {
+            return [None, None];
+        };
+        let tag = self.tag.as_deref().unwrap_or("latest");
+        let tagged = [self.registry.as_str(), "/", &self.repository, ":", tag].concat();
+        let written = self
+            .original
+            .strip_suffix(digest)
+            .and_then(|s| s.strip_suffix('@'))
+            .filter(|s| !s.is_empty() && *s != tagged)
+            .map(str::to_string);
+        [Some(tagged), written]
+    }
+
     /// The reference as oci-client should fetch it (tag or digest as written).
     pub fn to_reference(&self) -> Reference {
         match (&self.digest, &self.tag) {

@@ -27,6 +27,7 @@ pub mod logs;
 pub mod metrics;
 pub mod model;
 pub mod policy;
+pub mod rate;
 pub mod registry;
 pub mod report;
 pub mod report_cli;

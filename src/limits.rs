@@ -161,6 +161,14 @@ pub const GITHUB_MAX_PAGE_BYTES: usize = 4 << 20;
 pub const GITHUB_MAX_PAGES: usize = 4;
 /// Attestations asked for per page.
 pub const GITHUB_PER_PAGE: usize = 30;
+/// Calls to GitHub's attestation API one namespace's reviews may make at
+/// once (answers are cached, nothing listed too; only misses count).
+pub const GITHUB_CALLS_BURST_PER_NAMESPACE: u32 = 30;
+/// Then one more per this long: 30 a minute, so 20 busy namespaces stay
+/// under an authenticated token's 5,000 an hour with room to spare.
+pub const GITHUB_CALL_REFILL_PER_NAMESPACE: Duration = Duration::from_secs(2);
+/// Namespaces whose GitHub budgets are remembered (full ones go first).
+pub const GITHUB_BUDGETS_REMEMBERED: usize = 4_096;
 
 // ---- Verification -------------------------------------------------------
 
@@ -371,6 +379,9 @@ pub const TABLE: &[Limit] = &[
     bytes("GITHUB_MAX_PAGE_BYTES", GITHUB_MAX_PAGE_BYTES as u64, None, "one page of GitHub's attestation API"),
     count("GITHUB_MAX_PAGES", GITHUB_MAX_PAGES as u64, None, "pages read for one digest"),
     count("GITHUB_PER_PAGE", GITHUB_PER_PAGE as u64, None, "attestations asked for per page"),
+    count("GITHUB_CALLS_BURST_PER_NAMESPACE", GITHUB_CALLS_BURST_PER_NAMESPACE as u64, None, "GitHub API calls one namespace's reviews make at once (cache misses only): one tenant cannot spend the token's quota for everyone"),
+    time("GITHUB_CALL_REFILL_PER_NAMESPACE", GITHUB_CALL_REFILL_PER_NAMESPACE, None, "then one more per two seconds; past it the image is denied with the reason, other namespaces unaffected"),
+    count("GITHUB_BUDGETS_REMEMBERED", GITHUB_BUDGETS_REMEMBERED as u64, None, "namespaces' GitHub budgets remembered"),
     bytes("MAX_PAYLOAD_BYTES", MAX_PAYLOAD_BYTES as u64, None, "one signature, attestation or referrer payload"),
     count("MAX_SIGNATURE_LAYERS", MAX_SIGNATURE_LAYERS as u64, None, "layers read from one cosign signature or attestation manifest"),
     count("MAX_REFERRERS", MAX_REFERRERS as u64, None, "referrers (or GitHub attestations) read for one image"),

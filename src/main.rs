@@ -96,10 +96,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             client.clone(),
             evaluator.store.clone(),
             state,
-            args.namespace.clone(),
+            cluster::PolicyWatch {
+                namespace: args.namespace.clone(),
+                tls_secret: args.tls_secret.clone(),
+                github_api_hosts: args.verify.github_api_hosts.clone(),
+            },
             Some(events),
             Some(leadership.clone()),
-            args.tls_secret.clone(),
         ));
         cluster_parts = Some((client, leadership));
     }

@@ -242,6 +242,8 @@ pub struct Metrics {
     audit_duration: Gauge<f64, std::sync::atomic::AtomicU64>,
     audit_violations: Family<PolicyOnlyLabels, Gauge>,
     serving_certificate_expiry: Gauge<f64, std::sync::atomic::AtomicU64>,
+    github_quota_remaining: Family<RegistryLabels, Gauge>,
+    github_budget_refusals: Counter,
     hosts: Mutex<HashSet<String>>,
 }
 
@@ -285,6 +287,8 @@ impl Metrics {
             audit_duration: Gauge::default(),
             audit_violations: Family::default(),
             serving_certificate_expiry: Gauge::default(),
+            github_quota_remaining: Family::default(),
+            github_budget_refusals: Counter::default(),
             hosts: Mutex::new(HashSet::new()),
         };
         registry.register(
@@ -396,6 +400,16 @@ impl Metrics {
             "serving_certificate_expiry_timestamp_seconds",
             "When the serving certificate this replica loaded from its Secret expires (Unix time; 0 until one is loaded)",
             m.serving_certificate_expiry.clone(),
+        );
+        registry.register(
+            "github_api_rate_limit_remaining",
+            "Calls the token may still make to a GitHub API host this rate-limit window, as its last answer said (x-ratelimit-remaining)",
+            m.github_quota_remaining.clone(),
+        );
+        registry.register(
+            "github_budget_refusals",
+            "GitHub API calls not made because the namespace asking had spent its budget",
+            m.github_budget_refusals.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -578,6 +592,20 @@ impl Metrics {
     /// What became of one Kubernetes Event.
     pub fn event(&self, result: EventOutcome) {
         self.events.get_or_create(&EventLabels { result }).inc();
+    }
+
+    /// GitHub's answer from `host` said the token has `remaining` calls
+    /// left in this window.
+    pub fn github_quota(&self, host: &str, remaining: u64) {
+        let registry = self.host_label(host);
+        self.github_quota_remaining
+            .get_or_create(&RegistryLabels { registry })
+            .set(i64::try_from(remaining).unwrap_or(i64::MAX));
+    }
+
+    /// A GitHub API call not made: the namespace's budget was spent.
+    pub fn github_budget_spent(&self) {
+        self.github_budget_refusals.inc();
     }
 
     /// A policy program refused for want of a worker.

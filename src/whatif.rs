@@ -254,9 +254,13 @@ pub async fn main(args: CheckArgs) -> i32 {
 async fn run(args: &CheckArgs) -> anyhow::Result<WhatIf> {
     let evaluator = offline_evaluator(args).await?;
     let client = crate::cluster::client(args.kubeconfig.as_deref()).await?;
-    let inventory =
-        crate::cluster::read_inventory(&client, args.namespace.as_deref(), &args.sigil_namespace)
-            .await?;
+    let inventory = crate::cluster::read_inventory(
+        &client,
+        args.namespace.as_deref(),
+        &args.sigil_namespace,
+        &args.verify.github_api_hosts,
+    )
+    .await?;
     // The given policies replace the cluster's of the same name.
     let given: BTreeSet<String> = evaluator
         .store

@@ -39,7 +39,7 @@ fn promtool(args: &[&str]) -> (bool, String) {
 #[test]
 fn the_alert_rules_load_and_each_alert_fires_only_when_it_should() {
     let (ok, out) = promtool(&["check", "rules", "deploy/sigil-alerts.yaml"]);
-    assert!(ok && out.contains("SUCCESS: 9 rules found"), "{out}");
+    assert!(ok && out.contains("SUCCESS: 10 rules found"), "{out}");
     let (ok, out) = promtool(&["test", "rules", "tests/alerts/sigil_test.yaml"]);
     assert!(ok && out.contains("SUCCESS"), "{out}");
     // Every alert has a firing and a quiet case.
@@ -258,7 +258,7 @@ fn the_audit_staleness_alert_follows_the_audit_interval() {
     let dir = tempfile::tempdir().unwrap();
     let off = rendered_rules(dir.path(), "off", r#"{"sigil": {"auditInterval": "0s"}}"#);
     let (ok, out) = promtool(&["check", "rules", off.to_str().unwrap()]);
-    assert!(ok && out.contains("SUCCESS: 8 rules found"), "{out}");
+    assert!(ok && out.contains("SUCCESS: 9 rules found"), "{out}");
     assert!(!std::fs::read_to_string(&off)
         .unwrap()
         .contains("SigilBackgroundAuditStale"));

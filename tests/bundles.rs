@@ -362,6 +362,119 @@ async fn key_signed_bundles_and_cosign_oci11_signatures_verify_with_key_authorit
     }
 }
 
+/// Makes one key-signed v0.3 bundle (a cosign signing Statement) for
+/// [`Case::image`].
+fn signed_by_key<'a>(
+    sigstore: &'a OfflineSigstore,
+    k: &'a TestKey,
+    mode: ProofMode,
+) -> impl FnOnce(&str, &str) -> Vec<Vec<u8>> + 'a {
+    move |r: &str, d: &str| {
+        vec![sigstore
+            .dsse_bundle(
+                BundleSigner::Key(k),
+                &in_toto_statement(r, d, SIGN_PREDICATE, json!({})),
+                mode,
+            )
+            .unwrap()]
+    }
+}
+
+/// `rfc3161timestamp` on a key authority is kept in every layout it reads
+/// with `signatureFormat: bundle`: a key-signed v0.3 bundle and a cosign
+/// OCI 1.1 signature without a timestamp are denied naming the
+/// requirement (both were admitted before); with a timestamp from the trust
+/// root's TSA they are admitted; with one from another TSA, denied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc3161timestamp_is_required_of_key_signed_bundles_and_oci11_signatures() {
+    let c = Case::new();
+    let k = TestKey::generate(TestKeyKind::P256).unwrap();
+    let policy = key_bundle_policy(&c.glob, &k).replace(
+        "    - signatureFormat: bundle\n      key:\n",
+        "    - signatureFormat: bundle\n      rfc3161timestamp: {}\n      key:\n",
+    );
+    assert!(policy.contains("rfc3161timestamp"), "{policy}");
+    let (logged_only, _) = c
+        .image(
+            "acme/ts-logged",
+            signed_by_key(&c.sigstore, &k, ProofMode::Valid),
+        )
+        .await;
+    let (ok, msg) = c.verdict(&policy, &logged_only).await;
+    assert!(!ok, "a bundle without a timestamp: {msg}");
+    assert!(
+        msg.contains("bundle has no RFC 3161 timestamp, which rfc3161timestamp requires"),
+        "{msg}"
+    );
+    // Without the requirement the same bundle passes: the denial above is
+    // the requirement's.
+    let (ok, msg) = c
+        .verdict(&key_bundle_policy(&c.glob, &k), &logged_only)
+        .await;
+    assert!(ok, "{msg}");
+    let (stamped, _) = c
+        .image(
+            "acme/ts-stamped",
+            signed_by_key(&c.sigstore, &k, ProofMode::Timestamped),
+        )
+        .await;
+    let (ok, msg) = c.verdict(&policy, &stamped).await;
+    assert!(ok, "{msg}");
+    let rogue = OfflineSigstore::new().unwrap();
+    let (rogue_stamped, _) = c
+        .image(
+            "acme/ts-rogue",
+            signed_by_key(&rogue, &k, ProofMode::Timestamped),
+        )
+        .await;
+    let (ok, msg) = c.verdict(&policy, &rogue_stamped).await;
+    assert!(!ok, "a timestamp from a TSA outside the trust root: {msg}");
+
+    // cosign's OCI 1.1 signature artifact: the timestamp annotation, as
+    // on a legacy `.sig` layer.
+    let oci11 = |repo: &'static str, stamp: bool| {
+        let c = &c;
+        let k = &k;
+        async move {
+            let digest = c.env.push(repo, "v1").await;
+            let mut sig = SignatureToAttach::new(k, &format!("{}/{repo}", c.env.addr()), &digest);
+            if stamp {
+                c.sigstore
+                    .timestamp_signature(
+                        &mut sig,
+                        std::time::SystemTime::now() - std::time::Duration::from_secs(5),
+                    )
+                    .unwrap();
+            }
+            let mut ann: BTreeMap<String, String> = sig.annotations.clone().into_iter().collect();
+            ann.insert(
+                sigil::verify::cosign::SIGNATURE_ANNOTATION.to_string(),
+                sig.signature_b64.clone(),
+            );
+            push_referrer(
+                &c.env.client,
+                c.env.addr(),
+                repo,
+                &digest,
+                sigil::verify::referrers::COSIGN_SIGNATURE_ARTIFACT,
+                sigil::verify::cosign::SIMPLE_SIGNING_MEDIA_TYPE,
+                &sig.payload,
+                ann,
+            )
+            .await
+            .unwrap();
+            format!("{}/{repo}:v1", c.env.addr())
+        }
+    };
+    let plain = oci11("acme/ts-oci11-plain", false).await;
+    let (ok, msg) = c.verdict(&policy, &plain).await;
+    assert!(!ok, "an OCI 1.1 signature without a timestamp: {msg}");
+    assert!(msg.contains("which rfc3161timestamp requires"), "{msg}");
+    let stamped = oci11("acme/ts-oci11-stamped", true).await;
+    let (ok, msg) = c.verdict(&policy, &stamped).await;
+    assert!(ok, "{msg}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attestation_bundles_count_only_when_verified() {
     let c = Case::new();

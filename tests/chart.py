@@ -128,6 +128,10 @@ assert mib(one(objects({"memory": {"cachesMiB": 200}}), "Deployment", "sigil")["
 # A tag added by a later mutating webhook (a sidecar injector) is pinned
 # on the second pass.
 assert one(docs, "MutatingWebhookConfiguration", "sigil")["webhooks"][0]["reinvocationPolicy"] == "IfNeeded"
+# GitHub Enterprise Server: its API host allowed, GitHub's kept.
+ghes = one(objects({"sigil": {"githubApiHosts": ["ghe.acme.example"]}}), "Deployment", "sigil")["spec"]["template"]["spec"]["containers"][0]["args"]
+assert "--github-api-host=ghe.acme.example" in ghes and "--github-api-host=api.github.com" in ghes, ghes
+assert not any(a.startswith("--github-api-host") for a in container["args"]), container["args"]
 # noMatchPolicy warn through the chart.
 assert "--no-match-policy=warn" in one(objects({"sigil": {"noMatchPolicy": "warn"}}), "Deployment", "sigil")["spec"]["template"]["spec"]["containers"][0]["args"]
 assert "volumes" not in pod or not pod["volumes"], pod.get("volumes")

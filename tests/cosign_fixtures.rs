@@ -165,6 +165,7 @@ fn public_good_keyless(identities: Vec<IdentityRule>) -> KeylessPolicy {
         trust_root_ref: None,
         verify_sct: true,
         require_tlog: true,
+        timestamp_without_log: false,
         require_timestamp: false,
     }
 }
@@ -256,6 +257,7 @@ fn private_pki_signature_verifies_against_its_ca() {
         trust_root_ref: None,
         verify_sct: true,
         require_tlog: false,
+        timestamp_without_log: false,
         require_timestamp: false,
     };
     let trust = TrustMaterial::public_good();

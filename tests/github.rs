@@ -414,3 +414,89 @@ async fn githubs_attestation_api_is_a_source_for_attestations_never_pushed() {
         .iter()
         .any(|p| p.starts_with(&format!("/repos/acme/app/attestations/{good}"))));
 }
+
+/// One namespace cannot spend the token's quota for everyone: past its
+/// budget of calls (cache misses) its images are denied with that reason
+/// and no call is made, while another namespace's reviews still reach
+/// GitHub. GitHub's `x-ratelimit-remaining` is exposed as a gauge. (The
+/// API here is a test server keeping GitHub's documented contract; no
+/// real GitHub is reachable from these machines.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_namespace_cannot_spend_the_github_quota_for_everyone() {
+    use common::github_api::{self as api, Api};
+    use sigil::trust::{TrustMaterial, TrustStore};
+    use sigil_testkit::pod_review;
+
+    let env = Env::start();
+    let github = OfflineSigstore::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::default();
+    let (base, ca) = api.serve(dir.path()).await;
+    let mut opts = Opts::for_registry(env.addr());
+    let root = TrustMaterial::from_json("default", &github.trusted_root_json(None)).unwrap();
+    opts.trust = Some(std::sync::Arc::new(TrustStore::new(root)));
+    opts.ca_files = vec![ca];
+    let yaml = format!(
+        "apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: gh\nspec:\n  images:\n    - glob: \"{}/**\"\n  authorities:\n    - name: github\n      keyless:\n        identities:\n          - issuer: https://token.actions.githubusercontent.com\n            subject: https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main\n      source:\n        - githubAttestations:\n            owner: acme\n            url: {base}\n            tokenSecretRef:\n              name: github-token\n      attestations:\n        - name: provenance\n          predicateType: https://slsa.dev/provenance/v1\n",
+        env.addr()
+    );
+    let mut defs = sigil::policy::files::parse_documents(&yaml).unwrap();
+    defs[0].spec.as_mut().unwrap().authorities[0].sources[0]
+        .github_attestations
+        .as_mut()
+        .unwrap()
+        .token = Some(api::TOKEN.to_string());
+    let (evaluator, _) = pipeline_of(&defs, &opts);
+    let budget = sigil::limits::GITHUB_CALLS_BURST_PER_NAMESPACE as usize;
+    let mut images = Vec::new();
+    for i in 0..budget + 2 {
+        env.push(&format!("acme/b{i}"), "v1").await;
+        images.push(format!("{}/acme/b{i}:v1", env.addr()));
+    }
+    let in_namespace = |ns: &'static str, image: String| {
+        let evaluator = &evaluator;
+        async move {
+            review(
+                evaluator,
+                &pod_review(&format!("u-{image}"), ns, "p", &image),
+            )
+            .await
+        }
+    };
+    for image in &images[..budget] {
+        let resp = in_namespace("flood", image.clone()).await;
+        assert!(
+            message(&resp).contains("GitHub lists no attestations"),
+            "{}",
+            message(&resp)
+        );
+    }
+    let asked = api.asked.lock().unwrap().len();
+    let resp = in_namespace("flood", images[budget].clone()).await;
+    assert!(!allowed(&resp));
+    assert!(
+        message(&resp).contains("namespace flood has used its budget of calls"),
+        "{}",
+        message(&resp)
+    );
+    assert_eq!(api.asked.lock().unwrap().len(), asked, "no call was made");
+    // Another namespace is not held to the first one's budget.
+    let resp = in_namespace("shop", images[budget + 1].clone()).await;
+    assert!(
+        message(&resp).contains("GitHub lists no attestations"),
+        "{}",
+        message(&resp)
+    );
+    let scrape = sigil::metrics::global().encode();
+    assert!(
+        scrape
+            .lines()
+            .any(|l| l.starts_with("sigil_github_api_rate_limit_remaining{")
+                && l.ends_with(&format!(" {}", 5_000 - api.asked.lock().unwrap().len()))),
+        "{scrape}"
+    );
+    assert!(
+        scrape.contains("sigil_github_budget_refusals_total 1"),
+        "{scrape}"
+    );
+}

@@ -299,7 +299,17 @@ async fn github_attestations_api() {
     let (base, ca) = api.serve(dir.path()).await;
     let mut opts = trusting(&env, &public, Some(&github));
     opts.ca_files = vec![ca];
-    let text = filled("github-attestations-api.yaml", &env, None).replace(
+    let library = filled("github-attestations-api.yaml", &env, None);
+    // The narrow form: one repository's release workflow on main.
+    assert_eq!(
+        library
+            .matches("subject: https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main\n")
+            .count(),
+        2,
+        "{library}"
+    );
+    assert!(!library.contains("            subjectRegExp:"), "{library}");
+    let text = library.replace("acme/app/", "acme/private/").replace(
         "            owner: acme\n",
         &format!("            owner: acme\n            url: {base}\n"),
     );

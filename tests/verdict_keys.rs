@@ -122,6 +122,7 @@ async fn a_secret_refs_secret_content() {
             &object,
             &secrets,
             "sigil-system",
+            &["api.github.com".to_string()],
         )]
     };
     ev.store.replace_source(sigil::cluster::SOURCE, &define(&a));

@@ -917,6 +917,118 @@ async fn a_second_mutating_pass_pins_a_tag_added_after_the_first() {
     assert!(allowed(&resp), "{}", message(&resp));
 }
 
+/// The policies that claim an image are the same before and after
+/// `/mutate` pins it: a round trip (`/mutate`, the patch applied,
+/// `/validate`) under `--no-match-policy allow`, where a policy lost after
+/// pinning would admit an unsigned image. Globs that name the implied tag
+/// (`app:latest` for `app`) and globs that match only the reference as
+/// written (`app`), over a Pod, a Deployment and a CronJob.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_that_claims_an_image_still_claims_it_once_pinned() {
+    use base64::Engine as _;
+    let env = Env::start();
+    let k = key(TestKeyKind::P256);
+    let a = env.addr();
+    let signed = env.push("tagged/signed", "latest").await;
+    env.sign("tagged/signed", &signed, &k).await;
+    env.push("tagged/unsigned", "latest").await;
+    let written_signed = env.push("written/signed", "latest").await;
+    env.sign("written/signed", &written_signed, &k).await;
+    env.push("written/unsigned", "latest").await;
+    let policies = format!(
+        "{}{}",
+        key_policy("implied-tag", &format!("{a}/tagged/*:latest"), &[&k], ""),
+        key_policy("as-written", &format!("{a}/written/*"), &[&k], ""),
+    );
+    let mut o = Opts::for_registry(a);
+    o.no_match = NoMatchAction::Allow;
+    let (ev, _) = pipeline(&policies, &o);
+    let pod_spec = |image: &str| json!({"containers": [{"name": "c", "image": image}]});
+    let objects = |image: &str| {
+        vec![
+            (
+                json!({"group": "", "version": "v1", "kind": "Pod"}),
+                json!({"group": "", "version": "v1", "resource": "pods"}),
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "w"}, "spec": pod_spec(image)}),
+            ),
+            (
+                json!({"group": "apps", "version": "v1", "kind": "Deployment"}),
+                json!({"group": "apps", "version": "v1", "resource": "deployments"}),
+                json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w"},
+                       "spec": {"selector": {}, "template": {"spec": pod_spec(image)}}}),
+            ),
+            (
+                json!({"group": "batch", "version": "v1", "kind": "CronJob"}),
+                json!({"group": "batch", "version": "v1", "resource": "cronjobs"}),
+                json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "w"},
+                       "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": {"spec": pod_spec(image)}}}}}),
+            ),
+        ]
+    };
+    let review_of = |kind: &serde_json::Value,
+                     resource: &serde_json::Value,
+                     object: &serde_json::Value| {
+        json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "rt", "kind": kind, "resource": resource, "name": "w", "namespace": "default",
+                        "operation": "CREATE", "userInfo": {"username": "u"}, "object": object}
+        })
+    };
+    for (written, admitted) in [
+        (format!("{a}/tagged/signed"), true),
+        (format!("{a}/tagged/unsigned"), false),
+        (format!("{a}/written/signed"), true),
+        (format!("{a}/written/unsigned"), false),
+    ] {
+        for (kind, resource, object) in objects(&written) {
+            let before = review(&ev, &review_of(&kind, &resource, &object)).await;
+            assert_eq!(
+                allowed(&before),
+                admitted,
+                "{written} {kind} before pinning: {}",
+                message(&before)
+            );
+            let bytes = ev
+                .mutate(&serde_json::to_vec(&review_of(&kind, &resource, &object)).unwrap())
+                .await
+                .unwrap();
+            let resp: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            let patch: json_patch::Patch = serde_json::from_slice(
+                &base64::engine::general_purpose::STANDARD
+                    .decode(
+                        resp["response"]["patch"]
+                            .as_str()
+                            .expect("a patch pinning the tag"),
+                    )
+                    .unwrap(),
+            )
+            .unwrap();
+            let mut pinned = object.clone();
+            json_patch::patch(&mut pinned, &patch).unwrap();
+            assert!(
+                serde_json::to_string(&pinned)
+                    .unwrap()
+                    .contains(&format!("{written}@sha256:")),
+                "{pinned}"
+            );
+            let after = review(&ev, &review_of(&kind, &resource, &pinned)).await;
+            assert_eq!(
+                allowed(&after),
+                admitted,
+                "{written} {kind} after pinning (a policy lost is an unsigned image admitted): {}",
+                message(&after)
+            );
+            if !admitted {
+                assert!(
+                    message(&after).contains("fails policy"),
+                    "{}",
+                    message(&after)
+                );
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spec_match_selects_resources_and_labels() {
     let env = Env::start();

@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -47,6 +47,7 @@ pub use crate::limits::EVENT_QUEUE as QUEUE;
 use crate::limits::EVENT_REMEMBERED as REMEMBERED;
 /// A repeat within this long is counted into the first Event's series.
 pub use crate::limits::EVENT_SERIES_WINDOW as SERIES_WINDOW;
+use crate::rate::{Rate, RateMap};
 /// `reportingController`.
 pub const CONTROLLER: &str = "policy.sigstore.dev/sigil";
 
@@ -110,39 +111,34 @@ impl EventRecorder {
     }
 }
 
-/// A token bucket: `burst` at once, then one per `refill`.
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn take(&mut self, burst: u32, refill: Duration, now: Instant) -> bool {
-        let gained = now.saturating_duration_since(self.at).as_secs_f64() / refill.as_secs_f64();
-        self.tokens = (self.tokens + gained).min(f64::from(burst));
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
-    fn full(&self, burst: u32, refill: Duration, now: Instant) -> bool {
-        let gained = now.saturating_duration_since(self.at).as_secs_f64() / refill.as_secs_f64();
-        self.tokens + gained >= f64::from(burst)
-    }
-}
-
 /// The rate limits' buckets: per (namespace, object, reason), and per
 /// namespace, each map bounded by [`REMEMBERED`] (full buckets are
 /// forgotten first: forgetting one gives nothing away).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Rates {
-    objects: HashMap<(String, String, String, &'static str), Bucket>,
-    namespaces: HashMap<String, Bucket>,
+    objects: RateMap<(String, String, String, &'static str)>,
+    namespaces: RateMap<String>,
+}
+
+impl Default for Rates {
+    fn default() -> Self {
+        Rates {
+            objects: RateMap::new(
+                Rate {
+                    burst: EVENT_BURST_PER_OBJECT,
+                    refill: EVENT_REFILL_PER_OBJECT,
+                },
+                REMEMBERED,
+            ),
+            namespaces: RateMap::new(
+                Rate {
+                    burst: EVENT_BURST_PER_NAMESPACE,
+                    refill: EVENT_REFILL_PER_NAMESPACE,
+                },
+                REMEMBERED,
+            ),
+        }
+    }
 }
 
 impl Rates {
@@ -154,59 +150,18 @@ impl Rates {
             name.clone(),
             record.reason,
         );
-        let fresh = |burst: u32| Bucket {
-            tokens: f64::from(burst),
-            at: now,
-        };
-        forget_full(
-            &mut self.objects,
-            EVENT_BURST_PER_OBJECT,
-            EVENT_REFILL_PER_OBJECT,
-            now,
-        );
-        forget_full(
-            &mut self.namespaces,
-            EVENT_BURST_PER_NAMESPACE,
-            EVENT_REFILL_PER_NAMESPACE,
-            now,
-        );
         // The namespace's rate is checked first: an object's token is not
         // spent on an Event its namespace may not send.
-        let namespace = self
-            .namespaces
-            .entry(record.namespace.clone())
-            .or_insert_with(|| fresh(EVENT_BURST_PER_NAMESPACE));
-        let mut probe = *namespace;
-        if !probe.take(EVENT_BURST_PER_NAMESPACE, EVENT_REFILL_PER_NAMESPACE, now) {
+        let rate = self.namespaces.rate();
+        let mut probe = *self.namespaces.bucket(record.namespace.clone(), now);
+        if !probe.take(rate, now) {
             return false;
         }
-        let bucket = self
-            .objects
-            .entry(object)
-            .or_insert_with(|| fresh(EVENT_BURST_PER_OBJECT));
-        if !bucket.take(EVENT_BURST_PER_OBJECT, EVENT_REFILL_PER_OBJECT, now) {
+        if !self.objects.allow(object, now) {
             return false;
         }
-        *namespace = probe;
+        *self.namespaces.bucket(record.namespace.clone(), now) = probe;
         true
-    }
-}
-
-/// Keeps `map` under [`REMEMBERED`] entries: past it, buckets that have
-/// refilled go; if none has, the map starts over (then every key gets its
-/// burst again once: bounded memory over exactness, as client-go's LRU).
-fn forget_full<K: std::hash::Hash + Eq>(
-    map: &mut HashMap<K, Bucket>,
-    burst: u32,
-    refill: Duration,
-    now: Instant,
-) {
-    if map.len() < REMEMBERED {
-        return;
-    }
-    map.retain(|_, b| !b.full(burst, refill, now));
-    if map.len() >= REMEMBERED {
-        map.clear();
     }
 }
 
@@ -459,6 +414,7 @@ async fn create(api: &Api<Event>, json: &Value) -> Result<Event, kube::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn dropped() -> u64 {
         metrics::global()

@@ -56,6 +56,7 @@ pub async fn read_inventory(
     client: &Client,
     namespace: Option<&str>,
     sigil_namespace: &str,
+    github_api_hosts: &[String],
 ) -> Result<Inventory, kube::Error> {
     let mut inventory = Inventory::default();
     for (group, version, kind) in WORKLOAD_KINDS {
@@ -115,7 +116,7 @@ pub async fn read_inventory(
     };
     inventory.policies = cips
         .iter()
-        .map(|obj| definition(obj, &secrets, sigil_namespace))
+        .map(|obj| definition(obj, &secrets, sigil_namespace, github_api_hosts))
         .collect();
     Ok(inventory)
 }

@@ -43,7 +43,7 @@ pub use events::{not_ready_record, violation_record, EventRecord, EventRecorder}
 pub use inventory::{read_inventory, Inventory};
 pub use lease::{lead, Leadership, LEASE_NAME};
 pub use namespaces::{mode_from_label, watch_namespaces};
-pub use policies::{definition, watch_policies};
+pub use policies::{definition, watch_policies, PolicyWatch};
 pub use status::status_json;
 pub use sync::ClusterState;
 pub use trust_roots::watch_trust_roots;

@@ -18,6 +18,7 @@ use kube::{Client, ResourceExt};
 use super::status::StatusWriter;
 use super::sync::{ClusterState, Listing};
 use super::watch::{watch_all, SOURCE};
+use crate::policy::compile::GITHUB_API;
 use crate::policy::files::spec_from_value;
 use crate::policy::store::PolicyDefinition;
 use crate::policy::{ClusterImagePolicy, ClusterImagePolicySpec, PolicyError, PolicyStore};
@@ -29,6 +30,7 @@ pub fn definition(
     obj: &DynamicObject,
     secrets: &BTreeMap<String, Secret>,
     namespace: &str,
+    github_api_hosts: &[String],
 ) -> PolicyDefinition {
     let spec =
         spec_from_value(obj.data.get("spec").cloned().unwrap_or_default()).and_then(|mut spec| {
@@ -37,7 +39,8 @@ pub fn definition(
                 .iter()
                 .map(|i| i.glob.clone())
                 .collect::<Vec<_>>();
-            inline_secret_keys(&mut spec, secrets, namespace).map_err(|e| (e, globs))?;
+            inline_secret_keys(&mut spec, secrets, namespace, github_api_hosts)
+                .map_err(|e| (e, globs))?;
             Ok(spec)
         });
     PolicyDefinition {
@@ -50,6 +53,7 @@ fn inline_secret_keys(
     spec: &mut ClusterImagePolicySpec,
     secrets: &BTreeMap<String, Secret>,
     namespace: &str,
+    github_api_hosts: &[String],
 ) -> Result<(), PolicyError> {
     for (i, authority) in spec.authorities.iter_mut().enumerate() {
         let key = authority
@@ -73,13 +77,70 @@ fn inline_secret_keys(
                 continue;
             };
             if let Some(secret_ref) = github.token_secret_ref.clone() {
-                let field =
-                    format!("spec.authorities[{i}].source[{j}].githubAttestations.tokenSecretRef");
+                let at = format!("spec.authorities[{i}].source[{j}].githubAttestations");
+                // A token goes only to an API host the admin allows, and
+                // only from a Secret its owner opted in to this use: whoever
+                // may write a policy but not read Secrets must not be able
+                // to send one anywhere.
+                let api = github.url.as_deref().unwrap_or(GITHUB_API);
+                allowed_github_api(api, github_api_hosts).map_err(|message| PolicyError {
+                    field: format!("{at}.url"),
+                    message,
+                })?;
+                let field = format!("{at}.tokenSecretRef");
+                let name = secret_ref.name.clone().unwrap_or_default();
+                if let Some(secret) = secrets.get(&name) {
+                    let opted_in = secret
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(GITHUB_TOKEN_ANNOTATION))
+                        .is_some_and(|v| v == "true");
+                    if !opted_in {
+                        return Err(PolicyError {
+                            field,
+                            message: format!(
+                                "Secret {namespace}/{name} is not opted in to being sent to GitHub's attestation API: annotate it {GITHUB_TOKEN_ANNOTATION}=true"
+                            ),
+                        });
+                    }
+                }
                 github.token = Some(secret_entry(secret_ref, secrets, namespace, &field)?);
             }
         }
     }
     Ok(())
+}
+
+/// The annotation a Secret must carry (`"true"`) before its entry is sent
+/// as a `githubAttestations` token.
+pub const GITHUB_TOKEN_ANNOTATION: &str = "sigil.dev/github-attestations-token";
+
+/// Whether `api` (a `githubAttestations.url`) is an `https` URL on one of
+/// `hosts` (`host` or `host:port`), or why not.
+pub fn allowed_github_api(api: &str, hosts: &[String]) -> Result<(), String> {
+    let url = reqwest::Url::parse(api).map_err(|e| format!("{api:?} is not a URL: {e}"))?;
+    if url.scheme() != "https" {
+        return Err(format!(
+            "{api:?} is not https: a token is sent over https only"
+        ));
+    }
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    let authority = match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.clone(),
+    };
+    if hosts.iter().any(|h| {
+        h.eq_ignore_ascii_case(&authority)
+            || (url.port().is_none() && h.eq_ignore_ascii_case(&host))
+    }) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{authority} is not a GitHub API host sigil sends tokens to (allowed: {}); an admin adds one with --github-api-host (chart: sigil.githubApiHosts)",
+            hosts.join(", ")
+        ))
+    }
 }
 
 /// The one entry of a Secret in sigil's namespace (a PEM key or CA).
@@ -137,6 +198,18 @@ enum Change {
     Tick,
 }
 
+/// Where sigil's own Secrets live and what may be done with them.
+#[derive(Debug, Clone)]
+pub struct PolicyWatch {
+    /// sigil's namespace: `key.secretRef`, `tokenSecretRef` and
+    /// `configMapRef` name objects here.
+    pub namespace: String,
+    /// sigil's serving-certificate Secret, not watched as a policy input.
+    pub tls_secret: Option<String>,
+    /// `--github-api-host`.
+    pub github_api_hosts: Vec<String>,
+}
+
 /// Keeps the store's cluster policies current and writes their status.
 /// ClusterImagePolicies are read as dynamic objects, so one that does not
 /// fit the schema becomes an invalid policy instead of breaking the list.
@@ -148,11 +221,15 @@ pub async fn watch_policies(
     client: Client,
     store: Arc<PolicyStore>,
     state: Arc<ClusterState>,
-    namespace: String,
+    settings: PolicyWatch,
     events: Option<Arc<super::EventRecorder>>,
     leadership: Option<super::Leadership>,
-    tls_secret: Option<String>,
 ) {
+    let PolicyWatch {
+        namespace,
+        tls_secret,
+        github_api_hosts,
+    } = settings;
     let resource = ApiResource::erase::<ClusterImagePolicy>(&());
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
     let leader_changes =
@@ -220,7 +297,7 @@ pub async fn watch_policies(
         status.retain(|name| current.contains_key(name));
         let mut defs: Vec<PolicyDefinition> = current
             .values()
-            .map(|o| definition(o, &secrets.current, &namespace))
+            .map(|o| definition(o, &secrets.current, &namespace, &github_api_hosts))
             .collect();
         let programs: crate::policy::sources::ConfigMaps = configmaps
             .current
@@ -268,7 +345,7 @@ mod tests {
         secret.metadata.name = Some("ca".into());
         secret.string_data = Some(BTreeMap::from([("ca.pem".to_string(), "PEM".to_string())]));
         let secrets = BTreeMap::from([("ca".to_string(), secret)]);
-        let def = definition(&obj("ca"), &secrets, "sigil-system");
+        let def = definition(&obj("ca"), &secrets, "sigil-system", &hosts());
         let spec = def.spec.unwrap();
         let ca = spec.authorities[0]
             .keyless
@@ -279,10 +356,91 @@ mod tests {
             .unwrap();
         assert_eq!(ca.data.as_deref(), Some("PEM"));
         assert!(ca.secret_ref.is_none());
-        let def = definition(&obj("gone"), &secrets, "sigil-system");
+        let def = definition(&obj("gone"), &secrets, "sigil-system", &hosts());
         let (e, _) = def.spec.unwrap_err();
         assert_eq!(e.field, "spec.authorities[0].keyless.ca-cert.secretRef");
         assert_eq!(e.message, "Secret sigil-system/gone not found");
+    }
+
+    /// `--github-api-host` when not given.
+    fn hosts() -> Vec<String> {
+        vec!["api.github.com".to_string()]
+    }
+
+    /// A token is read only from a Secret annotated for this use and only
+    /// for an API host the admin allows; otherwise the policy is refused
+    /// naming the field, and the token stays where it is.
+    #[test]
+    fn a_github_token_goes_only_to_allowed_hosts_from_opted_in_secrets() {
+        let resource = ApiResource::erase::<ClusterImagePolicy>(&());
+        let obj = |url: Option<&str>| {
+            let mut o = DynamicObject::new("p", &resource);
+            let mut github = json!({"owner": "acme", "tokenSecretRef": {"name": "gh"}});
+            if let Some(u) = url {
+                github["url"] = json!(u);
+            }
+            o.data = json!({"spec": {
+                "images": [{"glob": "**"}],
+                "authorities": [{
+                    "keyless": {"identities": [{"issuer": "i", "subject": "s"}]},
+                    "source": [{"githubAttestations": github}],
+                }],
+            }});
+            o
+        };
+        let secret = |annotated: bool| {
+            let mut s = Secret::default();
+            s.metadata.name = Some("gh".into());
+            if annotated {
+                s.metadata.annotations = Some(BTreeMap::from([(
+                    GITHUB_TOKEN_ANNOTATION.to_string(),
+                    "true".to_string(),
+                )]));
+            }
+            s.string_data = Some(BTreeMap::from([("token".to_string(), "t0ken".to_string())]));
+            BTreeMap::from([("gh".to_string(), s)])
+        };
+        let field = "spec.authorities[0].source[0].githubAttestations";
+        // Any one-entry Secret, not opted in: refused.
+        let (e, _) = definition(&obj(None), &secret(false), "sigil-system", &hosts())
+            .spec
+            .unwrap_err();
+        assert_eq!(e.field, format!("{field}.tokenSecretRef"));
+        assert!(e.message.contains(GITHUB_TOKEN_ANNOTATION), "{}", e.message);
+        // A host of the policy writer's choosing: refused before the
+        // Secret is read.
+        for url in [
+            "https://collector.evil.example",
+            "http://api.github.com",
+            "https://api.github.com:8443",
+        ] {
+            let (e, _) = definition(&obj(Some(url)), &secret(true), "sigil-system", &hosts())
+                .spec
+                .unwrap_err();
+            assert_eq!(e.field, format!("{field}.url"), "{url}");
+        }
+        // The default API, and a GitHub Enterprise Server the admin lists.
+        let spec = definition(&obj(None), &secret(true), "sigil-system", &hosts())
+            .spec
+            .unwrap();
+        assert_eq!(
+            spec.authorities[0].sources[0]
+                .github_attestations
+                .as_ref()
+                .unwrap()
+                .token
+                .as_deref(),
+            Some("t0ken")
+        );
+        let ghes = vec!["api.github.com".to_string(), "GHE.acme.example".to_string()];
+        assert!(definition(
+            &obj(Some("https://ghe.acme.example/api/v3")),
+            &secret(true),
+            "sigil-system",
+            &ghes
+        )
+        .spec
+        .is_ok());
     }
 
     #[test]
@@ -301,12 +459,16 @@ mod tests {
         };
         let mut secret = Secret::default();
         secret.metadata.name = Some("gh".into());
+        secret.metadata.annotations = Some(BTreeMap::from([(
+            GITHUB_TOKEN_ANNOTATION.to_string(),
+            "true".to_string(),
+        )]));
         secret.string_data = Some(BTreeMap::from([(
             "token".to_string(),
             "t0ken\n".to_string(),
         )]));
         let secrets = BTreeMap::from([("gh".to_string(), secret)]);
-        let spec = definition(&obj("gh"), &secrets, "sigil-system")
+        let spec = definition(&obj("gh"), &secrets, "sigil-system", &hosts())
             .spec
             .unwrap();
         let github = spec.authorities[0].sources[0]
@@ -316,7 +478,7 @@ mod tests {
         assert_eq!(github.token.as_deref(), Some("t0ken\n"));
         // The token never travels back out with the spec.
         assert!(!serde_json::to_string(&spec).unwrap().contains("t0ken"));
-        let (e, _) = definition(&obj("gone"), &secrets, "sigil-system")
+        let (e, _) = definition(&obj("gone"), &secrets, "sigil-system", &hosts())
             .spec
             .unwrap_err();
         assert_eq!(

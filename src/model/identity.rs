@@ -363,13 +363,28 @@ pub struct KeylessPolicy {
     pub trust_root_ref: Option<String>,
     /// Check the embedded SCT (false with `insecureIgnoreSCT`).
     pub verify_sct: bool,
-    /// A Rekor entry is required: for Fulcio unless the authority sets
-    /// `rfc3161timestamp` without `ctlog` (then the timestamp is the
-    /// signing-time evidence); for a private CA when it sets `ctlog`.
+    /// A Rekor entry is required: always for Fulcio certificates (as in
+    /// policy-controller, `rfc3161timestamp` adds a requirement, it takes
+    /// none away), for a private CA when the authority sets `ctlog`. See
+    /// [`KeylessPolicy::tlog_required`] for the one exception.
     pub require_tlog: bool,
+    /// `rfc3161timestamp` without `ctlog` on a Fulcio authority: when its
+    /// trust root has no transparency log at all (GitHub's instance for
+    /// private repositories: Fulcio and a TSA, no Rekor), the timestamp is
+    /// the signing-time evidence instead of a Rekor entry nobody could
+    /// have made.
+    pub timestamp_without_log: bool,
     /// An RFC 3161 timestamp from a TSA of the trust root is required
     /// (`rfc3161timestamp`); the certificate must be valid at its time.
     pub require_timestamp: bool,
+}
+
+impl KeylessPolicy {
+    /// Whether a Rekor entry is required against a trust root that has
+    /// transparency logs (`root_has_logs`) or none.
+    pub fn tlog_required(&self, root_has_logs: bool) -> bool {
+        self.require_tlog && (root_has_logs || !self.timestamp_without_log)
+    }
 }
 
 #[cfg(test)]

@@ -432,7 +432,40 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
         .rfc3161timestamp
         .as_ref()
         .map(|t| t.trust_root_ref.clone().filter(|r| !r.is_empty()));
-    // One trust root per authority: the first trustRootRef named.
+    // One trust root per authority: every trustRootRef it names must be
+    // the same one, or the policy is refused naming the two that differ
+    // (a certificate chain checked against one root and its timestamp
+    // against another would be neither root's promise).
+    let named_refs = [
+        (
+            format!("{path}.keyless.trustRootRef"),
+            a.keyless
+                .as_ref()
+                .and_then(|k| k.trust_root_ref.clone())
+                .filter(|r| !r.is_empty()),
+        ),
+        (
+            format!("{path}.ctlog.trustRootRef"),
+            tlog_ref.clone().flatten(),
+        ),
+        (
+            format!("{path}.rfc3161timestamp.trustRootRef"),
+            tsa_ref.clone().flatten(),
+        ),
+    ];
+    let mut named = named_refs
+        .iter()
+        .filter_map(|(field, r)| r.as_ref().map(|r| (field, r)));
+    if let Some((first_field, first)) = named.next() {
+        if let Some((field, other)) = named.find(|(_, r)| *r != first) {
+            return Err(err(
+                field.clone(),
+                format!(
+                    "names TrustRoot {other:?}, but {first_field} names {first:?}: an authority is verified against one trust root; name the same one"
+                ),
+            ));
+        }
+    }
     let evidence_ref = tlog_ref
         .clone()
         .flatten()
@@ -524,11 +557,14 @@ fn compile_authority(index: usize, a: &Authority) -> Result<CompiledAuthority, P
                     .filter(|r| !r.is_empty())
                     .or_else(|| evidence_ref.clone()),
                 verify_sct: !k.insecure_ignore_sct.unwrap_or(false),
-                // Fulcio certificates need a Rekor entry unless the authority
-                // names a TSA and no ctlog (GitHub's instance for private
-                // repositories: RFC 3161 timestamps, no Rekor); a private CA
-                // needs one only when `ctlog` asks.
-                require_tlog: tlog_ref.is_some() || (!private && tsa_ref.is_none()),
+                // Fulcio certificates need a Rekor entry, with or without
+                // rfc3161timestamp (as policy-controller), unless the trust
+                // root has no log at all and the authority asks for a TSA
+                // timestamp instead (GitHub's instance for private
+                // repositories); a private CA needs one only when `ctlog`
+                // asks.
+                require_tlog: tlog_ref.is_some() || !private,
+                timestamp_without_log: !private && tlog_ref.is_none() && tsa_ref.is_some(),
                 require_timestamp: tsa_ref.is_some(),
             })));
         }
@@ -653,6 +689,42 @@ mod tests {
             p.authorities[0].check,
             AuthorityCheck::Key { evidence: None, .. }
         ));
+    }
+
+    /// One trust root per authority: trustRootRefs that differ are refused
+    /// naming both fields; the same one named twice, or one alone, loads.
+    #[test]
+    fn an_authority_naming_two_trust_roots_is_refused() {
+        let keyless = "keyless: {identities: [{issuer: https://i.example, subject: s}]";
+        let e = compile(
+            "p",
+            &spec(&format!("images: [{{glob: '**'}}]\nauthorities: [{{{keyless}, trustRootRef: a}}, rfc3161timestamp: {{trustRootRef: b}}}}]\n")),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "spec.authorities[0].rfc3161timestamp.trustRootRef");
+        assert!(
+            e.message.contains("\"b\"")
+                && e.message
+                    .contains("spec.authorities[0].keyless.trustRootRef names \"a\""),
+            "{}",
+            e.message
+        );
+        let e = compile(
+            "p",
+            &spec(&format!("images: [{{glob: '**'}}]\nauthorities: [{{{keyless}}}, ctlog: {{trustRootRef: a}}, rfc3161timestamp: {{trustRootRef: b}}}}]\n")),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "spec.authorities[0].rfc3161timestamp.trustRootRef");
+        for same in [
+            format!("[{{{keyless}, trustRootRef: a}}, ctlog: {{trustRootRef: a}}, rfc3161timestamp: {{trustRootRef: a}}}}]"),
+            format!("[{{{keyless}}}, rfc3161timestamp: {{trustRootRef: a}}}}]"),
+        ] {
+            let p = compile("p", &spec(&format!("images: [{{glob: '**'}}]\nauthorities: {same}\n"))).unwrap();
+            let AuthorityCheck::Keyless(k) = &p.authorities[0].check else {
+                panic!("keyless")
+            };
+            assert_eq!(k.trust_root_ref.as_deref(), Some("a"));
+        }
     }
 
     #[test]

@@ -100,23 +100,23 @@ impl PolicySet {
 
     /// The policies whose globs match `image`.
     ///
-    /// An image written `name:tag@sha256:…` (what `/mutate` produces) is
-    /// also matched by its tagged name, so a glob naming a tag keeps
-    /// claiming the image after pinning: more policies can only make the
-    /// check stricter, never skip one.
+    /// A pinned image is also matched by the names of the reference it
+    /// pins ([`ImageRef::unpinned_names`]: its tagged name, `latest` when no
+    /// tag is written, and the reference as written without its digest), so
+    /// the policies that claim an image are the same before and after
+    /// `/mutate` pins it: more policies can only make the check stricter,
+    /// never skip one.
     pub fn matching(&self, image: &ImageRef) -> Vec<LoadedPolicy> {
         let name = image.glob_name();
-        let tagged = match (&image.tag, &image.digest) {
-            (Some(t), Some(_)) => Some([&image.registry, "/", &image.repository, ":", t].concat()),
-            _ => None,
-        };
+        let unpinned = image.unpinned_names();
+        let unpinned = unpinned.iter().flatten();
         // Only globs whose literal prefix starts one of the names can
         // match; each is then tried as before.
         let mut candidates = Vec::new();
         self.index.candidates(&name, &mut candidates);
         self.index.candidates(&image.original, &mut candidates);
-        if let Some(t) = &tagged {
-            self.index.candidates(t, &mut candidates);
+        for n in unpinned.clone() {
+            self.index.candidates(n, &mut candidates);
         }
         candidates.sort_unstable();
         candidates.dedup();
@@ -130,7 +130,7 @@ impl PolicySet {
                 continue;
             };
             if glob.matches_names(&name, &image.original)
-                || tagged.as_deref().is_some_and(|t| glob.matches_names(t, t))
+                || unpinned.clone().any(|n| glob.matches_names(n, n))
             {
                 matched.push(p);
             }
@@ -146,16 +146,13 @@ impl PolicySet {
     #[cfg(test)]
     fn matching_by_scan(&self, image: &ImageRef) -> Vec<LoadedPolicy> {
         let name = image.glob_name();
-        let tagged = match (&image.tag, &image.digest) {
-            (Some(t), Some(_)) => Some([&image.registry, "/", &image.repository, ":", t].concat()),
-            _ => None,
-        };
+        let unpinned = image.unpinned_names();
         self.policies
             .iter()
             .filter(|p| {
                 p.globs().iter().any(|g| {
                     g.matches_names(&name, &image.original)
-                        || tagged.as_deref().is_some_and(|t| g.matches_names(t, t))
+                        || unpinned.iter().flatten().any(|n| g.matches_names(n, n))
                 })
             })
             .cloned()
@@ -240,6 +237,79 @@ mod tests {
         assert_eq!(m.len(), 1);
         let err = m[0].error().expect("invalid");
         assert_eq!(err.field, "spec.images[1].glob");
+    }
+
+    /// The policies that claim an image are the same before and after it is
+    /// pinned the way `/mutate` pins it (the reference as written, then
+    /// `@digest`): globs that name a tag, the implied `latest`, the
+    /// reference as written, and short Docker Hub names.
+    #[test]
+    fn pinning_never_changes_which_policies_match() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let globs = [
+            "reg.example/app:latest",
+            "reg.example/app",
+            "reg.example/app:v1",
+            "reg.example/app*",
+            "reg.example/**",
+            "busybox:latest",
+            "busybox",
+            "index.docker.io/library/busybox:latest",
+            "index.docker.io/library/busybox*",
+            "*",
+            "library/busybox",
+            "team/app:1.2",
+        ];
+        let policies: Vec<LoadedPolicy> = globs
+            .iter()
+            .map(|g| {
+                LoadedPolicy::Invalid(Arc::new(InvalidPolicy {
+                    name: g.to_string(),
+                    error: PolicyError {
+                        field: "f".into(),
+                        message: g.to_string(),
+                    },
+                    globs: vec![ImageGlob::compile(g).unwrap()],
+                }))
+            })
+            .collect();
+        let set = PolicySet::new(policies);
+        let names = |image: &str| -> Vec<String> {
+            let image = ImageRef::parse(image).unwrap();
+            let by_index: Vec<String> = set
+                .matching(&image)
+                .iter()
+                .map(|p| p.name().to_string())
+                .collect();
+            let by_scan: Vec<String> = set
+                .matching_by_scan(&image)
+                .iter()
+                .map(|p| p.name().to_string())
+                .collect();
+            assert_eq!(by_index, by_scan, "{}", image.original);
+            by_index
+        };
+        for written in [
+            "reg.example/app",
+            "reg.example/app:latest",
+            "reg.example/app:v1",
+            "busybox",
+            "busybox:latest",
+            "docker.io/library/busybox",
+            "library/busybox:latest",
+            "team/app:1.2",
+        ] {
+            let before = names(written);
+            assert!(!before.is_empty(), "{written}: no glob claims it");
+            let after = names(&format!("{written}@{digest}"));
+            assert_eq!(
+                before, after,
+                "{written}: pinned, it is claimed by other policies"
+            );
+        }
+        // A tag-naming glob does not claim another tag, pinned or not.
+        assert!(!names(&format!("reg.example/app:v2@{digest}"))
+            .contains(&"reg.example/app:v1".to_string()));
     }
 
     /// The index narrows, never decides: over a mix of globs (Docker Hub

@@ -49,6 +49,17 @@ pub enum RegistryError {
         /// `Retry-After`, in seconds, when given.
         retry_after: Option<u64>,
     },
+    /// A namespace has spent its budget of calls to this API (sigil's own
+    /// limit, not the server's): nothing was sent.
+    #[error("{api}: namespace {namespace} has used its budget of calls ({budget}); not asked")]
+    OverBudget {
+        /// The API's host.
+        api: String,
+        /// The namespace.
+        namespace: String,
+        /// The budget, worded.
+        budget: String,
+    },
     /// A body larger than sigil reads.
     #[error("registry {registry} sent more than {limit} bytes for {what}")]
     TooLarge {

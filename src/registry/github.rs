@@ -122,6 +122,14 @@ impl RegistryClient {
         let mut out = Vec::new();
         for page in 1..=MAX_PAGES {
             let (status, resp) = self.send_api(&host, &url, headers.clone()).await?;
+            if let Some(remaining) = resp
+                .headers()
+                .get("x-ratelimit-remaining")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+            {
+                crate::metrics::global().github_quota(&host, remaining);
+            }
             if status == StatusCode::NOT_FOUND && page == 1 {
                 return Ok(Vec::new());
             }

@@ -72,6 +72,11 @@ impl Tenants {
         }
     }
 
+    /// The namespaces charged now (each once).
+    pub fn names(&self) -> Vec<Arc<str>> {
+        self.members()
+    }
+
     /// The members now (each once).
     fn members(&self) -> Vec<Arc<str>> {
         let members = self.members.lock().unwrap_or_else(|e| e.into_inner());

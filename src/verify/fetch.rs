@@ -34,6 +34,12 @@ use crate::limits::{MAX_REFERRER_BYTES, SIGNATURES_CHECKED_AT_ONCE};
 use crate::metrics::{self, CacheName};
 use crate::policy::GithubSource;
 use crate::registry::github::AttestationQuery;
+
+/// Each namespace's budget of GitHub API calls.
+const GITHUB_BUDGET: crate::rate::Rate = crate::rate::Rate {
+    burst: crate::limits::GITHUB_CALLS_BURST_PER_NAMESPACE,
+    refill: crate::limits::GITHUB_CALL_REFILL_PER_NAMESPACE,
+};
 use crate::registry::{as_tenants, Coalesced, Credentials, RegistryClient, RegistryError};
 
 /// The weight of a cache entry, in bytes, as moka wants it.
@@ -88,6 +94,8 @@ pub struct Fetcher {
     /// GitHub's attestation API's answers (bundles, unverified: GitHub
     /// holds them for the policy's owner, not a tenant's registry).
     github: Cache<RepoKey, Arc<Vec<Referrer>>>,
+    /// Calls to GitHub's API each namespace may still make (cache misses).
+    github_budgets: std::sync::Mutex<crate::rate::RateMap<Arc<str>>>,
     descriptors: Cache<String, (String, u64)>,
     /// Permits for reading blobs over 1 MiB.
     large_blobs: tokio::sync::Semaphore,
@@ -163,6 +171,10 @@ impl Fetcher {
                 .time_to_live(ttl)
                 .eviction_listener(evictions(CacheName::referrers))
                 .build(),
+            github_budgets: std::sync::Mutex::new(crate::rate::RateMap::new(
+                GITHUB_BUDGET,
+                crate::limits::GITHUB_BUDGETS_REMEMBERED,
+            )),
             large_blobs: tokio::sync::Semaphore::new(LARGE_BLOBS_AT_ONCE),
         }
     }
@@ -371,6 +383,42 @@ impl Fetcher {
         Ok(checked)
     }
 
+    /// Takes one GitHub API call from the budget of a namespace the work is
+    /// charged to (any that has one left); with none left, the call is not
+    /// made and the image is denied with that reason: one tenant's dry-run
+    /// Pods of random digests cannot spend the token's quota for the whole
+    /// cluster. Work charged to no namespace (`sigil check`) is not limited.
+    fn charge_github_call(&self, api: &str) -> Result<(), RegistryError> {
+        let Some(tenants) = crate::registry::current_tenants() else {
+            return Ok(());
+        };
+        let names = tenants.names();
+        if names.is_empty() {
+            return Ok(());
+        }
+        let now = std::time::Instant::now();
+        let mut budgets = self
+            .github_budgets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if names.iter().any(|n| budgets.allow(n.clone(), now)) {
+            return Ok(());
+        }
+        crate::metrics::global().github_budget_spent();
+        Err(RegistryError::OverBudget {
+            api: format!(
+                "GitHub's attestation API at {}",
+                api.trim_start_matches("https://")
+            ),
+            namespace: names.first().map(|n| n.to_string()).unwrap_or_default(),
+            budget: format!(
+                "{} at once, then one every {} s; answers already cached still count",
+                GITHUB_BUDGET.burst,
+                GITHUB_BUDGET.refill.as_secs()
+            ),
+        })
+    }
+
     /// The Sigstore bundles GitHub's attestation API lists for `digest`,
     /// as referrers (unverified), cached like the registry's referrers.
     /// The cache key holds a hash of the token, never the token.
@@ -399,6 +447,7 @@ impl Fetcher {
             .github
             .try_get_with(key, async {
                 fetched.store(true, Ordering::Relaxed);
+                self.charge_github_call(&source.api)?;
                 let query = AttestationQuery {
                     api: &source.api,
                     owner: &source.owner,

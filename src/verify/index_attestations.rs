@@ -91,7 +91,22 @@ pub fn index_layout(manifest: &[u8]) -> Result<Option<IndexLayout>, String> {
     for entry in &index.manifests {
         let annotations = entry.annotations.as_ref();
         let kind = annotations.and_then(|a| a.get(REFERENCE_TYPE));
-        if kind.map(String::as_str) == Some(ATTESTATION_MANIFEST) {
+        // An entry is an attestation by its shape, not only its word: a
+        // platform a node could run (anything but BuildKit's
+        // `unknown/unknown`, or none) is a platform manifest and must
+        // verify like every other, whatever its annotations say.
+        let runnable = entry
+            .platform
+            .as_ref()
+            .is_some_and(|p| p.os != "unknown".into() || p.architecture != "unknown".into());
+        if kind.map(String::as_str) == Some(ATTESTATION_MANIFEST) && runnable {
+            layout.platforms.push(entry.digest.clone());
+            layout.rejected.push(format!(
+                "index entry {} is annotated as an attestation manifest but names a platform ({}); it is checked as a platform manifest",
+                entry.digest,
+                entry.platform.as_ref().map(|p| format!("{}/{}", p.os, p.architecture)).unwrap_or_default()
+            ));
+        } else if kind.map(String::as_str) == Some(ATTESTATION_MANIFEST) {
             candidates.push((
                 entry.digest.clone(),
                 entry.size,
@@ -146,7 +161,20 @@ pub fn statement_layers(
     }
     let manifest: OciImageManifest = serde_json::from_slice(bytes)
         .map_err(|e| format!("attestation manifest {} is unreadable: {e}", entry.digest))?;
-    Ok(manifest
+    // The attestation shape: in-toto Statements only, nothing a runtime
+    // would unpack.
+    if let Some(other) = manifest
+        .layers
+        .iter()
+        .find(|l| l.media_type != IN_TOTO_LAYER)
+    {
+        return Err(format!(
+            "attestation manifest {} has a layer of type {:?}, not an in-toto Statement: it is not an attestation",
+            entry.digest,
+            crate::text::excerpt(&other.media_type, crate::limits::MAX_QUOTED_VALUE)
+        ));
+    }
+    let layers: Vec<(OciDescriptor, String)> = manifest
         .layers
         .into_iter()
         .filter(|l| l.media_type == IN_TOTO_LAYER)
@@ -156,8 +184,18 @@ pub fn statement_layers(
                 .contains(&predicate.as_str())
                 .then_some((l, predicate))
         })
-        .take(MAX_STATEMENTS_PER_MANIFEST)
-        .collect())
+        .collect();
+    // Never a silent cut: a policy could look for a Statement past the cap,
+    // or for the absence of one. The manifest counts for nothing, and says
+    // why.
+    if layers.len() > MAX_STATEMENTS_PER_MANIFEST {
+        return Err(format!(
+            "attestation manifest {} holds {} Statements of the predicate types the policy asks for, past sigil's limit of {MAX_STATEMENTS_PER_MANIFEST}: none of them is read",
+            entry.digest,
+            layers.len()
+        ));
+    }
+    Ok(layers)
 }
 
 #[derive(Deserialize)]
@@ -266,6 +304,102 @@ mod tests {
                "annotations": {REFERENCE_TYPE: ATTESTATION_MANIFEST, REFERENCE_DIGEST: for_}})
     }
 
+    /// The annotation alone does not make an entry an attestation: one
+    /// with a platform a node could run is a platform manifest (it must
+    /// verify), and an attestation manifest with a layer that is not an
+    /// in-toto Statement is refused.
+    #[test]
+    fn an_entry_is_an_attestation_by_its_shape_not_its_annotation() {
+        let mut disguised = attestation(3, &d(1));
+        disguised["platform"] = json!({"architecture": "amd64", "os": "linux"});
+        let bytes = index(vec![platform(1, "arm64"), disguised, attestation(4, &d(1))]);
+        let layout = index_layout(&bytes).unwrap().unwrap();
+        assert_eq!(layout.platforms, vec![d(1), d(3)]);
+        assert_eq!(layout.attestations.len(), 1);
+        assert_eq!(layout.attestations[0].digest, d(4));
+        assert!(
+            layout.rejected[0].contains(
+                "annotated as an attestation manifest but names a platform (linux/amd64)"
+            ),
+            "{:?}",
+            layout.rejected
+        );
+        // No platform at all: BuildKit's shape is unknown/unknown; an entry
+        // without one is taken at its word (no node runs it).
+        let mut bare = attestation(5, &d(1));
+        bare.as_object_mut().unwrap().remove("platform");
+        let layout = index_layout(&index(vec![platform(1, "arm64"), bare]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(layout.platforms, vec![d(1)]);
+        assert_eq!(layout.attestations.len(), 1);
+
+        let entry = AttestationManifest {
+            digest: d(4),
+            size: 0,
+            platform: d(1),
+        };
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": d(7), "size": 2},
+            "layers": [
+                {"mediaType": IN_TOTO_LAYER, "digest": d(8), "size": 10, "annotations": {PREDICATE_TYPE: "https://slsa.dev/provenance/v1"}},
+                {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d(9), "size": 10},
+            ],
+        }))
+        .unwrap();
+        let entry = AttestationManifest {
+            size: manifest.len() as u64,
+            ..entry
+        };
+        let err =
+            statement_layers(&entry, &manifest, &["https://slsa.dev/provenance/v1"]).unwrap_err();
+        assert!(err.contains("not an in-toto Statement"), "{err}");
+    }
+
+    /// Past the cap of Statements per manifest, none is read and the
+    /// reason names the cap; at the cap, all are.
+    #[test]
+    fn statements_past_the_cap_are_never_cut_silently() {
+        let manifest = |n: usize| {
+            let layers: Vec<Value> = (0..n)
+                .map(|i| json!({"mediaType": IN_TOTO_LAYER, "digest": format!("sha256:{:064x}", i), "size": 10,
+                                "annotations": {PREDICATE_TYPE: "https://slsa.dev/provenance/v1"}}))
+                .collect();
+            serde_json::to_vec(&json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": d(7), "size": 2},
+                "layers": layers,
+            }))
+            .unwrap()
+        };
+        let wanted = ["https://slsa.dev/provenance/v1"];
+        let at = manifest(MAX_STATEMENTS_PER_MANIFEST);
+        let entry = AttestationManifest {
+            digest: d(4),
+            size: at.len() as u64,
+            platform: d(1),
+        };
+        assert_eq!(
+            statement_layers(&entry, &at, &wanted).unwrap().len(),
+            MAX_STATEMENTS_PER_MANIFEST
+        );
+        let past = manifest(MAX_STATEMENTS_PER_MANIFEST + 1);
+        let entry = AttestationManifest {
+            size: past.len() as u64,
+            ..entry
+        };
+        let err = statement_layers(&entry, &past, &wanted).unwrap_err();
+        assert!(
+            err.contains(&format!(
+                "past sigil's limit of {MAX_STATEMENTS_PER_MANIFEST}"
+            )),
+            "{err}"
+        );
+    }
+
     #[test]
     fn an_index_is_split_into_platforms_and_their_attestation_manifests() {
         let bytes = index(vec![
@@ -320,14 +454,13 @@ mod tests {
     }
 
     #[test]
-    fn only_wanted_in_toto_layers_of_the_stated_size_are_read() {
+    fn only_wanted_statements_of_the_stated_size_are_read() {
         let layer = |t: &str, media: &str| json!({"mediaType": media, "digest": d(8), "size": 10, "annotations": {PREDICATE_TYPE: t}});
         let manifest = serde_json::to_vec(&json!({
             "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": d(7), "size": 2},
             "layers": [layer("https://spdx.dev/Document", IN_TOTO_LAYER),
-                       layer("https://slsa.dev/provenance/v0.2", IN_TOTO_LAYER),
-                       layer("https://slsa.dev/provenance/v0.2", "application/octet-stream")],
+                       layer("https://slsa.dev/provenance/v0.2", IN_TOTO_LAYER)],
         }))
         .unwrap();
         let entry = AttestationManifest {

@@ -225,7 +225,7 @@ fn verify_certificate(
     }
     match &policy.trust {
         CertificateTrust::TrustRoot => {
-            if m.rekor.is_none() && policy.require_tlog {
+            if m.rekor.is_none() && policy.tlog_required(!trust.root.tlogs.is_empty()) {
                 return Err(keyless_err(format!(
                     "signature has no Rekor entry ({BUNDLE_ANNOTATION}); a keyless signature needs a signed entry timestamp"
                 )));
@@ -236,8 +236,9 @@ fn verify_certificate(
                 vp = vp.skip_sct();
             }
             if m.rekor.is_none() {
-                // Allowed only with rfc3161timestamp and no ctlog; the
-                // timestamp (required above) dates the signature.
+                // Allowed only with rfc3161timestamp, no ctlog and a trust
+                // root without logs; the timestamp (required above) dates
+                // the signature.
                 vp = vp.skip_tlog_unsafe();
             }
             let result = trust
@@ -247,7 +248,7 @@ fn verify_certificate(
             identity_from_certificate(cert, result.integrated_time())
         }
         CertificateTrust::PrivateCa(ca) => {
-            if m.rekor.is_none() && policy.require_tlog {
+            if m.rekor.is_none() && policy.tlog_required(!trust.root.tlogs.is_empty()) {
                 return Err(missing_tlog("ctlog"));
             }
             // The times the chain must hold at: those a SET or TSA vouches

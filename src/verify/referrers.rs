@@ -154,9 +154,15 @@ pub fn verify_referrer(
                 Signer::Key { key, trust, .. } => {
                     cosign::verify_layer(&layer, admitted_digest, key, "the authority's key")
                         .map_err(|e| e.to_string())?;
-                    if signer.requires_tlog() {
-                        legacy_evidence::verify_key_tlog(&layer, key, trust)
-                            .map_err(|e| e.to_string())?;
+                    if signer.requires_tlog() || signer.requires_timestamp() {
+                        legacy_evidence::verify_key_evidence(
+                            &layer,
+                            key,
+                            trust,
+                            signer.requires_tlog(),
+                            signer.requires_timestamp(),
+                        )
+                        .map_err(|e| e.to_string())?;
                     }
                     Ok(signature(admitted_digest, None))
                 }
@@ -189,6 +195,16 @@ fn verify_bundle_referrer(
             if signer.requires_tlog() && !has_tlog {
                 return Err("bundle has no transparency log entry, which ctlog requires".into());
             }
+            let timestamps = bundle
+                .verification_material
+                .timestamp_verification_data
+                .rfc3161_timestamps
+                .len();
+            if signer.requires_timestamp() && timestamps == 0 {
+                return Err(
+                    "bundle has no RFC 3161 timestamp, which rfc3161timestamp requires".into(),
+                );
+            }
             let mut policy =
                 PublicKeyVerificationPolicy::new(DerPublicKey::new(key.spki_der().to_vec()));
             if !has_tlog {
@@ -220,8 +236,8 @@ fn verify_bundle_referrer(
                 );
             }
             if !has_tlog {
-                if policy.require_tlog {
-                    return Err("bundle has no transparency log entry; this authority needs one (only an authority with rfc3161timestamp and no ctlog accepts a timestamp instead)".into());
+                if policy.tlog_required(!trust.root.tlogs.is_empty()) {
+                    return Err("bundle has no transparency log entry; this authority needs one (a TSA timestamp stands in only with rfc3161timestamp, no ctlog, and a trust root that has no transparency log)".into());
                 }
                 // The TSA's timestamp (required above) is then the
                 // signing-time evidence the chain is checked at.

@@ -59,4 +59,10 @@ impl<'a> Signer<'a> {
     pub fn requires_tlog(&self) -> bool {
         matches!(self, Signer::Key { evidence: Some(e), .. } if e.tlog)
     }
+
+    /// Whether a key signature must come with an RFC 3161 timestamp
+    /// (`rfc3161timestamp`), in every layout.
+    pub fn requires_timestamp(&self) -> bool {
+        matches!(self, Signer::Key { evidence: Some(e), .. } if e.timestamp)
+    }
 }

@@ -53,7 +53,17 @@ impl Api {
         let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap| {
             let api = api.clone();
             let base = base2.clone();
-            async move { api.answer(&base, &uri, &headers) }
+            async move {
+                // GitHub's documented rate-limit header, on every answer:
+                // the calls left, one fewer per call made.
+                let mut answer = api.answer(&base, &uri, &headers);
+                let left = 5_000usize.saturating_sub(api.asked.lock().unwrap().len());
+                answer.headers_mut().insert(
+                    "x-ratelimit-remaining",
+                    axum::http::HeaderValue::from(left as u64),
+                );
+                answer
+            }
         });
         let server = axum_server::from_tcp_rustls(
             listener,

@@ -75,6 +75,12 @@ groups:
         labels: {severity: critical}
         annotations:
           summary: sigil could not write audit records; the audit trail has a gap (`sigil report --verify` names it).
+      - alert: SigilGithubApiQuotaLow
+        expr: min by (registry) (sigil_github_api_rate_limit_remaining{ {{- $sel -}} }) < 500
+        for: 5m
+        labels: {severity: warning}
+        annotations:
+          summary: "The GitHub token has fewer than 500 API calls left this hour on {{ "{{" }} $labels.registry {{ "}}" }}; when they run out, images under githubAttestations policies are denied."
       - alert: SigilPolicyNotReady
         expr: sigil_policies{ {{- $sel -}}, ready="false"} > 0 or sigil_trust_roots{ {{- $sel -}}, ready="false"} > 0
         for: 5m
