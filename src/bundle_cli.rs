@@ -7,7 +7,9 @@ use sha2::{Digest, Sha256};
 use crate::cli::VerifyBundleArgs;
 use crate::model::identity::{IdentityRule, TextMatcher};
 use crate::trust::TrustMaterial;
-use crate::verify::bundle::{parse_bundle, verify_bundle, BundleArtifact, BundleSigner};
+use crate::verify::bundle::{
+    parse_bundle, verify_bundle, BundleArtifact, BundleChecks, BundleSigner,
+};
 
 /// Reads `sha256:<64 hex>` (when it is not a file on disk) as a digest,
 /// anything else as a path, as the protocol says.
@@ -52,11 +54,26 @@ fn run(args: &VerifyBundleArgs) -> Result<Result<String, String>, String> {
         Some(p) => TrustMaterial::from_file(p).map_err(|e| e.to_string())?,
         None => TrustMaterial::public_good(),
     };
-    let signer = match (
-        &args.key,
+    // As cosign: a regular expression matches anywhere in the value.
+    let matcher =
+        |exact: &Option<String>, pattern: &Option<String>, flag: &str| match (exact, pattern) {
+            (Some(e), _) => Ok(Some(TextMatcher::Exact(e.clone()))),
+            (None, Some(p)) => regex::Regex::new(p)
+                .map(|r| Some(TextMatcher::Regex(p.clone(), r)))
+                .map_err(|e| format!("{flag}: {e}")),
+            (None, None) => Ok(None),
+        };
+    let identity = matcher(
         &args.certificate_identity,
+        &args.certificate_identity_regexp,
+        "--certificate-identity-regexp",
+    )?;
+    let issuer = matcher(
         &args.certificate_oidc_issuer,
-    ) {
+        &args.certificate_oidc_issuer_regexp,
+        "--certificate-oidc-issuer-regexp",
+    )?;
+    let signer = match (&args.key, identity, issuer) {
         (Some(path), _, _) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -81,8 +98,8 @@ fn run(args: &VerifyBundleArgs) -> Result<Result<String, String>, String> {
             BundleSigner::Key(der)
         }
         (None, Some(identity), Some(issuer)) => BundleSigner::Identity(vec![IdentityRule {
-            issuer: TextMatcher::Exact(issuer.clone()),
-            subject: TextMatcher::Exact(identity.clone()),
+            issuer,
+            subject: identity,
             claims: args
                 .claims()
                 .into_iter()
@@ -90,9 +107,7 @@ fn run(args: &VerifyBundleArgs) -> Result<Result<String, String>, String> {
                 .collect(),
         }]),
         _ => {
-            return Err(
-                "give --key, or --certificate-identity with --certificate-oidc-issuer".into(),
-            )
+            return Err("give --key, or --certificate-identity[-regexp] with --certificate-oidc-issuer[-regexp]".into())
         }
     };
     let bundle_bytes = std::fs::read(&args.bundle)
@@ -102,7 +117,12 @@ fn run(args: &VerifyBundleArgs) -> Result<Result<String, String>, String> {
         Ok(b) => b,
         Err(e) => return Ok(Err(e.to_string())),
     };
-    Ok(verify_bundle(&bundle, &artifact, &signer, &trust)
+    let checks = BundleChecks {
+        skip_sct: args.insecure_ignore_sct,
+        skip_tlog: args.insecure_ignore_tlog,
+        require_timestamp: args.use_signed_timestamps,
+    };
+    Ok(verify_bundle(&bundle, &artifact, &signer, &trust, checks)
         .map(|v| match (v.subject, v.issuer) {
             (Some(s), Some(i)) if v.claims.is_empty() => format!("signed by {s} ({i})"),
             (Some(s), Some(i)) => format!(

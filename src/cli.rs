@@ -453,59 +453,79 @@ pub struct VerifyBundleArgs {
     #[arg(long)]
     pub bundle: PathBuf,
     /// Expected certificate SAN (keyless bundles).
-    #[arg(long, requires = "certificate_oidc_issuer", conflicts_with = "key")]
+    #[arg(long, conflicts_with_all = ["key", "certificate_identity_regexp"])]
     pub certificate_identity: Option<String>,
+    /// A regular expression the certificate SAN must match, as cosign's
+    /// flag: a match anywhere in the SAN (anchor it with `^…$`).
+    #[arg(long, conflicts_with = "key")]
+    pub certificate_identity_regexp: Option<String>,
     /// Expected OIDC issuer (keyless bundles).
-    #[arg(long, requires = "certificate_identity")]
+    #[arg(long, conflicts_with = "certificate_oidc_issuer_regexp")]
     pub certificate_oidc_issuer: Option<String>,
+    /// A regular expression the OIDC issuer must match, as cosign's flag.
+    #[arg(long)]
+    pub certificate_oidc_issuer_regexp: Option<String>,
     /// PEM public key (managed-key bundles).
-    #[arg(long, required_unless_present = "certificate_identity")]
+    #[arg(long, required_unless_present_any = ["certificate_identity", "certificate_identity_regexp"])]
     pub key: Option<PathBuf>,
+    /// Do not require the certificate's embedded SCT (a private deployment
+    /// without certificate transparency), as cosign's flag.
+    #[arg(long)]
+    pub insecure_ignore_sct: bool,
+    /// Do not require a transparency-log entry (a deployment without
+    /// Rekor, e.g. GitHub's for private repositories), as cosign's flag;
+    /// a TSA timestamp, when the bundle has one, still dates the signature.
+    #[arg(long)]
+    pub insecure_ignore_tlog: bool,
+    /// Require and verify the bundle's RFC 3161 timestamps, as cosign's
+    /// flag: a bundle without one is rejected.
+    #[arg(long)]
+    pub use_signed_timestamps: bool,
     /// Trusted root replacing the embedded public-good one.
     #[arg(long, alias = "trust-root")]
     pub trusted_root: Option<PathBuf>,
     /// Required `sourceRepositoryURI` claim (Fulcio 1.3.6.1.4.1.57264.1.12).
-    #[arg(long, requires = "certificate_identity")]
+    #[arg(long)]
     pub certificate_source_repository_uri: Option<String>,
     /// Required `sourceRepositoryRef` claim (.1.14), e.g. `refs/heads/main`.
-    #[arg(long, requires = "certificate_identity")]
+    #[arg(long)]
     pub certificate_source_repository_ref: Option<String>,
     /// Required `sourceRepositoryDigest` claim (.1.13), the commit.
-    #[arg(long, requires = "certificate_identity")]
+    #[arg(long)]
     pub certificate_source_repository_digest: Option<String>,
     /// Required `sourceRepositoryOwnerURI` claim (.1.16).
-    #[arg(long, requires = "certificate_identity")]
+    #[arg(long)]
     pub certificate_source_repository_owner_uri: Option<String>,
     /// Required `buildSignerURI` claim (.1.9).
-    #[arg(long, requires = "certificate_identity")]
+    #[arg(long)]
     pub certificate_build_signer_uri: Option<String>,
     /// Required `buildSignerDigest` claim (.1.10).
-    #[arg(long, requires = "certificate_identity")]
+    #[arg(long)]
     pub certificate_build_signer_digest: Option<String>,
     /// Required `buildTrigger` claim (.1.20), e.g. `push`.
-    #[arg(long, requires = "certificate_identity")]
+    #[arg(long)]
     pub certificate_build_trigger: Option<String>,
     /// Required `runnerEnvironment` claim (.1.11): `github-hosted` refuses
     /// self-hosted runners.
-    #[arg(long, requires = "certificate_identity")]
+    #[arg(long)]
     pub certificate_runner_environment: Option<String>,
     /// Required `buildConfigURI` claim (.1.18).
-    #[arg(long, requires = "certificate_identity")]
+    #[arg(long)]
     pub certificate_build_config_uri: Option<String>,
     /// Required GitHub workflow trigger (.1.2), as cosign's flag.
-    #[arg(long, requires = "certificate_identity")]
+    #[arg(long)]
     pub certificate_github_workflow_trigger: Option<String>,
     /// Required GitHub workflow commit (.1.3), as cosign's flag.
-    #[arg(long, requires = "certificate_identity")]
+    #[arg(long)]
     pub certificate_github_workflow_sha: Option<String>,
     /// Required GitHub workflow name (.1.4), as cosign's flag.
-    #[arg(long, requires = "certificate_identity")]
+    #[arg(long)]
     pub certificate_github_workflow_name: Option<String>,
     /// Required GitHub `owner/repository` (.1.5), as cosign's flag.
-    #[arg(long, requires = "certificate_identity")]
+    #[arg(long)]
     pub certificate_github_workflow_repository: Option<String>,
     /// Required GitHub ref (.1.6), as cosign's flag.
-    #[arg(long, requires = "certificate_identity")]
+    #[arg(long)]
     pub certificate_github_workflow_ref: Option<String>,
     /// The artifact file, or `sha256:<hex>` of it.
     pub file_or_digest: String,

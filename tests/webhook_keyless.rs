@@ -1029,3 +1029,134 @@ fn verify_bundle_checks_workflow_claims() {
         "{out}"
     );
 }
+
+/// `sigil verify-bundle` takes cosign's verify-blob flags with cosign's
+/// meaning, so one command line works with both: identity and issuer as
+/// regular expressions (a match anywhere, as Go's `MatchString`), and
+/// `--insecure-ignore-sct`, `--insecure-ignore-tlog`,
+/// `--use-signed-timestamps` for a deployment without CT or Rekor (GitHub's
+/// instance for private repositories: a TSA timestamp instead). On a real
+/// conformance bundle and on TSA-only bundles made here. (No real GitHub
+/// private-repository bundle can be fetched on these machines.)
+#[test]
+fn verify_bundle_speaks_cosigns_flags() {
+    use sigil_testkit::sigstore::{BundleSigner, ProofMode};
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sigil"))
+            .arg("verify-bundle")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    // A real bundle from the public-good instance (sigstore-conformance).
+    let case = format!(
+        "{}/tests/fixtures/conformance/bundle-verify/happy-path-v0.3",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let artifact = format!(
+        "{}/tests/fixtures/conformance/bundle-verify/a.txt",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let real = |identity: &str, issuer: &str| {
+        run(&[
+            "--bundle",
+            &format!("{case}/bundle.sigstore.json"),
+            "--certificate-identity-regexp",
+            identity,
+            "--certificate-oidc-issuer-regexp",
+            issuer,
+            &artifact,
+        ])
+    };
+    let (code, out) = real(
+        r"^https://github\.com/sigstore-conformance/",
+        "githubusercontent",
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = real(r"^https://github\.com/evil/", "githubusercontent");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("rejected"), "{out}");
+    let (code, out) = real("sigstore-conformance", "accounts\\.google\\.com");
+    assert_eq!(code, Some(1), "{out}");
+    let (code, out) = real("(", "x");
+    assert_eq!(
+        code,
+        Some(2),
+        "an unparsable pattern is a usage error: {out}"
+    );
+
+    // GitHub's private-repository shape: no SCT, no Rekor, a TSA timestamp,
+    // and a trust root without logs.
+    let sigstore = OfflineSigstore::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("trusted_root.json");
+    std::fs::write(&root, sigstore.trusted_root_json_without_logs()).unwrap();
+    let file = dir.path().join("a.txt");
+    std::fs::write(&file, b"release artifact\n").unwrap();
+    let mut req =
+        CertRequest::github_actions("acme/app", "refs/heads/main", "github-hosted", "push");
+    req.with_sct = false;
+    let cert = sigstore.issue(&req).unwrap();
+    let bundle = |mode: ProofMode, name: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            sigstore
+                .message_bundle(
+                    BundleSigner::Certificate(&cert),
+                    b"release artifact\n",
+                    mode,
+                )
+                .unwrap(),
+        )
+        .unwrap();
+        path
+    };
+    let stamped = bundle(ProofMode::Timestamped, "stamped.json");
+    let bare = bundle(ProofMode::Missing, "bare.json");
+    let tsa_only = |b: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
+            "--bundle",
+            b.to_str().unwrap(),
+            "--certificate-identity-regexp",
+            "^https://github.com/acme/app/",
+            "--certificate-oidc-issuer",
+            GITHUB,
+            "--trusted-root",
+            root.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        args.push(file.to_str().unwrap());
+        run(&args)
+    };
+    // Without the flags: SCT and log are required, as cosign does.
+    let (code, out) = tsa_only(&stamped, &[]);
+    assert_eq!(code, Some(1), "{out}");
+    let (code, out) = tsa_only(&stamped, &["--insecure-ignore-tlog"]);
+    assert_eq!(code, Some(1), "the SCT is still required: {out}");
+    let flags = [
+        "--insecure-ignore-sct",
+        "--insecure-ignore-tlog",
+        "--use-signed-timestamps",
+    ];
+    let (code, out) = tsa_only(&stamped, &flags);
+    assert_eq!(code, Some(0), "{out}");
+    // Nothing dates an unlogged, unstamped signature.
+    let (code, out) = tsa_only(&bare, &flags[..2]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("nothing dates the signature"), "{out}");
+    let (code, out) = tsa_only(&bare, &flags);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("which --use-signed-timestamps requires"),
+        "{out}"
+    );
+}

@@ -78,16 +78,60 @@ pub fn parse_bundle(json: &[u8]) -> Result<Bundle, BundleError> {
     serde_json::from_slice(json).map_err(|e| BundleError::Malformed(e.to_string()))
 }
 
-/// Verifies `bundle` over `artifact` against `trust`, requiring `signer`.
+/// What a verification may leave out or must add (cosign's
+/// `--insecure-ignore-sct`, `--insecure-ignore-tlog`,
+/// `--use-signed-timestamps`); all off: SCT and log required.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BundleChecks {
+    /// No SCT is required of the certificate.
+    pub skip_sct: bool,
+    /// No transparency-log entry is required.
+    pub skip_tlog: bool,
+    /// An RFC 3161 timestamp is required (and verified).
+    pub require_timestamp: bool,
+}
+
+/// Verifies `bundle` over `artifact` against `trust`, requiring `signer`
+/// and what `checks` says.
 pub fn verify_bundle(
     bundle: &Bundle,
     artifact: &BundleArtifact,
     signer: &BundleSigner,
     trust: &TrustMaterial,
+    checks: BundleChecks,
 ) -> Result<BundleVerified, BundleError> {
+    if checks.require_timestamp
+        && bundle
+            .verification_material
+            .timestamp_verification_data
+            .rfc3161_timestamps
+            .is_empty()
+    {
+        return Err(BundleError::Rejected(
+            "the bundle has no RFC 3161 timestamp, which --use-signed-timestamps requires".into(),
+        ));
+    }
+    if checks.skip_tlog
+        && bundle.verification_material.tlog_entries.is_empty()
+        && bundle
+            .verification_material
+            .timestamp_verification_data
+            .rfc3161_timestamps
+            .is_empty()
+        && matches!(signer, BundleSigner::Identity(_))
+    {
+        // Nothing would date the signature: the certificate, valid for
+        // minutes, cannot be checked at the time it signed.
+        return Err(BundleError::Rejected(
+            "the bundle has neither a transparency-log entry nor an RFC 3161 timestamp: nothing dates the signature".into(),
+        ));
+    }
     let result = match (signer, artifact) {
         (BundleSigner::Key(spki), a) => {
-            let policy = PublicKeyVerificationPolicy::new(DerPublicKey::new(spki.clone()));
+            let mut policy = PublicKeyVerificationPolicy::new(DerPublicKey::new(spki.clone()));
+            if checks.skip_tlog {
+                policy = policy.skip_tlog_unsafe();
+            }
             match a {
                 BundleArtifact::Bytes(b) => trust.verifier.verify(b.as_slice(), bundle, &policy),
                 BundleArtifact::Sha256(d) => {
@@ -96,7 +140,13 @@ pub fn verify_bundle(
             }
         }
         (BundleSigner::Identity(_), a) => {
-            let policy = VerificationPolicy::any_identity();
+            let mut policy = VerificationPolicy::any_identity();
+            if checks.skip_sct {
+                policy = policy.skip_sct();
+            }
+            if checks.skip_tlog {
+                policy = policy.skip_tlog_unsafe();
+            }
             match a {
                 BundleArtifact::Bytes(b) => trust.verifier.verify(b.as_slice(), bundle, &policy),
                 BundleArtifact::Sha256(d) => {
