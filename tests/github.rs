@@ -227,19 +227,10 @@ async fn githubs_private_repository_attestations_verify_under_the_chart_policy()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn githubs_attestation_api_is_a_source_for_attestations_never_pushed() {
-    use common::github_api::{self as api, Answer, Api};
-    use sigil::trust::{TrustMaterial, TrustStore};
+    use common::github_api::{self as api, Answer};
 
     let env = Env::start();
-    let github = OfflineSigstore::new().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let api = Api::default();
-    let (base, ca) = api.serve(dir.path()).await;
-
-    let mut opts = Opts::for_registry(env.addr());
-    let root = TrustMaterial::from_json("default", &github.trusted_root_json(None)).unwrap();
-    opts.trust = Some(std::sync::Arc::new(TrustStore::new(root)));
-    opts.ca_files = vec![ca];
+    let (github, api, base, opts, _dir) = github_api_setup(&env).await;
 
     // The policy as an admin writes it; the token is what the cluster
     // watch reads from the Secret `tokenSecretRef` names.
@@ -423,19 +414,11 @@ async fn githubs_attestation_api_is_a_source_for_attestations_never_pushed() {
 /// real GitHub is reachable from these machines.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_namespace_cannot_spend_the_github_quota_for_everyone() {
-    use common::github_api::{self as api, Api};
-    use sigil::trust::{TrustMaterial, TrustStore};
+    use common::github_api as api;
     use sigil_testkit::pod_review;
 
     let env = Env::start();
-    let github = OfflineSigstore::new().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let api = Api::default();
-    let (base, ca) = api.serve(dir.path()).await;
-    let mut opts = Opts::for_registry(env.addr());
-    let root = TrustMaterial::from_json("default", &github.trusted_root_json(None)).unwrap();
-    opts.trust = Some(std::sync::Arc::new(TrustStore::new(root)));
-    opts.ca_files = vec![ca];
+    let (_github, api, base, opts, _dir) = github_api_setup(&env).await;
     let yaml = format!(
         "apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: gh\nspec:\n  images:\n    - glob: \"{}/**\"\n  authorities:\n    - name: github\n      keyless:\n        identities:\n          - issuer: https://token.actions.githubusercontent.com\n            subject: https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main\n      source:\n        - githubAttestations:\n            owner: acme\n            url: {base}\n            tokenSecretRef:\n              name: github-token\n      attestations:\n        - name: provenance\n          predicateType: https://slsa.dev/provenance/v1\n",
         env.addr()
@@ -499,4 +482,27 @@ async fn one_namespace_cannot_spend_the_github_quota_for_everyone() {
         scrape.contains("sigil_github_budget_refusals_total 1"),
         "{scrape}"
     );
+}
+
+/// The test API server (GitHub's documented contract), its signing
+/// instance trusted as the default root, and options reaching both.
+async fn github_api_setup(
+    env: &Env,
+) -> (
+    OfflineSigstore,
+    common::github_api::Api,
+    String,
+    Opts,
+    tempfile::TempDir,
+) {
+    use sigil::trust::{TrustMaterial, TrustStore};
+    let github = OfflineSigstore::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let api = common::github_api::Api::default();
+    let (base, ca) = api.serve(dir.path()).await;
+    let mut opts = Opts::for_registry(env.addr());
+    let root = TrustMaterial::from_json("default", &github.trusted_root_json(None)).unwrap();
+    opts.trust = Some(std::sync::Arc::new(TrustStore::new(root)));
+    opts.ca_files = vec![ca];
+    (github, api, base, opts, dir)
 }

@@ -784,32 +784,27 @@ fn a_rolling_update_of_two_replicas_loses_no_review() {
         let stop = Arc::new(AtomicBool::new(false));
         let generator = rt.spawn(load(c.kubeconfig.clone(), 4, stop.clone()));
         std::thread::sleep(Duration::from_secs(2));
-        let new_c = start_replica(&c, &args, &kubeconfig, &name("c"), &set);
-        assert!(ready(&new_c), "{}", new_c.log());
-        route(&c, &[&old_a, &old_b, &new_c]);
-        std::thread::sleep(LAG);
-        old_a.terminate();
-        std::thread::sleep(LAG);
-        route(&c, &[&old_b, &new_c]);
-        assert_eq!(
-            old_a.exited(Duration::from_secs(40)),
-            Some(true),
-            "{}",
-            old_a.log()
-        );
-        let new_d = start_replica(&c, &args, &kubeconfig, &name("d"), &set);
-        assert!(ready(&new_d), "{}", new_d.log());
-        route(&c, &[&old_b, &new_c, &new_d]);
-        std::thread::sleep(LAG);
-        old_b.terminate();
-        std::thread::sleep(LAG);
-        route(&c, &[&new_c, &new_d]);
-        assert_eq!(
-            old_b.exited(Duration::from_secs(40)),
-            Some(true),
-            "{}",
-            old_b.log()
-        );
+        // One step of the Deployment controller: a surge replica Ready and
+        // in the Endpoints, then one old replica terminated and, LAG later,
+        // out of them.
+        let surge = |old: &mut Replica, staying: &Replica, letter: &str| {
+            let new = start_replica(&c, &args, &kubeconfig, &name(letter), &set);
+            assert!(ready(&new), "{}", new.log());
+            route(&c, &[&*old, staying, &new]);
+            std::thread::sleep(LAG);
+            old.terminate();
+            std::thread::sleep(LAG);
+            route(&c, &[staying, &new]);
+            assert_eq!(
+                old.exited(Duration::from_secs(40)),
+                Some(true),
+                "{}",
+                old.log()
+            );
+            new
+        };
+        let new_c = surge(&mut old_a, &old_b, "c");
+        let new_d = surge(&mut old_b, &new_c, "d");
         std::thread::sleep(Duration::from_secs(2));
         stop.store(true, Ordering::Release);
         let (succeeded, failures) = rt.block_on(generator).unwrap();

@@ -375,8 +375,20 @@ async fn one_namespace_cannot_starve_another() {
     );
     assert_eq!(admitted, 0, "nothing of the tenant's is admitted");
     assert_eq!(denied, 0, "the shop saw denials beside the tenant");
+    // Starved, the shop would wait behind reviews that hang for seconds
+    // (the registry hang detector's 3 s, the 8 s deadline). The bounds sit
+    // far below that and above what a busy machine's scheduling adds to a
+    // tail of 50 samples (one late review was seen at 4.5x a 17 ms p99
+    // while another test ran): not a wall-clock budget for sigil's speed,
+    // a line between served and starved.
+    let unloaded_p50 = percentile(&unloaded, 50.0);
+    let loaded_p50 = percentile(&loaded, 50.0);
     assert!(
-        loaded_p99 < unloaded_p99 * 3,
+        loaded_p50 < (unloaded_p50 * 3).max(Duration::from_millis(250)),
+        "the shop's median went from {unloaded_p50:?} alone to {loaded_p50:?} beside the tenant"
+    );
+    assert!(
+        loaded_p99 < (unloaded_p99 * 3).max(Duration::from_secs(1)),
         "the shop's p99 went from {unloaded_p99:?} alone to {loaded_p99:?} beside the tenant"
     );
     served.stop();
