@@ -695,6 +695,22 @@ async fn rfc3161_timestamps_are_required_and_verified() {
     .await;
     assert!(ok, "{msg}");
 
+    // A timestamp adds to the Rekor entry, never replaces it, against a
+    // root that has a log (as policy-controller): stamped but not logged
+    // is denied. (A root with no log at all, GitHub's private instance, is
+    // tests/policy_library.rs.)
+    let unlogged = signed_image(&env, "acme/stamped-unlogged", |r, d| {
+        let mut s = sigstore
+            .sign_keyless(&cert, r, d, ago(5), SetMode::Missing)
+            .unwrap();
+        sigstore.timestamp_signature(&mut s, ago(5)).unwrap();
+        vec![s]
+    })
+    .await;
+    let (ok, msg) = verdict(&env, &opts, &policy, &unlogged).await;
+    assert!(!ok, "a TSA timestamp stood in for Rekor: {msg}");
+    assert!(msg.contains("signature has no Rekor entry"), "{msg}");
+
     // A timestamp from a TSA the trust root does not hold.
     let rogue = OfflineSigstore::with_ca_name("rogue").unwrap();
     let rogue_stamp = signed_image(&env, "acme/rogue-tsa", |r, d| {
