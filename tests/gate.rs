@@ -352,10 +352,15 @@ async fn updates_that_change_no_image_need_no_registry() {
 /// (the validating webhook then denies them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutate_reaches_no_more_registries_than_validate() {
-    // Ten ports nothing listens on: ten registries that refuse.
-    let hosts: Vec<String> = (0..10)
-        .map(|_| format!("127.0.0.1:{}", sigil_testkit::free_port().unwrap()))
-        .collect();
+    // Ten ports nothing listens on: ten registries that refuse. Ten
+    // different ones: a free port may be handed out twice.
+    let mut hosts: Vec<String> = Vec::new();
+    while hosts.len() < 10 {
+        let host = format!("127.0.0.1:{}", sigil_testkit::free_port().unwrap());
+        if !hosts.contains(&host) {
+            hosts.push(host);
+        }
+    }
     let k = key();
     let mut opts = Opts::for_registry(&hosts[0]);
     opts.insecure = hosts.clone();
