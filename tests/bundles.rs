@@ -86,6 +86,40 @@ impl Case {
         (format!("{}/{repo}:v1", self.env.addr()), digest)
     }
 
+    /// Pushes `repo:v1` and attaches, as cosign's OCI 1.1 signature
+    /// artifact (a simple-signing layer), a signature by `key`, with a TSA
+    /// timestamp annotation when `stamp`; returns the image.
+    async fn oci11_signed(&self, repo: &str, key: &TestKey, stamp: bool) -> String {
+        let digest = self.env.push(repo, "v1").await;
+        let mut sig = SignatureToAttach::new(key, &format!("{}/{repo}", self.env.addr()), &digest);
+        if stamp {
+            self.sigstore
+                .timestamp_signature(
+                    &mut sig,
+                    std::time::SystemTime::now() - std::time::Duration::from_secs(5),
+                )
+                .unwrap();
+        }
+        let mut ann = sig.annotations.clone();
+        ann.insert(
+            sigil::verify::cosign::SIGNATURE_ANNOTATION.to_string(),
+            sig.signature_b64.clone(),
+        );
+        push_referrer(
+            &self.env.client,
+            self.env.addr(),
+            repo,
+            &digest,
+            sigil::verify::referrers::COSIGN_SIGNATURE_ARTIFACT,
+            sigil::verify::cosign::SIMPLE_SIGNING_MEDIA_TYPE,
+            &sig.payload,
+            ann,
+        )
+        .await
+        .unwrap();
+        format!("{}/{repo}:v1", self.env.addr())
+    }
+
     async fn verdict(&self, policy: &str, image: &str) -> (bool, String) {
         let (ev, _) = pipeline(policy, &self.opts);
         let resp = review_pod(&ev, image).await;
@@ -297,25 +331,7 @@ async fn key_signed_bundles_and_cosign_oci11_signatures_verify_with_key_authorit
     );
 
     // cosign's OCI 1.1 signature artifact: a simple-signing layer.
-    let digest = c.env.push("acme/oci11", "v1").await;
-    let sig = SignatureToAttach::new(&k, &format!("{}/acme/oci11", c.env.addr()), &digest);
-    let mut ann = BTreeMap::new();
-    ann.insert(
-        sigil::verify::cosign::SIGNATURE_ANNOTATION.to_string(),
-        sig.signature_b64.clone(),
-    );
-    push_referrer(
-        &c.env.client,
-        c.env.addr(),
-        "acme/oci11",
-        &digest,
-        sigil::verify::referrers::COSIGN_SIGNATURE_ARTIFACT,
-        sigil::verify::cosign::SIMPLE_SIGNING_MEDIA_TYPE,
-        &sig.payload,
-        ann,
-    )
-    .await
-    .unwrap();
+    c.oci11_signed("acme/oci11", &k, false).await;
     let (ok, msg) = c
         .verdict(&policy, &format!("{}/acme/oci11:v1", c.env.addr()))
         .await;
@@ -432,45 +448,11 @@ async fn rfc3161timestamp_is_required_of_key_signed_bundles_and_oci11_signatures
 
     // cosign's OCI 1.1 signature artifact: the timestamp annotation, as
     // on a legacy `.sig` layer.
-    let oci11 = |repo: &'static str, stamp: bool| {
-        let c = &c;
-        let k = &k;
-        async move {
-            let digest = c.env.push(repo, "v1").await;
-            let mut sig = SignatureToAttach::new(k, &format!("{}/{repo}", c.env.addr()), &digest);
-            if stamp {
-                c.sigstore
-                    .timestamp_signature(
-                        &mut sig,
-                        std::time::SystemTime::now() - std::time::Duration::from_secs(5),
-                    )
-                    .unwrap();
-            }
-            let mut ann: BTreeMap<String, String> = sig.annotations.clone().into_iter().collect();
-            ann.insert(
-                sigil::verify::cosign::SIGNATURE_ANNOTATION.to_string(),
-                sig.signature_b64.clone(),
-            );
-            push_referrer(
-                &c.env.client,
-                c.env.addr(),
-                repo,
-                &digest,
-                sigil::verify::referrers::COSIGN_SIGNATURE_ARTIFACT,
-                sigil::verify::cosign::SIMPLE_SIGNING_MEDIA_TYPE,
-                &sig.payload,
-                ann,
-            )
-            .await
-            .unwrap();
-            format!("{}/{repo}:v1", c.env.addr())
-        }
-    };
-    let plain = oci11("acme/ts-oci11-plain", false).await;
+    let plain = c.oci11_signed("acme/ts-oci11-plain", &k, false).await;
     let (ok, msg) = c.verdict(&policy, &plain).await;
     assert!(!ok, "an OCI 1.1 signature without a timestamp: {msg}");
     assert!(msg.contains("which rfc3161timestamp requires"), "{msg}");
-    let stamped = oci11("acme/ts-oci11-stamped", true).await;
+    let stamped = c.oci11_signed("acme/ts-oci11-stamped", &k, true).await;
     let (ok, msg) = c.verdict(&policy, &stamped).await;
     assert!(ok, "{msg}");
 }
