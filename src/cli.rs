@@ -140,11 +140,12 @@ pub struct VerifyArgs {
     /// Directory of ClusterImagePolicy YAML files (multi-document), reloaded on change.
     #[arg(long)]
     pub policy_dir: Option<PathBuf>,
-    /// A host (`host` or `host:port`) that `githubAttestations.url` may
-    /// name when the source carries a token (`tokenSecretRef`); repeatable.
-    /// A policy naming another host is refused, naming the field, and the
-    /// token is never read. Giving it replaces the default: name
-    /// `api.github.com` too to keep GitHub's public API.
+    /// A host (`host` or `host:port`) that a cluster's
+    /// `githubAttestations.url` may name, with or without a token
+    /// (`tokenSecretRef`); repeatable. A policy naming another host is
+    /// refused, naming the field, and its token is never read. Giving it
+    /// replaces the default: name `api.github.com` too to keep GitHub's
+    /// public API.
     #[arg(long = "github-api-host", default_value = "api.github.com")]
     pub github_api_hosts: Vec<String>,
     /// How long a KMS public key (`key.kms: awskms://…`) is used before it

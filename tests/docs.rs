@@ -69,6 +69,58 @@ fn the_limits_table_is_what_the_code_says() {
 }
 
 /// Every Markdown file a user or developer reads.
+/// The promise table of `docs/policies.md`, between its markers, is
+/// `sigil::policy::promises::markdown()` (regenerate with `SIGIL_BLESS=1`).
+#[test]
+fn the_promise_table_is_what_the_code_says() {
+    const START: &str = "<!-- promises: generated from src/policy/promises.rs by `SIGIL_BLESS=1 cargo test --test docs`; do not edit. -->\n";
+    const END: &str = "<!-- end of promises -->";
+    let path = Path::new(ROOT).join("docs/policies.md");
+    let held = std::fs::read_to_string(&path).unwrap();
+    let (Some(start), Some(end)) = (held.find(START), held.find(END)) else {
+        panic!("docs/policies.md has no generated promise table");
+    };
+    let wanted = format!("{START}\n{}\n", sigil::policy::promises::markdown());
+    if std::env::var_os("SIGIL_BLESS").is_some() {
+        let text = format!("{}{wanted}{}", &held[..start], &held[end..]);
+        std::fs::write(&path, text).unwrap();
+        return;
+    }
+    assert!(
+        held[start..end] == wanted,
+        "docs/policies.md's promise table is not src/policy/promises.rs's; regenerate it with `SIGIL_BLESS=1 cargo test --test docs`"
+    );
+}
+
+/// Every test the promise table names exists: a `#[test]` or
+/// `#[tokio::test]` function of that name in `tests/<file>.rs`.
+#[test]
+fn every_enforced_promise_names_a_test_that_exists() {
+    use sigil::policy::promises::{promise, AuthorityOption, EvidenceLayout, Promise};
+    for o in AuthorityOption::ALL {
+        for l in EvidenceLayout::ALL {
+            let Promise::Enforced { pass, fail } = promise(o, l) else {
+                continue;
+            };
+            for test in [pass, fail] {
+                let (file, function) = test.split_once("::").unwrap();
+                let source =
+                    std::fs::read_to_string(Path::new(ROOT).join(format!("tests/{file}.rs")))
+                        .unwrap_or_else(|e| panic!("{o:?} in {l:?} names {test}: {e}"));
+                let at = source.find(&format!("fn {function}()")).unwrap_or_else(|| {
+                    panic!("{o:?} in {l:?} names {test}, which tests/{file}.rs lacks")
+                });
+                let before = &source[..at];
+                let attribute = before.rfind("#[").map(|i| &before[i..]).unwrap_or("");
+                assert!(
+                    attribute.starts_with("#[test]") || attribute.starts_with("#[tokio::test"),
+                    "{o:?} in {l:?} names {test}, which is not a test"
+                );
+            }
+        }
+    }
+}
+
 fn markdown_files() -> Vec<PathBuf> {
     let mut out = vec![
         Path::new(ROOT).join("README.md"),

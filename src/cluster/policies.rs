@@ -76,17 +76,18 @@ fn inline_secret_keys(
             let Some(github) = source.github_attestations.as_mut() else {
                 continue;
             };
+            let at = format!("spec.authorities[{i}].source[{j}].githubAttestations");
+            // sigil calls only API hosts the admin allows, with or without
+            // a token (whoever may write a policy must not be able to point
+            // sigil's requests anywhere), and a token comes only from a
+            // Secret its owner opted in to this use (whoever may write a
+            // policy but not read Secrets must not be able to send one).
+            let api = github.url.as_deref().unwrap_or(GITHUB_API);
+            allowed_github_api(api, github_api_hosts).map_err(|message| PolicyError {
+                field: format!("{at}.url"),
+                message,
+            })?;
             if let Some(secret_ref) = github.token_secret_ref.clone() {
-                let at = format!("spec.authorities[{i}].source[{j}].githubAttestations");
-                // A token goes only to an API host the admin allows, and
-                // only from a Secret its owner opted in to this use: whoever
-                // may write a policy but not read Secrets must not be able
-                // to send one anywhere.
-                let api = github.url.as_deref().unwrap_or(GITHUB_API);
-                allowed_github_api(api, github_api_hosts).map_err(|message| PolicyError {
-                    field: format!("{at}.url"),
-                    message,
-                })?;
                 let field = format!("{at}.tokenSecretRef");
                 let name = secret_ref.name.clone().unwrap_or_default();
                 if let Some(secret) = secrets.get(&name) {
@@ -122,7 +123,7 @@ pub fn allowed_github_api(api: &str, hosts: &[String]) -> Result<(), String> {
     let url = reqwest::Url::parse(api).map_err(|e| format!("{api:?} is not a URL: {e}"))?;
     if url.scheme() != "https" {
         return Err(format!(
-            "{api:?} is not https: a token is sent over https only"
+            "{api:?} is not https: GitHub's API is called over https only"
         ));
     }
     let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
@@ -418,6 +419,16 @@ mod tests {
                 .spec
                 .unwrap_err();
             assert_eq!(e.field, format!("{field}.url"), "{url}");
+            // Without a token too: sigil calls only hosts the admin allows.
+            let mut tokenless = obj(Some(url));
+            tokenless.data["spec"]["authorities"][0]["source"][0]["githubAttestations"]
+                .as_object_mut()
+                .unwrap()
+                .remove("tokenSecretRef");
+            let (e, _) = definition(&tokenless, &BTreeMap::new(), "sigil-system", &hosts())
+                .spec
+                .unwrap_err();
+            assert_eq!(e.field, format!("{field}.url"), "{url} without a token");
         }
         // The default API, and a GitHub Enterprise Server the admin lists.
         let spec = definition(&obj(None), &secret(true), "sigil-system", &hosts())

@@ -9,6 +9,7 @@ pub mod kms;
 pub mod kms_ref;
 pub mod program;
 pub mod program_pool;
+pub mod promises;
 pub mod sources;
 pub mod store;
 pub mod types;

@@ -160,12 +160,18 @@ fn authority(v: &mut Validation, path: &str, a: &Authority) {
             ("attestations", !a.attestations.is_empty()),
             ("source", !a.sources.is_empty()),
             ("ctlog", a.ctlog.is_some()),
+            ("rfc3161timestamp", a.rfc3161timestamp.is_some()),
+            ("signatureFormat", a.signature_format.is_some()),
         ] {
             if set {
-                v.error(path, format!("static cannot be combined with {field}"));
+                v.error(
+                    path,
+                    format!("static cannot be combined with {field}: a static authority reads no signature layout"),
+                );
             }
         }
     }
+    layout_combinations(v, path, a);
     if let Some(format) = a.signature_format.as_deref() {
         if !matches!(format, "" | "legacy" | "bundle") {
             v.error(
@@ -225,6 +231,63 @@ fn authority(v: &mut Validation, path: &str, a: &Authority) {
     }
     for (i, att) in a.attestations.iter().enumerate() {
         attestation(v, &format!("{path}.attestations[{i}]"), att);
+    }
+}
+
+/// Options that one layout cannot honour, refused by name when the policy
+/// loads instead of being dropped when it is verified (the promise table,
+/// `promises.rs`, lists each of these refusals).
+fn layout_combinations(v: &mut Validation, path: &str, a: &Authority) {
+    let github = a.sources.iter().any(|s| s.github_attestations.is_some());
+    let format = a.signature_format.as_deref().filter(|f| !f.is_empty());
+    // GitHub's API lists Sigstore bundles only.
+    let bundles = format == Some("bundle") || github;
+    if github && format == Some("legacy") {
+        v.error(
+            format!("{path}.signatureFormat"),
+            "legacy reads cosign's .sig/.att tags, but source.githubAttestations lists Sigstore bundles from GitHub's attestation API; leave signatureFormat out or set it to bundle",
+        );
+    }
+    if github && a.key.is_some() {
+        v.error(
+            format!("{path}.key"),
+            "GitHub's attestation API lists keyless (Fulcio) bundles; a key authority cannot read source.githubAttestations",
+        );
+    }
+    if !bundles {
+        return;
+    }
+    let layout = if github {
+        "GitHub's attestation API (source.githubAttestations)"
+    } else {
+        "the bundle layout (signatureFormat: bundle)"
+    };
+    if let Some(k) = &a.keyless {
+        if k.ca_cert.is_some() {
+            v.error(
+                format!("{path}.keyless.ca-cert"),
+                format!("{layout} is verified against trust roots; a ca-cert authority reads only cosign's .sig/.att tags (signatureFormat: legacy)"),
+            );
+        }
+    }
+    if let Some(k) = &a.key {
+        if !matches!(
+            k.hash_algorithm.as_deref(),
+            None | Some("") | Some("sha256")
+        ) {
+            v.error(
+                format!("{path}.key.hashAlgorithm"),
+                format!("{layout} names its own digest algorithm; hashAlgorithm applies to cosign's .sig/.att tags only (signatureFormat: legacy)"),
+            );
+        }
+    }
+    for (i, s) in a.sources.iter().enumerate() {
+        if !github && s.tag_prefix.as_deref().is_some_and(|p| !p.is_empty()) {
+            v.error(
+                format!("{path}.source[{i}].tagPrefix"),
+                format!("{layout} reads OCI referrers, not cosign's .sig/.att tags; a tag prefix cannot apply"),
+            );
+        }
     }
 }
 

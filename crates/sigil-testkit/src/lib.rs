@@ -18,7 +18,7 @@ use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
     EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING,
-    RSA_PKCS1_SHA256,
+    RSA_PKCS1_SHA256, RSA_PKCS1_SHA512,
 };
 use base64::Engine as _;
 use oci_client::client::{Config, ImageLayer};
@@ -214,13 +214,16 @@ pub enum TestKeyKind {
     Ed25519,
     /// RSA 2048, PKCS#1 v1.5, SHA-256.
     Rsa,
+    /// RSA 2048, PKCS#1 v1.5, SHA-512 (`cosign sign --key` of a key a
+    /// policy names with `hashAlgorithm: sha512`).
+    RsaSha512,
 }
 
 enum Signer {
     P256(EcdsaKeyPair),
     P384(Box<p384::ecdsa::SigningKey>),
     Ed25519(Ed25519KeyPair),
-    Rsa(RsaKeyPair),
+    Rsa(RsaKeyPair, &'static dyn aws_lc_rs::signature::RsaEncoding),
 }
 
 /// A throwaway signing key and its public PEM.
@@ -267,12 +270,17 @@ impl TestKey {
                     signer: Signer::Ed25519(k),
                 }
             }
-            TestKeyKind::Rsa => {
+            TestKeyKind::Rsa | TestKeyKind::RsaSha512 => {
                 let k = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).map_err(fail)?;
                 let der = k.public_key().as_der().map_err(fail)?;
+                let encoding = if kind == TestKeyKind::RsaSha512 {
+                    &RSA_PKCS1_SHA512
+                } else {
+                    &RSA_PKCS1_SHA256
+                };
                 TestKey {
                     public_pem: spki_pem(der.as_ref()),
-                    signer: Signer::Rsa(k),
+                    signer: Signer::Rsa(k, encoding),
                 }
             }
         })
@@ -293,9 +301,9 @@ impl TestKey {
                 sig.to_der().as_bytes().to_vec()
             }
             Signer::Ed25519(k) => k.sign(msg).as_ref().to_vec(),
-            Signer::Rsa(k) => {
+            Signer::Rsa(k, encoding) => {
                 let mut sig = vec![0u8; k.public_modulus_len()];
-                let _ = k.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), msg, &mut sig);
+                let _ = k.sign(*encoding, &SystemRandom::new(), msg, &mut sig);
                 sig
             }
         }
@@ -544,6 +552,18 @@ pub async fn attach_attestations(
     digest: &str,
     attestations: &[AttestationToAttach],
 ) -> anyhow::Result<()> {
+    let tag = cosign_tag(digest, "att");
+    attach_attestations_at(client, registry, repository, &tag, attestations).await
+}
+
+/// [`attach_attestations`] under another tag (e.g. with a `tagPrefix`).
+pub async fn attach_attestations_at(
+    client: &Client,
+    registry: &str,
+    repository: &str,
+    tag: &str,
+    attestations: &[AttestationToAttach],
+) -> anyhow::Result<()> {
     let layers = attestations
         .iter()
         .map(|a| {
@@ -576,7 +596,7 @@ pub async fn attach_attestations(
         client,
         registry,
         repository,
-        &cosign_tag(digest, "att"),
+        tag,
         layers,
         &RegistryAuth::Anonymous,
     )

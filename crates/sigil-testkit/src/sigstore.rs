@@ -715,6 +715,45 @@ impl OfflineSigstore {
         Ok(())
     }
 
+    /// Adds cosign's RFC 3161 annotation to a `.att` layer: a timestamp
+    /// over its DSSE signature made at `at`.
+    pub fn timestamp_attestation(
+        &self,
+        att: &mut super::AttestationToAttach,
+        at: SystemTime,
+    ) -> anyhow::Result<()> {
+        let env: serde_json::Value = serde_json::from_slice(&att.envelope)?;
+        let raw = B64.decode(env["signatures"][0]["sig"].as_str().unwrap_or_default())?;
+        let token = self.tsa.timestamp(&raw, at)?;
+        att.annotations.insert(
+            sigil::verify::keyless::RFC3161_ANNOTATION.to_string(),
+            json!({ "SignedRFC3161Timestamp": B64.encode(token) }).to_string(),
+        );
+        Ok(())
+    }
+
+    /// Adds a Rekor `dsse` entry for a key-made `.att` layer (`key_pem`)
+    /// over `statement`, as `cosign attest --key --tlog-upload` does.
+    pub fn log_key_attestation(
+        &self,
+        att: &mut super::AttestationToAttach,
+        statement: &[u8],
+        key_pem: &str,
+    ) -> anyhow::Result<()> {
+        let env: serde_json::Value = serde_json::from_slice(&att.envelope)?;
+        let sig = env["signatures"][0]["sig"].as_str().unwrap_or_default();
+        let body = dsse_rekor_body(&att.envelope, statement, sig, key_pem);
+        att.annotations.insert(
+            BUNDLE_ANNOTATION.to_string(),
+            self.rekor_entry(
+                &body,
+                SystemTime::now() - Duration::from_secs(5),
+                SetMode::Valid,
+            )?,
+        );
+        Ok(())
+    }
+
     /// Adds a Rekor entry for a key-made signature (`key_pem`) to `sig`.
     pub fn log_key_signature(
         &self,
@@ -768,6 +807,8 @@ pub enum ProofMode {
     /// No transparency-log entry; an RFC 3161 timestamp from the TSA over
     /// the signature instead (GitHub's instance for private repositories).
     Timestamped,
+    /// A valid transparency-log entry and an RFC 3161 timestamp both.
+    LoggedAndTimestamped,
 }
 
 /// Who signs a bundle.
@@ -809,9 +850,15 @@ impl OfflineSigstore {
         let mut material = material;
         material["tlogEntries"] = match mode {
             ProofMode::Missing | ProofMode::Timestamped => json!([]),
+            ProofMode::LoggedAndTimestamped => {
+                json!([self.tlog_entry(&body, ("dsse", "0.0.1"), ProofMode::Valid)?])
+            }
             _ => json!([self.tlog_entry(&body, ("dsse", "0.0.1"), mode)?]),
         };
-        if mode == ProofMode::Timestamped {
+        if matches!(
+            mode,
+            ProofMode::Timestamped | ProofMode::LoggedAndTimestamped
+        ) {
             material["timestampVerificationData"] = self.timestamp_data(&B64.decode(&sig)?)?;
         }
         Ok(serde_json::to_vec(&json!({
@@ -854,9 +901,15 @@ impl OfflineSigstore {
         let mut material = material;
         material["tlogEntries"] = match mode {
             ProofMode::Missing | ProofMode::Timestamped => json!([]),
+            ProofMode::LoggedAndTimestamped => {
+                json!([self.tlog_entry(&body, ("hashedrekord", "0.0.1"), ProofMode::Valid)?])
+            }
             _ => json!([self.tlog_entry(&body, ("hashedrekord", "0.0.1"), mode)?]),
         };
-        if mode == ProofMode::Timestamped {
+        if matches!(
+            mode,
+            ProofMode::Timestamped | ProofMode::LoggedAndTimestamped
+        ) {
             material["timestampVerificationData"] = self.timestamp_data(&sig)?;
         }
         Ok(serde_json::to_vec(&json!({
@@ -976,13 +1029,41 @@ pub async fn push_referrer_indexed_as(
     annotations: BTreeMap<String, String>,
     index_artifact_type: &str,
 ) -> anyhow::Result<String> {
+    push_referrer_in(
+        client,
+        registry,
+        repository,
+        repository,
+        subject,
+        (artifact_type, layer_media_type, index_artifact_type),
+        blob,
+        annotations,
+    )
+    .await
+}
+
+/// [`push_referrer`] into `repository` for a subject held in
+/// `subject_repository` (signatures kept apart, `source.oci`).
+#[allow(clippy::too_many_arguments)]
+pub async fn push_referrer_in(
+    client: &oci_client::Client,
+    registry: &str,
+    subject_repository: &str,
+    repository: &str,
+    subject: &str,
+    (artifact_type, layer_media_type, index_artifact_type): (&str, &str, &str),
+    blob: &[u8],
+    annotations: BTreeMap<String, String>,
+) -> anyhow::Result<String> {
     use oci_client::Reference;
     let auth = oci_client::secrets::RegistryAuth::Anonymous;
+    let held_at =
+        Reference::with_digest(registry.into(), subject_repository.into(), subject.into());
     let subject_ref = Reference::with_digest(registry.into(), repository.into(), subject.into());
     client.store_auth_if_needed(registry, &auth).await;
     let (subject_manifest, _) = client
         .pull_manifest_raw(
-            &subject_ref,
+            &held_at,
             &auth,
             &[
                 oci_client::manifest::OCI_IMAGE_MEDIA_TYPE,
