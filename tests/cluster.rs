@@ -778,6 +778,87 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
         "signaturePullSecrets give access to the signature store: {}",
         text(&out)
     );
+    // The same Secret reads the store's other layouts: a `.att` tag and a
+    // cosign OCI 1.1 signature referrer (the referrers read path).
+    let both_client =
+        sigil_testkit::plain_http_client(&[private.registry.addr.clone(), env.addr().to_string()]);
+    for (layout, extra) in [
+        (
+            "att",
+            "      attestations:\n        - name: provenance\n          predicateType: https://slsa.dev/provenance/v1\n",
+        ),
+        ("oci11", "      signatureFormat: bundle\n"),
+    ] {
+        let repo = format!("team/pullsecret-{layout}");
+        let digest = env.push(&repo, "v1").await;
+        let full = format!("{}/{repo}", env.addr());
+        if layout == "att" {
+            let statement = sigil_testkit::in_toto_statement(
+                &full,
+                &digest,
+                "https://slsa.dev/provenance/v1",
+                serde_json::json!({}),
+            );
+            sigil_testkit::attach_attestations_at(
+                &private_client,
+                &private.registry.addr,
+                "sigs/store",
+                &format!("{}.att", digest.replace(':', "-")),
+                &[sigil_testkit::AttestationToAttach::new(&k, &statement)],
+                &private.auth,
+            )
+            .await
+            .unwrap();
+        } else {
+            let sig = sigil_testkit::SignatureToAttach::new(&k, &full, &digest);
+            let mut ann = sig.annotations.clone();
+            ann.insert(
+                sigil::verify::cosign::SIGNATURE_ANNOTATION.to_string(),
+                sig.signature_b64.clone(),
+            );
+            sigil_testkit::sigstore::push_referrer_in(
+                &both_client,
+                &oci_client::Reference::with_digest(env.addr().into(), repo.clone(), digest.clone()),
+                &private.registry.addr,
+                "sigs/store",
+                (
+                    sigil::verify::referrers::COSIGN_SIGNATURE_ARTIFACT,
+                    sigil::verify::cosign::SIMPLE_SIGNING_MEDIA_TYPE,
+                    sigil::verify::referrers::COSIGN_SIGNATURE_ARTIFACT,
+                ),
+                &sig.payload,
+                ann,
+                &private.auth,
+            )
+            .await
+            .unwrap();
+        }
+        let policy = format!(
+            "{}      source:\n        - oci: {}/sigs/store\n          signaturePullSecrets:\n            - name: regcred\n{extra}",
+            key_policy(&format!("sigs-elsewhere-{layout}"), &format!("{full}*"), &[&k], ""),
+            private.registry.addr
+        );
+        assert!(ok(&apply(&c, &policy)), "{policy}");
+        let image = format!("{full}:v1");
+        let (held, last) = until_pod(
+            &c,
+            "other-ns",
+            &format!("pullsecret-{layout}"),
+            &image,
+            Duration::from_secs(5),
+            |admitted, out| !admitted && out.contains("sigs/store") && out.contains("denied access"),
+        );
+        assert!(
+            held,
+            "{layout}: without the namespace's secret the signature store refuses: {last}"
+        );
+        let out = run_pod(&c, "private-ns", &format!("pullsecret-{layout}"), &image);
+        assert!(
+            ok(&out),
+            "{layout}: signaturePullSecrets give access to the signature store: {}",
+            text(&out)
+        );
+    }
 
     // key.secretRef: the key lives in a Secret in sigil's namespace.
     let out = c.kubectl(&[

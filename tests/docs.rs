@@ -45,50 +45,52 @@ fn the_cli_reference_is_what_the_code_says() {
     }
 }
 
+/// The generated section of `doc` between the `start` marker and `end` is
+/// `body` (rewritten when `SIGIL_BLESS` is set), or the test fails naming
+/// `what` and `source`.
+fn generated_section(doc: &str, start: &str, end: &str, body: &str, what: &str, source: &str) {
+    let path = Path::new(ROOT).join(doc);
+    let held = std::fs::read_to_string(&path).unwrap();
+    let (Some(from), Some(to)) = (held.find(start), held.find(end)) else {
+        panic!("{doc} has no generated {what}");
+    };
+    let wanted = format!("{start}\n{body}\n");
+    if std::env::var_os("SIGIL_BLESS").is_some() {
+        let text = format!("{}{wanted}{}", &held[..from], &held[to..]);
+        std::fs::write(&path, text).unwrap();
+        return;
+    }
+    assert!(
+        held[from..to] == wanted,
+        "{doc}'s {what} is not {source}'s; regenerate it with `SIGIL_BLESS=1 cargo test --test docs`"
+    );
+}
+
 /// The limits table of `docs/operations.md`, between its markers, is
 /// `sigil::limits::TABLE` (regenerate with `SIGIL_BLESS=1`).
 #[test]
 fn the_limits_table_is_what_the_code_says() {
-    const START: &str = "<!-- limits: generated from src/limits.rs by `SIGIL_BLESS=1 cargo test --test docs`; do not edit. -->\n";
-    const END: &str = "<!-- end of limits -->";
-    let path = Path::new(ROOT).join("docs/operations.md");
-    let held = std::fs::read_to_string(&path).unwrap();
-    let (Some(start), Some(end)) = (held.find(START), held.find(END)) else {
-        panic!("docs/operations.md has no generated limits table");
-    };
-    let wanted = format!("{START}\n{}\n", sigil::limits::markdown());
-    if std::env::var_os("SIGIL_BLESS").is_some() {
-        let text = format!("{}{wanted}{}", &held[..start], &held[end..]);
-        std::fs::write(&path, text).unwrap();
-        return;
-    }
-    assert!(
-        held[start..end] == wanted,
-        "docs/operations.md's limits are not src/limits.rs's; regenerate them with `SIGIL_BLESS=1 cargo test --test docs`"
+    generated_section(
+        "docs/operations.md",
+        "<!-- limits: generated from src/limits.rs by `SIGIL_BLESS=1 cargo test --test docs`; do not edit. -->\n",
+        "<!-- end of limits -->",
+        &sigil::limits::markdown(),
+        "limits table",
+        "src/limits.rs",
     );
 }
 
-/// Every Markdown file a user or developer reads.
 /// The promise table of `docs/policies.md`, between its markers, is
 /// `sigil::policy::promises::markdown()` (regenerate with `SIGIL_BLESS=1`).
 #[test]
 fn the_promise_table_is_what_the_code_says() {
-    const START: &str = "<!-- promises: generated from src/policy/promises.rs by `SIGIL_BLESS=1 cargo test --test docs`; do not edit. -->\n";
-    const END: &str = "<!-- end of promises -->";
-    let path = Path::new(ROOT).join("docs/policies.md");
-    let held = std::fs::read_to_string(&path).unwrap();
-    let (Some(start), Some(end)) = (held.find(START), held.find(END)) else {
-        panic!("docs/policies.md has no generated promise table");
-    };
-    let wanted = format!("{START}\n{}\n", sigil::policy::promises::markdown());
-    if std::env::var_os("SIGIL_BLESS").is_some() {
-        let text = format!("{}{wanted}{}", &held[..start], &held[end..]);
-        std::fs::write(&path, text).unwrap();
-        return;
-    }
-    assert!(
-        held[start..end] == wanted,
-        "docs/policies.md's promise table is not src/policy/promises.rs's; regenerate it with `SIGIL_BLESS=1 cargo test --test docs`"
+    generated_section(
+        "docs/policies.md",
+        "<!-- promises: generated from src/policy/promises.rs by `SIGIL_BLESS=1 cargo test --test docs`; do not edit. -->\n",
+        "<!-- end of promises -->",
+        &sigil::policy::promises::markdown(),
+        "promise table",
+        "src/policy/promises.rs",
     );
 }
 
@@ -121,6 +123,7 @@ fn every_enforced_promise_names_a_test_that_exists() {
     }
 }
 
+/// Every Markdown file a user or developer reads.
 fn markdown_files() -> Vec<PathBuf> {
     let mut out = vec![
         Path::new(ROOT).join("README.md"),

@@ -170,6 +170,8 @@ impl Lab {
         let tag = |suffix: &str| format!("{}{}.{suffix}", home.prefix, digest.replace(':', "-"));
         let client = &self.env.client;
         let addr = self.env.addr();
+        let anonymous = oci_client::secrets::RegistryAuth::Anonymous;
+        let held_at = oci_client::Reference::with_digest(addr.into(), repo.clone(), digest.clone());
         match l {
             L::Sig | L::Buildkit => {
                 let sig = signature(ev, &full, &digest);
@@ -180,7 +182,7 @@ impl Lab {
             L::Att => {
                 let statement = in_toto_statement(&full, &digest, SLSA1, json!({"builder": "ci"}));
                 let att = attestation(ev, &statement);
-                attach_attestations_at(client, addr, sig_repo, &tag("att"), &[att])
+                attach_attestations_at(client, addr, sig_repo, &tag("att"), &[att], &anonymous)
                     .await
                     .unwrap();
             }
@@ -193,17 +195,17 @@ impl Lab {
                 );
                 push_referrer_in(
                     client,
+                    &held_at,
                     addr,
-                    &repo,
                     sig_repo,
-                    &digest,
                     (
                         sigil::verify::referrers::COSIGN_SIGNATURE_ARTIFACT,
                         sigil::verify::cosign::SIMPLE_SIGNING_MEDIA_TYPE,
-                        BUNDLE_V03,
+                        sigil::verify::referrers::COSIGN_SIGNATURE_ARTIFACT,
                     ),
                     &sig.payload,
                     ann,
+                    &anonymous,
                 )
                 .await
                 .unwrap();
@@ -216,13 +218,13 @@ impl Lab {
                     let statement = in_toto_statement(&full, &digest, predicate_type, predicate);
                     push_referrer_in(
                         client,
+                        &held_at,
                         addr,
-                        &repo,
                         sig_repo,
-                        &digest,
                         (BUNDLE_V03, BUNDLE_V03, BUNDLE_V03),
                         &bundle(ev, &statement),
                         BTreeMap::new(),
+                        &anonymous,
                     )
                     .await
                     .unwrap();

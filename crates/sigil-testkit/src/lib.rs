@@ -553,16 +553,19 @@ pub async fn attach_attestations(
     attestations: &[AttestationToAttach],
 ) -> anyhow::Result<()> {
     let tag = cosign_tag(digest, "att");
-    attach_attestations_at(client, registry, repository, &tag, attestations).await
+    let auth = RegistryAuth::Anonymous;
+    attach_attestations_at(client, registry, repository, &tag, attestations, &auth).await
 }
 
-/// [`attach_attestations`] under another tag (e.g. with a `tagPrefix`).
+/// [`attach_attestations`] under another tag (e.g. with a `tagPrefix`),
+/// with credentials.
 pub async fn attach_attestations_at(
     client: &Client,
     registry: &str,
     repository: &str,
     tag: &str,
     attestations: &[AttestationToAttach],
+    auth: &RegistryAuth,
 ) -> anyhow::Result<()> {
     let layers = attestations
         .iter()
@@ -592,15 +595,7 @@ pub async fn attach_attestations_at(
             )
         })
         .collect();
-    push_cosign_tag(
-        client,
-        registry,
-        repository,
-        tag,
-        layers,
-        &RegistryAuth::Anonymous,
-    )
-    .await
+    push_cosign_tag(client, registry, repository, tag, layers, auth).await
 }
 
 /// Pushes a cosign-style manifest (`tag`) whose layers are `layers`.

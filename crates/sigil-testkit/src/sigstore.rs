@@ -1029,41 +1029,48 @@ pub async fn push_referrer_indexed_as(
     annotations: BTreeMap<String, String>,
     index_artifact_type: &str,
 ) -> anyhow::Result<String> {
+    let held_at =
+        oci_client::Reference::with_digest(registry.into(), repository.into(), subject.into());
     push_referrer_in(
         client,
+        &held_at,
         registry,
         repository,
-        repository,
-        subject,
         (artifact_type, layer_media_type, index_artifact_type),
         blob,
         annotations,
+        &oci_client::secrets::RegistryAuth::Anonymous,
     )
     .await
 }
 
-/// [`push_referrer`] into `repository` for a subject held in
-/// `subject_repository` (signatures kept apart, `source.oci`).
+/// [`push_referrer`] into `registry/repository` (with `push_auth`) for
+/// the subject `held_at` (any registry, read anonymously): signatures kept
+/// apart, as `source.oci` reads them.
 #[allow(clippy::too_many_arguments)]
 pub async fn push_referrer_in(
     client: &oci_client::Client,
+    held_at: &oci_client::Reference,
     registry: &str,
-    subject_repository: &str,
     repository: &str,
-    subject: &str,
     (artifact_type, layer_media_type, index_artifact_type): (&str, &str, &str),
     blob: &[u8],
     annotations: BTreeMap<String, String>,
+    push_auth: &oci_client::secrets::RegistryAuth,
 ) -> anyhow::Result<String> {
     use oci_client::Reference;
+    let subject = held_at
+        .digest()
+        .ok_or_else(|| anyhow::anyhow!("{held_at} names no digest"))?;
     let auth = oci_client::secrets::RegistryAuth::Anonymous;
-    let held_at =
-        Reference::with_digest(registry.into(), subject_repository.into(), subject.into());
     let subject_ref = Reference::with_digest(registry.into(), repository.into(), subject.into());
-    client.store_auth_if_needed(registry, &auth).await;
+    client.store_auth_if_needed(registry, push_auth).await;
+    if held_at.registry() != registry {
+        client.store_auth_if_needed(held_at.registry(), &auth).await;
+    }
     let (subject_manifest, _) = client
         .pull_manifest_raw(
-            &held_at,
+            held_at,
             &auth,
             &[
                 oci_client::manifest::OCI_IMAGE_MEDIA_TYPE,
@@ -1116,7 +1123,7 @@ pub async fn push_referrer_in(
     let mut entries: Vec<serde_json::Value> = match client
         .pull_manifest_raw(
             &tag,
-            &auth,
+            push_auth,
             &[oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE],
         )
         .await
