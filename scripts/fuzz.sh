@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 secs="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(admission_review image_reference policy_yaml simple_signing dsse_envelope sigstore_bundle notation_envelope)
+[ ${#targets[@]} -gt 0 ] || targets=(admission_review image_reference policy_yaml simple_signing dsse_envelope sigstore_bundle strict_bundle notation_envelope)
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 cd fuzz

@@ -33,6 +33,8 @@ pub fn verify_attestation_layer(
     admitted_digest: &str,
     signer: &Signer<'_>,
 ) -> Result<VerifiedAttestation, Rejection> {
+    super::strict_bundle::check_envelope(&layer.payload)
+        .map_err(|e| Rejection::MalformedPayload(format!("not a DSSE envelope: {e}")))?;
     let envelope: DsseEnvelope = serde_json::from_slice(&layer.payload)
         .map_err(|e| Rejection::MalformedPayload(format!("not a DSSE envelope: {e}")))?;
     if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE {

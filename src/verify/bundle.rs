@@ -5,10 +5,11 @@
 //! root; the signer's identity is then matched by sigil's own rules, the
 //! same as for legacy keyless signatures.
 
-use sigstore_types::{Bundle, DerPublicKey, Sha256Hash};
+use sigstore_types::{DerPublicKey, Sha256Hash};
 use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy};
 
 use super::legacy_evidence::describe_verify_error;
+use super::strict_bundle::{self, StrictBundle};
 use crate::model::identity::{check_identity, IdentityMismatch, IdentityRule};
 use crate::trust::TrustMaterial;
 
@@ -73,9 +74,9 @@ pub enum BundleError {
     },
 }
 
-/// Parses bundle JSON.
-pub fn parse_bundle(json: &[u8]) -> Result<Bundle, BundleError> {
-    serde_json::from_slice(json).map_err(|e| BundleError::Malformed(e.to_string()))
+/// Parses bundle JSON strictly ([`strict_bundle::read`]).
+pub fn parse_bundle(json: &[u8]) -> Result<StrictBundle, BundleError> {
+    strict_bundle::read(json).map_err(BundleError::Malformed)
 }
 
 /// What a verification may leave out or must add (cosign's
@@ -94,12 +95,15 @@ pub struct BundleChecks {
 /// Verifies `bundle` over `artifact` against `trust`, requiring `signer`
 /// and what `checks` says.
 pub fn verify_bundle(
-    bundle: &Bundle,
+    strict: &StrictBundle,
     artifact: &BundleArtifact,
     signer: &BundleSigner,
     trust: &TrustMaterial,
     checks: BundleChecks,
 ) -> Result<BundleVerified, BundleError> {
+    strict_bundle::check_against(&strict.facts, &strict_bundle::RootFacts::of(&trust.root))
+        .map_err(BundleError::Rejected)?;
+    let bundle = &strict.bundle;
     if checks.require_timestamp
         && bundle
             .verification_material

@@ -152,6 +152,7 @@ pub fn verify_layer(
 
 /// Checks that a (verified) payload is a cosign signature for `admitted_digest`.
 pub fn check_payload(payload: &[u8], admitted_digest: &str) -> Result<(), Rejection> {
+    super::strict_bundle::unique_keys(payload).map_err(Rejection::MalformedPayload)?;
     let ss: SimpleSigning =
         serde_json::from_slice(payload).map_err(|e| Rejection::MalformedPayload(e.to_string()))?;
     if ss.critical.kind != COSIGN_SIGNATURE_TYPE {

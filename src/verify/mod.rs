@@ -33,6 +33,7 @@ pub mod notation;
 pub mod outcome;
 pub mod referrers;
 pub mod signer;
+pub mod strict_bundle;
 
 pub use engine::{ImageReport, RequestCredentials, Verifier, VerifierSettings};
 pub use outcome::{AuthorityOutcome, Failure, PolicyOutcome, Vouch};

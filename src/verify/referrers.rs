@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use oci_client::manifest::ImageIndexEntry;
 use oci_client::Reference;
-use sigstore_types::{Artifact, Bundle, DerPublicKey, SignatureContent};
+use sigstore_types::{Artifact, DerPublicKey, SignatureContent};
 use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy};
 
 use super::attestation::sha256_of;
@@ -25,6 +25,7 @@ use super::evidence::{VerifiedAttestation, VerifiedSignature};
 use super::keyless::{self, SignerIdentity};
 use super::legacy_evidence::{self, describe_verify_error};
 use super::signer::Signer;
+use super::strict_bundle;
 use crate::model::identity::CertificateTrust;
 use crate::registry::{RegistryClient, RegistryError};
 
@@ -185,8 +186,12 @@ fn verify_bundle_referrer(
     admitted_digest: &str,
     signer: &Signer<'_>,
 ) -> Result<VerifiedReferrer, String> {
-    let bundle: Bundle =
-        serde_json::from_slice(&r.blob).map_err(|e| format!("bundle is malformed: {e}"))?;
+    let strict = strict_bundle::read(&r.blob).map_err(|e| format!("bundle is malformed: {e}"))?;
+    let trust = match signer {
+        Signer::Key { trust, .. } | Signer::Keyless { trust, .. } => trust,
+    };
+    strict_bundle::check_against(&strict.facts, &strict_bundle::RootFacts::of(&trust.root))?;
+    let bundle = strict.bundle;
     let digest = sha256_of(admitted_digest)
         .ok_or_else(|| format!("{admitted_digest} is not a sha256 digest"))?;
     let has_tlog = !bundle.verification_material.tlog_entries.is_empty();
