@@ -690,3 +690,62 @@ fn generated_mutants_of_every_conformance_bundle_are_refused() {
     );
     assert!(made > 500, "only {made} mutants");
 }
+
+/// A timestamp carried by cosign's `.sig` annotation (no bundle around
+/// it) is read as strictly as a bundle's.
+#[test]
+fn timestamps_on_cosign_layers_are_read_as_strictly() {
+    use der::{Decode, Encode};
+    use sigil::verify::cosign::{SignatureLayer, SIGNATURE_ANNOTATION};
+    use sigil::verify::keyless::RFC3161_ANNOTATION;
+    use sigil::verify::keys::{HashAlgorithm, VerificationKey};
+    use sigil::verify::legacy_evidence::verify_key_evidence;
+    use sigil_testkit::sigstore::OfflineSigstore;
+    use sigil_testkit::{SignatureToAttach, TestKey, TestKeyKind};
+
+    sigil::install_crypto_provider();
+    let sigstore = OfflineSigstore::new().unwrap();
+    let trust = TrustMaterial::from_json("test", &sigstore.trusted_root_json(None)).unwrap();
+    let key = TestKey::generate(TestKeyKind::P256).unwrap();
+    let verifying = VerificationKey::from_pem(&key.public_pem, HashAlgorithm::Sha256).unwrap();
+    let mut sig = SignatureToAttach::new(
+        &key,
+        "registry.example/app",
+        &format!("sha256:{}", "ab".repeat(32)),
+    );
+    sigstore
+        .timestamp_signature(
+            &mut sig,
+            std::time::SystemTime::now() - std::time::Duration::from_secs(5),
+        )
+        .unwrap();
+    let layer = |annotation: &str| {
+        let mut annotations = sig.annotations.clone();
+        annotations.insert(SIGNATURE_ANNOTATION.into(), sig.signature_b64.clone());
+        annotations.insert(RFC3161_ANNOTATION.into(), annotation.into());
+        SignatureLayer {
+            payload: sig.payload.clone(),
+            annotations,
+        }
+    };
+    let original = sig.annotations[RFC3161_ANNOTATION].clone();
+    verify_key_evidence(&layer(&original), &verifying, &trust, false, true)
+        .unwrap_or_else(|e| panic!("the stamped signature must verify: {e}"));
+
+    let token: Value = serde_json::from_str(&original).unwrap();
+    let der = B64
+        .decode(token["SignedRFC3161Timestamp"].as_str().unwrap())
+        .unwrap();
+    let mut info = cms::content_info::ContentInfo::from_der(&der).unwrap();
+    let mut signed: cms::signed_data::SignedData = info.content.decode_as().unwrap();
+    let mut second = signed.signer_infos.0.as_slice()[0].clone();
+    let mut bytes = second.signature.as_bytes().to_vec();
+    bytes.extend_from_slice(&[0u8; 8]);
+    second.signature = der::asn1::OctetString::new(bytes).unwrap();
+    signed.signer_infos.0.insert(second).unwrap();
+    info.content = der::Any::encode_from(&signed).unwrap();
+    let mutated = json!({"SignedRFC3161Timestamp": B64.encode(info.to_der().unwrap())}).to_string();
+    let e = verify_key_evidence(&layer(&mutated), &verifying, &trust, false, true)
+        .expect_err("a token with a second SignerInfo verified");
+    assert!(e.to_string().contains("2 SignerInfos"), "{e}");
+}

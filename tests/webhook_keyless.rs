@@ -723,7 +723,14 @@ async fn rfc3161_timestamps_are_required_and_verified() {
     .await;
     let (ok, msg) = verdict(&env, &opts, &policy, &rogue_stamp).await;
     assert!(!ok);
-    assert!(msg.contains("keyless: timestamp does not verify"), "{msg}");
+    // Refused before its signature is checked: it embeds the rogue TSA's
+    // certificate, which is not the trust root's.
+    assert!(
+        msg.contains(
+            "keyless: the RFC 3161 timestamp embeds a certificate that is not the trusted TSA's"
+        ),
+        "{msg}"
+    );
 
     // A timestamp from before the certificate was valid.
     let early = signed_image(&env, "acme/early", |r, d| {

@@ -230,7 +230,7 @@ fn verify_certificate(
                     "signature has no Rekor entry ({BUNDLE_ANNOTATION}); a keyless signature needs a signed entry timestamp"
                 )));
             }
-            let bundle = legacy_bundle(content, m, BundleSigner::Certificate(cert))?;
+            let bundle = legacy_bundle(content, m, BundleSigner::Certificate(cert), trust)?;
             let mut vp = VerificationPolicy::any_identity();
             if !policy.verify_sct {
                 vp = vp.skip_sct();
@@ -254,7 +254,7 @@ fn verify_certificate(
             // The times the chain must hold at: those a SET or TSA vouches
             // for (verified here, with the signature), else admission time.
             let (times, integrated) = if m.rekor.is_some() || m.rfc3161.is_some() {
-                let bundle = legacy_bundle(content, m, BundleSigner::Certificate(cert))?;
+                let bundle = legacy_bundle(content, m, BundleSigner::Certificate(cert), trust)?;
                 let mut vp = VerificationPolicy::any_identity().skip_certificate_chain();
                 if m.rekor.is_none() {
                     vp = vp.skip_tlog_unsafe();

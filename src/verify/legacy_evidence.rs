@@ -166,6 +166,7 @@ pub(super) fn legacy_bundle(
     content: Content<'_>,
     m: &LegacyMaterial,
     signer: BundleSigner<'_>,
+    trust: &TrustMaterial,
 ) -> Result<Bundle, Rejection> {
     // v0.1 bundles need a Rekor inclusion promise; without a Rekor entry
     // (a TSA timestamp alone), the layer is the v0.3 bundle it equals.
@@ -206,6 +207,12 @@ pub(super) fn legacy_bundle(
         }]);
     }
     if let Some(ts) = &m.rfc3161 {
+        // Read as strictly as a bundle's timestamp (one SignerInfo, an
+        // algorithm that fits the TSA, only the TSA's certificates).
+        let der = B64
+            .decode(ts.trim())
+            .map_err(|e| keyless_err(format!("RFC 3161 timestamp is not base64: {e}")))?;
+        super::strict_bundle::check_timestamp(&der, &trust.root).map_err(keyless_err)?;
         material["timestampVerificationData"] =
             json!({ "rfc3161Timestamps": [{ "signedTimestamp": ts }] });
     }
@@ -298,7 +305,12 @@ pub(crate) fn verify_key_evidence_for(
         // A Rekor entry nobody asked for is not checked (nor trusted).
         bundle_material.rekor = None;
     }
-    let bundle = legacy_bundle(content, &bundle_material, BundleSigner::Key(key.spki_der()))?;
+    let bundle = legacy_bundle(
+        content,
+        &bundle_material,
+        BundleSigner::Key(key.spki_der()),
+        trust,
+    )?;
     let mut policy = PublicKeyVerificationPolicy::new(DerPublicKey::new(key.spki_der().to_vec()));
     if !require_tlog {
         policy = policy.skip_tlog_unsafe();

@@ -33,7 +33,7 @@ pub use facts::{EntryFacts, StrictFacts};
 pub use json::unique_keys;
 pub use note::KnownLog;
 pub use note::{SignedNote, MAX_NOTE_SIGNATURES};
-pub use root::{check_against, RootFacts};
+pub use root::{check_against, check_timestamp, RootFacts};
 
 use model::{bytes, hash, JBundle, JEntry, JEnvelope};
 

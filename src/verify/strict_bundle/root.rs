@@ -139,6 +139,16 @@ fn self_signed(der: &[u8]) -> bool {
         .unwrap_or(false)
 }
 
+/// An RFC 3161 timestamp (a TimeStampResp or a bare token) against the
+/// trust root's TSAs: for timestamps carried outside a bundle (cosign's
+/// `.sig`/`.att` annotation).
+pub fn check_timestamp(
+    token: &[u8],
+    root: &sigstore_trust_root::TrustedRoot,
+) -> Result<(), String> {
+    check_token(token, &RootFacts::of(root).tsa_certificates)
+}
+
 /// An RFC 3161 token: one SignerInfo, an algorithm that fits the TSA key,
 /// and embedded certificates that are the trusted TSA's own.
 fn check_token(token: &[u8], trusted: &[Vec<u8>]) -> Result<(), String> {
