@@ -233,6 +233,10 @@ pub fn check_statement(
     platform: &str,
     keep_predicate: bool,
 ) -> Result<Value, String> {
+    // One reading only: a key written twice (a second subject digest)
+    // would read differently in Go or Python.
+    super::strict_bundle::unique_keys(bytes)
+        .map_err(|e| format!("the Statement is unreadable: {e}"))?;
     let head: StatementHead =
         serde_json::from_slice(bytes).map_err(|e| format!("the Statement is unreadable: {e}"))?;
     if !STATEMENT_TYPES.contains(&head.kind.as_str()) {
@@ -476,6 +480,23 @@ mod tests {
         assert!(statement_layers(&wrong_size, &manifest, &[])
             .unwrap_err()
             .contains("the index says 1"));
+    }
+
+    #[test]
+    fn a_statement_with_a_key_written_twice_counts_for_nothing() {
+        let twice = format!(
+            r#"{{"_type":"https://in-toto.io/Statement/v1","subject":[{{"digest":{{"sha256":"{}","sha256":"{}"}}}}],"predicateType":"https://slsa.dev/provenance/v1","predicate":{{}}}}"#,
+            "ab".repeat(32),
+            "cd".repeat(32)
+        );
+        let e = check_statement(
+            twice.as_bytes(),
+            "https://slsa.dev/provenance/v1",
+            &format!("sha256:{}", "ab".repeat(32)),
+            false,
+        )
+        .unwrap_err();
+        assert!(e.contains("written twice"), "{e}");
     }
 
     #[test]
