@@ -471,6 +471,16 @@ fn every_signer_info_and_certificate_of_a_timestamp_is_checked() {
             "claims signature algorithm 1.2.840.113549.1.1.13",
         ),
         (
+            "SHA-512 claimed on a SHA-256 ECDSA token",
+            with_token(&c, |s| {
+                let mut infos: Vec<_> = s.signer_infos.0.as_slice().to_vec();
+                infos[0].signature_algorithm.oid =
+                    der::oid::ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.4");
+                s.signer_infos = cms::signed_data::SignerInfos(infos.try_into().unwrap());
+            }),
+            "whose hash is not its digest algorithm",
+        ),
+        (
             "an embedded certificate that is not the TSA's",
             with_token(&c, |s| {
                 let set = s.certificates.as_mut().unwrap();

@@ -195,6 +195,23 @@ fn check_token(token: &[u8], trusted: &[Vec<u8>]) -> Result<(), String> {
     }
     let signer = &signed.signer_infos.0.as_slice()[0];
     let algorithm = signer.signature_algorithm.oid.to_string();
+    // A signature algorithm that names its hash must name the SignerInfo's
+    // digest algorithm: a verifier using the declared one (sigstore-go)
+    // and one using the digest (or the key's default) then agree.
+    let named_hash = match algorithm.as_str() {
+        "1.2.840.10045.4.3.2" | "1.2.840.113549.1.1.11" => Some("2.16.840.1.101.3.4.2.1"),
+        "1.2.840.10045.4.3.3" | "1.2.840.113549.1.1.12" => Some("2.16.840.1.101.3.4.2.2"),
+        "1.2.840.10045.4.3.4" | "1.2.840.113549.1.1.13" => Some("2.16.840.1.101.3.4.2.3"),
+        _ => None,
+    };
+    let digest = signer.digest_alg.oid.to_string();
+    if let Some(hash) = named_hash {
+        if digest != hash {
+            return Err(format!(
+                "the RFC 3161 timestamp claims signature algorithm {algorithm}, whose hash is not its digest algorithm {digest}"
+            ));
+        }
+    }
     // The TSA's key type: the trusted leaf's (the first certificate of a
     // chain whose key the embedded leaf, if any, repeats).
     let leaf = embedded.first().or_else(|| trusted.first());
