@@ -434,6 +434,15 @@ fn with_token(c: &Case, f: impl FnOnce(&mut cms::signed_data::SignedData)) -> St
     })
 }
 
+/// The case's token with its SignerInfo claiming signature algorithm `oid`.
+fn claiming(c: &Case, oid: &str) -> String {
+    with_token(c, |s| {
+        let mut infos: Vec<_> = s.signer_infos.0.as_slice().to_vec();
+        infos[0].signature_algorithm.oid = der::oid::ObjectIdentifier::new_unwrap(oid);
+        s.signer_infos = cms::signed_data::SignerInfos(infos.try_into().unwrap());
+    })
+}
+
 #[test]
 fn every_signer_info_and_certificate_of_a_timestamp_is_checked() {
     use der::Decode;
@@ -462,22 +471,12 @@ fn every_signer_info_and_certificate_of_a_timestamp_is_checked() {
         ),
         (
             "RSA claimed on an ECDSA token",
-            with_token(&c, |s| {
-                let mut infos: Vec<_> = s.signer_infos.0.as_slice().to_vec();
-                infos[0].signature_algorithm.oid =
-                    der::oid::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
-                s.signer_infos = cms::signed_data::SignerInfos(infos.try_into().unwrap());
-            }),
+            claiming(&c, "1.2.840.113549.1.1.13"),
             "claims signature algorithm 1.2.840.113549.1.1.13",
         ),
         (
             "SHA-512 claimed on a SHA-256 ECDSA token",
-            with_token(&c, |s| {
-                let mut infos: Vec<_> = s.signer_infos.0.as_slice().to_vec();
-                infos[0].signature_algorithm.oid =
-                    der::oid::ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.4");
-                s.signer_infos = cms::signed_data::SignerInfos(infos.try_into().unwrap());
-            }),
+            claiming(&c, "1.2.840.10045.4.3.4"),
             "whose hash is not its digest algorithm",
         ),
         (
