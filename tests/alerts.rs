@@ -26,14 +26,7 @@ fn promtool(args: &[&str]) -> (bool, String) {
         .current_dir(ROOT)
         .output()
         .expect("promtool (Debian's prometheus package; scripts/setup.sh installs it)");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    (out.status.success(), common::kube::text(&out))
 }
 
 #[test]

@@ -113,14 +113,7 @@ async fn check(env: &Env, policies: &str, image: &str) -> (Option<i32>, String) 
         .output()
         .await
         .unwrap();
-    (
-        out.status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    (out.status.code(), common::kube::text(&out))
 }
 
 #[test]

@@ -166,7 +166,7 @@ fn the_log_id_names_a_log_of_the_trust_root() {
     v1.refuses(vec![(
         "the public-good Rekor v2 log's ID on a v1 entry",
         v1.with(|b| entry(b)["logId"]["keyId"] = json!(other_log)),
-        "",
+        "the checkpoint carries no signature by the log",
     )]);
 }
 
@@ -220,7 +220,7 @@ fn checkpoints_are_signed_notes_as_c2sp_writes_them() {
         (
             "another origin",
             v2.note(|n| n.replacen(&origin, "evil.example", 1)),
-            "",
+            "a checkpoint signature by the log's key does not verify",
         ),
     ]);
     assert!(sig_line.starts_with("— "));
@@ -531,7 +531,7 @@ fn a_rekor_v2_proof_agrees_with_its_entry_and_checkpoint() {
                 let i: u64 = entry(b)["logIndex"].as_str().unwrap().parse().unwrap();
                 entry(b)["inclusionProof"]["logIndex"] = json!((i + 1).to_string());
             }),
-            "",
+            "is not the entry's",
         ),
         (
             "another treeSize in the proof",
@@ -543,7 +543,7 @@ fn a_rekor_v2_proof_agrees_with_its_entry_and_checkpoint() {
                     .unwrap();
                 entry(b)["inclusionProof"]["treeSize"] = json!((s + 1).to_string());
             }),
-            "",
+            "tree size or root hash is not its checkpoint's",
         ),
         (
             "another rootHash in the proof",
@@ -558,7 +558,7 @@ fn a_rekor_v2_proof_agrees_with_its_entry_and_checkpoint() {
                     .unwrap()
                     .remove("timestampVerificationData");
             }),
-            "",
+            "a bundle with one needs an RFC 3161 timestamp",
         ),
     ]);
 }

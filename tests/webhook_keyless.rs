@@ -13,7 +13,7 @@ use common::*;
 use sigil::trust::types::TrustRootSpec;
 use sigil::trust::{TrustMaterial, TrustStore};
 use sigil_testkit::attach_signatures;
-use sigil_testkit::sigstore::{CertRequest, OfflineSigstore, San, SetMode};
+use sigil_testkit::sigstore::{CertRequest, IssuedCert, OfflineSigstore, San, SetMode};
 use sigil_testkit::{SignatureToAttach, TestKey, TestKeyKind};
 
 const GITHUB: &str = "https://token.actions.githubusercontent.com";
@@ -62,6 +62,26 @@ async fn signed_image(
         .await
         .unwrap();
     format!("{}/{repo}:v1", env.addr())
+}
+
+/// `repo:v1` signed keyless by `cert` from `sigstore`, logged as `mode`
+/// says, with a timestamp by `tsa`'s TSA `stamped` seconds ago when given.
+async fn keyless_image(
+    env: &Env,
+    sigstore: &OfflineSigstore,
+    cert: &IssuedCert,
+    repo: &str,
+    mode: SetMode,
+    tsa: Option<(&OfflineSigstore, u64)>,
+) -> String {
+    signed_image(env, repo, |r, d| {
+        let mut s = sigstore.sign_keyless(cert, r, d, ago(5), mode).unwrap();
+        if let Some((tsa, stamped)) = tsa {
+            tsa.timestamp_signature(&mut s, ago(stamped)).unwrap();
+        }
+        vec![s]
+    })
+    .await
 }
 
 async fn verdict(env: &Env, opts: &Opts, policy: &str, image: &str) -> (bool, String) {
@@ -665,22 +685,26 @@ async fn rfc3161_timestamps_are_required_and_verified() {
         .issue(&CertRequest::new(San::Uri(WORKFLOW.into()), GITHUB))
         .unwrap();
 
-    let stamped = signed_image(&env, "acme/stamped", |r, d| {
-        let mut s = sigstore
-            .sign_keyless(&cert, r, d, ago(5), SetMode::Valid)
-            .unwrap();
-        sigstore.timestamp_signature(&mut s, ago(5)).unwrap();
-        vec![s]
-    })
+    let stamped = keyless_image(
+        &env,
+        &sigstore,
+        &cert,
+        "acme/stamped",
+        SetMode::Valid,
+        Some((&sigstore, 5)),
+    )
     .await;
     let (ok, msg) = verdict(&env, &opts, &policy, &stamped).await;
     assert!(ok, "{msg}");
 
-    let unstamped = signed_image(&env, "acme/unstamped", |r, d| {
-        vec![sigstore
-            .sign_keyless(&cert, r, d, ago(5), SetMode::Valid)
-            .unwrap()]
-    })
+    let unstamped = keyless_image(
+        &env,
+        &sigstore,
+        &cert,
+        "acme/unstamped",
+        SetMode::Valid,
+        None,
+    )
     .await;
     let (ok, msg) = verdict(&env, &opts, &policy, &unstamped).await;
     assert!(!ok);
@@ -699,13 +723,14 @@ async fn rfc3161_timestamps_are_required_and_verified() {
     // root that has a log (as policy-controller): stamped but not logged
     // is denied. (A root with no log at all, GitHub's private instance, is
     // tests/policy_library.rs.)
-    let unlogged = signed_image(&env, "acme/stamped-unlogged", |r, d| {
-        let mut s = sigstore
-            .sign_keyless(&cert, r, d, ago(5), SetMode::Missing)
-            .unwrap();
-        sigstore.timestamp_signature(&mut s, ago(5)).unwrap();
-        vec![s]
-    })
+    let unlogged = keyless_image(
+        &env,
+        &sigstore,
+        &cert,
+        "acme/stamped-unlogged",
+        SetMode::Missing,
+        Some((&sigstore, 5)),
+    )
     .await;
     let (ok, msg) = verdict(&env, &opts, &policy, &unlogged).await;
     assert!(!ok, "a TSA timestamp stood in for Rekor: {msg}");
@@ -713,13 +738,14 @@ async fn rfc3161_timestamps_are_required_and_verified() {
 
     // A timestamp from a TSA the trust root does not hold.
     let rogue = OfflineSigstore::with_ca_name("rogue").unwrap();
-    let rogue_stamp = signed_image(&env, "acme/rogue-tsa", |r, d| {
-        let mut s = sigstore
-            .sign_keyless(&cert, r, d, ago(5), SetMode::Valid)
-            .unwrap();
-        rogue.timestamp_signature(&mut s, ago(5)).unwrap();
-        vec![s]
-    })
+    let rogue_stamp = keyless_image(
+        &env,
+        &sigstore,
+        &cert,
+        "acme/rogue-tsa",
+        SetMode::Valid,
+        Some((&rogue, 5)),
+    )
     .await;
     let (ok, msg) = verdict(&env, &opts, &policy, &rogue_stamp).await;
     assert!(!ok);
@@ -733,13 +759,14 @@ async fn rfc3161_timestamps_are_required_and_verified() {
     );
 
     // A timestamp from before the certificate was valid.
-    let early = signed_image(&env, "acme/early", |r, d| {
-        let mut s = sigstore
-            .sign_keyless(&cert, r, d, ago(5), SetMode::Valid)
-            .unwrap();
-        sigstore.timestamp_signature(&mut s, ago(7200)).unwrap();
-        vec![s]
-    })
+    let early = keyless_image(
+        &env,
+        &sigstore,
+        &cert,
+        "acme/early",
+        SetMode::Valid,
+        Some((&sigstore, 7200)),
+    )
     .await;
     let (ok, msg) = verdict(&env, &opts, &policy, &early).await;
     assert!(!ok);
@@ -1012,14 +1039,7 @@ fn verify_bundle_checks_workflow_claims() {
             .arg(&artifact)
             .output()
             .unwrap();
-        (
-            out.status.code(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
+        (out.status.code(), common::kube::text(&out))
     };
     let (code, out) = run(&[
         "--certificate-github-workflow-repository",
@@ -1070,14 +1090,7 @@ fn verify_bundle_speaks_cosigns_flags() {
             .args(args)
             .output()
             .unwrap();
-        (
-            out.status.code(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
+        (out.status.code(), common::kube::text(&out))
     };
     // A real bundle from the public-good instance (sigstore-conformance).
     let case = format!(

@@ -7,19 +7,19 @@ use libfuzzer_sys::fuzz_target;
 #[path = "../common/mod.rs"]
 mod common;
 use common::trust;
-use sigil::verify::strict_bundle::{check_against, read, unique_keys, RootFacts, SignedNote};
+use sigil::verify::strict_bundle::{check_against, read, unique_keys, SignedNote};
 
 fuzz_target!(|data: &[u8]| {
     let _ = unique_keys(data);
     if let Ok(text) = std::str::from_utf8(data) {
         if let Ok(note) = SignedNote::parse(text) {
             let _ = note.checkpoint();
-            for log in &RootFacts::of(&trust().root).logs {
+            for log in &trust().facts.logs {
                 let _ = note.verify_by(log);
             }
         }
     }
     if let Ok(strict) = read(data) {
-        let _ = check_against(&strict.facts, &RootFacts::of(&trust().root));
+        let _ = check_against(&strict.facts, &trust().facts);
     }
 });

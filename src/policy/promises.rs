@@ -320,10 +320,7 @@ pub fn promise(o: AuthorityOption, l: EvidenceLayout) -> Promise {
                 says: "githubAttestations reads GitHub's API, not a registry",
             },
             Notation => notation_source(),
-            _ => Promise::Enforced {
-                pass: "cluster::apiserver_calls_sigil_and_acts_on_its_answers",
-                fail: "cluster::apiserver_calls_sigil_and_acts_on_its_answers",
-            },
+            _ => proven("cluster::apiserver_calls_sigil_and_acts_on_its_answers"),
         },
         O::SourceGithubAttestations => match l {
             Sig | Att => Promise::Refused {
@@ -405,22 +402,13 @@ fn notation_source() -> Promise {
 /// The Notation tests of each Notation option.
 fn notation_test(o: AuthorityOption) -> Promise {
     match o {
-        AuthorityOption::NotationLevel => Promise::Enforced {
-            pass: "notation::timestamps_and_levels_decide_expired_certificates",
-            fail: "notation::timestamps_and_levels_decide_expired_certificates",
-        },
-        AuthorityOption::NotationTsa => Promise::Enforced {
-            pass: "notation::timestamps_and_levels_decide_expired_certificates",
-            fail: "notation::timestamps_and_levels_decide_expired_certificates",
-        },
-        AuthorityOption::NotationCrls => Promise::Enforced {
-            pass: "notation::revocation_is_checked_against_inline_crls_only",
-            fail: "notation::revocation_is_checked_against_inline_crls_only",
-        },
-        _ => Promise::Enforced {
-            pass: "notation::notation_signatures_are_admitted_only_when_they_verify",
-            fail: "notation::notation_signatures_are_admitted_only_when_they_verify",
-        },
+        AuthorityOption::NotationLevel | AuthorityOption::NotationTsa => {
+            proven("notation::timestamps_and_levels_decide_expired_certificates")
+        }
+        AuthorityOption::NotationCrls => {
+            proven("notation::revocation_is_checked_against_inline_crls_only")
+        }
+        _ => proven("notation::notation_signatures_are_admitted_only_when_they_verify"),
     }
 }
 

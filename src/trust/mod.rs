@@ -7,8 +7,11 @@
 //! with `trustRootRef`. Validity windows (`validFor`) are honoured by the
 //! verifier: a key or CA counts only for signatures made inside its window.
 
+pub mod root_facts;
 pub mod tuf;
 pub mod types;
+
+pub use root_facts::{KnownLog, RootFacts};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,6 +70,8 @@ pub struct TrustMaterial {
     pub root: TrustedRoot,
     /// sigstore-verify's verifier over it (keyrings and anchors prepared once).
     pub verifier: sigstore_verify::Verifier,
+    /// Its logs and TSA certificates, as the strict bundle reading checks them.
+    pub facts: RootFacts,
 }
 
 impl std::fmt::Debug for TrustMaterial {
@@ -89,6 +94,7 @@ impl TrustMaterial {
             sigstore_verify::Verifier::new(&root).map_err(|e| unusable(e.to_string()))?;
         Ok(TrustMaterial {
             name: name.to_string(),
+            facts: RootFacts::of(&root),
             root,
             verifier,
         })

@@ -101,8 +101,7 @@ pub fn verify_bundle(
     trust: &TrustMaterial,
     checks: BundleChecks,
 ) -> Result<BundleVerified, BundleError> {
-    strict_bundle::check_against(&strict.facts, &strict_bundle::RootFacts::of(&trust.root))
-        .map_err(BundleError::Rejected)?;
+    strict_bundle::check_against(&strict.facts, &trust.facts).map_err(BundleError::Rejected)?;
     let bundle = &strict.bundle;
     if checks.require_timestamp
         && bundle

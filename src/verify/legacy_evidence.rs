@@ -212,7 +212,7 @@ pub(super) fn legacy_bundle(
         let der = B64
             .decode(ts.trim())
             .map_err(|e| keyless_err(format!("RFC 3161 timestamp is not base64: {e}")))?;
-        super::strict_bundle::check_timestamp(&der, &trust.root).map_err(keyless_err)?;
+        super::strict_bundle::check_timestamp(&der, &trust.facts).map_err(keyless_err)?;
         material["timestampVerificationData"] =
             json!({ "rfc3161Timestamps": [{ "signedTimestamp": ts }] });
     }

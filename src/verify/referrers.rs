@@ -190,7 +190,7 @@ fn verify_bundle_referrer(
     let trust = match signer {
         Signer::Key { trust, .. } | Signer::Keyless { trust, .. } => trust,
     };
-    strict_bundle::check_against(&strict.facts, &strict_bundle::RootFacts::of(&trust.root))?;
+    strict_bundle::check_against(&strict.facts, &trust.facts)?;
     let bundle = strict.bundle;
     let digest = sha256_of(admitted_digest)
         .ok_or_else(|| format!("{admitted_digest} is not a sha256 digest"))?;

@@ -31,9 +31,8 @@ use sigstore_types::Bundle;
 
 pub use facts::{EntryFacts, StrictFacts};
 pub use json::unique_keys;
-pub use note::KnownLog;
 pub use note::{SignedNote, MAX_NOTE_SIGNATURES};
-pub use root::{check_against, check_timestamp, RootFacts};
+pub use root::{check_against, check_timestamp};
 
 use model::{bytes, hash, JBundle, JEntry, JEnvelope};
 
@@ -149,10 +148,6 @@ fn facts_of(b: &JBundle) -> Result<StrictFacts, String> {
         facts
             .certificates
             .push(bytes("certificate.rawBytes", &c.raw_bytes)?);
-    }
-    if let Some(k) = &m.public_key {
-        // The hint names the key for a client; it is never trusted.
-        let _ = k.hint.as_deref();
     }
     let entries = m.tlog_entries.as_deref().unwrap_or_default();
     if entries.len() > 1 {
@@ -290,7 +285,6 @@ fn envelope(e: &JEnvelope, at: &str) -> Result<(), String> {
         ));
     }
     bytes(&format!("{at}.signatures[0].sig"), &e.signatures[0].sig)?;
-    let _ = e.signatures[0].keyid.as_deref();
     Ok(())
 }
 

@@ -29,8 +29,9 @@ pub(super) struct JMaterial {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct JPublicKey {
-    #[serde(default)]
-    pub(super) hint: Option<String>,
+    /// Names the key for a client; read (so it is a known field), never trusted.
+    #[serde(default, rename = "hint")]
+    _hint: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -133,8 +134,9 @@ pub(super) struct JEnvelope {
 #[serde(deny_unknown_fields)]
 pub(super) struct JSignature {
     pub(super) sig: String,
-    #[serde(default)]
-    pub(super) keyid: Option<String>,
+    /// A hint for the verifier; read (a known field), never trusted.
+    #[serde(default, rename = "keyid")]
+    _keyid: Option<String>,
 }
 
 /// protobuf JSON's int64: a decimal string (canonical) or a number.

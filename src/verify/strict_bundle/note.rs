@@ -6,17 +6,7 @@ use base64::Engine as _;
 
 use super::model::hash;
 use crate::model::keys::{HashAlgorithm, VerificationKey};
-
-/// A log of the trust root, as the checks need it.
-#[derive(Debug, Clone)]
-pub struct KnownLog {
-    /// `logId.keyId`.
-    pub key_id: Vec<u8>,
-    /// The host of `baseUrl`: the name its checkpoints are signed under.
-    pub name: String,
-    /// Its public key (DER SubjectPublicKeyInfo).
-    pub key_der: Vec<u8>,
-}
+use crate::trust::KnownLog;
 
 /// sigstore-go's cap on a signed note's signature lines.
 pub const MAX_NOTE_SIGNATURES: usize = 100;

@@ -1,55 +1,15 @@
 //! The checks `sigstore-verify` leaves out, against the trust root: the
 //! entry's log is the root's and signs its checkpoint, a Rekor v2 proof
 //! agrees with its entry, times, chains and timestamp tokens. Reads the
-//! facts [`super::read`] gathered; no I/O.
+//! facts [`super::read`] gathered against the root's, prepared once
+//! when the root loads ([`RootFacts`]); no I/O.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
 use super::facts::StrictFacts;
-use super::note::{KnownLog, SignedNote};
-
-/// What [`check_against`] reads of a trust root.
-#[derive(Debug, Clone, Default)]
-pub struct RootFacts {
-    /// The transparency logs.
-    pub logs: Vec<KnownLog>,
-    /// Every certificate of every TSA chain (DER).
-    pub tsa_certificates: Vec<Vec<u8>>,
-}
-
-impl RootFacts {
-    /// The facts of a protobuf-specs trusted root.
-    pub fn of(root: &sigstore_trust_root::TrustedRoot) -> RootFacts {
-        RootFacts {
-            logs: root
-                .tlogs
-                .iter()
-                .map(|t| KnownLog {
-                    key_id: t.log_id.key_id.as_bytes().to_vec(),
-                    name: log_name(&t.base_url),
-                    key_der: t.public_key.raw_bytes.as_bytes().to_vec(),
-                })
-                .collect(),
-            tsa_certificates: root
-                .timestamp_authorities
-                .iter()
-                .flat_map(|a| a.cert_chain.certificates.iter())
-                .map(|c| c.raw_bytes.as_bytes().to_vec())
-                .collect(),
-        }
-    }
-}
-
-/// The host of a log's base URL (`https://rekor.sigstore.dev` →
-/// `rekor.sigstore.dev`), the name Rekor signs its checkpoints under.
-fn log_name(base_url: &str) -> String {
-    let rest = base_url
-        .split_once("://")
-        .map(|(_, r)| r)
-        .unwrap_or(base_url);
-    rest.split('/').next().unwrap_or(rest).to_string()
-}
+use super::note::SignedNote;
+use crate::trust::RootFacts;
 
 /// The checks the crate leaves out, against the trust root's facts.
 pub fn check_against(facts: &StrictFacts, root: &RootFacts) -> Result<(), String> {
@@ -142,11 +102,8 @@ fn self_signed(der: &[u8]) -> bool {
 /// An RFC 3161 timestamp (a TimeStampResp or a bare token) against the
 /// trust root's TSAs: for timestamps carried outside a bundle (cosign's
 /// `.sig`/`.att` annotation).
-pub fn check_timestamp(
-    token: &[u8],
-    root: &sigstore_trust_root::TrustedRoot,
-) -> Result<(), String> {
-    check_token(token, &RootFacts::of(root).tsa_certificates)
+pub fn check_timestamp(token: &[u8], root: &RootFacts) -> Result<(), String> {
+    check_token(token, &root.tsa_certificates)
 }
 
 /// An RFC 3161 token: one SignerInfo, an algorithm that fits the TSA key,
@@ -242,4 +199,71 @@ fn check_token(token: &[u8], trusted: &[Vec<u8>]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trust::KnownLog;
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+    use sha2::Digest;
+
+    /// A Rekor v2 entry whose checkpoint (origin, size 1, a zero root) the
+    /// log `log.example` signs under `name`; a TSA timestamp beside it.
+    fn signed(origin: &str, name: &str) -> (StrictFacts, RootFacts) {
+        let key = Ed25519KeyPair::generate().unwrap();
+        let der = key.public_key().as_der().unwrap().as_ref().to_vec();
+        let key_id = sha2::Sha256::digest(&der).to_vec();
+        let root = [0u8; 32];
+        let text = format!("{origin}\n1\n{}\n", B64.encode(root));
+        let mut sig = key_id[..4].to_vec();
+        sig.extend_from_slice(key.sign(text.as_bytes()).as_ref());
+        let note = format!("{text}\n— {name} {}\n", B64.encode(sig));
+        let entry = crate::verify::strict_bundle::EntryFacts {
+            log_id: key_id.clone(),
+            log_index: 0,
+            integrated_time: 0,
+            kind: "hashedrekord".into(),
+            version: "0.0.2".into(),
+            proof: Some((0, 1, root.to_vec(), note)),
+        };
+        let facts = StrictFacts {
+            entry: Some(entry),
+            certificates: Vec::new(),
+            timestamps: Vec::new(),
+        };
+        let logs = vec![KnownLog {
+            key_id,
+            name: "log.example".into(),
+            key_der: der,
+        }];
+        (
+            facts,
+            RootFacts {
+                logs,
+                tsa_certificates: Vec::new(),
+            },
+        )
+    }
+
+    #[test]
+    fn the_checkpoint_is_the_named_logs_and_by_its_origin() {
+        // Signed right, it passes as far as the missing TSA timestamp.
+        let (facts, root) = signed("log.example", "log.example");
+        let e = check_against(&facts, &root).unwrap_err();
+        assert!(e.contains("needs an RFC 3161 timestamp"), "{e}");
+        // The log's key under another name.
+        let (facts, root) = signed("log.example", "other.example");
+        let e = check_against(&facts, &root).unwrap_err();
+        assert!(e.contains("under the name \"other.example\""), "{e}");
+        // Another origin, signed by the log's own key.
+        let (facts, root) = signed("evil.example", "log.example");
+        let e = check_against(&facts, &root).unwrap_err();
+        assert!(e.contains("origin \"evil.example\" is not the log"), "{e}");
+        // Rekor v1's origin form is the log's.
+        let (facts, root) = signed("log.example - 1234", "log.example");
+        let e = check_against(&facts, &root).unwrap_err();
+        assert!(e.contains("needs an RFC 3161 timestamp"), "{e}");
+    }
 }
