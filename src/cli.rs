@@ -661,7 +661,13 @@ impl VerifyArgs {
                 cache_bytes: self.cache_memory,
             },
         ));
-        Ok(Evaluator::new(
+        let kyverno = Arc::new(crate::kyverno::IvpStore::new());
+        if let Some(dir) = &self.policy_dir {
+            let docs = crate::kyverno::files::load_dir(dir)
+                .map_err(|e| ConfigError(format!("cannot load policies: {e}")))?;
+            kyverno.replace_source(crate::kyverno::files::SOURCE, &docs);
+        }
+        let mut evaluator = Evaluator::new(
             store,
             verifier,
             EvaluatorSettings {
@@ -675,6 +681,8 @@ impl VerifyArgs {
                 resolve_with_workload_credentials: self.resolve_with_workload_credentials,
             },
             audit,
-        ))
+        );
+        evaluator.kyverno = kyverno;
+        Ok(evaluator)
     }
 }

@@ -97,6 +97,18 @@ impl Finding {
     /// The line in two parts: where the image is (field, image, digest)
     /// and what fails, so that images failing identically can be said once.
     fn line_parts(&self) -> (String, String) {
+        if self.mode == KYVERNO_MODE {
+            // Kyverno's words, which dashboards built on Kyverno parse.
+            let policy = self.policy.as_deref().unwrap_or_default();
+            return (
+                String::new(),
+                format!(
+                    "Policy {} failed: {}",
+                    text::escape(policy),
+                    self.reasons_text()
+                ),
+            );
+        }
         let digest = self.digest.as_deref().unwrap_or("digest unresolved");
         let head = format!(
             "{} {} ({})",
@@ -139,8 +151,23 @@ pub struct Verdict {
     pub findings: Vec<Finding>,
 }
 
+/// The mode of a finding an `ImageValidatingPolicy` made: its line is
+/// Kyverno's `Policy <name> failed: <message>`.
+pub const KYVERNO_MODE: &str = "kyverno";
+
 /// Decides a request from its image reports.
 pub fn decide(reports: &[ImageReport], settings: &DecisionSettings) -> Verdict {
+    decide_with(reports, settings, &[], Vec::new())
+}
+
+/// [`decide`] with the images `claimed` by an `ImageValidatingPolicy`
+/// that applies (never "no policy matches"), and that policy's findings.
+pub fn decide_with(
+    reports: &[ImageReport],
+    settings: &DecisionSettings,
+    claimed: &[String],
+    kyverno: Vec<Finding>,
+) -> Verdict {
     let mut findings = Vec::new();
     for r in reports {
         let base = |policy: Option<String>, mode: &str, decision, reasons, authorities| Finding {
@@ -162,6 +189,9 @@ pub fn decide(reports: &[ImageReport], settings: &DecisionSettings) -> Verdict {
                 vec![reason.clone()],
                 Vec::new(),
             ));
+            continue;
+        }
+        if r.policies.is_empty() && claimed.contains(&r.image.reference) {
             continue;
         }
         if r.policies.is_empty() {
@@ -217,6 +247,10 @@ pub fn decide(reports: &[ImageReport], settings: &DecisionSettings) -> Verdict {
         }
     }
 
+    findings.extend(kyverno.into_iter().map(|mut f| {
+        f.decision = apply(settings, f.decision);
+        f
+    }));
     let lines = deny_lines(&findings);
     let warnings = warning_lines(&findings);
     Verdict {
@@ -400,6 +434,7 @@ mod tests {
                         signer: None,
                         matches: serde_json::json!({}),
                         notation: None,
+                        statements: Default::default(),
                     })
                 } else {
                     Err(crate::verify::Failure::Verdict(

@@ -22,6 +22,7 @@ pub mod decision;
 pub mod duration;
 pub mod gate;
 pub mod image;
+pub mod kyverno;
 pub mod limits;
 pub mod logs;
 pub mod metrics;

@@ -121,6 +121,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     if let Some(dir) = args.verify.policy_dir.clone() {
+        tokio::spawn(sigil::kyverno::files::watch_dir(
+            dir.clone(),
+            evaluator.kyverno.clone(),
+            Duration::from_secs(2),
+        ));
         tokio::spawn(files::watch_dir(
             dir,
             evaluator.store.clone(),

@@ -34,7 +34,8 @@ fn is_yaml(p: &Path) -> bool {
     matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
 }
 
-fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, FileError> {
+/// The YAML files of `dir`, sorted.
+pub fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, FileError> {
     let rd = std::fs::read_dir(dir).map_err(|e| FileError {
         path: dir.to_path_buf(),
         reason: e.to_string(),

@@ -9,7 +9,7 @@ use futures::StreamExt as _;
 
 use super::{Evaluation, Evaluator, IMAGES_IN_PARALLEL};
 use crate::audit::{now_rfc3339, AuditRecord, RequestContext};
-use crate::decision::{decide, DecisionSettings};
+use crate::decision::{decide_with, DecisionSettings};
 use crate::image::ImageRef;
 use crate::metrics;
 use crate::policy::{LoadedPolicy, PolicyMode};
@@ -64,8 +64,42 @@ impl Evaluator {
         require_digest: bool,
         deadline: tokio::time::Instant,
     ) -> Evaluation {
+        self.evaluate_with_kyverno(
+            ctx,
+            images,
+            decision,
+            require_digest,
+            deadline,
+            &[],
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// [`Evaluator::evaluate_until`] with what the `ImageValidatingPolicy`s
+    /// that apply decided: the images they claim (never "no policy
+    /// matches") and their findings, recorded with the rest.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn evaluate_with_kyverno(
+        &self,
+        ctx: &RequestContext,
+        images: Vec<ImageUse>,
+        decision: &DecisionSettings,
+        require_digest: bool,
+        deadline: tokio::time::Instant,
+        claimed: &[String],
+        kyverno: Vec<crate::decision::Finding>,
+    ) -> Evaluation {
         let eval = self
-            .evaluate_quietly_until(ctx, images, decision, require_digest, deadline)
+            .evaluate_quietly_until(
+                ctx,
+                images,
+                decision,
+                require_digest,
+                deadline,
+                claimed,
+                kyverno,
+            )
             .await;
         let mut eval = eval;
         record_policy_results(&eval.reports);
@@ -102,10 +136,19 @@ impl Evaluator {
         require_digest: bool,
     ) -> Evaluation {
         let deadline = tokio::time::Instant::now() + self.settings.verify_timeout;
-        self.evaluate_quietly_until(ctx, images, decision, require_digest, deadline)
-            .await
+        self.evaluate_quietly_until(
+            ctx,
+            images,
+            decision,
+            require_digest,
+            deadline,
+            &[],
+            Vec::new(),
+        )
+        .await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn evaluate_quietly_until(
         &self,
         ctx: &RequestContext,
@@ -113,6 +156,8 @@ impl Evaluator {
         decision: &DecisionSettings,
         require_digest: bool,
         deadline: tokio::time::Instant,
+        claimed: &[String],
+        kyverno: Vec<crate::decision::Finding>,
     ) -> Evaluation {
         let policies = self.store.current();
         let budget = self.settings.verify_timeout;
@@ -218,7 +263,7 @@ impl Evaluator {
             .await
         };
         let reports = reports_per_use(reports, slots);
-        let verdict = decide(&reports, decision);
+        let verdict = decide_with(&reports, decision, claimed, kyverno);
         Evaluation {
             reports,
             verdict,

@@ -18,6 +18,7 @@
 
 mod credentials;
 mod evaluate;
+mod kyverno;
 mod mutate;
 mod policy_review;
 mod review;
@@ -149,6 +150,8 @@ pub struct Evaluator {
     pub violations: Option<Arc<dyn ViolationSink>>,
     /// Fair shares of the reviews in flight.
     pub gate: Arc<ReviewGate>,
+    /// Kyverno `ImageValidatingPolicy`s in force.
+    pub kyverno: Arc<crate::kyverno::IvpStore>,
 }
 
 /// Told of every denied, warned and would-be denied image of a review
@@ -176,6 +179,7 @@ impl Evaluator {
             credentials: None,
             violations: None,
             gate: Arc::new(ReviewGate::default()),
+            kyverno: Arc::new(crate::kyverno::IvpStore::new()),
         }
     }
 

@@ -42,6 +42,11 @@ impl Evaluator {
         let deadline = tokio::time::Instant::now() + self.settings.verify_timeout;
         let metrics = metrics::global();
         let decoded = admission::decode(body.as_ref());
+        // ImageValidatingPolicies' CEL sees the whole request: kept only
+        // when one is loaded (the body is within the request-body budget).
+        let kyverno_input = (!self.kyverno.is_empty() && decoded.is_ok())
+            .then(|| kyverno_input(body.as_ref()))
+            .flatten();
         drop(body);
         let req = match decoded {
             Ok(req) => req,
@@ -53,7 +58,7 @@ impl Evaluator {
         let (ctx, images) = admission::split(req);
         let span = tracing::info_span!("review", uid = %ctx.uid, kind = %ctx.kind, namespace = %ctx.namespace, name = %ctx.name);
         let answered = self
-            .answer_review(images, &ctx, deadline)
+            .answer_review(images, &ctx, deadline, kyverno_input)
             .instrument(span)
             .await;
         let decision = match &answered {
@@ -72,6 +77,7 @@ impl Evaluator {
         images: Result<Option<Vec<ImageUse>>, WorkloadError>,
         ctx: &RequestContext,
         deadline: tokio::time::Instant,
+        kyverno_input: Option<std::sync::Arc<crate::kyverno::Input>>,
     ) -> Result<(Answer, Decision, Option<Ticket>), Unanswered> {
         let mut decision = self.settings.decision;
         if let Some(cluster) = &self.cluster {
@@ -121,13 +127,19 @@ impl Evaluator {
         // Held from before the first registry request until the answer is
         // written (the caller drops it with the answer's body).
         let ticket = self.gate.enter(&ctx.namespace, deadline).await?;
+        let kyverno = match kyverno_input {
+            Some(input) => self.kyverno(ctx, input, deadline).await,
+            None => Default::default(),
+        };
         let eval = self
-            .evaluate_until(
+            .evaluate_with_kyverno(
                 ctx,
                 images,
                 &decision,
                 self.settings.require_digest,
                 deadline,
+                &kyverno.claimed,
+                kyverno.findings,
             )
             .await;
         if let Some(refused) = eval.unrecorded {
@@ -181,4 +193,21 @@ impl Evaluator {
         self.audit.record_review(&records, deadline).await?;
         Ok(())
     }
+}
+
+/// What an `ImageValidatingPolicy` sees of a review: its `request`, with
+/// `object` and `oldObject` apart. `None` when the body does not parse as
+/// JSON (it was decoded already, so it does).
+fn kyverno_input(body: &[u8]) -> Option<std::sync::Arc<crate::kyverno::Input>> {
+    let mut review: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let mut request = review.get_mut("request")?.take();
+    let fields = request.as_object_mut()?;
+    let object = fields.remove("object").unwrap_or_default();
+    let old_object = fields.remove("oldObject").unwrap_or_default();
+    Some(std::sync::Arc::new(crate::kyverno::Input {
+        request,
+        object,
+        old_object,
+        namespace_object: serde_json::Value::Null,
+    }))
 }

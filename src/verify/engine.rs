@@ -74,6 +74,13 @@ fn outcome_weight(o: &PolicyOutcome) -> usize {
                     + a.reason().len()
                     + a.result.as_ref().map_or(0, |v| v.matches.to_string().len())
                     + if a.signer().is_some() { 512 } else { 0 }
+                    + a.result.as_ref().map_or(0, |v| {
+                        v.statements
+                            .values()
+                            .flatten()
+                            .map(|s| s.to_string().len())
+                            .sum::<usize>()
+                    })
             })
             .sum::<usize>()
 }
@@ -134,6 +141,9 @@ impl RequestCredentials {
         }
     }
 }
+
+/// Most referrer artifacts of one type read for one image.
+pub const MAX_REFERRER_ARTIFACTS: usize = 8;
 
 /// Resolves and verifies images against compiled policies.
 pub struct Verifier {
@@ -351,6 +361,115 @@ impl Verifier {
             Ok(o) => o,
             Err(e) => (*e).clone(),
         }
+    }
+
+    /// The OCI referrer artifacts of `image@digest` of `artifact_type`
+    /// (Kyverno's `referrer` attestations) whose signature verifies under
+    /// `policy` (a one-authority policy, evaluated for the artifact's own
+    /// digest through the verdict cache) and whose manifest names `digest`
+    /// as its subject: each one's first layer, parsed as JSON. At most
+    /// [`MAX_REFERRER_ARTIFACTS`] are read, each layer within
+    /// [`crate::limits::MAX_PAYLOAD_BYTES`].
+    pub async fn signed_referrer_payloads(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+        artifact_type: &str,
+        policy: &Arc<CompiledPolicy>,
+        creds: &Credentials,
+    ) -> Result<Vec<serde_json::Value>, Failure> {
+        let (registry, repository) = (&image.registry, &image.repository);
+        let at = format!("{registry}/{repository}@{digest}");
+        let listed = self
+            .fetch
+            .referrer_list(registry, repository, digest, creds)
+            .await
+            .map_err(|e| Failure::registry(format!("cannot fetch referrers of {at}: {e}"), &e))?;
+        let candidates: Vec<String> = listed
+            .iter()
+            .filter(|e| e.artifact_type.as_deref() == Some(artifact_type))
+            .take(MAX_REFERRER_ARTIFACTS)
+            .map(|e| e.digest.clone())
+            .collect();
+        if candidates.is_empty() {
+            return Err(Failure::Verdict(format!(
+                "no referrer of artifact type {artifact_type} found for {at}"
+            )));
+        }
+        let mut rejected = Vec::new();
+        let mut payloads = Vec::new();
+        for artifact in candidates {
+            let outcome = self.evaluate_policy(image, &artifact, policy, creds).await;
+            if !outcome.passed {
+                let why = outcome.reasons().join("; ");
+                if outcome.is_transient() {
+                    return Err(Failure::Transient(format!("referrer {artifact}: {why}")));
+                }
+                rejected.push(format!("referrer {artifact}: {why}"));
+                continue;
+            }
+            match self
+                .referrer_layer(image, &artifact, digest, artifact_type, creds)
+                .await
+            {
+                Ok(payload) => payloads.push(payload),
+                Err(Failure::Verdict(why)) => rejected.push(format!("referrer {artifact}: {why}")),
+                Err(transient) => return Err(transient),
+            }
+        }
+        if payloads.is_empty() {
+            return Err(Failure::Verdict(rejected.join("; ")));
+        }
+        Ok(payloads)
+    }
+
+    /// A referrer artifact's first layer as JSON, once its manifest says
+    /// it is of `artifact_type` and about `subject`.
+    async fn referrer_layer(
+        &self,
+        image: &ImageRef,
+        artifact: &str,
+        subject: &str,
+        artifact_type: &str,
+        creds: &Credentials,
+    ) -> Result<serde_json::Value, Failure> {
+        let (registry, repository) = (&image.registry, &image.repository);
+        let read = |e: RegistryError| Failure::registry(format!("cannot read it: {e}"), &e);
+        let bytes = self
+            .fetch
+            .manifest(registry, repository, artifact, creds)
+            .await
+            .map_err(read)?
+            .ok_or_else(|| Failure::Verdict("its manifest is gone".into()))?;
+        let manifest: oci_client::manifest::OciImageManifest = serde_json::from_slice(&bytes)
+            .map_err(|e| Failure::Verdict(format!("its manifest does not parse: {e}")))?;
+        if manifest.subject.as_ref().map(|s| s.digest.as_str()) != Some(subject) {
+            return Err(Failure::Verdict(format!(
+                "its manifest does not name {subject} as its subject"
+            )));
+        }
+        if manifest.artifact_type.as_deref() != Some(artifact_type) {
+            return Err(Failure::Verdict(format!(
+                "its manifest is not of artifact type {artifact_type}"
+            )));
+        }
+        let layer = manifest
+            .layers
+            .first()
+            .ok_or_else(|| Failure::Verdict("it has no layer".into()))?;
+        let blob = self
+            .fetch
+            .blob(
+                registry,
+                repository,
+                layer,
+                crate::limits::MAX_PAYLOAD_BYTES,
+                creds,
+            )
+            .await
+            .map_err(read)?;
+        serde_json::from_slice(&blob)
+            .map_err(|e| Failure::Verdict(format!("its layer is not JSON: {e}")))
     }
 
     /// What each of the verifier's caches holds now, weighed in bytes

@@ -327,27 +327,9 @@ impl Fetcher {
         check: impl Fn(Referrer) -> Result<T, R>,
     ) -> Result<Checked<T, R>, RegistryError> {
         let client = self.client_for(creds).await?;
-        let key = (
-            format!("{}|{registry}/{repository}", creds.fingerprint()),
-            format!("{digest}|referrers"),
-        );
-        let subject = Reference::with_digest(registry.into(), repository.into(), digest.into());
-        let fetched = AtomicBool::new(false);
-        let waiting = self.listing.waiting(&key);
-        let work = async {
-            fetched.store(true, Ordering::Relaxed);
-            client.referrers(&subject).await.map(Arc::new)
-        };
-        let listed = match waiting {
-            Some((tenants, _joined)) => {
-                self.referrer_lists
-                    .try_get_with(key, as_tenants(tenants, work))
-                    .await
-            }
-            None => self.referrer_lists.try_get_with(key, work).await,
-        };
-        looked_up(CacheName::referrers, &fetched);
-        let listed = listed.map_err(|e| (*e).clone())?;
+        let listed = self
+            .referrer_list(registry, repository, digest, creds)
+            .await?;
         // Each read owns what it uses (see `cosign_layers`); what it is
         // is told by its own manifest, so `wanted` is asked here.
         let mut arriving =
@@ -381,6 +363,41 @@ impl Fetcher {
             }
         }
         Ok(checked)
+    }
+
+    /// The descriptors the referrers API (or its tag fallback) lists for
+    /// `registry/repository@digest`, cached like every referrer list.
+    /// Unverified: what they point at counts only once it verifies.
+    pub async fn referrer_list(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &str,
+        creds: &Credentials,
+    ) -> Result<Arc<Vec<ImageIndexEntry>>, RegistryError> {
+        let client = self.client_for(creds).await?;
+        let key = (
+            format!("{}|{registry}/{repository}", creds.fingerprint()),
+            format!("{digest}|referrers"),
+        );
+        let subject = Reference::with_digest(registry.into(), repository.into(), digest.into());
+        let fetched = AtomicBool::new(false);
+        let waiting = self.listing.waiting(&key);
+        let work = async {
+            fetched.store(true, Ordering::Relaxed);
+            client.referrers(&subject).await.map(Arc::new)
+        };
+        let listed = match waiting {
+            Some((tenants, _joined)) => {
+                self.referrer_lists
+                    .try_get_with(key, as_tenants(tenants, work))
+                    .await
+            }
+            None => self.referrer_lists.try_get_with(key, work).await,
+        };
+        looked_up(CacheName::referrers, &fetched);
+        let listed = listed.map_err(|e| (*e).clone())?;
+        Ok(listed)
     }
 
     /// Takes one GitHub API call from the budget of a namespace the work is

@@ -125,6 +125,7 @@ fn judge_authority(
                 signer: None,
                 matches: json!({ "static": true, "signatures": [], "attestations": {} }),
                 notation: None,
+                statements: Default::default(),
             }),
         },
         AuthorityCheck::Static {
@@ -145,6 +146,7 @@ fn judge_authority(
                 signer: None,
                 matches: json!({ "signatures": [], "attestations": {} }),
                 notation: None,
+                statements: Default::default(),
             }),
         },
         AuthorityCheck::Key { .. } | AuthorityCheck::Keyless(_) | AuthorityCheck::Notation(_) => {
@@ -234,6 +236,7 @@ fn judge_signatures(a: &CompiledAuthority, digest: &str, evidence: &Evidence) ->
                 "attestations": {},
             }),
             notation: first.notation.clone(),
+            statements: Default::default(),
         }),
     }
 }
@@ -381,6 +384,13 @@ fn judge_attestations(
                 }).collect::<Map<_, _>>(),
             }),
             notation: None,
+            statements: found
+                .iter()
+                .map(|(name, matching)| {
+                    let statements = matching.iter().map(|v| v.statement.clone()).collect();
+                    (name.to_string(), statements)
+                })
+                .collect(),
         }),
     }
 }

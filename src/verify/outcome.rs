@@ -69,6 +69,10 @@ pub struct Vouch {
     /// For a Notation authority: the signature that vouched, how it was
     /// verified, and the failures its level only logs.
     pub notation: Option<NotationSigner>,
+    /// For an attestation authority: the verified Statements, by
+    /// attestation name (what Kyverno's `extractPayload` returns). Counted
+    /// in the verdict cache's weight.
+    pub statements: std::collections::BTreeMap<String, Vec<serde_json::Value>>,
 }
 
 impl Vouch {

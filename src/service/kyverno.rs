@@ -1,0 +1,301 @@
+//! The `ImageValidatingPolicy`s of one review: which apply and which
+//! images they claim (pure, on the program pool under the policy time
+//! limit), the facts those images need from sigil's verifier (under the
+//! review's deadline, its namespace's registry share and the request's
+//! pull secrets), then their validations (pure again), as findings the
+//! decision takes beside the ClusterImagePolicies'.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::Evaluator;
+use crate::audit::RequestContext;
+use crate::decision::{Finding, FindingDecision, KYVERNO_MODE};
+use crate::image::ImageRef;
+use crate::kyverno::{
+    judge, Applies, AttestationKind, Check, CompiledIvp, Facts, ImageFacts, Input, LoadedIvp,
+};
+use crate::policy::program_pool::{PoolError, ProgramPool};
+use crate::registry::Credentials;
+use crate::verify::{Failure, PolicyOutcome};
+
+/// Most images one policy verifies in one review (as many as a workload holds).
+const MAX_IVP_IMAGES: usize = crate::limits::MAX_IMAGES;
+
+/// What the `ImageValidatingPolicy`s decided for one review.
+#[derive(Debug, Default)]
+pub(super) struct KyvernoDecided {
+    /// Images some applying policy verifies (never "no policy matches").
+    pub claimed: Vec<String>,
+    /// Their failures.
+    pub findings: Vec<Finding>,
+}
+
+fn finding(policy: &str, image: &str, decision: FindingDecision, reason: String) -> Finding {
+    Finding {
+        image: image.to_string(),
+        field: String::new(),
+        digest: None,
+        policy: Some(policy.to_string()),
+        mode: KYVERNO_MODE.to_string(),
+        decision,
+        reasons: vec![reason],
+        authorities: Vec::new(),
+        passed: false,
+    }
+}
+
+fn check_of(outcome: &PolicyOutcome) -> Check {
+    if outcome.passed {
+        Check::Verified
+    } else if outcome.is_transient() {
+        Check::Error(outcome.reasons().join("; "))
+    } else {
+        Check::Failed(outcome.reasons().join("; "))
+    }
+}
+
+async fn on_pool<T: Send + 'static>(
+    job: impl FnOnce() -> T + Send + 'static,
+    limit: std::time::Duration,
+) -> Result<T, String> {
+    let ran = tokio::task::spawn_blocking(move || ProgramPool::shared().run(job, limit)).await;
+    match ran {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(PoolError::TimedOut)) => Err(format!(
+            "policy did not finish within {}",
+            crate::duration::human(limit)
+        )),
+        Ok(Err(PoolError::Busy)) => {
+            Err("policy programs are overloaded: too many evaluations at once".into())
+        }
+        Ok(Err(PoolError::Crashed)) | Err(_) => Err("policy evaluation crashed".into()),
+    }
+}
+
+impl Evaluator {
+    /// Decides every `ImageValidatingPolicy` for one review.
+    pub(super) async fn kyverno(
+        &self,
+        ctx: &RequestContext,
+        input: Arc<Input>,
+        deadline: tokio::time::Instant,
+    ) -> KyvernoDecided {
+        let mut decided = KyvernoDecided::default();
+        let policies = self.kyverno.current();
+        if policies.is_empty() {
+            return decided;
+        }
+        let creds = self
+            .request_credentials(ctx, std::iter::empty(), deadline)
+            .await;
+        for loaded in policies.iter() {
+            match loaded {
+                LoadedIvp::Invalid {
+                    name,
+                    namespace,
+                    error,
+                } => {
+                    if namespace.as_deref().is_none_or(|n| n == ctx.namespace) {
+                        decided.findings.push(finding(
+                            name,
+                            "",
+                            FindingDecision::Denied,
+                            format!("policy is invalid: {error}"),
+                        ));
+                    }
+                }
+                LoadedIvp::Valid(ivp) => {
+                    self.one_policy(ivp, &input, &creds, deadline, &mut decided)
+                        .await
+                }
+            }
+        }
+        decided
+    }
+
+    async fn one_policy(
+        &self,
+        ivp: &Arc<CompiledIvp>,
+        input: &Arc<Input>,
+        creds: &Result<Credentials, String>,
+        deadline: tokio::time::Instant,
+        decided: &mut KyvernoDecided,
+    ) {
+        let limit = self.settings.verify_timeout;
+        let error_finding = |image: &str, e: String| {
+            (!ivp.ignore_failures).then(|| finding(&ivp.name, image, FindingDecision::Denied, e))
+        };
+        let (p, i) = (ivp.clone(), input.clone());
+        let prepared = on_pool(
+            move || match judge::applies(&p, &i) {
+                Applies::No => Ok(None),
+                Applies::Error(e) => Err(e),
+                Applies::Yes { object, old_object } => judge::images(&p, &i, &object, &old_object)
+                    .map(|(images, matched)| Some((object, old_object, images, matched))),
+            },
+            limit,
+        )
+        .await
+        .and_then(|r| r);
+        let (object, old_object, images, mut matched) = match prepared {
+            Ok(Some(p)) => p,
+            Ok(None) => return,
+            Err(e) => {
+                decided.findings.extend(error_finding("", e));
+                return;
+            }
+        };
+        if matched.is_empty() {
+            return;
+        }
+        matched.truncate(MAX_IVP_IMAGES);
+        decided.claimed.extend(matched.iter().cloned());
+        let first = matched[0].clone();
+        let creds = match creds {
+            Ok(c) => c.clone(),
+            Err(e) => {
+                decided.findings.extend(error_finding(&first, e.clone()));
+                return;
+            }
+        };
+        let facts = match tokio::time::timeout_at(deadline, self.facts(ivp, &matched, &creds)).await
+        {
+            Ok(f) => Arc::new(f),
+            Err(_) => {
+                let e = format!("timed out after {}", crate::duration::human(limit));
+                decided.findings.extend(error_finding(&first, e));
+                return;
+            }
+        };
+        let p = ivp.clone();
+        let i = input.clone();
+        let outcome = on_pool(
+            move || judge::evaluate(&p, &i, &object, &old_object, &images, &matched, facts),
+            limit,
+        )
+        .await;
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => judge::Outcome {
+                failure: None,
+                error: Some(e),
+            },
+        };
+        if let Some(e) = outcome.error {
+            decided.findings.extend(error_finding(&first, e));
+            return;
+        }
+        if let Some(message) = outcome.failure {
+            let a = ivp.actions;
+            for (on, decision) in [
+                (a.deny, FindingDecision::Denied),
+                (a.warn, FindingDecision::Warned),
+                (a.audit && !a.deny, FindingDecision::Audited),
+            ] {
+                if on {
+                    decided
+                        .findings
+                        .push(finding(&ivp.name, &first, decision, message.clone()));
+                }
+            }
+        }
+    }
+
+    /// What the verifier concludes for each matched image and attestor.
+    async fn facts(&self, ivp: &CompiledIvp, matched: &[String], creds: &Credentials) -> Facts {
+        let mut facts = Facts::default();
+        for image in matched {
+            let found = self.image_facts(ivp, image, creds).await;
+            facts.images.insert(image.clone(), found);
+        }
+        facts
+    }
+
+    async fn image_facts(&self, ivp: &CompiledIvp, image: &str, creds: &Credentials) -> ImageFacts {
+        let mut out = ImageFacts::default();
+        let everything = |out: &mut ImageFacts, check: Check| {
+            for a in &ivp.attestors {
+                out.signatures.insert(a.name.clone(), check.clone());
+                for att in ivp.attestations.keys() {
+                    out.attestations
+                        .insert((att.clone(), a.name.clone()), (check.clone(), Vec::new()));
+                }
+            }
+        };
+        let parsed = match ImageRef::parse_shared(image) {
+            Ok(p) => p,
+            Err(e) => {
+                everything(&mut out, Check::Failed(e.to_string()));
+                return out;
+            }
+        };
+        let digest = match &parsed.digest {
+            Some(d) => d.clone(),
+            None => match self
+                .verifier
+                .resolve(&parsed, &self.resolution_credentials(creds))
+                .await
+            {
+                Ok(d) => d,
+                Err(e) => {
+                    everything(
+                        &mut out,
+                        Check::Error(
+                            Failure::registry(format!("cannot resolve digest: {e}"), &e)
+                                .reason()
+                                .to_string(),
+                        ),
+                    );
+                    return out;
+                }
+            },
+        };
+        for a in &ivp.attestors {
+            let signature = self
+                .verifier
+                .evaluate_policy(&parsed, &digest, &a.signature, creds)
+                .await;
+            out.signatures.insert(a.name.clone(), check_of(&signature));
+            for (att, kind) in &ivp.attestations {
+                let key = (att.clone(), a.name.clone());
+                match (kind, a.notary) {
+                    (AttestationKind::Intoto(_), false) => {
+                        let Some(policy) = a.intoto.get(att) else {
+                            continue;
+                        };
+                        let o = self
+                            .verifier
+                            .evaluate_policy(&parsed, &digest, policy, creds)
+                            .await;
+                        let statements: Vec<Value> = o
+                            .authorities
+                            .iter()
+                            .filter_map(|a| a.result.as_ref().ok())
+                            .flat_map(|v| v.statements.get(att).cloned().unwrap_or_default())
+                            .collect();
+                        out.attestations.insert(key, (check_of(&o), statements));
+                    }
+                    (AttestationKind::Referrer(kind), true) => {
+                        let got = self
+                            .verifier
+                            .signed_referrer_payloads(&parsed, &digest, kind, &a.signature, creds)
+                            .await;
+                        let entry = match got {
+                            Ok(payloads) => (Check::Verified, payloads),
+                            Err(f) if f.is_transient() => {
+                                (Check::Error(f.reason().to_string()), Vec::new())
+                            }
+                            Err(f) => (Check::Failed(f.reason().to_string()), Vec::new()),
+                        };
+                        out.attestations.insert(key, entry);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        out.digest = Some(digest);
+        out
+    }
+}

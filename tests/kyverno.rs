@@ -1,0 +1,260 @@
+//! Kyverno `ImageValidatingPolicy` files, unchanged but for the registry
+//! host and the Notary certificate, judged by `/validate`'s pipeline
+//! against images signed in the test in the shapes Kyverno's own tests use
+//! (a Notation signature, and a Notation-signed CycloneDX SBOM referrer)
+//! on the real docker-registry.
+
+mod common;
+
+use std::time::SystemTime;
+
+use common::*;
+use serde_json::json;
+use sigil_testkit::notation::{attach, descriptor, NotationCa, NotationSigner, JWS};
+
+const FIXTURES: &str = "tests/fixtures/kyverno-ivp";
+
+/// The upstream file at `path`, with `ghcr.io` replaced by the test
+/// registry and the Notary certificate by `pem`.
+fn upstream(path: &str, registry: &str, pem: &str) -> String {
+    let text = std::fs::read_to_string(format!("{FIXTURES}/{path}")).unwrap();
+    let begin = text.find("-----BEGIN CERTIFICATE-----").unwrap();
+    let end = text.find("-----END CERTIFICATE-----").unwrap() + "-----END CERTIFICATE-----".len();
+    let indent = text[..begin].rsplit('\n').next().unwrap().to_string();
+    let cert: Vec<String> = pem.trim().lines().map(|l| format!("{indent}{l}")).collect();
+    let text = format!(
+        "{}{}{}",
+        &text[..begin - indent.len()],
+        cert.join("\n"),
+        &text[end..]
+    );
+    text.replace("ghcr.io", registry)
+}
+
+struct Lab {
+    env: Env,
+    signer: NotationSigner,
+    ca: NotationCa,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let ca = NotationCa::new("Notary test").unwrap();
+        Lab {
+            env: Env::start(),
+            signer: ca.issue_valid("release").unwrap(),
+            ca,
+        }
+    }
+
+    async fn sign(&self, repo: &str, digest: &str, by: &NotationSigner) {
+        let d = descriptor(&self.env.client, self.env.addr(), repo, digest)
+            .await
+            .unwrap();
+        let envelope = by.jws(&d.payload(), SystemTime::now(), None).unwrap();
+        attach(
+            &self.env.client,
+            self.env.addr(),
+            repo,
+            digest,
+            JWS,
+            &envelope,
+        )
+        .await
+        .unwrap();
+    }
+
+    /// Pushes `repo:v1`, signed when `signed`, with a CycloneDX SBOM
+    /// referrer signed by `sbom_signer` (none: no SBOM).
+    async fn image(
+        &self,
+        repo: &str,
+        signed: bool,
+        sbom: Option<(&NotationSigner, &str)>,
+    ) -> String {
+        let digest = self.env.push(repo, "v1").await;
+        if signed {
+            self.sign(repo, &digest, &self.signer).await;
+        }
+        if let Some((by, format)) = sbom {
+            let body = json!({"bomFormat": format, "specVersion": "1.5"}).to_string();
+            let sbom = sigil_testkit::sigstore::push_referrer(
+                &self.env.client,
+                self.env.addr(),
+                repo,
+                &digest,
+                "sbom/cyclone-dx",
+                "application/vnd.cyclonedx+json",
+                body.as_bytes(),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+            self.sign(repo, &sbom, by).await;
+        }
+        format!("{}/{repo}:v1", self.env.addr())
+    }
+
+    fn pipeline(&self, ivp: &str) -> std::sync::Arc<sigil::service::Evaluator> {
+        let (ev, _) = pipeline("", &Opts::for_registry(self.env.addr()));
+        let docs = sigil::kyverno::files::parse_documents(ivp).unwrap();
+        let loaded = ev.kyverno.replace_source("test", &docs);
+        assert!(
+            loaded.iter().all(|p| p.error().is_none()),
+            "{:?}",
+            loaded[0].error()
+        );
+        ev
+    }
+}
+
+async fn review_labelled(
+    ev: &sigil::service::Evaluator,
+    image: &str,
+    prod: bool,
+) -> serde_json::Value {
+    let mut body = sigil_testkit::pod_review("uid-1", "default", "p", image);
+    if prod {
+        body["request"]["object"]["metadata"]["labels"] = json!({"prod": "true"});
+    }
+    review(ev, &body).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notary_basic_admits_the_signed_image_and_denies_the_rest_in_kyvernos_words() {
+    let lab = Lab::new();
+    let policy = upstream(
+        "standard/notary-basic/policy.yaml",
+        lab.env.addr(),
+        &lab.ca.pem(),
+    );
+    let ev = lab.pipeline(&policy);
+    let signed = lab
+        .image(
+            "kyverno/test-verify-image",
+            true,
+            Some((&lab.signer, "CycloneDX")),
+        )
+        .await;
+    let resp = review_labelled(&ev, &signed, true).await;
+    assert!(allowed(&resp), "{}", message(&resp));
+
+    // Unsigned: Kyverno's message, word for word.
+    let unsigned = lab.image("kyverno/unsigned", false, None).await;
+    let resp = review_labelled(&ev, &unsigned, true).await;
+    assert!(!allowed(&resp));
+    assert_eq!(
+        message(&resp),
+        "Policy ivpol-sample failed: failed to verify image with notary cert"
+    );
+
+    // Signed, but its SBOM signed by a stranger: the attestation does not
+    // verify, and its payload is never read as if it did.
+    let stranger = NotationCa::new("stranger")
+        .unwrap()
+        .issue_valid("x")
+        .unwrap();
+    let forged = lab
+        .image("kyverno/forged-sbom", true, Some((&stranger, "CycloneDX")))
+        .await;
+    let resp = review_labelled(&ev, &forged, true).await;
+    assert_eq!(
+        message(&resp),
+        "Policy ivpol-sample failed: failed to verify attestation with notary cer"
+    );
+
+    // A verified SBOM in another format fails the payload check.
+    let spdx = lab
+        .image("kyverno/spdx", true, Some((&lab.signer, "SPDX")))
+        .await;
+    let resp = review_labelled(&ev, &spdx, true).await;
+    assert_eq!(
+        message(&resp),
+        "Policy ivpol-sample failed: sbom is not a cyclone dx sbom"
+    );
+
+    // matchConditions: without the prod label the policy does not apply,
+    // and an image no policy claims meets the no-match rule (deny).
+    let resp = review_labelled(&ev, &unsigned, false).await;
+    assert!(!allowed(&resp));
+    assert!(
+        message(&resp).contains("no ClusterImagePolicy matches"),
+        "{}",
+        message(&resp)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warn_and_audit_actions_admit_and_ignore_admits_only_errors() {
+    let lab = Lab::new();
+    let base = upstream(
+        "standard/notary-basic/policy.yaml",
+        lab.env.addr(),
+        &lab.ca.pem(),
+    );
+    let unsigned = lab.image("kyverno/unsigned", false, None).await;
+
+    let warn = lab.pipeline(&base.replace("    - Deny", "    - Warn"));
+    let resp = review_labelled(&warn, &unsigned, true).await;
+    assert!(allowed(&resp));
+    let warned = warnings(&resp);
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(
+        warned[0]
+            .starts_with("Policy ivpol-sample failed: failed to verify image with notary cert"),
+        "{warned:?}"
+    );
+
+    let audit = lab.pipeline(&base.replace("    - Deny", "    - Audit"));
+    let resp = review_labelled(&audit, &unsigned, true).await;
+    assert!(allowed(&resp));
+    assert!(warnings(&resp).is_empty());
+
+    // failurePolicy: Ignore (the upstream file's) admits an image whose
+    // registry cannot be reached, never one that fails its check.
+    let gone = upstream(
+        "standard/notary-basic/policy.yaml",
+        "127.0.0.1:9",
+        &lab.ca.pem(),
+    );
+    let ignore = lab.pipeline(&gone);
+    let resp = review_labelled(&ignore, "127.0.0.1:9/kyverno/gone:v1", true).await;
+    assert!(allowed(&resp), "{}", message(&resp));
+    let fail = lab.pipeline(&gone.replace("failurePolicy: Ignore", "failurePolicy: Fail"));
+    let resp = review_labelled(&fail, "127.0.0.1:9/kyverno/gone:v1", true).await;
+    assert!(!allowed(&resp));
+    let said = message(&resp);
+    assert!(said.starts_with("Policy ivpol-sample failed: "), "{said}");
+    assert!(said.contains("127.0.0.1:9"), "{said}");
+}
+
+#[test]
+fn a_field_sigil_does_not_implement_is_refused_naming_it() {
+    let pem = NotationCa::new("Notary test").unwrap().pem();
+    let base = upstream("standard/notary-basic/policy.yaml", "reg.example", &pem);
+    let with = |from: &str, to: &str| {
+        let docs = sigil::kyverno::files::parse_documents(&base.replace(from, to)).unwrap();
+        sigil::kyverno::load(&docs[0]).error().cloned()
+    };
+    let e = with(
+        "  attestors:\n",
+        "  auditAnnotations:\n    - key: a\n      valueExpression: \"'x'\"\n  attestors:\n",
+    )
+    .unwrap();
+    assert_eq!(e.field, "spec.auditAnnotations");
+    let e = with("  attestors:\n", "  surprise: 1\n  attestors:\n").unwrap();
+    assert!(e.message.contains("surprise"), "{e}");
+    let e = with(
+        "images.containers.map(image, verifyImageSignatures(image, [attestors.notary])).all(e, e > 0)",
+        "resource.get('v1', 'configmaps', 'default', 'x') != null",
+    )
+    .unwrap();
+    assert_eq!(e.field, "spec.validations[0].expression");
+    assert!(e.message.contains("resource.get"), "{e}");
+    let e = with(
+        "-----BEGIN CERTIFICATE-----",
+        "-----BEGIN CERTIFICATE-----\n            AAAA",
+    )
+    .unwrap();
+    assert_eq!(e.field, "spec.attestors[0].notary.certs");
+}
