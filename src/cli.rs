@@ -376,6 +376,11 @@ pub struct ServeArgs {
     /// once. `0s` turns the background audit off.
     #[arg(long, default_value = "1h", value_parser = duration)]
     pub audit_interval: Duration,
+    /// Read Kyverno's `ImageValidatingPolicy` and
+    /// `NamespacedImageValidatingPolicy` from the cluster (a kind whose CRD
+    /// is not installed has none; it is looked for again every 30 s).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub kyverno_policies: bool,
     /// Workloads the background audit evaluates at once.
     #[arg(long, default_value_t = 4)]
     pub audit_concurrency: usize,

@@ -5,6 +5,9 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::core::crd::merge_crds;
 use kube::CustomResourceExt;
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinitionNames;
+
+use crate::kyverno::types::{ImageValidatingPolicy, NAMESPACED_KIND};
 use crate::policy::types::ClusterImagePolicy;
 
 /// `clusterimagepolicies.policy.sigstore.dev`: v1alpha1 and v1beta1 with the
@@ -27,9 +30,61 @@ pub fn trust_root() -> CustomResourceDefinition {
     crate::trust::types::TrustRoot::crd()
 }
 
-/// Every CRD, by its name (`crds/<name>.yaml` holds it).
+/// `imagevalidatingpolicies.policies.kyverno.io`, Kyverno's kind as
+/// sigil reads it: v1, v1beta1 (stored) and v1alpha1 (deprecated) with one
+/// schema, cluster-scoped, status subresource. Installed by the chart only
+/// where Kyverno's own CRD is absent.
+pub fn image_validating_policy() -> CustomResourceDefinition {
+    let beta = ImageValidatingPolicy::crd();
+    let version = |name: &str, deprecated: bool| {
+        let mut v = beta.clone();
+        for version in &mut v.spec.versions {
+            version.name = name.to_string();
+            version.deprecated = deprecated.then_some(true);
+        }
+        v
+    };
+    merge_crds(
+        vec![
+            version("v1", false),
+            beta.clone(),
+            version("v1alpha1", true),
+        ],
+        "v1beta1",
+    )
+    .unwrap_or_else(|e| unreachable!("CRD versions disagree: {e}"))
+}
+
+/// `namespacedimagevalidatingpolicies.policies.kyverno.io`: the same
+/// schema, namespaced, v1 and v1beta1 (stored).
+pub fn namespaced_image_validating_policy() -> CustomResourceDefinition {
+    let mut crd = image_validating_policy();
+    crd.spec.versions.retain(|v| v.name != "v1alpha1");
+    crd.spec.scope = "Namespaced".to_string();
+    crd.spec.names = CustomResourceDefinitionNames {
+        kind: NAMESPACED_KIND.to_string(),
+        list_kind: Some(format!("{NAMESPACED_KIND}List")),
+        plural: "namespacedimagevalidatingpolicies".to_string(),
+        singular: Some("namespacedimagevalidatingpolicy".to_string()),
+        short_names: Some(vec!["nivpol".to_string()]),
+        categories: Some(vec!["kyverno".to_string()]),
+    };
+    crd.metadata.name = Some("namespacedimagevalidatingpolicies.policies.kyverno.io".to_string());
+    crd
+}
+
+/// Every CRD sigil owns, by its name (`crds/<name>.yaml` holds it).
 pub fn all() -> Vec<CustomResourceDefinition> {
     vec![cluster_image_policy(), trust_root()]
+}
+
+/// Kyverno's two kinds (`crds/kyverno/<name>.yaml`; the chart installs
+/// them only where Kyverno's are absent).
+pub fn kyverno() -> Vec<CustomResourceDefinition> {
+    vec![
+        image_validating_policy(),
+        namespaced_image_validating_policy(),
+    ]
 }
 
 /// One CRD as a YAML document (`---` first).
@@ -40,7 +95,7 @@ pub fn to_yaml(crd: &CustomResourceDefinition) -> Result<String, String> {
     ))
 }
 
-/// Every CRD as one multi-document YAML text.
+/// Every CRD (sigil's, then Kyverno's kinds) as one multi-document YAML text.
 pub fn all_yaml() -> Result<String, String> {
-    all().iter().map(to_yaml).collect()
+    all().iter().chain(kyverno().iter()).map(to_yaml).collect()
 }

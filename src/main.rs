@@ -92,6 +92,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Some(events.clone()),
             Some(leadership.clone()),
         ));
+        if args.kyverno_policies {
+            state.await_kyverno_policies();
+            tokio::spawn(cluster::watch_kyverno_policies(
+                client.clone(),
+                evaluator.kyverno.clone(),
+                state.clone(),
+                Some(leadership.clone()),
+            ));
+        }
         tokio::spawn(cluster::watch_policies(
             client.clone(),
             evaluator.store.clone(),

@@ -13,7 +13,9 @@ CA = {"certificates": {"mode": "secret", "secret": {"caBundle": "Q0E="}}}
 if len(sys.argv) > 2 and sys.argv[2] == "--render":
     # The manifests for the defaults, as one YAML stream: deploy/sigil.yaml
     # (scripts/gen-deploy.sh) and what tests/cluster.rs applies.
-    rendered = helm.Chart.load(CHART).render({}, name="sigil", namespace="sigil-system")
+    # Without Kyverno's CRDs: applied by hand over a Kyverno that owns
+    # them, they would replace its schema (crds/kyverno/ holds them).
+    rendered = helm.Chart.load(CHART).render({"kyverno": {"installCRDs": False}}, name="sigil", namespace="sigil-system")
     print("\n---\n".join(t.strip("\n") for p, t in sorted(rendered.items()) if p.endswith(".yaml") and t.strip()))
     sys.exit(0)
 
@@ -74,6 +76,8 @@ docs = objects({})
 lint_clean({})
 assert kinds(docs) == sorted([
     "ClusterRole/sigil", "ClusterRoleBinding/sigil", "Deployment/sigil",
+    "CustomResourceDefinition/imagevalidatingpolicies.policies.kyverno.io",
+    "CustomResourceDefinition/namespacedimagevalidatingpolicies.policies.kyverno.io",
     "MutatingWebhookConfiguration/sigil", "PodDisruptionBudget/sigil",
     "Role/sigil", "RoleBinding/sigil", "Service/sigil", "Service/sigil-metrics",
     "ServiceAccount/sigil", "ValidatingWebhookConfiguration/sigil",
@@ -270,6 +274,26 @@ assert "SigilBackgroundAuditStale" not in alerts_of({"sigil": {"auditInterval": 
 other = alerts_of({}, "security")
 assert all('namespace="security"' in e and "sigil-system" not in e for e in other.values()), other
 assert not any(d["kind"] in ("PrometheusRule",) or d["metadata"]["name"] == "sigil-dashboard" for d in objects({}))
+
+# Kyverno's kinds: their CRDs rendered (kept on uninstall) unless turned
+# off; RBAC and the flag follow kyverno.enabled. (`lookup` sees no cluster
+# here: where Kyverno's CRDs exist, the template renders none.)
+docs = objects(CA)
+ivp_crds = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
+assert sorted(d["metadata"]["name"] for d in ivp_crds) == [
+    "imagevalidatingpolicies.policies.kyverno.io", "namespacedimagevalidatingpolicies.policies.kyverno.io"], kinds(docs)
+assert all(d["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep" for d in ivp_crds)
+assert sorted(v["name"] for v in ivp_crds[0]["spec"]["versions"]) == ["v1", "v1alpha1", "v1beta1"]
+rules = one(docs, "ClusterRole", "sigil")["rules"]
+assert any("imagevalidatingpolicies" in r["resources"] and r["verbs"] == ["list", "watch"] for r in rules), rules
+args = one(docs, "Deployment", "sigil")["spec"]["template"]["spec"]["containers"][0]["args"]
+assert "--kyverno-policies=true" in args, args
+off = objects(merged(CA, {"kyverno": {"installCRDs": False}}))
+assert not any(d["kind"] == "CustomResourceDefinition" for d in off)
+off = objects(merged(CA, {"kyverno": {"enabled": False}}))
+assert not any(d["kind"] == "CustomResourceDefinition" for d in off)
+assert not any("imagevalidatingpolicies" in r["resources"] for r in one(off, "ClusterRole", "sigil")["rules"])
+assert "--kyverno-policies=false" in one(off, "Deployment", "sigil")["spec"]["template"]["spec"]["containers"][0]["args"]
 
 # A typo is refused by values.schema.json, naming the key.
 for typo in ({"replica": 3}, {"webhook": {"failurePolicy": "fail"}}, {"sigil": {"noMatch": "allow"}},

@@ -26,27 +26,35 @@ fn the_chart_renders_lints_clean_and_refuses_typos() {
 }
 
 /// The chart's CRDs are the project's: the same files, byte for byte
-/// (scripts/gen-crds.sh writes both).
+/// (scripts/gen-crds.sh writes both): sigil's in the chart's `crds/`,
+/// Kyverno's kinds in `files/kyverno-crds/` (installed by a template).
 #[test]
 fn the_charts_crds_are_the_projects() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut names: Vec<_> = std::fs::read_dir(root.join("crds"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    names.sort();
-    let mut chart: Vec<_> = std::fs::read_dir(root.join("charts/sigil/crds"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    chart.sort();
-    assert_eq!(names, chart);
-    for name in names {
-        assert_eq!(
-            std::fs::read(root.join("crds").join(&name)).unwrap(),
-            std::fs::read(root.join("charts/sigil/crds").join(&name)).unwrap(),
-            "charts/sigil/crds/{name:?} is stale: run scripts/gen-crds.sh"
-        );
+    let files = |dir: &str| {
+        let mut names: Vec<_> = std::fs::read_dir(root.join(dir))
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().unwrap().is_file())
+            .map(|e| e.file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    for (ours, chart) in [
+        ("crds", "charts/sigil/crds"),
+        ("crds/kyverno", "charts/sigil/files/kyverno-crds"),
+    ] {
+        let names = files(ours);
+        assert!(!names.is_empty());
+        assert_eq!(names, files(chart));
+        for name in names {
+            assert_eq!(
+                std::fs::read(root.join(ours).join(&name)).unwrap(),
+                std::fs::read(root.join(chart).join(&name)).unwrap(),
+                "{chart}/{name:?} is stale: run scripts/gen-crds.sh"
+            );
+        }
     }
 }
 

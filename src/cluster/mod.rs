@@ -23,6 +23,7 @@ mod certificates;
 mod credentials;
 mod events;
 mod inventory;
+mod kyverno;
 mod lease;
 mod namespaces;
 mod pages;
@@ -41,6 +42,7 @@ pub use certificates::{
 pub use credentials::{KubeCredentials, DEFAULT_CACHE_BYTES as DEFAULT_PULL_SECRET_CACHE_BYTES};
 pub use events::{not_ready_record, violation_record, EventRecord, EventRecorder};
 pub use inventory::{read_inventory, Inventory};
+pub use kyverno::watch_kyverno_policies;
 pub use lease::{lead, Leadership, LEASE_NAME};
 pub use namespaces::{mode_from_label, watch_namespaces};
 pub use policies::{definition, watch_policies, PolicyWatch};

@@ -18,6 +18,9 @@ pub struct ClusterState {
     pub(super) namespaces_synced: AtomicBool,
     pub(super) policies_synced: AtomicBool,
     pub(super) pull_secrets_synced: AtomicBool,
+    /// Kyverno's policy kinds are watched and not listed yet (set before
+    /// the watch starts, cleared once both kinds are listed or absent).
+    pub(super) kyverno_pending: AtomicBool,
     pub(super) ready: Arc<AtomicBool>,
 }
 
@@ -35,6 +38,13 @@ impl ClusterState {
         self.namespaces_synced.load(Ordering::Acquire)
             && self.policies_synced.load(Ordering::Acquire)
             && self.pull_secrets_synced.load(Ordering::Acquire)
+            && !self.kyverno_pending.load(Ordering::Acquire)
+    }
+
+    /// Readiness waits for Kyverno's policy kinds to be listed (call before
+    /// [`super::watch_kyverno_policies`] starts).
+    pub fn await_kyverno_policies(&self) {
+        self.set(&self.kyverno_pending, true);
     }
 
     pub(super) fn set(&self, flag: &AtomicBool, value: bool) {
@@ -46,7 +56,7 @@ impl ClusterState {
 impl NamespaceLookup for ClusterState {
     fn mode(&self, namespace: &str) -> Result<NamespaceMode, String> {
         if !self.synced() {
-            return Err("sigil has not finished syncing ClusterImagePolicies, namespaces and pull secrets from the API server; retry shortly".into());
+            return Err("sigil has not finished syncing ClusterImagePolicies, ImageValidatingPolicies, namespaces and pull secrets from the API server; retry shortly".into());
         }
         let map = self.namespaces.read().unwrap_or_else(|e| e.into_inner());
         // A namespace the watch has not delivered yet was sent to us because
@@ -91,6 +101,17 @@ impl<V> Listing<V> {
         event: Event<K>,
         value: impl Fn(K) -> V,
     ) -> bool {
+        self.apply_keyed(event, |o| o.name_any(), value)
+    }
+
+    /// [`Listing::apply`] keyed by `key` (namespace and name, for a
+    /// namespaced kind watched in every namespace).
+    pub(super) fn apply_keyed<K: ResourceExt>(
+        &mut self,
+        event: Event<K>,
+        key: impl Fn(&K) -> String,
+        value: impl Fn(K) -> V,
+    ) -> bool {
         match event {
             Event::Init => {
                 self.pending.clear();
@@ -98,7 +119,7 @@ impl<V> Listing<V> {
                 false
             }
             Event::InitApply(obj) => {
-                self.pending.insert(obj.name_any(), value(obj));
+                self.pending.insert(key(&obj), value(obj));
                 false
             }
             Event::InitDone => {
@@ -108,10 +129,10 @@ impl<V> Listing<V> {
                 true
             }
             Event::Apply(obj) => {
-                self.current.insert(obj.name_any(), value(obj));
+                self.current.insert(key(&obj), value(obj));
                 true
             }
-            Event::Delete(obj) => self.current.remove(&obj.name_any()).is_some(),
+            Event::Delete(obj) => self.current.remove(&key(&obj)).is_some(),
         }
     }
 }

@@ -7,6 +7,8 @@
 //! Owns the shape only; what each field means is `compile`'s.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::CustomResource;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The API group both kinds live in.
@@ -18,8 +20,19 @@ pub const KIND: &str = "ImageValidatingPolicy";
 /// The kind that applies in its own namespace only.
 pub const NAMESPACED_KIND: &str = "NamespacedImageValidatingPolicy";
 
-/// `spec` of both kinds.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+/// `spec` of both kinds. The derive makes the cluster kind's CRD; the
+/// namespaced kind's is the same schema (`crate::crd`).
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "policies.kyverno.io",
+    version = "v1beta1",
+    kind = "ImageValidatingPolicy",
+    shortname = "ivpol",
+    status = "IvpStatus",
+    category = "kyverno",
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Ready","type":"boolean","jsonPath":".status.conditionStatus.ready"}"#
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IvpSpec {
     /// Which requests the policy sees.
@@ -48,9 +61,11 @@ pub struct IvpSpec {
     pub validations: Vec<Validation>,
     /// `Deny`, `Audit`, `Warn`.
     #[serde(default)]
+    #[schemars(extend("items" = {"type": "string", "enum": ["Deny", "Audit", "Warn"]}))]
     pub validation_actions: Vec<String>,
     /// `Fail` (default) or `Ignore`.
     #[serde(default)]
+    #[schemars(extend("enum" = ["Ignore", "Fail"]))]
     pub failure_policy: Option<String>,
     /// Tag pinning and digest rules.
     #[serde(default)]
@@ -73,7 +88,7 @@ pub struct IvpSpec {
 }
 
 /// `spec.matchConstraints`.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MatchConstraints {
     /// Resources (with operations) the policy sees.
@@ -94,7 +109,7 @@ pub struct MatchConstraints {
 }
 
 /// One rule of a resource list.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResourceRule {
     /// API groups (`""` is core, `*` any).
@@ -118,7 +133,7 @@ pub struct ResourceRule {
 }
 
 /// A named CEL expression (match conditions, variables, image extractors).
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NamedExpression {
     /// Its name.
@@ -128,7 +143,7 @@ pub struct NamedExpression {
 }
 
 /// One of `matchImageReferences`.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ImageMatch {
     /// A glob over the image reference as written.
@@ -140,7 +155,7 @@ pub struct ImageMatch {
 }
 
 /// One attestor: exactly one of `cosign` and `notary`.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Attestor {
     /// How validations name it (`attestors.<name>`).
@@ -154,7 +169,7 @@ pub struct Attestor {
 }
 
 /// `attestors[].cosign`.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Cosign {
     /// Annotations the signature's payload must carry.
@@ -184,7 +199,7 @@ pub struct Cosign {
 }
 
 /// `cosign.key`.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CosignKey {
     /// PEM public key.
@@ -202,7 +217,7 @@ pub struct CosignKey {
 }
 
 /// `cosign.keyless`.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Keyless {
     /// Identities, any of which may sign.
@@ -217,7 +232,7 @@ pub struct Keyless {
 }
 
 /// One keyless identity.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Identity {
     /// OIDC issuer, exactly.
@@ -238,7 +253,7 @@ pub struct Identity {
 }
 
 /// `cosign.certificate`.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Certificate {
     /// The signing certificate.
@@ -250,7 +265,7 @@ pub struct Certificate {
 }
 
 /// A literal value, or a CEL expression giving it.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StringOrExpression {
     /// The literal.
@@ -262,7 +277,7 @@ pub struct StringOrExpression {
 }
 
 /// `cosign.ctlog`.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CtLog {
     /// Rekor URL.
@@ -286,7 +301,7 @@ pub struct CtLog {
 }
 
 /// `cosign.source`.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CosignSource {
     /// Repository holding the signatures.
@@ -301,7 +316,7 @@ pub struct CosignSource {
 }
 
 /// A Secret's name.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretName {
     /// The name.
@@ -309,7 +324,7 @@ pub struct SecretName {
 }
 
 /// `cosign.tuf`.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Tuf {
     /// Mirror URL.
@@ -321,7 +336,7 @@ pub struct Tuf {
 }
 
 /// `tuf.root`.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TufRoot {
     /// Inline root.json (base64).
@@ -333,7 +348,7 @@ pub struct TufRoot {
 }
 
 /// `attestors[].notary`.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Notary {
     /// The trusted certificates (PEM).
@@ -345,7 +360,7 @@ pub struct Notary {
 }
 
 /// One of `spec.attestations`: exactly one of `intoto` and `referrer`.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AttestationSpec {
     /// How validations name it (`attestations.<name>`).
@@ -359,7 +374,7 @@ pub struct AttestationSpec {
 }
 
 /// `{type: …}`.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TypeOnly {
     /// The type.
@@ -368,7 +383,7 @@ pub struct TypeOnly {
 }
 
 /// One of `spec.validations`.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Validation {
     /// CEL that must be true.
@@ -385,7 +400,7 @@ pub struct Validation {
 }
 
 /// `spec.validationConfigurations`.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ValidationConfigurations {
     /// Pin matched tags to their digest (default true).
@@ -400,7 +415,7 @@ pub struct ValidationConfigurations {
 }
 
 /// `spec.credentials`.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Credentials {
     /// Plain HTTP or unverified TLS.
@@ -415,7 +430,7 @@ pub struct Credentials {
 }
 
 /// One of `spec.auditAnnotations`.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuditAnnotation {
     /// Its key.
@@ -425,7 +440,7 @@ pub struct AuditAnnotation {
 }
 
 /// `spec.evaluation`.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Evaluation {
     /// `Kubernetes` (default) or `JSON`.
@@ -440,7 +455,7 @@ pub struct Evaluation {
 }
 
 /// `{enabled: bool}`.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Enabled {
     /// Whether it is on (default true).
@@ -449,7 +464,7 @@ pub struct Enabled {
 }
 
 /// `spec.autogen`.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Autogen {
     /// Which pod controllers get rules.
@@ -458,7 +473,7 @@ pub struct Autogen {
 }
 
 /// `autogen.podControllers`.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PodControllers {
     /// `deployments`, `cronjobs`, … (empty: none).
@@ -467,10 +482,34 @@ pub struct PodControllers {
 }
 
 /// `spec.webhookConfiguration`.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebhookConfiguration {
     /// Kyverno's webhook timeout.
     #[serde(default)]
     pub timeout_seconds: Option<i32>,
+}
+
+/// `status` as Kyverno writes it, which tools built on Kyverno read.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IvpStatus {
+    /// Readiness and its conditions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition_status: Option<ConditionStatus>,
+}
+
+/// `status.conditionStatus`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConditionStatus {
+    /// The policy is in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<bool>,
+    /// Why not, when not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// `Ready`, `WebhookConfigured`, `RBACPermissionsGranted`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
 }
