@@ -35,7 +35,23 @@ pub fn trust_root() -> CustomResourceDefinition {
 /// schema, cluster-scoped, status subresource. Installed by the chart only
 /// where Kyverno's own CRD is absent.
 pub fn image_validating_policy() -> CustomResourceDefinition {
-    let beta = ImageValidatingPolicy::crd();
+    let mut beta = ImageValidatingPolicy::crd();
+    // No defaults in the schema: every field's absence already means its
+    // default to sigil, and kube-apiserver 1.20 turns a `default: []`
+    // inside a list's items into null and then refuses the object.
+    for v in &mut beta.spec.versions {
+        if let Some(schema) = v
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            let mut json = serde_json::to_value(&*schema).unwrap_or_default();
+            strip_defaults(&mut json);
+            if let Ok(stripped) = serde_json::from_value(json) {
+                *schema = stripped;
+            }
+        }
+    }
     let version = |name: &str, deprecated: bool| {
         let mut v = beta.clone();
         for version in &mut v.spec.versions {
@@ -53,6 +69,17 @@ pub fn image_validating_policy() -> CustomResourceDefinition {
         "v1beta1",
     )
     .unwrap_or_else(|e| unreachable!("CRD versions disagree: {e}"))
+}
+
+fn strip_defaults(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.remove("default");
+            m.values_mut().for_each(strip_defaults);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(strip_defaults),
+        _ => {}
+    }
 }
 
 /// `namespacedimagevalidatingpolicies.policies.kyverno.io`: the same

@@ -12,7 +12,7 @@ use common::*;
 use serde_json::json;
 use sigil_testkit::notation::{attach, descriptor, NotationCa, NotationSigner, JWS};
 
-const FIXTURES: &str = "tests/fixtures/kyverno-ivp";
+const FIXTURES: &str = "tests/fixtures/kyverno-ivp/chainsaw/image-validating-policies";
 
 /// The upstream file at `path`, with `ghcr.io` replaced by the test
 /// registry and the Notary certificate by `pem`.

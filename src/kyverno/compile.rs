@@ -516,17 +516,35 @@ fn attestors(
     Ok(out)
 }
 
-/// A ClusterImagePolicy error said at the attestor it came from.
+/// A ClusterImagePolicy error said at the attestor field it came from.
 fn relocate(e: PolicyError, at: &str) -> PolicyError {
-    let field = e
-        .field
-        .strip_prefix("spec.authorities[0]")
-        .map(|rest| format!("{at}{rest}"))
-        .unwrap_or_else(|| at.to_string())
-        .replace(".notation.trustStore.certificates", ".notary.certs")
-        .replace(".notation.trustStore.tsaCertificates", ".notary.tsaCerts")
-        .replace(".notation", ".notary");
-    err(field, e.message)
+    let Some(rest) = e.field.strip_prefix("spec.authorities[0]") else {
+        return err(at, e.message);
+    };
+    // The authority's fields as the attestor writes them.
+    const RENAMED: [(&str, &str); 7] = [
+        (".notation.trustStore.tsaCertificates", ".notary.tsaCerts"),
+        (".notation.trustStore.certificates", ".notary.certs"),
+        (".notation", ".notary"),
+        (".keyless.ca-cert", ".cosign.keyless.roots"),
+        (".keyless", ".cosign.keyless"),
+        (".key", ".cosign.key"),
+        (".source[0].oci", ".cosign.source.repository"),
+    ];
+    let rest = RENAMED
+        .iter()
+        .find_map(|(from, to)| {
+            rest.strip_prefix(from).map(|tail| {
+                // `roots` is one PEM text: whatever inside it is wrong, it is the field.
+                if to.ends_with("roots") || to.ends_with("certs") || to.ends_with("tsaCerts") {
+                    to.to_string()
+                } else {
+                    format!("{to}{tail}")
+                }
+            })
+        })
+        .unwrap_or_else(|| rest.replace(".source[0]", ".cosign.source"));
+    err(format!("{at}{rest}"), e.message)
 }
 
 /// The ClusterImagePolicy authority an attestor is.

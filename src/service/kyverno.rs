@@ -115,6 +115,38 @@ impl Evaluator {
         decided
     }
 
+    /// The images `/mutate` pins for the `ImageValidatingPolicy`s that
+    /// apply with `validationConfigurations.mutateDigest` (the default):
+    /// those they claim. A policy whose expressions fail claims nothing
+    /// here; `/validate` reports it.
+    pub(super) async fn kyverno_pins(&self, input: Arc<Input>) -> Vec<String> {
+        let mut pins = Vec::new();
+        for loaded in self.kyverno.current().iter() {
+            let LoadedIvp::Valid(ivp) = loaded else {
+                continue;
+            };
+            if !ivp.mutate_digest {
+                continue;
+            }
+            let (p, i) = (ivp.clone(), input.clone());
+            let claimed = on_pool(
+                move || match judge::applies(&p, &i) {
+                    Applies::Yes { object, old_object } => {
+                        judge::images(&p, &i, &object, &old_object)
+                            .map(|(_, matched)| matched)
+                            .unwrap_or_default()
+                    }
+                    _ => Vec::new(),
+                },
+                self.settings.verify_timeout,
+            )
+            .await
+            .unwrap_or_default();
+            pins.extend(claimed);
+        }
+        pins
+    }
+
     async fn one_policy(
         &self,
         ivp: &Arc<CompiledIvp>,

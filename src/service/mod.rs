@@ -201,13 +201,19 @@ impl Evaluator {
         if let Some(bytes) = self.credentials.as_ref().and_then(|c| c.cache_bytes()) {
             metrics.set_cache_bytes(metrics::CacheName::pull_secrets, bytes);
         }
+        // ClusterImagePolicies and ImageValidatingPolicies (both kinds).
         let policies = self.store.current();
+        let kyverno = self.kyverno.current();
         let ready = policies
             .policies()
             .iter()
             .filter(|p| matches!(p, LoadedPolicy::Valid(_)))
-            .count();
-        metrics.set_policies(ready, policies.policies().len() - ready);
+            .count()
+            + kyverno
+                .iter()
+                .filter(|p| matches!(p, crate::kyverno::LoadedIvp::Valid(_)))
+                .count();
+        metrics.set_policies(ready, policies.policies().len() + kyverno.len() - ready);
         let (ready, not_ready) = self.verifier.trust().readiness();
         metrics.set_trust_roots(ready, not_ready);
     }

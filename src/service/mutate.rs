@@ -34,11 +34,14 @@ impl Evaluator {
     pub async fn mutate_held(&self, body: impl AsRef<[u8]>) -> Result<Answered, Unanswered> {
         let deadline = tokio::time::Instant::now() + self.settings.verify_timeout;
         let decoded = admission::decode(body.as_ref());
+        let kyverno_input = (!self.kyverno.is_empty() && decoded.is_ok())
+            .then(|| super::review::kyverno_input(body.as_ref()))
+            .flatten();
         drop(body);
         let (ctx, images) = admission::split(decoded?);
         let span = tracing::info_span!("mutate", uid = %ctx.uid, kind = %ctx.kind, namespace = %ctx.namespace, name = %ctx.name);
         let (answer, ticket) = self
-            .pin_images(images, &ctx, deadline)
+            .pin_images(images, &ctx, deadline, kyverno_input)
             .instrument(span)
             .await?;
         Ok(Answered {
@@ -52,17 +55,26 @@ impl Evaluator {
         images: Result<Option<Vec<ImageUse>>, WorkloadError>,
         ctx: &RequestContext,
         deadline: tokio::time::Instant,
+        kyverno_input: Option<std::sync::Arc<crate::kyverno::Input>>,
     ) -> Result<(Answer, Option<Ticket>), Unanswered> {
-        if let Some(cluster) = &self.cluster {
-            if !matches!(
+        // ClusterImagePolicies pin in labelled namespaces only; an
+        // ImageValidatingPolicy selects its own.
+        let labelled = match &self.cluster {
+            Some(cluster) => matches!(
                 cluster.mode(&ctx.namespace),
                 Ok(NamespaceMode::Enforce | NamespaceMode::Audit)
-            ) {
-                return Ok((Answer::allow(), None));
-            }
+            ),
+            None => true,
+        };
+        if !labelled && kyverno_input.is_none() {
+            return Ok((Answer::allow(), None));
         }
         let Ok(Some(images)) = images else {
             return Ok((Answer::allow(), None));
+        };
+        let kyverno_pins = match kyverno_input {
+            Some(input) => self.kyverno_pins(input).await,
+            None => Vec::new(),
         };
         let policies = self.store.current();
         let resource = &ctx.resource;
@@ -71,12 +83,13 @@ impl Evaluator {
             .into_iter()
             .filter_map(|image| {
                 let parsed = ImageRef::parse(&image.reference).ok()?;
-                (parsed.digest.is_none()
-                    && policies
-                        .matching(&parsed)
-                        .iter()
-                        .any(|p| p.applies_to(resource)))
-                .then_some((image, parsed))
+                let claimed = kyverno_pins.contains(&image.reference)
+                    || labelled
+                        && policies
+                            .matching(&parsed)
+                            .iter()
+                            .any(|p| p.applies_to(resource));
+                (parsed.digest.is_none() && claimed).then_some((image, parsed))
             })
             .collect();
         if to_pin.is_empty() {

@@ -80,10 +80,16 @@ impl Evaluator {
         kyverno_input: Option<std::sync::Arc<crate::kyverno::Input>>,
     ) -> Result<(Answer, Decision, Option<Ticket>), Unanswered> {
         let mut decision = self.settings.decision;
+        // An unlabelled namespace is no ClusterImagePolicy's business, but
+        // an ImageValidatingPolicy selects its own namespaces.
+        let mut cluster_image_policies = true;
         if let Some(cluster) = &self.cluster {
             match cluster.mode(&ctx.namespace) {
                 Ok(NamespaceMode::Enforce) => {}
                 Ok(NamespaceMode::Audit) => decision.server_mode = ServerMode::Audit,
+                Ok(NamespaceMode::Skip) if kyverno_input.is_some() => {
+                    cluster_image_policies = false;
+                }
                 Ok(NamespaceMode::Skip) => {
                     tracing::debug!("namespace not labelled for enforcement; admitted");
                     return Ok((Answer::allow(), Decision::allowed, None));
@@ -130,6 +136,13 @@ impl Evaluator {
         let kyverno = match kyverno_input {
             Some(input) => self.kyverno(ctx, input, deadline).await,
             None => Default::default(),
+        };
+        // Only the ImageValidatingPolicies' images are checked here: each
+        // image they claim is reported once, by them.
+        let images = if cluster_image_policies {
+            images
+        } else {
+            Vec::new()
         };
         let eval = self
             .evaluate_with_kyverno(
@@ -198,7 +211,7 @@ impl Evaluator {
 /// What an `ImageValidatingPolicy` sees of a review: its `request`, with
 /// `object` and `oldObject` apart. `None` when the body does not parse as
 /// JSON (it was decoded already, so it does).
-fn kyverno_input(body: &[u8]) -> Option<std::sync::Arc<crate::kyverno::Input>> {
+pub(super) fn kyverno_input(body: &[u8]) -> Option<std::sync::Arc<crate::kyverno::Input>> {
     let mut review: serde_json::Value = serde_json::from_slice(body).ok()?;
     let mut request = review.get_mut("request")?.take();
     let fields = request.as_object_mut()?;

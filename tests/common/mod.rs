@@ -21,6 +21,7 @@ pub mod faults;
 pub mod github_api;
 pub mod kube;
 pub mod served;
+pub mod sigil_proc;
 pub mod token_server;
 
 /// One registry plus a client that pushes to it.
