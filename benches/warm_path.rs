@@ -5,20 +5,9 @@
 //!
 //! Run: `cargo bench --bench warm_path`
 
-use std::sync::Arc;
-use std::time::Duration;
+mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use oci_client::Reference;
-use sigil::audit::NullAuditSink;
-use sigil::decision::{DecisionSettings, NoMatchAction, ServerMode};
-use sigil::policy::{files, PolicyStore};
-use sigil::registry::{RegistryClient, RegistryOptions};
-use sigil::service::{Evaluator, EvaluatorSettings};
-use sigil::verify::{Verifier, VerifierSettings};
-use sigil_testkit::{
-    plain_http_client, push_image, sign_image, LocalRegistry, TestKey, TestKeyKind,
-};
 
 fn warm_path(c: &mut Criterion) {
     sigil::install_crypto_provider();
@@ -27,62 +16,14 @@ fn warm_path(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let registry = LocalRegistry::start().expect("docker-registry");
-    let key = TestKey::generate(TestKeyKind::P256).unwrap();
-    let addr = registry.addr.clone();
-    let images: Vec<String> = rt.block_on(async {
-        let client = plain_http_client(std::slice::from_ref(&addr));
-        let mut out = Vec::new();
-        for repo in ["bench/web", "bench/sidecar", "bench/init"] {
-            let d = push_image(
-                &client,
-                &Reference::with_tag(addr.clone(), repo.into(), "v1".into()),
-            )
-            .await
-            .unwrap();
-            sign_image(&client, &addr, repo, &d, &key).await.unwrap();
-            out.push(format!("{addr}/{repo}:v1@{d}"));
-        }
-        out
-    });
+    let signed = common::signed_images(&rt);
+    let addr = signed.registry.addr.clone();
     let policy = format!(
         "apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: bench\nspec:\n  images: [{{glob: \"{addr}/bench/**\"}}]\n  authorities:\n    - key:\n        data: |\n{}",
-        key.public_pem.lines().map(|l| format!("          {l}\n")).collect::<String>()
+        common::indented(&signed.key.public_pem, 10)
     );
-    let store = Arc::new(PolicyStore::new());
-    store.replace_source("bench", &files::parse_documents(&policy).unwrap());
-    let reg = RegistryClient::new(&RegistryOptions {
-        insecure: vec![addr.clone()],
-        ..Default::default()
-    })
-    .unwrap();
-    let evaluator = Evaluator::new(
-        store,
-        Arc::new(Verifier::new(Arc::new(reg), &VerifierSettings::default())),
-        EvaluatorSettings {
-            decision: DecisionSettings {
-                server_mode: ServerMode::Enforce,
-                no_match: NoMatchAction::Deny,
-            },
-            verify_timeout: Duration::from_secs(8),
-            require_digest: true,
-            ..Default::default()
-        },
-        Arc::new(NullAuditSink),
-    );
-    let body = serde_json::to_vec(&serde_json::json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {
-            "uid": "bench", "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "name": "p", "namespace": "default", "operation": "CREATE", "userInfo": {"username": "u"},
-            "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {
-                "initContainers": [{"name": "i", "image": images[2]}],
-                "containers": [{"name": "w", "image": images[0]}, {"name": "s", "image": images[1]}]
-            }}
-        }
-    }))
-    .unwrap();
+    let evaluator = common::evaluator(&addr, &policy);
+    let body = common::pod_review(&signed.images);
     let first = rt.block_on(evaluator.review(&body)).unwrap();
     let v: serde_json::Value = serde_json::from_slice(&first).unwrap();
     assert_eq!(v["response"]["allowed"], true, "warm-up must admit: {v}");
@@ -91,7 +32,6 @@ fn warm_path(c: &mut Criterion) {
         b.to_async(&rt)
             .iter(|| async { evaluator.review(&body).await.unwrap() })
     });
-    drop(registry);
 }
 
 criterion_group!(benches, warm_path);

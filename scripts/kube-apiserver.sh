@@ -7,13 +7,13 @@
 # The vendored github.com/modern-go/reflect2 v1.0.1 crashes (SIGSEGV in map
 # iteration) when built with Go >= 1.18; Debian's golang-github-modern-go-
 # reflect2-dev (1.0.2, the upstream fix) is copied over it before building.
-# With it, the vendored json-iterator 1.1.10 decodes an empty string inside
-# a custom resource as null (`apiGroups: [""]` is refused); Debian's
-# golang-github-json-iterator-go-dev (1.1.12, written for reflect2 1.0.2)
-# replaces it too.
+# Built with Go 1.19, the vendored go-openapi/validate takes an empty string
+# for null (it compares reflect.Values with DeepEqual, which newer Go makes
+# equal for "" and the zero string), so a custom resource holding `""`
+# (`apiGroups: [""]`) is refused; the check is patched to test for nil only.
 set -euo pipefail
 cache="${SIGIL_CACHE:-$HOME/.cache/sigil}"
-bin="$cache/kube-apiserver-v1.20.2-reflect2-jsoniter/kube-apiserver"
+bin="$cache/kube-apiserver-v1.20.2-go119/kube-apiserver"
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 need=()
@@ -22,7 +22,6 @@ command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)
 if [ ! -x "$bin" ]; then
   [ -x /usr/lib/go-1.19/bin/go ] || need+=(golang-1.19-go)
   [ -d /usr/share/gocode/src/github.com/modern-go/reflect2 ] || need+=(golang-github-modern-go-reflect2-dev)
-  [ -d /usr/share/gocode/src/github.com/json-iterator/go ] || need+=(golang-github-json-iterator-go-dev)
   command -v rsync >/dev/null 2>&1 || need+=(rsync)
   command -v dpkg-source >/dev/null 2>&1 || need+=(dpkg-dev)
 fi
@@ -51,8 +50,9 @@ if [ ! -x "$bin" ]; then
   tree=$(find "$work" -maxdepth 1 -mindepth 1 -type d -name 'kubernetes-*' | head -1)
   rm -rf "$tree/vendor/github.com/modern-go/reflect2"
   cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 "$tree/vendor/github.com/modern-go/reflect2"
-  rm -rf "$tree/vendor/github.com/json-iterator/go"
-  cp -r /usr/share/gocode/src/github.com/json-iterator/go "$tree/vendor/github.com/json-iterator/go"
+  typecheck="$tree/vendor/github.com/go-openapi/validate/type.go"
+  grep -q 'reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data))' "$typecheck"
+  sed -i 's/if data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data)) {/if data == nil || reflect.ValueOf(data).Kind() == reflect.Invalid {/' "$typecheck"
   mkdir -p "$tree/.go/src/k8s.io"
   ln -sfn ../../.. "$tree/.go/src/k8s.io/kubernetes"
   (cd "$tree/.go/src/k8s.io/kubernetes" && GOPATH="$tree/.go" PATH="/usr/lib/go-1.19/bin:$PATH" CGO_ENABLED=0 GOFLAGS=-mod=vendor make WHAT=cmd/kube-apiserver >&2)

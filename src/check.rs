@@ -21,6 +21,9 @@ pub struct Workload {
     /// tester) and the output says the webhook would need the digest.
     /// Manifests (`-f`) get exactly the webhook's verdict.
     pub from_image_flag: bool,
+    /// The object as written (manifests only): what an
+    /// `ImageValidatingPolicy`'s CEL sees as `object`.
+    pub object: Option<std::sync::Arc<Value>>,
 }
 
 /// One image in the JSON output.
@@ -62,7 +65,8 @@ pub fn workloads(
         let docs: Vec<Value> =
             serde_saphyr::from_multiple(text).map_err(|e| format!("{path}: {e}"))?;
         for doc in docs.into_iter().filter(|d| !d.is_null()) {
-            if let Some(w) = workload_of(&doc, namespace).map_err(|e| format!("{path}: {e}"))? {
+            if let Some(mut w) = workload_of(&doc, namespace).map_err(|e| format!("{path}: {e}"))? {
+                w.object = Some(std::sync::Arc::new(doc));
                 out.push(w);
             }
         }
@@ -76,6 +80,7 @@ pub fn workloads(
                 pointer: "/spec/containers/0/image".into(),
             }],
             from_image_flag: true,
+            object: None,
         });
     }
     Ok(out)
@@ -180,6 +185,7 @@ pub fn check_workload(
         context,
         images: pod.images,
         from_image_flag: false,
+        object: None,
     })
 }
 
@@ -233,12 +239,14 @@ pub async fn run_check(evaluator: &Evaluator, workloads: Vec<Workload>) -> Check
             w.context.kind, w.context.namespace, w.context.name
         );
         let require_digest = evaluator.settings.require_digest && !w.from_image_flag;
+        let input = w.object.as_ref().map(|o| kyverno_input(&w.context, o));
         let eval = evaluator
-            .evaluate_with(
+            .evaluate_with_kyverno_input(
                 &w.context,
                 w.images,
                 &evaluator.settings.decision,
                 require_digest,
+                input,
             )
             .await;
         if w.from_image_flag && evaluator.settings.require_digest {
@@ -284,6 +292,24 @@ pub async fn run_check(evaluator: &Evaluator, workloads: Vec<Workload>) -> Check
         }
     }
     result
+}
+
+/// What an `ImageValidatingPolicy` sees of a manifest: a CREATE of it,
+/// by `sigil-check`.
+fn kyverno_input(ctx: &RequestContext, object: &Value) -> std::sync::Arc<crate::kyverno::Input> {
+    let r = &ctx.resource;
+    let kind = object.get("kind").cloned().unwrap_or_default();
+    std::sync::Arc::new(crate::kyverno::Input {
+        request: serde_json::json!({
+            "uid": ctx.uid, "operation": ctx.operation, "namespace": ctx.namespace, "name": ctx.name,
+            "kind": {"group": r.group, "version": r.version, "kind": kind},
+            "resource": {"group": r.group, "version": r.version, "resource": r.resource},
+            "userInfo": {"username": ctx.user},
+            "dryRun": true,
+        }),
+        object: object.clone(),
+        ..Default::default()
+    })
 }
 
 /// The pipeline `check` runs: `serve`'s, with the policy directory's

@@ -174,6 +174,16 @@ pub const GITHUB_BUDGETS_REMEMBERED: usize = 4_096;
 
 /// Largest signature, attestation or referrer payload read.
 pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
+
+/// Largest review an `ImageValidatingPolicy` reads whole (its CEL sees the
+/// object): etcd stores objects of at most 1.5 MiB, and a review carries
+/// the object and the old one. A larger review fails those policies
+/// (their `failurePolicy` decides), never grows the process.
+pub const MAX_KYVERNO_REVIEW_BYTES: usize = 3 << 20;
+
+/// Most referrer artifacts of one type (an `ImageValidatingPolicy`'s
+/// `referrer` attestation) read for one image.
+pub const MAX_REFERRER_ARTIFACTS: usize = 8;
 /// Most layers read from one cosign signature or attestation manifest.
 pub const MAX_SIGNATURE_LAYERS: usize = 64;
 /// Most referrers (or GitHub attestations) read for one image.
@@ -383,6 +393,8 @@ pub const TABLE: &[Limit] = &[
     time("GITHUB_CALL_REFILL_PER_NAMESPACE", GITHUB_CALL_REFILL_PER_NAMESPACE, None, "then one more per two seconds; past it the image is denied with the reason, other namespaces unaffected"),
     count("GITHUB_BUDGETS_REMEMBERED", GITHUB_BUDGETS_REMEMBERED as u64, None, "namespaces' GitHub budgets remembered"),
     bytes("MAX_PAYLOAD_BYTES", MAX_PAYLOAD_BYTES as u64, None, "one signature, attestation or referrer payload"),
+    bytes("MAX_KYVERNO_REVIEW_BYTES", MAX_KYVERNO_REVIEW_BYTES as u64, None, "a review an ImageValidatingPolicy reads whole (objects are at most 1.5 MiB in etcd, a review holds two); larger fails those policies"),
+    count("MAX_REFERRER_ARTIFACTS", MAX_REFERRER_ARTIFACTS as u64, None, "referrer artifacts of one type read for one image (an ImageValidatingPolicy's referrer attestation)"),
     count("MAX_SIGNATURE_LAYERS", MAX_SIGNATURE_LAYERS as u64, None, "layers read from one cosign signature or attestation manifest"),
     count("MAX_REFERRERS", MAX_REFERRERS as u64, None, "referrers (or GitHub attestations) read for one image"),
     count("SIGNATURES_CHECKED_AT_ONCE", SIGNATURES_CHECKED_AT_ONCE as u64, None, "layers or referrers in flight for one authority; each is verified as it arrives and dropped unless it verifies"),

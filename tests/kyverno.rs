@@ -258,3 +258,45 @@ fn a_field_sigil_does_not_implement_is_refused_naming_it() {
     .unwrap();
     assert_eq!(e.field, "spec.attestors[0].notary.certs");
 }
+
+/// `sigil check` reads the same policy offline: the manifest as written is
+/// what its CEL sees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigil_check_evaluates_the_policy_over_manifests() {
+    let lab = Lab::new();
+    let policy = upstream(
+        "standard/notary-basic/policy.yaml",
+        lab.env.addr(),
+        &lab.ca.pem(),
+    );
+    let ev = lab.pipeline(&policy);
+    let signed = lab
+        .image(
+            "kyverno/test-verify-image",
+            true,
+            Some((&lab.signer, "CycloneDX")),
+        )
+        .await;
+    let unsigned = lab.image("kyverno/unsigned", false, None).await;
+    let manifest = |name: &str, image: &str| {
+        format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{prod: \"true\"}}\nspec:\n  containers:\n    - name: c\n      image: {image}\n")
+    };
+    let texts = vec![(
+        "pods.yaml".to_string(),
+        format!(
+            "{}---\n{}",
+            manifest("good", &signed),
+            manifest("bad", &unsigned)
+        ),
+    )];
+    let workloads = sigil::check::workloads(&texts, &[], "default").unwrap();
+    let result = sigil::check::run_check(&ev, workloads).await;
+    assert!(!result.allowed);
+    assert_eq!(
+        result.denied,
+        vec![
+            "Pod default/bad: Policy ivpol-sample failed: failed to verify image with notary cert"
+                .to_string()
+        ]
+    );
+}

@@ -42,6 +42,8 @@ pub struct Cel {
     pub field: String,
     /// The parsed program.
     pub program: Arc<cel::Program>,
+    /// Its source, as written.
+    pub source: String,
 }
 
 impl Cel {
@@ -60,6 +62,7 @@ impl Cel {
         Ok(Cel {
             field,
             program: Arc::new(program),
+            source: source.trim().to_string(),
         })
     }
 }

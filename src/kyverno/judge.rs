@@ -28,9 +28,20 @@ pub struct Input {
     pub old_object: Value,
     /// The request's Namespace object (null when cluster-scoped or unknown).
     pub namespace_object: Value,
+    /// Not read: the review was larger than sigil reads whole (its size).
+    pub too_large: Option<usize>,
 }
 
 impl Input {
+    /// A review over [`crate::limits::MAX_KYVERNO_REVIEW_BYTES`]: every
+    /// policy that could apply fails with that reason.
+    pub fn too_large(bytes: usize) -> Self {
+        Input {
+            too_large: Some(bytes),
+            ..Input::default()
+        }
+    }
+
     fn text(&self, key: &str) -> &str {
         self.request.get(key).and_then(Value::as_str).unwrap_or("")
     }
@@ -142,6 +153,13 @@ pub fn applies(ivp: &CompiledIvp, input: &Input) -> Applies {
     let namespace = input.text("namespace");
     if ivp.namespace.as_deref().is_some_and(|n| n != namespace) {
         return Applies::No;
+    }
+    if let Some(bytes) = input.too_large {
+        return Applies::Error(format!(
+            "the review is {} bytes, over sigil's limit of {} for ImageValidatingPolicies",
+            crate::text::thousands(bytes),
+            crate::text::thousands(crate::limits::MAX_KYVERNO_REVIEW_BYTES)
+        ));
     }
     let resource = input
         .request
@@ -422,7 +440,7 @@ pub fn evaluate(
                         _ => None,
                     })
                     .or_else(|| v.message.clone())
-                    .unwrap_or_else(|| format!("failed expression: {}", v.expression.field));
+                    .unwrap_or_else(|| format!("failed expression: {}", v.expression.source));
                 return Outcome {
                     failure: Some(message),
                     error: None,

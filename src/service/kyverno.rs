@@ -75,6 +75,34 @@ async fn on_pool<T: Send + 'static>(
 }
 
 impl Evaluator {
+    /// [`Evaluator::evaluate_with`] with the `ImageValidatingPolicy`s
+    /// too, over `input` (the request as the webhook would receive it):
+    /// `sigil check`'s way in.
+    pub async fn evaluate_with_kyverno_input(
+        &self,
+        ctx: &RequestContext,
+        images: Vec<crate::workload::ImageUse>,
+        decision: &crate::decision::DecisionSettings,
+        require_digest: bool,
+        input: Option<Arc<Input>>,
+    ) -> super::Evaluation {
+        let deadline = tokio::time::Instant::now() + self.settings.verify_timeout;
+        let kyverno = match input {
+            Some(input) => self.kyverno(ctx, input, deadline).await,
+            None => KyvernoDecided::default(),
+        };
+        self.evaluate_with_kyverno(
+            ctx,
+            images,
+            decision,
+            require_digest,
+            deadline,
+            &kyverno.claimed,
+            kyverno.findings,
+        )
+        .await
+    }
+
     /// Decides every `ImageValidatingPolicy` for one review.
     pub(super) async fn kyverno(
         &self,
@@ -87,6 +115,16 @@ impl Evaluator {
         if policies.is_empty() {
             return decided;
         }
+        // A review too large to read whole still says its namespace (its
+        // namespaced policies fail too, never pass unread).
+        let input = match input.too_large {
+            Some(bytes) if input.request.is_null() => {
+                let mut whole = Input::too_large(bytes);
+                whole.request = serde_json::json!({"namespace": ctx.namespace});
+                Arc::new(whole)
+            }
+            _ => input,
+        };
         let creds = self
             .request_credentials(ctx, std::iter::empty(), deadline)
             .await;
@@ -224,7 +262,9 @@ impl Evaluator {
             for (on, decision) in [
                 (a.deny, FindingDecision::Denied),
                 (a.warn, FindingDecision::Warned),
-                (a.audit && !a.deny, FindingDecision::Audited),
+                // Every finding is in the audit log: Audit adds one only
+                // when nothing else was done.
+                (a.audit && !a.deny && !a.warn, FindingDecision::Audited),
             ] {
                 if on {
                     decided

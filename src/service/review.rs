@@ -212,6 +212,11 @@ impl Evaluator {
 /// `object` and `oldObject` apart. `None` when the body does not parse as
 /// JSON (it was decoded already, so it does).
 pub(super) fn kyverno_input(body: &[u8]) -> Option<std::sync::Arc<crate::kyverno::Input>> {
+    if body.len() > crate::limits::MAX_KYVERNO_REVIEW_BYTES {
+        return Some(std::sync::Arc::new(crate::kyverno::Input::too_large(
+            body.len(),
+        )));
+    }
     let mut review: serde_json::Value = serde_json::from_slice(body).ok()?;
     let mut request = review.get_mut("request")?.take();
     let fields = request.as_object_mut()?;
@@ -222,5 +227,6 @@ pub(super) fn kyverno_input(body: &[u8]) -> Option<std::sync::Arc<crate::kyverno
         object,
         old_object,
         namespace_object: serde_json::Value::Null,
+        too_large: None,
     }))
 }

@@ -143,7 +143,7 @@ impl RequestCredentials {
 }
 
 /// Most referrer artifacts of one type read for one image.
-pub const MAX_REFERRER_ARTIFACTS: usize = 8;
+pub use crate::limits::MAX_REFERRER_ARTIFACTS;
 
 /// Resolves and verifies images against compiled policies.
 pub struct Verifier {
