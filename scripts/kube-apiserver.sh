@@ -7,13 +7,15 @@
 # The vendored github.com/modern-go/reflect2 v1.0.1 crashes (SIGSEGV in map
 # iteration) when built with Go >= 1.18; Debian's golang-github-modern-go-
 # reflect2-dev (1.0.2, the upstream fix) is copied over it before building.
-# Built with Go 1.19, the vendored go-openapi/validate takes an empty string
-# for null (it compares reflect.Values with DeepEqual, which newer Go makes
-# equal for "" and the zero string), so a custom resource holding `""`
-# (`apiGroups: [""]`) is refused; the check is patched to test for nil only.
+# Built with Go 1.19, a custom resource holding an empty string
+# (`apiGroups: [""]`) is refused as null: the schema validator's zero-value
+# test compares reflect.Values with DeepEqual, and newer Go stores every
+# empty string converted to an interface at the runtime's shared zero value,
+# where reflect.Zero points too. The test (kube-openapi's copy of
+# go-openapi/validate, and go-openapi's own) is patched to test for nil only.
 set -euo pipefail
 cache="${SIGIL_CACHE:-$HOME/.cache/sigil}"
-bin="$cache/kube-apiserver-v1.20.2-go119/kube-apiserver"
+bin="$cache/kube-apiserver-v1.20.2-go119-empty-strings/kube-apiserver"
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 need=()
@@ -50,9 +52,11 @@ if [ ! -x "$bin" ]; then
   tree=$(find "$work" -maxdepth 1 -mindepth 1 -type d -name 'kubernetes-*' | head -1)
   rm -rf "$tree/vendor/github.com/modern-go/reflect2"
   cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 "$tree/vendor/github.com/modern-go/reflect2"
-  typecheck="$tree/vendor/github.com/go-openapi/validate/type.go"
-  grep -q 'reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data))' "$typecheck"
-  sed -i 's/if data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data)) {/if data == nil || reflect.ValueOf(data).Kind() == reflect.Invalid {/' "$typecheck"
+  for typecheck in "$tree/vendor/k8s.io/kube-openapi/pkg/validation/validate/type.go" \
+                   "$tree/vendor/github.com/go-openapi/validate/type.go"; do
+    grep -q 'reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data))' "$typecheck"
+    sed -i 's/if data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data)) {/if data == nil || reflect.ValueOf(data).Kind() == reflect.Invalid {/' "$typecheck"
+  done
   mkdir -p "$tree/.go/src/k8s.io"
   ln -sfn ../../.. "$tree/.go/src/k8s.io/kubernetes"
   (cd "$tree/.go/src/k8s.io/kubernetes" && GOPATH="$tree/.go" PATH="/usr/lib/go-1.19/bin:$PATH" CGO_ENABLED=0 GOFLAGS=-mod=vendor make WHAT=cmd/kube-apiserver >&2)

@@ -300,3 +300,48 @@ async fn sigil_check_evaluates_the_policy_over_manifests() {
         ]
     );
 }
+
+/// A policy sigil refuses fails closed for what its matchConstraints
+/// select, and only that: a cluster never stops admitting every Pod
+/// because one policy calls a function sigil does not build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_policy_fails_closed_for_what_it_selects_only() {
+    let lab = Lab::new();
+    let pem = lab.ca.pem();
+    let policy = upstream("standard/notary-basic/policy.yaml", lab.env.addr(), &pem)
+        .replace("resources: [\"pods\"]", "resources: [\"deployments\"]")
+        .replace("apiGroups: [\"\"]", "apiGroups: [\"apps\"]")
+        .replace(
+            "images.containers.map(image, verifyImageSignatures(image, [attestors.notary])).all(e, e > 0)",
+            "resource.get('v1', 'configmaps', 'default', 'x') != null",
+        );
+    let (ev, _) = pipeline("", &Opts::for_registry(lab.env.addr()));
+    let docs = sigil::kyverno::files::parse_documents(&policy).unwrap();
+    let loaded = ev.kyverno.replace_source("test", &docs);
+    assert!(loaded[0].error().is_some());
+    let signed = lab.image("kyverno/test-verify-image", true, Some((&lab.signer, "CycloneDX"))).await;
+
+    // A Pod: not selected, so the policy is not in the way (and no other
+    // policy claims the image: the no-match rule speaks).
+    let resp = review_labelled(&ev, &signed, true).await;
+    assert!(message(&resp).contains("no ClusterImagePolicy matches"), "{}", message(&resp));
+    // A Deployment: selected, denied naming the field and the function.
+    let mut body = sigil_testkit::pod_review("uid-2", "default", "d", &signed);
+    let pod_spec = body["request"]["object"]["spec"].clone();
+    body["request"]["kind"] = json!({"group": "apps", "version": "v1", "kind": "Deployment"});
+    body["request"]["resource"] = json!({"group": "apps", "version": "v1", "resource": "deployments"});
+    body["request"]["object"] = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "d", "namespace": "default"},
+        "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}}, "spec": pod_spec}}});
+    let resp = review(&ev, &body).await;
+    assert!(!allowed(&resp));
+    let said = message(&resp);
+    let line = said
+        .lines()
+        .find(|l| l.starts_with("Policy ivpol-sample failed: "))
+        .unwrap_or_else(|| panic!("{said}"));
+    assert_eq!(
+        line,
+        "Policy ivpol-sample failed: policy is invalid: spec.validations[0].expression: resource.get / resource.list / resource.post is not supported by sigil: it reaches outside the request"
+    );
+}

@@ -44,6 +44,10 @@ pub enum LoadedIvp {
         namespace: Option<String>,
         /// What is wrong, by field.
         error: PolicyError,
+        /// What its `matchConstraints` (and `autogen`) select, when they
+        /// compile by themselves: the requests it fails. `None`: every
+        /// request in its namespace scope.
+        scope: Option<Arc<CompiledIvp>>,
     },
 }
 
@@ -117,12 +121,27 @@ pub fn document(doc: &Value) -> Option<Result<IvpDocument, String>> {
     }))
 }
 
+/// What an invalid policy's `matchConstraints` and `autogen` select, when
+/// they compile by themselves.
+fn scope_of(doc: &IvpDocument) -> Option<Arc<CompiledIvp>> {
+    let field = |name: &str| doc.spec.get(name).cloned();
+    let spec = types::IvpSpec {
+        match_constraints: Some(serde_json::from_value(field("matchConstraints")?).ok()?),
+        autogen: field("autogen").and_then(|a| serde_json::from_value(a).ok()),
+        ..Default::default()
+    };
+    compile::compile(&doc.name, doc.namespace.as_deref(), &spec)
+        .ok()
+        .map(Arc::new)
+}
+
 /// Compiles one document.
 pub fn load(doc: &IvpDocument) -> LoadedIvp {
     let invalid = |error| LoadedIvp::Invalid {
         name: doc.name.clone(),
         namespace: doc.namespace.clone(),
         error,
+        scope: scope_of(doc),
     };
     let spec: types::IvpSpec = match serde_path_to_error::deserialize(&doc.spec) {
         Ok(s) => s,

@@ -134,8 +134,23 @@ impl Evaluator {
                     name,
                     namespace,
                     error,
+                    scope,
                 } => {
-                    if namespace.as_deref().is_none_or(|n| n == ctx.namespace) {
+                    // Fails closed for what it selects; unreadable
+                    // constraints select its whole namespace scope.
+                    let selected = match scope {
+                        Some(scope) => {
+                            let (s, i) = (scope.clone(), input.clone());
+                            on_pool(
+                                move || !matches!(judge::applies(&s, &i), Applies::No),
+                                self.settings.verify_timeout,
+                            )
+                            .await
+                            .unwrap_or(true)
+                        }
+                        None => namespace.as_deref().is_none_or(|n| n == ctx.namespace),
+                    };
+                    if selected {
                         decided.findings.push(finding(
                             name,
                             "",

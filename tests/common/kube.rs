@@ -33,7 +33,7 @@ pub fn apiserver_binary() -> PathBuf {
     let home = std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/root"));
-    home.join(".cache/sigil/kube-apiserver-v1.20.2-go119/kube-apiserver")
+    home.join(".cache/sigil/kube-apiserver-v1.20.2-go119-empty-strings/kube-apiserver")
 }
 
 fn wait_port(addr: &str, limit: Duration) -> bool {
