@@ -319,17 +319,28 @@ async fn a_refused_policy_fails_closed_for_what_it_selects_only() {
     let docs = sigil::kyverno::files::parse_documents(&policy).unwrap();
     let loaded = ev.kyverno.replace_source("test", &docs);
     assert!(loaded[0].error().is_some());
-    let signed = lab.image("kyverno/test-verify-image", true, Some((&lab.signer, "CycloneDX"))).await;
+    let signed = lab
+        .image(
+            "kyverno/test-verify-image",
+            true,
+            Some((&lab.signer, "CycloneDX")),
+        )
+        .await;
 
     // A Pod: not selected, so the policy is not in the way (and no other
     // policy claims the image: the no-match rule speaks).
     let resp = review_labelled(&ev, &signed, true).await;
-    assert!(message(&resp).contains("no ClusterImagePolicy matches"), "{}", message(&resp));
+    assert!(
+        message(&resp).contains("no ClusterImagePolicy matches"),
+        "{}",
+        message(&resp)
+    );
     // A Deployment: selected, denied naming the field and the function.
     let mut body = sigil_testkit::pod_review("uid-2", "default", "d", &signed);
     let pod_spec = body["request"]["object"]["spec"].clone();
     body["request"]["kind"] = json!({"group": "apps", "version": "v1", "kind": "Deployment"});
-    body["request"]["resource"] = json!({"group": "apps", "version": "v1", "resource": "deployments"});
+    body["request"]["resource"] =
+        json!({"group": "apps", "version": "v1", "resource": "deployments"});
     body["request"]["object"] = json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "d", "namespace": "default"},
         "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}}, "spec": pod_spec}}});
@@ -343,5 +354,143 @@ async fn a_refused_policy_fails_closed_for_what_it_selects_only() {
     assert_eq!(
         line,
         "Policy ivpol-sample failed: policy is invalid: spec.validations[0].expression: resource.get / resource.list / resource.post is not supported by sigil: it reaches outside the request"
+    );
+}
+
+/// Attestations cosign v3 stores as Sigstore bundles (OCI referrers)
+/// verify for an ImageValidatingPolicy's cosign attestor, as those in
+/// cosign's `.att` tag do, and their Statement is what `extractPayload`
+/// returns (Kyverno counts them as 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cosign_v3_bundle_attestations_verify_and_extract() {
+    use sigil_testkit::sigstore::{
+        push_referrer_in, BundleSigner, CertRequest, OfflineSigstore, ProofMode, San,
+    };
+    const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+    const SUBJECT: &str =
+        "https://github.com/kyverno/test-images/.github/workflows/cosign.yml@refs/heads/main";
+    let env = Env::start();
+    let sigstore = OfflineSigstore::new().unwrap();
+    let mut req = CertRequest::github_actions(
+        "kyverno/test-images",
+        "refs/heads/main",
+        "github-hosted",
+        "push",
+    );
+    req.subject = San::Uri(SUBJECT.into());
+    let cert = sigstore.issue(&req).unwrap();
+    let repo = "kyverno/test-images/cosign";
+    let digest = env.push(repo, "bundle").await;
+    let full = format!("{}/{repo}", env.addr());
+    let statement = sigil_testkit::in_toto_statement(
+        &full,
+        &digest,
+        "https://slsa.dev/provenance/v1",
+        json!({"buildDefinition": {"buildType": "https://actions.github.io/buildtypes/workflow/v1"}}),
+    );
+    let bundle = sigstore
+        .dsse_bundle(
+            BundleSigner::Certificate(&cert),
+            &statement,
+            ProofMode::Valid,
+        )
+        .unwrap();
+    let held_at =
+        oci_client::Reference::with_digest(env.addr().into(), repo.into(), digest.clone());
+    push_referrer_in(
+        &env.client,
+        &held_at,
+        env.addr(),
+        repo,
+        (BUNDLE, BUNDLE, BUNDLE),
+        &bundle,
+        Default::default(),
+        &oci_client::secrets::RegistryAuth::Anonymous,
+    )
+    .await
+    .unwrap();
+    // The upstream policy of the extract-cache-hit test, as it is.
+    let policy = std::fs::read_to_string(format!(
+        "{FIXTURES}/standard/cosign-attestation-extract-cache-hit/policy.yaml"
+    ))
+    .unwrap()
+    .replace("ghcr.io", env.addr());
+    let mut opts = Opts::for_registry(env.addr());
+    opts.trust = Some(std::sync::Arc::new(sigil::trust::TrustStore::new(
+        sigil::trust::TrustMaterial::from_json("default", &sigstore.trusted_root_json(None))
+            .unwrap(),
+    )));
+    let (ev, _) = pipeline("", &opts);
+    ev.kyverno.replace_source(
+        "test",
+        &sigil::kyverno::files::parse_documents(&policy).unwrap(),
+    );
+    let image = format!("{full}:bundle");
+    for _ in 0..3 {
+        let resp = review_labelled(&ev, &image, false).await;
+        assert!(allowed(&resp), "{}", message(&resp));
+    }
+    // Nothing attested: denied with the policy's words.
+    let bare = format!("{full}:bare");
+    env.push(repo, "bare").await;
+    let resp = review_labelled(&ev, &bare, false).await;
+    assert_eq!(
+        message(&resp),
+        "Policy ivpol-cosign-attestation-extract-cache failed: failed to verify SLSA intoto attestation with Cosign keyless"
+    );
+}
+
+/// sigil's CRD of the kind has exactly Kyverno's fields (by path): a field
+/// spelled otherwise would be pruned by the apiserver from a policy written
+/// for Kyverno, silently.
+#[test]
+fn the_crds_fields_are_kyvernos() {
+    use std::collections::BTreeSet;
+    fn paths(schema: &serde_json::Value, prefix: &str, out: &mut BTreeSet<String>) {
+        if let Some(props) = schema.get("properties").and_then(|p| p.as_object()) {
+            for (k, v) in props {
+                let p = format!("{prefix}.{k}");
+                // A label selector's insides are Kubernetes', not the policy's.
+                if !k.ends_with("Selector") {
+                    paths(v, &p, out);
+                    if let Some(items) = v.get("items") {
+                        paths(items, &format!("{p}[]"), out);
+                    }
+                }
+                out.insert(p);
+            }
+        }
+    }
+    let spec = |path: &str| {
+        let crd: serde_json::Value =
+            serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let version = crd["spec"]["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "v1beta1")
+            .unwrap()
+            .clone();
+        let mut out = BTreeSet::new();
+        paths(
+            &version["schema"]["openAPIV3Schema"]["properties"]["spec"],
+            "spec",
+            &mut out,
+        );
+        out
+    };
+    let kyverno =
+        spec("tests/fixtures/kyverno-ivp/crds/policies.kyverno.io_imagevalidatingpolicies.yaml");
+    let ours = spec("crds/kyverno/imagevalidatingpolicies.policies.kyverno.io.yaml");
+    assert!(kyverno.len() > 100, "{}", kyverno.len());
+    assert_eq!(
+        kyverno.difference(&ours).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "Kyverno's fields sigil's CRD lacks"
+    );
+    assert_eq!(
+        ours.difference(&kyverno).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "fields only sigil's CRD has"
     );
 }

@@ -108,11 +108,13 @@ pub enum AttestationKind {
 pub struct CompiledAttestor {
     /// `attestors[].name`.
     pub name: String,
-    /// Its signature check: a one-authority policy.
-    pub signature: Arc<CompiledPolicy>,
+    /// Its signature check: one-authority policies, one per layout it
+    /// reads (cosign's tags, and Sigstore bundles as OCI referrers, which
+    /// cosign v3 writes); any one verifying is enough.
+    pub signature: Vec<Arc<CompiledPolicy>>,
     /// Per in-toto attestation name: the same authority asking for that
-    /// Statement.
-    pub intoto: BTreeMap<String, Arc<CompiledPolicy>>,
+    /// Statement, in each layout.
+    pub intoto: BTreeMap<String, Vec<Arc<CompiledPolicy>>>,
     /// A notary attestor (reads referrer attestations).
     pub notary: bool,
 }
@@ -498,14 +500,26 @@ fn attestors(
                 .map(Arc::new)
                 .map_err(|e| relocate(e, &at))
         };
-        let signature = one("", authority.clone())?;
+        // A cosign attestor reads cosign's tags and, where the options
+        // allow it (not with a tag prefix or another hash), the bundles
+        // cosign v3 stores as OCI referrers.
+        let layouts = |suffix: &str, authority: Value| {
+            let mut policies = vec![one(suffix, authority.clone())?];
+            if !notary {
+                let mut bundle = authority;
+                bundle["signatureFormat"] = json!("bundle");
+                policies.extend(one(&format!("{suffix}/bundle"), bundle).ok());
+            }
+            Ok::<_, PolicyError>(policies)
+        };
+        let signature = layouts("", authority.clone())?;
         let mut intoto = BTreeMap::new();
         if !notary {
             for (name, kind) in attestations {
                 if let AttestationKind::Intoto(predicate) = kind {
                     let mut with = authority.clone();
                     with["attestations"] = json!([{"name": name, "predicateType": predicate}]);
-                    intoto.insert(name.clone(), one(&format!("/{name}"), with)?);
+                    intoto.insert(name.clone(), layouts(&format!("/{name}"), with)?);
                 }
             }
         }

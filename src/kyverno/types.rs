@@ -293,7 +293,7 @@ pub struct CtLog {
     #[serde(default)]
     pub tsa_cert_chain: Option<String>,
     /// Skip the SCT check.
-    #[serde(default)]
+    #[serde(default, rename = "insecureIgnoreSCT")]
     pub insecure_ignore_sct: Option<bool>,
     /// Skip the transparency log.
     #[serde(default)]

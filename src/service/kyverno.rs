@@ -46,13 +46,22 @@ fn finding(policy: &str, image: &str, decision: FindingDecision, reason: String)
     }
 }
 
-fn check_of(outcome: &PolicyOutcome) -> Check {
-    if outcome.passed {
-        Check::Verified
-    } else if outcome.is_transient() {
-        Check::Error(outcome.reasons().join("; "))
+/// The check of an attestor over its layouts: verified when any layout
+/// verified; else undecided when any could not be decided; else failed,
+/// with every layout's reasons.
+fn check_of(outcomes: &[Arc<PolicyOutcome>]) -> Check {
+    if outcomes.iter().any(|o| o.passed) {
+        return Check::Verified;
+    }
+    let reasons = outcomes
+        .iter()
+        .flat_map(|o| o.reasons())
+        .collect::<Vec<_>>()
+        .join("; ");
+    if outcomes.iter().any(|o| o.is_transient()) {
+        Check::Error(reasons)
     } else {
-        Check::Failed(outcome.reasons().join("; "))
+        Check::Failed(reasons)
     }
 }
 
@@ -339,35 +348,59 @@ impl Evaluator {
                 }
             },
         };
+        let in_layouts = |policies: &'_ [Arc<crate::policy::CompiledPolicy>]| {
+            let (parsed, digest) = (parsed.clone(), digest.clone());
+            let policies = policies.to_vec();
+            async move {
+                let mut outcomes = Vec::with_capacity(policies.len());
+                for p in &policies {
+                    let o = self
+                        .verifier
+                        .evaluate_policy(&parsed, &digest, p, creds)
+                        .await;
+                    let passed = o.passed;
+                    outcomes.push(o);
+                    if passed {
+                        break;
+                    }
+                }
+                outcomes
+            }
+        };
         for a in &ivp.attestors {
-            let signature = self
-                .verifier
-                .evaluate_policy(&parsed, &digest, &a.signature, creds)
-                .await;
+            let signature = in_layouts(&a.signature).await;
             out.signatures.insert(a.name.clone(), check_of(&signature));
             for (att, kind) in &ivp.attestations {
                 let key = (att.clone(), a.name.clone());
                 match (kind, a.notary) {
                     (AttestationKind::Intoto(_), false) => {
-                        let Some(policy) = a.intoto.get(att) else {
+                        let Some(policies) = a.intoto.get(att) else {
                             continue;
                         };
-                        let o = self
-                            .verifier
-                            .evaluate_policy(&parsed, &digest, policy, creds)
-                            .await;
-                        let statements: Vec<Value> = o
-                            .authorities
+                        let outcomes = in_layouts(policies).await;
+                        let statements: Vec<Value> = outcomes
                             .iter()
+                            .flat_map(|o| o.authorities.iter())
                             .filter_map(|a| a.result.as_ref().ok())
                             .flat_map(|v| v.statements.get(att).cloned().unwrap_or_default())
                             .collect();
-                        out.attestations.insert(key, (check_of(&o), statements));
+                        out.attestations
+                            .insert(key, (check_of(&outcomes), statements));
                     }
                     (AttestationKind::Referrer(kind), true) => {
+                        // A notary attestor is one policy (one layout).
+                        let Some(signature) = a.signature.first() else {
+                            continue;
+                        };
                         let got = self
                             .verifier
-                            .signed_referrer_payloads(&parsed, &digest, kind, &a.signature, creds)
+                            .signed_referrer_payloads(
+                                &parsed,
+                                &digest,
+                                kind,
+                                &a.signature[0],
+                                creds,
+                            )
                             .await;
                         let entry = match got {
                             Ok(payloads) => (Check::Verified, payloads),
