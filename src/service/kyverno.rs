@@ -398,7 +398,7 @@ impl Evaluator {
                                 &parsed,
                                 &digest,
                                 kind,
-                                &a.signature[0],
+                                signature,
                                 creds,
                             )
                             .await;
