@@ -70,6 +70,14 @@ fn names_of(v: &CelValue) -> Vec<String> {
     }
 }
 
+/// A context over CEL's standard library, built once: building the
+/// library is most of a fresh context's cost, and every evaluation starts
+/// from one.
+pub fn context() -> Context<'static, 'static> {
+    static STDLIB: std::sync::OnceLock<Arc<cel::Env>> = std::sync::OnceLock::new();
+    Context::with_env(STDLIB.get_or_init(|| Arc::new(cel::Env::stdlib())).clone())
+}
+
 /// Converts JSON into a CEL value.
 pub fn to_cel(v: &Value) -> Result<CelValue, String> {
     cel::to_value(v).map_err(|e| e.to_string())

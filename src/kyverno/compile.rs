@@ -181,6 +181,17 @@ pub struct CompiledIvp {
     pub admission: bool,
 }
 
+impl CompiledIvp {
+    /// Whether deciding that it applies, and to which images, runs no CEL
+    /// (no match conditions, variables, extractors or image expressions).
+    pub fn matches_without_cel(&self) -> bool {
+        self.match_conditions.is_empty()
+            && self.variables.is_empty()
+            && self.extractors.is_empty()
+            && self.image_expressions.is_empty()
+    }
+}
+
 /// The pod controllers Kyverno generates rules for by default.
 pub const AUTOGEN_DEFAULT: [&str; 6] = [
     "daemonsets",

@@ -52,16 +52,74 @@ impl Input {
 pub enum Applies {
     /// It does not.
     No,
-    /// It does; `object` is what its expressions see as `object` (the pod
+    /// It does; `bound` is what its expressions see (`object` is the pod
     /// template as a Pod when the request is for a pod controller).
     Yes {
-        /// The object.
-        object: Arc<Value>,
-        /// The old object in the same form.
-        old_object: Arc<Value>,
+        /// The request's bindings, converted once.
+        bound: Arc<Bound>,
     },
     /// A match condition could not be evaluated.
     Error(String),
+}
+
+/// The request as one policy's CEL sees it, converted to CEL values once
+/// (its phases then share them, as each clone is a reference count).
+/// The conversion happens when a context is first made, so a policy
+/// whose matching needs no CEL converts nothing until its validations run
+/// (on the program pool).
+#[derive(Debug)]
+pub struct Bound {
+    /// `object` as JSON (the default image extractors read it).
+    object: Value,
+    /// `oldObject` as JSON.
+    old_object: Value,
+    /// The request (its `request` and `namespaceObject`).
+    input: Arc<Input>,
+    /// `object`, `oldObject`, `request`, `namespaceObject`, once converted.
+    values: std::sync::OnceLock<Result<Vec<(&'static str, CelValue)>, String>>,
+}
+
+impl Bound {
+    fn new(input: &Arc<Input>, object: Value, old_object: Value) -> Self {
+        Bound {
+            object,
+            old_object,
+            input: input.clone(),
+            values: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn values(&self) -> Result<&Vec<(&'static str, CelValue)>, String> {
+        self.values
+            .get_or_init(|| {
+                Ok(vec![
+                    ("object", cel_env::to_cel(&self.object)?),
+                    ("oldObject", cel_env::to_cel(&self.old_object)?),
+                    ("request", cel_env::to_cel(&self.input.request)?),
+                    (
+                        "namespaceObject",
+                        cel_env::to_cel(&self.input.namespace_object)?,
+                    ),
+                ])
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// What the policy sees as `object`.
+    pub fn object(&self) -> &Value {
+        &self.object
+    }
+
+    /// A context with these bindings and the image reference library.
+    fn context(&self) -> Result<Context<'static, 'static>, String> {
+        let mut ctx = cel_env::context();
+        for (name, value) in self.values()? {
+            ctx.add_variable_from_value(*name, value.clone());
+        }
+        cel_env::add_reference_library(&mut ctx);
+        Ok(ctx)
+    }
 }
 
 /// How a policy came out.
@@ -146,7 +204,7 @@ fn labels(v: &Value) -> BTreeMap<String, String> {
 }
 
 /// Whether `ivp` applies to the request (`namespace_labels`: its namespace's labels).
-pub fn applies(ivp: &CompiledIvp, input: &Input) -> Applies {
+pub fn applies(ivp: &CompiledIvp, input: &Arc<Input>) -> Applies {
     if !ivp.admission {
         return Applies::No;
     }
@@ -225,14 +283,20 @@ pub fn applies(ivp: &CompiledIvp, input: &Input) -> Applies {
             return Applies::No;
         }
     }
-    let (object, old_object) = match (direct, autogen) {
-        (false, Some((_, pointer))) => (
+    let bound = match (direct, autogen) {
+        (false, Some((_, pointer))) => Bound::new(
+            input,
             as_pod(&input.object, pointer, namespace),
             as_pod(&input.old_object, pointer, namespace),
         ),
-        _ => (input.object.clone(), input.old_object.clone()),
+        _ => Bound::new(input, input.object.clone(), input.old_object.clone()),
     };
-    let ctx = match context(input, &object, &old_object) {
+    if ivp.match_conditions.is_empty() {
+        return Applies::Yes {
+            bound: Arc::new(bound),
+        };
+    }
+    let ctx = match bound.context() {
         Ok(c) => c,
         Err(e) => return Applies::Error(e),
     };
@@ -247,23 +311,8 @@ pub fn applies(ivp: &CompiledIvp, input: &Input) -> Applies {
         }
     }
     Applies::Yes {
-        object: Arc::new(object),
-        old_object: Arc::new(old_object),
+        bound: Arc::new(bound),
     }
-}
-
-fn context(
-    input: &Input,
-    object: &Value,
-    old_object: &Value,
-) -> Result<Context<'static, 'static>, String> {
-    let mut ctx = Context::default();
-    cel_env::bind(&mut ctx, "object", object)?;
-    cel_env::bind(&mut ctx, "oldObject", old_object)?;
-    cel_env::bind(&mut ctx, "request", &input.request)?;
-    cel_env::bind(&mut ctx, "namespaceObject", &input.namespace_object)?;
-    cel_env::add_reference_library(&mut ctx);
-    Ok(ctx)
 }
 
 /// The images of a pod spec: `containers`, `initContainers`,
@@ -304,15 +353,23 @@ fn bind_variables(ivp: &CompiledIvp, ctx: &mut Context<'static, 'static>) -> Res
 /// it verifies (`matchImageReferences`), in first-seen order.
 pub fn images(
     ivp: &CompiledIvp,
-    input: &Input,
-    object: &Value,
-    old_object: &Value,
+    bound: &Bound,
 ) -> Result<(Map<String, Value>, Vec<String>), String> {
-    let mut ctx = context(input, object, old_object)?;
-    bind_variables(ivp, &mut ctx)?;
-    let mut images = default_images(object);
+    // Matching by globs over the pod spec's images needs no CEL.
+    let plain =
+        ivp.variables.is_empty() && ivp.extractors.is_empty() && ivp.image_expressions.is_empty();
+    let ctx = if plain {
+        None
+    } else {
+        let mut ctx = bound.context()?;
+        bind_variables(ivp, &mut ctx)?;
+        Some(ctx)
+    };
+    let mut images = default_images(&bound.object);
     for (name, extractor) in &ivp.extractors {
-        let v = cel_env::to_json(&cel_env::run(&ctx, extractor)?);
+        // There is a context whenever there are extractors.
+        let Some(ctx) = &ctx else { break };
+        let v = cel_env::to_json(&cel_env::run(ctx, extractor)?);
         let list = match v {
             Value::Array(a) => a,
             Value::String(s) => vec![json!(s)],
@@ -335,7 +392,7 @@ pub fn images(
         if matched.iter().any(|m| m == image) {
             continue;
         }
-        if matches_reference(ivp, &ctx, image)? {
+        if matches_reference(ivp, ctx.as_ref(), image)? {
             matched.push(image.to_string());
         }
     }
@@ -344,7 +401,7 @@ pub fn images(
 
 fn matches_reference(
     ivp: &CompiledIvp,
-    ctx: &Context<'static, 'static>,
+    ctx: Option<&Context<'static, 'static>>,
     image: &str,
 ) -> Result<bool, String> {
     let canonical = crate::image::ImageRef::parse(image)
@@ -357,9 +414,10 @@ fn matches_reference(
     {
         return Ok(true);
     }
-    if ivp.image_expressions.is_empty() {
+    // There is a context whenever there are expressions.
+    let Some(ctx) = ctx.filter(|_| !ivp.image_expressions.is_empty()) else {
         return Ok(false);
-    }
+    };
     let mut inner = ctx.new_inner_scope();
     inner.add_variable_from_value("image", image.to_string());
     for e in &ivp.image_expressions {
@@ -375,9 +433,7 @@ fn matches_reference(
 /// Runs the validations over the request and the verifier's facts.
 pub fn evaluate(
     ivp: &CompiledIvp,
-    input: &Input,
-    object: &Value,
-    old_object: &Value,
+    bound: &Bound,
     images: &Map<String, Value>,
     matched: &[String],
     facts: Arc<Facts>,
@@ -386,7 +442,7 @@ pub fn evaluate(
         failure: None,
         error: Some(e),
     };
-    let mut ctx = match context(input, object, old_object) {
+    let mut ctx = match bound.context() {
         Ok(c) => c,
         Err(e) => return error(e),
     };

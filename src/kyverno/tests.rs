@@ -89,12 +89,17 @@ fn facts(image: &str, signature: Check, payload: Option<Value>) -> Arc<Facts> {
     Arc::new(all)
 }
 
+fn applies(ivp: &CompiledIvp, input: &Input) -> Applies {
+    judge::applies(ivp, &Arc::new(input.clone()))
+}
+
 fn run(ivp: &CompiledIvp, input: &Input, facts: Arc<Facts>) -> Outcome {
-    let Applies::Yes { object, old_object } = judge::applies(ivp, input) else {
+    let input = &Arc::new(input.clone());
+    let Applies::Yes { bound } = judge::applies(ivp, input) else {
         panic!("does not apply");
     };
-    let (images, matched) = judge::images(ivp, input, &object, &old_object).unwrap();
-    judge::evaluate(ivp, input, &object, &old_object, &images, &matched, facts)
+    let (images, matched) = judge::images(ivp, &bound).unwrap();
+    judge::evaluate(ivp, &bound, &images, &matched, facts)
 }
 
 #[test]
@@ -177,18 +182,18 @@ fn refusals_name_the_field() {
 fn resource_rules_subresources_and_autogen() {
     let ivp = compiled(spec(json!({})));
     let pod = pod_input("reg.example/app@sha256:aa", json!({}));
-    assert!(matches!(judge::applies(&ivp, &pod), Applies::Yes { .. }));
+    assert!(matches!(applies(&ivp, &pod), Applies::Yes { .. }));
     let mut update = pod.clone();
     update.request["operation"] = json!("UPDATE");
-    assert!(matches!(judge::applies(&ivp, &update), Applies::No));
+    assert!(matches!(applies(&ivp, &update), Applies::No));
     let mut ephemeral = pod.clone();
     ephemeral.request["subResource"] = json!("ephemeralcontainers");
-    assert!(matches!(judge::applies(&ivp, &ephemeral), Applies::No));
+    assert!(matches!(applies(&ivp, &ephemeral), Applies::No));
     let sub = compiled(spec(json!({"matchConstraints": {"resourceRules": [{
         "apiGroups": [""], "apiVersions": ["v1"], "operations": ["UPDATE"], "resources": ["pods/ephemeralcontainers"]}]}})));
     let mut e = ephemeral.clone();
     e.request["operation"] = json!("UPDATE");
-    assert!(matches!(judge::applies(&sub, &e), Applies::Yes { .. }));
+    assert!(matches!(applies(&sub, &e), Applies::Yes { .. }));
 
     // A Deployment is seen through its pod template, as Kyverno's autogen does.
     let deployment = Input {
@@ -200,15 +205,16 @@ fn resource_rules_subresources_and_autogen() {
                 "spec": {"containers": [{"name": "c", "image": "reg.example/app:v1"}]}}}}),
         ..Input::default()
     };
-    let Applies::Yes { object, .. } = judge::applies(&ivp, &deployment) else {
+    let Applies::Yes { bound } = applies(&ivp, &deployment) else {
         panic!("autogen")
     };
+    let object = bound.object();
     assert_eq!(object["kind"], "Pod");
     assert_eq!(object["metadata"]["labels"]["prod"], "true");
     let none = compiled(spec(
         json!({"autogen": {"podControllers": {"controllers": []}}}),
     ));
-    assert!(matches!(judge::applies(&none, &deployment), Applies::No));
+    assert!(matches!(applies(&none, &deployment), Applies::No));
     let e = refused(spec(
         json!({"autogen": {"podControllers": {"controllers": ["pods"]}}}),
     ));
@@ -220,18 +226,18 @@ fn match_conditions_and_namespaced_policies() {
     let ivp = compiled(spec(json!({"matchConditions": [{"name": "prod",
         "expression": "has(object.metadata.labels.prod) && object.metadata.labels.prod == 'true'"}]})));
     assert!(matches!(
-        judge::applies(&ivp, &pod_input("reg.example/a", json!({"prod": "true"}))),
+        applies(&ivp, &pod_input("reg.example/a", json!({"prod": "true"}))),
         Applies::Yes { .. }
     ));
     assert!(matches!(
-        judge::applies(&ivp, &pod_input("reg.example/a", json!({}))),
+        applies(&ivp, &pod_input("reg.example/a", json!({}))),
         Applies::No
     ));
     let broken = compiled(spec(
         json!({"matchConditions": [{"name": "x", "expression": "object.nope.deeper == 1"}]}),
     ));
     assert!(matches!(
-        judge::applies(&broken, &pod_input("reg.example/a", json!({}))),
+        applies(&broken, &pod_input("reg.example/a", json!({}))),
         Applies::Error(_)
     ));
     let doc = IvpDocument {
@@ -244,7 +250,7 @@ fn match_conditions_and_namespaced_policies() {
         panic!()
     };
     assert!(matches!(
-        judge::applies(&namespaced, &pod_input("reg.example/a", json!({}))),
+        applies(&namespaced, &pod_input("reg.example/a", json!({}))),
         Applies::No
     ));
 }

@@ -99,6 +99,33 @@ impl ProgramPool {
     }
 }
 
+impl ProgramPool {
+    /// [`ProgramPool::run`] for async callers: the job is queued without
+    /// blocking and its answer awaited, so no thread waits on it (the
+    /// worker hands the answer straight back to the task).
+    pub async fn run_async<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+        limit: Duration,
+    ) -> Result<T, PoolError> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = answer.send(job());
+        });
+        match self.queue.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(PoolError::Busy),
+            Err(TrySendError::Disconnected(_)) => return Err(PoolError::TimedOut),
+        }
+        match tokio::time::timeout(limit, answered).await {
+            Ok(Ok(value)) => Ok(value),
+            // The job dropped its answer unsent: it panicked.
+            Ok(Err(_)) => Err(PoolError::Crashed),
+            Err(_) => Err(PoolError::TimedOut),
+        }
+    }
+}
+
 fn work(queue: &Mutex<Receiver<Job>>) {
     loop {
         // Hold the lock only to take a job, not to run it.
@@ -117,6 +144,32 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Barrier;
+
+    #[tokio::test]
+    async fn async_callers_get_the_same_answers_limits_and_refusals() {
+        let pool = ProgramPool::start(1, 1);
+        let name = pool
+            .run_async(
+                || std::thread::current().name().unwrap_or("").to_string(),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        assert!(name.starts_with("sigil-program-"), "{name}");
+        let crashed = pool
+            .run_async(|| -> u8 { panic!("boom") }, Duration::from_secs(5))
+            .await;
+        assert_eq!(crashed, Err(PoolError::Crashed));
+        let gate = Arc::new(Barrier::new(2));
+        let held = gate.clone();
+        let slow = pool.run_async(move || held.wait(), Duration::from_millis(20));
+        assert_eq!(slow.await.err(), Some(PoolError::TimedOut));
+        // The worker is still held and the queue takes one: a third is refused.
+        let _queued = pool.queue.try_send(Box::new(|| {}));
+        let refused = pool.run_async(|| 1, Duration::from_secs(5)).await;
+        assert_eq!(refused, Err(PoolError::Busy));
+        gate.wait();
+    }
 
     #[test]
     fn jobs_run_on_the_pool_threads_not_new_ones() {

@@ -69,17 +69,17 @@ async fn on_pool<T: Send + 'static>(
     job: impl FnOnce() -> T + Send + 'static,
     limit: std::time::Duration,
 ) -> Result<T, String> {
-    let ran = tokio::task::spawn_blocking(move || ProgramPool::shared().run(job, limit)).await;
-    match ran {
-        Ok(Ok(t)) => Ok(t),
-        Ok(Err(PoolError::TimedOut)) => Err(format!(
+    match ProgramPool::shared().run_async(job, limit).await {
+        Ok(t) => Ok(t),
+        Err(PoolError::TimedOut) => Err(format!(
             "policy did not finish within {}",
             crate::duration::human(limit)
         )),
-        Ok(Err(PoolError::Busy)) => {
+        Err(PoolError::Busy) => {
+            crate::metrics::global().program_overload();
             Err("policy programs are overloaded: too many evaluations at once".into())
         }
-        Ok(Err(PoolError::Crashed)) | Err(_) => Err("policy evaluation crashed".into()),
+        Err(PoolError::Crashed) => Err("policy evaluation crashed".into()),
     }
 }
 
@@ -152,7 +152,7 @@ impl Evaluator {
                             let (s, i) = (scope.clone(), input.clone());
                             on_pool(
                                 move || !matches!(judge::applies(&s, &i), Applies::No),
-                                self.settings.verify_timeout,
+                                self.verifier.policy_timeout(),
                             )
                             .await
                             .unwrap_or(true)
@@ -193,14 +193,12 @@ impl Evaluator {
             let (p, i) = (ivp.clone(), input.clone());
             let claimed = on_pool(
                 move || match judge::applies(&p, &i) {
-                    Applies::Yes { object, old_object } => {
-                        judge::images(&p, &i, &object, &old_object)
-                            .map(|(_, matched)| matched)
-                            .unwrap_or_default()
-                    }
+                    Applies::Yes { bound } => judge::images(&p, &bound)
+                        .map(|(_, matched)| matched)
+                        .unwrap_or_default(),
                     _ => Vec::new(),
                 },
-                self.settings.verify_timeout,
+                self.verifier.policy_timeout(),
             )
             .await
             .unwrap_or_default();
@@ -217,23 +215,26 @@ impl Evaluator {
         deadline: tokio::time::Instant,
         decided: &mut KyvernoDecided,
     ) {
-        let limit = self.settings.verify_timeout;
+        let limit = self.verifier.policy_timeout();
         let error_finding = |image: &str, e: String| {
             (!ivp.ignore_failures).then(|| finding(&ivp.name, image, FindingDecision::Denied, e))
         };
         let (p, i) = (ivp.clone(), input.clone());
-        let prepared = on_pool(
-            move || match judge::applies(&p, &i) {
-                Applies::No => Ok(None),
-                Applies::Error(e) => Err(e),
-                Applies::Yes { object, old_object } => judge::images(&p, &i, &object, &old_object)
-                    .map(|(images, matched)| Some((object, old_object, images, matched))),
-            },
-            limit,
-        )
-        .await
-        .and_then(|r| r);
-        let (object, old_object, images, mut matched) = match prepared {
+        let match_request = move || match judge::applies(&p, &i) {
+            Applies::No => Ok(None),
+            Applies::Error(e) => Err(e),
+            Applies::Yes { bound } => {
+                judge::images(&p, &bound).map(|(images, matched)| Some((bound, images, matched)))
+            }
+        };
+        // Matching that runs no CEL (rules, selectors, globs over the pod
+        // spec's images) is bounded work done here; CEL goes to the pool.
+        let prepared = if ivp.matches_without_cel() {
+            match_request()
+        } else {
+            on_pool(match_request, limit).await.and_then(|r| r)
+        };
+        let (bound, images, mut matched) = match prepared {
             Ok(Some(p)) => p,
             Ok(None) => return,
             Err(e) => {
@@ -258,15 +259,17 @@ impl Evaluator {
         {
             Ok(f) => Arc::new(f),
             Err(_) => {
-                let e = format!("timed out after {}", crate::duration::human(limit));
+                let e = format!(
+                    "timed out after {}",
+                    crate::duration::human(self.settings.verify_timeout)
+                );
                 decided.findings.extend(error_finding(&first, e));
                 return;
             }
         };
         let p = ivp.clone();
-        let i = input.clone();
         let outcome = on_pool(
-            move || judge::evaluate(&p, &i, &object, &old_object, &images, &matched, facts),
+            move || judge::evaluate(&p, &bound, &images, &matched, facts),
             limit,
         )
         .await;
@@ -394,13 +397,7 @@ impl Evaluator {
                         };
                         let got = self
                             .verifier
-                            .signed_referrer_payloads(
-                                &parsed,
-                                &digest,
-                                kind,
-                                signature,
-                                creds,
-                            )
+                            .signed_referrer_payloads(&parsed, &digest, kind, signature, creds)
                             .await;
                         let entry = match got {
                             Ok(payloads) => (Check::Verified, payloads),

@@ -192,6 +192,11 @@ impl Verifier {
         &self.trust
     }
 
+    /// The time limit of one policy program (`--policy-timeout`).
+    pub fn policy_timeout(&self) -> Duration {
+        self.policy_timeout
+    }
+
     /// The registry client.
     pub fn registry(&self) -> &Arc<RegistryClient> {
         self.fetch.registry()
