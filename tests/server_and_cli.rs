@@ -428,7 +428,8 @@ async fn not_ready_and_fail_closed_until_the_cluster_is_synced() {
     let http = https_client(&std::fs::read_to_string(certs.join("ca.pem")).unwrap());
     let base = format!("https://localhost:{port}");
     let mut resp = None;
-    for _ in 0..50 {
+    // Up to 30 s: a debug build starting on a busy machine.
+    for _ in 0..300 {
         if let Ok(r) = http
             .post(format!("{base}/validate"))
             .json(&pod_review("u", "default", "p", "nginx"))

@@ -37,15 +37,27 @@ async fn follow_namespaces(
     events: impl futures::Stream<Item = Result<Event<Namespace>, watcher::Error>>,
     state: &ClusterState,
 ) {
-    let mut listing: Listing<NamespaceMode> = Listing::default();
+    type Labels = Arc<std::collections::BTreeMap<String, String>>;
+    let mut listing: Listing<(NamespaceMode, Labels)> = Listing::default();
     let mut events = std::pin::pin!(events);
     while let Some(event) = events.next().await {
         match event {
             Ok(event) => {
                 let was_synced = listing.synced();
-                if listing.apply(event, |ns| label_mode(&ns)) {
-                    *state.namespaces.write().unwrap_or_else(|e| e.into_inner()) =
-                        listing.current.clone();
+                if listing.apply(event, |ns| (label_mode(&ns), Arc::new(ns.labels().clone()))) {
+                    *state.namespaces.write().unwrap_or_else(|e| e.into_inner()) = listing
+                        .current
+                        .iter()
+                        .map(|(name, (mode, _))| (name.clone(), *mode))
+                        .collect();
+                    *state
+                        .namespace_labels
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner()) = listing
+                        .current
+                        .iter()
+                        .map(|(name, (_, labels))| (name.clone(), labels.clone()))
+                        .collect();
                 }
                 if listing.synced() && !was_synced {
                     tracing::info!("namespaces synced");

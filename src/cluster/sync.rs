@@ -15,6 +15,8 @@ use crate::service::{NamespaceLookup, NamespaceMode};
 #[derive(Default)]
 pub struct ClusterState {
     pub(super) namespaces: RwLock<BTreeMap<String, NamespaceMode>>,
+    /// Each namespace's labels (ImageValidatingPolicies select by them).
+    pub(super) namespace_labels: RwLock<BTreeMap<String, Arc<BTreeMap<String, String>>>>,
     pub(super) namespaces_synced: AtomicBool,
     pub(super) policies_synced: AtomicBool,
     pub(super) pull_secrets_synced: AtomicBool,
@@ -54,6 +56,14 @@ impl ClusterState {
 }
 
 impl NamespaceLookup for ClusterState {
+    fn labels(&self, namespace: &str) -> Option<Arc<BTreeMap<String, String>>> {
+        self.namespace_labels
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(namespace)
+            .cloned()
+    }
+
     fn mode(&self, namespace: &str) -> Result<NamespaceMode, String> {
         if !self.synced() {
             return Err("sigil has not finished syncing ClusterImagePolicies, ImageValidatingPolicies, namespaces and pull secrets from the API server; retry shortly".into());

@@ -375,3 +375,29 @@ fn verify_digest_and_required() {
     let defaults = compiled(spec(json!({"validationConfigurations": {}})));
     assert!(defaults.mutate_digest && defaults.verify_digest && defaults.required);
 }
+
+#[test]
+fn namespace_selectors_read_the_namespace_and_never_skip_an_unknown_one() {
+    let ivp = compiled(spec(json!({"matchConstraints": {
+        "resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}],
+        "namespaceSelector": {"matchLabels": {"team": "payments"}},
+    }})));
+    let with_labels = |labels: Value| {
+        let mut input = pod_input("reg.example/a", json!({}));
+        input.namespace_object = json!({"metadata": {"name": "team", "labels": labels}});
+        input
+    };
+    assert!(matches!(
+        applies(&ivp, &with_labels(json!({"team": "payments"}))),
+        Applies::Yes { .. }
+    ));
+    assert!(matches!(
+        applies(&ivp, &with_labels(json!({"team": "web"}))),
+        Applies::No
+    ));
+    // Labels sigil could not read: the policy applies (fails closed).
+    assert!(matches!(
+        applies(&ivp, &pod_input("reg.example/a", json!({}))),
+        Applies::Yes { .. }
+    ));
+}

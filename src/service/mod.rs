@@ -129,6 +129,12 @@ pub enum NamespaceMode {
 pub trait NamespaceLookup: Send + Sync {
     /// The mode of `namespace`, or `Err(reason)` while not synced.
     fn mode(&self, namespace: &str) -> Result<NamespaceMode, String>;
+
+    /// The labels of `namespace`, when known (an ImageValidatingPolicy's
+    /// `namespaceObject` and `namespaceSelector` read them).
+    fn labels(&self, _namespace: &str) -> Option<Arc<std::collections::BTreeMap<String, String>>> {
+        None
+    }
 }
 
 /// Runs the pipeline.

@@ -39,6 +39,7 @@ impl Evaluator {
             .flatten();
         drop(body);
         let (ctx, images) = admission::split(decoded?);
+        let kyverno_input = self.kyverno_request(kyverno_input, &ctx.namespace);
         let span = tracing::info_span!("mutate", uid = %ctx.uid, kind = %ctx.kind, namespace = %ctx.namespace, name = %ctx.name);
         let (answer, ticket) = self
             .pin_images(images, &ctx, deadline, kyverno_input)

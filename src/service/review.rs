@@ -56,6 +56,7 @@ impl Evaluator {
             }
         };
         let (ctx, images) = admission::split(req);
+        let kyverno_input = self.kyverno_request(kyverno_input, &ctx.namespace);
         let span = tracing::info_span!("review", uid = %ctx.uid, kind = %ctx.kind, namespace = %ctx.namespace, name = %ctx.name);
         let answered = self
             .answer_review(images, &ctx, deadline, kyverno_input)
@@ -211,22 +212,40 @@ impl Evaluator {
 /// What an `ImageValidatingPolicy` sees of a review: its `request`, with
 /// `object` and `oldObject` apart. `None` when the body does not parse as
 /// JSON (it was decoded already, so it does).
-pub(super) fn kyverno_input(body: &[u8]) -> Option<std::sync::Arc<crate::kyverno::Input>> {
+pub(super) fn kyverno_input(body: &[u8]) -> Option<crate::kyverno::Input> {
     if body.len() > crate::limits::MAX_KYVERNO_REVIEW_BYTES {
-        return Some(std::sync::Arc::new(crate::kyverno::Input::too_large(
-            body.len(),
-        )));
+        return Some(crate::kyverno::Input::too_large(body.len()));
     }
     let mut review: serde_json::Value = serde_json::from_slice(body).ok()?;
     let mut request = review.get_mut("request")?.take();
     let fields = request.as_object_mut()?;
     let object = fields.remove("object").unwrap_or_default();
     let old_object = fields.remove("oldObject").unwrap_or_default();
-    Some(std::sync::Arc::new(crate::kyverno::Input {
+    Some(crate::kyverno::Input {
         request,
         object,
         old_object,
         namespace_object: serde_json::Value::Null,
         too_large: None,
-    }))
+    })
+}
+
+impl Evaluator {
+    /// The request an ImageValidatingPolicy sees, with its Namespace
+    /// (name and labels) when the cluster's view knows it.
+    pub(super) fn kyverno_request(
+        &self,
+        input: Option<crate::kyverno::Input>,
+        namespace: &str,
+    ) -> Option<std::sync::Arc<crate::kyverno::Input>> {
+        let mut input = input?;
+        let labels = self.cluster.as_ref().and_then(|c| c.labels(namespace));
+        if let Some(labels) = labels.filter(|_| !namespace.is_empty()) {
+            input.namespace_object = serde_json::json!({
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": namespace, "labels": *labels},
+            });
+        }
+        Some(std::sync::Arc::new(input))
+    }
 }
