@@ -76,7 +76,13 @@ fn kubectl_json(c: &KubeCluster, args: &[&str]) -> serde_json::Value {
 fn install(c: &KubeCluster) {
     let root = env!("CARGO_MANIFEST_DIR");
     for entry in std::fs::read_dir(format!("{root}/crds")).unwrap() {
-        let yaml = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let path = entry.unwrap().path();
+        // crds/kyverno/ (Kyverno's kinds) is for clusters without Kyverno,
+        // and deploy/sigil.yaml does not carry it: this install has none.
+        if path.is_dir() {
+            continue;
+        }
+        let yaml = std::fs::read_to_string(path).unwrap();
         let out = c.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &yaml);
         assert!(ok(&out), "{}", text(&out));
     }

@@ -48,6 +48,9 @@ async fn served(api: &Api<DynamicObject>) -> Result<bool, kube::Error> {
 }
 
 enum Change {
+    /// The watches (re)started: what is listed so far is published once
+    /// both kinds are (a kind with no CRD is listed at once, empty).
+    Start,
     Cluster(Result<Event<DynamicObject>, watcher::Error>),
     Namespaced(Result<Event<DynamicObject>, watcher::Error>),
     Probe,
@@ -115,7 +118,8 @@ pub async fn watch_kyverno_policies(
                 .map(|()| Change::Leader)
                 .boxed(),
         );
-        let mut stream = futures::stream::select_all(streams);
+        let mut stream =
+            futures::stream::iter([Change::Start]).chain(futures::stream::select_all(streams));
         let mut cluster: Listing<DynamicObject> = Listing::default();
         let mut namespaced: Listing<DynamicObject> = Listing::default();
         if !cluster_present {
@@ -128,6 +132,7 @@ pub async fn watch_kyverno_policies(
         }
         while let Some(change) = stream.next().await {
             let changed = match change {
+                Change::Start => true,
                 Change::Cluster(Ok(e)) => cluster.apply(e, |o| o),
                 Change::Namespaced(Ok(e)) => namespaced.apply_keyed(
                     e,
