@@ -656,5 +656,44 @@ async fn the_upstream_tests_marked_passing_pass_against_sigil() {
         failed.join("\n"),
         lab.sigil.log()
     );
-    let _ = apply;
+    refused_policies_say_why_in_their_status(&lab);
+}
+
+/// A policy sigil refuses (here the upstream one that reads its
+/// certificate through `resource.Get`) is not ready, and its status names
+/// the field and why, in Kyverno's shape.
+fn refused_policies_say_why_in_their_status(lab: &Lab) {
+    let dir = Path::new(ROOT)
+        .join(CHAINSAW)
+        .join("image-validating-policies/standard/notary-configmap-cert");
+    let policy = lab.local(&std::fs::read_to_string(dir.join("policy.yaml")).unwrap());
+    let out = apply(&lab.cluster, &policy);
+    assert!(ok(&out), "{}", text(&out));
+    let name = yaml_docs(&policy)[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut last = Value::Null;
+    let said = within(Duration::from_secs(30), || {
+        let out = lab.cluster.kubectl(&[
+            "get",
+            "imagevalidatingpolicies.v1beta1.policies.kyverno.io",
+            &name,
+            "-o",
+            "json",
+        ]);
+        last = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        last["status"]["conditionStatus"]["ready"] == json!(false)
+    });
+    assert!(said.is_some(), "{last}");
+    let status = &last["status"]["conditionStatus"];
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("spec.variables[0].expression: "),
+        "{status}"
+    );
+    assert!(message.contains("resource."), "{status}");
+    assert_eq!(status["conditions"][0]["type"], "Ready");
+    assert_eq!(status["conditions"][0]["status"], "False");
+    assert_eq!(status["conditions"][0]["reason"], "Invalid");
 }
