@@ -215,7 +215,7 @@ impl Lab {
                 "wait",
                 "--for=condition=Established",
                 &format!("crd/{crd}.policies.kyverno.io"),
-                "--timeout=60s",
+                "--timeout=120s",
             ]);
             assert!(ok(&out), "{}", text(&out));
         }

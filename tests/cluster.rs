@@ -71,7 +71,7 @@ async fn apiserver_calls_sigil_and_acts_on_its_answers() {
         "wait",
         "--for",
         "condition=established",
-        "--timeout=30s",
+        "--timeout=120s",
         "crd/clusterimagepolicies.policy.sigstore.dev"
     ])));
 
@@ -866,7 +866,7 @@ async fn keyless_policies_with_trust_root_resources_through_the_apiserver() {
             "wait",
             "--for",
             "condition=established",
-            "--timeout=30s",
+            "--timeout=120s",
             &format!("crd/{crd}.policy.sigstore.dev"),
         ])));
     }

@@ -90,7 +90,7 @@ fn install(c: &KubeCluster) {
         "wait",
         "--for",
         "condition=established",
-        "--timeout=30s",
+        "--timeout=120s",
         "crd/clusterimagepolicies.policy.sigstore.dev",
         "crd/trustroots.policy.sigstore.dev",
         "crd/policyreports.wgpolicyk8s.io",

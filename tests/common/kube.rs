@@ -335,7 +335,7 @@ pub fn install_crds(c: &KubeCluster, names: &[&str]) {
             "wait",
             "--for",
             "condition=established",
-            "--timeout=30s",
+            "--timeout=120s",
             &format!("crd/{name}")
         ])));
     }
