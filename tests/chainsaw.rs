@@ -102,6 +102,8 @@ fn every_upstream_folder_has_a_row_in_the_docs() {
 struct Lab {
     cluster: KubeCluster,
     env: Env,
+    /// A registry that requires basic auth, holding the same signed image.
+    private: PrivateRegistry,
     sigil: Sigil,
     ca_pem: String,
     keyless_digest: String,
@@ -187,6 +189,8 @@ impl Lab {
         )
         .await
         .unwrap();
+        let private = private_registry();
+        push_signed_privately(&private, &signer).await;
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("trusted_root.json");
         std::fs::write(&root, sigstore.trusted_root_json(None)).unwrap();
@@ -221,13 +225,14 @@ impl Lab {
         }
         let sigil = start_sigil_with(
             &cluster,
-            &[env.addr()],
+            &[env.addr(), &private.registry.addr],
             &["--trust-root", root.to_str().unwrap()],
         );
         ready_behind_the_apiserver(&cluster, &sigil).await;
         Lab {
             cluster,
             env,
+            private,
             sigil,
             ca_pem: ca.pem(),
             keyless_digest,
@@ -272,6 +277,77 @@ impl Lab {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>() as u64
     }
+}
+
+/// `kyverno/test-verify-image:signed` in `private` (basic auth): Notation
+/// signed by `signer`, with a CycloneDX SBOM referrer signed too.
+async fn push_signed_privately(
+    private: &PrivateRegistry,
+    signer: &sigil_testkit::notation::NotationSigner,
+) {
+    use sigil_testkit::notation::SIGNATURE_ARTIFACT;
+    use sigil_testkit::sigstore::push_referrer_in;
+    let addr = private.registry.addr.as_str();
+    let client = sigil_testkit::plain_http_client(&[addr.to_string()]);
+    let repo = "kyverno/test-verify-image";
+    let reference = oci_client::Reference::with_tag(addr.into(), repo.into(), "signed".into());
+    let digest = sigil_testkit::push_image_as(&client, &reference, &private.auth)
+        .await
+        .unwrap();
+    let sign = |digest: String| {
+        let client = &client;
+        async move {
+            let held_at = oci_client::Reference::with_digest(addr.into(), repo.into(), digest);
+            let (bytes, _) = client
+                .pull_manifest_raw(
+                    &held_at,
+                    &private.auth,
+                    &[oci_client::manifest::OCI_IMAGE_MEDIA_TYPE],
+                )
+                .await
+                .unwrap();
+            let d = sigil_testkit::notation::Descriptor {
+                media_type: oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.into(),
+                digest: held_at.digest().unwrap().to_string(),
+                size: bytes.len() as u64,
+            };
+            let envelope = signer.jws(&d.payload(), SystemTime::now(), None).unwrap();
+            let kinds = (SIGNATURE_ARTIFACT, JWS, SIGNATURE_ARTIFACT);
+            push_referrer_in(
+                client,
+                &held_at,
+                addr,
+                repo,
+                kinds,
+                &envelope,
+                Default::default(),
+                &private.auth,
+            )
+            .await
+            .unwrap();
+        }
+    };
+    sign(digest.clone()).await;
+    let held_at = oci_client::Reference::with_digest(addr.into(), repo.into(), digest);
+    let sbom = push_referrer_in(
+        &client,
+        &held_at,
+        addr,
+        repo,
+        (
+            "sbom/cyclone-dx",
+            "application/vnd.cyclonedx+json",
+            "sbom/cyclone-dx",
+        ),
+        json!({"bomFormat": "CycloneDX", "specVersion": "1.5"})
+            .to_string()
+            .as_bytes(),
+        Default::default(),
+        &private.auth,
+    )
+    .await
+    .unwrap();
+    sign(sbom).await;
 }
 
 /// One test being run: its folder, namespace, and what it created.
@@ -657,6 +733,7 @@ async fn the_upstream_tests_marked_passing_pass_against_sigil() {
         lab.sigil.log()
     );
     refused_policies_say_why_in_their_status(&lab);
+    private_images_are_read_with_the_pods_pull_secrets(&lab);
 }
 
 /// A policy sigil refuses (here the upstream one that reads its
@@ -696,4 +773,98 @@ fn refused_policies_say_why_in_their_status(lab: &Lab) {
     assert_eq!(status["conditions"][0]["type"], "Ready");
     assert_eq!(status["conditions"][0]["status"], "False");
     assert_eq!(status["conditions"][0]["reason"], "Invalid");
+    let out = lab.cluster.kubectl(&[
+        "delete",
+        "imagevalidatingpolicies.v1beta1.policies.kyverno.io",
+        &name,
+    ]);
+    assert!(ok(&out), "{}", text(&out));
+}
+
+/// The Pod's own `imagePullSecrets` reach a private registry for an
+/// ImageValidatingPolicy's checks (Kyverno ignores them), in its own
+/// namespace only.
+fn private_images_are_read_with_the_pods_pull_secrets(lab: &Lab) {
+    let c = &lab.cluster;
+    let private = &lab.private;
+    let addr = private.registry.addr.clone();
+    let policy = std::fs::read_to_string(
+        Path::new(ROOT)
+            .join(CHAINSAW)
+            .join("image-validating-policies/standard/notary-basic/policy.yaml"),
+    )
+    .unwrap();
+    let policy = lab
+        .local(&policy)
+        .replace(lab.env.addr(), &addr)
+        .replace("failurePolicy: Ignore", "failurePolicy: Fail")
+        .replace("name: ivpol-sample", "name: ivpol-private");
+    let out = c.kubectl_stdin(&["create", "-f", "-"], &policy);
+    assert!(ok(&out), "{}", text(&out));
+    for ns in ["private-ns", "other-ns"] {
+        assert!(ok(&c.kubectl(&["create", "namespace", ns])));
+    }
+    let out = c.kubectl(&[
+        "-n",
+        "private-ns",
+        "create",
+        "secret",
+        "docker-registry",
+        "regcred",
+        "--docker-server",
+        &addr,
+        "--docker-username",
+        "alice",
+        "--docker-password",
+        "s3cret",
+    ]);
+    assert!(ok(&out), "{}", text(&out));
+    let image = format!("{addr}/kyverno/test-verify-image:signed");
+    let pod = |name: &str, secrets: bool| {
+        let pull = if secrets {
+            r#", "imagePullSecrets": [{"name": "regcred"}]"#
+        } else {
+            ""
+        };
+        format!(
+            r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "{name}", "labels": {{"prod": "true"}}}},
+               "spec": {{"containers": [{{"name": "c", "image": "{image}"}}]{pull}}}}}"#
+        )
+    };
+    // Without the Pod's secret the registry refuses: denied, with why.
+    let mut last = String::new();
+    let refused = within(Duration::from_secs(30), || {
+        let out = c.kubectl_stdin(
+            &["-n", "private-ns", "create", "-f", "-"],
+            &pod("no-secret", false),
+        );
+        last = text(&out);
+        !ok(&out)
+            && last.contains("Policy ivpol-private failed: ")
+            && last.contains("denied access")
+    });
+    assert!(refused.is_some(), "{last}");
+    // (Retried while sigil lets go of the refused policy deleted before.)
+    let admitted = within(Duration::from_secs(30), || {
+        let out = c.kubectl_stdin(
+            &["-n", "private-ns", "create", "-f", "-"],
+            &pod("with-secret", true),
+        );
+        last = text(&out);
+        ok(&out)
+    });
+    assert!(
+        admitted.is_some(),
+        "the Pod's imagePullSecrets give access: {last}"
+    );
+    // The same name in another namespace is not that Secret.
+    let out = c.kubectl_stdin(
+        &["-n", "other-ns", "create", "-f", "-"],
+        &pod("borrowed", true),
+    );
+    assert!(
+        !ok(&out) && text(&out).contains("denied access"),
+        "{}",
+        text(&out)
+    );
 }

@@ -1045,8 +1045,9 @@ pub async fn push_referrer_indexed_as(
 }
 
 /// [`push_referrer`] into `registry/repository` (with `push_auth`) for
-/// the subject `held_at` (any registry, read anonymously): signatures kept
-/// apart, as `source.oci` reads them.
+/// the subject `held_at` (read with `push_auth` in the same registry,
+/// anonymously in another): signatures kept apart, as `source.oci` reads
+/// them.
 #[allow(clippy::too_many_arguments)]
 pub async fn push_referrer_in(
     client: &oci_client::Client,
@@ -1062,7 +1063,11 @@ pub async fn push_referrer_in(
     let subject = held_at
         .digest()
         .ok_or_else(|| anyhow::anyhow!("{held_at} names no digest"))?;
-    let auth = oci_client::secrets::RegistryAuth::Anonymous;
+    let auth = if held_at.registry() == registry {
+        push_auth.clone()
+    } else {
+        oci_client::secrets::RegistryAuth::Anonymous
+    };
     let subject_ref = Reference::with_digest(registry.into(), repository.into(), subject.into());
     client.store_auth_if_needed(registry, push_auth).await;
     if held_at.registry() != registry {
