@@ -95,6 +95,25 @@ impl Lab {
         format!("{}/{repo}:v1", self.env.addr())
     }
 
+    /// The upstream notary-basic policy, read for this lab.
+    fn notary_basic(&self) -> String {
+        upstream(
+            "standard/notary-basic/policy.yaml",
+            self.env.addr(),
+            &self.ca.pem(),
+        )
+    }
+
+    /// `kyverno/test-verify-image:v1`, signed, with a signed CycloneDX SBOM.
+    async fn signed(&self) -> String {
+        self.image(
+            "kyverno/test-verify-image",
+            true,
+            Some((&self.signer, "CycloneDX")),
+        )
+        .await
+    }
+
     fn pipeline(&self, ivp: &str) -> std::sync::Arc<sigil::service::Evaluator> {
         let (ev, _) = pipeline("", &Opts::for_registry(self.env.addr()));
         let docs = sigil::kyverno::files::parse_documents(ivp).unwrap();
@@ -123,19 +142,9 @@ async fn review_labelled(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notary_basic_admits_the_signed_image_and_denies_the_rest_in_kyvernos_words() {
     let lab = Lab::new();
-    let policy = upstream(
-        "standard/notary-basic/policy.yaml",
-        lab.env.addr(),
-        &lab.ca.pem(),
-    );
+    let policy = lab.notary_basic();
     let ev = lab.pipeline(&policy);
-    let signed = lab
-        .image(
-            "kyverno/test-verify-image",
-            true,
-            Some((&lab.signer, "CycloneDX")),
-        )
-        .await;
+    let signed = lab.signed().await;
     let resp = review_labelled(&ev, &signed, true).await;
     assert!(allowed(&resp), "{}", message(&resp));
 
@@ -187,11 +196,7 @@ async fn notary_basic_admits_the_signed_image_and_denies_the_rest_in_kyvernos_wo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warn_and_audit_actions_admit_and_ignore_admits_only_errors() {
     let lab = Lab::new();
-    let base = upstream(
-        "standard/notary-basic/policy.yaml",
-        lab.env.addr(),
-        &lab.ca.pem(),
-    );
+    let base = lab.notary_basic();
     let unsigned = lab.image("kyverno/unsigned", false, None).await;
 
     let warn = lab.pipeline(&base.replace("    - Deny", "    - Warn"));
@@ -264,19 +269,9 @@ fn a_field_sigil_does_not_implement_is_refused_naming_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigil_check_evaluates_the_policy_over_manifests() {
     let lab = Lab::new();
-    let policy = upstream(
-        "standard/notary-basic/policy.yaml",
-        lab.env.addr(),
-        &lab.ca.pem(),
-    );
+    let policy = lab.notary_basic();
     let ev = lab.pipeline(&policy);
-    let signed = lab
-        .image(
-            "kyverno/test-verify-image",
-            true,
-            Some((&lab.signer, "CycloneDX")),
-        )
-        .await;
+    let signed = lab.signed().await;
     let unsigned = lab.image("kyverno/unsigned", false, None).await;
     let manifest = |name: &str, image: &str| {
         format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{prod: \"true\"}}\nspec:\n  containers:\n    - name: c\n      image: {image}\n")
@@ -319,13 +314,7 @@ async fn a_refused_policy_fails_closed_for_what_it_selects_only() {
     let docs = sigil::kyverno::files::parse_documents(&policy).unwrap();
     let loaded = ev.kyverno.replace_source("test", &docs);
     assert!(loaded[0].error().is_some());
-    let signed = lab
-        .image(
-            "kyverno/test-verify-image",
-            true,
-            Some((&lab.signer, "CycloneDX")),
-        )
-        .await;
+    let signed = lab.signed().await;
 
     // A Pod: not selected, so the policy is not in the way (and no other
     // policy claims the image: the no-match rule speaks).
@@ -493,4 +482,39 @@ fn the_crds_fields_are_kyvernos() {
         Vec::<&String>::new(),
         "fields only sigil's CRD has"
     );
+}
+
+/// An ImageValidatingPolicy's images count against the same
+/// registries-per-review limit as a ClusterImagePolicy's: a Pod naming more
+/// registries than sigil reaches gets the rest denied, not contacted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registries_per_review_limit_holds_for_image_validating_policies() {
+    let lab = Lab::new();
+    let policy = lab
+        .notary_basic()
+        .replace("glob: ghcr.io/*", "glob: \"*\"")
+        .replace(&format!("glob: {}/*", lab.env.addr()), "glob: \"*\"")
+        .replace("failurePolicy: Ignore", "failurePolicy: Fail");
+    let mut ev = lab.pipeline(&policy);
+    std::sync::Arc::get_mut(&mut ev)
+        .expect("the only handle")
+        .settings
+        .max_registries_per_review = 1;
+    let signed = lab.signed().await;
+    let mut body = sigil_testkit::pod_review("uid-3", "default", "p", &signed);
+    body["request"]["object"]["metadata"]["labels"] = json!({"prod": "true"});
+    body["request"]["object"]["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "far", "image": "10.255.255.1:5000/far/away:v1"}));
+    let resp = review(&ev, &body).await;
+    assert!(!allowed(&resp));
+    let said = message(&resp);
+    assert!(
+        said.starts_with("Policy ivpol-sample failed: failed to verify image with notary cert"),
+        "{said}"
+    );
+    // The first registry is read as ever: alone, the signed image passes.
+    let resp = review_labelled(&ev, &signed, true).await;
+    assert!(allowed(&resp), "{}", message(&resp));
 }

@@ -401,3 +401,28 @@ fn namespace_selectors_read_the_namespace_and_never_skip_an_unknown_one() {
         Applies::Yes { .. }
     ));
 }
+
+#[test]
+fn a_review_too_large_to_read_fails_every_policy_that_could_apply() {
+    let ivp = compiled(spec(json!({})));
+    let mut big = Input::too_large(5 << 20);
+    big.request = json!({"namespace": "team"});
+    let Applies::Error(why) = applies(&ivp, &big) else {
+        panic!("a review sigil did not read must not pass or be skipped");
+    };
+    assert_eq!(
+        why,
+        "the review is 5,242,880 bytes, over sigil's limit of 3,145,728 for ImageValidatingPolicies"
+    );
+    // A namespaced policy of another namespace is not concerned.
+    let doc = IvpDocument {
+        kind: types::NAMESPACED_KIND.into(),
+        name: "n".into(),
+        namespace: Some("other".into()),
+        spec: spec(json!({})),
+    };
+    let LoadedIvp::Valid(namespaced) = load(&doc) else {
+        panic!()
+    };
+    assert!(matches!(applies(&namespaced, &big), Applies::No));
+}

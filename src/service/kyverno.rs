@@ -65,6 +65,20 @@ fn check_of(outcomes: &[Arc<PolicyOutcome>]) -> Check {
     }
 }
 
+/// An image every check of which came out as `check` (it could not be
+/// read, resolved or reached).
+fn failing(ivp: &CompiledIvp, check: Check) -> ImageFacts {
+    let mut out = ImageFacts::default();
+    for a in &ivp.attestors {
+        out.signatures.insert(a.name.clone(), check.clone());
+        for att in ivp.attestations.keys() {
+            out.attestations
+                .insert((att.clone(), a.name.clone()), (check.clone(), Vec::new()));
+        }
+    }
+    out
+}
+
 async fn on_pool<T: Send + 'static>(
     job: impl FnOnce() -> T + Send + 'static,
     limit: std::time::Duration,
@@ -303,10 +317,27 @@ impl Evaluator {
     }
 
     /// What the verifier concludes for each matched image and attestor.
+    /// The same registries-per-review limit as a ClusterImagePolicy's
+    /// images: past it, an image's registry is not contacted and every
+    /// check of it fails with that reason.
     async fn facts(&self, ivp: &CompiledIvp, matched: &[String], creds: &Credentials) -> Facts {
+        let limit = self.settings.max_registries_per_review;
+        let hosts: Vec<Option<String>> = matched
+            .iter()
+            .map(|i| ImageRef::parse_shared(i).ok().map(|r| r.registry.clone()))
+            .collect();
+        let (over, distinct) =
+            super::evaluate::registries_reached(hosts.iter().map(|h| h.as_deref()), limit);
         let mut facts = Facts::default();
-        for image in matched {
-            let found = self.image_facts(ivp, image, creds).await;
+        for (image, over) in matched.iter().zip(over) {
+            let found = if over {
+                let why = format!(
+                    "{image}: this workload names {distinct} registries, over sigil's limit of {limit} per review (--max-registries-per-review); not contacted"
+                );
+                failing(ivp, Check::Failed(why))
+            } else {
+                self.image_facts(ivp, image, creds).await
+            };
             facts.images.insert(image.clone(), found);
         }
         facts
@@ -314,21 +345,9 @@ impl Evaluator {
 
     async fn image_facts(&self, ivp: &CompiledIvp, image: &str, creds: &Credentials) -> ImageFacts {
         let mut out = ImageFacts::default();
-        let everything = |out: &mut ImageFacts, check: Check| {
-            for a in &ivp.attestors {
-                out.signatures.insert(a.name.clone(), check.clone());
-                for att in ivp.attestations.keys() {
-                    out.attestations
-                        .insert((att.clone(), a.name.clone()), (check.clone(), Vec::new()));
-                }
-            }
-        };
         let parsed = match ImageRef::parse_shared(image) {
             Ok(p) => p,
-            Err(e) => {
-                everything(&mut out, Check::Failed(e.to_string()));
-                return out;
-            }
+            Err(e) => return failing(ivp, Check::Failed(e.to_string())),
         };
         let digest = match &parsed.digest {
             Some(d) => d.clone(),
@@ -339,15 +358,16 @@ impl Evaluator {
             {
                 Ok(d) => d,
                 Err(e) => {
-                    everything(
-                        &mut out,
-                        Check::Error(
-                            Failure::registry(format!("cannot resolve digest: {e}"), &e)
-                                .reason()
-                                .to_string(),
-                        ),
+                    let failure = Failure::registry(format!("cannot resolve digest: {e}"), &e);
+                    let why = failure.reason().to_string();
+                    return failing(
+                        ivp,
+                        if failure.is_transient() {
+                            Check::Error(why)
+                        } else {
+                            Check::Failed(why)
+                        },
                     );
-                    return out;
                 }
             },
         };
