@@ -35,8 +35,6 @@ pub enum Check {
 /// What sigil's verifier found for one image.
 #[derive(Debug, Clone, Default)]
 pub struct ImageFacts {
-    /// The digest verified.
-    pub digest: Option<String>,
     /// Attestor name → its signature check.
     pub signatures: BTreeMap<String, Check>,
     /// (attestation, attestor) → the check, and the payloads that verified.

@@ -76,10 +76,7 @@ fn pod_input(image: &str, labels: Value) -> Input {
 }
 
 fn facts(image: &str, signature: Check, payload: Option<Value>) -> Arc<Facts> {
-    let mut f = ImageFacts {
-        digest: Some(format!("sha256:{}", "a".repeat(64))),
-        ..Default::default()
-    };
+    let mut f = ImageFacts::default();
     f.signatures.insert("k".into(), signature.clone());
     let payloads: Vec<Value> = payload.into_iter().collect();
     f.attestations

@@ -432,7 +432,6 @@ impl Evaluator {
                 }
             }
         }
-        out.digest = Some(digest);
         out
     }
 }
